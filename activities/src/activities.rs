@@ -1,0 +1,259 @@
+//! The saga's activities, one per domain command, each idempotent.
+//!
+//! Business outcomes (`PaymentDeclined`, `OutOfStock`) are non-retryable
+//! application failures with the [`FailureReason`] as details; store and
+//! gateway errors are retryable and follow the workflow's retry policy.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordersaga_domain::names::{activity, failure};
+use ordersaga_domain::{FailureReason, Money, OrderId, OrderInput, OrderStatus, TransactionId};
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
+use crate::store::{Store, StoreError};
+
+/// Input of `ProcessPayment` and `RefundPayment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentInput {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The payment's idempotency key.
+    pub transaction_id: TransactionId,
+    /// The order's total.
+    pub amount: Money,
+}
+
+/// Input of `FailOrder`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailOrderInput {
+    /// The order to fail.
+    pub order_id: OrderId,
+    /// Why.
+    pub reason: FailureReason,
+}
+
+/// How often a long gateway call tells Temporal it is still alive; well
+/// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The saga's activities and what they need: the store and the gateway.
+pub struct OrderActivities {
+    store: Store,
+    gateway: Arc<dyn PaymentGateway>,
+}
+
+impl OrderActivities {
+    /// Activities over this store and gateway.
+    pub fn new(store: Store, gateway: Arc<dyn PaymentGateway>) -> Self {
+        Self { store, gateway }
+    }
+}
+
+fn business_failure(type_name: &str, reason: FailureReason) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(reason.to_string())
+            .type_name(type_name.to_string())
+            .non_retryable(true)
+            .details(reason)
+            .build(),
+    )
+}
+
+fn store_failure(e: StoreError) -> ActivityError {
+    match e {
+        // The workflow created the order first; its absence is a bug that
+        // retrying cannot fix.
+        StoreError::OrderNotFound(_) => ActivityError::application(
+            ApplicationFailure::builder(e.to_string())
+                .type_name(failure::ORDER_NOT_FOUND.to_string())
+                .non_retryable(true)
+                .build(),
+        ),
+        other => other.into(),
+    }
+}
+
+fn gateway_failure(e: GatewayError) -> ActivityError {
+    e.into()
+}
+
+/// Runs `fut`, heartbeating meanwhile, so a worker that dies during a slow
+/// external call is detected after the heartbeat timeout, not the much
+/// longer start-to-close timeout.
+async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            out = &mut fut => return out,
+            _ = tick.tick() => {
+                // A heartbeat that cannot be encoded is not worth failing a payment.
+                let _ = ctx.record_heartbeat(()).await;
+            }
+        }
+    }
+}
+
+#[activities]
+impl OrderActivities {
+    /// `PlaceOrder`: the order is stored `PENDING`; `OrderPlaced`.
+    #[activity(name = activity::PLACE_ORDER)]
+    pub async fn place_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order: OrderInput,
+    ) -> Result<(), ActivityError> {
+        let created = self.store.place_order(&order).await.map_err(store_failure)?;
+        tracing::info!(order_id = %order.order_id, created, "OrderPlaced");
+        Ok(())
+    }
+
+    /// `ProcessPayment`: creates the payment `PENDING` with the order's
+    /// `transactionId` and charges it; `PaymentProcessed`, or
+    /// `PaymentProcessFailed` and a `PaymentDeclined` failure.
+    #[activity(name = activity::PROCESS_PAYMENT)]
+    pub async fn process_payment(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PaymentInput,
+    ) -> Result<(), ActivityError> {
+        let payment = self
+            .store
+            .ensure_payment(&input.order_id, &input.transaction_id, input.amount)
+            .await
+            .map_err(store_failure)?;
+        let decline = match payment.status {
+            ordersaga_domain::PaymentStatus::Pending => {
+                let request = ChargeRequest {
+                    transaction_id: input.transaction_id,
+                    amount: input.amount,
+                };
+                let outcome = with_heartbeats(&ctx, self.gateway.charge(&request))
+                    .await
+                    .map_err(gateway_failure)?;
+                let reason = match &outcome {
+                    ChargeOutcome::Captured => None,
+                    ChargeOutcome::Declined { reason } => Some(reason.as_str()),
+                };
+                let recorded = self
+                    .store
+                    .record_payment_outcome(&input.order_id, reason.map_or(Ok(()), Err))
+                    .await
+                    .map_err(store_failure)?;
+                recorded.decline_reason.filter(|_| reason.is_some())
+            }
+            ordersaga_domain::PaymentStatus::Declined => {
+                Some(payment.decline_reason.unwrap_or_default())
+            }
+            // Captured by an earlier attempt (or already refunded): done.
+            _ => None,
+        };
+        match decline {
+            None => {
+                tracing::info!(order_id = %input.order_id, transaction_id = %input.transaction_id, "PaymentProcessed");
+                Ok(())
+            }
+            Some(message) => {
+                tracing::info!(order_id = %input.order_id, transaction_id = %input.transaction_id, %message, "PaymentProcessFailed");
+                Err(business_failure(
+                    failure::PAYMENT_DECLINED,
+                    FailureReason::PaymentDeclined { message },
+                ))
+            }
+        }
+    }
+
+    /// `ProcessInventory`: deducts stock for every line, all or nothing;
+    /// `InventoryProcessed`, or `InventoryProcessFailed` and an `OutOfStock`
+    /// failure.
+    #[activity(name = activity::PROCESS_INVENTORY)]
+    pub async fn process_inventory(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<(), ActivityError> {
+        match self.store.deduct_stock(&order_id).await.map_err(store_failure)? {
+            Ok(()) => {
+                tracing::info!(%order_id, "InventoryProcessed");
+                Ok(())
+            }
+            Err(shortage) => {
+                tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");
+                Err(business_failure(failure::OUT_OF_STOCK, shortage.into()))
+            }
+        }
+    }
+
+    /// `ConfirmOrder`: `OrderConfirmed`. Returns the order's status.
+    #[activity(name = activity::CONFIRM_ORDER)]
+    pub async fn confirm_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<OrderStatus, ActivityError> {
+        let status = self.store.confirm_order(&order_id).await.map_err(store_failure)?;
+        tracing::info!(%order_id, %status, "OrderConfirmed");
+        Ok(status)
+    }
+
+    /// `FailOrder`: `OrderFailed` with its reason. Returns the order's status.
+    #[activity(name = activity::FAIL_ORDER)]
+    pub async fn fail_order(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: FailOrderInput,
+    ) -> Result<OrderStatus, ActivityError> {
+        let status = self
+            .store
+            .fail_order(&input.order_id, &input.reason)
+            .await
+            .map_err(store_failure)?;
+        tracing::info!(order_id = %input.order_id, reason = %input.reason, %status, "OrderFailed");
+        Ok(status)
+    }
+
+    /// Compensation of `ProcessPayment`: refunds the capture, if any;
+    /// `PaymentRefunded`. Succeeds when nothing was captured. Returns
+    /// whether money was (or had already been) given back.
+    #[activity(name = activity::REFUND_PAYMENT)]
+    pub async fn refund_payment(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PaymentInput,
+    ) -> Result<bool, ActivityError> {
+        // Ask the gateway even when our row says PENDING: a charge whose
+        // answer was lost may still have captured.
+        let outcome = with_heartbeats(&ctx, self.gateway.refund(&input.transaction_id))
+            .await
+            .map_err(gateway_failure)?;
+        let refunded = outcome == RefundOutcome::Refunded;
+        if refunded {
+            self.store
+                .record_refund(&input.order_id)
+                .await
+                .map_err(store_failure)?;
+        }
+        tracing::info!(order_id = %input.order_id, transaction_id = %input.transaction_id, refunded, "RefundPayment");
+        Ok(refunded)
+    }
+
+    /// Compensation of `ProcessInventory`: puts deducted stock back;
+    /// `InventoryReleased`. Succeeds when nothing was deducted.
+    #[activity(name = activity::RELEASE_INVENTORY)]
+    pub async fn release_inventory(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<bool, ActivityError> {
+        let released = self.store.release_stock(&order_id).await.map_err(store_failure)?;
+        tracing::info!(%order_id, released, "ReleaseInventory");
+        Ok(released)
+    }
+}

@@ -1,0 +1,16 @@
+//! The saga's side effects: the activities and the systems they touch.
+//!
+//! - [`store`]: the shop's own data (products, stock ledger, orders, payments,
+//!   status history) in SQLite or PostgreSQL, every write idempotent.
+//! - [`gateway`]: the payment gateway port and its simulated implementation.
+//! - [`activities`]: `OrderActivities`, one Temporal activity per domain
+//!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
+
+#[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod activities;
+pub mod gateway;
+pub mod store;
+
+pub use activities::{FailOrderInput, OrderActivities, PaymentInput};
+pub use gateway::{PaymentGateway, SimulatedGateway};
+pub use store::{Store, StoreError};

@@ -1,0 +1,21 @@
+//! The shop's ubiquitous language, shared by every ordersaga crate.
+//!
+//! This crate owns the vocabulary of `../shared/docs/domain.md`: validated ids
+//! ([`OrderId`], [`CustomerId`], [`Sku`], [`TransactionId`]), [`Money`] in integer
+//! minor units, the order's payloads (what the API hands the workflow and what
+//! activities return), the lifecycle enums ([`OrderStatus`], [`PaymentStatus`]),
+//! the domain event names ([`OrderEvent`]) and the stable Temporal names
+//! ([`names`]). It has no I/O and no runtime, so both the deterministic workflow
+//! code and the API can depend on it.
+
+pub mod ids;
+pub mod money;
+pub mod names;
+pub mod order;
+
+pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
+pub use money::{Currency, Money, MoneyError};
+pub use order::{
+    FailureReason, OrderEvent, OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView,
+    PaymentStatus,
+};

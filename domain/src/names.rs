@@ -1,0 +1,64 @@
+//! Stable Temporal names. Running orders are bound to these strings, so they
+//! never follow Rust paths: renaming a function must not strand a workflow.
+
+/// The default task queue of the order saga.
+pub const ORDERS_TASK_QUEUE: &str = "orders";
+/// Workflow type of the order saga.
+pub const ORDER_WORKFLOW_TYPE: &str = "OrderWorkflow";
+/// Prefix of every order workflow id: `order-{order_id}`.
+pub const ORDER_WORKFLOW_ID_PREFIX: &str = "order-";
+
+/// Activity type names, one per domain command.
+pub mod activity {
+    /// Stores the order `PENDING` and records `OrderPlaced`.
+    pub const PLACE_ORDER: &str = "PlaceOrder";
+    /// Creates the payment and charges it through the gateway.
+    pub const PROCESS_PAYMENT: &str = "ProcessPayment";
+    /// Deducts stock for every line, all or nothing.
+    pub const PROCESS_INVENTORY: &str = "ProcessInventory";
+    /// Marks the order `CONFIRMED`.
+    pub const CONFIRM_ORDER: &str = "ConfirmOrder";
+    /// Marks the order `FAILED` with its reason.
+    pub const FAIL_ORDER: &str = "FailOrder";
+    /// Compensation of `ProcessPayment`: refunds a captured payment.
+    pub const REFUND_PAYMENT: &str = "RefundPayment";
+    /// Compensation of `ProcessInventory`: puts deducted stock back.
+    pub const RELEASE_INVENTORY: &str = "ReleaseInventory";
+}
+
+/// Names of the workflow's query and signal handlers.
+pub mod handler {
+    /// Query returning the live [`crate::OrderView`].
+    pub const GET_STATUS: &str = "GetStatus";
+}
+
+/// Application failure type names, matchable in retry policies and the UI.
+pub mod failure {
+    /// The gateway declined the payment (non-retryable).
+    pub const PAYMENT_DECLINED: &str = "PaymentDeclined";
+    /// Not enough stock for a line (non-retryable).
+    pub const OUT_OF_STOCK: &str = "OutOfStock";
+    /// The order is unknown to the store (non-retryable: a bug, not weather).
+    pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+    /// The workflow's own failure type when it ends the order `FAILED`.
+    pub const ORDER_FAILED: &str = "OrderFailed";
+}
+
+/// Custom search attributes the order workflow maintains. They must be
+/// registered on the namespace before the first order (the dev command and the
+/// test harness do; for a production cluster see the README).
+pub mod search_attribute {
+    /// Keyword: the order id.
+    pub const ORDER_ID: &str = "OrderId";
+    /// Keyword: the customer id.
+    pub const CUSTOMER_ID: &str = "CustomerId";
+    /// Keyword: the order's current [`crate::OrderStatus`].
+    pub const ORDER_STATUS: &str = "OrderStatus";
+    /// All of them with their Temporal type, as `temporal server start-dev
+    /// --search-attribute NAME=TYPE` takes them.
+    pub const ALL: [(&str, &str); 3] = [
+        (ORDER_ID, "Keyword"),
+        (CUSTOMER_ID, "Keyword"),
+        (ORDER_STATUS, "Keyword"),
+    ];
+}

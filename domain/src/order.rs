@@ -1,0 +1,254 @@
+//! The order: what the API hands the saga, the lifecycle it goes through and
+//! the events it leaves behind.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CustomerId, Money, OrderId, Sku, TransactionId};
+
+/// One line of an order, priced when the order was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product.
+    pub sku: Sku,
+    /// How many units; always > 0.
+    pub quantity: i64,
+    /// The product's price when the order was placed.
+    pub unit_price: Money,
+}
+
+/// The saga's input: a validated, priced order. Built only by the API after
+/// validation, so the workflow never sees bad input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderInput {
+    /// The order's id; the workflow id is `order-{order_id}`.
+    pub order_id: OrderId,
+    /// The payment's `transactionId`, the idempotency key of the payment.
+    pub transaction_id: TransactionId,
+    /// Who placed the order.
+    pub customer_id: CustomerId,
+    /// At least one line.
+    pub lines: Vec<OrderLine>,
+    /// Sum of the lines.
+    pub total: Money,
+}
+
+impl OrderInput {
+    /// One line for the Temporal UI: `3 items, 49.99 EUR for alice`.
+    pub fn summary(&self) -> String {
+        let items: i64 = self.lines.iter().map(|l| l.quantity).sum();
+        let noun = if items == 1 { "item" } else { "items" };
+        format!(
+            "Order {}: {items} {noun}, {} for {}",
+            self.order_id, self.total, self.customer_id
+        )
+    }
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored and displayed name.
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text,)+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        concat!(stringify!($name), " must be one of {:?}, got {:?}"),
+                        [$($text),+], other.chars().take(32).collect::<String>()
+                    )),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where an order is in its lifecycle.
+    OrderStatus {
+        /// Placed; payment and stock not settled yet.
+        Pending => "PENDING",
+        /// Paid and stock deducted. Terminal.
+        Confirmed => "CONFIRMED",
+        /// A step failed or the order was cancelled; compensations ran. Terminal.
+        Failed => "FAILED",
+    }
+);
+
+text_enum!(
+    /// Where the order's payment is.
+    PaymentStatus {
+        /// Created, not charged yet.
+        Pending => "PENDING",
+        /// Money taken.
+        Captured => "CAPTURED",
+        /// The gateway refused the charge; no money taken.
+        Declined => "DECLINED",
+        /// Money taken and given back.
+        Refunded => "REFUNDED",
+    }
+);
+
+text_enum!(
+    /// The domain events of an order, in the order they can happen. Each is
+    /// stored at most once per order, with the time it happened.
+    OrderEvent {
+        /// The order is stored `PENDING`.
+        OrderPlaced => "OrderPlaced",
+        /// The payment was captured.
+        PaymentProcessed => "PaymentProcessed",
+        /// The payment was declined.
+        PaymentProcessFailed => "PaymentProcessFailed",
+        /// Stock was deducted for every line.
+        InventoryProcessed => "InventoryProcessed",
+        /// Some line could not be served; nothing was deducted.
+        InventoryProcessFailed => "InventoryProcessFailed",
+        /// Compensation: deducted stock was put back.
+        InventoryReleased => "InventoryReleased",
+        /// Compensation: the captured payment was refunded.
+        PaymentRefunded => "PaymentRefunded",
+        /// The order is `CONFIRMED`.
+        OrderConfirmed => "OrderConfirmed",
+        /// The order is `FAILED`.
+        OrderFailed => "OrderFailed",
+    }
+);
+
+/// Why an order failed, in words a customer can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum FailureReason {
+    /// The payment gateway declined the charge.
+    PaymentDeclined {
+        /// The gateway's reason.
+        message: String,
+    },
+    /// A line could not be served from stock.
+    OutOfStock {
+        /// The first product that was short.
+        sku: Sku,
+        /// Units the order asked for.
+        requested: i64,
+        /// Units on hand when it was checked.
+        available: i64,
+    },
+    /// The order's workflow was cancelled before it completed.
+    Cancelled {
+        /// The cancellation's reason, if one was given.
+        message: String,
+    },
+}
+
+impl FailureReason {
+    /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`, `CANCELLED`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
+            Self::OutOfStock { .. } => "OUT_OF_STOCK",
+            Self::Cancelled { .. } => "CANCELLED",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PaymentDeclined { message } => write!(f, "payment declined: {message}"),
+            Self::OutOfStock {
+                sku,
+                requested,
+                available,
+            } => write!(
+                f,
+                "out of stock: {sku} (ordered {requested}, {available} available)"
+            ),
+            Self::Cancelled { message } if message.is_empty() => f.write_str("cancelled"),
+            Self::Cancelled { message } => write!(f, "cancelled: {message}"),
+        }
+    }
+}
+
+/// The saga's result. Business failures are outcomes, not workflow failures:
+/// a declined card completes the workflow with `status: FAILED`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderOutcome {
+    /// The order.
+    pub order_id: OrderId,
+    /// `CONFIRMED` or `FAILED`.
+    pub status: OrderStatus,
+    /// Why it failed, when it did.
+    pub reason: Option<FailureReason>,
+    /// Whether a captured payment was refunded.
+    pub refunded: bool,
+}
+
+/// The live state of a running saga, answered by its `GetStatus` query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// The order.
+    pub order_id: OrderId,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Payment status, once a payment exists.
+    pub payment_status: Option<PaymentStatus>,
+    /// The step the saga is on, for humans (`ProcessPayment`, `Compensating`, ...).
+    pub step: String,
+    /// Events the saga has seen so far, in order.
+    pub events: Vec<OrderEvent>,
+    /// Why it failed, when it did.
+    pub reason: Option<FailureReason>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for s in OrderStatus::ALL {
+            assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), *s);
+        }
+        for e in OrderEvent::ALL {
+            assert_eq!(e.as_str().parse::<OrderEvent>().unwrap(), *e);
+        }
+        assert!("SHIPPED".parse::<OrderStatus>().is_err());
+        assert_eq!(
+            serde_json::to_string(&PaymentStatus::Captured).unwrap(),
+            "\"CAPTURED\""
+        );
+    }
+
+    #[test]
+    fn failure_reasons_read_well() {
+        let r = FailureReason::OutOfStock {
+            sku: Sku::parse("MUG").unwrap(),
+            requested: 3,
+            available: 1,
+        };
+        assert_eq!(r.to_string(), "out of stock: MUG (ordered 3, 1 available)");
+        assert_eq!(r.code(), "OUT_OF_STOCK");
+    }
+}

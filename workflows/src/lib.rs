@@ -1,0 +1,371 @@
+//! The order saga as a deterministic Temporal workflow: [`OrderWorkflow`].
+//!
+//! `PlaceOrder` -> `ProcessPayment` -> `ProcessInventory` -> `ConfirmOrder`;
+//! on a business failure or cancellation the compensations registered so far
+//! run in reverse (`ReleaseInventory`, `RefundPayment`), then `FailOrder`.
+//!
+//! Steps that only write our own database run as *local* activities: they
+//! are short, idempotent and need no server round trip of their own. Steps
+//! that talk to the payment gateway run as regular activities with
+//! heartbeats, so any worker of the fleet can take them over.
+//!
+//! This crate must stay deterministic: no clock, randomness, I/O, threads or
+//! tokio; only the SDK's workflow context.
+
+#![allow(missing_docs)] // the #[workflow] macros generate undocumented items
+
+use std::time::Duration;
+
+use ordersaga_activities::{FailOrderInput, OrderActivities, PaymentInput};
+use ordersaga_domain::names::{ORDER_WORKFLOW_TYPE, failure, handler, search_attribute};
+use ordersaga_domain::{
+    FailureReason, OrderEvent, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentStatus,
+};
+use temporalio_common::RetryPolicy;
+use temporalio_common::error::IncomingError;
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityExecutionError, ActivityOptions, LocalActivityOptions, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+use temporalio_workflow::ActivityCancellationType;
+
+/// The `OrderStatus` search attribute, kept current by the workflow.
+pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword(search_attribute::ORDER_STATUS);
+
+/// Retries infrastructure errors with backoff for as long as the step's
+/// timeout allows (an outage is waited out, not turned into failed orders);
+/// business outcomes are final.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(100))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(30))
+        .non_retryable_error_types([
+            failure::PAYMENT_DECLINED,
+            failure::OUT_OF_STOCK,
+            failure::ORDER_NOT_FOUND,
+        ])
+        .build()
+}
+
+/// Our own database writes: milliseconds each; retried for up to a day.
+fn db_step(summary: &str, token: Option<WorkflowCancellationToken>) -> LocalActivityOptions {
+    let mut opts = LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(10))
+        .schedule_to_close_timeout(Duration::from_secs(24 * 3600))
+        .retry_policy(retry_policy())
+        .summary(summary.to_string())
+        .build();
+    opts.cancellation_token = token;
+    opts
+}
+
+/// Gateway calls: heartbeating, so a dead worker's attempt is retried
+/// elsewhere within seconds.
+fn gateway_step(summary: &str, token: Option<WorkflowCancellationToken>) -> ActivityOptions {
+    let mut opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry_policy())
+        // On cancellation wait for the charge attempt to end, so a refund
+        // never runs before the capture it must undo.
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .summary(summary)
+        .build();
+    opts.cancellation_token = token;
+    opts
+}
+
+/// Undo actions registered as the saga advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compensation {
+    RefundPayment,
+    ReleaseInventory,
+}
+
+/// Why the forward path stopped.
+enum Stop {
+    /// A business outcome: the order fails, compensations run.
+    Business(FailureReason),
+    /// The workflow was cancelled: compensations run, then it ends cancelled.
+    Cancelled(String),
+    /// Anything else (a bug): compensations run, then the workflow fails so
+    /// an operator sees it.
+    Broken(ActivityExecutionError),
+}
+
+#[workflow]
+pub struct OrderWorkflow {
+    input: OrderInput,
+    view: OrderView,
+}
+
+#[workflow_methods]
+impl OrderWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: OrderInput) -> Self {
+        let view = OrderView {
+            order_id: input.order_id,
+            status: OrderStatus::Pending,
+            payment_status: None,
+            step: "Started".to_string(),
+            events: Vec::new(),
+            reason: None,
+        };
+        Self { input, view }
+    }
+
+    /// The saga. Business failures complete the workflow with a `FAILED`
+    /// outcome; cancellation compensates and ends the workflow cancelled.
+    #[run(name = ORDER_WORKFLOW_TYPE)]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
+        let input = ctx.state(|s| s.input.clone());
+        let mut undo = Vec::new();
+        let stop = match Self::forward(ctx, &input, &mut undo).await {
+            Ok(()) => return Self::confirm(ctx, &input).await,
+            Err(stop) => stop,
+        };
+        let refunded = Self::compensate(ctx, &input, &undo).await?;
+        let reason = match stop {
+            Stop::Business(reason) => reason,
+            Stop::Cancelled(message) => FailureReason::Cancelled { message },
+            Stop::Broken(err) => return Err(err.into()),
+        };
+        let cancelled = matches!(reason, FailureReason::Cancelled { .. });
+        Self::fail(ctx, &input, &reason).await?;
+        if cancelled {
+            return Err(WorkflowTermination::cancelled());
+        }
+        Ok(OrderOutcome {
+            order_id: input.order_id,
+            status: OrderStatus::Failed,
+            reason: Some(reason),
+            refunded,
+        })
+    }
+
+    /// The live status of the order.
+    #[query(name = handler::GET_STATUS)]
+    pub fn get_status(&self, _ctx: &WorkflowContextView) -> OrderView {
+        self.view.clone()
+    }
+
+    fn step(ctx: &mut WorkflowContext<Self>, step: &str) {
+        ctx.state_mut(|s| s.view.step = step.to_string());
+        ctx.set_current_details(format!("step: {step}"));
+    }
+
+    fn record(ctx: &mut WorkflowContext<Self>, event: OrderEvent) {
+        ctx.state_mut(|s| s.view.events.push(event));
+    }
+
+    fn set_payment(ctx: &mut WorkflowContext<Self>, status: PaymentStatus) {
+        ctx.state_mut(|s| s.view.payment_status = Some(status));
+    }
+
+    async fn forward(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let order_id = input.order_id;
+        Self::step(ctx, "PlaceOrder");
+        ctx.execute_local_activity(
+            OrderActivities::place_order,
+            input.clone(),
+            db_step("PlaceOrder", None),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))?;
+        Self::record(ctx, OrderEvent::OrderPlaced);
+
+        Self::step(ctx, "ProcessPayment");
+        Self::set_payment(ctx, PaymentStatus::Pending);
+        let payment = PaymentInput {
+            order_id,
+            transaction_id: input.transaction_id,
+            amount: input.total,
+        };
+        // Registered before the charge: a cancellation while it is in flight
+        // must still give back whatever it captured.
+        undo.push(Compensation::RefundPayment);
+        let paid = ctx
+            .execute_activity(
+                OrderActivities::process_payment,
+                payment,
+                gateway_step("ProcessPayment", None),
+            )
+            .await;
+        if let Err(e) = paid {
+            let stop = Self::classify(ctx, e);
+            if let Stop::Business(_) = stop {
+                // Declined: nothing was captured, nothing to refund.
+                undo.pop();
+                Self::set_payment(ctx, PaymentStatus::Declined);
+                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+            }
+            return Err(stop);
+        }
+        Self::set_payment(ctx, PaymentStatus::Captured);
+        Self::record(ctx, OrderEvent::PaymentProcessed);
+        Self::cancelled(ctx)?;
+
+        Self::step(ctx, "ProcessInventory");
+        undo.push(Compensation::ReleaseInventory);
+        let stocked = ctx
+            .execute_local_activity(
+                OrderActivities::process_inventory,
+                order_id,
+                db_step("ProcessInventory", None),
+            )
+            .await;
+        if let Err(e) = stocked {
+            let stop = Self::classify(ctx, e);
+            if let Stop::Business(_) = stop {
+                // Short: the deduction was all-or-nothing, nothing to release.
+                undo.pop();
+                Self::record(ctx, OrderEvent::InventoryProcessFailed);
+            }
+            return Err(stop);
+        }
+        Self::record(ctx, OrderEvent::InventoryProcessed);
+        Self::cancelled(ctx)
+    }
+
+    /// Stops the forward path once the workflow has been asked to cancel.
+    fn cancelled(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
+        let token = ctx.cancellation_token();
+        if token.is_cancelled() {
+            return Err(Stop::Cancelled(token.reason().unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    fn classify(ctx: &WorkflowContext<Self>, err: ActivityExecutionError) -> Stop {
+        let token = ctx.cancellation_token();
+        if token.is_cancelled() || err.as_cancelled().is_some() {
+            return Stop::Cancelled(token.reason().unwrap_or_default());
+        }
+        let business = match err.reason() {
+            Some(IncomingError::Application(app)) if app.is_non_retryable() => {
+                app.details::<FailureReason>().ok().flatten()
+            }
+            _ => None,
+        };
+        match business {
+            Some(reason) => Stop::Business(reason),
+            None => Stop::Broken(err),
+        }
+    }
+
+    /// Runs the registered compensations in reverse. They ignore the
+    /// workflow's cancellation (detached token): a cancelled order must
+    /// still be refunded. Returns whether money was refunded.
+    async fn compensate(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &[Compensation],
+    ) -> WorkflowResult<bool> {
+        let mut refunded = false;
+        if !undo.is_empty() {
+            Self::step(ctx, "Compensating");
+        }
+        for c in undo.iter().rev() {
+            match c {
+                Compensation::ReleaseInventory => {
+                    let released = ctx
+                        .execute_local_activity(
+                            OrderActivities::release_inventory,
+                            input.order_id,
+                            db_step("ReleaseInventory", Some(WorkflowCancellationToken::new())),
+                        )
+                        .await?;
+                    if released {
+                        Self::record(ctx, OrderEvent::InventoryReleased);
+                    }
+                }
+                Compensation::RefundPayment => {
+                    let payment = PaymentInput {
+                        order_id: input.order_id,
+                        transaction_id: input.transaction_id,
+                        amount: input.total,
+                    };
+                    refunded = ctx
+                        .execute_activity(
+                            OrderActivities::refund_payment,
+                            payment,
+                            gateway_step("RefundPayment", Some(WorkflowCancellationToken::new())),
+                        )
+                        .await?;
+                    if refunded {
+                        Self::set_payment(ctx, PaymentStatus::Refunded);
+                        Self::record(ctx, OrderEvent::PaymentRefunded);
+                    }
+                }
+            }
+        }
+        Ok(refunded)
+    }
+
+    async fn confirm(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+    ) -> WorkflowResult<OrderOutcome> {
+        Self::step(ctx, "ConfirmOrder");
+        ctx.execute_local_activity(
+            OrderActivities::confirm_order,
+            input.order_id,
+            db_step("ConfirmOrder", None),
+        )
+        .await?;
+        Self::finish(ctx, OrderStatus::Confirmed, None, OrderEvent::OrderConfirmed);
+        Ok(OrderOutcome {
+            order_id: input.order_id,
+            status: OrderStatus::Confirmed,
+            reason: None,
+            refunded: false,
+        })
+    }
+
+    async fn fail(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        reason: &FailureReason,
+    ) -> WorkflowResult<()> {
+        Self::step(ctx, "FailOrder");
+        ctx.execute_local_activity(
+            OrderActivities::fail_order,
+            FailOrderInput {
+                order_id: input.order_id,
+                reason: reason.clone(),
+            },
+            db_step("FailOrder", Some(WorkflowCancellationToken::new())),
+        )
+        .await?;
+        Self::finish(
+            ctx,
+            OrderStatus::Failed,
+            Some(reason.clone()),
+            OrderEvent::OrderFailed,
+        );
+        Ok(())
+    }
+
+    fn finish(
+        ctx: &mut WorkflowContext<Self>,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+        event: OrderEvent,
+    ) {
+        ctx.state_mut(|s| {
+            s.view.status = status;
+            s.view.reason = reason;
+            s.view.step = "Done".to_string();
+        });
+        Self::record(ctx, event);
+        ctx.set_current_details(format!("status: {status}"));
+        ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
+    }
+}

@@ -110,7 +110,11 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order: OrderInput,
     ) -> Result<(), ActivityError> {
-        let created = self.store.place_order(&order).await.map_err(store_failure)?;
+        let created = self
+            .store
+            .place_order(&order)
+            .await
+            .map_err(store_failure)?;
         tracing::info!(order_id = %order.order_id, created, "OrderPlaced");
         Ok(())
     }
@@ -179,7 +183,12 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<(), ActivityError> {
-        match self.store.deduct_stock(&order_id).await.map_err(store_failure)? {
+        match self
+            .store
+            .deduct_stock(&order_id)
+            .await
+            .map_err(store_failure)?
+        {
             Ok(()) => {
                 tracing::info!(%order_id, "InventoryProcessed");
                 Ok(())
@@ -198,7 +207,11 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<OrderStatus, ActivityError> {
-        let status = self.store.confirm_order(&order_id).await.map_err(store_failure)?;
+        let status = self
+            .store
+            .confirm_order(&order_id)
+            .await
+            .map_err(store_failure)?;
         tracing::info!(%order_id, %status, "OrderConfirmed");
         Ok(status)
     }
@@ -252,7 +265,11 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<bool, ActivityError> {
-        let released = self.store.release_stock(&order_id).await.map_err(store_failure)?;
+        let released = self
+            .store
+            .release_stock(&order_id)
+            .await
+            .map_err(store_failure)?;
         tracing::info!(%order_id, released, "ReleaseInventory");
         Ok(released)
     }

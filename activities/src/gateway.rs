@@ -92,7 +92,8 @@ pub struct GatewayLedger {
 }
 
 impl SimulatedGateway {
-    /// A gateway answering after `latency` (to make sagas observable mid-way).
+    /// A gateway that books each call at once and answers after `latency`
+    /// (to make sagas observable, and killable, mid-way).
     pub fn new(store: Store, latency: Duration) -> Self {
         Self { store, latency }
     }
@@ -124,7 +125,6 @@ impl SimulatedGateway {
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
-        tokio::time::sleep(self.latency).await;
         let declined = DECLINED_TOTALS.contains(&request.amount.minor);
         let (status, reason, captures) = if declined {
             ("DECLINED", Some("processor declined"), 0_i64)
@@ -164,6 +164,10 @@ impl PaymentGateway for SimulatedGateway {
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
+        // The latency comes after the capture is booked: a caller that dies
+        // meanwhile leaves money taken and no answer, the case retries must
+        // resolve without capturing twice.
+        tokio::time::sleep(self.latency).await;
         let status: String = row.try_get("status")?;
         Ok(if status == "DECLINED" {
             ChargeOutcome::Declined {

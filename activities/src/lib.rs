@@ -3,11 +3,13 @@
 //! - [`store`]: the shop's own data (products, stock ledger, orders, payments,
 //!   status history) in SQLite or PostgreSQL, every write idempotent.
 //! - [`gateway`]: the payment gateway port and its simulated implementation.
+//! - [`connection`]: how processes reach Temporal (envconfig plus overrides).
 //! - [`activities`]: `OrderActivities`, one Temporal activity per domain
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
 
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod activities;
+pub mod connection;
 pub mod gateway;
 pub mod store;
 

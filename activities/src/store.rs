@@ -370,15 +370,13 @@ impl Store {
 
     /// One product, if it exists.
     pub async fn product(&self, sku: &Sku) -> Result<Option<Product>> {
-        sqlx::query(
-            "SELECT sku, name, price_minor, currency, on_hand FROM products WHERE sku = $1",
-        )
-        .bind(sku.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        .as_ref()
-        .map(Self::product_from_row)
-        .transpose()
+        sqlx::query("SELECT sku, name, price_minor, currency, on_hand FROM products WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(Self::product_from_row)
+            .transpose()
     }
 
     /// The sum of a product's stock ledger (must equal its on-hand).
@@ -821,21 +819,20 @@ impl Store {
         .map(line_from_row)
         .collect::<Result<_>>()?;
         let payment = self.payment_of(order_id).await?;
-        let mut events = sqlx::query(
-            "SELECT event, detail, occurred_at FROM order_events WHERE order_id = $1",
-        )
-        .bind(&id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(EventRecord {
-                event: parse_col(r, "event")?,
-                detail: r.try_get("detail")?,
-                occurred_at_ms: r.try_get("occurred_at")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+        let mut events =
+            sqlx::query("SELECT event, detail, occurred_at FROM order_events WHERE order_id = $1")
+                .bind(&id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(EventRecord {
+                        event: parse_col(r, "event")?,
+                        detail: r.try_get("detail")?,
+                        occurred_at_ms: r.try_get("occurred_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
         // Events of one millisecond keep the saga's order.
         events.sort_by_key(|e| {
             let rank = OrderEvent::ALL.iter().position(|x| *x == e.event);
@@ -890,13 +887,10 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         let more = page.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         page.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let cursor = more
-            .then(|| page.last())
-            .flatten()
-            .map(|o| OrderCursor {
-                created_at_ms: o.created_at_ms,
-                order_id: o.order_id,
-            });
+        let cursor = more.then(|| page.last()).flatten().map(|o| OrderCursor {
+            created_at_ms: o.created_at_ms,
+            order_id: o.order_id,
+        });
         Ok((page, cursor))
     }
 }

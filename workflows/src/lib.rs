@@ -23,6 +23,7 @@ use ordersaga_domain::{
 };
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
+use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
@@ -76,6 +77,28 @@ fn gateway_step(summary: &str, token: Option<WorkflowCancellationToken>) -> Acti
         .build();
     opts.cancellation_token = token;
     opts
+}
+
+/// The [`FailureReason`] of a non-retryable business failure, if `err` is one.
+///
+/// Regular activities report an application failure wrapped in an activity
+/// failure (`err.reason()`); local activities report it top-level, so its
+/// details are decoded from the failure itself.
+fn business_reason(err: &ActivityExecutionError) -> Option<FailureReason> {
+    if let Some(IncomingError::Application(app)) = err.reason() {
+        return if app.is_non_retryable() {
+            app.details::<FailureReason>().ok().flatten()
+        } else {
+            None
+        };
+    }
+    match &err.failure()?.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) if info.non_retryable => {
+            let payload = info.details.as_ref()?.payloads.first()?;
+            serde_json::from_slice(&payload.data).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Undo actions registered as the saga advances.
@@ -248,12 +271,7 @@ impl OrderWorkflow {
         if token.is_cancelled() || err.as_cancelled().is_some() {
             return Stop::Cancelled(token.reason().unwrap_or_default());
         }
-        let business = match err.reason() {
-            Some(IncomingError::Application(app)) if app.is_non_retryable() => {
-                app.details::<FailureReason>().ok().flatten()
-            }
-            _ => None,
-        };
+        let business = business_reason(&err);
         match business {
             Some(reason) => Stop::Business(reason),
             None => Stop::Broken(err),
@@ -320,7 +338,12 @@ impl OrderWorkflow {
             db_step("ConfirmOrder", None),
         )
         .await?;
-        Self::finish(ctx, OrderStatus::Confirmed, None, OrderEvent::OrderConfirmed);
+        Self::finish(
+            ctx,
+            OrderStatus::Confirmed,
+            None,
+            OrderEvent::OrderConfirmed,
+        );
         Ok(OrderOutcome {
             order_id: input.order_id,
             status: OrderStatus::Confirmed,

@@ -1,0 +1,76 @@
+//! How every ordersaga process reaches Temporal: the SDK's envconfig
+//! (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS
+//! variables, `temporal.toml` profiles), optionally overridden per process.
+
+use temporalio_client::envconfig::LoadClientConfigProfileOptions;
+use temporalio_client::{Client, ClientOptions, Connection, Url};
+
+/// Overrides on top of envconfig; `None` keeps what envconfig says
+/// (default `localhost:7233`, namespace `default`).
+#[derive(Debug, Clone, Default)]
+pub struct TemporalSettings {
+    /// `host:port` or URL of the Temporal frontend.
+    pub address: Option<String>,
+    /// The namespace.
+    pub namespace: Option<String>,
+    /// Identity shown in the Temporal UI for this process.
+    pub identity: Option<String>,
+}
+
+/// Why a Temporal client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The envconfig profile or variables are invalid.
+    #[error("invalid Temporal client configuration: {0}")]
+    Config(String),
+    /// The address is not a URL.
+    #[error("invalid Temporal address {0:?}")]
+    Address(String),
+    /// The server could not be reached.
+    #[error("cannot connect to Temporal at {address}")]
+    Connect {
+        /// Where we tried.
+        address: String,
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Connects a client as envconfig and `settings` say.
+pub async fn connect(settings: &TemporalSettings) -> Result<Client, ConnectError> {
+    // ConfigError is !Send: render it here.
+    let (mut conn, mut opts) =
+        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+            .map_err(|e| ConnectError::Config(e.to_string()))?;
+    if let Some(address) = &settings.address {
+        let scheme = if conn.tls_options.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("{scheme}://{address}")
+        };
+        conn.target = Url::parse(&url).map_err(|_| ConnectError::Address(address.clone()))?;
+    }
+    if let Some(namespace) = &settings.namespace {
+        opts.namespace = namespace.clone();
+    }
+    if let Some(identity) = &settings.identity {
+        conn.identity = identity.clone();
+    }
+    let address = conn.target.to_string();
+    let connection = Connection::connect(conn)
+        .await
+        .map_err(|e| ConnectError::Connect {
+            address: address.clone(),
+            source: Box::new(e),
+        })?;
+    Client::new(connection, opts).map_err(|e| ConnectError::Connect {
+        address,
+        source: Box::new(e),
+    })
+}

@@ -1,0 +1,348 @@
+//! Conversions between domain/store values and both wire formats.
+
+use ordersaga_activities::store::{EventRecord, OrderRecord, OrderSummary, Product};
+use ordersaga_domain::{Money, OrderStatus, OrderView, PaymentStatus};
+use ordersaga_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::service::{OrderDetails, PlacedOrder};
+
+/// Unix milliseconds as a protobuf timestamp.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+/// Unix milliseconds as RFC 3339 text.
+pub fn rfc3339(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Proto enum of an order status.
+pub fn pb_status(s: OrderStatus) -> i32 {
+    (match s {
+        OrderStatus::Pending => pb::OrderStatus::Pending,
+        OrderStatus::Confirmed => pb::OrderStatus::Confirmed,
+        OrderStatus::Failed => pb::OrderStatus::Failed,
+    }) as i32
+}
+
+/// Domain status of a proto enum value; `UNSPECIFIED` is `None`.
+pub fn status_from_pb(v: i32) -> Result<Option<OrderStatus>, ApiError> {
+    match pb::OrderStatus::try_from(v) {
+        Ok(pb::OrderStatus::Unspecified) => Ok(None),
+        Ok(pb::OrderStatus::Pending) => Ok(Some(OrderStatus::Pending)),
+        Ok(pb::OrderStatus::Confirmed) => Ok(Some(OrderStatus::Confirmed)),
+        Ok(pb::OrderStatus::Failed) => Ok(Some(OrderStatus::Failed)),
+        Err(_) => Err(ApiError::InvalidArgument(format!(
+            "unknown order status {v}"
+        ))),
+    }
+}
+
+fn pb_payment(s: Option<PaymentStatus>) -> i32 {
+    (match s {
+        None => pb::PaymentStatus::Unspecified,
+        Some(PaymentStatus::Pending) => pb::PaymentStatus::Pending,
+        Some(PaymentStatus::Captured) => pb::PaymentStatus::Captured,
+        Some(PaymentStatus::Declined) => pb::PaymentStatus::Declined,
+        Some(PaymentStatus::Refunded) => pb::PaymentStatus::Refunded,
+    }) as i32
+}
+
+fn pb_money(m: Money) -> Option<pb::Money> {
+    Some(pb::Money {
+        minor_units: m.minor,
+        currency: m.currency.to_string(),
+    })
+}
+
+impl From<PlacedOrder> for pb::PlaceOrderResponse {
+    fn from(p: PlacedOrder) -> Self {
+        Self {
+            order_id: p.order_id.to_string(),
+            transaction_id: p.transaction_id.to_string(),
+            status: pb_status(p.status),
+            total: pb_money(p.total),
+            workflow_id: p.workflow_id,
+        }
+    }
+}
+
+impl From<OrderDetails> for pb::Order {
+    fn from(d: OrderDetails) -> Self {
+        let j = OrderJson::from(d);
+        Self {
+            workflow_id: j.workflow_id,
+            order_id: j.order_id,
+            customer_id: j.customer_id.unwrap_or_default(),
+            transaction_id: j.transaction_id.unwrap_or_default(),
+            status: pb_status(j.status),
+            lines: j
+                .lines
+                .into_iter()
+                .map(|l| pb::OrderLine {
+                    sku: l.sku,
+                    quantity: l.quantity,
+                    unit_price: Some(l.unit_price.into()),
+                })
+                .collect(),
+            total: j.total.map(Into::into),
+            payment_status: pb_payment(j.payment_status),
+            failure_code: j.failure_code.unwrap_or_default(),
+            failure_reason: j.failure_reason.unwrap_or_default(),
+            events: j
+                .events
+                .into_iter()
+                .map(|e| pb::OrderEvent {
+                    name: e.name,
+                    detail: e.detail.unwrap_or_default(),
+                    occurred_at: e.occurred_at_ms.map(timestamp),
+                })
+                .collect(),
+            created_at: j.created_at_ms.map(timestamp),
+            updated_at: j.updated_at_ms.map(timestamp),
+        }
+    }
+}
+
+/// Proto form of a listed order.
+pub fn pb_summary(o: &OrderSummary) -> pb::OrderSummary {
+    pb::OrderSummary {
+        order_id: o.order_id.to_string(),
+        customer_id: o.customer_id.to_string(),
+        status: pb_status(o.status),
+        total: pb_money(o.total),
+        failure_code: o.failure_code.clone().unwrap_or_default(),
+        created_at: Some(timestamp(o.created_at_ms)),
+    }
+}
+
+/// Proto form of a product.
+pub fn pb_product(p: &Product) -> pb::Product {
+    pb::Product {
+        sku: p.sku.to_string(),
+        name: p.name.clone(),
+        price: pb_money(p.price),
+        on_hand: p.on_hand,
+    }
+}
+
+// ----- JSON (HTTP mirror) ------------------------------------------------
+
+/// Money in JSON.
+#[derive(Debug, Serialize)]
+pub struct MoneyJson {
+    /// Minor units.
+    pub minor_units: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl From<Money> for MoneyJson {
+    fn from(m: Money) -> Self {
+        Self {
+            minor_units: m.minor,
+            currency: m.currency.to_string(),
+        }
+    }
+}
+
+impl From<MoneyJson> for pb::Money {
+    fn from(m: MoneyJson) -> Self {
+        Self {
+            minor_units: m.minor_units,
+            currency: m.currency,
+        }
+    }
+}
+
+/// The answer to `POST /v1/orders`.
+#[derive(Debug, Serialize)]
+pub struct PlacedJson {
+    order_id: String,
+    transaction_id: String,
+    status: OrderStatus,
+    total: MoneyJson,
+    workflow_id: String,
+}
+
+impl From<PlacedOrder> for PlacedJson {
+    fn from(p: PlacedOrder) -> Self {
+        Self {
+            order_id: p.order_id.to_string(),
+            transaction_id: p.transaction_id.to_string(),
+            status: p.status,
+            total: p.total.into(),
+            workflow_id: p.workflow_id,
+        }
+    }
+}
+
+/// An order line in JSON.
+#[derive(Debug, Serialize)]
+pub struct LineJson {
+    sku: String,
+    quantity: i64,
+    unit_price: MoneyJson,
+}
+
+/// A history entry in JSON.
+#[derive(Debug, Serialize)]
+pub struct EventJson {
+    name: String,
+    detail: Option<String>,
+    occurred_at: Option<String>,
+    #[serde(skip)]
+    occurred_at_ms: Option<i64>,
+}
+
+impl From<&EventRecord> for EventJson {
+    fn from(e: &EventRecord) -> Self {
+        Self {
+            name: e.event.to_string(),
+            detail: e.detail.clone(),
+            occurred_at: Some(rfc3339(e.occurred_at_ms)),
+            occurred_at_ms: Some(e.occurred_at_ms),
+        }
+    }
+}
+
+/// `GET /v1/orders/{id}` (and the source of the proto `Order`).
+#[derive(Debug, Serialize)]
+pub struct OrderJson {
+    order_id: String,
+    workflow_id: String,
+    customer_id: Option<String>,
+    transaction_id: Option<String>,
+    status: OrderStatus,
+    lines: Vec<LineJson>,
+    total: Option<MoneyJson>,
+    payment_status: Option<PaymentStatus>,
+    failure_code: Option<String>,
+    failure_reason: Option<String>,
+    events: Vec<EventJson>,
+    created_at: Option<String>,
+    updated_at: Option<String>,
+    #[serde(skip)]
+    created_at_ms: Option<i64>,
+    #[serde(skip)]
+    updated_at_ms: Option<i64>,
+}
+
+impl From<OrderDetails> for OrderJson {
+    fn from(d: OrderDetails) -> Self {
+        match d {
+            OrderDetails::Stored(r) => stored_json(*r),
+            OrderDetails::Live(v) => live_json(v),
+        }
+    }
+}
+
+fn stored_json(r: OrderRecord) -> OrderJson {
+    let s = r.summary;
+    let currency = s.total.currency;
+    OrderJson {
+        order_id: s.order_id.to_string(),
+        workflow_id: s.order_id.workflow_id(),
+        customer_id: Some(s.customer_id.to_string()),
+        transaction_id: Some(s.transaction_id.to_string()),
+        status: s.status,
+        lines: r
+            .lines
+            .iter()
+            .map(|l| LineJson {
+                sku: l.sku.to_string(),
+                quantity: l.quantity,
+                unit_price: Money::new(l.unit_price_minor, currency).into(),
+            })
+            .collect(),
+        total: Some(s.total.into()),
+        payment_status: r.payment.map(|p| p.status),
+        failure_code: s.failure_code,
+        failure_reason: s.failure_reason,
+        events: r.events.iter().map(EventJson::from).collect(),
+        created_at: Some(rfc3339(s.created_at_ms)),
+        updated_at: Some(rfc3339(s.updated_at_ms)),
+        created_at_ms: Some(s.created_at_ms),
+        updated_at_ms: Some(s.updated_at_ms),
+    }
+}
+
+fn live_json(v: OrderView) -> OrderJson {
+    OrderJson {
+        order_id: v.order_id.to_string(),
+        workflow_id: v.order_id.workflow_id(),
+        customer_id: None,
+        transaction_id: None,
+        status: v.status,
+        lines: Vec::new(),
+        total: None,
+        payment_status: v.payment_status,
+        failure_code: v.reason.as_ref().map(|r| r.code().to_string()),
+        failure_reason: v.reason.as_ref().map(ToString::to_string),
+        events: v
+            .events
+            .iter()
+            .map(|e| EventJson {
+                name: e.to_string(),
+                detail: None,
+                occurred_at: None,
+                occurred_at_ms: None,
+            })
+            .collect(),
+        created_at: None,
+        updated_at: None,
+        created_at_ms: None,
+        updated_at_ms: None,
+    }
+}
+
+/// An order in a list.
+#[derive(Debug, Serialize)]
+pub struct SummaryJson {
+    order_id: String,
+    customer_id: String,
+    status: OrderStatus,
+    total: MoneyJson,
+    failure_code: Option<String>,
+    created_at: String,
+}
+
+impl From<&OrderSummary> for SummaryJson {
+    fn from(o: &OrderSummary) -> Self {
+        Self {
+            order_id: o.order_id.to_string(),
+            customer_id: o.customer_id.to_string(),
+            status: o.status,
+            total: o.total.into(),
+            failure_code: o.failure_code.clone(),
+            created_at: rfc3339(o.created_at_ms),
+        }
+    }
+}
+
+/// A product in JSON.
+#[derive(Debug, Serialize)]
+pub struct ProductJson {
+    sku: String,
+    name: String,
+    price: MoneyJson,
+    on_hand: i64,
+}
+
+impl From<&Product> for ProductJson {
+    fn from(p: &Product) -> Self {
+        Self {
+            sku: p.sku.to_string(),
+            name: p.name.clone(),
+            price: p.price.into(),
+            on_hand: p.on_hand,
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! One error type for both transports: rendered as a gRPC `Status` and as an
+//! HTTP status with a JSON body `{"error": {"code": ..., "message": ...}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// What went wrong, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; nothing was started or stored.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named order or product does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request body exceeds the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A dependency (database, Temporal) failed; logged with its cause,
+    /// answered with an opaque message.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// Wraps an internal failure.
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn log(&self) {
+        if let Self::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        e.log();
+        let message = e.to_string();
+        match e {
+            ApiError::InvalidArgument(_) | ApiError::TooLarge(_) => {
+                tonic::Status::invalid_argument(message)
+            }
+            ApiError::NotFound(_) => tonic::Status::not_found(message),
+            ApiError::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log();
+        let status = match self {
+            Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = serde_json::json!({
+            "error": { "code": self.code(), "message": self.to_string() }
+        });
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,301 @@
+//! The API's use cases, independent of transport: validate and price a
+//! `PlaceOrder`, start its saga, and read orders and products.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ordersaga_activities::Store;
+use ordersaga_activities::store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, Product};
+use ordersaga_domain::names::search_attribute;
+use ordersaga_domain::{
+    CustomerId, Money, OrderId, OrderInput, OrderLine, OrderStatus, OrderView, Sku, TransactionId,
+};
+use ordersaga_workflows::OrderWorkflow;
+use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::{
+    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
+    WorkflowStartOptions,
+};
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
+
+use crate::error::ApiError;
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 100;
+/// Most units of one line.
+pub const MAX_QUANTITY: i64 = 10_000;
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// A `PlaceOrder` as it arrives, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct PlaceOrderCommand {
+    /// Who orders.
+    pub customer_id: String,
+    /// `(sku, quantity)` per line.
+    pub lines: Vec<(String, i64)>,
+    /// Optional client idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// The immediate answer to `PlaceOrder`.
+#[derive(Debug, Clone)]
+pub struct PlacedOrder {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its payment's transaction id.
+    pub transaction_id: TransactionId,
+    /// `PENDING`, or the current status when an idempotency key names an
+    /// order placed earlier.
+    pub status: OrderStatus,
+    /// Its total.
+    pub total: Money,
+    /// Its Temporal workflow id.
+    pub workflow_id: String,
+}
+
+/// An order as `GetOrder` shows it: the stored record, or (in the moment
+/// between the saga's start and its first step) the workflow's live view.
+#[derive(Debug, Clone)]
+pub enum OrderDetails {
+    /// From the store.
+    Stored(Box<OrderRecord>),
+    /// From the running workflow's `GetStatus` query.
+    Live(OrderView),
+}
+
+/// The API's use cases over the store and Temporal.
+#[derive(Clone)]
+pub struct OrderService {
+    store: Store,
+    client: Client,
+    task_queue: String,
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
+impl OrderService {
+    /// A service starting sagas on `task_queue`.
+    pub fn new(store: Store, client: Client, task_queue: String) -> Self {
+        Self {
+            store,
+            client,
+            task_queue,
+        }
+    }
+
+    /// The store (readiness checks).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Validates and prices the order, then starts its saga. Bad input is
+    /// rejected before anything is started or stored.
+    pub async fn place_order(&self, cmd: PlaceOrderCommand) -> Result<PlacedOrder, ApiError> {
+        let customer_id =
+            CustomerId::parse(&cmd.customer_id).map_err(|e| invalid(e.to_string()))?;
+        if cmd.lines.is_empty() {
+            return Err(invalid("an order needs at least one line"));
+        }
+        if cmd.lines.len() > MAX_LINES {
+            return Err(invalid(format!("an order has at most {MAX_LINES} lines")));
+        }
+        let key = match cmd.idempotency_key.as_deref() {
+            None | Some("") => None,
+            Some(k) if k.len() > MAX_IDEMPOTENCY_KEY || k.chars().any(char::is_control) => {
+                return Err(invalid(format!(
+                    "idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+                )));
+            }
+            Some(k) => Some(k),
+        };
+        let mut wanted = Vec::with_capacity(cmd.lines.len());
+        for (n, (sku, quantity)) in cmd.lines.iter().enumerate() {
+            let sku = Sku::parse(sku).map_err(|e| invalid(format!("line {}: {e}", n + 1)))?;
+            if !(1..=MAX_QUANTITY).contains(quantity) {
+                return Err(invalid(format!(
+                    "line {}: quantity must be 1 to {MAX_QUANTITY}, got {quantity}",
+                    n + 1
+                )));
+            }
+            wanted.push((sku, *quantity));
+        }
+        let lines = self.price(wanted).await?;
+        let mut total: Option<Money> = None;
+        for l in &lines {
+            let amount = l
+                .unit_price
+                .times(l.quantity)
+                .map_err(|e| invalid(e.to_string()))?;
+            total = Some(match total {
+                None => amount,
+                Some(t) => t.plus(amount).map_err(|e| invalid(e.to_string()))?,
+            });
+        }
+        let total = total.ok_or_else(|| invalid("an order needs at least one line"))?;
+
+        let order_id = match key {
+            Some(k) => OrderId::for_idempotency_key(&customer_id, k),
+            None => OrderId::from_uuid(uuid::Uuid::new_v4()),
+        };
+        let input = OrderInput {
+            order_id,
+            transaction_id: TransactionId::for_order(&order_id),
+            customer_id,
+            lines,
+            total,
+        };
+        let workflow_id = order_id.workflow_id();
+        self.start_saga(&input, &workflow_id).await?;
+        let status = match key {
+            // The key may name an order that has moved on since.
+            Some(_) => self
+                .store
+                .get_order(&order_id)
+                .await
+                .map_err(ApiError::internal)?
+                .map_or(OrderStatus::Pending, |o| o.summary.status),
+            None => OrderStatus::Pending,
+        };
+        Ok(PlacedOrder {
+            order_id,
+            transaction_id: input.transaction_id,
+            status,
+            total,
+            workflow_id,
+        })
+    }
+
+    /// Prices each line from the catalog; unknown skus are NOT_FOUND.
+    async fn price(&self, wanted: Vec<(Sku, i64)>) -> Result<Vec<OrderLine>, ApiError> {
+        let mut catalog: HashMap<Sku, Product> = HashMap::new();
+        let mut lines = Vec::with_capacity(wanted.len());
+        for (sku, quantity) in wanted {
+            if !catalog.contains_key(&sku) {
+                let product = self
+                    .store
+                    .product(&sku)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))?;
+                catalog.insert(sku.clone(), product);
+            }
+            let unit_price = catalog.get(&sku).map(|p| p.price).ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("product {sku} vanished while pricing"))
+            })?;
+            lines.push(OrderLine {
+                sku,
+                quantity,
+                unit_price,
+            });
+        }
+        Ok(lines)
+    }
+
+    async fn start_saga(&self, input: &OrderInput, workflow_id: &str) -> Result<(), ApiError> {
+        let attr = |name| SearchAttributeKey::<String>::keyword(name);
+        let attrs = SearchAttributes::new([
+            attr(search_attribute::ORDER_ID).value_set(input.order_id.to_string()),
+            attr(search_attribute::CUSTOMER_ID).value_set(input.customer_id.to_string()),
+            attr(search_attribute::ORDER_STATUS).value_set(OrderStatus::Pending.to_string()),
+        ]);
+        let details = input
+            .lines
+            .iter()
+            .map(|l| format!("{} x {} at {}", l.quantity, l.sku, l.unit_price))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let options = WorkflowStartOptions::new(self.task_queue.as_str(), workflow_id)
+            // Same order id (same idempotency key) -> the saga already
+            // running or finished, never a second one.
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .execution_timeout(Duration::from_secs(7 * 24 * 3600))
+            .search_attributes(attrs)
+            .static_summary(input.summary())
+            .static_details(format!("transaction {}\n{details}", input.transaction_id))
+            .build();
+        match self
+            .client
+            .start_workflow(OrderWorkflow::run, input.clone(), options)
+            .await
+        {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// One order; NOT_FOUND when neither the store nor Temporal knows it.
+    pub async fn get_order(&self, order_id: &str) -> Result<OrderDetails, ApiError> {
+        let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
+        if let Some(record) = self
+            .store
+            .get_order(&id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            return Ok(OrderDetails::Stored(Box::new(record)));
+        }
+        // Started but its first step not yet stored: ask the saga itself.
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(id.workflow_id());
+        match handle
+            .query(
+                OrderWorkflow::get_status,
+                (),
+                WorkflowQueryOptions::default(),
+            )
+            .await
+        {
+            Ok(view) => Ok(OrderDetails::Live(view)),
+            Err(e) => {
+                tracing::debug!(error = %e, order_id = %id, "live query failed");
+                Err(ApiError::NotFound(format!("order {id} not found")))
+            }
+        }
+    }
+
+    /// A page of orders, newest first.
+    pub async fn list_orders(
+        &self,
+        customer_id: Option<&str>,
+        status: Option<OrderStatus>,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<OrderSummary>, Option<String>), ApiError> {
+        let customer_id = customer_id
+            .filter(|c| !c.is_empty())
+            .map(CustomerId::parse)
+            .transpose()
+            .map_err(|e| invalid(e.to_string()))?;
+        if page_size > 100 {
+            return Err(invalid("page_size must be 0 to 100"));
+        }
+        let after = match page_token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
+            }
+        };
+        let query = OrderQuery {
+            customer_id,
+            status,
+            limit: if page_size == 0 { 20 } else { page_size },
+            after,
+        };
+        let (page, next) = self
+            .store
+            .list_orders(&query)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok((page, next.map(|c| c.to_token())))
+    }
+
+    /// The catalog.
+    pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
+        self.store.list_products().await.map_err(ApiError::internal)
+    }
+}

@@ -1,0 +1,648 @@
+//! End to end: real Temporal dev server, real worker and API, real gRPC and
+//! HTTP. Each test has its own server, task queue and database.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ordersaga_domain::{OrderId, OrderStatus, OrderView, TransactionId};
+use ordersaga_proto::v1 as pb;
+use ordersaga_tests::{Stack, eventually, spawn_stack, spawn_stack_without_worker};
+use ordersaga_worker::WorkerSettings;
+use ordersaga_workflows::OrderWorkflow;
+use serde_json::{Value, json};
+use temporalio_client::{
+    UntypedWorkflow, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowGetResultOptions,
+    WorkflowQueryOptions,
+};
+use tonic::Code;
+
+const SAGA_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn place(customer: &str, lines: &[(&str, i64)], key: &str) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        customer_id: customer.to_string(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| pb::OrderLineRequest {
+                sku: (*sku).to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        idempotency_key: key.to_string(),
+    }
+}
+
+/// Polls GetOrder (gRPC) until the order is terminal.
+async fn terminal_grpc(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
+    let grpc = stack.grpc.clone();
+    eventually("a terminal order", SAGA_TIMEOUT, || {
+        let mut grpc = grpc.clone();
+        let order_id = order_id.to_string();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            let done = order.status == pb::OrderStatus::Confirmed as i32
+                || order.status == pb::OrderStatus::Failed as i32;
+            Ok(done.then_some(order))
+        }
+    })
+    .await
+}
+
+/// Polls `GET /v1/orders/{id}` until the order is terminal.
+async fn terminal_http(stack: &Stack, order_id: &str) -> anyhow::Result<Value> {
+    let url = format!("{}/v1/orders/{order_id}", stack.http_base);
+    eventually("a terminal order", SAGA_TIMEOUT, || {
+        let req = stack.http.get(&url);
+        async move {
+            let body: Value = req.send().await?.error_for_status()?.json().await?;
+            let done = matches!(body["status"].as_str(), Some("CONFIRMED" | "FAILED"));
+            Ok(done.then_some(body))
+        }
+    })
+    .await
+}
+
+fn event_names(order: &pb::Order) -> Vec<&str> {
+    order.events.iter().map(|e| e.name.as_str()).collect()
+}
+
+async fn gateway_counts(stack: &Stack, transaction_id: &str) -> anyhow::Result<(i64, i64, i64)> {
+    let txn = TransactionId::parse(transaction_id)?;
+    Ok(stack
+        .gateway
+        .ledger(&txn)
+        .await?
+        .map_or((0, 0, 0), |l| (l.charge_requests, l.captures, l.refunds)))
+}
+
+#[tokio::test]
+async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    let tee = stack.product("TEE-1", 2_000, 5).await?;
+
+    let placed = stack
+        .grpc
+        .place_order(place("alice", &[("MUG-1", 3), ("TEE-1", 1)], ""))
+        .await?
+        .into_inner();
+    assert_eq!(placed.status, pb::OrderStatus::Pending as i32);
+    let total = placed.total.clone().context("total")?;
+    assert_eq!((total.minor_units, total.currency.as_str()), (5_750, "EUR"));
+    let order_id = OrderId::parse(&placed.order_id)?;
+    TransactionId::parse(&placed.transaction_id)?;
+    assert_eq!(placed.workflow_id, format!("order-{order_id}"));
+
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
+    assert_eq!(order.transaction_id, placed.transaction_id);
+    assert_eq!(order.lines.len(), 2);
+    assert_eq!(
+        event_names(&order),
+        [
+            "OrderPlaced",
+            "PaymentProcessed",
+            "InventoryProcessed",
+            "OrderConfirmed"
+        ]
+    );
+    assert!(order.events.iter().all(|e| e.occurred_at.is_some()));
+    assert_eq!(stack.on_hand(&mug).await?, 7);
+    assert_eq!(stack.on_hand(&tee).await?, 4);
+    assert_eq!(stack.store.ledger_balance(&mug).await?, 7);
+    assert_eq!(
+        gateway_counts(&stack, &placed.transaction_id).await?,
+        (1, 1, 0)
+    );
+
+    // The workflow's result, search attribute and live query agree.
+    let handle = stack
+        .client
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone());
+    let outcome = handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
+    assert_eq!(outcome.status, OrderStatus::Confirmed);
+    let view: OrderView = handle
+        .query(
+            OrderWorkflow::get_status,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await?;
+    assert_eq!(view.status, OrderStatus::Confirmed);
+    let description = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(placed.workflow_id.clone())
+        .describe(WorkflowDescribeOptions::default())
+        .await?;
+    let status: Option<String> = description
+        .search_attributes()
+        .get(&ordersaga_workflows::ORDER_STATUS_ATTR);
+    assert_eq!(status.as_deref(), Some("CONFIRMED"));
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Result<()> {
+    let stack = spawn_stack().await?;
+    // 2500.00 EUR: inside the simulated gateway's declined range.
+    let bar = stack.product("GOLD-BAR", 250_000, 3).await?;
+
+    let res = stack
+        .http
+        .post(format!("{}/v1/orders", stack.http_base))
+        .json(&json!({"customer_id": "bob", "lines": [{"sku": "GOLD-BAR", "quantity": 1}]}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 202);
+    assert!(res.headers().contains_key("location"));
+    let placed: Value = res.json().await?;
+    assert_eq!(placed["status"], "PENDING");
+    let order_id = placed["order_id"].as_str().context("order_id")?;
+
+    let order = terminal_http(&stack, order_id).await?;
+    assert_eq!(order["status"], "FAILED");
+    assert_eq!(order["failure_code"], "PAYMENT_DECLINED");
+    assert_eq!(order["payment_status"], "DECLINED");
+    let events: Vec<&str> = order["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        events,
+        ["OrderPlaced", "PaymentProcessFailed", "OrderFailed"]
+    );
+    assert_eq!(stack.on_hand(&bar).await?, 3);
+    let txn = placed["transaction_id"]
+        .as_str()
+        .context("transaction_id")?;
+    let (_, captures, refunds) = gateway_counts(&stack, txn).await?;
+    assert_eq!((captures, refunds), (0, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    let one = stack.product("LAST-ONE", 4_999, 1).await?;
+
+    let placed = stack
+        .grpc
+        .place_order(place("carol", &[("LAST-ONE", 2)], ""))
+        .await?
+        .into_inner();
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "OUT_OF_STOCK");
+    assert!(
+        order.failure_reason.contains("LAST-ONE"),
+        "{}",
+        order.failure_reason
+    );
+    assert_eq!(order.payment_status, pb::PaymentStatus::Refunded as i32);
+    assert_eq!(
+        event_names(&order),
+        [
+            "OrderPlaced",
+            "PaymentProcessed",
+            "InventoryProcessFailed",
+            "PaymentRefunded",
+            "OrderFailed"
+        ]
+    );
+    assert_eq!(stack.on_hand(&one).await?, 1);
+    assert_eq!(stack.store.ledger_balance(&one).await?, 1);
+    let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
+    assert_eq!((captures, refunds), (1, 1));
+
+    let outcome = stack
+        .client
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id)
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
+    assert!(outcome.refunded);
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    stack.product("MUG-1", 1_000, 100).await?;
+    let req = place("dave", &[("MUG-1", 1)], "checkout-7f3a");
+
+    let first = stack.grpc.place_order(req.clone()).await?.into_inner();
+    let again = stack.grpc.place_order(req.clone()).await?.into_inner();
+    assert_eq!(first.order_id, again.order_id);
+    assert_eq!(first.transaction_id, again.transaction_id);
+    terminal_grpc(&stack, &first.order_id).await?;
+
+    // After completion, over HTTP with the header: still the same order,
+    // and it reports the status it has now.
+    let res = stack
+        .http
+        .post(format!("{}/v1/orders", stack.http_base))
+        .header("Idempotency-Key", "checkout-7f3a")
+        .json(&json!({"customer_id": "dave", "lines": [{"sku": "MUG-1", "quantity": 1}]}))
+        .send()
+        .await?;
+    let third: Value = res.json().await?;
+    assert_eq!(third["order_id"], first.order_id.as_str());
+    assert_eq!(third["status"], "CONFIRMED");
+
+    let other = stack
+        .grpc
+        .place_order(place("dave", &[("MUG-1", 1)], "checkout-other"))
+        .await?
+        .into_inner();
+    assert_ne!(other.order_id, first.order_id);
+    terminal_grpc(&stack, &other.order_id).await?;
+
+    let listed = stack
+        .grpc
+        .list_orders(pb::ListOrdersRequest {
+            customer_id: "dave".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(listed.orders.len(), 2);
+    let mug = ordersaga_domain::Sku::parse("MUG-1")?;
+    assert_eq!(stack.on_hand(&mug).await?, 98);
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let mut grpc = stack.grpc.clone();
+
+    let cases = [
+        (place("erin", &[], ""), Code::InvalidArgument, "no lines"),
+        (
+            place("erin", &[("MUG-1", 0)], ""),
+            Code::InvalidArgument,
+            "quantity 0",
+        ),
+        (
+            place("erin", &[("MUG-1", -2)], ""),
+            Code::InvalidArgument,
+            "negative quantity",
+        ),
+        (
+            place("erin", &[("NOPE-1", 1)], ""),
+            Code::NotFound,
+            "unknown product",
+        ),
+        (
+            place("erin", &[("bad sku!", 1)], ""),
+            Code::InvalidArgument,
+            "malformed sku",
+        ),
+        (
+            place("", &[("MUG-1", 1)], ""),
+            Code::InvalidArgument,
+            "no customer",
+        ),
+        (
+            place("a b", &[("MUG-1", 1)], ""),
+            Code::InvalidArgument,
+            "malformed customer",
+        ),
+        (
+            place("erin", &[("MUG-1", 1)], &"k".repeat(200)),
+            Code::InvalidArgument,
+            "long key",
+        ),
+    ];
+    for (req, code, what) in cases {
+        let err = grpc.place_order(req).await.err().context(what)?;
+        assert_eq!(err.code(), code, "{what}: {}", err.message());
+        assert!(!err.message().is_empty(), "{what}");
+    }
+    let too_big = place(&"x".repeat(100 * 1024), &[("MUG-1", 1)], "");
+    let err = grpc.place_order(too_big).await.err().context("too big")?;
+    assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
+
+    let err = grpc
+        .get_order(pb::GetOrderRequest {
+            order_id: "not-a-uuid".into(),
+        })
+        .await
+        .err()
+        .context("malformed id")?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = grpc
+        .get_order(pb::GetOrderRequest {
+            order_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .err()
+        .context("unknown id")?;
+    assert_eq!(err.code(), Code::NotFound);
+    let err = grpc
+        .list_orders(pb::ListOrdersRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .context("bad page token")?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // HTTP: status and a JSON error body for each.
+    let url = format!("{}/v1/orders", stack.http_base);
+    let http_cases: [(reqwest::RequestBuilder, u16, &str); 7] =
+        [
+            (
+                stack
+                    .http
+                    .post(&url)
+                    .json(&json!({"customer_id": "erin", "lines": []})),
+                400,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                stack.http.post(&url).json(
+                    &json!({"customer_id": "erin", "lines": [{"sku": "MUG-1", "quantity": 0}]}),
+                ),
+                400,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                stack.http.post(&url).json(
+                    &json!({"customer_id": "erin", "lines": [{"sku": "NOPE-1", "quantity": 1}]}),
+                ),
+                404,
+                "NOT_FOUND",
+            ),
+            (
+                stack
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body("{not json"),
+                400,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                stack
+                    .http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(format!(
+                        "{{\"customer_id\":\"{}\",\"lines\":[]}}",
+                        "x".repeat(100 * 1024)
+                    )),
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                stack.http.get(format!("{url}/not-a-uuid")),
+                400,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                stack.http.get(format!("{url}/{}", uuid::Uuid::new_v4())),
+                404,
+                "NOT_FOUND",
+            ),
+        ];
+    for (req, status, code) in http_cases {
+        let res = req.send().await?;
+        assert_eq!(res.status().as_u16(), status);
+        let body: Value = res.json().await?;
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let res = stack
+        .http
+        .get(format!("{url}?status=SHIPPED"))
+        .send()
+        .await?;
+    assert_eq!(res.status().as_u16(), 400);
+
+    // Nothing stored, nothing started: after one good order, the store and
+    // Temporal's visibility know exactly that one.
+    let good = grpc
+        .place_order(place("erin", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    terminal_grpc(&stack, &good.order_id).await?;
+    let (all, _) = stack.store.list_orders(&Default::default()).await?;
+    assert_eq!(all.len(), 1);
+    let query = format!("TaskQueue = '{}'", stack.task_queue);
+    let count = eventually("visibility to catch up", SAGA_TIMEOUT, || {
+        let client = stack.client.clone();
+        let query = query.clone();
+        async move {
+            let n = client
+                .count_workflows(query, Default::default())
+                .await?
+                .count();
+            Ok((n >= 1).then_some(n))
+        }
+    })
+    .await?;
+    assert_eq!(count, 1);
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn list_orders_filters_and_pages() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    stack.product("MUG-1", 1_000, 100).await?;
+    stack.product("GOLD-BAR", 250_000, 100).await?;
+    let mut ids = Vec::new();
+    for sku in ["MUG-1", "MUG-1", "GOLD-BAR"] {
+        let placed = stack
+            .grpc
+            .place_order(place("frank", &[(sku, 1)], ""))
+            .await?
+            .into_inner();
+        terminal_grpc(&stack, &placed.order_id).await?;
+        ids.push(placed.order_id);
+    }
+    let failed: Value = stack
+        .http
+        .get(format!(
+            "{}/v1/orders?customer_id=frank&status=FAILED",
+            stack.http_base
+        ))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let failed = failed["orders"].as_array().context("orders")?;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["order_id"], ids[2].as_str());
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = stack
+            .grpc
+            .list_orders(pb::ListOrdersRequest {
+                customer_id: "frank".into(),
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        assert!(page.orders.len() <= 2);
+        seen.extend(page.orders.into_iter().map(|o| o.order_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    // This worker's gateway books the capture, then takes 30 s to answer:
+    // we kill it in that window (money taken, no answer recorded).
+    let mut doomed = stack.spawn_worker_process(&[
+        ("ORDERSAGA_GATEWAY_LATENCY_MS", "30000"),
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+    ])?;
+    let placed = stack
+        .grpc
+        .place_order(place("grace", &[("MUG-1", 2)], ""))
+        .await?
+        .into_inner();
+    let txn = placed.transaction_id.clone();
+    eventually("the capture at the gateway", SAGA_TIMEOUT, || {
+        let stack = &stack;
+        let txn = txn.clone();
+        async move { Ok((gateway_counts(stack, &txn).await?.1 == 1).then_some(())) }
+    })
+    .await?;
+
+    // The live query answers mid-saga.
+    let handle = stack
+        .client
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone());
+    let view: OrderView = handle
+        .query(
+            OrderWorkflow::get_status,
+            (),
+            WorkflowQueryOptions::default(),
+        )
+        .await?;
+    assert_eq!(view.status, OrderStatus::Pending);
+    assert_eq!(view.step, "ProcessPayment");
+
+    doomed.start_kill()?; // SIGKILL
+    doomed.wait().await?;
+    stack.start_worker(WorkerSettings::default())?;
+
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    let (requests, captures, refunds) = gateway_counts(&stack, &txn).await?;
+    assert_eq!((captures, refunds), (1, 0), "one capture, no refund");
+    assert!(
+        requests >= 2,
+        "the charge was retried ({requests} requests)"
+    );
+    assert_eq!(stack.on_hand(&mug).await?, 8);
+    assert_eq!(stack.store.ledger_balance(&mug).await?, 8);
+    assert_eq!(
+        event_names(&order),
+        [
+            "OrderPlaced",
+            "PaymentProcessed",
+            "InventoryProcessed",
+            "OrderConfirmed"
+        ]
+    );
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    stack.start_worker(WorkerSettings {
+        gateway_latency: Duration::from_secs(2),
+        ..Default::default()
+    })?;
+    let placed = stack
+        .grpc
+        .place_order(place("heidi", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    let txn = placed.transaction_id.clone();
+    eventually("the capture at the gateway", SAGA_TIMEOUT, || {
+        let stack = &stack;
+        let txn = txn.clone();
+        async move { Ok((gateway_counts(stack, &txn).await?.1 == 1).then_some(())) }
+    })
+    .await?;
+    let handle = stack
+        .client
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone());
+    handle
+        .cancel(
+            WorkflowCancelOptions::builder()
+                .reason("customer changed their mind")
+                .build(),
+        )
+        .await?;
+
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Refunded as i32);
+    let (_, captures, refunds) = gateway_counts(&stack, &txn).await?;
+    assert_eq!((captures, refunds), (1, 1));
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+    assert!(
+        handle
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .is_err()
+    );
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn two_workers_on_one_queue_process_each_order_once() -> anyhow::Result<()> {
+    let mut stack = spawn_stack().await?;
+    stack.start_worker(WorkerSettings::default())?;
+    let mug = stack.product("MUG-1", 1_000, 100).await?;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(
+            stack
+                .grpc
+                .place_order(place("ivan", &[("MUG-1", 1)], ""))
+                .await?
+                .into_inner(),
+        );
+    }
+    for p in &ids {
+        let order = terminal_grpc(&stack, &p.order_id).await?;
+        assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    }
+    assert_eq!(stack.on_hand(&mug).await?, 90);
+    stack.stop_workers()
+}

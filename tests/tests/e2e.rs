@@ -144,6 +144,7 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
         .search_attributes()
         .get(&ordersaga_workflows::ORDER_STATUS_ATTR);
     assert_eq!(status.as_deref(), Some("CONFIRMED"));
+    stack.replay_check(&placed.workflow_id, "confirmed").await?;
     stack.stop_workers()
 }
 
@@ -185,7 +186,8 @@ async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Resu
         .context("transaction_id")?;
     let (_, captures, refunds) = gateway_counts(&stack, txn).await?;
     assert_eq!((captures, refunds), (0, 0));
-    Ok(())
+    let workflow_id = placed["workflow_id"].as_str().context("workflow_id")?;
+    stack.replay_check(workflow_id, "payment-declined").await
 }
 
 #[tokio::test]
@@ -224,10 +226,13 @@ async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
 
     let outcome = stack
         .client
-        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id)
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone())
         .get_result(WorkflowGetResultOptions::default())
         .await?;
     assert!(outcome.refunded);
+    stack
+        .replay_check(&placed.workflow_id, "out-of-stock-refunded")
+        .await?;
     stack.stop_workers()
 }
 
@@ -574,6 +579,9 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
             "OrderConfirmed"
         ]
     );
+    stack
+        .replay_check(&placed.workflow_id, "worker-killed-mid-payment")
+        .await?;
     stack.stop_workers()
 }
 
@@ -621,6 +629,9 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
             .await
             .is_err()
     );
+    stack
+        .replay_check(&placed.workflow_id, "cancelled-compensated")
+        .await?;
     stack.stop_workers()
 }
 

@@ -116,7 +116,7 @@ enum Stop {
     Cancelled(String),
     /// Anything else (a bug): compensations run, then the workflow fails so
     /// an operator sees it.
-    Broken(ActivityExecutionError),
+    Broken(Box<ActivityExecutionError>),
 }
 
 #[workflow]
@@ -154,7 +154,7 @@ impl OrderWorkflow {
         let reason = match stop {
             Stop::Business(reason) => reason,
             Stop::Cancelled(message) => FailureReason::Cancelled { message },
-            Stop::Broken(err) => return Err(err.into()),
+            Stop::Broken(err) => return Err((*err).into()),
         };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
         Self::fail(ctx, &input, &reason).await?;
@@ -274,7 +274,7 @@ impl OrderWorkflow {
         let business = business_reason(&err);
         match business {
             Some(reason) => Stop::Business(reason),
-            None => Stop::Broken(err),
+            None => Stop::Broken(Box::new(err)),
         }
     }
 

@@ -24,8 +24,13 @@ use sqlx::Executor;
 /// A database that lives as long as the test.
 enum TestDb {
     /// The temporary directory holding the file, removed on drop.
-    Sqlite { _dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl TestDb {

@@ -200,6 +200,7 @@ pub struct Stack {
     pub grpc: OrderServiceClient<Channel>,
     /// `http://127.0.0.1:<port>` of the API.
     pub http_base: String,
+    grpc_addr: std::net::SocketAddr,
     /// HTTP client.
     pub http: reqwest::Client,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -256,6 +257,7 @@ pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
         task_queue,
         grpc,
         http_base: format!("http://{http_addr}"),
+        grpc_addr,
         http: reqwest::Client::new(),
         api_stop: Some(api_stop),
         workers: Vec::new(),
@@ -279,6 +281,11 @@ impl Stack {
         base.database_url = self.database_url.clone();
         base.task_queue = self.task_queue.clone();
         base
+    }
+
+    /// `http://127.0.0.1:<port>` of the API's gRPC server.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
     }
 
     /// Starts another in-process worker on this stack's task queue.

@@ -14,6 +14,7 @@ use temporalio_client::{
     UntypedWorkflow, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowGetResultOptions,
     WorkflowQueryOptions,
 };
+use temporalio_common::search_attributes::SearchAttributeKey;
 use tonic::Code;
 
 const SAGA_TIMEOUT: Duration = Duration::from_secs(20);
@@ -140,10 +141,16 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
         .get_workflow_handle::<UntypedWorkflow>(placed.workflow_id.clone())
         .describe(WorkflowDescribeOptions::default())
         .await?;
-    let status: Option<String> = description
-        .search_attributes()
-        .get(&ordersaga_workflows::ORDER_STATUS_ATTR);
-    assert_eq!(status.as_deref(), Some("CONFIRMED"));
+    let attrs = description.search_attributes();
+    let keyword = |name| attrs.get(&SearchAttributeKey::<String>::keyword(name));
+    assert_eq!(keyword("OrderStatus").as_deref(), Some("CONFIRMED"));
+    assert_eq!(keyword("OrderId"), Some(order_id.to_string()));
+    assert_eq!(keyword("CustomerId").as_deref(), Some("alice"));
+    let summary = description.static_summary().context("UI summary")?;
+    assert_eq!(
+        summary,
+        format!("Order {order_id}: 4 items, 57.50 EUR for alice")
+    );
     stack.replay_check(&placed.workflow_id, "confirmed").await?;
     stack.stop_workers()
 }
@@ -656,4 +663,69 @@ async fn two_workers_on_one_queue_process_each_order_once() -> anyhow::Result<()
     }
     assert_eq!(stack.on_hand(&mug).await?, 90);
     stack.stop_workers()
+}
+
+#[tokio::test]
+async fn grpc_health_and_reflection_work_without_proto_files() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+    let stack = spawn_stack_without_worker().await?;
+    let channel = tonic::transport::Channel::from_shared(stack.grpc_endpoint())?
+        .connect()
+        .await?;
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: "ordersaga.v1.OrderService".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await?
+        .into_inner();
+    let first: ServerReflectionResponse = responses.next().await.context("no answer")??;
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        anyhow::bail!("unexpected reflection answer: {first:?}");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"ordersaga.v1.OrderService"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn worker_process_drains_and_exits_cleanly_on_sigterm() -> anyhow::Result<()> {
+    let stack = spawn_stack_without_worker().await?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let mut worker = stack.spawn_worker_process(&[])?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("judy", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    let pid = worker.id().context("worker pid")?;
+    let pid = i32::try_from(pid)?;
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child's pid; no memory is touched.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await??;
+    assert!(status.success(), "worker exited with {status}");
+    Ok(())
 }

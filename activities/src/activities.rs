@@ -84,6 +84,17 @@ fn gateway_failure(e: GatewayError) -> ActivityError {
     e.into()
 }
 
+/// Test hook: with `ORDERSAGA_CRASH_AFTER=<step>` the worker process dies
+/// (abort, as abrupt as SIGKILL) right after `<step>` committed its effects
+/// and before Temporal hears of it: the window recovery must cover. Only the
+/// crash tests set it.
+fn crash_point(step: &str) {
+    if std::env::var("ORDERSAGA_CRASH_AFTER").is_ok_and(|v| v == step) {
+        tracing::error!(step, "ORDERSAGA_CRASH_AFTER: aborting the worker");
+        std::process::abort();
+    }
+}
+
 /// Runs `fut`, heartbeating meanwhile, so a worker that dies during a slow
 /// external call is detected after the heartbeat timeout, not the much
 /// longer start-to-close timeout.
@@ -183,12 +194,13 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<(), ActivityError> {
-        match self
+        let deducted = self
             .store
             .deduct_stock(&order_id)
             .await
-            .map_err(store_failure)?
-        {
+            .map_err(store_failure)?;
+        crash_point(activity::PROCESS_INVENTORY);
+        match deducted {
             Ok(()) => {
                 tracing::info!(%order_id, "InventoryProcessed");
                 Ok(())

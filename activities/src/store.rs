@@ -14,6 +14,10 @@ use ordersaga_domain::{
     PaymentStatus, Sku, TransactionId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
+
+mod catalog;
+use catalog::{LEVEL_COLUMNS, monitor_low_stock};
+pub use catalog::{LowStockAlert, NewProduct, NewStockReceipt, StockReceipt};
 use sqlx::{AnyPool, Executor, Row};
 
 /// What can go wrong talking to the store.
@@ -31,12 +35,26 @@ pub enum StoreError {
     /// The order is not in the store.
     #[error("order {0} is not in the store")]
     OrderNotFound(OrderId),
+    /// A product with this sku exists already.
+    #[error("product {0} already exists")]
+    ProductExists(Sku),
+    /// No product has this sku.
+    #[error("product {0} not found")]
+    UnknownProduct(Sku),
+    /// Only a customer with a confirmed order for the product may rate it.
+    #[error("customer {customer} has no confirmed order for {sku}")]
+    NotABuyer {
+        /// Who tried to rate.
+        customer: CustomerId,
+        /// What they tried to rate.
+        sku: Sku,
+    },
     /// A stored value does not parse back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
 
-type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,19 +76,20 @@ pub struct Product {
     pub price: Money,
     /// Units on hand (sum of the stock ledger).
     pub on_hand: i64,
+    /// At or below this many units on hand, the merchant is alerted.
+    pub low_stock_threshold: i64,
+    /// Sum of all current ratings' stars.
+    pub rating_sum: i64,
+    /// How many customers rated it.
+    pub rating_count: i64,
 }
 
-/// A product to create with its opening stock (demo seeding).
-#[derive(Debug, Clone)]
-pub struct NewProduct {
-    /// Stock keeping unit.
-    pub sku: Sku,
-    /// Display name.
-    pub name: String,
-    /// Price.
-    pub price: Money,
-    /// Opening stock, recorded as a receipt in the ledger.
-    pub opening_stock: i64,
+impl Product {
+    /// Mean stars, when anyone rated it.
+    pub fn rating_average(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)] // star sums are far below 2^52
+        (self.rating_count > 0).then(|| self.rating_sum as f64 / self.rating_count as f64)
+    }
 }
 
 /// One stored line of an order.
@@ -215,7 +234,7 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -240,12 +259,12 @@ macro_rules! impl_fromstr_for_id {
         }
     )*};
 }
-trait IdText: Sized {
+pub(crate) trait IdText: Sized {
     fn from_text(s: &str) -> Result<Self>;
 }
 impl_fromstr_for_id!(OrderId, TransactionId, CustomerId, Sku);
 
-fn id_col<T: IdText>(row: &AnyRow, col: &str) -> Result<T> {
+pub(crate) fn id_col<T: IdText>(row: &AnyRow, col: &str) -> Result<T> {
     T::from_text(&row.try_get::<String, _>(col)?)
 }
 
@@ -314,53 +333,21 @@ impl Store {
 
     // ----- catalog -------------------------------------------------------
 
-    /// Creates the product with its opening stock unless the sku exists.
-    /// Returns whether it was created.
-    pub async fn create_product_if_absent(&self, p: &NewProduct) -> Result<bool> {
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let created = sqlx::query(
-            "INSERT INTO products (sku, name, price_minor, currency, on_hand, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sku) DO NOTHING",
-        )
-        .bind(p.sku.as_str())
-        .bind(&p.name)
-        .bind(p.price.minor)
-        .bind(p.price.currency.as_str())
-        .bind(p.opening_stock)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if created && p.opening_stock != 0 {
-            sqlx::query(
-                "INSERT INTO stock_movements (movement_id, sku, delta, reason, order_id, created_at) \
-                 VALUES ($1, $2, $3, 'opening', NULL, $4)",
-            )
-            .bind(format!("opening/{}", p.sku))
-            .bind(p.sku.as_str())
-            .bind(p.opening_stock)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    fn product_from_row(row: &AnyRow) -> Result<Product> {
+    pub(crate) fn product_from_row(row: &AnyRow) -> Result<Product> {
         Ok(Product {
             sku: id_col(row, "sku")?,
             name: row.try_get("name")?,
             price: money(row, "price_minor")?,
             on_hand: row.try_get("on_hand")?,
+            low_stock_threshold: row.try_get("low_stock_threshold")?,
+            rating_sum: row.try_get("rating_sum")?,
+            rating_count: row.try_get("rating_count")?,
         })
     }
 
     /// All products, by sku.
     pub async fn list_products(&self) -> Result<Vec<Product>> {
-        sqlx::query("SELECT sku, name, price_minor, currency, on_hand FROM products ORDER BY sku")
+        sqlx::query(&format!("{PRODUCT_SELECT} ORDER BY sku"))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -370,7 +357,7 @@ impl Store {
 
     /// One product, if it exists.
     pub async fn product(&self, sku: &Sku) -> Result<Option<Product>> {
-        sqlx::query("SELECT sku, name, price_minor, currency, on_hand FROM products WHERE sku = $1")
+        sqlx::query(&format!("{PRODUCT_SELECT} WHERE sku = $1"))
             .bind(sku.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -559,16 +546,15 @@ impl Store {
         // Skus in sorted order so concurrent orders lock rows in one order
         // (no deadlocks on PostgreSQL).
         for (sku, qty) in &wanted {
-            let took = sqlx::query(
-                "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1",
-            )
+            let took = sqlx::query(&format!(
+                "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
+                 RETURNING {LEVEL_COLUMNS}"
+            ))
             .bind(*qty)
             .bind(sku.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !took {
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(level) = took else {
                 let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
                     .bind(sku.as_str())
                     .fetch_optional(&mut *tx)
@@ -583,7 +569,8 @@ impl Store {
                     available,
                 };
                 return self.record_shortage(order_id, shortage).await;
-            }
+            };
+            monitor_low_stock(&mut tx, sku, &level, &format!("order:{id}"), now).await?;
             sqlx::query(
                 "INSERT INTO stock_movements (movement_id, sku, delta, reason, order_id, created_at) \
                  VALUES ($1, $2, $3, 'order', $4, $5)",
@@ -676,11 +663,15 @@ impl Store {
             == 1;
         if released {
             for (sku, qty) in wanted_per_sku(&self.lines_of(&id, &mut tx).await?) {
-                sqlx::query("UPDATE products SET on_hand = on_hand + $1 WHERE sku = $2")
-                    .bind(qty)
-                    .bind(sku.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                let level = sqlx::query(&format!(
+                    "UPDATE products SET on_hand = on_hand + $1 WHERE sku = $2 \
+                     RETURNING {LEVEL_COLUMNS}"
+                ))
+                .bind(qty)
+                .bind(sku.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                monitor_low_stock(&mut tx, &sku, &level, &format!("release:{id}"), now).await?;
                 sqlx::query(
                     "INSERT INTO stock_movements (movement_id, sku, delta, reason, order_id, \
                      created_at) VALUES ($1, $2, $3, 'release', $4, $5)",
@@ -895,6 +886,9 @@ impl Store {
     }
 }
 
+pub(crate) const PRODUCT_SELECT: &str = "SELECT sku, name, price_minor, currency, on_hand, \
+     low_stock_threshold, rating_sum, rating_count FROM products";
+
 const SUMMARY_SELECT: &str = "SELECT order_id, customer_id, transaction_id, status, total_minor, \
      currency, failure_code, failure_reason, created_at, updated_at FROM orders";
 
@@ -929,7 +923,7 @@ fn wanted_per_sku(lines: &[LineRecord]) -> BTreeMap<Sku, i64> {
     wanted
 }
 
-async fn insert_event(
+pub(crate) async fn insert_event(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     order_id: &str,
     event: OrderEvent,

@@ -1,6 +1,8 @@
 //! Conversions between domain/store values and both wire formats.
 
-use ordersaga_activities::store::{EventRecord, OrderRecord, OrderSummary, Product};
+use ordersaga_activities::store::{
+    EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
+};
 use ordersaga_domain::{Money, OrderStatus, OrderView, PaymentStatus};
 use ordersaga_proto::v1 as pb;
 use serde::Serialize;
@@ -130,6 +132,37 @@ pub fn pb_product(p: &Product) -> pb::Product {
         name: p.name.clone(),
         price: pb_money(p.price),
         on_hand: p.on_hand,
+        low_stock_threshold: p.low_stock_threshold,
+        rating_average: p.rating_average().unwrap_or(0.0),
+        rating_count: p.rating_count,
+    }
+}
+
+/// Proto form of a stock receipt.
+pub fn pb_receipt(r: &StockReceipt) -> pb::StockReceipt {
+    pb::StockReceipt {
+        receipt_id: r.receipt_id.clone(),
+        lines: r
+            .lines
+            .iter()
+            .map(|(sku, quantity)| pb::StockReceiptLine {
+                sku: sku.to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        created_at: Some(timestamp(r.created_at_ms)),
+    }
+}
+
+/// Proto form of a low-stock alert.
+pub fn pb_alert(a: &LowStockAlert) -> pb::LowStockAlert {
+    pb::LowStockAlert {
+        alert_id: a.alert_id.clone(),
+        sku: a.sku.to_string(),
+        on_hand: a.on_hand,
+        threshold: a.threshold,
+        cause: a.cause.clone(),
+        created_at: Some(timestamp(a.created_at_ms)),
     }
 }
 
@@ -334,6 +367,9 @@ pub struct ProductJson {
     name: String,
     price: MoneyJson,
     on_hand: i64,
+    low_stock_threshold: i64,
+    rating_average: Option<f64>,
+    rating_count: i64,
 }
 
 impl From<&Product> for ProductJson {
@@ -343,6 +379,68 @@ impl From<&Product> for ProductJson {
             name: p.name.clone(),
             price: p.price.into(),
             on_hand: p.on_hand,
+            low_stock_threshold: p.low_stock_threshold,
+            rating_average: p.rating_average(),
+            rating_count: p.rating_count,
+        }
+    }
+}
+
+/// A receipt line in JSON (also the request form).
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptLineJson {
+    /// The product.
+    pub sku: String,
+    /// Units received.
+    pub quantity: i64,
+}
+
+/// A stock receipt in JSON.
+#[derive(Debug, Serialize)]
+pub struct ReceiptJson {
+    receipt_id: String,
+    lines: Vec<ReceiptLineJson>,
+    created_at: String,
+}
+
+impl From<&StockReceipt> for ReceiptJson {
+    fn from(r: &StockReceipt) -> Self {
+        Self {
+            receipt_id: r.receipt_id.clone(),
+            lines: r
+                .lines
+                .iter()
+                .map(|(sku, quantity)| ReceiptLineJson {
+                    sku: sku.to_string(),
+                    quantity: *quantity,
+                })
+                .collect(),
+            created_at: rfc3339(r.created_at_ms),
+        }
+    }
+}
+
+/// A low-stock alert in JSON.
+#[derive(Debug, Serialize)]
+pub struct AlertJson {
+    alert_id: String,
+    sku: String,
+    on_hand: i64,
+    threshold: i64,
+    cause: String,
+    created_at: String,
+}
+
+impl From<&LowStockAlert> for AlertJson {
+    fn from(a: &LowStockAlert) -> Self {
+        Self {
+            alert_id: a.alert_id.clone(),
+            sku: a.sku.to_string(),
+            on_hand: a.on_hand,
+            threshold: a.threshold,
+            cause: a.cause.clone(),
+            created_at: rfc3339(a.created_at_ms),
         }
     }
 }

@@ -14,6 +14,13 @@ pub enum ApiError {
     /// The named order or product does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The thing to create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the system is not in a state that
+    /// allows it (e.g. rating a product one has not bought).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The request body exceeds the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -33,6 +40,8 @@ impl ApiError {
         match self {
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::NotFound(_) => "NOT_FOUND",
+            Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Self::TooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::Internal(_) => "INTERNAL",
         }
@@ -54,6 +63,8 @@ impl From<ApiError> for tonic::Status {
                 tonic::Status::invalid_argument(message)
             }
             ApiError::NotFound(_) => tonic::Status::not_found(message),
+            ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
+            ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ApiError::Internal(_) => tonic::Status::internal(message),
         }
     }
@@ -65,6 +76,7 @@ impl IntoResponse for ApiError {
         let status = match self {
             Self::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyExists(_) | Self::FailedPrecondition(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -1,10 +1,12 @@
 //! The gRPC face of the API: `ordersaga.v1.OrderService`.
 
 use ordersaga_proto::v1 as pb;
+use ordersaga_proto::v1::catalog_service_server::CatalogService as CatalogServiceRpc;
 use ordersaga_proto::v1::order_service_server::OrderService as OrderServiceRpc;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{pb_product, pb_summary, status_from_pb};
+use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
+use crate::convert::{pb_alert, pb_product, pb_receipt, pb_summary, status_from_pb};
 use crate::service::{OrderService, PlaceOrderCommand};
 
 /// Adapts [`OrderService`] to the generated tonic trait.
@@ -51,6 +53,39 @@ impl OrderServiceRpc for GrpcOrders {
             next_page_token: next.unwrap_or_default(),
         }))
     }
+}
+
+/// Adapts [`CatalogService`] to the generated tonic trait.
+pub struct GrpcCatalog(pub CatalogService);
+
+#[tonic::async_trait]
+impl CatalogServiceRpc for GrpcCatalog {
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let r = request.into_inner();
+        let price = r.price.unwrap_or_default();
+        let product = self
+            .0
+            .create_product(CreateProductCommand {
+                sku: r.sku,
+                name: r.name,
+                price_minor: price.minor_units,
+                currency: price.currency,
+                low_stock_threshold: r.low_stock_threshold,
+            })
+            .await?;
+        Ok(Response::new(pb_product(&product)))
+    }
+
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let product = self.0.get_product(&request.into_inner().sku).await?;
+        Ok(Response::new(pb_product(&product)))
+    }
 
     async fn list_products(
         &self,
@@ -60,5 +95,49 @@ impl OrderServiceRpc for GrpcOrders {
         Ok(Response::new(pb::ListProductsResponse {
             products: products.iter().map(pb_product).collect(),
         }))
+    }
+
+    async fn create_stock_receipt(
+        &self,
+        request: Request<pb::CreateStockReceiptRequest>,
+    ) -> Result<Response<pb::StockReceipt>, Status> {
+        let r = request.into_inner();
+        let receipt = self
+            .0
+            .create_stock_receipt(StockReceiptCommand {
+                idempotency_key: Some(r.idempotency_key),
+                lines: r.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
+            })
+            .await?;
+        Ok(Response::new(pb_receipt(&receipt)))
+    }
+
+    async fn list_low_stock_alerts(
+        &self,
+        request: Request<pb::ListLowStockAlertsRequest>,
+    ) -> Result<Response<pb::ListLowStockAlertsResponse>, Status> {
+        let r = request.into_inner();
+        let page_size = u32::try_from(r.page_size)
+            .map_err(|_| Status::invalid_argument("page_size must be 0 to 100"))?;
+        let (alerts, next) = self
+            .0
+            .list_low_stock_alerts(Some(&r.sku), page_size, Some(&r.page_token))
+            .await?;
+        Ok(Response::new(pb::ListLowStockAlertsResponse {
+            alerts: alerts.iter().map(pb_alert).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn submit_review_rating(
+        &self,
+        request: Request<pb::SubmitReviewRatingRequest>,
+    ) -> Result<Response<pb::Product>, Status> {
+        let r = request.into_inner();
+        let product = self
+            .0
+            .submit_rating(&r.customer_id, &r.sku, i64::from(r.stars))
+            .await?;
+        Ok(Response::new(pb_product(&product)))
     }
 }

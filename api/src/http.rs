@@ -1,19 +1,24 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
-//! `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `GET /v1/products`, `GET /healthz`. Errors are JSON:
+//! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`.
+//! Catalog: `POST /v1/products`, `GET /v1/products`, `GET /v1/products/{sku}`,
+//! `POST /v1/products/{sku}/ratings`, `POST /v1/stock-receipts`,
+//! `GET /v1/low-stock-alerts`. Plus `GET /healthz`. Errors are JSON:
 //! `{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ordersaga_domain::OrderStatus;
 use serde::Deserialize;
 
-use crate::convert::{OrderJson, PlacedJson, ProductJson, SummaryJson};
+use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
+use crate::convert::{
+    AlertJson, OrderJson, PlacedJson, ProductJson, ReceiptJson, ReceiptLineJson, SummaryJson,
+};
 use crate::error::ApiError;
 use crate::service::{OrderService, PlaceOrderCommand};
 
@@ -55,16 +60,41 @@ fn body_error(e: &JsonRejection) -> ApiError {
     }
 }
 
+/// Both services, shared by the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Orders.
+    pub orders: OrderService,
+    /// Catalog.
+    pub catalog: CatalogService,
+}
+
+impl FromRef<AppState> for OrderService {
+    fn from_ref(state: &AppState) -> Self {
+        state.orders.clone()
+    }
+}
+
+impl FromRef<AppState> for CatalogService {
+    fn from_ref(state: &AppState) -> Self {
+        state.catalog.clone()
+    }
+}
+
 /// The router, ready to serve or to test with `oneshot`.
-pub fn router(service: OrderService) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/orders", get(list_orders).post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
-        .route("/v1/products", get(list_products))
+        .route("/v1/products", get(list_products).post(create_product))
+        .route("/v1/products/{sku}", get(get_product))
+        .route("/v1/products/{sku}/ratings", post(submit_rating))
+        .route("/v1/stock-receipts", post(create_stock_receipt))
+        .route("/v1/low-stock-alerts", get(list_low_stock_alerts))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(service)
+        .with_state(state)
 }
 
 async fn place_order(
@@ -75,14 +105,7 @@ async fn place_order(
     let Json(body) = body.map_err(|e| body_error(&e))?;
     // The `Idempotency-Key` header is the HTTP convention; the body field
     // mirrors the gRPC request. The header wins when both are present.
-    let header_key = headers
-        .get("idempotency-key")
-        .map(|v| {
-            v.to_str()
-                .map(str::to_owned)
-                .map_err(|_| ApiError::InvalidArgument("Idempotency-Key must be ASCII".into()))
-        })
-        .transpose()?;
+    let header_key = idempotency_header(&headers)?;
     let cmd = PlaceOrderCommand {
         customer_id: body.customer_id,
         lines: body
@@ -134,10 +157,101 @@ async fn list_orders(
     ))
 }
 
+async fn healthz(State(catalog): State<CatalogService>) -> Result<&'static str, ApiError> {
+    catalog.ready().await?;
+    Ok("ok")
+}
+
+// ----- catalog -----------------------------------------------------------
+
+/// Body of `POST /v1/products`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProductBody {
+    sku: String,
+    name: String,
+    price: PriceBody,
+    #[serde(default)]
+    low_stock_threshold: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceBody {
+    minor_units: i64,
+    currency: String,
+}
+
+/// Body of `POST /v1/stock-receipts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptBody {
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    lines: Vec<ReceiptLineJson>,
+}
+
+/// Body of `POST /v1/products/{sku}/ratings`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatingBody {
+    customer_id: String,
+    stars: i64,
+}
+
+/// Query of `GET /v1/low-stock-alerts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertParams {
+    sku: Option<String>,
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::InvalidArgument("Idempotency-Key must be ASCII".into()))
+        })
+        .transpose()
+}
+
+async fn create_product(
+    State(catalog): State<CatalogService>,
+    body: Result<Json<CreateProductBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let product = catalog
+        .create_product(CreateProductCommand {
+            sku: b.sku,
+            name: b.name,
+            price_minor: b.price.minor_units,
+            currency: b.price.currency,
+            low_stock_threshold: b.low_stock_threshold,
+        })
+        .await?;
+    let location = format!("/v1/products/{}", product.sku);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(ProductJson::from(&product)),
+    ))
+}
+
+async fn get_product(
+    State(catalog): State<CatalogService>,
+    Path(sku): Path<String>,
+) -> Result<Json<ProductJson>, ApiError> {
+    Ok(Json(ProductJson::from(&catalog.get_product(&sku).await?)))
+}
+
 async fn list_products(
-    State(service): State<OrderService>,
+    State(catalog): State<CatalogService>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let products: Vec<ProductJson> = service
+    let products: Vec<ProductJson> = catalog
         .list_products()
         .await?
         .iter()
@@ -146,7 +260,50 @@ async fn list_products(
     Ok(Json(serde_json::json!({ "products": products })))
 }
 
-async fn healthz(State(service): State<OrderService>) -> Result<&'static str, ApiError> {
-    service.list_products().await?;
-    Ok("ok")
+async fn create_stock_receipt(
+    State(catalog): State<CatalogService>,
+    headers: HeaderMap,
+    body: Result<Json<ReceiptBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let receipt = catalog
+        .create_stock_receipt(StockReceiptCommand {
+            idempotency_key: idempotency_header(&headers)?.or(b.idempotency_key),
+            lines: b.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
+        })
+        .await?;
+    let status = if receipt.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(ReceiptJson::from(&receipt))))
+}
+
+async fn list_low_stock_alerts(
+    State(catalog): State<CatalogService>,
+    params: Result<Query<AlertParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
+    let (alerts, next) = catalog
+        .list_low_stock_alerts(
+            p.sku.as_deref(),
+            p.page_size.unwrap_or(0),
+            p.page_token.as_deref(),
+        )
+        .await?;
+    let alerts: Vec<AlertJson> = alerts.iter().map(Into::into).collect();
+    Ok(Json(
+        serde_json::json!({ "alerts": alerts, "next_page_token": next }),
+    ))
+}
+
+async fn submit_rating(
+    State(catalog): State<CatalogService>,
+    Path(sku): Path<String>,
+    body: Result<Json<RatingBody>, JsonRejection>,
+) -> Result<Json<ProductJson>, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let product = catalog.submit_rating(&b.customer_id, &sku, b.stars).await?;
+    Ok(Json(ProductJson::from(&product)))
 }

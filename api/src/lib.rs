@@ -3,10 +3,12 @@
 //! It validates and prices `PlaceOrder`, starts the order's saga on Temporal
 //! and answers at once; it reads orders from the shop store (and, for an
 //! order whose first step has not run yet, from the saga's live query). The
-//! same [`service::OrderService`] is served over gRPC ([`grpc`], with health
+//! same [`service::OrderService`] and [`catalog::CatalogService`] are served
+//! over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
 //! failures for both.
 
+pub mod catalog;
 pub mod convert;
 pub mod demo;
 pub mod error;
@@ -22,10 +24,12 @@ use ordersaga_activities::Store;
 use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
+use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
 use tokio::net::TcpListener;
 
-use crate::grpc::GrpcOrders;
+use crate::catalog::CatalogService;
+use crate::grpc::{GrpcCatalog, GrpcOrders};
 use crate::service::OrderService;
 
 /// Everything the API process can be told; each field has an
@@ -86,6 +90,7 @@ impl ApiSettings {
 /// A built API: listeners bound, store and Temporal connected.
 pub struct Api {
     service: OrderService,
+    catalog: CatalogService,
     grpc: TcpListener,
     http: TcpListener,
 }
@@ -113,6 +118,7 @@ impl Api {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         Ok(Self {
+            catalog: CatalogService::new(store.clone()),
             service: OrderService::new(store, client, settings.task_queue),
             grpc,
             http,
@@ -156,16 +162,25 @@ impl Api {
             .context("gRPC reflection")?;
         let orders = OrderServiceServer::new(GrpcOrders(self.service.clone()))
             .max_decoding_message_size(http::MAX_BODY_BYTES);
+        let catalog = CatalogServiceServer::new(GrpcCatalog(self.catalog.clone()))
+            .max_decoding_message_size(http::MAX_BODY_BYTES);
+        health
+            .set_serving::<CatalogServiceServer<GrpcCatalog>>()
+            .await;
         let grpc = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(orders)
+            .add_service(catalog)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(self.grpc),
                 stopped(),
             );
-        let http =
-            axum::serve(self.http, http::router(self.service)).with_graceful_shutdown(stopped());
+        let state = http::AppState {
+            orders: self.service,
+            catalog: self.catalog,
+        };
+        let http = axum::serve(self.http, http::router(state)).with_graceful_shutdown(stopped());
         let (g, h) = tokio::join!(grpc, http);
         g.context("gRPC server")?;
         h.context("HTTP server")?;

@@ -86,11 +86,6 @@ impl OrderService {
         }
     }
 
-    /// The store (readiness checks).
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     /// Validates and prices the order, then starts its saga. Bad input is
     /// rejected before anything is started or stored.
     pub async fn place_order(&self, cmd: PlaceOrderCommand) -> Result<PlacedOrder, ApiError> {
@@ -292,10 +287,5 @@ impl OrderService {
             .await
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))
-    }
-
-    /// The catalog.
-    pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
-        self.store.list_products().await.map_err(ApiError::internal)
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ordersaga_activities::connection::{TemporalSettings, connect};
-use ordersaga_activities::store::NewProduct;
+use ordersaga_activities::store::{NewProduct, NewStockReceipt};
 use ordersaga_activities::{SimulatedGateway, Store};
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::names::search_attribute;
@@ -205,7 +205,7 @@ pub struct Stack {
     pub http: reqwest::Client,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     workers: Vec<InProcessWorker>,
-    _dir: tempfile::TempDir,
+    _db: TestDatabase,
 }
 
 /// Starts a dev server, the API and one in-process worker.
@@ -215,14 +215,18 @@ pub async fn spawn_stack() -> anyhow::Result<Stack> {
     Ok(stack)
 }
 
-/// Starts a dev server and the API; workers are up to the test.
+/// Starts a dev server and the API over SQLite; workers are up to the test.
 pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
+    spawn_stack_without_worker_on(TestDatabase::sqlite()?).await
+}
+
+/// Starts a dev server and the API over `db`; workers are up to the test.
+pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<Stack> {
     init_tracing();
     let server = DevServer::start().await?;
     let client = server.client().await?;
-    let dir = tempfile::tempdir()?;
-    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
-    let store = Store::connect(&database_url).await?;
+    let database_url = db.url().to_string();
+    let store = db.store().await?;
     let task_queue = format!("orders-test-{}", uuid::Uuid::new_v4());
 
     let api = Api::build(ApiSettings {
@@ -261,7 +265,7 @@ pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
         http: reqwest::Client::new(),
         api_stop: Some(api_stop),
         workers: Vec::new(),
-        _dir: dir,
+        _db: db,
     })
 }
 
@@ -340,18 +344,10 @@ impl Stack {
             .with_context(|| format!("starting {}", exe.display()))
     }
 
-    /// Creates a product with opening stock.
+    /// Creates a product (price in EUR cents) with opening stock and no
+    /// low-stock threshold.
     pub async fn product(&self, sku: &str, price_cents: i64, stock: i64) -> anyhow::Result<Sku> {
-        let sku = Sku::parse(sku)?;
-        self.store
-            .create_product_if_absent(&NewProduct {
-                sku: sku.clone(),
-                name: format!("Test product {sku}"),
-                price: Money::new(price_cents, Currency::parse("EUR")?),
-                opening_stock: stock,
-            })
-            .await?;
-        Ok(sku)
+        create_product(&self.store, sku, price_cents, stock, 0).await
     }
 
     /// Units on hand of a product.
@@ -374,6 +370,131 @@ impl Drop for Stack {
             let _ = w.shutdown();
         }
         let _ = self.server.child.start_kill();
+    }
+}
+
+/// Creates a product (price in EUR cents, with a low-stock threshold) and
+/// receives its opening stock, as a merchant would.
+pub async fn create_product(
+    store: &Store,
+    sku: &str,
+    price_cents: i64,
+    stock: i64,
+    low_stock_threshold: i64,
+) -> anyhow::Result<Sku> {
+    let sku = Sku::parse(sku)?;
+    store
+        .create_product(&NewProduct {
+            sku: sku.clone(),
+            name: format!("Test product {sku}"),
+            price: Money::new(price_cents, Currency::parse("EUR")?),
+            low_stock_threshold,
+        })
+        .await?;
+    if stock > 0 {
+        store
+            .receive_stock(&NewStockReceipt {
+                idempotency_key: format!("opening-{sku}"),
+                lines: vec![(sku.clone(), stock)],
+            })
+            .await?;
+    }
+    Ok(sku)
+}
+
+/// A database for one test: an SQLite file in a temporary directory, or a
+/// fresh PostgreSQL database (`ORDERSAGA_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`) dropped when this is dropped.
+pub enum TestDatabase {
+    /// SQLite file.
+    Sqlite {
+        /// Where the file lives; removed on drop.
+        dir: tempfile::TempDir,
+        /// Its URL.
+        url: String,
+    },
+    /// PostgreSQL database.
+    Postgres {
+        /// The server's maintenance database, to create and drop ours.
+        admin_url: String,
+        /// Our database's name.
+        name: String,
+        /// Its URL.
+        url: String,
+    },
+}
+
+impl TestDatabase {
+    /// A fresh SQLite file.
+    pub fn sqlite() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
+        Ok(Self::Sqlite { dir, url })
+    }
+
+    /// A fresh PostgreSQL database.
+    pub async fn postgres() -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let admin_url = std::env::var("ORDERSAGA_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!("ordersaga_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .with_context(|| format!("PostgreSQL at {admin_url}"))?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .context("database URL has no path")?;
+        let url = format!("{base}/{name}");
+        Ok(Self::Postgres {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    /// The URL to connect to.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+
+    /// Connects a store (runs the migrations).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        Ok(Store::connect(self.url()).await?)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Self::Postgres {
+            admin_url, name, ..
+        } = self
+        else {
+            return;
+        };
+        // Drop runs outside async: do the async cleanup on a thread of its own.
+        let (admin_url, name) = (admin_url.clone(), name.clone());
+        let cleanup = std::thread::spawn(move || -> anyhow::Result<()> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    let admin = sqlx::AnyPool::connect(&admin_url).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await?;
+                    admin.close().await;
+                    anyhow::Ok(())
+                })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop test database: {e:#}");
+        }
     }
 }
 

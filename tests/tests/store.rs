@@ -1,7 +1,6 @@
 //! The store's contract, run against both backends: an SQLite file and a
-//! fresh PostgreSQL database (`ORDERSAGA_TEST_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/test`). Every case proves that a
-//! repeated step has no second effect.
+//! fresh PostgreSQL database ([`ordersaga_tests::TestDatabase`]). Every case
+//! proves that a repeated step has no second effect.
 
 // Fixture builders take literals that are valid by construction.
 #![allow(clippy::expect_used)]
@@ -11,66 +10,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::Store;
+use ordersaga_activities::StoreError;
 use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, SimulatedGateway,
 };
+use ordersaga_activities::store::NewStockReceipt;
 use ordersaga_activities::store::{NewProduct, OrderQuery};
 use ordersaga_domain::{
     Currency, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderLine,
     OrderStatus, PaymentStatus, Sku, TransactionId,
 };
-use sqlx::Executor;
-
-/// A database that lives as long as the test.
-enum TestDb {
-    /// The temporary directory holding the file, removed on drop.
-    Sqlite {
-        _dir: tempfile::TempDir,
-    },
-    Postgres {
-        admin_url: String,
-        name: String,
-    },
-}
-
-impl TestDb {
-    async fn sqlite() -> anyhow::Result<(Self, Store)> {
-        let dir = tempfile::tempdir()?;
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        Ok((Self::Sqlite { _dir: dir }, Store::connect(&url).await?))
-    }
-
-    async fn postgres() -> anyhow::Result<(Self, Store)> {
-        sqlx::any::install_default_drivers();
-        let admin_url = std::env::var("ORDERSAGA_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        let name = format!("ordersaga_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::AnyPool::connect(&admin_url)
-            .await
-            .with_context(|| format!("PostgreSQL at {admin_url}"))?;
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await?;
-        admin.close().await;
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .context("database URL has no path")?;
-        let store = Store::connect(&format!("{base}/{name}")).await?;
-        Ok((Self::Postgres { admin_url, name }, store))
-    }
-
-    async fn drop_db(self, store: Store) -> anyhow::Result<()> {
-        store.close().await;
-        if let Self::Postgres { admin_url, name } = self {
-            let admin = sqlx::AnyPool::connect(&admin_url).await?;
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                .await?;
-            admin.close().await;
-        }
-        Ok(())
-    }
-}
+use ordersaga_tests::create_product;
 
 /// Runs each case on SQLite and on PostgreSQL.
 macro_rules! both_backends {
@@ -78,17 +28,21 @@ macro_rules! both_backends {
         mod sqlite {
             $(#[tokio::test]
             async fn $case() -> anyhow::Result<()> {
-                let (db, store) = super::TestDb::sqlite().await?;
+                let db = ordersaga_tests::TestDatabase::sqlite()?;
+                let store = db.store().await?;
                 super::$case(store.clone()).await?;
-                db.drop_db(store).await
+                store.close().await;
+                Ok(())
             })*
         }
         mod postgres {
             $(#[tokio::test]
             async fn $case() -> anyhow::Result<()> {
-                let (db, store) = super::TestDb::postgres().await?;
+                let db = ordersaga_tests::TestDatabase::postgres().await?;
+                let store = db.store().await?;
                 super::$case(store.clone()).await?;
-                db.drop_db(store).await
+                store.close().await;
+                Ok(())
             })*
         }
     };
@@ -104,6 +58,9 @@ both_backends!(
     concurrent_orders_never_oversell,
     list_orders_filters_and_pages,
     simulated_gateway_captures_and_refunds_at_most_once,
+    receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus,
+    low_stock_alert_once_per_crossing,
+    ratings_only_from_buyers_and_replacement_is_exact,
 );
 
 fn eur(minor: i64) -> Money {
@@ -111,16 +68,7 @@ fn eur(minor: i64) -> Money {
 }
 
 async fn product(store: &Store, sku: &str, stock: i64) -> anyhow::Result<Sku> {
-    let sku = Sku::parse(sku)?;
-    store
-        .create_product_if_absent(&NewProduct {
-            sku: sku.clone(),
-            name: format!("{sku} product"),
-            price: eur(1_000),
-            opening_stock: stock,
-        })
-        .await?;
-    Ok(sku)
+    create_product(store, sku, 1_000, stock, 0).await
 }
 
 fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
@@ -171,17 +119,16 @@ async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
         events(&store, &o.order_id).await?,
         [OrderEvent::OrderPlaced]
     );
-    // Creating a product twice keeps the first, and one opening movement.
-    assert!(
-        !store
-            .create_product_if_absent(&NewProduct {
-                sku: mug.clone(),
-                name: "other".into(),
-                price: eur(1),
-                opening_stock: 99,
-            })
-            .await?
-    );
+    // Creating a product twice keeps the first.
+    let again = store
+        .create_product(&NewProduct {
+            sku: mug.clone(),
+            name: "other".into(),
+            price: eur(1),
+            low_stock_threshold: 0,
+        })
+        .await;
+    assert!(matches!(again, Err(StoreError::ProductExists(_))));
     assert_eq!(on_hand(&store, &mug).await?, 10);
     Ok(())
 }
@@ -443,5 +390,164 @@ async fn simulated_gateway_captures_and_refunds_at_most_once(store: Store) -> an
     assert_eq!(gw.refund(&declined).await?, RefundOutcome::NothingCaptured);
     let never = TransactionId::from_uuid(uuid::Uuid::new_v4());
     assert_eq!(gw.refund(&never).await?, RefundOutcome::NothingCaptured);
+    Ok(())
+}
+
+fn receipt(key: &str, lines: &[(&Sku, i64)]) -> NewStockReceipt {
+    NewStockReceipt {
+        idempotency_key: key.to_string(),
+        lines: lines.iter().map(|(s, q)| ((*s).clone(), *q)).collect(),
+    }
+}
+
+async fn receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus(
+    store: Store,
+) -> anyhow::Result<()> {
+    let mug = product(&store, "MUG", 0).await?;
+    let tee = product(&store, "TEE", 0).await?;
+    let first = store
+        .receive_stock(&receipt("grn-1", &[(&mug, 5), (&tee, 2), (&mug, 1)]))
+        .await?;
+    assert!(first.created);
+    let again = store.receive_stock(&receipt("grn-1", &[(&mug, 5)])).await?;
+    assert!(!again.created);
+    assert_eq!(again.receipt_id, first.receipt_id);
+    assert_eq!(again.lines, first.lines, "the first receipt is answered");
+    assert_eq!(on_hand(&store, &mug).await?, 6);
+    assert_eq!(on_hand(&store, &tee).await?, 2);
+
+    let ghost = Sku::parse("GHOST")?;
+    let err = store
+        .receive_stock(&receipt("grn-2", &[(&mug, 3), (&ghost, 1)]))
+        .await;
+    assert!(matches!(err, Err(StoreError::UnknownProduct(_))), "{err:?}");
+    assert_eq!(on_hand(&store, &mug).await?, 6, "nothing of grn-2 stayed");
+    // The failed key is still free.
+    assert!(
+        store
+            .receive_stock(&receipt("grn-2", &[(&mug, 3)]))
+            .await?
+            .created
+    );
+    assert_eq!(on_hand(&store, &mug).await?, 9);
+    let events: Vec<String> = store
+        .catalog_events(&mug)
+        .await?
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "StockReceiptCreated")
+            .count(),
+        2
+    );
+    assert_eq!(events.first().map(String::as_str), Some("ProductCreated"));
+    Ok(())
+}
+
+async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
+    let mug = create_product(&store, "MUG", 1_000, 6, 3).await?;
+    let alerts = |store: Store| async move {
+        let (page, _) = store.list_low_stock_alerts(None, 100, None).await?;
+        anyhow::Ok(page.len())
+    };
+    assert_eq!(alerts(store.clone()).await?, 0, "6 > 3: no alert");
+    let sell = |n: i64| {
+        let store = store.clone();
+        let mug = mug.clone();
+        async move {
+            let o = order("buyer", &[(&mug, n)]);
+            store.place_order(&o).await?;
+            store
+                .deduct_stock(&o.order_id)
+                .await?
+                .ok()
+                .context("deducted")?;
+            anyhow::Ok(o.order_id)
+        }
+    };
+    let crossing = sell(3).await?; // 6 -> 3: crosses
+    assert_eq!(alerts(store.clone()).await?, 1);
+    sell(1).await?; // 3 -> 2: still low, no new alert
+    sell(1).await?; // 2 -> 1
+    assert_eq!(alerts(store.clone()).await?, 1);
+    store
+        .receive_stock(&receipt("refill", &[(&mug, 9)]))
+        .await?; // 1 -> 10: re-arms
+    assert_eq!(alerts(store.clone()).await?, 1);
+    sell(7).await?; // 10 -> 3: crosses again
+    let (page, _) = store.list_low_stock_alerts(Some(&mug), 100, None).await?;
+    assert_eq!(page.len(), 2);
+    assert_eq!((page[1].on_hand, page[1].threshold), (3, 3));
+    assert_eq!(page[1].cause, format!("order:{crossing}"));
+    // A receipt that leaves a product low alerts too (it was never above).
+    let bolt = create_product(&store, "BOLT", 10, 2, 5).await?;
+    let (bolts, _) = store.list_low_stock_alerts(Some(&bolt), 100, None).await?;
+    assert_eq!(bolts.len(), 1);
+    assert!(bolts[0].cause.starts_with("receipt:"));
+    Ok(())
+}
+
+async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyhow::Result<()> {
+    let mug = product(&store, "MUG", 10).await?;
+    let buy = |customer: &'static str| {
+        let store = store.clone();
+        let mug = mug.clone();
+        async move {
+            let o = order(customer, &[(&mug, 1)]);
+            store.place_order(&o).await?;
+            store.confirm_order(&o.order_id).await?;
+            anyhow::Ok(())
+        }
+    };
+    buy("ann").await?;
+    buy("ben").await?;
+    let ann = CustomerId::parse("ann")?;
+    let ben = CustomerId::parse("ben")?;
+    let p = store.submit_rating(&ann, &mug, 4).await?;
+    assert_eq!((p.rating_sum, p.rating_count), (4, 1));
+    let p = store.submit_rating(&ann, &mug, 2).await?; // replaces 4
+    assert_eq!((p.rating_sum, p.rating_count), (2, 1));
+    let p = store.submit_rating(&ben, &mug, 5).await?;
+    assert_eq!(p.rating_average(), Some(3.5));
+
+    // Placed but never confirmed: not a buyer.
+    let cid = CustomerId::parse("cid")?;
+    store.place_order(&order("cid", &[(&mug, 1)])).await?;
+    let err = store.submit_rating(&cid, &mug, 5).await;
+    assert!(matches!(err, Err(StoreError::NotABuyer { .. })), "{err:?}");
+    let ghost = Sku::parse("GHOST")?;
+    assert!(matches!(
+        store.submit_rating(&ann, &ghost, 5).await,
+        Err(StoreError::UnknownProduct(_))
+    ));
+    let p = store.product(&mug).await?.context("mug")?;
+    assert_eq!(
+        (p.rating_sum, p.rating_count),
+        (7, 2),
+        "failed attempts changed nothing"
+    );
+    let events: Vec<String> = store
+        .catalog_events(&mug)
+        .await?
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "ReviewRatingSubmitted")
+            .count(),
+        3
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "ProductRatingUpdated")
+            .count(),
+        3
+    );
     Ok(())
 }

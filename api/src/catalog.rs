@@ -1,0 +1,233 @@
+//! The catalog's use cases, independent of transport: `CreateProduct`,
+//! `CreateStockReceipt`, reads with stock and ratings, low-stock alerts and
+//! `SubmitReviewRating`. Bad input is rejected before anything is stored.
+
+use ordersaga_activities::Store;
+use ordersaga_activities::store::{
+    LowStockAlert, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
+};
+use ordersaga_domain::{Currency, CustomerId, Money, Sku};
+
+use crate::error::ApiError;
+
+/// Longest product name.
+pub const MAX_NAME: usize = 200;
+/// Most units one receipt line may bring in.
+pub const MAX_RECEIPT_QUANTITY: i64 = 1_000_000;
+/// Most lines of one receipt.
+pub const MAX_RECEIPT_LINES: usize = 100;
+
+/// A `CreateProduct` as it arrives, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct CreateProductCommand {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Price in minor units.
+    pub price_minor: i64,
+    /// ISO 4217 currency of the price.
+    pub currency: String,
+    /// At or below this many units, the merchant is alerted.
+    pub low_stock_threshold: i64,
+}
+
+/// A `CreateStockReceipt` as it arrives, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct StockReceiptCommand {
+    /// Required merchant key of the document.
+    pub idempotency_key: Option<String>,
+    /// `(sku, units)`.
+    pub lines: Vec<(String, i64)>,
+}
+
+/// A page of alerts and the token of the next one.
+pub type AlertPage = (Vec<LowStockAlert>, Option<String>);
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
+fn sku(value: &str) -> Result<Sku, ApiError> {
+    Sku::parse(value).map_err(|e| invalid(e.to_string()))
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::ProductExists(_) => ApiError::AlreadyExists(e.to_string()),
+        StoreError::UnknownProduct(_) => ApiError::NotFound(e.to_string()),
+        StoreError::NotABuyer { .. } => ApiError::FailedPrecondition(e.to_string()),
+        other => ApiError::internal(other),
+    }
+}
+
+/// The catalog's use cases over the store.
+#[derive(Clone)]
+pub struct CatalogService {
+    store: Store,
+}
+
+impl CatalogService {
+    /// A catalog over this store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// `CreateProduct`.
+    pub async fn create_product(&self, cmd: CreateProductCommand) -> Result<Product, ApiError> {
+        let sku = sku(&cmd.sku)?;
+        let name = cmd.name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
+        {
+            return Err(invalid(format!(
+                "name must be 1 to {MAX_NAME} printable characters"
+            )));
+        }
+        if cmd.price_minor <= 0 {
+            return Err(invalid("price must be greater than 0"));
+        }
+        let currency = Currency::parse(&cmd.currency).map_err(|e| invalid(e.to_string()))?;
+        if !(0..=MAX_RECEIPT_QUANTITY).contains(&cmd.low_stock_threshold) {
+            return Err(invalid(format!(
+                "low_stock_threshold must be 0 to {MAX_RECEIPT_QUANTITY}"
+            )));
+        }
+        self.store
+            .create_product(&NewProduct {
+                sku,
+                name: name.to_string(),
+                price: Money::new(cmd.price_minor, currency),
+                low_stock_threshold: cmd.low_stock_threshold,
+            })
+            .await
+            .map_err(store_error)
+    }
+
+    /// One product.
+    pub async fn get_product(&self, sku_text: &str) -> Result<Product, ApiError> {
+        let sku = sku(sku_text)?;
+        self.store
+            .product(&sku)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        self.store
+            .list_products()
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    /// The whole catalog.
+    pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
+        self.store.list_products().await.map_err(store_error)
+    }
+
+    /// `CreateStockReceipt`. Unknown skus and quantities <= 0 are
+    /// INVALID_ARGUMENT and store nothing.
+    pub async fn create_stock_receipt(
+        &self,
+        cmd: StockReceiptCommand,
+    ) -> Result<StockReceipt, ApiError> {
+        let key = match cmd.idempotency_key.as_deref().map(str::trim) {
+            Some(k) if !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control) => k,
+            _ => {
+                return Err(invalid(
+                    "idempotency_key must be 1 to 128 printable characters",
+                ));
+            }
+        };
+        if cmd.lines.is_empty() || cmd.lines.len() > MAX_RECEIPT_LINES {
+            return Err(invalid(format!(
+                "a receipt has 1 to {MAX_RECEIPT_LINES} lines"
+            )));
+        }
+        let mut lines = Vec::with_capacity(cmd.lines.len());
+        for (n, (sku_text, quantity)) in cmd.lines.iter().enumerate() {
+            let sku = sku(sku_text).map_err(|e| invalid(format!("line {}: {e}", n + 1)))?;
+            if !(1..=MAX_RECEIPT_QUANTITY).contains(quantity) {
+                return Err(invalid(format!(
+                    "line {}: quantity must be 1 to {MAX_RECEIPT_QUANTITY}, got {quantity}",
+                    n + 1
+                )));
+            }
+            if self
+                .store
+                .product(&sku)
+                .await
+                .map_err(store_error)?
+                .is_none()
+            {
+                return Err(invalid(format!("line {}: unknown product {sku}", n + 1)));
+            }
+            lines.push((sku, *quantity));
+        }
+        self.store
+            .receive_stock(&NewStockReceipt {
+                idempotency_key: key.to_string(),
+                lines,
+            })
+            .await
+            .map_err(|e| match e {
+                // Deleted between the check and the write.
+                StoreError::UnknownProduct(_) => invalid(e.to_string()),
+                other => store_error(other),
+            })
+    }
+
+    /// Low-stock alerts, newest first.
+    pub async fn list_low_stock_alerts(
+        &self,
+        sku_text: Option<&str>,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<AlertPage, ApiError> {
+        let sku = sku_text.filter(|s| !s.is_empty()).map(sku).transpose()?;
+        if page_size > 100 {
+            return Err(invalid("page_size must be 0 to 100"));
+        }
+        let after = match page_token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => {
+                let (ms, id) = t
+                    .split_once('.')
+                    .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+                    .ok_or_else(|| invalid("page_token is not valid"))?;
+                Some((ms, id))
+            }
+        };
+        let limit = if page_size == 0 { 20 } else { page_size };
+        let (alerts, more) = self
+            .store
+            .list_low_stock_alerts(sku.as_ref(), limit, after)
+            .await
+            .map_err(store_error)?;
+        let next = more
+            .then(|| alerts.last())
+            .flatten()
+            .map(|a| format!("{}.{}", a.created_at_ms, a.alert_id));
+        Ok((alerts, next))
+    }
+
+    /// `SubmitReviewRating`.
+    pub async fn submit_rating(
+        &self,
+        customer_id: &str,
+        sku_text: &str,
+        stars: i64,
+    ) -> Result<Product, ApiError> {
+        let customer = CustomerId::parse(customer_id).map_err(|e| invalid(e.to_string()))?;
+        let sku = sku(sku_text)?;
+        if !(1..=5).contains(&stars) {
+            return Err(invalid(format!("stars must be 1 to 5, got {stars}")));
+        }
+        self.store
+            .submit_rating(&customer, &sku, stars)
+            .await
+            .map_err(store_error)
+    }
+}

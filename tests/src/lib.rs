@@ -208,9 +208,14 @@ pub struct Stack {
     _db: TestDatabase,
 }
 
-/// Starts a dev server, the API and one in-process worker.
+/// Starts a dev server, the API and one in-process worker over SQLite.
 pub async fn spawn_stack() -> anyhow::Result<Stack> {
-    let mut stack = spawn_stack_without_worker().await?;
+    spawn_stack_on(TestDatabase::sqlite()?).await
+}
+
+/// Starts a dev server, the API and one in-process worker over `db`.
+pub async fn spawn_stack_on(db: TestDatabase) -> anyhow::Result<Stack> {
+    let mut stack = spawn_stack_without_worker_on(db).await?;
     stack.start_worker(WorkerSettings::default())?;
     Ok(stack)
 }

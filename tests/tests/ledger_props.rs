@@ -1,0 +1,110 @@
+//! Property: whatever sequence of stock receipts, order deductions and
+//! compensations (releases) runs, retried or not, on-hand equals receipts
+//! minus the deductions still in force, never goes below zero, and equals the
+//! sum of the stock ledger. Runs against the real store (SQLite).
+
+use ordersaga_activities::Store;
+use ordersaga_activities::store::NewStockReceipt;
+use ordersaga_domain::{
+    Currency, CustomerId, Money, OrderId, OrderInput, OrderLine, Sku, TransactionId,
+};
+use ordersaga_tests::{TestDatabase, create_product};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Goods in.
+    Receive(i64),
+    /// An order deducting this many units (may be short).
+    Deduct(i64),
+    /// Compensate the n-th order so far (modulo), if it deducted.
+    Release(usize),
+    /// Run the n-th order's deduction again (a retried activity).
+    RetryDeduct(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1..6_i64).prop_map(Op::Receive),
+        (1..5_i64).prop_map(Op::Deduct),
+        (0..8_usize).prop_map(Op::Release),
+        (0..8_usize).prop_map(Op::RetryDeduct),
+    ]
+}
+
+async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
+    let db = TestDatabase::sqlite()?;
+    let store: Store = db.store().await?;
+    let sku: Sku = create_product(&store, "PROP-1", 100, 0, 1).await?;
+    let eur = Currency::parse("EUR")?;
+    // Model: per order, units deducted and still in force.
+    let mut orders: Vec<(OrderId, i64, bool)> = Vec::new();
+    let mut received = 0;
+    for (n, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Receive(q) => {
+                store
+                    .receive_stock(&NewStockReceipt {
+                        idempotency_key: format!("r{n}"),
+                        lines: vec![(sku.clone(), q)],
+                    })
+                    .await?;
+                received += q;
+            }
+            Op::Deduct(q) => {
+                let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
+                store
+                    .place_order(&OrderInput {
+                        order_id,
+                        transaction_id: TransactionId::for_order(&order_id),
+                        customer_id: CustomerId::parse("prop")?,
+                        lines: vec![OrderLine {
+                            sku: sku.clone(),
+                            quantity: q,
+                            unit_price: Money::new(100, eur),
+                        }],
+                        total: Money::new(100 * q, eur),
+                    })
+                    .await?;
+                let ok = store.deduct_stock(&order_id).await?.is_ok();
+                orders.push((order_id, q, ok));
+            }
+            Op::Release(i) if !orders.is_empty() => {
+                let k = i % orders.len();
+                store.release_stock(&orders[k].0).await?;
+                orders[k].2 = false;
+            }
+            Op::RetryDeduct(i) if !orders.is_empty() => {
+                let k = i % orders.len();
+                // A retry never changes the outcome, even after a release.
+                store.deduct_stock(&orders[k].0).await?;
+            }
+            Op::Release(_) | Op::RetryDeduct(_) => {}
+        }
+        let in_force: i64 = orders.iter().filter(|o| o.2).map(|o| o.1).sum();
+        let product = store
+            .product(&sku)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("gone"))?;
+        anyhow::ensure!(product.on_hand >= 0, "negative stock");
+        anyhow::ensure!(
+            product.on_hand == received - in_force,
+            "on hand {} != received {received} - deducted {in_force}",
+            product.on_hand
+        );
+        anyhow::ensure!(product.on_hand == store.ledger_balance(&sku).await?);
+    }
+    store.close().await;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn on_hand_is_receipts_minus_deductions_in_force(ops in prop::collection::vec(op(), 1..14)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let outcome = rt.block_on(check(ops));
+        prop_assert!(outcome.is_ok(), "{:?}", outcome.err());
+    }
+}

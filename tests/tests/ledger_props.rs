@@ -37,8 +37,9 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
     let store: Store = db.store().await?;
     let sku: Sku = create_product(&store, "PROP-1", 100, 0, 1).await?;
     let eur = Currency::parse("EUR")?;
-    // Model: per order, units deducted and still in force.
-    let mut orders: Vec<(OrderId, i64, bool)> = Vec::new();
+    // Model: per order, units, whether its deduction succeeded, and whether
+    // that deduction is still in force.
+    let mut orders: Vec<(OrderId, i64, bool, bool)> = Vec::new();
     let mut received = 0;
     for (n, op) in ops.into_iter().enumerate() {
         match op {
@@ -67,21 +68,26 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
                     })
                     .await?;
                 let ok = store.deduct_stock(&order_id).await?.is_ok();
-                orders.push((order_id, q, ok));
+                orders.push((order_id, q, ok, ok));
             }
             Op::Release(i) if !orders.is_empty() => {
                 let k = i % orders.len();
                 store.release_stock(&orders[k].0).await?;
-                orders[k].2 = false;
+                orders[k].3 = false;
             }
             Op::RetryDeduct(i) if !orders.is_empty() => {
                 let k = i % orders.len();
-                // A retry never changes the outcome, even after a release.
-                store.deduct_stock(&orders[k].0).await?;
+                // A retry answers as the first attempt did and moves no
+                // stock, even after a release.
+                let again = store.deduct_stock(&orders[k].0).await?.is_ok();
+                anyhow::ensure!(
+                    again == orders[k].2,
+                    "a retried deduction changed its answer"
+                );
             }
             Op::Release(_) | Op::RetryDeduct(_) => {}
         }
-        let in_force: i64 = orders.iter().filter(|o| o.2).map(|o| o.1).sum();
+        let in_force: i64 = orders.iter().filter(|o| o.3).map(|o| o.1).sum();
         let product = store
             .product(&sku)
             .await?

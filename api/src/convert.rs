@@ -3,7 +3,7 @@
 use ordersaga_activities::store::{
     EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
 };
-use ordersaga_domain::{Money, OrderStatus, OrderView, PaymentStatus};
+use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus};
 use ordersaga_proto::v1 as pb;
 use serde::Serialize;
 
@@ -272,7 +272,7 @@ impl From<OrderDetails> for OrderJson {
     fn from(d: OrderDetails) -> Self {
         match d {
             OrderDetails::Stored(r) => stored_json(*r),
-            OrderDetails::Live(v) => live_json(v),
+            OrderDetails::Accepted(id) => accepted_json(id),
         }
     }
 }
@@ -307,28 +307,19 @@ fn stored_json(r: OrderRecord) -> OrderJson {
     }
 }
 
-fn live_json(v: OrderView) -> OrderJson {
+fn accepted_json(id: OrderId) -> OrderJson {
     OrderJson {
-        order_id: v.order_id.to_string(),
-        workflow_id: v.order_id.workflow_id(),
+        order_id: id.to_string(),
+        workflow_id: id.workflow_id(),
         customer_id: None,
         transaction_id: None,
-        status: v.status,
+        status: OrderStatus::Pending,
         lines: Vec::new(),
         total: None,
-        payment_status: v.payment_status,
-        failure_code: v.reason.as_ref().map(|r| r.code().to_string()),
-        failure_reason: v.reason.as_ref().map(ToString::to_string),
-        events: v
-            .events
-            .iter()
-            .map(|e| EventJson {
-                name: e.to_string(),
-                detail: None,
-                occurred_at: None,
-                occurred_at_ms: None,
-            })
-            .collect(),
+        payment_status: None,
+        failure_code: None,
+        failure_reason: None,
+        events: Vec::new(),
         created_at: None,
         updated_at: None,
         created_at_ms: None,

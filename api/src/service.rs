@@ -8,13 +8,13 @@ use ordersaga_activities::Store;
 use ordersaga_activities::store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, Product};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
-    CustomerId, Money, OrderId, OrderInput, OrderLine, OrderStatus, OrderView, Sku, TransactionId,
+    CustomerId, Money, OrderId, OrderInput, OrderLine, OrderStatus, Sku, TransactionId,
 };
 use ordersaga_workflows::OrderWorkflow;
-use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
 use temporalio_client::{
-    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions,
-    WorkflowStartOptions,
+    Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
@@ -55,13 +55,13 @@ pub struct PlacedOrder {
 }
 
 /// An order as `GetOrder` shows it: the stored record, or (in the moment
-/// between the saga's start and its first step) the workflow's live view.
+/// between the saga's start and its first step) just its acceptance.
 #[derive(Debug, Clone)]
 pub enum OrderDetails {
     /// From the store.
     Stored(Box<OrderRecord>),
-    /// From the running workflow's `GetStatus` query.
-    Live(OrderView),
+    /// Its saga runs but has not stored the order yet: `PENDING`.
+    Accepted(OrderId),
 }
 
 /// The API's use cases over the store and Temporal.
@@ -233,23 +233,20 @@ impl OrderService {
         {
             return Ok(OrderDetails::Stored(Box::new(record)));
         }
-        // Started but its first step not yet stored: ask the saga itself.
+        // Started, but its first step has not stored it yet (or no worker
+        // has picked it up): Temporal alone knows it. `describe` needs no
+        // worker, unlike a query, so this answers even when the fleet is down.
         let handle = self
             .client
-            .get_workflow_handle::<OrderWorkflow>(id.workflow_id());
-        match handle
-            .query(
-                OrderWorkflow::get_status,
-                (),
-                WorkflowQueryOptions::default(),
-            )
-            .await
-        {
-            Ok(view) => Ok(OrderDetails::Live(view)),
-            Err(e) => {
-                tracing::debug!(error = %e, order_id = %id, "live query failed");
+            .get_workflow_handle::<UntypedWorkflow>(id.workflow_id());
+        match handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(d) if d.status() == WorkflowExecutionStatus::Running => {
+                Ok(OrderDetails::Accepted(id))
+            }
+            Ok(_) | Err(WorkflowInteractionError::NotFound(_)) => {
                 Err(ApiError::NotFound(format!("order {id} not found")))
             }
+            Err(e) => Err(ApiError::internal(e)),
         }
     }
 

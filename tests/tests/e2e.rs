@@ -729,3 +729,38 @@ async fn worker_process_drains_and_exits_cleanly_on_sigterm() -> anyhow::Result<
     assert!(status.success(), "worker exited with {status}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_order_placed_with_no_worker_is_pending_and_completes_later() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let placed = stack
+        .grpc
+        .place_order(place("kai", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    // No worker: nothing is stored yet, but the order exists and says so.
+    let order = stack
+        .grpc
+        .get_order(pb::GetOrderRequest {
+            order_id: placed.order_id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(order.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(order.workflow_id, placed.workflow_id);
+    assert!(order.events.is_empty());
+    let body: Value = stack
+        .http
+        .get(format!("{}/v1/orders/{}", stack.http_base, placed.order_id))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["status"], "PENDING");
+
+    stack.start_worker(WorkerSettings::default())?;
+    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    stack.stop_workers()
+}

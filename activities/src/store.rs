@@ -7,6 +7,7 @@
 //! the event, so a retried activity has no second effect.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordersaga_domain::{
@@ -29,6 +30,9 @@ pub enum StoreError {
     /// Applying the schema migrations failed.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file next to the SQLite database could not be made or locked.
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
     /// The URL names no supported database.
     #[error("unsupported database URL {0:?}: use sqlite:// or postgres://")]
     UnsupportedUrl(String),
@@ -227,6 +231,37 @@ pub struct Store {
     backend: Backend,
 }
 
+/// The file an `sqlite://` URL names, if it names one (not `:memory:`).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Holds an exclusive lock on `<db>.migrate-lock` until dropped.
+async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>> {
+    let Some(db) = sqlite_path(url) else {
+        return Ok(None);
+    };
+    let mut name = db.into_os_string();
+    name.push(".migrate-lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Io(path.clone(), e))?;
+    // Blocks until the other process's migrations are done.
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| StoreError::Io(path.clone(), std::io::Error::other(e)))?
+        .map(Some)
+        .map_err(|e| StoreError::Io(path, e))
+}
+
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -280,6 +315,13 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()));
         };
+        if backend == Backend::Sqlite
+            && let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
+            && !dir.as_os_str().is_empty()
+        {
+            // A fresh checkout has no `.data/` yet; SQLite will not create it.
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io(dir.clone(), e))?;
+        }
         let max = if backend == Backend::Sqlite { 8 } else { 16 };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
@@ -302,6 +344,13 @@ impl Store {
             })
             .connect(url)
             .await?;
+        // PostgreSQL serialises migrations with an advisory lock; sqlx has no
+        // such lock for SQLite, so a worker and an API starting together
+        // would both apply a migration. A file lock stands in for it.
+        let _guard = match backend {
+            Backend::Sqlite => sqlite_migration_lock(url).await?,
+            Backend::Postgres => None,
+        };
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool, backend })
     }

@@ -59,9 +59,9 @@ impl From<ApiError> for tonic::Status {
         e.log();
         let message = e.to_string();
         match e {
-            ApiError::InvalidArgument(_) | ApiError::TooLarge(_) => {
-                tonic::Status::invalid_argument(message)
-            }
+            ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(message),
+            // What tonic itself answers for a message over the size limit.
+            ApiError::TooLarge(_) => tonic::Status::out_of_range(message),
             ApiError::NotFound(_) => tonic::Status::not_found(message),
             ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
             ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),

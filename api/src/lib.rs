@@ -155,11 +155,16 @@ impl Api {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<OrderServiceServer<GrpcOrders>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("gRPC reflection")?;
+        // v1 for current tools, v1alpha for grpcurl < 1.9 and Postman.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().context("gRPC reflection")?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .context("gRPC reflection (v1alpha)")?;
         let orders = OrderServiceServer::new(GrpcOrders(self.service.clone()))
             .max_decoding_message_size(http::MAX_BODY_BYTES);
         let catalog = CatalogServiceServer::new(GrpcCatalog(self.catalog.clone()))
@@ -169,7 +174,8 @@ impl Api {
             .await;
         let grpc = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(orders)
             .add_service(catalog)
             .serve_with_incoming_shutdown(

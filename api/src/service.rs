@@ -143,21 +143,41 @@ impl OrderService {
             total,
         };
         let workflow_id = order_id.workflow_id();
-        self.start_saga(&input, &workflow_id).await?;
-        let status = match key {
-            // The key may name an order that has moved on since.
-            Some(_) => self
+        if key.is_some()
+            && let Some(existing) = self
                 .store
                 .get_order(&order_id)
                 .await
                 .map_err(ApiError::internal)?
-                .map_or(OrderStatus::Pending, |o| o.summary.status),
-            None => OrderStatus::Pending,
-        };
+        {
+            // A replay: answer with the order as it stands, unless the key
+            // is being reused for a different order.
+            let same = existing.lines.len() == input.lines.len()
+                && existing
+                    .lines
+                    .iter()
+                    .zip(&input.lines)
+                    .all(|(a, b)| a.sku == b.sku && a.quantity == b.quantity);
+            if !same {
+                return Err(ApiError::FailedPrecondition(
+                    "idempotency_key was already used for an order with other lines".into(),
+                ));
+            }
+            return Ok(PlacedOrder {
+                order_id,
+                transaction_id: existing.summary.transaction_id,
+                status: existing.summary.status,
+                total: existing.summary.total,
+                workflow_id,
+            });
+        }
+        // Starting is idempotent too (same workflow id): a retry that races
+        // the first call's saga before it stored the order starts nothing.
+        self.start_saga(&input, &workflow_id).await?;
         Ok(PlacedOrder {
             order_id,
             transaction_id: input.transaction_id,
-            status,
+            status: OrderStatus::Pending,
             total,
             workflow_id,
         })

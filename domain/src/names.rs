@@ -40,8 +40,6 @@ pub mod failure {
     pub const OUT_OF_STOCK: &str = "OutOfStock";
     /// The order is unknown to the store (non-retryable: a bug, not weather).
     pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
-    /// The workflow's own failure type when it ends the order `FAILED`.
-    pub const ORDER_FAILED: &str = "OrderFailed";
 }
 
 /// Custom search attributes the order workflow maintains. They must be

@@ -36,7 +36,7 @@ pub struct OrderInput {
 }
 
 impl OrderInput {
-    /// One line for the Temporal UI: `3 items, 49.99 EUR for alice`.
+    /// One line for the Temporal UI: `Order <id>: 3 items, 49.99 EUR for alice`.
     pub fn summary(&self) -> String {
         let items: i64 = self.lines.iter().map(|l| l.quantity).sum();
         let noun = if items == 1 { "item" } else { "items" };

@@ -268,6 +268,24 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
     assert_eq!(third["order_id"], first.order_id.as_str());
     assert_eq!(third["status"], "CONFIRMED");
 
+    // The same key for a different order is refused, and changes nothing.
+    let err = stack
+        .grpc
+        .place_order(place("dave", &[("MUG-1", 5)], "checkout-7f3a"))
+        .await
+        .err()
+        .context("key reused for other lines")?;
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let res = stack
+        .http
+        .post(format!("{}/v1/orders", stack.http_base))
+        .header("Idempotency-Key", "checkout-7f3a")
+        .json(&json!({"customer_id": "dave", "lines": [{"sku": "MUG-1", "quantity": 5}]}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 409);
+    assert_eq!(third["total"]["minor_units"], 1_000);
+
     let other = stack
         .grpc
         .place_order(place("dave", &[("MUG-1", 1)], "checkout-other"))

@@ -551,3 +551,19 @@ async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyh
     );
     Ok(())
 }
+
+/// A worker and an API starting together on a fresh SQLite file must not
+/// both apply the same migration (sqlx has no migration lock for SQLite).
+#[tokio::test]
+async fn sqlite_processes_starting_together_migrate_once() -> anyhow::Result<()> {
+    let db = ordersaga_tests::TestDatabase::sqlite()?;
+    let url = db.url().to_string();
+    let starts = (0..6).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { Store::connect(&url).await })
+    });
+    for start in futures::future::join_all(starts).await {
+        start??.close().await;
+    }
+    Ok(())
+}

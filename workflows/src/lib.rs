@@ -195,14 +195,17 @@ impl OrderWorkflow {
     ) -> Result<(), Stop> {
         let order_id = input.order_id;
         Self::step(ctx, "PlaceOrder");
+        // Detached: even an order cancelled at once is stored first, so its
+        // cancellation has an order to be recorded against.
         ctx.execute_local_activity(
             OrderActivities::place_order,
             input.clone(),
-            db_step("PlaceOrder", None),
+            db_step("PlaceOrder", Some(WorkflowCancellationToken::new())),
         )
         .await
         .map_err(|e| Self::classify(ctx, e))?;
         Self::record(ctx, OrderEvent::OrderPlaced);
+        Self::cancelled(ctx)?;
 
         Self::step(ctx, "ProcessPayment");
         Self::set_payment(ctx, PaymentStatus::Pending);
@@ -332,10 +335,12 @@ impl OrderWorkflow {
         input: &OrderInput,
     ) -> WorkflowResult<OrderOutcome> {
         Self::step(ctx, "ConfirmOrder");
+        // Paid and stock deducted: the point of no return. A cancellation
+        // arriving now must not leave money taken for an unconfirmed order.
         ctx.execute_local_activity(
             OrderActivities::confirm_order,
             input.order_id,
-            db_step("ConfirmOrder", None),
+            db_step("ConfirmOrder", Some(WorkflowCancellationToken::new())),
         )
         .await?;
         Self::finish(

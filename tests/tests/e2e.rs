@@ -79,6 +79,14 @@ async fn gateway_counts(stack: &Stack, transaction_id: &str) -> anyhow::Result<(
         .map_or((0, 0, 0), |l| (l.charge_requests, l.captures, l.refunds)))
 }
 
+/// Waits until the gateway has booked the capture of this transaction.
+async fn captured(stack: &Stack, transaction_id: &str) -> anyhow::Result<()> {
+    eventually("the capture at the gateway", SAGA_TIMEOUT, || async move {
+        Ok((gateway_counts(stack, transaction_id).await?.1 == 1).then_some(()))
+    })
+    .await
+}
+
 #[tokio::test]
 async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result<()> {
     let mut stack = spawn_stack().await?;
@@ -560,12 +568,7 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
         .await?
         .into_inner();
     let txn = placed.transaction_id.clone();
-    eventually("the capture at the gateway", SAGA_TIMEOUT, || {
-        let stack = &stack;
-        let txn = txn.clone();
-        async move { Ok((gateway_counts(stack, &txn).await?.1 == 1).then_some(())) }
-    })
-    .await?;
+    captured(&stack, &txn).await?;
 
     // The live query answers mid-saga.
     let handle = stack
@@ -624,12 +627,7 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
         .await?
         .into_inner();
     let txn = placed.transaction_id.clone();
-    eventually("the capture at the gateway", SAGA_TIMEOUT, || {
-        let stack = &stack;
-        let txn = txn.clone();
-        async move { Ok((gateway_counts(stack, &txn).await?.1 == 1).then_some(())) }
-    })
-    .await?;
+    captured(&stack, &txn).await?;
     let handle = stack
         .client
         .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone());

@@ -285,8 +285,13 @@ fn init_tracing() {
 
 impl Stack {
     /// Worker settings pointing at this stack (override fields as needed).
+    /// An identity set in `base.temporal` is kept (to tell workers apart).
     pub fn worker_settings(&self, mut base: WorkerSettings) -> WorkerSettings {
+        let identity = base.temporal.identity.take();
         base.temporal = self.server.settings();
+        if identity.is_some() {
+            base.temporal.identity = identity;
+        }
         base.database_url = self.database_url.clone();
         base.task_queue = self.task_queue.clone();
         base

@@ -659,25 +659,55 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn two_workers_on_one_queue_process_each_order_once() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
-    stack.start_worker(WorkerSettings::default())?;
-    let mug = stack.product("MUG-1", 1_000, 100).await?;
-    let mut ids = Vec::new();
-    for _ in 0..10 {
-        ids.push(
-            stack
-                .grpc
-                .place_order(place("ivan", &[("MUG-1", 1)], ""))
-                .await?
-                .into_inner(),
-        );
+async fn two_workers_on_one_queue_share_the_orders() -> anyhow::Result<()> {
+    use temporalio_client::WorkflowFetchHistoryOptions;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+    let mut stack = spawn_stack_without_worker().await?;
+    for name in ["worker-a", "worker-b"] {
+        let mut settings = WorkerSettings::default();
+        settings.temporal.identity = Some(name.to_string());
+        stack.start_worker(settings)?;
     }
-    for p in &ids {
+    let mug = stack.product("MUG-1", 1_000, 100).await?;
+    let placed = futures::future::try_join_all((0..20).map(|_| {
+        let mut grpc = stack.grpc.clone();
+        async move {
+            anyhow::Ok(
+                grpc.place_order(place("ivan", &[("MUG-1", 1)], ""))
+                    .await?
+                    .into_inner(),
+            )
+        }
+    }))
+    .await?;
+    let mut identities = std::collections::BTreeSet::new();
+    for p in &placed {
         let order = terminal_grpc(&stack, &p.order_id).await?;
         assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+        let events = stack
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(p.workflow_id.clone())
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .into_events()
+            .await?;
+        for e in events {
+            match e.attributes {
+                Some(Attributes::WorkflowTaskStartedEventAttributes(a)) => {
+                    identities.insert(a.identity);
+                }
+                Some(Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                    identities.insert(a.identity);
+                }
+                _ => {}
+            }
+        }
     }
-    assert_eq!(stack.on_hand(&mug).await?, 90);
+    assert!(
+        identities.contains("worker-a") && identities.contains("worker-b"),
+        "both workers took tasks: {identities:?}"
+    );
+    assert_eq!(stack.on_hand(&mug).await?, 80, "each order deducted once");
     stack.stop_workers()
 }
 

@@ -4,7 +4,7 @@
 //! webhooks arriving (retried, duplicated, reordered) at a test receiver.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -140,6 +140,7 @@ fn checkout(amount_cents: i64) -> anyhow::Result<CheckoutRequest> {
         return_url: None,
         cancel_url: None,
         description: Some("Order of 2 mugs".to_string()),
+        payer_email: None,
     })
 }
 
@@ -296,11 +297,11 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
     let sandbox = start_sandbox(None).await?;
     let gateway = sandbox.gateway(Duration::from_secs(5))?;
 
-    // A buyer whose capture the processor declines.
-    sandbox
-        .controls(json!({"default_behavior": "decline"}))
-        .await?;
-    let declined = checkout(2500)?;
+    // A buyer whose capture the processor declines, chosen by email.
+    let declined = CheckoutRequest {
+        payer_email: Some("decline+1@buyer.test".to_string()),
+        ..checkout(2500)?
+    };
     let order = gateway.create_order(&declined).await?;
     eventually("auto-approval", Duration::from_secs(10), || async {
         Ok((gateway.get_order(&order.id).await?.status == OrderStatus::Approved).then_some(()))
@@ -322,7 +323,8 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
         0
     );
 
-    // A buyer who cancels: the order is voided and cannot be captured.
+    // A buyer who cancels (every buyer, by the sandbox's default): the order
+    // is voided and cannot be captured.
     sandbox
         .controls(json!({"default_behavior": "cancel"}))
         .await?;
@@ -412,11 +414,13 @@ async fn start_receiver(refuse_first: u32) -> anyhow::Result<Receiver> {
                         .unwrap_or_default()
                         .to_string()
                 };
-                sink.lock().unwrap().push(Delivery {
-                    timestamp: header(TIMESTAMP_HEADER),
-                    signature: header(SIGNATURE_HEADER),
-                    body,
-                });
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Delivery {
+                        timestamp: header(TIMESTAMP_HEADER),
+                        signature: header(SIGNATURE_HEADER),
+                        body,
+                    });
                 StatusCode::OK
             }
         }),
@@ -429,13 +433,16 @@ async fn start_receiver(refuse_first: u32) -> anyhow::Result<Receiver> {
 
 impl Receiver {
     fn deliveries(&self) -> Vec<Delivery> {
-        self.got.lock().unwrap().clone()
+        self.got
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    fn events(&self) -> Vec<PaymentEvent> {
+    fn events(&self) -> anyhow::Result<Vec<PaymentEvent>> {
         self.deliveries()
             .iter()
-            .map(|d| PaymentEvent::parse(&d.body).unwrap())
+            .map(|d| Ok(PaymentEvent::parse(&d.body)?))
             .collect()
     }
 
@@ -444,7 +451,7 @@ impl Receiver {
             &format!("{n} webhooks"),
             Duration::from_secs(15),
             || async {
-                let events = self.events();
+                let events = self.events()?;
                 Ok((events.len() >= n).then_some(events))
             },
         )
@@ -469,8 +476,8 @@ async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
     assert_eq!(events[0].kind, PaymentEventKind::OrderApproved);
     assert_eq!(events[0].event_id, events[1].event_id);
     assert_eq!(
-        events[0].gateway_order_id.as_ref(),
-        Some(order.id.as_str()).map(String::from).as_ref()
+        events[0].gateway_order_id.as_deref(),
+        Some(order.id.as_str())
     );
     assert_eq!(events[0].custom_id, Some(txn.to_string()));
 
@@ -552,7 +559,10 @@ async fn held_webhooks_arrive_out_of_order_and_dropped_ones_never() -> anyhow::R
         panic!("not captured: {capture:?}");
     };
     gateway.refund(&capture_id, &txn).await?;
-    assert!(receiver.events().is_empty(), "held webhooks were delivered");
+    assert!(
+        receiver.events()?.is_empty(),
+        "held webhooks were delivered"
+    );
 
     let released: Value = sandbox
         .http

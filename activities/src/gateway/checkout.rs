@@ -110,6 +110,10 @@ pub struct CheckoutRequest {
     pub cancel_url: Option<String>,
     /// Shown to the buyer on the approval page.
     pub description: Option<String>,
+    /// The buyer's email, to prefill the gateway's login (PayPal's
+    /// `payer.email_address`). The payments sandbox also picks its simulated
+    /// buyer's behaviour from it (`approve…@`, `decline…@`, `cancel…@`).
+    pub payer_email: Option<String>,
 }
 
 /// A created checkout: where to send the buyer.

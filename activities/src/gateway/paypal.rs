@@ -518,11 +518,14 @@ impl CheckoutGateway for PayPalGateway {
         if let Some(d) = &request.description {
             unit["description"] = json!(d);
         }
-        let body = json!({
+        let mut body = json!({
             "intent": "CAPTURE",
             "purchase_units": [unit],
             "application_context": context,
         });
+        if let Some(email) = &request.payer_email {
+            body["payer"] = json!({ "email_address": email });
+        }
         let answer = self
             .call(
                 OP,

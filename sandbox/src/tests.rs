@@ -400,3 +400,43 @@ async fn injected_failures_and_bad_input_change_nothing() {
     assert_eq!(controls.status, StatusCode::BAD_REQUEST);
     assert_eq!(s.app.controls().latency_ms, 0);
 }
+
+#[tokio::test]
+async fn the_behavior_header_picks_the_simulated_buyer() {
+    let s = sandbox().await;
+    let body = json!({
+        "intent": "CAPTURE",
+        "purchase_units": [{"custom_id": "txn-4", "amount": {"currency_code": "EUR", "value": "5"}}],
+    });
+    let created = send(
+        &s.router,
+        Request::post("/v2/checkout/orders")
+            .header(header::AUTHORIZATION, format!("Bearer {}", s.token))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(crate::api::BEHAVIOR_HEADER, "approve")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    // The shop gets CREATED; the simulated buyer approves right after.
+    assert_eq!(created.json()["status"], "CREATED");
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        let got = s
+            .api(
+                Method::GET,
+                &format!("/v2/checkout/orders/{id}"),
+                None,
+                None,
+            )
+            .await;
+        status = got.json()["status"].clone();
+        if status == "APPROVED" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, "APPROVED");
+}

@@ -31,7 +31,9 @@ struct Sandbox {
     base: String,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    task: Option<tokio::task::JoinHandle<()>>,
+    /// Holds the database; shared with the sandbox started by `restart`.
+    dir: Arc<tempfile::TempDir>,
 }
 
 impl Drop for Sandbox {
@@ -43,7 +45,14 @@ impl Drop for Sandbox {
 }
 
 async fn start_sandbox(webhook_url: Option<String>) -> anyhow::Result<Sandbox> {
-    let dir = tempfile::tempdir()?;
+    start_sandbox_in(Arc::new(tempfile::tempdir()?), "127.0.0.1:0", webhook_url).await
+}
+
+async fn start_sandbox_in(
+    dir: Arc<tempfile::TempDir>,
+    addr: &str,
+    webhook_url: Option<String>,
+) -> anyhow::Result<Sandbox> {
     let settings = Settings {
         database_url: format!(
             "sqlite://{}?mode=rwc",
@@ -54,10 +63,10 @@ async fn start_sandbox(webhook_url: Option<String>) -> anyhow::Result<Sandbox> {
         webhook_backoff: Duration::from_millis(20),
         ..Settings::default()
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -72,7 +81,8 @@ async fn start_sandbox(webhook_url: Option<String>) -> anyhow::Result<Sandbox> {
         base,
         http,
         stop: Some(stop),
-        _dir: dir,
+        task: Some(task),
+        dir,
     };
     eventually("the sandbox", Duration::from_secs(10), || async {
         let r = sandbox
@@ -87,6 +97,19 @@ async fn start_sandbox(webhook_url: Option<String>) -> anyhow::Result<Sandbox> {
 }
 
 impl Sandbox {
+    /// Stops this sandbox and starts another on the same address and
+    /// database, as a process restart would.
+    async fn restart(mut self) -> anyhow::Result<Sandbox> {
+        let addr = self.base.trim_start_matches("http://").to_string();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await?;
+        }
+        start_sandbox_in(self.dir.clone(), &addr, None).await
+    }
+
     fn gateway(&self, timeout: Duration) -> anyhow::Result<PayPalGateway> {
         let mut settings = PayPalSettings::sandbox(self.base.clone());
         settings.timeout = timeout;
@@ -244,6 +267,39 @@ async fn a_lost_capture_answer_is_unknown_and_found_by_asking() -> anyhow::Resul
         counts["capture_requests"], 1,
         "ensure_captured must not capture again"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_a_refused_token_is_replaced() -> anyhow::Result<()> {
+    let sandbox = start_sandbox(None).await?;
+    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let request = checkout(4200)?;
+    let txn = request.transaction_id;
+    let order = gateway.create_order(&request).await?;
+    sandbox.press(&order.approve_url, "approve").await?;
+
+    let sandbox = sandbox.restart().await?;
+    // Access tokens live in the sandbox's memory: the adapter's cached one
+    // is refused once (nothing happened, retry) and then replaced.
+    let refused = gateway.get_order(&order.id).await.unwrap_err();
+    assert!(
+        matches!(refused, CheckoutError::Transient { .. }),
+        "{refused:?}"
+    );
+    // Orders and the idempotency cache are on disk.
+    assert_eq!(
+        gateway.get_order(&order.id).await?.status,
+        OrderStatus::Approved
+    );
+    assert_eq!(gateway.create_order(&request).await?.id, order.id);
+    assert!(matches!(
+        gateway.ensure_captured(&order.id, &txn).await?,
+        CaptureOutcome::Completed { .. }
+    ));
+    let counts = sandbox.counts(&txn).await?;
+    assert_eq!(counts["orders"], 1);
+    assert_eq!(counts["captures"], 1);
     Ok(())
 }
 

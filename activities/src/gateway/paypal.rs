@@ -135,6 +135,14 @@ impl PayPalSettings {
     }
 }
 
+/// The longest token lifetime believed (PayPal's are about 9 hours).
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// The HTTP client could not be built (e.g. no TLS backend).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the payment gateway's HTTP client")]
+pub struct BuildError(#[from] reqwest::Error);
+
 /// A cached bearer token.
 struct Token {
     value: String,
@@ -262,15 +270,11 @@ struct Answer {
 
 impl PayPalGateway {
     /// An adapter for `settings`. Fails only if the HTTP client cannot be
-    /// built (e.g. no TLS backend for an `https` URL).
-    pub fn new(settings: PayPalSettings) -> Result<Self, CheckoutError> {
+    /// built.
+    pub fn new(settings: PayPalSettings) -> Result<Self, BuildError> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
-            .build()
-            .map_err(|e| CheckoutError::Protocol {
-                operation: "connect",
-                detail: format!("cannot build the HTTP client: {e}"),
-            })?;
+            .build()?;
         Ok(Self {
             settings,
             http,
@@ -287,7 +291,8 @@ impl PayPalGateway {
         format!("{}{path}", self.settings.base_url.trim_end_matches('/'))
     }
 
-    /// The cached token, or a fresh one.
+    /// The cached token, or a fresh one. The lock is held across the fetch
+    /// so that concurrent calls share one token request.
     async fn token(&self) -> Result<String, CheckoutError> {
         let mut cached = self.token.lock().await;
         if let Some(t) = cached.as_ref()
@@ -323,7 +328,9 @@ impl PayPalGateway {
             operation: OP,
             detail: e.to_string(),
         })?;
-        let lifetime = Duration::from_secs(body.expires_in);
+        // Capped: the lifetime is the gateway's word, and an absurd one must
+        // neither overflow the clock nor pin a token forever.
+        let lifetime = Duration::from_secs(body.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
         // Renew a minute early (or halfway, for short-lived tokens).
         let margin = Duration::from_secs(60).min(lifetime / 2);
         *cached = Some(Token {

@@ -204,10 +204,19 @@ async fn approve_on_the_page_then_capture_and_refund_once() -> anyhow::Result<()
             capture_id: capture_id.clone()
         }
     );
+    // Under another key the gateway refuses (ORDER_ALREADY_CAPTURED); the
+    // adapter reads back and reports the capture that exists.
+    let other_key = TransactionId::from_uuid(uuid::Uuid::new_v4());
+    assert_eq!(
+        gateway.capture(&order.id, &other_key).await?,
+        CaptureOutcome::Completed {
+            capture_id: capture_id.clone()
+        }
+    );
     let counts = sandbox.counts(&txn).await?;
     assert_eq!(counts["orders"], 1);
     assert_eq!(counts["captures"], 1);
-    assert_eq!(counts["capture_requests"], 3);
+    assert_eq!(counts["capture_requests"], 4);
 
     let RefundOutcome::Refunded { refund_id } = gateway.refund(&capture_id, &txn).await? else {
         panic!("not refunded");

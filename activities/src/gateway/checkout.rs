@@ -354,6 +354,8 @@ pub trait CheckoutGateway: Send + Sync + 'static {
                     capture_id: Some(capture.id),
                     reason: format!("capture {:?}", capture.status),
                 },
+                // PENDING counts as taken: the gateway settles it later (or
+                // reverses it, with a PAYMENT.CAPTURE.DENIED webhook).
                 _ => CaptureOutcome::Completed {
                     capture_id: capture.id,
                 },
@@ -372,6 +374,11 @@ pub trait CheckoutGateway: Send + Sync + 'static {
         let order = self.get_order(id).await?;
         match order.capture {
             Some(c) if c.status == CaptureStatus::Refunded => Ok(RefundOutcome::AlreadyRefunded),
+            // Money may still settle: not refundable yet, but not nothing.
+            Some(c) if c.status == CaptureStatus::Pending => Err(CheckoutError::Transient {
+                operation: "refund",
+                detail: format!("capture {} is still pending at the gateway", c.id),
+            }),
             Some(c)
                 if matches!(
                     c.status,

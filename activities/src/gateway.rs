@@ -1,5 +1,12 @@
-//! The payment gateway port, and the simulated gateway that implements it
-//! until the payments sandbox replaces it.
+//! The payment gateway ports and their implementations.
+//!
+//! - [`PaymentGateway`] (this module): one synchronous charge per order, and
+//!   the in-process [`SimulatedGateway`] the saga uses today.
+//! - [`checkout`]: the PayPal-style port (approval link, capture after
+//!   approval, refund, void) the saga's payment step moves to next;
+//!   [`paypal`] implements it over HTTP against the payments sandbox or
+//!   PayPal itself.
+//! - [`webhook`]: signing and verifying the gateway's webhooks.
 //!
 //! Every call carries the payment's `transactionId` as its idempotency key,
 //! the way real gateways take `PayPal-Request-Id` / `Idempotency-Key`: the
@@ -12,6 +19,10 @@ use ordersaga_domain::{Money, TransactionId};
 use sqlx::Row;
 
 use crate::store::{Store, StoreError};
+
+pub mod checkout;
+pub mod paypal;
+pub mod webhook;
 
 /// A charge for an order's payment.
 #[derive(Debug, Clone)]

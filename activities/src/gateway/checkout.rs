@@ -1,0 +1,419 @@
+//! The checkout gateway port: payments the way a PayPal checkout works.
+//!
+//! Unlike [`super::PaymentGateway`] (one synchronous charge), a checkout
+//! takes the buyer through the gateway: the shop creates a gateway order,
+//! sends the buyer to its approval link, learns of the approval (webhook or
+//! [`CheckoutGateway::get_order`]) and only then captures. Every mutating
+//! call is keyed by the payment's `transactionId` and the operation
+//! ([`request_id`]), so a retried call has no second effect.
+//!
+//! Errors separate what retrying cannot change ([`CheckoutError::Rejected`],
+//! [`CheckoutError::NotFound`], [`CheckoutError::Unauthorized`]) from what it
+//! may ([`CheckoutError::Transient`]: nothing happened) and from the case
+//! where nobody knows yet ([`CheckoutError::OutcomeUnknown`]: the gateway may
+//! have acted). After an unknown outcome the caller asks the gateway first:
+//! [`CheckoutGateway::ensure_captured`] and
+//! [`CheckoutGateway::ensure_refunded`] do exactly that.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use ordersaga_domain::{Money, TransactionId};
+use serde::{Deserialize, Serialize};
+
+/// A mutating gateway call, named in its idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Create the gateway order.
+    Create,
+    /// Capture the approved order.
+    Capture,
+    /// Refund the capture.
+    Refund,
+    /// Void the unapproved order.
+    Void,
+}
+
+impl Operation {
+    /// The operation's name in request ids and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Capture => "capture",
+            Self::Refund => "refund",
+            Self::Void => "void",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The idempotency key (`PayPal-Request-Id`) of `operation` for a payment:
+/// `{transactionId}-{operation}`. Derived, never random, so every retry of
+/// the same step, from any worker, sends the same key.
+pub fn request_id(transaction_id: &TransactionId, operation: Operation) -> String {
+    format!("{transaction_id}-{operation}")
+}
+
+macro_rules! gateway_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps an id the gateway issued.
+            pub fn new(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+gateway_id!(
+    /// The gateway's id of a checkout order (PayPal's order id, also the
+    /// `token` of its approval page).
+    GatewayOrderId
+);
+gateway_id!(
+    /// The gateway's id of a capture (what a refund names).
+    CaptureId
+);
+
+/// What the shop asks the gateway to collect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// The payment; sent as `custom_id` and `invoice_id`, so every event and
+    /// order the gateway reports names it.
+    pub transaction_id: TransactionId,
+    /// How much to capture once approved.
+    pub amount: Money,
+    /// Where the approval page sends the buyer after approving.
+    pub return_url: Option<String>,
+    /// Where it sends the buyer after cancelling.
+    pub cancel_url: Option<String>,
+    /// Shown to the buyer on the approval page.
+    pub description: Option<String>,
+    /// The buyer's email, to prefill the gateway's login (PayPal's
+    /// `payer.email_address`). The payments sandbox also picks its simulated
+    /// buyer's behaviour from it (`approve…@`, `decline…@`, `cancel…@`).
+    pub payer_email: Option<String>,
+}
+
+/// A created checkout: where to send the buyer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutOrder {
+    /// The gateway's order id.
+    pub id: GatewayOrderId,
+    /// The buyer's approval page (PayPal's `approve` / `payer-action` link).
+    pub approve_url: String,
+    /// The order's status when the gateway answered.
+    pub status: OrderStatus,
+}
+
+/// A gateway order's status (PayPal Orders v2 names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    /// Created; the buyer has not approved yet.
+    Created,
+    /// Saved for later capture (not used by intent CAPTURE flows).
+    Saved,
+    /// The buyer approved: it can be captured.
+    Approved,
+    /// Voided: by the buyer (cancel), the shop, or expiry. Nothing captured.
+    Voided,
+    /// Captured (the capture itself may be declined or refunded).
+    Completed,
+    /// The buyer must act again (e.g. 3-D Secure) before capture.
+    PayerActionRequired,
+}
+
+/// A capture's status (PayPal names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CaptureStatus {
+    /// Money taken.
+    Completed,
+    /// The processor refused; no money taken.
+    Declined,
+    /// Pending review at the gateway; money not yet settled.
+    Pending,
+    /// Fully refunded.
+    Refunded,
+    /// Partly refunded.
+    PartiallyRefunded,
+    /// The capture failed.
+    Failed,
+}
+
+/// One capture of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    /// The capture's id.
+    pub id: CaptureId,
+    /// Its status.
+    pub status: CaptureStatus,
+}
+
+/// What the gateway knows about an order: the answer to "what happened?".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderSnapshot {
+    /// The order.
+    pub id: GatewayOrderId,
+    /// Its status.
+    pub status: OrderStatus,
+    /// The `custom_id` it was created with (our `transactionId`).
+    pub custom_id: Option<String>,
+    /// Its capture, once captured.
+    pub capture: Option<Capture>,
+}
+
+/// How a capture ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CaptureOutcome {
+    /// Money taken (now or by an earlier call with the same key).
+    Completed {
+        /// The capture, for a later refund.
+        capture_id: CaptureId,
+    },
+    /// The processor declined; no money taken.
+    Declined {
+        /// The capture record of the refusal, when the gateway made one.
+        capture_id: Option<CaptureId>,
+        /// The gateway's reason.
+        reason: String,
+    },
+}
+
+/// How a refund ended. Either way the money is back with the buyer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundOutcome {
+    /// Refunded by this call (or its idempotent replay).
+    Refunded {
+        /// The gateway's refund id.
+        refund_id: String,
+    },
+    /// Refunded earlier, under another key.
+    AlreadyRefunded,
+    /// Nothing was ever captured: nothing to give back.
+    NothingCaptured,
+}
+
+/// How a void ended. Either way no money is or will be taken for the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoidOutcome {
+    /// The gateway voided the order (now or earlier): the buyer can no
+    /// longer approve it.
+    Voided,
+    /// The gateway has no void (real PayPal): the order is abandoned and
+    /// expires there; intent CAPTURE moves no money until the shop captures,
+    /// and the shop never will.
+    Abandoned,
+}
+
+/// Why a gateway call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// The gateway refused for a business reason (PayPal 4xx such as
+    /// `UNPROCESSABLE_ENTITY` / `ORDER_NOT_APPROVED`). Retrying the same call
+    /// gives the same answer.
+    #[error("{operation}: gateway refused ({status} {name}{})", issue.as_deref().map(|i| format!(": {i}")).unwrap_or_default())]
+    Rejected {
+        /// The call.
+        operation: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// PayPal's error `name`.
+        name: String,
+        /// PayPal's first `details[].issue`, the machine-readable reason.
+        issue: Option<String>,
+    },
+    /// The gateway does not know the order or capture.
+    #[error("{operation}: gateway has no {what}")]
+    NotFound {
+        /// The call.
+        operation: &'static str,
+        /// What was missing.
+        what: String,
+    },
+    /// The credentials were refused (a configuration error).
+    #[error("gateway refused the client credentials")]
+    Unauthorized,
+    /// Nothing happened at the gateway (the request never reached it, or
+    /// was a read, or was refused before any effect): retry.
+    #[error("{operation}: gateway unavailable: {detail}")]
+    Transient {
+        /// The call.
+        operation: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The request may have taken effect: a timeout, a dropped connection
+    /// or a 5xx after the gateway received a mutating call. Ask the gateway
+    /// (by order id) before deciding anything; retrying with the same key is
+    /// also safe, but guessing is not.
+    #[error("{operation}: outcome unknown: {detail}")]
+    OutcomeUnknown {
+        /// The call.
+        operation: &'static str,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The gateway answered something this adapter cannot read.
+    #[error("{operation}: unexpected gateway answer: {detail}")]
+    Protocol {
+        /// The call.
+        operation: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl CheckoutError {
+    /// Worth retrying (later, with the same key): transient failures and
+    /// unknown outcomes. Rejections, missing resources, bad credentials and
+    /// unreadable answers need a human or a different decision.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::OutcomeUnknown { .. })
+    }
+
+    /// PayPal's `details[].issue` of a rejection.
+    pub fn issue(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { issue, .. } => issue.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A PayPal-style checkout gateway. Every mutating call is idempotent by
+/// [`request_id`]`(transaction_id, operation)`.
+#[async_trait]
+pub trait CheckoutGateway: Send + Sync + 'static {
+    /// Creates the gateway order (intent CAPTURE) and returns where the buyer
+    /// approves it. The same transaction always names the same order.
+    async fn create_order(&self, request: &CheckoutRequest)
+    -> Result<CheckoutOrder, CheckoutError>;
+
+    /// What the gateway knows about an order now.
+    async fn get_order(&self, id: &GatewayOrderId) -> Result<OrderSnapshot, CheckoutError>;
+
+    /// Captures an approved order. Fails with [`CheckoutError::Rejected`]
+    /// (`ORDER_NOT_APPROVED`, ...) when it is not capturable.
+    async fn capture(
+        &self,
+        id: &GatewayOrderId,
+        transaction_id: &TransactionId,
+    ) -> Result<CaptureOutcome, CheckoutError>;
+
+    /// Refunds a capture in full.
+    async fn refund(
+        &self,
+        capture_id: &CaptureId,
+        transaction_id: &TransactionId,
+    ) -> Result<RefundOutcome, CheckoutError>;
+
+    /// Makes sure the order will never be captured. Fails with
+    /// [`CheckoutError::Rejected`] (`ORDER_ALREADY_CAPTURED`) if it was: the
+    /// caller refunds instead.
+    async fn void(
+        &self,
+        id: &GatewayOrderId,
+        transaction_id: &TransactionId,
+    ) -> Result<VoidOutcome, CheckoutError>;
+
+    /// The capture step as a retried activity should run it: first ask the
+    /// gateway what happened, capture only an order that is approved and not
+    /// yet captured. A capture whose answer was lost is found, not repeated.
+    async fn ensure_captured(
+        &self,
+        id: &GatewayOrderId,
+        transaction_id: &TransactionId,
+    ) -> Result<CaptureOutcome, CheckoutError> {
+        let order = self.get_order(id).await?;
+        if let Some(capture) = order.capture {
+            return Ok(match capture.status {
+                CaptureStatus::Declined | CaptureStatus::Failed => CaptureOutcome::Declined {
+                    capture_id: Some(capture.id),
+                    reason: format!("capture {:?}", capture.status),
+                },
+                // PENDING counts as taken: the gateway settles it later (or
+                // reverses it, with a PAYMENT.CAPTURE.DENIED webhook).
+                _ => CaptureOutcome::Completed {
+                    capture_id: capture.id,
+                },
+            });
+        }
+        self.capture(id, transaction_id).await
+    }
+
+    /// The refund step as a retried compensation should run it: refunds the
+    /// order's capture unless it is refunded already or there is none.
+    async fn ensure_refunded(
+        &self,
+        id: &GatewayOrderId,
+        transaction_id: &TransactionId,
+    ) -> Result<RefundOutcome, CheckoutError> {
+        let order = self.get_order(id).await?;
+        match order.capture {
+            Some(c) if c.status == CaptureStatus::Refunded => Ok(RefundOutcome::AlreadyRefunded),
+            // Money may still settle: not refundable yet, but not nothing.
+            Some(c) if c.status == CaptureStatus::Pending => Err(CheckoutError::Transient {
+                operation: "refund",
+                detail: format!("capture {} is still pending at the gateway", c.id),
+            }),
+            Some(c)
+                if matches!(
+                    c.status,
+                    CaptureStatus::Completed | CaptureStatus::PartiallyRefunded
+                ) =>
+            {
+                self.refund(&c.id, transaction_id).await
+            }
+            _ => Ok(RefundOutcome::NothingCaptured),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_stable_per_transaction_and_operation() {
+        let txn = TransactionId::parse("6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60").unwrap();
+        assert_eq!(
+            request_id(&txn, Operation::Capture),
+            "6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60-capture"
+        );
+        assert_ne!(
+            request_id(&txn, Operation::Capture),
+            request_id(&txn, Operation::Refund)
+        );
+    }
+
+    #[test]
+    fn statuses_use_paypal_names() {
+        let s: OrderStatus = serde_json::from_str("\"PAYER_ACTION_REQUIRED\"").unwrap();
+        assert_eq!(s, OrderStatus::PayerActionRequired);
+        let c: CaptureStatus = serde_json::from_str("\"PARTIALLY_REFUNDED\"").unwrap();
+        assert_eq!(c, CaptureStatus::PartiallyRefunded);
+    }
+}

@@ -1,0 +1,764 @@
+//! The PayPal REST subset: OAuth2 client credentials, Orders v2 (create,
+//! get, capture, and our `void` extension) and Payments v2 refunds, with
+//! PayPal's JSON field names, statuses and error bodies.
+//!
+//! Mutating calls honour `PayPal-Request-Id`: the first answer under an id
+//! is stored and replayed to every retry, so a retried capture or refund
+//! moves no more money. The injected faults of [`crate::controls`] act in
+//! [`faults`] (before a handler: nothing changes) and in the capture and
+//! refund handlers (after the commit: the answer is lost).
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use ordersaga_activities::gateway::webhook::event_type;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::controls::{Behavior, Fault};
+use crate::db::{self, CaptureRow, Counter, OrderRow, RefundRow};
+use crate::{App, SandboxError, now_rfc3339, paypal_id};
+
+/// Header choosing the simulated buyer's behaviour for a new order.
+pub const BEHAVIOR_HEADER: &str = "Ordersaga-Sandbox-Behavior";
+const REQUEST_ID_HEADER: &str = "PayPal-Request-Id";
+
+/// PayPal's routes; the `/v2` ones need a bearer token.
+pub(crate) fn router(app: App) -> Router<App> {
+    let v2 = Router::new()
+        .route("/v2/checkout/orders", post(create_order))
+        .route("/v2/checkout/orders/{id}", get(get_order))
+        .route("/v2/checkout/orders/{id}/capture", post(capture_order))
+        .route("/v2/checkout/orders/{id}/void", post(void_order))
+        .route("/v2/payments/captures/{id}/refund", post(refund_capture))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .route("/v1/oauth2/token", post(token))
+        .merge(v2)
+        .route_layer(middleware::from_fn_with_state(app, faults))
+}
+
+/// A PayPal error answer: `{"name", "message", "details": [{"issue", ...}],
+/// "debug_id"}`.
+pub(crate) struct PayPalError {
+    status: StatusCode,
+    name: &'static str,
+    message: &'static str,
+    issue: Option<(&'static str, String)>,
+}
+
+impl PayPalError {
+    fn unprocessable(issue: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            name: "UNPROCESSABLE_ENTITY",
+            message: "The requested action could not be performed, semantically incorrect, or failed business validation.",
+            issue: Some((issue, description.into())),
+        }
+    }
+
+    fn invalid(issue: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            name: "INVALID_REQUEST",
+            message: "Request is not well-formed, syntactically incorrect, or violates schema.",
+            issue: Some((issue, description.into())),
+        }
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            name: "RESOURCE_NOT_FOUND",
+            message: "The specified resource does not exist.",
+            issue: Some(("INVALID_RESOURCE_ID", what.into())),
+        }
+    }
+
+    fn unauthenticated() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            name: "AUTHENTICATION_FAILURE",
+            message: "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
+            issue: None,
+        }
+    }
+
+    pub(crate) fn internal(status: StatusCode) -> Self {
+        Self {
+            status,
+            name: "INTERNAL_SERVER_ERROR",
+            message: "An internal server error has occurred.",
+            issue: None,
+        }
+    }
+}
+
+impl IntoResponse for PayPalError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "name": self.name,
+            "message": self.message,
+            "debug_id": paypal_id().to_ascii_lowercase(),
+            "links": [],
+        });
+        if let Some((issue, description)) = self.issue {
+            body["details"] = json!([{ "issue": issue, "description": description }]);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<SandboxError> for PayPalError {
+    fn from(e: SandboxError) -> Self {
+        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "sandbox failed");
+        Self::internal(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<sqlx::Error> for PayPalError {
+    fn from(e: sqlx::Error) -> Self {
+        SandboxError::from(e).into()
+    }
+}
+
+/// Latency and injected failures, before any handler runs.
+async fn faults(State(app): State<App>, request: Request, next: Next) -> Response {
+    let planned = app.with_controls(|c| c.next_call());
+    if !planned.latency.is_zero() {
+        tokio::time::sleep(planned.latency).await;
+    }
+    match planned.fault {
+        None => next.run(request).await,
+        Some(Fault::Fail(code)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            PayPalError::internal(status).into_response()
+        }
+        Some(Fault::Hang(d)) => lost_answer(d).await,
+    }
+}
+
+/// What a client sees when the answer is lost: nothing for a while (its
+/// timeout fires first if shorter), then a proxy's 504 without a body.
+async fn lost_answer(hang: Duration) -> Response {
+    tokio::time::sleep(hang).await;
+    StatusCode::GATEWAY_TIMEOUT.into_response()
+}
+
+async fn require_token(
+    State(app): State<App>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match bearer {
+        Some(token) if app.token_valid(token.trim()) => next.run(request).await,
+        _ => PayPalError::unauthenticated().into_response(),
+    }
+}
+
+/// `POST /v1/oauth2/token`: client credentials in Basic auth,
+/// `grant_type=client_credentials` in the form body.
+async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let credentials = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok());
+    let settings = app.settings();
+    let expected = format!("{}:{}", settings.client_id, settings.client_secret);
+    if credentials.as_deref() != Some(expected.as_str()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client", "error_description": "Client Authentication failed"})),
+        )
+            .into_response();
+    }
+    let grant_ok = String::from_utf8_lossy(&body)
+        .split('&')
+        .any(|pair| pair == "grant_type=client_credentials");
+    if !grant_ok {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type", "error_description": "Grant Type is NULL or not client_credentials"})),
+        )
+            .into_response();
+    }
+    Json(json!({
+        "scope": "https://uri.paypal.com/services/payments/payment",
+        "access_token": app.issue_token(),
+        "token_type": "Bearer",
+        "app_id": "APP-ORDERSAGA-SANDBOX",
+        "expires_in": settings.token_ttl.as_secs(),
+        "nonce": paypal_id(),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateOrderBody {
+    intent: String,
+    purchase_units: Vec<UnitBody>,
+    application_context: Option<ContextBody>,
+    payment_source: Option<PaymentSourceBody>,
+    payer: Option<PayerBody>,
+}
+
+#[derive(Deserialize)]
+struct UnitBody {
+    custom_id: Option<String>,
+    invoice_id: Option<String>,
+    description: Option<String>,
+    amount: AmountBody,
+}
+
+#[derive(Deserialize)]
+struct AmountBody {
+    currency_code: String,
+    value: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ContextBody {
+    return_url: Option<String>,
+    cancel_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PaymentSourceBody {
+    paypal: Option<PayPalSourceBody>,
+}
+
+#[derive(Deserialize)]
+struct PayPalSourceBody {
+    email_address: Option<String>,
+    experience_context: Option<ContextBody>,
+}
+
+#[derive(Deserialize)]
+struct PayerBody {
+    email_address: Option<String>,
+}
+
+/// Checks a PayPal amount: a 3-letter currency and a non-negative decimal
+/// with at most two fraction digits.
+fn valid_amount(a: &AmountBody) -> Result<(), PayPalError> {
+    let currency_ok =
+        a.currency_code.len() == 3 && a.currency_code.bytes().all(|b| b.is_ascii_uppercase());
+    if !currency_ok {
+        return Err(PayPalError::invalid(
+            "INVALID_CURRENCY_CODE",
+            "currency_code must be an ISO 4217 code",
+        ));
+    }
+    let (whole, fraction) = a.value.split_once('.').unwrap_or((&a.value, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty()
+        || whole.len() > 10
+        || !digits(whole)
+        || fraction.len() > 2
+        || !digits(fraction)
+    {
+        return Err(PayPalError::invalid(
+            "DECIMAL_PRECISION",
+            "value must be a decimal with at most two fraction digits",
+        ));
+    }
+    Ok(())
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn replay(status: u16, body: String) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The PayPal JSON of an order.
+pub(crate) fn order_json(app: &App, o: &OrderRow) -> Value {
+    let self_url = app.url(&format!("/v2/checkout/orders/{}", o.id));
+    let mut links = vec![json!({"href": self_url, "rel": "self", "method": "GET"})];
+    match o.status.as_str() {
+        "CREATED" => links.push(json!({
+            "href": app.url(&format!("/checkoutnow?token={}", o.id)),
+            "rel": "approve",
+            "method": "GET",
+        })),
+        "APPROVED" => links.push(json!({
+            "href": format!("{self_url}/capture"),
+            "rel": "capture",
+            "method": "POST",
+        })),
+        _ => {}
+    }
+    let mut unit = json!({
+        "reference_id": "default",
+        "amount": {"currency_code": o.currency, "value": o.value},
+    });
+    for (key, value) in [
+        ("custom_id", &o.custom_id),
+        ("invoice_id", &o.invoice_id),
+        ("description", &o.description),
+    ] {
+        if let Some(v) = value {
+            unit[key] = json!(v);
+        }
+    }
+    if o.capture.is_some() {
+        unit["payments"] = json!({"captures": [capture_json(app, o)]});
+    }
+    let mut order = json!({
+        "id": o.id,
+        "intent": "CAPTURE",
+        "status": o.status,
+        "purchase_units": [unit],
+        "create_time": o.create_time,
+        "update_time": o.update_time,
+        "links": links,
+    });
+    if let Some(email) = &o.payer_email {
+        order["payer"] = json!({
+            "email_address": email,
+            "payer_id": payer_id(email),
+        });
+    }
+    order
+}
+
+/// A stable payer id for an email (PayPal's 13-character ids).
+pub(crate) fn payer_id(email: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, email.as_bytes())
+        .simple()
+        .to_string()
+        .to_ascii_uppercase()
+        .chars()
+        .take(13)
+        .collect()
+}
+
+/// The PayPal JSON of an order's capture (`Value::Null` if none).
+fn capture_json(app: &App, o: &OrderRow) -> Value {
+    let Some(c) = &o.capture else {
+        return Value::Null;
+    };
+    let capture_url = app.url(&format!("/v2/payments/captures/{}", c.id));
+    let mut capture = json!({
+        "id": c.id,
+        "status": c.status,
+        "amount": {"currency_code": o.currency, "value": o.value},
+        "final_capture": true,
+        "create_time": c.create_time,
+        "update_time": o.update_time,
+        "supplementary_data": {"related_ids": {"order_id": o.id}},
+        "links": [
+            {"href": capture_url, "rel": "self", "method": "GET"},
+            {"href": format!("{capture_url}/refund"), "rel": "refund", "method": "POST"},
+            {"href": app.url(&format!("/v2/checkout/orders/{}", o.id)), "rel": "up", "method": "GET"},
+        ],
+    });
+    if c.status == "DECLINED" {
+        capture["status_details"] = json!({"reason": "DECLINED_BY_PROCESSOR"});
+    }
+    if let Some(v) = &o.custom_id {
+        capture["custom_id"] = json!(v);
+    }
+    if let Some(v) = &o.invoice_id {
+        capture["invoice_id"] = json!(v);
+    }
+    capture
+}
+
+/// The PayPal JSON of a capture's refund (`Value::Null` if none).
+fn refund_json(app: &App, o: &OrderRow) -> Value {
+    let (Some(c), Some(r)) = (&o.capture, &o.refund) else {
+        return Value::Null;
+    };
+    let mut refund = json!({
+        "id": r.id,
+        "status": "COMPLETED",
+        "amount": {"currency_code": o.currency, "value": o.value},
+        "create_time": r.create_time,
+        "update_time": r.create_time,
+        "supplementary_data": {"related_ids": {"order_id": o.id, "capture_id": c.id}},
+        "links": [
+            {"href": app.url(&format!("/v2/payments/refunds/{}", r.id)), "rel": "self", "method": "GET"},
+            {"href": app.url(&format!("/v2/payments/captures/{}", c.id)), "rel": "up", "method": "GET"},
+        ],
+    });
+    if let Some(v) = &o.custom_id {
+        refund["custom_id"] = json!(v);
+    }
+    refund
+}
+
+/// `POST /v2/checkout/orders`.
+async fn create_order(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PayPalError> {
+    let body: CreateOrderBody = serde_json::from_slice(&body)
+        .map_err(|e| PayPalError::invalid("MALFORMED_REQUEST_JSON", e.to_string()))?;
+    if body.intent != "CAPTURE" {
+        return Err(PayPalError::unprocessable(
+            "INTENT_NOT_SUPPORTED",
+            "this sandbox supports intent CAPTURE only",
+        ));
+    }
+    let [unit] = <[UnitBody; 1]>::try_from(body.purchase_units).map_err(|_| {
+        PayPalError::unprocessable(
+            "MULTIPLE_PURCHASE_UNITS_NOT_SUPPORTED",
+            "exactly one purchase unit is supported",
+        )
+    })?;
+    valid_amount(&unit.amount)?;
+    let source = body.payment_source.and_then(|s| s.paypal);
+    let email = source
+        .as_ref()
+        .and_then(|s| s.email_address.clone())
+        .or_else(|| body.payer.and_then(|p| p.email_address));
+    let context = source
+        .and_then(|s| s.experience_context)
+        .or(body.application_context)
+        .unwrap_or_default();
+    let behavior = headers
+        .get(BEHAVIOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Behavior::parse)
+        .or_else(|| email.as_deref().and_then(Behavior::for_email))
+        .unwrap_or_else(|| app.controls().default_behavior);
+    let key = request_id(&headers);
+
+    let write = app.write_lock().await;
+    let mut tx = app.pool().begin().await?;
+    if let Some(key) = &key
+        && let Some((status, body)) = db::cached_answer(&mut tx, "create", key).await?
+    {
+        return Ok(replay(status, body));
+    }
+    let now = now_rfc3339();
+    let order = OrderRow {
+        id: paypal_id(),
+        status: "CREATED".to_string(),
+        custom_id: unit.custom_id,
+        invoice_id: unit.invoice_id,
+        description: unit.description,
+        currency: unit.amount.currency_code,
+        value: unit.amount.value,
+        return_url: context.return_url,
+        cancel_url: context.cancel_url,
+        behavior: behavior.as_str().to_string(),
+        payer_email: None,
+        create_time: now.clone(),
+        update_time: now,
+        capture: None,
+        refund: None,
+    };
+    db::insert_order(&mut tx, &order).await?;
+    if let Some(txn) = &order.custom_id {
+        db::bump(&mut tx, txn, Counter::Orders).await?;
+    }
+    let answer = order_json(&app, &order).to_string();
+    if let Some(key) = &key {
+        db::remember_answer(&mut tx, "create", key, 201, &answer).await?;
+    }
+    tx.commit().await?;
+    drop(write);
+
+    // The simulated buyer acts after the shop has its answer, as a person
+    // on the approval page would.
+    let id = order.id.clone();
+    match behavior {
+        Behavior::Approve | Behavior::Decline => {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let email = email.unwrap_or_else(|| format!("{}@buyer.test", behavior.as_str()));
+                if let Err(e) = approve(&app, &id, &email).await {
+                    tracing::warn!(order = %id, error = %e, "auto-approve failed");
+                }
+            });
+        }
+        Behavior::Cancel => {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = void(&app, &id).await {
+                    tracing::warn!(order = %id, error = %e, "auto-cancel failed");
+                }
+            });
+        }
+        Behavior::Manual => {}
+    }
+    Ok(replay(201, answer))
+}
+
+/// `GET /v2/checkout/orders/{id}`.
+async fn get_order(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, PayPalError> {
+    let mut conn = app.pool().acquire().await?;
+    let order = db::order(&mut conn, &id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("order {id}")))?;
+    Ok(Json(order_json(&app, &order)))
+}
+
+/// The buyer approves (approval page or simulated buyer). Only a `CREATED`
+/// order changes; returns the order as it is afterwards.
+pub(crate) async fn approve(
+    app: &App,
+    id: &str,
+    email: &str,
+) -> Result<Option<OrderRow>, SandboxError> {
+    let _write = app.write_lock().await;
+    let mut tx = app.pool().begin().await?;
+    let Some(order) = db::order(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    if order.status != "CREATED" {
+        return Ok(Some(order));
+    }
+    db::set_order_status(&mut tx, id, "APPROVED", Some(email), &now_rfc3339()).await?;
+    let order = db::order(&mut tx, id).await?;
+    tx.commit().await?;
+    if let Some(o) = &order {
+        app.emit(
+            event_type::ORDER_APPROVED,
+            "checkout-order",
+            order_json(app, o),
+        );
+    }
+    Ok(order)
+}
+
+/// Voids an order not yet captured (buyer's cancel, shop's void).
+/// Idempotent; returns the order as it is afterwards.
+pub(crate) async fn void(app: &App, id: &str) -> Result<Option<OrderRow>, SandboxError> {
+    let _write = app.write_lock().await;
+    let mut tx = app.pool().begin().await?;
+    let Some(order) = db::order(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    if !matches!(order.status.as_str(), "CREATED" | "APPROVED") {
+        return Ok(Some(order));
+    }
+    db::set_order_status(&mut tx, id, "VOIDED", None, &now_rfc3339()).await?;
+    let order = db::order(&mut tx, id).await?;
+    tx.commit().await?;
+    if let Some(o) = &order {
+        app.emit(
+            event_type::ORDER_VOIDED,
+            "checkout-order",
+            order_json(app, o),
+        );
+    }
+    Ok(order)
+}
+
+/// `POST /v2/checkout/orders/{id}/capture`.
+async fn capture_order(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, PayPalError> {
+    let key = request_id(&headers);
+    let scope = format!("capture:{id}");
+    let write = app.write_lock().await;
+    let mut tx = app.pool().begin().await?;
+    let order = db::order(&mut tx, &id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("order {id}")))?;
+    if let Some(txn) = &order.custom_id {
+        db::bump(&mut tx, txn, Counter::CaptureRequests).await?;
+    }
+    if let Some(key) = &key
+        && let Some((status, body)) = db::cached_answer(&mut tx, &scope, key).await?
+    {
+        tx.commit().await?;
+        return Ok(replay(status, body));
+    }
+    let refusal = match order.status.as_str() {
+        "APPROVED" => None,
+        "CREATED" => Some((
+            "ORDER_NOT_APPROVED",
+            "Payer has not yet approved the Order for payment.",
+        )),
+        "COMPLETED" => Some(("ORDER_ALREADY_CAPTURED", "Order already captured.")),
+        _ => Some((
+            "ORDER_EXPIRED",
+            "The order was voided and can no longer be captured.",
+        )),
+    };
+    if let Some((issue, description)) = refusal {
+        // Refusals count as requests but are not cached: the same key may
+        // succeed once the buyer approves.
+        tx.commit().await?;
+        return Err(PayPalError::unprocessable(issue, description));
+    }
+    let declined = order.behavior == Behavior::Decline.as_str();
+    let now = now_rfc3339();
+    let capture = CaptureRow {
+        id: paypal_id(),
+        status: if declined { "DECLINED" } else { "COMPLETED" }.to_string(),
+        create_time: now.clone(),
+    };
+    db::insert_capture(&mut tx, &id, &capture).await?;
+    db::set_order_status(&mut tx, &id, "COMPLETED", None, &now).await?;
+    if let Some(txn) = &order.custom_id
+        && !declined
+    {
+        db::bump(&mut tx, txn, Counter::Captures).await?;
+    }
+    let order = db::order(&mut tx, &id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("order {id}")))?;
+    let answer = order_json(&app, &order).to_string();
+    if let Some(key) = &key {
+        db::remember_answer(&mut tx, &scope, key, 201, &answer).await?;
+    }
+    tx.commit().await?;
+    drop(write);
+
+    let event = if declined {
+        event_type::CAPTURE_DENIED
+    } else {
+        event_type::CAPTURE_COMPLETED
+    };
+    app.emit(event, "capture", capture_json(&app, &order));
+    if let Some(hang) = app.with_controls(|c| c.take_lost_capture()) {
+        tracing::info!(order = %id, "capture committed, answer lost (test control)");
+        return Ok(lost_answer(hang).await);
+    }
+    Ok(replay(201, answer))
+}
+
+#[derive(Deserialize, Default)]
+struct RefundBody {
+    amount: Option<AmountBody>,
+}
+
+/// `POST /v2/payments/captures/{id}/refund`: full refunds only.
+async fn refund_capture(
+    State(app): State<App>,
+    Path(capture_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, PayPalError> {
+    let body: RefundBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RefundBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| PayPalError::invalid("MALFORMED_REQUEST_JSON", e.to_string()))?
+    };
+    let key = request_id(&headers);
+    let scope = format!("refund:{capture_id}");
+    let write = app.write_lock().await;
+    let mut tx = app.pool().begin().await?;
+    let order = db::order_of_capture(&mut tx, &capture_id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("capture {capture_id}")))?;
+    if let Some(txn) = &order.custom_id {
+        db::bump(&mut tx, txn, Counter::RefundRequests).await?;
+    }
+    if let Some(key) = &key
+        && let Some((status, body)) = db::cached_answer(&mut tx, &scope, key).await?
+    {
+        tx.commit().await?;
+        return Ok(replay(status, body));
+    }
+    if let Some(amount) = &body.amount
+        && (amount.value != order.value || amount.currency_code != order.currency)
+    {
+        tx.commit().await?;
+        return Err(PayPalError::unprocessable(
+            "PARTIAL_REFUND_NOT_ALLOWED",
+            "this sandbox refunds captures in full only",
+        ));
+    }
+    let status = order.capture.as_ref().map(|c| c.status.as_str());
+    let refusal = match status {
+        Some("COMPLETED") => None,
+        Some("REFUNDED") => Some((
+            "CAPTURE_FULLY_REFUNDED",
+            "The capture has already been fully refunded.",
+        )),
+        _ => Some((
+            "REFUND_NOT_ALLOWED",
+            "A declined capture cannot be refunded.",
+        )),
+    };
+    if let Some((issue, description)) = refusal {
+        tx.commit().await?;
+        return Err(PayPalError::unprocessable(issue, description));
+    }
+    let refund = RefundRow {
+        id: paypal_id(),
+        create_time: now_rfc3339(),
+    };
+    db::insert_refund(&mut tx, &capture_id, &refund).await?;
+    if let Some(txn) = &order.custom_id {
+        db::bump(&mut tx, txn, Counter::Refunds).await?;
+    }
+    let order = db::order(&mut tx, &order.id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("capture {capture_id}")))?;
+    let answer = refund_json(&app, &order).to_string();
+    if let Some(key) = &key {
+        db::remember_answer(&mut tx, &scope, key, 201, &answer).await?;
+    }
+    tx.commit().await?;
+    drop(write);
+
+    app.emit(
+        event_type::CAPTURE_REFUNDED,
+        "refund",
+        refund_json(&app, &order),
+    );
+    if let Some(hang) = app.with_controls(|c| c.take_lost_refund()) {
+        tracing::info!(capture = %capture_id, "refund committed, answer lost (test control)");
+        return Ok(lost_answer(hang).await);
+    }
+    Ok(replay(201, answer))
+}
+
+/// `POST /v2/checkout/orders/{id}/void`: our extension (PayPal cannot void
+/// an intent-CAPTURE order; there it simply expires). Voiding a voided
+/// order answers it again; a captured one is refused.
+async fn void_order(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, PayPalError> {
+    let order = void(&app, &id)
+        .await?
+        .ok_or_else(|| PayPalError::not_found(format!("order {id}")))?;
+    if order.status == "COMPLETED" {
+        return Err(PayPalError::unprocessable(
+            "ORDER_ALREADY_CAPTURED",
+            "Order already captured: refund the capture instead.",
+        ));
+    }
+    Ok(Json(order_json(&app, &order)))
+}

@@ -140,6 +140,8 @@ fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
         customer_id: CustomerId::parse(customer).expect("valid customer"),
         lines,
         total,
+        customer_email: None,
+        shipping_address: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
 //! `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `GET /v1/products`, `GET /healthz`. Errors are JSON:
+//! `GET /v1/products`, `GET /v1/shipments`, `GET /healthz`. Errors are JSON:
 //! `{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use ordersaga_domain::OrderStatus;
+use ordersaga_domain::{OrderStatus, ShippingAddress};
 use serde::Deserialize;
 
-use crate::convert::{OrderJson, PlacedJson, ProductJson, SummaryJson};
+use crate::convert::{OrderJson, PlacedJson, ProductJson, ShipmentJson, SummaryJson};
 use crate::error::ApiError;
 use crate::service::{OrderService, PlaceOrderCommand};
 
@@ -28,6 +28,11 @@ struct PlaceOrderBody {
     lines: Vec<LineBody>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    // Optional here so that a missing one gets the service's clear message.
+    #[serde(default)]
+    customer_email: String,
+    #[serde(default)]
+    shipping_address: Option<ShippingAddress>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +66,7 @@ pub fn router(service: OrderService) -> Router {
         .route("/v1/orders", get(list_orders).post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/v1/products", get(list_products))
+        .route("/v1/shipments", get(list_shipments))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -91,6 +97,8 @@ async fn place_order(
             .map(|l| (l.sku, l.quantity))
             .collect(),
         idempotency_key: header_key.or(body.idempotency_key),
+        customer_email: body.customer_email,
+        shipping_address: body.shipping_address,
     };
     let placed = service.place_order(cmd).await?;
     let location = format!("/v1/orders/{}", placed.order_id);
@@ -149,4 +157,28 @@ async fn list_products(
 async fn healthz(State(service): State<OrderService>) -> Result<&'static str, ApiError> {
     service.list_products().await?;
     Ok("ok")
+}
+
+// ----- shipping ----------------------------------------------------------
+
+/// Query of `GET /v1/shipments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipmentParams {
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+async fn list_shipments(
+    State(service): State<OrderService>,
+    params: Result<Query<ShipmentParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
+    let (page, next) = service
+        .list_shipments(p.page_size.unwrap_or(0), p.page_token.as_deref())
+        .await?;
+    let shipments: Vec<ShipmentJson> = page.iter().map(Into::into).collect();
+    Ok(Json(
+        serde_json::json!({ "shipments": shipments, "next_page_token": next }),
+    ))
 }

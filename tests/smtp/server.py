@@ -52,8 +52,9 @@ class Handler:
             "to": str(msg.get("To", "")),
             "subject": str(msg.get("Subject", "")),
             "message_id": str(msg.get("Message-ID", "")),
-            "text": text.get_content() if text is not None else "",
-            "html": html.get_content() if html is not None else "",
+            # Line endings as the templates wrote them (SMTP carries CRLF).
+            "text": text.get_content().replace("\r\n", "\n") if text is not None else "",
+            "html": html.get_content().replace("\r\n", "\n") if html is not None else "",
         }
         self.count += 1
         name = f"{time.time_ns()}-{os.getpid()}-{self.count}.json"

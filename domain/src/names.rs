@@ -22,14 +22,9 @@ pub const NOTIFICATION_WORKFLOW_ID_PREFIX: &str = "notification-";
 pub const SHIPPING_WORKFLOW_TYPE: &str = "ShippingWorkflow";
 /// Prefix of shipping workflow ids: `shipping-{order_id}`.
 pub const SHIPPING_WORKFLOW_ID_PREFIX: &str = "shipping-";
-/// The `patched()` id guarding the saga's "order received" email, so sagas
-/// recorded before notifications existed replay unchanged.
+/// The `patched()` id guarding the saga's notification and shipping
+/// commands, so sagas recorded before them replay unchanged.
 pub const NOTIFICATIONS_PATCH: &str = "notifications-v1";
-/// The `patched()` id guarding the confirmed/failed email and the shipping
-/// request. Separate from [`NOTIFICATIONS_PATCH`] so that an order already
-/// past `PlaceOrder` when this code was deployed still gets its outcome
-/// email and shipping request (a patch's answer is fixed at its first use).
-pub const OUTCOME_PATCH: &str = "notifications-v1-outcome";
 
 /// Activity type names, one per domain command.
 pub mod activity {

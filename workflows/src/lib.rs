@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use ordersaga_activities::{FailOrderInput, OrderActivities, PaymentInput};
 use ordersaga_domain::names::{
-    NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, OUTCOME_PATCH,
-    SHIPPING_TASK_QUEUE, failure, handler, search_attribute,
+    NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, SHIPPING_TASK_QUEUE,
+    failure, handler, search_attribute,
 };
 use ordersaga_domain::{
     EmailStage, FailureReason, Notification, OrderEmail, OrderEvent, OrderInput, OrderOutcome,
@@ -145,6 +145,9 @@ enum Stop {
 pub struct OrderWorkflow {
     input: OrderInput,
     view: OrderView,
+    /// Whether this saga emails and requests shipping (the
+    /// `notifications-v1` patch).
+    notify: bool,
 }
 
 #[workflow_methods]
@@ -159,7 +162,11 @@ impl OrderWorkflow {
             events: Vec::new(),
             reason: None,
         };
-        Self { input, view }
+        Self {
+            input,
+            view,
+            notify: false,
+        }
     }
 
     /// The saga. Business failures complete the workflow with a `FAILED`
@@ -167,6 +174,12 @@ impl OrderWorkflow {
     #[run(name = ORDER_WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
         let input = ctx.state(|s| s.input.clone());
+        // Decided once, before the first command: sagas recorded before
+        // notifications existed replay without them. (Asked later, right
+        // after a local activity, the answer could be taken during replay
+        // before the SDK has seen the marker.)
+        let notify = ctx.patched(NOTIFICATIONS_PATCH);
+        ctx.state_mut(|s| s.notify = notify);
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
             Ok(()) => return Self::confirm(ctx, &input).await,
@@ -181,7 +194,7 @@ impl OrderWorkflow {
         };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
         Self::fail(ctx, &input, &reason).await?;
-        if ctx.patched(OUTCOME_PATCH) {
+        if notify {
             let email = Self::email(&input, EmailStage::OrderFailed, Some(&reason), refunded);
             Self::notify(ctx, email).await?;
         }
@@ -230,7 +243,7 @@ impl OrderWorkflow {
         .await
         .map_err(|e| Self::classify(ctx, e))?;
         Self::record(ctx, OrderEvent::OrderPlaced);
-        if ctx.patched(NOTIFICATIONS_PATCH) {
+        if ctx.state(|s| s.notify) {
             let email = Self::email(input, EmailStage::OrderReceived, None, false);
             Self::notify(ctx, email).await.map_err(Stop::Terminated)?;
         }
@@ -375,7 +388,7 @@ impl OrderWorkflow {
             None,
             OrderEvent::OrderConfirmed,
         );
-        if ctx.patched(OUTCOME_PATCH) {
+        if ctx.state(|s| s.notify) {
             let email = Self::email(input, EmailStage::OrderConfirmed, None, false);
             Self::notify(ctx, email).await?;
             Self::ship(ctx, input).await?;

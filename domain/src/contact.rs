@@ -235,7 +235,8 @@ mod tests {
             a.lines(),
             ["Alice Liddell", "1 Rabbit Hole", "OX1 1AA Oxford", "GB"]
         );
-        let cases: [(fn(&mut ShippingAddress), ContactError); 5] = [
+        type Change = fn(&mut ShippingAddress);
+        let cases: [(Change, ContactError); 5] = [
             (|a| a.name = "  ".into(), ContactError::Missing("name")),
             (|a| a.city = String::new(), ContactError::Missing("city")),
             (

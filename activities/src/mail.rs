@@ -322,11 +322,6 @@ impl Mailer {
         })
     }
 
-    /// The settings this mailer was made with.
-    pub fn settings(&self) -> &MailSettings {
-        &self.settings
-    }
-
     fn render_one(&self, name: &str, view: &EmailView) -> Result<String, MailError> {
         self.templates
             .get_template(name)

@@ -1,8 +1,10 @@
 //! The API process: the front door of the shop's order flow.
 //!
-//! It validates and prices `PlaceOrder`, starts the order's saga on Temporal
-//! and answers at once; it reads orders from the shop store (and, for an
-//! order whose first step has not run yet, from the saga's live query). The
+//! It validates and prices `PlaceOrder` (including the customer's email and
+//! shipping address), starts the order's saga on Temporal and answers at
+//! once; it reads orders from the shop store (and, for an
+//! order whose first step has not run yet, from the saga's live query), and
+//! lists the warehouse's shipping requests (`ListShipments`). The
 //! same [`service::OrderService`] is served over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
 //! failures for both.

@@ -442,3 +442,20 @@ pub async fn run(
     drop(metrics_server);
     results.into_iter().collect::<Result<(), _>>().map_err(sdk)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_parse_as_a_comma_separated_subset() {
+        assert_eq!(
+            parse_queues("notifications, shipping,notifications").unwrap(),
+            [Queue::Notifications, Queue::Shipping]
+        );
+        assert_eq!(parse_queues("orders").unwrap(), [Queue::Orders]);
+        assert!(parse_queues("").is_err());
+        assert!(parse_queues("orders,email").is_err());
+        assert_eq!(WorkerSettings::default().queues, Queue::ALL);
+    }
+}

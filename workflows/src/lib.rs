@@ -523,8 +523,10 @@ impl OrderWorkflow {
             .build()
     }
 
-    /// An id that already exists means an earlier run of this saga started
-    /// the child: done, not an error.
+    /// A refused start is done, not an error: within one namespace the only
+    /// cause is that the id exists, i.e. an earlier run of this saga already
+    /// started the child (and the order must not fail over an email). Only
+    /// a payload that does not serialize (a bug) stops the saga.
     fn started(result: Result<(), ChildWorkflowStartError>) -> WorkflowResult<()> {
         match result {
             Ok(()) | Err(ChildWorkflowStartError::StartFailed { .. }) => Ok(()),

@@ -6,7 +6,8 @@ one JSON file in OUT_DIR (recipient, subject, Message-ID, plain-text and
 HTML parts), so the Rust tests need no MIME parser. Every RCPT and DATA is
 appended to OUT_DIR/events.log, so a test can see a send in flight.
 
---rcpt-delay-ms holds each RCPT command that long: a sender killed in that
+Recipients whose local part starts with "bounce" are refused for good
+(550), like an unknown mailbox. --rcpt-delay-ms holds each RCPT command that long: a sender killed in that
 window has not handed over a message, which is what "killed mid-send"
 means in the tests. Stop the process to simulate an SMTP outage; start it
 again on the same port to end it.
@@ -38,6 +39,8 @@ class Handler:
         self.log(f"RCPT {address}")
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)
+        if address.startswith("bounce"):
+            return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

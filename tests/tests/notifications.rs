@@ -503,3 +503,56 @@ async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() 
     assert!(eml.contains("multipart/alternative"), "{eml}");
     stack.stop_workers()
 }
+
+#[tokio::test]
+async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.start_worker(WorkerSettings::default())?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("bounce", &[("MUG-1", 1)]))
+        .await?
+        .into_inner();
+    let order = terminal(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    shipment(&stack, &placed.order_id).await?;
+
+    // 550 is permanent: no retries, the email is FAILED with the reason,
+    // and its workflow fails visibly.
+    let failed = eventually("a failed email", MAIL_TIMEOUT, || async {
+        let records = stack.store.notifications_of(&placed.order_id).await?;
+        let done = records.len() == 2
+            && records
+                .iter()
+                .all(|r| r.status == NotificationStatus::Failed);
+        Ok(done.then_some(records))
+    })
+    .await?;
+    for r in &failed {
+        assert_eq!(r.attempts, 1, "{r:?}");
+        assert!(
+            r.last_error.as_deref().is_some_and(|e| e.contains("550")),
+            "{r:?}"
+        );
+    }
+    let handle = stack.client.get_workflow_handle::<UntypedWorkflow>(format!(
+        "notification-order-confirmed-{}",
+        placed.order_id
+    ));
+    let status = eventually(
+        "the notification workflow to fail",
+        MAIL_TIMEOUT,
+        || async {
+            let d = handle.describe(WorkflowDescribeOptions::default()).await?;
+            let status = format!("{:?}", d.status());
+            Ok((status.contains("Failed")).then_some(status))
+        },
+    )
+    .await?;
+    assert!(status.contains("Failed"), "{status}");
+    assert!(stack.smtp.as_ref().context("smtp")?.messages()?.is_empty());
+    stack.stop_workers()
+}

@@ -98,7 +98,7 @@ fn crash_point(step: &str) {
 /// Runs `fut`, heartbeating meanwhile, so a worker that dies during a slow
 /// external call is detected after the heartbeat timeout, not the much
 /// longer start-to-close timeout.
-async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) -> F::Output {
+pub(crate) async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {

@@ -6,13 +6,25 @@
 //! - [`connection`]: how processes reach Temporal (envconfig plus overrides).
 //! - [`activities`]: `OrderActivities`, one Temporal activity per domain
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
+//! - [`mail`], [`notify`]: the notifications service (templates, SMTP or
+//!   local mailbox, the once-per-stage `SendEmail` activity).
+//! - [`shipping`]: the shipping service (`RequestShipment`, the warehouse's
+//!   list of shipping requests).
 
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod activities;
 pub mod connection;
 pub mod gateway;
+pub mod mail;
+#[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod notify;
+#[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod shipping;
 pub mod store;
 
 pub use activities::{FailOrderInput, OrderActivities, PaymentInput};
 pub use gateway::{PaymentGateway, SimulatedGateway};
+pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
+pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};
+pub use shipping::ShippingActivities;
 pub use store::{Store, StoreError};

@@ -1,9 +1,10 @@
 //! Conversions between domain/store values and both wire formats.
 
+use ordersaga_activities::shipping::ShipmentRecord;
 use ordersaga_activities::store::{
     EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
 };
-use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus};
+use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShippingAddress};
 use ordersaga_proto::v1 as pb;
 use serde::Serialize;
 
@@ -78,8 +79,13 @@ impl From<PlacedOrder> for pb::PlaceOrderResponse {
 
 impl From<OrderDetails> for pb::Order {
     fn from(d: OrderDetails) -> Self {
+        let shipment = match &d {
+            OrderDetails::Stored { shipment, .. } => shipment.as_deref().map(pb_shipment),
+            OrderDetails::Accepted(_) => None,
+        };
         let j = OrderJson::from(d);
         Self {
+            shipment,
             workflow_id: j.workflow_id,
             order_id: j.order_id,
             customer_id: j.customer_id.unwrap_or_default(),
@@ -266,12 +272,17 @@ pub struct OrderJson {
     created_at_ms: Option<i64>,
     #[serde(skip)]
     updated_at_ms: Option<i64>,
+    shipment: Option<ShipmentJson>,
 }
 
 impl From<OrderDetails> for OrderJson {
     fn from(d: OrderDetails) -> Self {
         match d {
-            OrderDetails::Stored(r) => stored_json(*r),
+            OrderDetails::Stored { record, shipment } => {
+                let mut j = stored_json(*record);
+                j.shipment = shipment.as_deref().map(ShipmentJson::from);
+                j
+            }
             OrderDetails::Accepted(id) => accepted_json(id),
         }
     }
@@ -304,6 +315,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
         updated_at: Some(rfc3339(s.updated_at_ms)),
         created_at_ms: Some(s.created_at_ms),
         updated_at_ms: Some(s.updated_at_ms),
+        shipment: None,
     }
 }
 
@@ -324,6 +336,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         updated_at: None,
         created_at_ms: None,
         updated_at_ms: None,
+        shipment: None,
     }
 }
 
@@ -432,6 +445,90 @@ impl From<&LowStockAlert> for AlertJson {
             threshold: a.threshold,
             cause: a.cause.clone(),
             created_at: rfc3339(a.created_at_ms),
+        }
+    }
+}
+
+// ----- shipping ----------------------------------------------------------
+
+/// Domain address of a proto address (validated later by the service).
+pub fn address_from_pb(a: pb::ShippingAddress) -> ShippingAddress {
+    ShippingAddress {
+        name: a.name,
+        line1: a.line1,
+        line2: a.line2,
+        city: a.city,
+        postal_code: a.postal_code,
+        country: a.country,
+    }
+}
+
+fn pb_address(a: &ShippingAddress) -> pb::ShippingAddress {
+    pb::ShippingAddress {
+        name: a.name.clone(),
+        line1: a.line1.clone(),
+        line2: a.line2.clone(),
+        city: a.city.clone(),
+        postal_code: a.postal_code.clone(),
+        country: a.country.clone(),
+    }
+}
+
+/// Proto form of a shipping request.
+pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
+    pb::Shipment {
+        order_id: s.request.order_id.to_string(),
+        customer_id: s.request.customer_id.to_string(),
+        status: s.status.clone(),
+        lines: s
+            .request
+            .lines
+            .iter()
+            .map(|l| pb::ShipmentLine {
+                sku: l.sku.to_string(),
+                quantity: l.quantity,
+            })
+            .collect(),
+        address: Some(pb_address(&s.request.address)),
+        requested_at: Some(timestamp(s.created_at_ms)),
+    }
+}
+
+/// A shipment line in JSON.
+#[derive(Debug, Serialize)]
+pub struct ShipmentLineJson {
+    sku: String,
+    quantity: i64,
+}
+
+/// A shipping request in JSON (`GET /v1/shipments`, and inside an order).
+#[derive(Debug, Serialize)]
+pub struct ShipmentJson {
+    order_id: String,
+    customer_id: String,
+    status: String,
+    lines: Vec<ShipmentLineJson>,
+    address: ShippingAddress,
+    requested_at: String,
+}
+
+impl From<&ShipmentRecord> for ShipmentJson {
+    fn from(s: &ShipmentRecord) -> Self {
+        Self {
+            order_id: s.request.order_id.to_string(),
+            customer_id: s.request.customer_id.to_string(),
+            status: s.status.clone(),
+            lines: s
+                .request
+                .lines
+                .iter()
+                .map(|l| ShipmentLineJson {
+                    sku: l.sku.to_string(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            address: s.request.address.clone(),
+            requested_at: rfc3339(s.created_at_ms),
         }
     }
 }

@@ -6,7 +6,9 @@ use ordersaga_proto::v1::order_service_server::OrderService as OrderServiceRpc;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
-use crate::convert::{pb_alert, pb_product, pb_receipt, pb_summary, status_from_pb};
+use crate::convert::{
+    address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_summary, status_from_pb,
+};
 use crate::service::{OrderService, PlaceOrderCommand};
 
 /// Adapts [`OrderService`] to the generated tonic trait.
@@ -23,6 +25,8 @@ impl OrderServiceRpc for GrpcOrders {
             customer_id: r.customer_id,
             lines: r.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
             idempotency_key: Some(r.idempotency_key).filter(|k| !k.is_empty()),
+            customer_email: r.customer_email,
+            shipping_address: r.shipping_address.map(address_from_pb),
         };
         let placed = self.0.place_order(cmd).await?;
         Ok(Response::new(placed.into()))
@@ -50,6 +54,25 @@ impl OrderServiceRpc for GrpcOrders {
             .await?;
         Ok(Response::new(pb::ListOrdersResponse {
             orders: page.iter().map(pb_summary).collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    // ----- shipping ------------------------------------------------------
+
+    async fn list_shipments(
+        &self,
+        request: Request<pb::ListShipmentsRequest>,
+    ) -> Result<Response<pb::ListShipmentsResponse>, Status> {
+        let r = request.into_inner();
+        let page_size = u32::try_from(r.page_size)
+            .map_err(|_| Status::invalid_argument("page_size must be 0 to 100"))?;
+        let (page, next) = self
+            .0
+            .list_shipments(page_size, Some(&r.page_token))
+            .await?;
+        Ok(Response::new(pb::ListShipmentsResponse {
+            shipments: page.iter().map(pb_shipment).collect(),
             next_page_token: next.unwrap_or_default(),
         }))
     }

@@ -1,9 +1,10 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
-//! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`.
-//! Catalog: `POST /v1/products`, `GET /v1/products`, `GET /v1/products/{sku}`,
-//! `POST /v1/products/{sku}/ratings`, `POST /v1/stock-receipts`,
-//! `GET /v1/low-stock-alerts`. Plus `GET /healthz`. Errors are JSON:
+//! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
+//! `GET /v1/shipments`. Catalog: `POST /v1/products`, `GET /v1/products`,
+//! `GET /v1/products/{sku}`, `POST /v1/products/{sku}/ratings`,
+//! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`.
+//! Errors are JSON:
 //! `{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -12,12 +13,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ordersaga_domain::OrderStatus;
+use ordersaga_domain::{OrderStatus, ShippingAddress};
 use serde::Deserialize;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::convert::{
-    AlertJson, OrderJson, PlacedJson, ProductJson, ReceiptJson, ReceiptLineJson, SummaryJson,
+    AlertJson, OrderJson, PlacedJson, ProductJson, ReceiptJson, ReceiptLineJson, ShipmentJson,
+    SummaryJson,
 };
 use crate::error::ApiError;
 use crate::service::{OrderService, PlaceOrderCommand};
@@ -33,6 +35,11 @@ struct PlaceOrderBody {
     lines: Vec<LineBody>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    // Optional here so that a missing one gets the service's clear message.
+    #[serde(default)]
+    customer_email: String,
+    #[serde(default)]
+    shipping_address: Option<ShippingAddress>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/products/{sku}/ratings", post(submit_rating))
         .route("/v1/stock-receipts", post(create_stock_receipt))
         .route("/v1/low-stock-alerts", get(list_low_stock_alerts))
+        .route("/v1/shipments", get(list_shipments))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -114,6 +122,8 @@ async fn place_order(
             .map(|l| (l.sku, l.quantity))
             .collect(),
         idempotency_key: header_key.or(body.idempotency_key),
+        customer_email: body.customer_email,
+        shipping_address: body.shipping_address,
     };
     let placed = service.place_order(cmd).await?;
     let location = format!("/v1/orders/{}", placed.order_id);
@@ -306,4 +316,28 @@ async fn submit_rating(
     let Json(b) = body.map_err(|e| body_error(&e))?;
     let product = catalog.submit_rating(&b.customer_id, &sku, b.stars).await?;
     Ok(Json(ProductJson::from(&product)))
+}
+
+// ----- shipping ----------------------------------------------------------
+
+/// Query of `GET /v1/shipments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipmentParams {
+    page_size: Option<u32>,
+    page_token: Option<String>,
+}
+
+async fn list_shipments(
+    State(service): State<OrderService>,
+    params: Result<Query<ShipmentParams>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
+    let (page, next) = service
+        .list_shipments(p.page_size.unwrap_or(0), p.page_token.as_deref())
+        .await?;
+    let shipments: Vec<ShipmentJson> = page.iter().map(Into::into).collect();
+    Ok(Json(
+        serde_json::json!({ "shipments": shipments, "next_page_token": next }),
+    ))
 }

@@ -1,10 +1,11 @@
 //! The API process: the front door of the shop's order flow.
 //!
-//! It validates and prices `PlaceOrder`, starts the order's saga on Temporal
-//! and answers at once; it reads orders from the shop store (and, for an
-//! order whose first step has not run yet, from the saga's live query). The
-//! same [`service::OrderService`] and [`catalog::CatalogService`] are served
-//! over gRPC ([`grpc`], with health
+//! It validates and prices `PlaceOrder` (including the customer's email and
+//! shipping address), starts the order's saga on Temporal and answers at
+//! once; it reads orders from the shop store (and, for an order whose first
+//! step has not run yet, asks Temporal), and lists the warehouse's shipping
+//! requests (`ListShipments`). The same [`service::OrderService`] and
+//! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
 //! failures for both.
 

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ordersaga_activities::Store;
+use ordersaga_activities::shipping::{ShipmentCursor, ShipmentRecord};
 use ordersaga_activities::store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, Product};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
-    CustomerId, Money, OrderId, OrderInput, OrderLine, OrderStatus, Sku, TransactionId,
+    CustomerId, EmailAddress, Money, OrderId, OrderInput, OrderLine, OrderStatus, ShippingAddress,
+    Sku, TransactionId,
 };
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
@@ -36,6 +38,10 @@ pub struct PlaceOrderCommand {
     pub lines: Vec<(String, i64)>,
     /// Optional client idempotency key.
     pub idempotency_key: Option<String>,
+    /// Where the order's emails go (required).
+    pub customer_email: String,
+    /// Where the order ships (required), not yet validated.
+    pub shipping_address: Option<ShippingAddress>,
 }
 
 /// The immediate answer to `PlaceOrder`.
@@ -58,8 +64,13 @@ pub struct PlacedOrder {
 /// between the saga's start and its first step) just its acceptance.
 #[derive(Debug, Clone)]
 pub enum OrderDetails {
-    /// From the store.
-    Stored(Box<OrderRecord>),
+    /// From the store, with the order's shipping request once it exists.
+    Stored {
+        /// The order.
+        record: Box<OrderRecord>,
+        /// Its shipping request.
+        shipment: Option<Box<ShipmentRecord>>,
+    },
     /// Its saga runs but has not stored the order yet: `PENDING`.
     Accepted(OrderId),
 }
@@ -76,6 +87,51 @@ fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::InvalidArgument(msg.into())
 }
 
+// ----- contact details and shipping (notifications/shipping services) ------
+
+/// The validated email address and shipping address of a `PlaceOrder`.
+fn contact_details(cmd: &PlaceOrderCommand) -> Result<(EmailAddress, ShippingAddress), ApiError> {
+    if cmd.customer_email.trim().is_empty() {
+        return Err(invalid("customer_email is required"));
+    }
+    let email = EmailAddress::parse(&cmd.customer_email).map_err(|e| invalid(e.to_string()))?;
+    let address = cmd
+        .shipping_address
+        .clone()
+        .ok_or_else(|| invalid("shipping_address is required"))?
+        .validate()
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((email, address))
+}
+
+impl OrderService {
+    /// A page of shipping requests, newest first.
+    pub async fn list_shipments(
+        &self,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<(Vec<ShipmentRecord>, Option<String>), ApiError> {
+        if page_size > 100 {
+            return Err(invalid("page_size must be 0 to 100"));
+        }
+        let after = match page_token.filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                ShipmentCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?,
+            ),
+        };
+        let limit = if page_size == 0 { 20 } else { page_size };
+        let (page, next) = self
+            .store
+            .list_shipments(limit, after)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok((page, next.map(|c| c.to_token())))
+    }
+}
+
+// ----- end of contact details and shipping -----------------------------------
+
 impl OrderService {
     /// A service starting sagas on `task_queue`.
     pub fn new(store: Store, client: Client, task_queue: String) -> Self {
@@ -91,6 +147,7 @@ impl OrderService {
     pub async fn place_order(&self, cmd: PlaceOrderCommand) -> Result<PlacedOrder, ApiError> {
         let customer_id =
             CustomerId::parse(&cmd.customer_id).map_err(|e| invalid(e.to_string()))?;
+        let (customer_email, shipping_address) = contact_details(&cmd)?;
         if cmd.lines.is_empty() {
             return Err(invalid("an order needs at least one line"));
         }
@@ -141,6 +198,8 @@ impl OrderService {
             customer_id,
             lines,
             total,
+            customer_email: Some(customer_email),
+            shipping_address: Some(shipping_address),
         };
         let workflow_id = order_id.workflow_id();
         if key.is_some()
@@ -251,7 +310,16 @@ impl OrderService {
             .await
             .map_err(ApiError::internal)?
         {
-            return Ok(OrderDetails::Stored(Box::new(record)));
+            let shipment = self
+                .store
+                .shipment(&id)
+                .await
+                .map_err(ApiError::internal)?
+                .map(Box::new);
+            return Ok(OrderDetails::Stored {
+                record: Box::new(record),
+                shipment,
+            });
         }
         // Started, but its first step has not stored it yet (or no worker
         // has picked it up): Temporal alone knows it. `describe` needs no

@@ -4,17 +4,24 @@
 //! ([`OrderId`], [`CustomerId`], [`Sku`], [`TransactionId`]), [`Money`] in integer
 //! minor units, the order's payloads (what the API hands the workflow and what
 //! activities return), the lifecycle enums ([`OrderStatus`], [`PaymentStatus`]),
-//! the domain event names ([`OrderEvent`]) and the stable Temporal names
-//! ([`names`]). It has no I/O and no runtime, so both the deterministic workflow
+//! the domain event names ([`OrderEvent`]), the customer's contact details
+//! ([`contact`]), the payloads of the notification and shipping services
+//! ([`notify`]) and the stable Temporal names ([`names`]). It has no I/O and no runtime, so both the deterministic workflow
 //! code and the API can depend on it.
 
+pub mod contact;
 pub mod ids;
 pub mod money;
 pub mod names;
+pub mod notify;
 pub mod order;
 
+pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
 pub use money::{Currency, Money, MoneyError};
+pub use notify::{
+    EmailStage, LowStockAlert, Notification, OrderEmail, ShipmentLine, ShipmentRequest,
+};
 pub use order::{
     FailureReason, OrderEvent, OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView,
     PaymentStatus,

@@ -8,6 +8,24 @@ pub const ORDER_WORKFLOW_TYPE: &str = "OrderWorkflow";
 /// Prefix of every order workflow id: `order-{order_id}`.
 pub const ORDER_WORKFLOW_ID_PREFIX: &str = "order-";
 
+// ----- notifications and shipping (their own services and task queues) --
+
+/// Task queue of the notifications service (customer and merchant email).
+pub const NOTIFICATIONS_TASK_QUEUE: &str = "notifications";
+/// Task queue of the shipping service (shipping requests to the warehouse).
+pub const SHIPPING_TASK_QUEUE: &str = "shipping";
+/// Workflow type delivering one email.
+pub const NOTIFICATION_WORKFLOW_TYPE: &str = "NotificationWorkflow";
+/// Prefix of notification workflow ids: `notification-{stage}-{subject}`.
+pub const NOTIFICATION_WORKFLOW_ID_PREFIX: &str = "notification-";
+/// Workflow type creating one shipping request.
+pub const SHIPPING_WORKFLOW_TYPE: &str = "ShippingWorkflow";
+/// Prefix of shipping workflow ids: `shipping-{order_id}`.
+pub const SHIPPING_WORKFLOW_ID_PREFIX: &str = "shipping-";
+/// The `patched()` id guarding the saga's notification and shipping
+/// commands, so sagas recorded before them replay unchanged.
+pub const NOTIFICATIONS_PATCH: &str = "notifications-v1";
+
 /// Activity type names, one per domain command.
 pub mod activity {
     /// Stores the order `PENDING` and records `OrderPlaced`.
@@ -24,6 +42,10 @@ pub mod activity {
     pub const REFUND_PAYMENT: &str = "RefundPayment";
     /// Compensation of `ProcessInventory`: puts deducted stock back.
     pub const RELEASE_INVENTORY: &str = "ReleaseInventory";
+    /// Notifications: records, renders and sends one email, once.
+    pub const SEND_EMAIL: &str = "SendEmail";
+    /// Shipping: creates the order's shipping request, once.
+    pub const REQUEST_SHIPMENT: &str = "RequestShipment";
 }
 
 /// Names of the workflow's query and signal handlers.
@@ -40,6 +62,12 @@ pub mod failure {
     pub const OUT_OF_STOCK: &str = "OutOfStock";
     /// The order is unknown to the store (non-retryable: a bug, not weather).
     pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+    /// An email was refused for good (bad address) or not delivered within
+    /// the retry horizon (non-retryable).
+    pub const EMAIL_UNDELIVERABLE: &str = "EmailUndeliverable";
+    /// An email could not be delivered this time (relay down or busy);
+    /// retried after the notifications service's backoff.
+    pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
 }
 
 /// Custom search attributes the order workflow maintains. They must be

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CustomerId, Money, OrderId, Sku, TransactionId};
+use crate::{CustomerId, EmailAddress, Money, OrderId, ShippingAddress, Sku, TransactionId};
 
 /// One line of an order, priced when the order was placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,14 @@ pub struct OrderInput {
     pub lines: Vec<OrderLine>,
     /// Sum of the lines.
     pub total: Money,
+    /// Where the order's emails go. `None` only in sagas started before
+    /// notifications existed (their recorded inputs lack the field).
+    #[serde(default)]
+    pub customer_email: Option<EmailAddress>,
+    /// Where the order ships. `None` only in sagas started before shipping
+    /// requests existed.
+    #[serde(default)]
+    pub shipping_address: Option<ShippingAddress>,
 }
 
 impl OrderInput {

@@ -6,6 +6,11 @@
 //! Workers run in-process ([`Stack::start_worker`]) or as the real
 //! `ordersaga-worker` binary ([`Stack::spawn_worker_process`]) when a test
 //! needs to SIGKILL one.
+//!
+//! Email goes to the stack's own mailbox folder ([`Stack::mailbox_dir`]),
+//! or, once a test called [`Stack::start_smtp`], to a real SMTP server
+//! ([`SmtpServer`], `tests/smtp/server.py` on aiosmtpd) that the test can
+//! stop and start again.
 
 use std::future::Future;
 use std::net::TcpListener as StdListener;
@@ -16,10 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_activities::store::{NewProduct, NewStockReceipt};
-use ordersaga_activities::{SimulatedGateway, Store};
+use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls, Store};
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{Currency, Money, Sku};
+use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
@@ -205,6 +211,10 @@ pub struct Stack {
     pub http: reqwest::Client,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     workers: Vec<InProcessWorker>,
+    /// The test SMTP server, once started.
+    pub smtp: Option<SmtpServer>,
+    /// Mailbox and SMTP server files.
+    dir: tempfile::TempDir,
     _db: TestDatabase,
 }
 
@@ -232,6 +242,7 @@ pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<S
     let client = server.client().await?;
     let database_url = db.url().to_string();
     let store = db.store().await?;
+    let dir = tempfile::tempdir()?;
     let task_queue = format!("orders-test-{}", uuid::Uuid::new_v4());
 
     let api = Api::build(ApiSettings {
@@ -270,6 +281,8 @@ pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<S
         http: reqwest::Client::new(),
         api_stop: Some(api_stop),
         workers: Vec::new(),
+        smtp: None,
+        dir,
         _db: db,
     })
 }
@@ -286,6 +299,8 @@ fn init_tracing() {
 impl Stack {
     /// Worker settings pointing at this stack (override fields as needed).
     /// An identity set in `base.temporal` is kept (to tell workers apart).
+    /// Email goes to the test SMTP server if one was started, else to the
+    /// stack's mailbox folder; delivery retries are fast (100 ms to 1 s).
     pub fn worker_settings(&self, mut base: WorkerSettings) -> WorkerSettings {
         let identity = base.temporal.identity.take();
         base.temporal = self.server.settings();
@@ -294,7 +309,26 @@ impl Stack {
         }
         base.database_url = self.database_url.clone();
         base.task_queue = self.task_queue.clone();
+        base.mail.delivery = match &self.smtp {
+            Some(smtp) => Delivery::Smtp(smtp.settings()),
+            None => Delivery::Mailbox(self.mailbox_dir()),
+        };
+        base.email_retry = TEST_EMAIL_RETRY;
         base
+    }
+
+    /// The local mailbox folder workers of this stack write `.eml` files to
+    /// when no SMTP server is started.
+    pub fn mailbox_dir(&self) -> PathBuf {
+        self.dir.path().join("mailbox")
+    }
+
+    /// Starts the test SMTP server (workers started afterwards use it).
+    /// `rcpt_delay` holds each `RCPT` command that long.
+    pub async fn start_smtp(&mut self, rcpt_delay: Duration) -> anyhow::Result<()> {
+        let out = self.dir.path().join("smtp");
+        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay).await?);
+        Ok(())
     }
 
     /// `http://127.0.0.1:<port>` of the API's gRPC server.
@@ -335,8 +369,37 @@ impl Stack {
     /// Starts the real `ordersaga-worker` binary on this stack, with extra
     /// environment variables. It must have been built (`cargo build --bins`).
     pub fn spawn_worker_process(&self, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+        self.spawn_worker_process_with_args(&[], env)
+    }
+
+    /// [`Self::spawn_worker_process`] with command-line arguments (e.g.
+    /// `--queues notifications`).
+    pub fn spawn_worker_process_with_args(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Child> {
         let exe = worker_binary()?;
         let mut cmd = Command::new(&exe);
+        cmd.args(args);
+        match &self.smtp {
+            Some(smtp) => {
+                cmd.env("ORDERSAGA_SMTP_HOST", "127.0.0.1")
+                    .env("ORDERSAGA_SMTP_PORT", smtp.port.to_string())
+                    .env("ORDERSAGA_SMTP_TLS", "none");
+            }
+            None => {
+                cmd.env("ORDERSAGA_MAILBOX_DIR", self.mailbox_dir());
+            }
+        }
+        cmd.env(
+            "ORDERSAGA_EMAIL_RETRY_INITIAL_MS",
+            TEST_EMAIL_RETRY.initial.as_millis().to_string(),
+        )
+        .env(
+            "ORDERSAGA_EMAIL_RETRY_MAX_MS",
+            TEST_EMAIL_RETRY.max.as_millis().to_string(),
+        );
         cmd.env("TEMPORAL_ADDRESS", &self.server.address)
             .env("TEMPORAL_NAMESPACE", "default")
             .env("ORDERSAGA_DATABASE_URL", &self.database_url)
@@ -508,6 +571,60 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A valid `PlaceOrder` request: the lines, a contact email and a shipping
+/// address, and the idempotency key (empty: none).
+pub fn place_request(customer: &str, lines: &[(&str, i64)], key: &str) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        customer_email: format!("{customer}@example.com"),
+        shipping_address: Some(pb::ShippingAddress {
+            name: "Test Customer".into(),
+            line1: "1 Test Street".into(),
+            line2: String::new(),
+            city: "Berlin".into(),
+            postal_code: "10115".into(),
+            country: "DE".into(),
+        }),
+        customer_id: customer.to_string(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| pb::OrderLineRequest {
+                sku: (*sku).to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        idempotency_key: key.to_string(),
+    }
+}
+
+/// Runs each named `async fn case(store: Store) -> anyhow::Result<()>` of
+/// the calling test file on a fresh SQLite file (`sqlite::case`) and on a
+/// fresh PostgreSQL database (`postgres::case`).
+#[macro_export]
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $case() -> anyhow::Result<()> {
+                let db = $crate::TestDatabase::sqlite()?;
+                let store = db.store().await?;
+                super::$case(store.clone()).await?;
+                store.close().await;
+                Ok(())
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $case() -> anyhow::Result<()> {
+                let db = $crate::TestDatabase::postgres().await?;
+                let store = db.store().await?;
+                super::$case(store.clone()).await?;
+                store.close().await;
+                Ok(())
+            })*
+        }
+    };
+}
+
 /// `target/<profile>/ordersaga-worker`, next to this test binary's `deps/`.
 pub fn worker_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -558,5 +675,135 @@ impl Stack {
             std::fs::write(histories_dir().join(format!("{name}.json")), json)?;
         }
         Ok(())
+    }
+}
+
+/// Delivery retries in tests: fast, so an SMTP outage ends in seconds.
+pub const TEST_EMAIL_RETRY: EmailRetry = EmailRetry {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    horizon: Duration::from_secs(24 * 3600),
+};
+
+/// One message as the test SMTP server received and decoded it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ReceivedMail {
+    /// Envelope recipients.
+    pub rcpt_tos: Vec<String>,
+    /// `From:` header.
+    pub from: String,
+    /// `To:` header.
+    pub to: String,
+    /// `Subject:` header, decoded.
+    pub subject: String,
+    /// `Message-ID:` header.
+    pub message_id: String,
+    /// The plain-text part.
+    pub text: String,
+    /// The HTML part.
+    pub html: String,
+}
+
+/// A real SMTP server (`tests/smtp/server.py`, aiosmtpd) on a fixed port,
+/// storing what it accepts in a folder. [`Self::stop`] and [`Self::start`]
+/// simulate an outage; the folder survives them.
+pub struct SmtpServer {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    out: PathBuf,
+    rcpt_delay: Duration,
+}
+
+impl SmtpServer {
+    async fn start(port: u16, out: PathBuf, rcpt_delay: Duration) -> anyhow::Result<Self> {
+        let mut server = Self {
+            child: None,
+            port,
+            out,
+            rcpt_delay,
+        };
+        server.start_again().await?;
+        Ok(server)
+    }
+
+    /// Starts it (again) on its port; returns once it accepts connections.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("smtp/server.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
+            .args(["--port", &self.port.to_string()])
+            .arg("--out")
+            .arg(&self.out)
+            .args(["--rcpt-delay-ms", &self.rcpt_delay.as_millis().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .context("starting tests/smtp/server.py (needs `pip install aiosmtpd`)")?;
+        let addr = format!("127.0.0.1:{}", self.port);
+        let ready = eventually("the test SMTP server", Duration::from_secs(15), || {
+            let addr = addr.clone();
+            async move { Ok(tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ())) }
+        })
+        .await;
+        if let Err(e) = ready {
+            let _ = child.start_kill();
+            if let Ok(Some(status)) = child.try_wait() {
+                bail!("the test SMTP server exited with {status} (is aiosmtpd installed?)");
+            }
+            return Err(e);
+        }
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills it: connections are refused until [`Self::start_again`].
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+
+    /// Settings for a worker to deliver here (plain SMTP).
+    pub fn settings(&self) -> SmtpSettings {
+        SmtpSettings {
+            host: "127.0.0.1".to_string(),
+            port: self.port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Every message accepted so far, in arrival order.
+    pub fn messages(&self) -> anyhow::Result<Vec<ReceivedMail>> {
+        let mut files = Vec::new();
+        if self.out.is_dir() {
+            for entry in std::fs::read_dir(&self.out)? {
+                let path = entry?.path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.ends_with(".json") && !name.starts_with('.') {
+                    files.push(path);
+                }
+            }
+        }
+        // Names start with the arrival time in ns.
+        files.sort();
+        files
+            .iter()
+            .map(|p| Ok(serde_json::from_slice(&std::fs::read(p)?)?))
+            .collect()
+    }
+
+    /// The server's `RCPT`/`DATA` log so far.
+    pub fn events(&self) -> String {
+        std::fs::read_to_string(self.out.join("events.log")).unwrap_or_default()
     }
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
 use ordersaga_tests::{
-    Stack, TestDatabase, create_product, eventually, spawn_stack, spawn_stack_on,
+    Stack, TestDatabase, create_product, eventually, place_request, spawn_stack, spawn_stack_on,
     spawn_stack_without_worker,
 };
 use ordersaga_worker::WorkerSettings;
@@ -56,17 +56,7 @@ async fn order_to_the_end(
     let placed = stack
         .grpc
         .clone()
-        .place_order(pb::PlaceOrderRequest {
-            customer_id: customer.into(),
-            lines: lines
-                .iter()
-                .map(|(sku, quantity)| pb::OrderLineRequest {
-                    sku: (*sku).into(),
-                    quantity: *quantity,
-                })
-                .collect(),
-            idempotency_key: String::new(),
-        })
+        .place_order(place_request(customer, lines, ""))
         .await?
         .into_inner();
     terminal(stack, &placed.order_id).await
@@ -290,14 +280,7 @@ async fn low_stock_alert_survives_a_worker_killed_right_after_the_deduction() ->
     ])?;
     let placed = stack
         .grpc
-        .place_order(pb::PlaceOrderRequest {
-            customer_id: "max".into(),
-            lines: vec![pb::OrderLineRequest {
-                sku: "MUG-1".into(),
-                quantity: 4,
-            }],
-            idempotency_key: String::new(),
-        })
+        .place_order(place_request("max", &[("MUG-1", 4)], ""))
         .await?
         .into_inner();
     // The worker deducts, commits, and dies before Temporal hears of it.
@@ -400,16 +383,9 @@ async fn last_units_race(db: TestDatabase) -> anyhow::Result<()> {
         let mut grpc = stack.grpc.clone();
         async move {
             anyhow::Ok(
-                grpc.place_order(pb::PlaceOrderRequest {
-                    customer_id: format!("racer-{n}"),
-                    lines: vec![pb::OrderLineRequest {
-                        sku: "LAST-1".into(),
-                        quantity: 1,
-                    }],
-                    idempotency_key: String::new(),
-                })
-                .await?
-                .into_inner(),
+                grpc.place_order(place_request(&format!("racer-{n}"), &[("LAST-1", 1)], ""))
+                    .await?
+                    .into_inner(),
             )
         }
     }))

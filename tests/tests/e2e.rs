@@ -19,18 +19,14 @@ use tonic::Code;
 
 const SAGA_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A valid shipping address, as the HTTP API takes it.
+fn address_json() -> Value {
+    json!({"name": "Test Customer", "line1": "1 Test Street", "city": "Berlin",
+           "postal_code": "10115", "country": "DE"})
+}
+
 fn place(customer: &str, lines: &[(&str, i64)], key: &str) -> pb::PlaceOrderRequest {
-    pb::PlaceOrderRequest {
-        customer_id: customer.to_string(),
-        lines: lines
-            .iter()
-            .map(|(sku, quantity)| pb::OrderLineRequest {
-                sku: (*sku).to_string(),
-                quantity: *quantity,
-            })
-            .collect(),
-        idempotency_key: key.to_string(),
-    }
+    ordersaga_tests::place_request(customer, lines, key)
 }
 
 /// Polls GetOrder (gRPC) until the order is terminal.
@@ -172,7 +168,7 @@ async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Resu
     let res = stack
         .http
         .post(format!("{}/v1/orders", stack.http_base))
-        .json(&json!({"customer_id": "bob", "lines": [{"sku": "GOLD-BAR", "quantity": 1}]}))
+        .json(&json!({"customer_id": "bob", "customer_email": "bob@example.com", "shipping_address": address_json(), "lines": [{"sku": "GOLD-BAR", "quantity": 1}]}))
         .send()
         .await?;
     assert_eq!(res.status(), 202);
@@ -269,7 +265,7 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
         .http
         .post(format!("{}/v1/orders", stack.http_base))
         .header("Idempotency-Key", "checkout-7f3a")
-        .json(&json!({"customer_id": "dave", "lines": [{"sku": "MUG-1", "quantity": 1}]}))
+        .json(&json!({"customer_id": "dave", "customer_email": "dave@example.com", "shipping_address": address_json(), "lines": [{"sku": "MUG-1", "quantity": 1}]}))
         .send()
         .await?;
     let third: Value = res.json().await?;
@@ -288,7 +284,11 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
         .http
         .post(format!("{}/v1/orders", stack.http_base))
         .header("Idempotency-Key", "checkout-7f3a")
-        .json(&json!({"customer_id": "dave", "lines": [{"sku": "MUG-1", "quantity": 5}]}))
+        .json(
+            &json!({"customer_id": "dave", "customer_email": "dave@example.com",
+                       "shipping_address": address_json(),
+                       "lines": [{"sku": "MUG-1", "quantity": 5}]}),
+        )
         .send()
         .await?;
     assert_eq!(res.status(), 409);
@@ -359,6 +359,52 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
             Code::InvalidArgument,
             "long key",
         ),
+        (
+            pb::PlaceOrderRequest {
+                customer_email: String::new(),
+                ..place("erin", &[("MUG-1", 1)], "")
+            },
+            Code::InvalidArgument,
+            "no email",
+        ),
+        (
+            pb::PlaceOrderRequest {
+                customer_email: "erin@localhost".into(),
+                ..place("erin", &[("MUG-1", 1)], "")
+            },
+            Code::InvalidArgument,
+            "malformed email",
+        ),
+        (
+            pb::PlaceOrderRequest {
+                shipping_address: None,
+                ..place("erin", &[("MUG-1", 1)], "")
+            },
+            Code::InvalidArgument,
+            "no shipping address",
+        ),
+        (
+            {
+                let mut r = place("erin", &[("MUG-1", 1)], "");
+                if let Some(a) = r.shipping_address.as_mut() {
+                    a.country = "Germany".into();
+                }
+                r
+            },
+            Code::InvalidArgument,
+            "bad country",
+        ),
+        (
+            {
+                let mut r = place("erin", &[("MUG-1", 1)], "");
+                if let Some(a) = r.shipping_address.as_mut() {
+                    a.city = "  ".into();
+                }
+                r
+            },
+            Code::InvalidArgument,
+            "blank city",
+        ),
     ];
     for (req, code, what) in cases {
         let err = grpc.place_order(req).await.err().context(what)?;
@@ -397,26 +443,26 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
 
     // HTTP: status and a JSON error body for each.
     let url = format!("{}/v1/orders", stack.http_base);
-    let http_cases: [(reqwest::RequestBuilder, u16, &str); 7] =
+    let http_cases: [(reqwest::RequestBuilder, u16, &str); 9] =
         [
             (
                 stack
                     .http
                     .post(&url)
-                    .json(&json!({"customer_id": "erin", "lines": []})),
+                    .json(&json!({"customer_id": "erin", "customer_email": "erin@example.com", "shipping_address": address_json(), "lines": []})),
                 400,
                 "INVALID_ARGUMENT",
             ),
             (
                 stack.http.post(&url).json(
-                    &json!({"customer_id": "erin", "lines": [{"sku": "MUG-1", "quantity": 0}]}),
+                    &json!({"customer_id": "erin", "customer_email": "erin@example.com", "shipping_address": address_json(), "lines": [{"sku": "MUG-1", "quantity": 0}]}),
                 ),
                 400,
                 "INVALID_ARGUMENT",
             ),
             (
                 stack.http.post(&url).json(
-                    &json!({"customer_id": "erin", "lines": [{"sku": "NOPE-1", "quantity": 1}]}),
+                    &json!({"customer_id": "erin", "customer_email": "erin@example.com", "shipping_address": address_json(), "lines": [{"sku": "NOPE-1", "quantity": 1}]}),
                 ),
                 404,
                 "NOT_FOUND",
@@ -451,6 +497,24 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
                 stack.http.get(format!("{url}/{}", uuid::Uuid::new_v4())),
                 404,
                 "NOT_FOUND",
+            ),
+            (
+                stack.http.post(&url).json(
+                    &json!({"customer_id": "erin", "lines": [{"sku": "MUG-1", "quantity": 1}],
+                            "shipping_address": address_json()}),
+                ),
+                400,
+                "INVALID_ARGUMENT",
+            ),
+            (
+                stack.http.post(&url).json(
+                    &json!({"customer_id": "erin", "customer_email": "erin@example.com",
+                            "lines": [{"sku": "MUG-1", "quantity": 1}],
+                            "shipping_address": {"name": "E", "line1": "1 St", "city": "X",
+                                                 "postal_code": "1;2", "country": "DE"}}),
+                ),
+                400,
+                "INVALID_ARGUMENT",
             ),
         ];
     for (req, status, code) in http_cases {

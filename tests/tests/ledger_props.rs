@@ -65,6 +65,8 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
                             unit_price: Money::new(100, eur),
                         }],
                         total: Money::new(100 * q, eur),
+                        customer_email: None,
+                        shipping_address: None,
                     })
                     .await?;
                 let ok = store.deduct_stock(&order_id).await?.is_ok();

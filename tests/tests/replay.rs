@@ -19,8 +19,9 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         }
     }
     assert!(
-        histories.len() >= 5,
-        "expected the recorded sagas (confirmed, declined, out of stock, cancelled, worker killed), found {names:?}"
+        histories.len() >= 7,
+        "expected the recorded sagas (confirmed, declined, out of stock, cancelled, worker killed, \
+         and confirmed and out of stock with notifications), found {names:?}"
     );
     let results = replayer()?.replay_workflows(histories).await?;
     let failures: Vec<String> = results

@@ -22,33 +22,7 @@ use ordersaga_domain::{
 };
 use ordersaga_tests::create_product;
 
-/// Runs each case on SQLite and on PostgreSQL.
-macro_rules! both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() -> anyhow::Result<()> {
-                let db = ordersaga_tests::TestDatabase::sqlite()?;
-                let store = db.store().await?;
-                super::$case(store.clone()).await?;
-                store.close().await;
-                Ok(())
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $case() -> anyhow::Result<()> {
-                let db = ordersaga_tests::TestDatabase::postgres().await?;
-                let store = db.store().await?;
-                super::$case(store.clone()).await?;
-                store.close().await;
-                Ok(())
-            })*
-        }
-    };
-}
-
-both_backends!(
+ordersaga_tests::both_backends!(
     place_order_is_idempotent,
     deduction_happens_once_and_matches_the_ledger,
     deduction_is_all_or_nothing_and_its_outcome_sticks,
@@ -88,6 +62,8 @@ fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
         customer_id: CustomerId::parse(customer).expect("valid customer"),
         lines,
         total,
+        customer_email: None,
+        shipping_address: None,
     }
 }
 

@@ -1,9 +1,16 @@
-//! The worker process: polls a Temporal task queue and runs the order saga
-//! ([`OrderWorkflow`]) and its activities. Run as many as you like on one
-//! task queue; Temporal spreads the work across them.
+//! The worker process: polls Temporal task queues and runs what each queue
+//! carries. Run as many as you like per queue; Temporal spreads the work.
 //!
-//! [`WorkerSettings::from_env`] reads the configuration, [`run`] runs until
-//! its shutdown future resolves and then drains in-flight work.
+//! - `orders`: the order saga ([`OrderWorkflow`]) and its activities;
+//! - `notifications`: [`NotificationWorkflow`] and `SendEmail` (SMTP or the
+//!   local mailbox);
+//! - `shipping`: [`ShippingWorkflow`] and `RequestShipment`.
+//!
+//! One process serves any subset ([`WorkerSettings::queues`], `--queues`),
+//! so each service can be deployed and scaled as its own fleet, with its own
+//! concurrency limits. [`WorkerSettings::from_env`] reads the configuration,
+//! [`run`] runs until its shutdown future resolves and then drains
+//! in-flight work.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,9 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
-use ordersaga_activities::{OrderActivities, SimulatedGateway, Store, StoreError};
-use ordersaga_domain::names::ORDERS_TASK_QUEUE;
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_activities::mail::MailError;
+use ordersaga_activities::{
+    Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities, OrderActivities,
+    ShippingActivities, SimulatedGateway, SmtpSettings, SmtpTls, Store, StoreError,
+};
+use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, ORDERS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
+use ordersaga_workflows::{NotificationWorkflow, OrderWorkflow, ShippingWorkflow};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -30,14 +41,24 @@ pub struct WorkerSettings {
     pub temporal: TemporalSettings,
     /// The shop database: `sqlite://...` or `postgres://...`.
     pub database_url: String,
-    /// The task queue to poll.
+    /// The services this process runs (`--queues`); default all.
+    pub queues: Vec<Queue>,
+    /// The order saga's task queue.
     pub task_queue: String,
-    /// Workflow tasks processed at once.
+    /// `orders`: workflow tasks processed at once.
     pub max_concurrent_workflow_tasks: usize,
-    /// Activities (gateway calls) run at once.
+    /// `orders`: activities (gateway calls) run at once.
     pub max_concurrent_activities: usize,
-    /// Local activities (database steps) run at once.
+    /// `orders`: local activities (database steps) run at once.
     pub max_concurrent_local_activities: usize,
+    /// `notifications`: concurrency limits.
+    pub notifications: QueueLimits,
+    /// `shipping`: concurrency limits.
+    pub shipping: QueueLimits,
+    /// `notifications`: templates' settings and where email goes.
+    pub mail: MailSettings,
+    /// `notifications`: delivery retry backoff and horizon.
+    pub email_retry: EmailRetry,
     /// Workflows kept in the sticky cache (saves replays).
     pub max_cached_workflows: usize,
     /// How long a workflow task waits for this worker's sticky queue before
@@ -56,10 +77,23 @@ impl Default for WorkerSettings {
         Self {
             temporal: TemporalSettings::default(),
             database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
+            queues: Queue::ALL.to_vec(),
             task_queue: ORDERS_TASK_QUEUE.to_string(),
             max_concurrent_workflow_tasks: 20,
             max_concurrent_activities: 50,
             max_concurrent_local_activities: 50,
+            notifications: QueueLimits {
+                max_workflow_tasks: 10,
+                // Each is an SMTP session: the relay's connection limit
+                // matters more than our CPU.
+                max_activities: 10,
+            },
+            shipping: QueueLimits {
+                max_workflow_tasks: 10,
+                max_activities: 20,
+            },
+            mail: MailSettings::default(),
+            email_retry: EmailRetry::default(),
             max_cached_workflows: 1000,
             sticky_timeout: Duration::from_secs(10),
             graceful_shutdown: Duration::from_secs(10),
@@ -75,6 +109,65 @@ impl Default for WorkerSettings {
 pub struct SettingError {
     name: &'static str,
     value: String,
+}
+
+/// A service (and its task queue) a worker process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// The order saga.
+    Orders,
+    /// Customer and merchant email.
+    Notifications,
+    /// Shipping requests to the warehouse.
+    Shipping,
+}
+
+impl Queue {
+    /// Every service.
+    pub const ALL: [Queue; 3] = [Queue::Orders, Queue::Notifications, Queue::Shipping];
+
+    /// The name used by `--queues` and in `ORDERSAGA_<QUEUE>_*` variables.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Orders => "orders",
+            Self::Notifications => "notifications",
+            Self::Shipping => "shipping",
+        }
+    }
+}
+
+/// Parses a `--queues` value: comma-separated service names, e.g.
+/// `notifications,shipping`; duplicates are ignored.
+pub fn parse_queues(value: &str) -> Result<Vec<Queue>, SettingError> {
+    let mut queues = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let queue = Queue::ALL
+            .into_iter()
+            .find(|q| q.as_str() == name)
+            .ok_or_else(|| SettingError {
+                name: "--queues (orders, notifications, shipping)",
+                value: value.to_string(),
+            })?;
+        if !queues.contains(&queue) {
+            queues.push(queue);
+        }
+    }
+    if queues.is_empty() {
+        return Err(SettingError {
+            name: "--queues (orders, notifications, shipping)",
+            value: value.to_string(),
+        });
+    }
+    Ok(queues)
+}
+
+/// Concurrency of one service's worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Workflow tasks processed at once.
+    pub max_workflow_tasks: usize,
+    /// Activities run at once.
+    pub max_activities: usize,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &'static str, into: &mut T) -> Result<(), SettingError> {
@@ -97,6 +190,9 @@ impl WorkerSettings {
     pub fn from_env() -> Result<Self, SettingError> {
         let mut s = Self::default();
         env_parse("ORDERSAGA_DATABASE_URL", &mut s.database_url)?;
+        if let Ok(value) = std::env::var("ORDERSAGA_QUEUES") {
+            s.queues = parse_queues(&value)?;
+        }
         env_parse("ORDERSAGA_TASK_QUEUE", &mut s.task_queue)?;
         env_parse(
             "ORDERSAGA_MAX_WORKFLOW_TASKS",
@@ -111,6 +207,45 @@ impl WorkerSettings {
             "ORDERSAGA_MAX_CACHED_WORKFLOWS",
             &mut s.max_cached_workflows,
         )?;
+        // Per-queue names; the orders ones override the older unprefixed
+        // variables above.
+        env_parse(
+            "ORDERSAGA_ORDERS_MAX_WORKFLOW_TASKS",
+            &mut s.max_concurrent_workflow_tasks,
+        )?;
+        env_parse(
+            "ORDERSAGA_ORDERS_MAX_ACTIVITIES",
+            &mut s.max_concurrent_activities,
+        )?;
+        env_parse(
+            "ORDERSAGA_ORDERS_MAX_LOCAL_ACTIVITIES",
+            &mut s.max_concurrent_local_activities,
+        )?;
+        env_parse(
+            "ORDERSAGA_NOTIFICATIONS_MAX_WORKFLOW_TASKS",
+            &mut s.notifications.max_workflow_tasks,
+        )?;
+        env_parse(
+            "ORDERSAGA_NOTIFICATIONS_MAX_ACTIVITIES",
+            &mut s.notifications.max_activities,
+        )?;
+        env_parse(
+            "ORDERSAGA_SHIPPING_MAX_WORKFLOW_TASKS",
+            &mut s.shipping.max_workflow_tasks,
+        )?;
+        env_parse(
+            "ORDERSAGA_SHIPPING_MAX_ACTIVITIES",
+            &mut s.shipping.max_activities,
+        )?;
+        mail_from_env(&mut s.mail)?;
+        env_millis(
+            "ORDERSAGA_EMAIL_RETRY_INITIAL_MS",
+            &mut s.email_retry.initial,
+        )?;
+        env_millis("ORDERSAGA_EMAIL_RETRY_MAX_MS", &mut s.email_retry.max)?;
+        let mut horizon = s.email_retry.horizon.as_secs();
+        env_parse("ORDERSAGA_EMAIL_RETRY_HORIZON_SECS", &mut horizon)?;
+        s.email_retry.horizon = Duration::from_secs(horizon);
         env_millis("ORDERSAGA_STICKY_TIMEOUT_MS", &mut s.sticky_timeout)?;
         env_millis("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", &mut s.graceful_shutdown)?;
         env_millis("ORDERSAGA_GATEWAY_LATENCY_MS", &mut s.gateway_latency)?;
@@ -124,6 +259,42 @@ impl WorkerSettings {
     }
 }
 
+/// Mail settings from `ORDERSAGA_SMTP_*` (a relay, when
+/// `ORDERSAGA_SMTP_HOST` is set) or `ORDERSAGA_MAILBOX_DIR` (the local
+/// mailbox, otherwise), plus sender, merchant and link settings.
+fn mail_from_env(mail: &mut MailSettings) -> Result<(), SettingError> {
+    if let Ok(dir) = std::env::var("ORDERSAGA_MAILBOX_DIR") {
+        mail.delivery = Delivery::Mailbox(dir.into());
+    }
+    if let Ok(host) = std::env::var("ORDERSAGA_SMTP_HOST") {
+        let mut tls = SmtpTls::StartTls;
+        env_parse("ORDERSAGA_SMTP_TLS", &mut tls)?;
+        let mut port: u16 = match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        };
+        env_parse("ORDERSAGA_SMTP_PORT", &mut port)?;
+        let mut timeout = Duration::from_secs(10);
+        env_millis("ORDERSAGA_SMTP_TIMEOUT_MS", &mut timeout)?;
+        mail.delivery = Delivery::Smtp(SmtpSettings {
+            host,
+            port,
+            tls,
+            username: std::env::var("ORDERSAGA_SMTP_USERNAME").ok(),
+            password: std::env::var("ORDERSAGA_SMTP_PASSWORD").ok(),
+            timeout,
+        });
+    }
+    env_parse("ORDERSAGA_MAIL_FROM", &mut mail.from)?;
+    env_parse("ORDERSAGA_PUBLIC_URL", &mut mail.public_url)?;
+    env_parse("ORDERSAGA_SHOP_NAME", &mut mail.shop_name)?;
+    if let Ok(merchant) = std::env::var("ORDERSAGA_MERCHANT_EMAIL") {
+        mail.merchant = Some(merchant);
+    }
+    Ok(())
+}
+
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -133,6 +304,9 @@ pub enum WorkerError {
     /// Temporal is unreachable or misconfigured.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The mail settings are invalid (e.g. a malformed `From:` address).
+    #[error("mail settings")]
+    Mail(#[from] MailError),
     /// The SDK refused the worker's setup or failed while running.
     #[error("temporal worker: {0}")]
     Sdk(String),
@@ -142,20 +316,82 @@ fn sdk(e: impl std::fmt::Display) -> WorkerError {
     WorkerError::Sdk(e.to_string())
 }
 
-/// Runs a worker until `shutdown` resolves, then lets in-flight tasks
-/// finish (up to [`WorkerSettings::graceful_shutdown`]) and returns.
+fn tuner(workflow_tasks: usize, activities: usize, local_activities: usize) -> TunerHolder {
+    TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(workflow_tasks))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(activities))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(local_activities))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build()
+}
+
+/// The SDK worker options of one service.
+fn queue_options(
+    queue: Queue,
+    settings: &WorkerSettings,
+    store: &Store,
+) -> Result<WorkerOptions, WorkerError> {
+    let options = match queue {
+        Queue::Orders => {
+            let gateway = Arc::new(SimulatedGateway::new(
+                store.clone(),
+                settings.gateway_latency,
+            ));
+            WorkerOptions::new(settings.task_queue.as_str())
+                .register_workflow::<OrderWorkflow>()
+                .map_err(sdk)?
+                .register_activities(OrderActivities::new(store.clone(), gateway))
+                .tuner(tuner(
+                    settings.max_concurrent_workflow_tasks,
+                    settings.max_concurrent_activities,
+                    settings.max_concurrent_local_activities,
+                ))
+        }
+        Queue::Notifications => {
+            let mailer = Arc::new(Mailer::new(settings.mail.clone())?);
+            WorkerOptions::new(NOTIFICATIONS_TASK_QUEUE)
+                .register_workflow::<NotificationWorkflow>()
+                .map_err(sdk)?
+                .register_activities(NotificationActivities::new(
+                    store.clone(),
+                    mailer,
+                    settings.email_retry,
+                ))
+                .tuner(tuner(
+                    settings.notifications.max_workflow_tasks,
+                    settings.notifications.max_activities,
+                    1,
+                ))
+        }
+        Queue::Shipping => WorkerOptions::new(SHIPPING_TASK_QUEUE)
+            .register_workflow::<ShippingWorkflow>()
+            .map_err(sdk)?
+            .register_activities(ShippingActivities::new(store.clone()))
+            .tuner(tuner(
+                settings.shipping.max_workflow_tasks,
+                settings.shipping.max_activities,
+                1,
+            )),
+    };
+    Ok(options
+        .max_cached_workflows(settings.max_cached_workflows)
+        .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
+        .graceful_shutdown_period(settings.graceful_shutdown)
+        .build())
+}
+
+/// Runs one SDK worker per selected service until `shutdown` resolves,
+/// then lets in-flight tasks finish (up to
+/// [`WorkerSettings::graceful_shutdown`]) and returns.
 ///
 /// The SDK's worker future is not `Send`: await this on the task that owns
 /// the runtime (e.g. in `main`, or a thread with a current-thread runtime).
+/// The services' workers are joined on that one task.
 pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let store = Store::connect(&settings.database_url).await?;
-    let gateway = Arc::new(SimulatedGateway::new(
-        store.clone(),
-        settings.gateway_latency,
-    ));
     let client = connect(&settings.temporal).await?;
 
     // Kept alive until the worker stops: dropping it stops serving /metrics.
@@ -180,42 +416,46 @@ pub async fn run(
         .map_err(sdk)?;
     let runtime = Runtime::from_current_tokio(runtime_options).map_err(sdk)?;
 
-    let tuner = TunerHolder::builder()
-        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
-            settings.max_concurrent_workflow_tasks,
-        ))
-        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(
-            settings.max_concurrent_activities,
-        ))
-        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
-            settings.max_concurrent_local_activities,
-        ))
-        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
-        .build();
-    let options = WorkerOptions::new(settings.task_queue.as_str())
-        .register_workflow::<OrderWorkflow>()
-        .map_err(sdk)?
-        .register_activities(OrderActivities::new(store.clone(), gateway))
-        .tuner(tuner)
-        .max_cached_workflows(settings.max_cached_workflows)
-        .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
-        .graceful_shutdown_period(settings.graceful_shutdown)
-        .build();
-    let mut worker = Worker::new(&runtime, client, options).map_err(sdk)?;
-    let stop = worker.shutdown_handle();
-    tracing::info!(task_queue = %settings.task_queue, "worker polling");
+    let mut workers = Vec::with_capacity(settings.queues.len());
+    for queue in &settings.queues {
+        let options = queue_options(*queue, &settings, &store)?;
+        let worker = Worker::new(&runtime, client.clone(), options).map_err(sdk)?;
+        workers.push((*queue, worker));
+    }
+    let stops: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
+    let names: Vec<&str> = workers.iter().map(|(q, _)| q.as_str()).collect();
+    tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
 
-    let running = worker.run();
+    let running = futures::future::join_all(workers.iter_mut().map(|(_, w)| w.run()));
     tokio::pin!(running);
-    let result = tokio::select! {
+    let results = tokio::select! {
         r = &mut running => r,
         () = shutdown => {
             tracing::info!("shutdown requested, draining in-flight tasks");
-            stop();
+            for stop in &stops {
+                stop();
+            }
             running.await
         }
     };
     store.close().await;
     drop(metrics_server);
-    result.map_err(sdk)
+    results.into_iter().collect::<Result<(), _>>().map_err(sdk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_parse_as_a_comma_separated_subset() {
+        assert_eq!(
+            parse_queues("notifications, shipping,notifications").unwrap(),
+            [Queue::Notifications, Queue::Shipping]
+        );
+        assert_eq!(parse_queues("orders").unwrap(), [Queue::Orders]);
+        assert!(parse_queues("").is_err());
+        assert!(parse_queues("orders,email").is_err());
+        assert_eq!(WorkerSettings::default().queues, Queue::ALL);
+    }
 }

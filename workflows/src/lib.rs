@@ -9,17 +9,34 @@
 //! that talk to the payment gateway run as regular activities with
 //! heartbeats, so any worker of the fleet can take them over.
 //!
+//! The saga tells the support services without waiting for them: it
+//! starts a [`NotificationWorkflow`] per email stage (received, confirmed,
+//! failed) on the `notifications` task queue and a [`ShippingWorkflow`] on
+//! the `shipping` task queue as abandoned children, awaiting only their
+//! start. An email outage or an absent notifications fleet never delays or
+//! fails an order.
+//!
 //! This crate must stay deterministic: no clock, randomness, I/O, threads or
 //! tokio; only the SDK's workflow context.
 
 #![allow(missing_docs)] // the #[workflow] macros generate undocumented items
 
+pub mod notification;
+pub mod shipping;
+
+pub use notification::NotificationWorkflow;
+pub use shipping::ShippingWorkflow;
+
 use std::time::Duration;
 
 use ordersaga_activities::{FailOrderInput, OrderActivities, PaymentInput};
-use ordersaga_domain::names::{ORDER_WORKFLOW_TYPE, failure, handler, search_attribute};
+use ordersaga_domain::names::{
+    NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, SHIPPING_TASK_QUEUE,
+    failure, handler, search_attribute,
+};
 use ordersaga_domain::{
-    FailureReason, OrderEvent, OrderInput, OrderOutcome, OrderStatus, OrderView, PaymentStatus,
+    EmailStage, FailureReason, Notification, OrderEmail, OrderEvent, OrderInput, OrderOutcome,
+    OrderStatus, OrderView, PaymentStatus, ShipmentLine, ShipmentRequest,
 };
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
@@ -27,10 +44,12 @@ use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, LocalActivityOptions, WorkflowCancellationToken,
-    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ChildWorkflowOptions, LocalActivityOptions,
+    ParentClosePolicy, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
+    WorkflowIdReusePolicy, WorkflowResult, WorkflowTermination,
 };
 use temporalio_workflow::ActivityCancellationType;
+use temporalio_workflow::ChildWorkflowStartError;
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
@@ -117,12 +136,18 @@ enum Stop {
     /// Anything else (a bug): compensations run, then the workflow fails so
     /// an operator sees it.
     Broken(Box<ActivityExecutionError>),
+    /// The workflow cannot go on (e.g. a child's input did not serialize):
+    /// compensations run, then the workflow ends with this.
+    Terminated(WorkflowTermination),
 }
 
 #[workflow]
 pub struct OrderWorkflow {
     input: OrderInput,
     view: OrderView,
+    /// Whether this saga emails and requests shipping (the
+    /// `notifications-v1` patch).
+    notify: bool,
 }
 
 #[workflow_methods]
@@ -137,7 +162,11 @@ impl OrderWorkflow {
             events: Vec::new(),
             reason: None,
         };
-        Self { input, view }
+        Self {
+            input,
+            view,
+            notify: false,
+        }
     }
 
     /// The saga. Business failures complete the workflow with a `FAILED`
@@ -145,6 +174,12 @@ impl OrderWorkflow {
     #[run(name = ORDER_WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
         let input = ctx.state(|s| s.input.clone());
+        // Decided once, before the first command: sagas recorded before
+        // notifications existed replay without them. (Asked later, right
+        // after a local activity, the answer could be taken during replay
+        // before the SDK has seen the marker.)
+        let notify = ctx.patched(NOTIFICATIONS_PATCH);
+        ctx.state_mut(|s| s.notify = notify);
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
             Ok(()) => return Self::confirm(ctx, &input).await,
@@ -155,9 +190,14 @@ impl OrderWorkflow {
             Stop::Business(reason) => reason,
             Stop::Cancelled(message) => FailureReason::Cancelled { message },
             Stop::Broken(err) => return Err((*err).into()),
+            Stop::Terminated(t) => return Err(t),
         };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
         Self::fail(ctx, &input, &reason).await?;
+        if notify {
+            let email = Self::email(&input, EmailStage::OrderFailed, Some(&reason), refunded);
+            Self::notify(ctx, email).await?;
+        }
         if cancelled {
             return Err(WorkflowTermination::cancelled());
         }
@@ -205,6 +245,10 @@ impl OrderWorkflow {
         .await
         .map_err(|e| Self::classify(ctx, e))?;
         Self::record(ctx, OrderEvent::OrderPlaced);
+        if ctx.state(|s| s.notify) {
+            let email = Self::email(input, EmailStage::OrderReceived, None, false);
+            Self::notify(ctx, email).await.map_err(Stop::Terminated)?;
+        }
         Self::cancelled(ctx)?;
 
         Self::step(ctx, "ProcessPayment");
@@ -349,6 +393,11 @@ impl OrderWorkflow {
             None,
             OrderEvent::OrderConfirmed,
         );
+        if ctx.state(|s| s.notify) {
+            let email = Self::email(input, EmailStage::OrderConfirmed, None, false);
+            Self::notify(ctx, email).await?;
+            Self::ship(ctx, input).await?;
+        }
         Ok(OrderOutcome {
             order_id: input.order_id,
             status: OrderStatus::Confirmed,
@@ -395,5 +444,98 @@ impl OrderWorkflow {
         Self::record(ctx, event);
         ctx.set_current_details(format!("status: {status}"));
         ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
+    }
+
+    /// The email of `stage`, if the order has an address to send it to
+    /// (sagas placed before email addresses existed have none).
+    fn email(
+        input: &OrderInput,
+        stage: EmailStage,
+        reason: Option<&FailureReason>,
+        refunded: bool,
+    ) -> Option<Notification> {
+        let to = input.customer_email.clone()?;
+        Some(Notification::Order(OrderEmail {
+            stage,
+            order_id: input.order_id,
+            customer_id: input.customer_id.clone(),
+            to,
+            lines: input.lines.clone(),
+            total: input.total,
+            reason: reason.cloned(),
+            refunded,
+            ship_to: input.shipping_address.clone(),
+        }))
+    }
+
+    /// Starts the email's delivery on the `notifications` task queue and
+    /// returns once it has started, not once it is sent.
+    async fn notify(
+        ctx: &mut WorkflowContext<Self>,
+        email: Option<Notification>,
+    ) -> WorkflowResult<()> {
+        let Some(email) = email else { return Ok(()) };
+        let summary = format!("{} email for order {}", email.stage(), email.subject_id());
+        let options = Self::fire_and_forget(email.workflow_id(), NOTIFICATIONS_TASK_QUEUE, summary);
+        let started = ctx
+            .start_child_workflow(NotificationWorkflow::run, email, options)
+            .await;
+        Self::started(started.map(|_| ()))
+    }
+
+    /// Starts the shipping request on the `shipping` task queue, without
+    /// waiting for the warehouse.
+    async fn ship(ctx: &mut WorkflowContext<Self>, input: &OrderInput) -> WorkflowResult<()> {
+        let Some(address) = input.shipping_address.clone() else {
+            return Ok(());
+        };
+        let request = ShipmentRequest {
+            order_id: input.order_id,
+            customer_id: input.customer_id.clone(),
+            lines: input
+                .lines
+                .iter()
+                .map(|l| ShipmentLine {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            address,
+        };
+        let summary = format!("Shipping request for order {}", input.order_id);
+        let options = Self::fire_and_forget(request.workflow_id(), SHIPPING_TASK_QUEUE, summary);
+        let started = ctx
+            .start_child_workflow(ShippingWorkflow::run, request, options)
+            .await;
+        Self::started(started.map(|_| ()))
+    }
+
+    /// A child that outlives the saga (`Abandon`), ignores the saga's
+    /// cancellation (a cancelled order still gets its email), and whose id
+    /// is never reused (one email per stage, one request per order).
+    fn fire_and_forget(
+        workflow_id: String,
+        task_queue: &str,
+        summary: String,
+    ) -> ChildWorkflowOptions {
+        ChildWorkflowOptions::builder()
+            .workflow_id(workflow_id)
+            .task_queue(task_queue.to_string())
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+            .cancellation_token(WorkflowCancellationToken::new())
+            .static_summary(summary)
+            .build()
+    }
+
+    /// A refused start is done, not an error: within one namespace the only
+    /// cause is that the id exists, i.e. an earlier run of this saga already
+    /// started the child (and the order must not fail over an email). Only
+    /// a payload that does not serialize (a bug) stops the saga.
+    fn started(result: Result<(), ChildWorkflowStartError>) -> WorkflowResult<()> {
+        match result {
+            Ok(()) | Err(ChildWorkflowStartError::StartFailed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -1,0 +1,435 @@
+//! The notifications service: the `SendEmail` activity and its records in
+//! the `notifications` table (one row per (subject, stage)).
+//!
+//! Never twice, never lost: the row is written `PENDING` before the first
+//! send, turned `SENT` after the relay accepted the message, and a retried
+//! or replayed step that finds it `SENT` sends nothing. Every send of the
+//! same (subject, stage) carries the same `Message-ID`. SMTP outages are
+//! retried with this worker's backoff until the retry horizon has passed;
+//! the order saga never waits for any of it. See `docs/notifications.md`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ordersaga_domain::names::{activity, failure};
+use ordersaga_domain::{EmailStage, Notification};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::activities::with_heartbeats;
+use crate::mail::Mailer;
+use crate::store::{Store, StoreError, now_ms};
+
+/// Where an email is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationStatus {
+    /// Recorded, not (known to be) delivered yet.
+    Pending,
+    /// Accepted by the relay (or written to the mailbox).
+    Sent,
+    /// Given up: refused for good, or the retry horizon passed.
+    Failed,
+}
+
+impl NotificationStatus {
+    /// The stored name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Sent => "SENT",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "PENDING" => Ok(Self::Pending),
+            "SENT" => Ok(Self::Sent),
+            "FAILED" => Ok(Self::Failed),
+            other => Err(StoreError::Corrupt(format!(
+                "notification status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One email's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    /// The order id (customer emails) or the alert id (merchant alerts).
+    pub subject_id: String,
+    /// The stage.
+    pub stage: EmailStage,
+    /// Recipient.
+    pub recipient: String,
+    /// Subject line.
+    pub subject: String,
+    /// The deterministic `Message-ID`.
+    pub message_id: String,
+    /// Where it is.
+    pub status: NotificationStatus,
+    /// Send attempts made so far.
+    pub attempts: i64,
+    /// The last delivery error, if any.
+    pub last_error: Option<String>,
+    /// When it was accepted, Unix ms.
+    pub sent_at_ms: Option<i64>,
+}
+
+fn record_from_row(row: &AnyRow) -> Result<NotificationRecord, StoreError> {
+    Ok(NotificationRecord {
+        subject_id: row.try_get("subject_id")?,
+        stage: row
+            .try_get::<String, _>("stage")?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
+        recipient: row.try_get("recipient")?,
+        subject: row.try_get("subject")?,
+        message_id: row.try_get("message_id")?,
+        status: NotificationStatus::parse(&row.try_get::<String, _>("status")?)?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        sent_at_ms: row.try_get("sent_at")?,
+    })
+}
+
+const NOTIFICATION_SELECT: &str = "SELECT subject_id, stage, recipient, subject, message_id, \
+     status, attempts, last_error, sent_at FROM notifications";
+
+impl Store {
+    /// Records the email `PENDING` unless it is recorded already, and
+    /// returns the record as it stands. This is the "written before
+    /// sending" half of exactly-once.
+    pub async fn claim_notification(
+        &self,
+        subject_id: &str,
+        stage: EmailStage,
+        recipient: &str,
+        subject: &str,
+        message_id: &str,
+    ) -> Result<NotificationRecord, StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
+             attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) \
+             ON CONFLICT (subject_id, stage) DO NOTHING",
+        )
+        .bind(subject_id)
+        .bind(stage.as_str())
+        .bind(recipient)
+        .bind(subject)
+        .bind(message_id)
+        .bind(NotificationStatus::Pending.as_str())
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        self.notification(subject_id, stage).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("notification {subject_id}/{stage} vanished"))
+        })
+    }
+
+    /// Counts a send attempt that is starting.
+    pub async fn start_notification_attempt(
+        &self,
+        subject_id: &str,
+        stage: EmailStage,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, updated_at = $1 \
+             WHERE subject_id = $2 AND stage = $3",
+        )
+        .bind(now_ms())
+        .bind(subject_id)
+        .bind(stage.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps the error of a failed attempt that will be retried.
+    pub async fn note_notification_error(
+        &self,
+        subject_id: &str,
+        stage: EmailStage,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET last_error = $1, updated_at = $2 \
+             WHERE subject_id = $3 AND stage = $4",
+        )
+        .bind(error)
+        .bind(now_ms())
+        .bind(subject_id)
+        .bind(stage.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// `PENDING` -> `SENT` or `FAILED`. Returns whether this call changed it.
+    pub async fn settle_notification(
+        &self,
+        subject_id: &str,
+        stage: EmailStage,
+        status: NotificationStatus,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let sent_at = (status == NotificationStatus::Sent).then_some(now);
+        Ok(sqlx::query(
+            "UPDATE notifications SET status = $1, sent_at = $2, last_error = $3, updated_at = $4 \
+             WHERE subject_id = $5 AND stage = $6 AND status = $7",
+        )
+        .bind(status.as_str())
+        .bind(sent_at)
+        .bind(error)
+        .bind(now)
+        .bind(subject_id)
+        .bind(stage.as_str())
+        .bind(NotificationStatus::Pending.as_str())
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// One email's record.
+    pub async fn notification(
+        &self,
+        subject_id: &str,
+        stage: EmailStage,
+    ) -> Result<Option<NotificationRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{NOTIFICATION_SELECT} WHERE subject_id = $1 AND stage = $2"
+        ))
+        .bind(subject_id)
+        .bind(stage.as_str())
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(record_from_row)
+        .transpose()
+    }
+
+    /// Every email recorded about a subject (an order), oldest first.
+    pub async fn notifications_of(
+        &self,
+        subject_id: &str,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        sqlx::query(&format!(
+            "{NOTIFICATION_SELECT} WHERE subject_id = $1 ORDER BY created_at, stage"
+        ))
+        .bind(subject_id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(record_from_row)
+        .collect()
+    }
+}
+
+/// How long and how often the notifications service retries delivery.
+/// This is the service's own policy, so it is worker configuration, not
+/// part of the order saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmailRetry {
+    /// Wait before the second attempt; doubles per attempt.
+    pub initial: Duration,
+    /// Longest wait between attempts.
+    pub max: Duration,
+    /// Give up this long after the email was requested.
+    pub horizon: Duration,
+}
+
+impl Default for EmailRetry {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+            horizon: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl EmailRetry {
+    /// The wait after failed attempt `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Input of `SendEmail`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendEmailInput {
+    /// The email.
+    pub notification: Notification,
+    /// When the stage happened (the notification workflow's start), Unix
+    /// ms: the retry horizon counts from here, so a backlog of emails that
+    /// waited for a worker does not get a fresh 24 h.
+    pub requested_at_ms: i64,
+}
+
+/// What `SendEmail` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailReceipt {
+    /// The email's `Message-ID`.
+    pub message_id: String,
+    /// `true` when an earlier attempt had already delivered it (nothing
+    /// was sent this time).
+    pub already_sent: bool,
+}
+
+/// The notifications service's activities.
+pub struct NotificationActivities {
+    store: Store,
+    mailer: Arc<Mailer>,
+    retry: EmailRetry,
+}
+
+impl NotificationActivities {
+    /// Activities over this store and mailer, retrying as `retry` says.
+    pub fn new(store: Store, mailer: Arc<Mailer>, retry: EmailRetry) -> Self {
+        Self {
+            store,
+            mailer,
+            retry,
+        }
+    }
+}
+
+fn undeliverable(message: String) -> ActivityError {
+    ActivityError::application(
+        ApplicationFailure::builder(message)
+            .type_name(failure::EMAIL_UNDELIVERABLE.to_string())
+            .non_retryable(true)
+            .build(),
+    )
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        // Some errors repeat their source in their own message.
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[activities]
+impl NotificationActivities {
+    /// `SendEmail`: records the email, sends it unless an earlier attempt
+    /// did, and records that it was sent. Transient delivery errors are
+    /// retried with this worker's backoff until the horizon has passed.
+    #[activity(name = activity::SEND_EMAIL)]
+    pub async fn send_email(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SendEmailInput,
+    ) -> Result<EmailReceipt, ActivityError> {
+        let n = &input.notification;
+        let (subject_id, stage) = (n.subject_id(), n.stage());
+        let email = match self.mailer.render(n) {
+            Ok(email) => email,
+            Err(e) => {
+                tracing::error!(%subject_id, %stage, error = error_chain(&e), "email cannot be rendered");
+                return Err(undeliverable(error_chain(&e)));
+            }
+        };
+        let record = self
+            .store
+            .claim_notification(
+                &subject_id,
+                stage,
+                &email.to,
+                &email.subject,
+                &email.message_id,
+            )
+            .await?;
+        match record.status {
+            NotificationStatus::Sent => {
+                tracing::info!(%subject_id, %stage, "email already sent");
+                return Ok(EmailReceipt {
+                    message_id: record.message_id,
+                    already_sent: true,
+                });
+            }
+            NotificationStatus::Failed => {
+                return Err(undeliverable(
+                    record
+                        .last_error
+                        .unwrap_or_else(|| "given up earlier".into()),
+                ));
+            }
+            NotificationStatus::Pending => {}
+        }
+        let requested = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(input.requested_at_ms).unwrap_or(0));
+        let waited = SystemTime::now()
+            .duration_since(requested)
+            .unwrap_or_default();
+        if waited > self.retry.horizon {
+            let why = format!(
+                "not delivered within {}s; last error: {}",
+                self.retry.horizon.as_secs(),
+                record.last_error.as_deref().unwrap_or("none")
+            );
+            self.store
+                .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                .await?;
+            tracing::error!(%subject_id, %stage, "{why}");
+            return Err(undeliverable(why));
+        }
+        self.store
+            .start_notification_attempt(&subject_id, stage)
+            .await?;
+        match with_heartbeats(&ctx, self.mailer.send(&email)).await {
+            Ok(()) => {
+                // The crash window: a worker dying between the relay's
+                // acceptance and this write sends the email again on retry
+                // (with the same Message-ID). See docs/notifications.md.
+                self.store
+                    .settle_notification(&subject_id, stage, NotificationStatus::Sent, None)
+                    .await?;
+                tracing::info!(%subject_id, %stage, to = %email.to, message_id = %email.message_id, "email sent");
+                Ok(EmailReceipt {
+                    message_id: email.message_id,
+                    already_sent: false,
+                })
+            }
+            Err(e) if e.is_permanent() => {
+                let why = error_chain(&e);
+                self.store
+                    .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                    .await?;
+                tracing::error!(%subject_id, %stage, error = %why, "email refused for good");
+                Err(undeliverable(why))
+            }
+            Err(e) => {
+                let why = error_chain(&e);
+                self.store
+                    .note_notification_error(&subject_id, stage, &why)
+                    .await?;
+                let attempt = ctx.info().attempt;
+                let delay = self.retry.delay(attempt);
+                tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = delay.as_millis(), error = %why, "email not delivered, will retry");
+                Err(ActivityError::application(
+                    ApplicationFailure::builder(why)
+                        .type_name(failure::EMAIL_DELIVERY_FAILED.to_string())
+                        .next_retry_delay(delay)
+                        .build(),
+                ))
+            }
+        }
+    }
+}

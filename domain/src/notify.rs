@@ -1,0 +1,238 @@
+//! The support services' payloads: the emails the customer (and the
+//! merchant) get, and the shipping request the warehouse gets. The order
+//! saga hands these to the `notifications` and `shipping` task queues; they
+//! carry everything the message or request needs, so those services never
+//! read the order back.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    CustomerId, EmailAddress, FailureReason, Money, OrderId, OrderLine, ShippingAddress, Sku,
+};
+
+/// The stages that send an email: at most one email per (subject, stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EmailStage {
+    /// The order was placed; payment is being processed.
+    #[serde(rename = "ORDER_RECEIVED")]
+    OrderReceived,
+    /// Paid and stock deducted.
+    #[serde(rename = "ORDER_CONFIRMED")]
+    OrderConfirmed,
+    /// The order failed (with the reason, and whether money was refunded).
+    #[serde(rename = "ORDER_FAILED")]
+    OrderFailed,
+    /// To the merchant: a product's stock is at or below its threshold.
+    #[serde(rename = "LOW_STOCK_ALERT")]
+    LowStockAlert,
+}
+
+impl EmailStage {
+    /// Every stage.
+    pub const ALL: &'static [EmailStage] = &[
+        Self::OrderReceived,
+        Self::OrderConfirmed,
+        Self::OrderFailed,
+        Self::LowStockAlert,
+    ];
+
+    /// The stored name: `ORDER_RECEIVED`, ...
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::OrderReceived => "ORDER_RECEIVED",
+            Self::OrderConfirmed => "ORDER_CONFIRMED",
+            Self::OrderFailed => "ORDER_FAILED",
+            Self::LowStockAlert => "LOW_STOCK_ALERT",
+        }
+    }
+
+    /// The form used in ids, `Message-ID`s, file and template names:
+    /// `order-received`, ...
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::OrderReceived => "order-received",
+            Self::OrderConfirmed => "order-confirmed",
+            Self::OrderFailed => "order-failed",
+            Self::LowStockAlert => "low-stock-alert",
+        }
+    }
+}
+
+impl fmt::Display for EmailStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EmailStage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|st| st.as_str() == s)
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "unknown email stage {:?}",
+                    s.chars().take(32).collect::<String>()
+                )
+            })
+    }
+}
+
+/// A customer email about one order at one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEmail {
+    /// `OrderReceived`, `OrderConfirmed` or `OrderFailed`.
+    pub stage: EmailStage,
+    /// The order.
+    pub order_id: OrderId,
+    /// Who placed it.
+    pub customer_id: CustomerId,
+    /// Where the email goes.
+    pub to: EmailAddress,
+    /// The order's lines.
+    pub lines: Vec<OrderLine>,
+    /// The order's total.
+    pub total: Money,
+    /// Why it failed (`OrderFailed` only).
+    pub reason: Option<FailureReason>,
+    /// Whether a captured payment was given back (`OrderFailed` only).
+    pub refunded: bool,
+    /// Where the order ships (shown in the confirmation).
+    pub ship_to: Option<ShippingAddress>,
+}
+
+/// A merchant alert: a product's stock fell to or below its threshold.
+/// Built by the low-stock monitor; the merchant's address is the
+/// notifications service's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LowStockAlert {
+    /// The alert's idempotency key, chosen by the caller (e.g. a UUIDv5 of
+    /// the sku and the stock event that crossed the threshold): the same
+    /// key never emails twice.
+    pub alert_id: Uuid,
+    /// The product.
+    pub sku: Sku,
+    /// Its display name.
+    pub product_name: String,
+    /// Units on hand now.
+    pub on_hand: i64,
+    /// The product's alert threshold.
+    pub threshold: i64,
+}
+
+/// One email to send: the input of the notification workflow and of its
+/// `SendEmail` activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+// A payload built once and serialized; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Notification {
+    /// To the customer, about an order.
+    Order(OrderEmail),
+    /// To the merchant, about stock.
+    LowStock(LowStockAlert),
+}
+
+impl Notification {
+    /// The stage; with [`Self::subject_id`] the email's identity.
+    pub fn stage(&self) -> EmailStage {
+        match self {
+            Self::Order(e) => e.stage,
+            Self::LowStock(_) => EmailStage::LowStockAlert,
+        }
+    }
+
+    /// What the email is about: the order id, or the alert id.
+    pub fn subject_id(&self) -> String {
+        match self {
+            Self::Order(e) => e.order_id.to_string(),
+            Self::LowStock(a) => a.alert_id.hyphenated().to_string(),
+        }
+    }
+
+    /// The deterministic `Message-ID` of this email,
+    /// `<{stage}.{subject}@ordersaga>`: every retry, replay or re-send of
+    /// the same (subject, stage) carries the same one, so a receiving
+    /// system can recognise a duplicate.
+    pub fn message_id(&self) -> String {
+        format!("<{}.{}@ordersaga>", self.stage().slug(), self.subject_id())
+    }
+
+    /// The workflow id of its delivery: `notification-{stage}-{subject}`.
+    pub fn workflow_id(&self) -> String {
+        format!(
+            "{}{}-{}",
+            crate::names::NOTIFICATION_WORKFLOW_ID_PREFIX,
+            self.stage().slug(),
+            self.subject_id()
+        )
+    }
+}
+
+/// One line of a shipping request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentLine {
+    /// The product.
+    pub sku: Sku,
+    /// Units to ship.
+    pub quantity: i64,
+}
+
+/// What the warehouse must ship for a confirmed order: the input of the
+/// shipping workflow and its `RequestShipment` activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentRequest {
+    /// The order (and the request's idempotency key).
+    pub order_id: OrderId,
+    /// Who ordered.
+    pub customer_id: CustomerId,
+    /// What to ship.
+    pub lines: Vec<ShipmentLine>,
+    /// Where to.
+    pub address: ShippingAddress,
+}
+
+impl ShipmentRequest {
+    /// The workflow id of the request: `shipping-{order_id}`.
+    pub fn workflow_id(&self) -> String {
+        format!(
+            "{}{}",
+            crate::names::SHIPPING_WORKFLOW_ID_PREFIX,
+            self.order_id
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_deterministic_per_subject_and_stage() {
+        let alert = Notification::LowStock(LowStockAlert {
+            alert_id: Uuid::from_u128(7),
+            sku: Sku::parse("MUG-1").unwrap(),
+            product_name: "Mug".into(),
+            on_hand: 2,
+            threshold: 5,
+        });
+        assert_eq!(
+            alert.message_id(),
+            "<low-stock-alert.00000000-0000-0000-0000-000000000007@ordersaga>"
+        );
+        assert_eq!(alert.message_id(), alert.clone().message_id());
+        assert_eq!(
+            alert.workflow_id(),
+            "notification-low-stock-alert-00000000-0000-0000-0000-000000000007"
+        );
+        for s in EmailStage::ALL {
+            assert_eq!(s.as_str().parse::<EmailStage>().unwrap(), *s);
+        }
+    }
+}

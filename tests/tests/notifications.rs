@@ -1,0 +1,558 @@
+//! End to end: the notifications and shipping services on their own task
+//! queues, against a real SMTP server (aiosmtpd) that the tests stop,
+//! start and slow down. Each test has its own Temporal server and database.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use ordersaga_activities::notify::NotificationStatus;
+use ordersaga_domain::names::NOTIFICATION_WORKFLOW_TYPE;
+use ordersaga_domain::{EmailStage, OrderId};
+use ordersaga_proto::v1 as pb;
+use ordersaga_tests::{ReceivedMail, Stack, eventually, spawn_stack_without_worker};
+use ordersaga_worker::{Queue, WorkerSettings};
+use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
+
+const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
+const MAIL_TIMEOUT: Duration = Duration::from_secs(45);
+
+fn place(customer: &str, lines: &[(&str, i64)]) -> pb::PlaceOrderRequest {
+    pb::PlaceOrderRequest {
+        customer_id: customer.to_string(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| pb::OrderLineRequest {
+                sku: (*sku).to_string(),
+                quantity: *quantity,
+            })
+            .collect(),
+        idempotency_key: String::new(),
+        customer_email: format!("{customer}@example.com"),
+        shipping_address: Some(pb::ShippingAddress {
+            name: format!("{customer} Liddell"),
+            line1: "1 Rabbit Hole".into(),
+            line2: "Flat 2".into(),
+            city: "Oxford".into(),
+            postal_code: "OX1 1AA".into(),
+            country: "gb".into(),
+        }),
+    }
+}
+
+fn workers(queues: &[Queue]) -> WorkerSettings {
+    WorkerSettings {
+        queues: queues.to_vec(),
+        ..Default::default()
+    }
+}
+
+async fn terminal(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
+    let grpc = stack.grpc.clone();
+    eventually("a terminal order", SAGA_TIMEOUT, || {
+        let mut grpc = grpc.clone();
+        let order_id = order_id.to_string();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            let done = order.status == pb::OrderStatus::Confirmed as i32
+                || order.status == pb::OrderStatus::Failed as i32;
+            Ok(done.then_some(order))
+        }
+    })
+    .await
+}
+
+/// Waits for the order's shipping request (created after `OrderConfirmed`,
+/// without the saga waiting for it).
+async fn shipment(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Shipment> {
+    let grpc = stack.grpc.clone();
+    eventually("a shipping request", SAGA_TIMEOUT, || {
+        let mut grpc = grpc.clone();
+        let order_id = order_id.to_string();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            Ok(order.shipment)
+        }
+    })
+    .await
+}
+
+/// Waits until the SMTP server holds `n` messages, then until every email
+/// of `orders` is recorded `SENT`, and returns the messages.
+async fn mail(stack: &Stack, n: usize, orders: &[&str]) -> anyhow::Result<Vec<ReceivedMail>> {
+    let smtp = stack.smtp.as_ref().context("no SMTP server")?;
+    eventually(&format!("{n} emails"), MAIL_TIMEOUT, || async {
+        let got = smtp.messages()?;
+        Ok((got.len() >= n).then_some(()))
+    })
+    .await?;
+    for order in orders {
+        eventually("emails recorded SENT", MAIL_TIMEOUT, || async {
+            let records = stack.store.notifications_of(order).await?;
+            let all_sent =
+                !records.is_empty() && records.iter().all(|r| r.status == NotificationStatus::Sent);
+            Ok(all_sent.then_some(()))
+        })
+        .await?;
+    }
+    smtp.messages()
+}
+
+/// Exactly one message per `Message-ID`.
+fn by_message_id(mails: &[ReceivedMail]) -> anyhow::Result<HashMap<String, ReceivedMail>> {
+    let mut seen = HashMap::new();
+    for m in mails {
+        if seen.insert(m.message_id.clone(), m.clone()).is_some() {
+            anyhow::bail!("{} arrived twice", m.message_id);
+        }
+    }
+    Ok(seen)
+}
+
+fn message_id(stage: EmailStage, order_id: &str) -> String {
+    format!("<{}.{order_id}@ordersaga>", stage.slug())
+}
+
+#[tokio::test]
+async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.start_worker(WorkerSettings::default())?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    stack.product("LAST-ONE", 4_999, 1).await?;
+    stack.product("GOLD-BAR", 250_000, 5).await?;
+    let mut grpc = stack.grpc.clone();
+
+    let ok = grpc
+        .place_order(place("alice", &[("MUG-1", 3)]))
+        .await?
+        .into_inner();
+    let short = grpc
+        .place_order(place("carol", &[("LAST-ONE", 2)]))
+        .await?
+        .into_inner();
+    let declined = grpc
+        .place_order(place("bob", &[("GOLD-BAR", 1)]))
+        .await?
+        .into_inner();
+    assert_eq!(
+        terminal(&stack, &ok.order_id).await?.status,
+        pb::OrderStatus::Confirmed as i32
+    );
+    for p in [&short, &declined] {
+        assert_eq!(
+            terminal(&stack, &p.order_id).await?.status,
+            pb::OrderStatus::Failed as i32
+        );
+    }
+
+    let ids = [
+        ok.order_id.as_str(),
+        short.order_id.as_str(),
+        declined.order_id.as_str(),
+    ];
+    let mails = by_message_id(&mail(&stack, 6, &ids).await?)?;
+    assert_eq!(mails.len(), 6, "{:?}", mails.keys());
+
+    let received = &mails[&message_id(EmailStage::OrderReceived, &ok.order_id)];
+    assert_eq!(received.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(received.to, "alice@example.com");
+    assert_eq!(
+        received.subject,
+        format!("We received your order {}", ok.order_id)
+    );
+    assert!(
+        received.from.contains("Ordersaga Shop"),
+        "{}",
+        received.from
+    );
+    assert!(
+        received.text.contains("payment is\nbeing processed"),
+        "{}",
+        received.text
+    );
+    assert!(
+        received
+            .text
+            .contains(&format!("/v1/orders/{}", ok.order_id)),
+        "status link: {}",
+        received.text
+    );
+
+    let confirmed = &mails[&message_id(EmailStage::OrderConfirmed, &ok.order_id)];
+    assert_eq!(confirmed.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(
+        confirmed.subject,
+        format!("Your order {} is confirmed", ok.order_id)
+    );
+    for want in [
+        "3 x MUG-1 at 12.50 EUR = 37.50 EUR",
+        "Total: 37.50 EUR",
+        "OX1 1AA Oxford",
+        "GB",
+    ] {
+        assert!(
+            confirmed.text.contains(want),
+            "{want:?} in {}",
+            confirmed.text
+        );
+    }
+    assert!(
+        confirmed.html.contains("<td>MUG-1</td>"),
+        "{}",
+        confirmed.html
+    );
+    assert!(confirmed.html.contains("37.50 EUR"));
+
+    let refunded = &mails[&message_id(EmailStage::OrderFailed, &short.order_id)];
+    assert_eq!(refunded.rcpt_tos, ["carol@example.com"]);
+    assert_eq!(
+        refunded.subject,
+        format!("Your order {} could not be completed", short.order_id)
+    );
+    assert!(
+        refunded
+            .text
+            .contains("Why: out of stock: LAST-ONE (ordered 2, 1 available)"),
+        "{}",
+        refunded.text
+    );
+    assert!(
+        refunded.text.contains("You have been refunded"),
+        "{}",
+        refunded.text
+    );
+    assert!(refunded.html.contains("You have been refunded"));
+
+    let no_money = &mails[&message_id(EmailStage::OrderFailed, &declined.order_id)];
+    assert_eq!(no_money.rcpt_tos, ["bob@example.com"]);
+    assert!(
+        no_money.text.contains("Why: payment declined"),
+        "{}",
+        no_money.text
+    );
+    assert!(!no_money.text.contains("refunded"), "{}", no_money.text);
+    assert!(no_money.text.contains("No money was taken"));
+    for p in [&short, &declined] {
+        assert!(mails.contains_key(&message_id(EmailStage::OrderReceived, &p.order_id)));
+        assert!(!mails.contains_key(&message_id(EmailStage::OrderConfirmed, &p.order_id)));
+    }
+
+    // One shipping request, for the confirmed order only.
+    shipment(&stack, &ok.order_id).await?;
+    let shipments = grpc
+        .list_shipments(pb::ListShipmentsRequest::default())
+        .await?
+        .into_inner()
+        .shipments;
+    assert_eq!(shipments.len(), 1, "{shipments:?}");
+    let shipment = &shipments[0];
+    assert_eq!(shipment.order_id, ok.order_id);
+    assert_eq!(shipment.status, "REQUESTED");
+    assert_eq!(
+        shipment
+            .lines
+            .iter()
+            .map(|l| (l.sku.as_str(), l.quantity))
+            .collect::<Vec<_>>(),
+        [("MUG-1", 3)]
+    );
+    let address = shipment.address.clone().context("address")?;
+    assert_eq!(
+        (address.city.as_str(), address.country.as_str()),
+        ("Oxford", "GB")
+    );
+    let order = terminal(&stack, &ok.order_id).await?;
+    assert_eq!(order.shipment.as_ref(), Some(shipment));
+    for p in [&short, &declined] {
+        assert!(terminal(&stack, &p.order_id).await?.shipment.is_none());
+    }
+    let http: serde_json::Value = stack
+        .http
+        .get(format!("{}/v1/shipments", stack.http_base))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(http["shipments"][0]["order_id"], ok.order_id.as_str());
+    assert_eq!(http["shipments"][0]["address"]["postal_code"], "OX1 1AA");
+
+    // Replaying the new saga (with its notification and shipping children)
+    // is deterministic; saved for tests/replay.rs with
+    // ORDERSAGA_RECORD_HISTORIES=1.
+    stack
+        .replay_check(&ok.workflow_id, "confirmed-with-notifications")
+        .await?;
+    stack
+        .replay_check(
+            &short.workflow_id,
+            "out-of-stock-refunded-with-notifications",
+        )
+        .await?;
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn smtp_down_orders_still_confirm_and_every_email_arrives_once_when_it_is_back()
+-> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.smtp.as_mut().context("smtp")?.stop().await?;
+    stack.start_worker(WorkerSettings::default())?;
+    stack.product("MUG-1", 1_000, 10).await?;
+
+    let mut ids = Vec::new();
+    for customer in ["dora", "emil", "fay"] {
+        let placed = stack
+            .grpc
+            .clone()
+            .place_order(place(customer, &[("MUG-1", 1)]))
+            .await?
+            .into_inner();
+        ids.push(placed.order_id);
+    }
+    // Orders are not delayed or failed by the outage.
+    for id in &ids {
+        let order = terminal(&stack, id).await?;
+        assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+        shipment(&stack, id).await?;
+    }
+    // The emails are recorded, retried, and not sent.
+    for id in &ids {
+        eventually("a retried email", MAIL_TIMEOUT, || async {
+            let records = stack.store.notifications_of(id).await?;
+            let retried = records.len() == 2
+                && records.iter().all(|r| {
+                    r.status == NotificationStatus::Pending
+                        && r.attempts >= 2
+                        && r.last_error.is_some()
+                });
+            Ok(retried.then_some(()))
+        })
+        .await?;
+    }
+    let smtp = stack.smtp.as_mut().context("smtp")?;
+    assert!(smtp.messages()?.is_empty());
+
+    smtp.start_again().await?;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mails = by_message_id(&mail(&stack, 6, &refs).await?)?;
+    assert_eq!(mails.len(), 6);
+    for id in &ids {
+        for stage in [EmailStage::OrderReceived, EmailStage::OrderConfirmed] {
+            assert!(
+                mails.contains_key(&message_id(stage, id)),
+                "{stage} of {id}"
+            );
+        }
+    }
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    // Each RCPT takes 2 s: a send is in flight for that long.
+    stack.start_smtp(Duration::from_secs(2)).await?;
+    stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let env = [("ORDERSAGA_STICKY_TIMEOUT_MS", "1000")];
+    let args = ["--queues", "notifications"];
+    let mut doomed = stack.spawn_worker_process_with_args(&args, &env)?;
+
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("gus", &[("MUG-1", 1)]))
+        .await?
+        .into_inner();
+    let smtp = stack.smtp.as_ref().context("smtp")?;
+    eventually("a send in flight", MAIL_TIMEOUT, || async {
+        Ok(smtp.events().contains("RCPT gus@example.com").then_some(()))
+    })
+    .await?;
+    doomed.start_kill()?; // SIGKILL, mid-RCPT
+    doomed.wait().await?;
+    assert!(smtp.messages()?.is_empty(), "nothing was handed over");
+    let order = terminal(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    let _restarted = stack.spawn_worker_process_with_args(&args, &env)?;
+    let mails = by_message_id(&mail(&stack, 2, &[&placed.order_id]).await?)?;
+    assert_eq!(mails.len(), 2);
+    for stage in [EmailStage::OrderReceived, EmailStage::OrderConfirmed] {
+        assert!(mails.contains_key(&message_id(stage, &placed.order_id)));
+    }
+    let received = stack
+        .store
+        .notification(&placed.order_id, EmailStage::OrderReceived)
+        .await?
+        .context("record")?;
+    assert!(
+        received.attempts >= 2,
+        "retried after the kill: {received:?}"
+    );
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() -> anyhow::Result<()>
+{
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let mut ids = Vec::new();
+    for customer in ["hal", "ida"] {
+        let placed = stack
+            .grpc
+            .clone()
+            .place_order(place(customer, &[("MUG-1", 1)]))
+            .await?
+            .into_inner();
+        let order = terminal(&stack, &placed.order_id).await?;
+        assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+        shipment(&stack, &placed.order_id).await?;
+        ids.push(placed.order_id);
+    }
+
+    // Visible backlog: four notification workflows running on the
+    // `notifications` queue, none picked up by a worker.
+    let query = format!(
+        "WorkflowType = '{NOTIFICATION_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' \
+         AND TaskQueue = 'notifications'"
+    );
+    eventually("four waiting notification workflows", SAGA_TIMEOUT, || {
+        let client = stack.client.clone();
+        let query = query.clone();
+        async move {
+            let n = client
+                .count_workflows(query, Default::default())
+                .await?
+                .count();
+            Ok((n == 4).then_some(()))
+        }
+    })
+    .await?;
+    let workflow_id = format!("notification-order-confirmed-{}", ids[0]);
+    let handle = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.clone());
+    let description = handle.describe(WorkflowDescribeOptions::default()).await?;
+    assert_eq!(
+        description.task_queue(),
+        "notifications",
+        "{workflow_id} runs on its own queue"
+    );
+    let history = handle
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await?;
+    let history: serde_json::Value = serde_json::from_slice(&history)?;
+    let events = history["events"].as_array().context("events")?;
+    assert_eq!(events.len(), 2, "started and a workflow task nobody took");
+    assert!(
+        std::fs::read_dir(stack.mailbox_dir()).is_err(),
+        "no email yet"
+    );
+
+    // A notifications fleet arrives: the backlog drains into the mailbox.
+    stack.start_worker(workers(&[Queue::Notifications]))?;
+    let dir = stack.mailbox_dir();
+    let files = eventually("four .eml files", MAIL_TIMEOUT, || {
+        let dir = dir.clone();
+        async move {
+            let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".eml") && !n.starts_with('.'))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            names.sort();
+            Ok((names.len() == 4).then_some(names))
+        }
+    })
+    .await?;
+    for id in &ids {
+        OrderId::parse(id)?;
+        assert!(
+            files.contains(&format!("order-received.{id}.eml")),
+            "{files:?}"
+        );
+        assert!(
+            files.contains(&format!("order-confirmed.{id}.eml")),
+            "{files:?}"
+        );
+    }
+    let eml = std::fs::read_to_string(dir.join(format!("order-confirmed.{}.eml", ids[0])))?;
+    assert!(
+        eml.contains(&format!(
+            "Message-ID: <order-confirmed.{}@ordersaga>",
+            ids[0]
+        )),
+        "{eml}"
+    );
+    assert!(eml.contains("multipart/alternative"), "{eml}");
+    stack.stop_workers()
+}
+
+#[tokio::test]
+async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.start_worker(WorkerSettings::default())?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("bounce", &[("MUG-1", 1)]))
+        .await?
+        .into_inner();
+    let order = terminal(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    shipment(&stack, &placed.order_id).await?;
+
+    // 550 is permanent: no retries, the email is FAILED with the reason,
+    // and its workflow fails visibly.
+    let failed = eventually("a failed email", MAIL_TIMEOUT, || async {
+        let records = stack.store.notifications_of(&placed.order_id).await?;
+        let done = records.len() == 2
+            && records
+                .iter()
+                .all(|r| r.status == NotificationStatus::Failed);
+        Ok(done.then_some(records))
+    })
+    .await?;
+    for r in &failed {
+        assert_eq!(r.attempts, 1, "{r:?}");
+        assert!(
+            r.last_error.as_deref().is_some_and(|e| e.contains("550")),
+            "{r:?}"
+        );
+    }
+    let handle = stack.client.get_workflow_handle::<UntypedWorkflow>(format!(
+        "notification-order-confirmed-{}",
+        placed.order_id
+    ));
+    let status = eventually(
+        "the notification workflow to fail",
+        MAIL_TIMEOUT,
+        || async {
+            let d = handle.describe(WorkflowDescribeOptions::default()).await?;
+            let status = format!("{:?}", d.status());
+            Ok((status.contains("Failed")).then_some(status))
+        },
+    )
+    .await?;
+    assert!(status.contains("Failed"), "{status}");
+    assert!(stack.smtp.as_ref().context("smtp")?.messages()?.is_empty());
+    stack.stop_workers()
+}

@@ -1,0 +1,296 @@
+//! The notifications and shipping services below Temporal: templates,
+//! the local mailbox, the backoff, and the store's once-only records on
+//! both backends (SQLite and PostgreSQL, as in `store.rs`).
+
+// Fixture builders take literals that are valid by construction.
+#![allow(clippy::expect_used)]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use ordersaga_activities::Store;
+use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
+use ordersaga_activities::notify::{EmailRetry, NotificationStatus};
+use ordersaga_domain::{
+    Currency, CustomerId, EmailAddress, EmailStage, FailureReason, LowStockAlert, Money,
+    Notification, OrderEmail, OrderId, OrderLine, ShipmentLine, ShipmentRequest, ShippingAddress,
+    Sku,
+};
+
+fn eur(minor: i64) -> Money {
+    Money::new(minor, Currency::parse("EUR").expect("EUR"))
+}
+
+fn address() -> ShippingAddress {
+    ShippingAddress {
+        name: "Alice Liddell".into(),
+        line1: "1 Rabbit Hole".into(),
+        line2: String::new(),
+        city: "Oxford".into(),
+        postal_code: "OX1 1AA".into(),
+        country: "GB".into(),
+    }
+}
+
+fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> Notification {
+    Notification::Order(OrderEmail {
+        stage,
+        order_id: OrderId::from_uuid(uuid::Uuid::from_u128(42)),
+        customer_id: CustomerId::parse("alice").expect("customer"),
+        to: EmailAddress::parse("alice@example.com").expect("email"),
+        lines: vec![OrderLine {
+            sku: Sku::parse("MUG-1").expect("sku"),
+            quantity: 2,
+            unit_price: eur(1_250),
+        }],
+        total: eur(2_500),
+        reason,
+        refunded,
+        ship_to: Some(address()),
+    })
+}
+
+fn mailer(dir: &std::path::Path, merchant: Option<&str>) -> Mailer {
+    Mailer::new(MailSettings {
+        delivery: Delivery::Mailbox(dir.to_path_buf()),
+        merchant: merchant.map(str::to_string),
+        public_url: "https://shop.example/".into(),
+        ..MailSettings::default()
+    })
+    .expect("mailer")
+}
+
+#[test]
+fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let m = mailer(dir.path(), None);
+    let id = "00000000-0000-0000-0000-00000000002a";
+
+    let received = m.render(&email(EmailStage::OrderReceived, None, false))?;
+    assert_eq!(received.to, "alice@example.com");
+    assert_eq!(received.subject, format!("We received your order {id}"));
+    assert!(received.text.contains("payment is\nbeing processed"));
+    assert!(
+        received
+            .text
+            .contains(&format!("https://shop.example/v1/orders/{id}"))
+    );
+    assert_eq!(
+        received.message_id,
+        format!("<order-received.{id}@ordersaga>")
+    );
+
+    let confirmed = m.render(&email(EmailStage::OrderConfirmed, None, false))?;
+    assert_eq!(confirmed.subject, format!("Your order {id} is confirmed"));
+    for want in [
+        "2 x MUG-1 at 12.50 EUR = 25.00 EUR",
+        "Total: 25.00 EUR",
+        "OX1 1AA Oxford",
+    ] {
+        assert!(
+            confirmed.text.contains(want),
+            "{want:?} in {}",
+            confirmed.text
+        );
+    }
+    assert!(
+        confirmed.html.contains("<td>MUG-1</td>"),
+        "{}",
+        confirmed.html
+    );
+
+    let short = FailureReason::OutOfStock {
+        sku: Sku::parse("MUG-1")?,
+        requested: 2,
+        available: 1,
+    };
+    let refunded = m.render(&email(EmailStage::OrderFailed, Some(short), true))?;
+    assert!(
+        refunded
+            .text
+            .contains("Why: out of stock: MUG-1 (ordered 2, 1 available)")
+    );
+    assert!(refunded.text.contains("You have been refunded"));
+    assert!(refunded.html.contains("You have been refunded"));
+
+    let declined = FailureReason::PaymentDeclined {
+        message: "card <expired>".into(),
+    };
+    let not_charged = m.render(&email(EmailStage::OrderFailed, Some(declined), false))?;
+    assert!(not_charged.text.contains("No money was taken"));
+    assert!(!not_charged.text.contains("refunded"));
+    // HTML escapes what came from outside; the text part does not need to.
+    assert!(
+        not_charged.html.contains("card &lt;expired&gt;"),
+        "{}",
+        not_charged.html
+    );
+    assert!(not_charged.text.contains("card <expired>"));
+    Ok(())
+}
+
+#[test]
+fn low_stock_alerts_go_to_the_configured_merchant() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let alert = Notification::LowStock(LowStockAlert {
+        alert_id: uuid::Uuid::from_u128(7),
+        sku: Sku::parse("MUG-1")?,
+        product_name: "Ordersaga mug".into(),
+        on_hand: 2,
+        threshold: 5,
+    });
+    let err = mailer(dir.path(), None).render(&alert).unwrap_err();
+    assert!(matches!(err, MailError::NoMerchant) && err.is_permanent());
+    let rendered = mailer(dir.path(), Some("merchant@example.com")).render(&alert)?;
+    assert_eq!(rendered.to, "merchant@example.com");
+    assert_eq!(rendered.subject, "Low stock: MUG-1 (2 left)");
+    assert!(rendered.text.contains("threshold of 5"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_local_mailbox_holds_one_eml_per_email_however_often_it_is_sent() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let m = mailer(dir.path(), None);
+    let rendered = m.render(&email(EmailStage::OrderConfirmed, None, false))?;
+    m.send(&rendered).await?;
+    m.send(&rendered).await?;
+    let files: Vec<String> = std::fs::read_dir(dir.path())?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(
+        files,
+        ["order-confirmed.00000000-0000-0000-0000-00000000002a.eml"]
+    );
+    let eml = std::fs::read_to_string(dir.path().join(&files[0]))?;
+    for want in [
+        "Message-ID: <order-confirmed.00000000-0000-0000-0000-00000000002a@ordersaga>",
+        "To: alice@example.com",
+        "multipart/alternative",
+        "Content-Type: text/plain",
+        "Content-Type: text/html",
+    ] {
+        assert!(eml.contains(want), "{want:?} in {eml}");
+    }
+    Ok(())
+}
+
+#[test]
+fn backoff_doubles_up_to_its_maximum() {
+    let r = EmailRetry {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        horizon: Duration::from_secs(60),
+    };
+    let delays: Vec<u128> = (1..=6).map(|a| r.delay(a).as_millis()).collect();
+    assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+    assert_eq!(r.delay(u32::MAX), Duration::from_secs(1));
+    assert_eq!(
+        EmailRetry::default().horizon,
+        Duration::from_secs(24 * 3600)
+    );
+}
+
+// ----- store records, on both backends -----------------------------------
+
+ordersaga_tests::both_backends!(
+    an_email_is_recorded_once_and_sent_once,
+    a_shipping_request_is_created_once_per_order,
+);
+
+async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result<()> {
+    let n = email(EmailStage::OrderConfirmed, None, false);
+    let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
+    let first = store
+        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .await?;
+    assert_eq!(
+        (first.status, first.attempts),
+        (NotificationStatus::Pending, 0)
+    );
+    store.start_notification_attempt(&subject, stage).await?;
+    store
+        .note_notification_error(&subject, stage, "relay down")
+        .await?;
+    // A retry claims again: same row, nothing reset.
+    let again = store
+        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .await?;
+    assert_eq!(again.attempts, 1);
+    assert_eq!(again.last_error.as_deref(), Some("relay down"));
+    assert!(
+        store
+            .settle_notification(&subject, stage, NotificationStatus::Sent, None)
+            .await?
+    );
+    assert!(
+        !store
+            .settle_notification(&subject, stage, NotificationStatus::Failed, Some("late"))
+            .await?,
+        "a sent email stays sent"
+    );
+    let sent = store
+        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .await?;
+    assert_eq!(sent.status, NotificationStatus::Sent);
+    assert!(sent.sent_at_ms.is_some());
+    // Another stage of the same order is its own email.
+    store
+        .claim_notification(
+            &subject,
+            EmailStage::OrderReceived,
+            "a@example.com",
+            "R",
+            "<r@x>",
+        )
+        .await?;
+    assert_eq!(store.notifications_of(&subject).await?.len(), 2);
+    Ok(())
+}
+
+async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    for n in 0..3u128 {
+        let request = ShipmentRequest {
+            order_id: OrderId::from_uuid(uuid::Uuid::from_u128(100 + n)),
+            customer_id: CustomerId::parse("alice")?,
+            lines: vec![
+                ShipmentLine {
+                    sku: Sku::parse("MUG-1")?,
+                    quantity: 2,
+                },
+                ShipmentLine {
+                    sku: Sku::parse("TEE-1")?,
+                    quantity: 1,
+                },
+            ],
+            address: address(),
+        };
+        assert!(store.request_shipment(&request).await?);
+        assert!(
+            !store.request_shipment(&request).await?,
+            "retried: no second"
+        );
+        let stored = store
+            .shipment(&request.order_id)
+            .await?
+            .context("shipment")?;
+        assert_eq!(stored.request, request);
+        assert_eq!(stored.status, "REQUESTED");
+        ids.push(request.order_id);
+    }
+    let (first, next) = store.list_shipments(2, None).await?;
+    assert_eq!(first.len(), 2);
+    let (rest, end) = store.list_shipments(2, next).await?;
+    assert_eq!(rest.len(), 1);
+    assert!(end.is_none());
+    let mut seen: Vec<OrderId> = first
+        .iter()
+        .chain(&rest)
+        .map(|s| s.request.order_id)
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ids);
+    Ok(())
+}

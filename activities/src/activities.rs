@@ -39,6 +39,16 @@ pub struct FailOrderInput {
     pub reason: FailureReason,
 }
 
+/// What `ProcessInventory` reports besides success: the low-stock alerts
+/// its deduction raised, for the merchant's email. (An `Option` in the
+/// activity's result, so histories recorded when it returned nothing
+/// replay as "no alerts".)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryProcessed {
+    /// Alerts raised by this order's deduction.
+    pub low_stock_alerts: Vec<ordersaga_domain::LowStockAlert>,
+}
+
 /// How often a long gateway call tells Temporal it is still alive; well
 /// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -193,7 +203,7 @@ impl OrderActivities {
         self: Arc<Self>,
         _ctx: ActivityContext,
         order_id: OrderId,
-    ) -> Result<(), ActivityError> {
+    ) -> Result<Option<InventoryProcessed>, ActivityError> {
         let deducted = self
             .store
             .deduct_stock(&order_id)
@@ -202,8 +212,15 @@ impl OrderActivities {
         crash_point(activity::PROCESS_INVENTORY);
         match deducted {
             Ok(()) => {
-                tracing::info!(%order_id, "InventoryProcessed");
-                Ok(())
+                // Read back rather than passed out of the deduction: a retry
+                // after a crash finds the alerts the first attempt raised.
+                let low_stock_alerts = self
+                    .store
+                    .low_stock_notices(&format!("order:{order_id}"))
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, alerts = low_stock_alerts.len(), "InventoryProcessed");
+                Ok(Some(InventoryProcessed { low_stock_alerts }))
             }
             Err(shortage) => {
                 tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");

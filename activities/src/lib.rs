@@ -22,7 +22,7 @@ pub mod notify;
 pub mod shipping;
 pub mod store;
 
-pub use activities::{FailOrderInput, OrderActivities, PaymentInput};
+pub use activities::{FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput};
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};

@@ -102,16 +102,16 @@ impl Api {
         let store = Store::connect(&settings.database_url)
             .await
             .context("shop database")?;
-        if settings.seed_demo {
-            demo::seed(&store)
-                .await
-                .context("seeding the demo catalog")?;
-        }
         let mut temporal = settings.temporal.clone();
         temporal
             .identity
             .get_or_insert_with(|| "ordersaga-api".to_string());
         let client = connect(&temporal).await?;
+        if settings.seed_demo {
+            demo::seed(&store, &client)
+                .await
+                .context("seeding the demo catalog")?;
+        }
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC on {}", settings.grpc_addr))?;
@@ -119,7 +119,7 @@ impl Api {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         Ok(Self {
-            catalog: CatalogService::new(store.clone()),
+            catalog: CatalogService::new(store.clone(), client.clone()),
             service: OrderService::new(store, client, settings.task_queue),
             grpc,
             http,

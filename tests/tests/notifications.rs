@@ -556,3 +556,81 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
     assert!(stack.smtp.as_ref().context("smtp")?.messages()?.is_empty());
     stack.stop_workers()
 }
+
+/// `LowStockAlertTriggered` reaches the merchant by email, once per alert,
+/// whether an order's deduction or a stock receipt raised it; a receipt
+/// retried with its key hands its alert over again and sends nothing new.
+#[tokio::test]
+async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<()> {
+    use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
+
+    let mut stack = spawn_stack_without_worker().await?;
+    let mut settings = WorkerSettings::default();
+    settings.mail.merchant = Some("merchant@example.com".to_string());
+    stack.start_worker(settings)?;
+    ordersaga_tests::create_product(&stack.store, "MUG-1", 1_000, 5, 2).await?;
+
+    // An order takes stock from 5 to 2: at the threshold.
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("lowa", &[("MUG-1", 3)]))
+        .await?
+        .into_inner();
+    let order = terminal(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    // A new product whose first receipt leaves it low, received twice.
+    let mut catalog = CatalogServiceClient::connect(stack.grpc_endpoint()).await?;
+    catalog
+        .create_product(pb::CreateProductRequest {
+            sku: "BOLT-1".into(),
+            name: "Bolt".into(),
+            price: Some(pb::Money {
+                minor_units: 10,
+                currency: "EUR".into(),
+            }),
+            low_stock_threshold: 5,
+        })
+        .await?;
+    let receipt = pb::CreateStockReceiptRequest {
+        idempotency_key: "grn-bolts".into(),
+        lines: vec![pb::StockReceiptLine {
+            sku: "BOLT-1".into(),
+            quantity: 2,
+        }],
+    };
+    catalog.create_stock_receipt(receipt.clone()).await?;
+    catalog.create_stock_receipt(receipt).await?;
+
+    let dir = stack.mailbox_dir();
+    let alerts = eventually("two low-stock emails", MAIL_TIMEOUT, || {
+        let dir = dir.clone();
+        async move {
+            let names: Vec<String> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("low-stock-alert.") && n.ends_with(".eml"))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            Ok((names.len() >= 2).then_some(names))
+        }
+    })
+    .await?;
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    let bodies = alerts
+        .iter()
+        .map(|n| std::fs::read_to_string(dir.join(n)))
+        .collect::<Result<Vec<_>, _>>()?;
+    for body in &bodies {
+        assert!(body.contains("To: merchant@example.com"), "{body}");
+    }
+    assert!(bodies.iter().any(|b| b.contains("MUG-1")));
+    assert!(bodies.iter().any(|b| b.contains("BOLT-1")));
+    // Two alerts, two emails: the replayed receipt raised and sent nothing new.
+    let (stored, _) = stack.store.list_low_stock_alerts(None, 10, None).await?;
+    assert_eq!(stored.len(), 2);
+    stack.stop_workers()
+}

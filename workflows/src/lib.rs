@@ -291,16 +291,29 @@ impl OrderWorkflow {
                 db_step("ProcessInventory", None),
             )
             .await;
-        if let Err(e) = stocked {
-            let stop = Self::classify(ctx, e);
-            if let Stop::Business(_) = stop {
-                // Short: the deduction was all-or-nothing, nothing to release.
-                undo.pop();
-                Self::record(ctx, OrderEvent::InventoryProcessFailed);
+        let processed = match stocked {
+            Ok(processed) => processed,
+            Err(e) => {
+                let stop = Self::classify(ctx, e);
+                if let Stop::Business(_) = stop {
+                    // Short: the deduction was all-or-nothing, nothing to release.
+                    undo.pop();
+                    Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                }
+                return Err(stop);
             }
-            return Err(stop);
-        }
+        };
         Self::record(ctx, OrderEvent::InventoryProcessed);
+        // MonitorLowStock raised these in the deduction's own transaction;
+        // the merchant hears of each by email, sent by its own workflow.
+        // (Histories from before alerts were reported carry no alerts here.)
+        if ctx.state(|s| s.notify) {
+            for alert in processed.map(|p| p.low_stock_alerts).unwrap_or_default() {
+                Self::notify(ctx, Some(Notification::LowStock(alert)))
+                    .await
+                    .map_err(Stop::Terminated)?;
+            }
+        }
         Self::cancelled(ctx)
     }
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use ordersaga_domain::{CustomerId, Money, OrderStatus, Sku};
+use ordersaga_domain::{CustomerId, Money, OrderStatus, Sku, notify};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -72,6 +72,9 @@ pub struct LowStockAlert {
     /// When, Unix ms.
     pub created_at_ms: i64,
 }
+
+/// Namespace of the email ids of low-stock alerts.
+const ALERT_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_772d_7374_6f63_6b2d_616c_6572_7473);
 
 /// Namespace of receipt ids derived from idempotency keys.
 const RECEIPT_NAMESPACE: Uuid = Uuid::from_u128(0x7265_6365_6970_742d_6f72_6465_7273_6167);
@@ -355,6 +358,33 @@ impl Store {
         let more = alerts.len() > usize::try_from(limit).unwrap_or(usize::MAX);
         alerts.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok((alerts, more))
+    }
+
+    /// The low-stock alerts one stock movement raised (`cause` as in
+    /// [`LowStockAlert::cause`]), as notices for the merchant's email.
+    pub async fn low_stock_notices(&self, cause: &str) -> Result<Vec<notify::LowStockAlert>> {
+        sqlx::query(
+            "SELECT a.alert_id, a.sku, a.on_hand, a.threshold, a.cause, a.created_at, \
+             p.name FROM low_stock_alerts a JOIN products p ON p.sku = a.sku \
+             WHERE a.cause = $1 ORDER BY a.alert_id",
+        )
+        .bind(cause)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let alert = alert_from_row(row)?;
+            Ok(notify::LowStockAlert {
+                // Stable per alert: the email is sent once however often
+                // the notice is handed over.
+                alert_id: Uuid::new_v5(&ALERT_NAMESPACE, alert.alert_id.as_bytes()),
+                sku: alert.sku,
+                product_name: row.try_get("name")?,
+                on_hand: alert.on_hand,
+                threshold: alert.threshold,
+            })
+        })
+        .collect()
     }
 
     /// `SubmitReviewRating`: `stars` (validated 1..=5 by the caller) from a

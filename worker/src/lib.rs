@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
-use ordersaga_activities::{OrderActivities, SimulatedGateway, Store, StoreError};
+use ordersaga_activities::{BusinessMetrics, OrderActivities, SimulatedGateway, Store, StoreError};
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_common::telemetry::metrics::CoreMeter;
@@ -174,6 +174,10 @@ pub async fn run(
     let meter = metrics_server
         .as_ref()
         .map(|m| -> Arc<dyn CoreMeter> { m.meter.clone() });
+    // Business counters share the SDK's meter, so /metrics serves both.
+    let business = meter
+        .as_ref()
+        .map_or_else(BusinessMetrics::noop, BusinessMetrics::new);
     let runtime_options = RuntimeOptions::builder()
         .telemetry_options(TelemetryOptions::builder().maybe_metrics(meter).build())
         .build()
@@ -195,7 +199,7 @@ pub async fn run(
     let options = WorkerOptions::new(settings.task_queue.as_str())
         .register_workflow::<OrderWorkflow>()
         .map_err(sdk)?
-        .register_activities(OrderActivities::new(store.clone(), gateway))
+        .register_activities(OrderActivities::new(store.clone(), gateway).with_metrics(business))
         .tuner(tuner)
         .max_cached_workflows(settings.max_cached_workflows)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)

@@ -63,6 +63,16 @@ def metric_means(path: str) -> dict[str, float]:
     return {k: sums[k] / counts[k] for k in sums if counts.get(k)}
 
 
+def min_slots(path: str) -> dict[str, float]:
+    lo: dict[str, float] = {}
+    with open(path) as f:
+        for line in f:
+            m = re.search(r'worker_type="([A-Za-z]+)".*\}\s+([0-9.eE+-]+)$', line)
+            if m:
+                lo[m.group(1)] = min(lo.get(m.group(1), float("inf")), float(m.group(2)))
+    return lo
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", required=True)
@@ -160,6 +170,17 @@ def main() -> None:
             s = os.path.basename(f)[len("worker-metrics-"):-4]
             out.append(f"| {s} | " + " | ".join(fmt(mm.get(m), 1) for m in METRICS) + " |")
         out.append("")
+        slots = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "worker-slots-*.txt")))
+        if slots:
+            out += ["Fewest free slots seen while the PlaceOrder load ran (sampled every 0.5 s; "
+                    "0 = that slot type was saturated):", "",
+                    "| scenario | workflow task slots | activity slots | local activity slots |", "|---|---|---|---|"]
+            for f in slots:
+                lo = min_slots(f)
+                s = os.path.basename(f)[len("worker-slots-"):-4]
+                out.append(f"| {s} | " + " | ".join(fmt(lo.get(t), 0) for t in
+                           ("WorkflowWorker", "ActivityWorker", "LocalActivityWorker")) + " |")
+            out.append("")
     print("\n".join(out))
 
 

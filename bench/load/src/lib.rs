@@ -402,7 +402,12 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Map<String, Value>> 
         let _ = p.await;
     }
     let st1 = match &settings.server_metrics {
-        Some(url) => state_transitions(url).await,
+        Some(url) => {
+            // The dev server publishes its counters about once a second:
+            // read them after they have caught up with the last order.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            state_transitions(url).await
+        }
         None => None,
     };
 

@@ -78,6 +78,7 @@ def main() -> None:
     p.add_argument("--results", required=True)
     p.add_argument("--command", required=True)
     p.add_argument("--worker-metrics-dir", default="")
+    p.add_argument("--notes", default="", help="markdown appended verbatim (the analysis)")
     a = p.parse_args()
     runs = defaultdict(list)
     with open(a.results) as f:
@@ -181,6 +182,9 @@ def main() -> None:
                 out.append(f"| {s} | " + " | ".join(fmt(lo.get(t), 0) for t in
                            ("WorkflowWorker", "ActivityWorker", "LocalActivityWorker")) + " |")
             out.append("")
+    if a.notes:
+        with open(a.notes) as f:
+            out += ["", f.read().rstrip()]
     print("\n".join(out))
 
 

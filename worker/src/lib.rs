@@ -57,6 +57,8 @@ impl Default for WorkerSettings {
             temporal: TemporalSettings::default(),
             database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
             task_queue: ORDERS_TASK_QUEUE.to_string(),
+            // The smallest values that kept free slots at peak load on the
+            // reference machine; see docs/tuning.md for the sweep.
             max_concurrent_workflow_tasks: 20,
             max_concurrent_activities: 50,
             max_concurrent_local_activities: 50,

@@ -479,3 +479,25 @@ fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank_like_bench_py() {
+        let xs: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&xs, 50.0), Some(50.0));
+        assert_eq!(percentile(&xs, 99.0), Some(99.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn reads_this_process_from_proc() {
+        let me = std::process::id();
+        assert!(proc::cpu_seconds(me).is_some());
+        let (rss, peak) = proc::rss_mib(me).unwrap();
+        assert!(rss > 0.0 && peak >= rss);
+    }
+}

@@ -240,7 +240,8 @@ pub fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
         return None;
     }
     let len = sorted.len() as f64;
-    let rank = (q / 100.0 * len + 0.5).round() as usize;
+    // Python rounds half to even; so must we, to pick the same sample.
+    let rank = (q / 100.0 * len + 0.5).round_ties_even() as usize;
     let k = rank.saturating_sub(1).min(sorted.len() - 1);
     sorted.get(k).copied()
 }

@@ -487,9 +487,11 @@ mod tests {
 
     #[test]
     fn percentile_is_nearest_rank_like_bench_py() {
+        // Expected values computed with bench.py's `pct`.
         let xs: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentile(&xs, 50.0), Some(50.0));
-        assert_eq!(percentile(&xs, 99.0), Some(99.0));
+        assert_eq!(percentile(&xs, 95.0), Some(96.0));
+        assert_eq!(percentile(&xs, 99.0), Some(100.0));
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);
     }

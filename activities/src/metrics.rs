@@ -19,9 +19,10 @@ use temporalio_common::telemetry::metrics::{
 pub mod name {
     /// Counter: orders stored `PENDING` by `PlaceOrder` (first time only).
     pub const ORDERS_PLACED: &str = "ordersaga_orders_placed";
-    /// Counter: orders that reached `CONFIRMED`.
+    /// Counter: completed `ConfirmOrder` steps (orders `CONFIRMED`; a step
+    /// retried after its result was lost counts again, which is rare).
     pub const ORDERS_CONFIRMED: &str = "ordersaga_orders_confirmed";
-    /// Counter: orders that reached `FAILED`.
+    /// Counter: completed `FailOrder` steps (orders `FAILED`; same caveat).
     pub const ORDERS_FAILED: &str = "ordersaga_orders_failed";
     /// Counter: captured payments given back by the `RefundPayment` compensation.
     pub const REFUNDS: &str = "ordersaga_refunds";

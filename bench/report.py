@@ -23,7 +23,7 @@ COLS = [("wf_per_s", "wf/s", 1), ("start_p50_ms", "start p50 ms", 1), ("start_p9
         ("api_cpu_ms_per_wf", "API CPU ms/wf", 1), ("worker_peak_rss_mb", "worker peak RSS MB", 0),
         ("worker_rss_mb", "worker RSS at end MB", 0), ("st_per_wf", "ST/wf", 1), ("errors", "errors", 0)]
 METRICS = ["temporal_workflow_task_schedule_to_start_latency", "temporal_activity_schedule_to_start_latency",
-           "temporal_workflow_task_execution_latency", "temporal_local_activity_total_execution_latency",
+           "temporal_workflow_task_execution_latency", "temporal_local_activity_execution_latency",
            "ordersaga_payment_wait"]
 
 

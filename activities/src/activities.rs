@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ordersaga_domain::names::{activity, failure};
 use ordersaga_domain::{FailureReason, Money, OrderId, OrderInput, OrderStatus, TransactionId};
@@ -17,6 +17,7 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
+use crate::metrics::BusinessMetrics;
 use crate::store::{Store, StoreError};
 
 /// Input of `ProcessPayment` and `RefundPayment`.
@@ -57,12 +58,23 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub struct OrderActivities {
     store: Store,
     gateway: Arc<dyn PaymentGateway>,
+    metrics: BusinessMetrics,
 }
 
 impl OrderActivities {
-    /// Activities over this store and gateway.
+    /// Activities over this store and gateway, recording no metrics.
     pub fn new(store: Store, gateway: Arc<dyn PaymentGateway>) -> Self {
-        Self { store, gateway }
+        Self {
+            store,
+            gateway,
+            metrics: BusinessMetrics::noop(),
+        }
+    }
+
+    /// Records business counters on `metrics` (the worker's meter).
+    pub fn with_metrics(mut self, metrics: BusinessMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 
@@ -136,6 +148,9 @@ impl OrderActivities {
             .place_order(&order)
             .await
             .map_err(store_failure)?;
+        if created {
+            self.metrics.order_placed();
+        }
         tracing::info!(order_id = %order.order_id, created, "OrderPlaced");
         Ok(())
     }
@@ -160,9 +175,10 @@ impl OrderActivities {
                     transaction_id: input.transaction_id,
                     amount: input.amount,
                 };
-                let outcome = with_heartbeats(&ctx, self.gateway.charge(&request))
-                    .await
-                    .map_err(gateway_failure)?;
+                let asked = Instant::now();
+                let outcome = with_heartbeats(&ctx, self.gateway.charge(&request)).await;
+                self.metrics.payment_waited(asked.elapsed());
+                let outcome = outcome.map_err(gateway_failure)?;
                 let reason = match &outcome {
                     ChargeOutcome::Captured => None,
                     ChargeOutcome::Declined { reason } => Some(reason.as_str()),
@@ -241,6 +257,7 @@ impl OrderActivities {
             .confirm_order(&order_id)
             .await
             .map_err(store_failure)?;
+        self.metrics.order_confirmed();
         tracing::info!(%order_id, %status, "OrderConfirmed");
         Ok(status)
     }
@@ -257,6 +274,7 @@ impl OrderActivities {
             .fail_order(&input.order_id, &input.reason)
             .await
             .map_err(store_failure)?;
+        self.metrics.order_failed();
         tracing::info!(order_id = %input.order_id, reason = %input.reason, %status, "OrderFailed");
         Ok(status)
     }
@@ -281,6 +299,7 @@ impl OrderActivities {
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?;
+            self.metrics.refunded();
         }
         tracing::info!(order_id = %input.order_id, transaction_id = %input.transaction_id, refunded, "RefundPayment");
         Ok(refunded)

@@ -3,6 +3,8 @@
 //! - [`store`]: the shop's own data (products, stock ledger, orders, payments,
 //!   status history) in SQLite or PostgreSQL, every write idempotent.
 //! - [`gateway`]: the payment gateway port and its simulated implementation.
+//! - [`metrics`]: business counters (orders placed/confirmed/failed,
+//!   refunds, payment wait) recorded through the worker's metrics meter.
 //! - [`connection`]: how processes reach Temporal (envconfig plus overrides).
 //! - [`activities`]: `OrderActivities`, one Temporal activity per domain
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
@@ -16,6 +18,7 @@ pub mod activities;
 pub mod connection;
 pub mod gateway;
 pub mod mail;
+pub mod metrics;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod notify;
 #[allow(missing_docs)] // #[activities] generates undocumented items
@@ -25,6 +28,7 @@ pub mod store;
 pub use activities::{FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput};
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
+pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};
 pub use shipping::ShippingActivities;
 pub use store::{Store, StoreError};

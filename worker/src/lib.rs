@@ -20,8 +20,9 @@ use std::time::Duration;
 use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities, OrderActivities,
-    ShippingActivities, SimulatedGateway, SmtpSettings, SmtpTls, Store, StoreError,
+    BusinessMetrics, Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities,
+    OrderActivities, ShippingActivities, SimulatedGateway, SmtpSettings, SmtpTls, Store,
+    StoreError,
 };
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, ORDERS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
 use ordersaga_workflows::{NotificationWorkflow, OrderWorkflow, ShippingWorkflow};
@@ -79,6 +80,8 @@ impl Default for WorkerSettings {
             database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
             queues: Queue::ALL.to_vec(),
             task_queue: ORDERS_TASK_QUEUE.to_string(),
+            // The smallest values that kept free slots at peak load on the
+            // reference machine; see docs/tuning.md for the sweep.
             max_concurrent_workflow_tasks: 20,
             max_concurrent_activities: 50,
             max_concurrent_local_activities: 50,
@@ -330,6 +333,7 @@ fn queue_options(
     queue: Queue,
     settings: &WorkerSettings,
     store: &Store,
+    business: &BusinessMetrics,
 ) -> Result<WorkerOptions, WorkerError> {
     let options = match queue {
         Queue::Orders => {
@@ -340,7 +344,9 @@ fn queue_options(
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
-                .register_activities(OrderActivities::new(store.clone(), gateway))
+                .register_activities(
+                    OrderActivities::new(store.clone(), gateway).with_metrics(business.clone()),
+                )
                 .tuner(tuner(
                     settings.max_concurrent_workflow_tasks,
                     settings.max_concurrent_activities,
@@ -410,6 +416,10 @@ pub async fn run(
     let meter = metrics_server
         .as_ref()
         .map(|m| -> Arc<dyn CoreMeter> { m.meter.clone() });
+    // Business counters share the SDK's meter, so /metrics serves both.
+    let business = meter
+        .as_ref()
+        .map_or_else(BusinessMetrics::noop, BusinessMetrics::new);
     let runtime_options = RuntimeOptions::builder()
         .telemetry_options(TelemetryOptions::builder().maybe_metrics(meter).build())
         .build()
@@ -418,7 +428,7 @@ pub async fn run(
 
     let mut workers = Vec::with_capacity(settings.queues.len());
     for queue in &settings.queues {
-        let options = queue_options(*queue, &settings, &store)?;
+        let options = queue_options(*queue, &settings, &store, &business)?;
         let worker = Worker::new(&runtime, client.clone(), options).map_err(sdk)?;
         workers.push((*queue, worker));
     }

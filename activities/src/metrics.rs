@@ -1,0 +1,99 @@
+//! Business counters of the saga, exported beside the SDK's own metrics.
+//!
+//! The SDK's metrics say how the *machinery* is doing (slots, latencies);
+//! these say what happened to *orders*. They are recorded by the activities
+//! through the same [`CoreMeter`] the worker gives the SDK, so one
+//! Prometheus endpoint serves both. Names are in [`name`]; `docs/tuning.md`
+//! explains how to read them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use temporalio_common::telemetry::metrics::{
+    CoreMeter, Counter, HistogramDuration, MetricAttributes, MetricParameters, NewAttributes,
+    NoOpCoreMeter,
+};
+
+/// Metric names as Prometheus shows them.
+pub mod name {
+    /// Counter: orders stored `PENDING` by `PlaceOrder` (first time only).
+    pub const ORDERS_PLACED: &str = "ordersaga_orders_placed";
+    /// Counter: completed `ConfirmOrder` steps (orders `CONFIRMED`; a step
+    /// retried after its result was lost counts again, which is rare).
+    pub const ORDERS_CONFIRMED: &str = "ordersaga_orders_confirmed";
+    /// Counter: completed `FailOrder` steps (orders `FAILED`; same caveat).
+    pub const ORDERS_FAILED: &str = "ordersaga_orders_failed";
+    /// Counter: captured payments given back by the `RefundPayment` compensation.
+    pub const REFUNDS: &str = "ordersaga_refunds";
+    /// Histogram (ms): how long one charge waited for the payment gateway.
+    pub const PAYMENT_WAIT: &str = "ordersaga_payment_wait";
+}
+
+/// The business instruments. Cheap to clone; a no-op set when the worker
+/// exports no metrics.
+#[derive(Clone)]
+pub struct BusinessMetrics {
+    placed: Counter,
+    confirmed: Counter,
+    failed: Counter,
+    refunds: Counter,
+    payment_wait: HistogramDuration,
+    attributes: MetricAttributes,
+}
+
+impl fmt::Debug for BusinessMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusinessMetrics").finish_non_exhaustive()
+    }
+}
+
+fn params(name: &'static str, description: &'static str) -> MetricParameters {
+    MetricParameters::builder()
+        .name(name)
+        .description(description)
+        .build()
+}
+
+impl BusinessMetrics {
+    /// Instruments created on `meter` (the worker's Prometheus meter).
+    pub fn new(meter: &Arc<dyn CoreMeter>) -> Self {
+        Self {
+            placed: meter.counter(params(name::ORDERS_PLACED, "Orders stored PENDING")),
+            confirmed: meter.counter(params(name::ORDERS_CONFIRMED, "Orders confirmed")),
+            failed: meter.counter(params(name::ORDERS_FAILED, "Orders failed")),
+            refunds: meter.counter(params(name::REFUNDS, "Captured payments refunded")),
+            payment_wait: meter.histogram_duration(params(
+                name::PAYMENT_WAIT,
+                "Time one charge waited for the payment gateway",
+            )),
+            // Attributes must come from the meter that records them.
+            attributes: meter.new_attributes(NewAttributes::default()),
+        }
+    }
+
+    /// Instruments that record nothing.
+    pub fn noop() -> Self {
+        Self::new(&(Arc::new(NoOpCoreMeter) as Arc<dyn CoreMeter>))
+    }
+
+    pub(crate) fn order_placed(&self) {
+        self.placed.add(1, &self.attributes);
+    }
+
+    pub(crate) fn order_confirmed(&self) {
+        self.confirmed.add(1, &self.attributes);
+    }
+
+    pub(crate) fn order_failed(&self) {
+        self.failed.add(1, &self.attributes);
+    }
+
+    pub(crate) fn refunded(&self) {
+        self.refunds.add(1, &self.attributes);
+    }
+
+    pub(crate) fn payment_waited(&self, waited: Duration) {
+        self.payment_wait.record(waited, &self.attributes);
+    }
+}

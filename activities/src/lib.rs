@@ -21,6 +21,7 @@ pub mod mail;
 pub mod metrics;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod notify;
+pub mod process;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
 pub mod store;

@@ -2,6 +2,7 @@
 //! `ORDERSAGA_*` and `TEMPORAL_*` environment variables.
 
 use anyhow::Context;
+use ordersaga_activities::process::shutdown_signal;
 use ordersaga_api::{Api, ApiSettings};
 
 #[tokio::main]
@@ -17,20 +18,4 @@ async fn main() -> anyhow::Result<()> {
     api.run(shutdown_signal()).await?;
     tracing::info!("API stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
 }

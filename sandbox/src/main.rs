@@ -4,6 +4,7 @@
 //! `Settings::from_env` and `docs/payments.md`).
 
 use anyhow::Context;
+use ordersaga_activities::process::shutdown_signal;
 use ordersaga_payment_sandbox::{Settings, run};
 
 #[tokio::main]
@@ -22,20 +23,4 @@ async fn main() -> anyhow::Result<()> {
     run(settings, listener, shutdown_signal()).await?;
     tracing::info!("payments sandbox stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
 }

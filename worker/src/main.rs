@@ -5,6 +5,7 @@
 //! variables.
 
 use anyhow::{Context, bail};
+use ordersaga_activities::process::shutdown_signal;
 use ordersaga_worker::{WorkerSettings, parse_queues, run};
 
 const USAGE: &str = "usage: ordersaga-worker [--queues orders,notifications,shipping]";
@@ -42,20 +43,4 @@ async fn main() -> anyhow::Result<()> {
     run(settings, shutdown_signal()).await.context("worker")?;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
 }

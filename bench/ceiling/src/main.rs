@@ -7,6 +7,7 @@
 //! Prints `READY` on stdout once polling (what `bench.py` waits for); logs go
 //! to stderr, because `bench.py` stops reading stdout after `READY`.
 
+use ordersaga_activities::process::shutdown_signal;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -117,20 +118,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
 }

@@ -62,6 +62,10 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// How long a saga may take to end in a test (generous: the machine may be
+/// busy; a passing run takes well under a second per order).
+pub const ORDER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Polls `check` until it yields `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
 where
@@ -329,6 +333,24 @@ impl Stack {
         let out = self.dir.path().join("smtp");
         self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay).await?);
         Ok(())
+    }
+
+    /// Polls `GetOrder` (gRPC) until the order is `CONFIRMED` or `FAILED`.
+    pub async fn terminal_order(&self, order_id: &str) -> anyhow::Result<pb::Order> {
+        eventually("a terminal order", ORDER_TIMEOUT, || {
+            let mut grpc = self.grpc.clone();
+            let order_id = order_id.to_string();
+            async move {
+                let order = grpc
+                    .get_order(pb::GetOrderRequest { order_id })
+                    .await?
+                    .into_inner();
+                let done = order.status == pb::OrderStatus::Confirmed as i32
+                    || order.status == pb::OrderStatus::Failed as i32;
+                Ok(done.then_some(order))
+            }
+        })
+        .await
     }
 
     /// `http://127.0.0.1:<port>` of the API's gRPC server.

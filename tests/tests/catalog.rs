@@ -8,7 +8,7 @@ use anyhow::Context;
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
 use ordersaga_tests::{
-    Stack, TestDatabase, create_product, eventually, place_request, spawn_stack, spawn_stack_on,
+    Stack, TestDatabase, create_product, place_request, spawn_stack, spawn_stack_on,
     spawn_stack_without_worker,
 };
 use ordersaga_worker::WorkerSettings;
@@ -59,24 +59,7 @@ async fn order_to_the_end(
         .place_order(place_request(customer, lines, ""))
         .await?
         .into_inner();
-    terminal(stack, &placed.order_id).await
-}
-
-async fn terminal(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
-    eventually("a terminal order", SAGA_TIMEOUT, || {
-        let mut grpc = stack.grpc.clone();
-        let order_id = order_id.to_string();
-        async move {
-            let o = grpc
-                .get_order(pb::GetOrderRequest { order_id })
-                .await?
-                .into_inner();
-            let done = o.status == pb::OrderStatus::Confirmed as i32
-                || o.status == pb::OrderStatus::Failed as i32;
-            Ok(done.then_some(o))
-        }
-    })
-    .await
+    stack.terminal_order(&placed.order_id).await
 }
 
 #[tokio::test]
@@ -291,7 +274,7 @@ async fn low_stock_alert_survives_a_worker_killed_right_after_the_deduction() ->
     assert_eq!(alerts.len(), 1, "raised with the deduction");
 
     stack.start_worker(WorkerSettings::default())?;
-    let order = terminal(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(stack.on_hand(&mug).await?, 1, "deducted once");
     assert_eq!(stack.store.ledger_balance(&mug).await?, 1);
@@ -392,7 +375,7 @@ async fn last_units_race(db: TestDatabase) -> anyhow::Result<()> {
     .await?;
     let mut confirmed = 0;
     for p in &placed {
-        let o = terminal(&stack, &p.order_id).await?;
+        let o = stack.terminal_order(&p.order_id).await?;
         if o.status == pb::OrderStatus::Confirmed as i32 {
             confirmed += 1;
         } else {

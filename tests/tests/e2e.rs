@@ -29,25 +29,6 @@ fn place(customer: &str, lines: &[(&str, i64)], key: &str) -> pb::PlaceOrderRequ
     ordersaga_tests::place_request(customer, lines, key)
 }
 
-/// Polls GetOrder (gRPC) until the order is terminal.
-async fn terminal_grpc(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
-    let grpc = stack.grpc.clone();
-    eventually("a terminal order", SAGA_TIMEOUT, || {
-        let mut grpc = grpc.clone();
-        let order_id = order_id.to_string();
-        async move {
-            let order = grpc
-                .get_order(pb::GetOrderRequest { order_id })
-                .await?
-                .into_inner();
-            let done = order.status == pb::OrderStatus::Confirmed as i32
-                || order.status == pb::OrderStatus::Failed as i32;
-            Ok(done.then_some(order))
-        }
-    })
-    .await
-}
-
 /// Polls `GET /v1/orders/{id}` until the order is terminal.
 async fn terminal_http(stack: &Stack, order_id: &str) -> anyhow::Result<Value> {
     let url = format!("{}/v1/orders/{order_id}", stack.http_base);
@@ -101,7 +82,7 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
     TransactionId::parse(&placed.transaction_id)?;
     assert_eq!(placed.workflow_id, format!("order-{order_id}"));
 
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
     assert_eq!(order.transaction_id, placed.transaction_id);
@@ -211,7 +192,7 @@ async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
         .place_order(place("carol", &[("LAST-ONE", 2)], ""))
         .await?
         .into_inner();
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Failed as i32);
     assert_eq!(order.failure_code, "OUT_OF_STOCK");
     assert!(
@@ -257,7 +238,7 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
     let again = stack.grpc.place_order(req.clone()).await?.into_inner();
     assert_eq!(first.order_id, again.order_id);
     assert_eq!(first.transaction_id, again.transaction_id);
-    terminal_grpc(&stack, &first.order_id).await?;
+    stack.terminal_order(&first.order_id).await?;
 
     // After completion, over HTTP with the header: still the same order,
     // and it reports the status it has now.
@@ -300,7 +281,7 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_ne!(other.order_id, first.order_id);
-    terminal_grpc(&stack, &other.order_id).await?;
+    stack.terminal_order(&other.order_id).await?;
 
     let listed = stack
         .grpc
@@ -541,7 +522,7 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
         .place_order(place("erin", &[("MUG-1", 1)], ""))
         .await?
         .into_inner();
-    terminal_grpc(&stack, &good.order_id).await?;
+    stack.terminal_order(&good.order_id).await?;
     let (all, _) = stack.store.list_orders(&Default::default()).await?;
     assert_eq!(all.len(), 1);
     let query = format!("TaskQueue = '{}'", stack.task_queue);
@@ -573,7 +554,7 @@ async fn list_orders_filters_and_pages() -> anyhow::Result<()> {
             .place_order(place("frank", &[(sku, 1)], ""))
             .await?
             .into_inner();
-        terminal_grpc(&stack, &placed.order_id).await?;
+        stack.terminal_order(&placed.order_id).await?;
         ids.push(placed.order_id);
     }
     let failed: Value = stack
@@ -652,7 +633,7 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
     doomed.wait().await?;
     stack.start_worker(WorkerSettings::default())?;
 
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     let (requests, captures, refunds) = gateway_counts(&stack, &txn).await?;
     assert_eq!((captures, refunds), (1, 0), "one capture, no refund");
@@ -703,7 +684,7 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
         )
         .await?;
 
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Failed as i32);
     assert_eq!(order.failure_code, "CANCELLED");
     assert_eq!(order.payment_status, pb::PaymentStatus::Refunded as i32);
@@ -747,7 +728,7 @@ async fn two_workers_on_one_queue_share_the_orders() -> anyhow::Result<()> {
     .await?;
     let mut identities = std::collections::BTreeSet::new();
     for p in &placed {
-        let order = terminal_grpc(&stack, &p.order_id).await?;
+        let order = stack.terminal_order(&p.order_id).await?;
         assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
         let events = stack
             .client
@@ -826,7 +807,7 @@ async fn worker_process_drains_and_exits_cleanly_on_sigterm() -> anyhow::Result<
         .place_order(place("judy", &[("MUG-1", 1)], ""))
         .await?
         .into_inner();
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
 
     let pid = worker.id().context("worker pid")?;
@@ -870,7 +851,7 @@ async fn an_order_placed_with_no_worker_is_pending_and_completes_later() -> anyh
     assert_eq!(body["status"], "PENDING");
 
     stack.start_worker(WorkerSettings::default())?;
-    let order = terminal_grpc(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     stack.stop_workers()
 }

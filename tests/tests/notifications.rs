@@ -47,24 +47,6 @@ fn workers(queues: &[Queue]) -> WorkerSettings {
     }
 }
 
-async fn terminal(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
-    let grpc = stack.grpc.clone();
-    eventually("a terminal order", SAGA_TIMEOUT, || {
-        let mut grpc = grpc.clone();
-        let order_id = order_id.to_string();
-        async move {
-            let order = grpc
-                .get_order(pb::GetOrderRequest { order_id })
-                .await?
-                .into_inner();
-            let done = order.status == pb::OrderStatus::Confirmed as i32
-                || order.status == pb::OrderStatus::Failed as i32;
-            Ok(done.then_some(order))
-        }
-    })
-    .await
-}
-
 /// Waits for the order's shipping request (created after `OrderConfirmed`,
 /// without the saga waiting for it).
 async fn shipment(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Shipment> {
@@ -142,12 +124,12 @@ async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyho
         .await?
         .into_inner();
     assert_eq!(
-        terminal(&stack, &ok.order_id).await?.status,
+        stack.terminal_order(&ok.order_id).await?.status,
         pb::OrderStatus::Confirmed as i32
     );
     for p in [&short, &declined] {
         assert_eq!(
-            terminal(&stack, &p.order_id).await?.status,
+            stack.terminal_order(&p.order_id).await?.status,
             pb::OrderStatus::Failed as i32
         );
     }
@@ -268,10 +250,10 @@ async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyho
         (address.city.as_str(), address.country.as_str()),
         ("Oxford", "GB")
     );
-    let order = terminal(&stack, &ok.order_id).await?;
+    let order = stack.terminal_order(&ok.order_id).await?;
     assert_eq!(order.shipment.as_ref(), Some(shipment));
     for p in [&short, &declined] {
-        assert!(terminal(&stack, &p.order_id).await?.shipment.is_none());
+        assert!(stack.terminal_order(&p.order_id).await?.shipment.is_none());
     }
     let http: serde_json::Value = stack
         .http
@@ -320,7 +302,7 @@ async fn smtp_down_orders_still_confirm_and_every_email_arrives_once_when_it_is_
     }
     // Orders are not delayed or failed by the outage.
     for id in &ids {
-        let order = terminal(&stack, id).await?;
+        let order = stack.terminal_order(id).await?;
         assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
         shipment(&stack, id).await?;
     }
@@ -381,7 +363,7 @@ async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result
     doomed.start_kill()?; // SIGKILL, mid-RCPT
     doomed.wait().await?;
     assert!(smtp.messages()?.is_empty(), "nothing was handed over");
-    let order = terminal(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
 
     let _restarted = stack.spawn_worker_process_with_args(&args, &env)?;
@@ -416,7 +398,7 @@ async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() 
             .place_order(place(customer, &[("MUG-1", 1)]))
             .await?
             .into_inner();
-        let order = terminal(&stack, &placed.order_id).await?;
+        let order = stack.terminal_order(&placed.order_id).await?;
         assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
         shipment(&stack, &placed.order_id).await?;
         ids.push(placed.order_id);
@@ -516,7 +498,7 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
         .place_order(place("bounce", &[("MUG-1", 1)]))
         .await?
         .into_inner();
-    let order = terminal(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     shipment(&stack, &placed.order_id).await?;
 
@@ -577,7 +559,7 @@ async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<
         .place_order(place("lowa", &[("MUG-1", 3)]))
         .await?
         .into_inner();
-    let order = terminal(&stack, &placed.order_id).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
 
     // A new product whose first receipt leaves it low, received twice.

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::store::{Store, StoreError, now_ms};
+use crate::store::{OrderCursor, Store, StoreError, now_ms};
 
 /// A shipping request as the warehouse sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,29 +22,6 @@ pub struct ShipmentRecord {
     pub status: String,
     /// When it was requested, Unix ms.
     pub created_at_ms: i64,
-}
-
-/// Position in the newest-first shipment list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShipmentCursor {
-    created_at_ms: i64,
-    order_id: OrderId,
-}
-
-impl ShipmentCursor {
-    /// The opaque page token form.
-    pub fn to_token(&self) -> String {
-        format!("{}.{}", self.created_at_ms, self.order_id)
-    }
-
-    /// Parses a page token made by [`Self::to_token`].
-    pub fn from_token(token: &str) -> Option<Self> {
-        let (ms, id) = token.split_once('.')?;
-        Some(Self {
-            created_at_ms: ms.parse().ok()?,
-            order_id: OrderId::parse(id).ok()?,
-        })
-    }
 }
 
 const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_name, line1, line2, \
@@ -150,8 +127,8 @@ impl Store {
     pub async fn list_shipments(
         &self,
         limit: u32,
-        after: Option<ShipmentCursor>,
-    ) -> Result<(Vec<ShipmentRecord>, Option<ShipmentCursor>), StoreError> {
+        after: Option<OrderCursor>,
+    ) -> Result<(Vec<ShipmentRecord>, Option<OrderCursor>), StoreError> {
         let limit = i64::from(limit.clamp(1, 100));
         let rows = match after {
             None => {
@@ -179,7 +156,7 @@ impl Store {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let more = page.len() > limit;
         page.truncate(limit);
-        let cursor = more.then(|| page.last()).flatten().map(|s| ShipmentCursor {
+        let cursor = more.then(|| page.last()).flatten().map(|s| OrderCursor {
             created_at_ms: s.created_at_ms,
             order_id: s.request.order_id,
         });

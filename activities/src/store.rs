@@ -180,11 +180,12 @@ pub struct OrderQuery {
     pub after: Option<OrderCursor>,
 }
 
-/// Position in the newest-first order list.
+/// Position in a newest-first list keyed by order: orders, and shipments
+/// (one per order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderCursor {
-    created_at_ms: i64,
-    order_id: OrderId,
+    pub(crate) created_at_ms: i64,
+    pub(crate) order_id: OrderId,
 }
 
 impl OrderCursor {

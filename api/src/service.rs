@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ordersaga_activities::Store;
-use ordersaga_activities::shipping::{ShipmentCursor, ShipmentRecord};
+use ordersaga_activities::shipping::ShipmentRecord;
 use ordersaga_activities::store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, Product};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
@@ -116,9 +116,9 @@ impl OrderService {
         }
         let after = match page_token.filter(|t| !t.is_empty()) {
             None => None,
-            Some(t) => Some(
-                ShipmentCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?,
-            ),
+            Some(t) => {
+                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
+            }
         };
         let limit = if page_size == 0 { 20 } else { page_size };
         let (page, next) = self

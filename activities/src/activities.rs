@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordersaga_domain::names::{activity, failure};
-use ordersaga_domain::{FailureReason, Money, OrderId, OrderInput, OrderStatus, TransactionId};
+use ordersaga_domain::{
+    FailureReason, Money, OrderId, OrderInput, OrderStatus, Outgoing, TransactionId,
+};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
@@ -31,6 +33,27 @@ pub struct PaymentInput {
     pub amount: Money,
 }
 
+/// Input of `PlaceOrder`: the order, and the messages committed with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrderInput {
+    /// The order (its fields inline: older sagas passed the order alone).
+    #[serde(flatten)]
+    pub order: OrderInput,
+    /// For the outbox, e.g. the "order received" email.
+    #[serde(default)]
+    pub outgoing: Vec<Outgoing>,
+}
+
+/// Input of `ConfirmOrder`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmOrderInput {
+    /// The order to confirm.
+    pub order_id: OrderId,
+    /// For the outbox: the confirmation email, the shipping request.
+    #[serde(default)]
+    pub outgoing: Vec<Outgoing>,
+}
+
 /// Input of `FailOrder`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailOrderInput {
@@ -38,6 +61,9 @@ pub struct FailOrderInput {
     pub order_id: OrderId,
     /// Why.
     pub reason: FailureReason,
+    /// For the outbox: the "order failed" email.
+    #[serde(default)]
+    pub outgoing: Vec<Outgoing>,
 }
 
 /// What `ProcessInventory` reports besides success: the low-stock alerts
@@ -141,11 +167,12 @@ impl OrderActivities {
     pub async fn place_order(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        order: OrderInput,
+        input: PlaceOrderInput,
     ) -> Result<(), ActivityError> {
+        let order = input.order;
         let created = self
             .store
-            .place_order(&order)
+            .place_order(&order, &input.outgoing)
             .await
             .map_err(store_failure)?;
         if created {
@@ -250,11 +277,12 @@ impl OrderActivities {
     pub async fn confirm_order(
         self: Arc<Self>,
         _ctx: ActivityContext,
-        order_id: OrderId,
+        input: ConfirmOrderInput,
     ) -> Result<OrderStatus, ActivityError> {
+        let order_id = input.order_id;
         let status = self
             .store
-            .confirm_order(&order_id)
+            .confirm_order(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_confirmed();
@@ -271,7 +299,7 @@ impl OrderActivities {
     ) -> Result<OrderStatus, ActivityError> {
         let status = self
             .store
-            .fail_order(&input.order_id, &input.reason)
+            .fail_order(&input.order_id, &input.reason, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_failed();

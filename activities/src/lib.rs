@@ -10,6 +10,8 @@
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
 //! - [`mail`], [`notify`]: the notifications service (templates, SMTP or
 //!   local mailbox, the once-per-stage `SendEmail` activity).
+//! - [`relay`]: the outbox relay (`RelayOutbox`) through which both
+//!   services receive what the saga's steps committed to the outbox.
 //! - [`shipping`]: the shipping service (`RequestShipment`, the warehouse's
 //!   list of shipping requests).
 
@@ -23,13 +25,19 @@ pub mod metrics;
 pub mod notify;
 pub mod process;
 #[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod relay;
+#[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
 pub mod store;
 
-pub use activities::{FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput};
+pub use activities::{
+    ConfirmOrderInput, FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput,
+    PlaceOrderInput,
+};
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};
+pub use relay::{RelayActivities, RelayInput, RelayReport, RelaySettings};
 pub use shipping::ShippingActivities;
 pub use store::{Store, StoreError};

@@ -10,9 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ordersaga_domain::Topic;
 use temporalio_common::telemetry::metrics::{
-    CoreMeter, Counter, HistogramDuration, MetricAttributes, MetricParameters, NewAttributes,
-    NoOpCoreMeter,
+    CoreMeter, Counter, Gauge, HistogramDuration, MetricAttributes, MetricKeyValue,
+    MetricParameters, NewAttributes, NoOpCoreMeter,
 };
 
 /// Metric names as Prometheus shows them.
@@ -28,6 +29,14 @@ pub mod name {
     pub const REFUNDS: &str = "ordersaga_refunds";
     /// Histogram (ms): how long one charge waited for the payment gateway.
     pub const PAYMENT_WAIT: &str = "ordersaga_payment_wait";
+    /// Counter, by `topic`: outbox messages delivered by a relay.
+    pub const OUTBOX_DELIVERED: &str = "ordersaga_outbox_delivered";
+    /// Counter, by `topic`: delivery attempts that failed and will be retried.
+    pub const OUTBOX_RETRIED: &str = "ordersaga_outbox_retried";
+    /// Counter, by `topic`: messages given up (refused, or past the horizon).
+    pub const OUTBOX_FAILED: &str = "ordersaga_outbox_failed";
+    /// Gauge, by `topic`: messages waiting in the outbox, as a relay last saw.
+    pub const OUTBOX_BACKLOG: &str = "ordersaga_outbox_backlog";
 }
 
 /// The business instruments. Cheap to clone; a no-op set when the worker
@@ -40,6 +49,12 @@ pub struct BusinessMetrics {
     refunds: Counter,
     payment_wait: HistogramDuration,
     attributes: MetricAttributes,
+    outbox_delivered: Counter,
+    outbox_retried: Counter,
+    outbox_failed: Counter,
+    outbox_backlog: Gauge,
+    /// Per-topic attribute sets, in `Topic::ALL` order.
+    topics: Vec<(Topic, MetricAttributes)>,
 }
 
 impl fmt::Debug for BusinessMetrics {
@@ -69,7 +84,44 @@ impl BusinessMetrics {
             )),
             // Attributes must come from the meter that records them.
             attributes: meter.new_attributes(NewAttributes::default()),
+            outbox_delivered: meter
+                .counter(params(name::OUTBOX_DELIVERED, "Outbox messages delivered")),
+            outbox_retried: meter.counter(params(
+                name::OUTBOX_RETRIED,
+                "Outbox delivery attempts that failed and will be retried",
+            )),
+            outbox_failed: meter.counter(params(name::OUTBOX_FAILED, "Outbox messages given up")),
+            outbox_backlog: meter.gauge(params(
+                name::OUTBOX_BACKLOG,
+                "Outbox messages waiting for delivery",
+            )),
+            topics: Topic::ALL
+                .into_iter()
+                .map(|t| {
+                    let kv = MetricKeyValue::new("topic", t.as_str());
+                    (t, meter.new_attributes(NewAttributes::from([kv])))
+                })
+                .collect(),
         }
+    }
+
+    fn topic(&self, topic: Topic) -> &MetricAttributes {
+        self.topics
+            .iter()
+            .find(|(t, _)| *t == topic)
+            .map_or(&self.attributes, |(_, a)| a)
+    }
+
+    pub(crate) fn outbox_settled(&self, topic: Topic, delivered: u64, retried: u64, failed: u64) {
+        let attributes = self.topic(topic);
+        self.outbox_delivered.add(delivered, attributes);
+        self.outbox_retried.add(retried, attributes);
+        self.outbox_failed.add(failed, attributes);
+    }
+
+    pub(crate) fn outbox_backlog(&self, topic: Topic, waiting: i64) {
+        self.outbox_backlog
+            .record(u64::try_from(waiting).unwrap_or(0), self.topic(topic));
     }
 
     /// Instruments that record nothing.

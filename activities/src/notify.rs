@@ -1,5 +1,7 @@
-//! The notifications service: the `SendEmail` activity and its records in
-//! the `notifications` table (one row per (subject, stage)).
+//! The notifications service's delivery: one email's attempt
+//! ([`NotificationActivities::deliver`], used by the outbox relay and by the
+//! `SendEmail` activity of older sagas) and its records in the
+//! `notifications` table (one row per (subject, stage)).
 //!
 //! Never twice, never lost: the row is written `PENDING` before the first
 //! send, turned `SENT` after the relay accepted the message, and a retried
@@ -326,24 +328,39 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-#[activities]
+/// How one delivery attempt of an email ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmailOutcome {
+    /// Delivered now, or found delivered by an earlier attempt.
+    Sent(EmailReceipt),
+    /// Not delivered; worth another attempt after `after`.
+    Retry {
+        /// Why it failed.
+        why: String,
+        /// This service's backoff for the attempt that failed.
+        after: Duration,
+    },
+    /// Refused for good, or not delivered within the horizon.
+    GiveUp(String),
+}
+
 impl NotificationActivities {
-    /// `SendEmail`: records the email, sends it unless an earlier attempt
-    /// did, and records that it was sent. Transient delivery errors are
-    /// retried with this worker's backoff until the horizon has passed.
-    #[activity(name = activity::SEND_EMAIL)]
-    pub async fn send_email(
-        self: Arc<Self>,
-        ctx: ActivityContext,
-        input: SendEmailInput,
-    ) -> Result<EmailReceipt, ActivityError> {
-        let n = &input.notification;
-        let (subject_id, stage) = (n.subject_id(), n.stage());
-        let email = match self.mailer.render(n) {
+    /// One delivery attempt (`attempt`, 1-based) of `notification`,
+    /// requested at `requested_at_ms`: records the email before sending,
+    /// sends it unless an earlier attempt did, and records that it was
+    /// sent. Errors are the store's (the attempt may be repeated).
+    pub async fn deliver(
+        &self,
+        notification: &Notification,
+        requested_at_ms: i64,
+        attempt: u32,
+    ) -> Result<EmailOutcome, StoreError> {
+        let (subject_id, stage) = (notification.subject_id(), notification.stage());
+        let email = match self.mailer.render(notification) {
             Ok(email) => email,
             Err(e) => {
                 tracing::error!(%subject_id, %stage, error = error_chain(&e), "email cannot be rendered");
-                return Err(undeliverable(error_chain(&e)));
+                return Ok(EmailOutcome::GiveUp(error_chain(&e)));
             }
         };
         let record = self
@@ -359,13 +376,13 @@ impl NotificationActivities {
         match record.status {
             NotificationStatus::Sent => {
                 tracing::info!(%subject_id, %stage, "email already sent");
-                return Ok(EmailReceipt {
+                return Ok(EmailOutcome::Sent(EmailReceipt {
                     message_id: record.message_id,
                     already_sent: true,
-                });
+                }));
             }
             NotificationStatus::Failed => {
-                return Err(undeliverable(
+                return Ok(EmailOutcome::GiveUp(
                     record
                         .last_error
                         .unwrap_or_else(|| "given up earlier".into()),
@@ -374,7 +391,7 @@ impl NotificationActivities {
             NotificationStatus::Pending => {}
         }
         let requested = std::time::UNIX_EPOCH
-            + Duration::from_millis(u64::try_from(input.requested_at_ms).unwrap_or(0));
+            + Duration::from_millis(u64::try_from(requested_at_ms).unwrap_or(0));
         let waited = SystemTime::now()
             .duration_since(requested)
             .unwrap_or_default();
@@ -388,12 +405,12 @@ impl NotificationActivities {
                 .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                 .await?;
             tracing::error!(%subject_id, %stage, "{why}");
-            return Err(undeliverable(why));
+            return Ok(EmailOutcome::GiveUp(why));
         }
         self.store
             .start_notification_attempt(&subject_id, stage)
             .await?;
-        match with_heartbeats(&ctx, self.mailer.send(&email)).await {
+        match self.mailer.send(&email).await {
             Ok(()) => {
                 // The crash window: a worker dying between the relay's
                 // acceptance and this write sends the email again on retry
@@ -402,10 +419,10 @@ impl NotificationActivities {
                     .settle_notification(&subject_id, stage, NotificationStatus::Sent, None)
                     .await?;
                 tracing::info!(%subject_id, %stage, to = %email.to, message_id = %email.message_id, "email sent");
-                Ok(EmailReceipt {
+                Ok(EmailOutcome::Sent(EmailReceipt {
                     message_id: email.message_id,
                     already_sent: false,
-                })
+                }))
             }
             Err(e) if e.is_permanent() => {
                 let why = error_chain(&e);
@@ -413,23 +430,47 @@ impl NotificationActivities {
                     .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                     .await?;
                 tracing::error!(%subject_id, %stage, error = %why, "email refused for good");
-                Err(undeliverable(why))
+                Ok(EmailOutcome::GiveUp(why))
             }
             Err(e) => {
                 let why = error_chain(&e);
                 self.store
                     .note_notification_error(&subject_id, stage, &why)
                     .await?;
-                let attempt = ctx.info().attempt;
-                let delay = self.retry.delay(attempt);
-                tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = delay.as_millis(), error = %why, "email not delivered, will retry");
-                Err(ActivityError::application(
-                    ApplicationFailure::builder(why)
-                        .type_name(failure::EMAIL_DELIVERY_FAILED.to_string())
-                        .next_retry_delay(delay)
-                        .build(),
-                ))
+                let after = self.retry.delay(attempt);
+                tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = after.as_millis(), error = %why, "email not delivered, will retry");
+                Ok(EmailOutcome::Retry { why, after })
             }
+        }
+    }
+}
+
+#[activities]
+impl NotificationActivities {
+    /// `SendEmail`: one email's delivery, for the per-email
+    /// `NotificationWorkflow` of sagas started before the outbox. Transient delivery errors are
+    /// retried with this worker's backoff until the horizon has passed.
+    #[activity(name = activity::SEND_EMAIL)]
+    pub async fn send_email(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: SendEmailInput,
+    ) -> Result<EmailReceipt, ActivityError> {
+        let attempt = ctx.info().attempt;
+        let delivered = with_heartbeats(
+            &ctx,
+            self.deliver(&input.notification, input.requested_at_ms, attempt),
+        )
+        .await?;
+        match delivered {
+            EmailOutcome::Sent(receipt) => Ok(receipt),
+            EmailOutcome::GiveUp(why) => Err(undeliverable(why)),
+            EmailOutcome::Retry { why, after } => Err(ActivityError::application(
+                ApplicationFailure::builder(why)
+                    .type_name(failure::EMAIL_DELIVERY_FAILED.to_string())
+                    .next_retry_delay(after)
+                    .build(),
+            )),
         }
     }
 }

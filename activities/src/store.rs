@@ -12,13 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordersaga_domain::{
     Currency, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus,
-    PaymentStatus, Sku, TransactionId,
+    Outgoing, PaymentStatus, Sku, TransactionId,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 mod catalog;
+mod outbox;
 use catalog::{LEVEL_COLUMNS, monitor_low_stock};
 pub use catalog::{LowStockAlert, NewProduct, NewStockReceipt, StockReceipt};
+pub(crate) use outbox::enqueue;
+pub use outbox::{OutboxEntry, OutboxState};
 use sqlx::{AnyPool, Executor, Row};
 
 /// What can go wrong talking to the store.
@@ -430,9 +433,10 @@ impl Store {
 
     // ----- saga steps ----------------------------------------------------
 
-    /// `PlaceOrder`: stores the order `PENDING` with its lines and records
-    /// `OrderPlaced`. Returns whether this call created it.
-    pub async fn place_order(&self, order: &OrderInput) -> Result<bool> {
+    /// `PlaceOrder`: stores the order `PENDING` with its lines, records
+    /// `OrderPlaced` and commits `outgoing` to the outbox with it. Returns
+    /// whether this call created the order.
+    pub async fn place_order(&self, order: &OrderInput, outgoing: &[Outgoing]) -> Result<bool> {
         let now = now_ms();
         let id = order.order_id.to_string();
         let mut tx = self.begin_write().await?;
@@ -468,6 +472,7 @@ impl Store {
             }
             insert_event(&mut tx, &id, OrderEvent::OrderPlaced, None, now).await?;
         }
+        enqueue(&mut tx, outgoing, now).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -740,21 +745,28 @@ impl Store {
         Ok(released)
     }
 
-    /// `ConfirmOrder`: `PENDING` -> `CONFIRMED`, `OrderConfirmed` once.
-    /// Returns the order's status afterwards.
-    pub async fn confirm_order(&self, order_id: &OrderId) -> Result<OrderStatus> {
-        self.finish_order(order_id, OrderStatus::Confirmed, None)
+    /// `ConfirmOrder`: `PENDING` -> `CONFIRMED`, `OrderConfirmed` once, and
+    /// `outgoing` committed to the outbox with it. Returns the order's
+    /// status afterwards.
+    pub async fn confirm_order(
+        &self,
+        order_id: &OrderId,
+        outgoing: &[Outgoing],
+    ) -> Result<OrderStatus> {
+        self.finish_order(order_id, OrderStatus::Confirmed, None, outgoing)
             .await
     }
 
-    /// `FailOrder`: `PENDING` -> `FAILED` with its reason, `OrderFailed` once.
-    /// Returns the order's status afterwards.
+    /// `FailOrder`: `PENDING` -> `FAILED` with its reason, `OrderFailed`
+    /// once, and `outgoing` committed to the outbox with it. Returns the
+    /// order's status afterwards.
     pub async fn fail_order(
         &self,
         order_id: &OrderId,
         reason: &FailureReason,
+        outgoing: &[Outgoing],
     ) -> Result<OrderStatus> {
-        self.finish_order(order_id, OrderStatus::Failed, Some(reason))
+        self.finish_order(order_id, OrderStatus::Failed, Some(reason), outgoing)
             .await
     }
 
@@ -763,6 +775,7 @@ impl Store {
         order_id: &OrderId,
         status: OrderStatus,
         reason: Option<&FailureReason>,
+        outgoing: &[Outgoing],
     ) -> Result<OrderStatus> {
         let now = now_ms();
         let id = order_id.to_string();
@@ -796,6 +809,11 @@ impl Store {
             .await?
             .ok_or(StoreError::OrderNotFound(*order_id))?;
         let now_status = parse_col(&row, "status")?;
+        // Also on a retry (the insert skips what is there), never for an
+        // order that ended otherwise.
+        if now_status == status {
+            enqueue(&mut tx, outgoing, now).await?;
+        }
         tx.commit().await?;
         Ok(now_status)
     }

@@ -6,13 +6,7 @@ use ordersaga_activities::Store;
 use ordersaga_activities::store::{
     LowStockAlert, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
 };
-use ordersaga_domain::names::NOTIFICATIONS_TASK_QUEUE;
-use ordersaga_domain::{Currency, CustomerId, Money, Notification, Sku};
-use ordersaga_workflows::NotificationWorkflow;
-use temporalio_client::errors::WorkflowStartError;
-use temporalio_client::{
-    Client, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
-};
+use ordersaga_domain::{Currency, CustomerId, Money, Sku};
 
 use crate::error::ApiError;
 
@@ -67,46 +61,18 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
-/// The catalog's use cases over the store; Temporal delivers the
-/// merchant's low-stock emails.
+/// The catalog's use cases over the store. A receipt's low-stock alerts
+/// commit their merchant emails to the outbox in the receipt's own
+/// transaction; the notifications service delivers them.
 #[derive(Clone)]
 pub struct CatalogService {
     store: Store,
-    client: Client,
 }
 
 impl CatalogService {
-    /// A catalog over this store, emailing alerts through `client`.
-    pub fn new(store: Store, client: Client) -> Self {
-        Self { store, client }
-    }
-
-    /// Hands each low-stock alert a receipt raised to the notifications
-    /// service. The email workflow's id is the alert's, so handing one over
-    /// twice (a receipt retried with its key) sends one email.
-    async fn email_alerts(&self, receipt: &StockReceipt) -> Result<(), ApiError> {
-        let notices = self
-            .store
-            .low_stock_notices(&format!("receipt:{}", receipt.receipt_id))
-            .await
-            .map_err(store_error)?;
-        for notice in notices {
-            let email = Notification::LowStock(notice);
-            let options = WorkflowStartOptions::new(NOTIFICATIONS_TASK_QUEUE, email.workflow_id())
-                .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
-                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                .static_summary(format!("{} email {}", email.stage(), email.subject_id()))
-                .build();
-            match self
-                .client
-                .start_workflow(NotificationWorkflow::run, email, options)
-                .await
-            {
-                Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => {}
-                Err(e) => return Err(ApiError::internal(e)),
-            }
-        }
-        Ok(())
+    /// A catalog over this store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
     }
 
     /// `CreateProduct`.
@@ -214,9 +180,6 @@ impl CatalogService {
                 StoreError::UnknownProduct(_) => invalid(e.to_string()),
                 other => store_error(other),
             })?;
-        // Also for a replayed receipt: if the first call stored it but died
-        // before handing its alerts over, the merchant's retry does it.
-        self.email_alerts(&receipt).await?;
         Ok(receipt)
     }
 

@@ -3,7 +3,6 @@
 //! `CreateStockReceipt`.
 
 use ordersaga_activities::Store;
-use temporalio_client::Client;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::error::ApiError;
@@ -21,8 +20,8 @@ pub const DEMO_PRODUCTS: [(&str, &str, i64, i64, i64); 5] = [
 
 /// Creates the demo products that do not exist yet, each with an opening
 /// stock receipt (idempotent: `demo-opening-<sku>`).
-pub async fn seed(store: &Store, client: &Client) -> anyhow::Result<()> {
-    let catalog = CatalogService::new(store.clone(), client.clone());
+pub async fn seed(store: &Store) -> anyhow::Result<()> {
+    let catalog = CatalogService::new(store.clone());
     for (sku, name, price, stock, threshold) in DEMO_PRODUCTS {
         let created = catalog
             .create_product(CreateProductCommand {

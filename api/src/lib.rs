@@ -108,7 +108,7 @@ impl Api {
             .get_or_insert_with(|| "ordersaga-api".to_string());
         let client = connect(&temporal).await?;
         if settings.seed_demo {
-            demo::seed(&store, &client)
+            demo::seed(&store)
                 .await
                 .context("seeding the demo catalog")?;
         }
@@ -119,7 +119,7 @@ impl Api {
             .await
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         Ok(Self {
-            catalog: CatalogService::new(store.clone(), client.clone()),
+            catalog: CatalogService::new(store.clone()),
             service: OrderService::new(store, client, settings.task_queue),
             grpc,
             http,

@@ -20,7 +20,8 @@ pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
 pub use money::{Currency, Money, MoneyError};
 pub use notify::{
-    EmailStage, LowStockAlert, Notification, OrderEmail, ShipmentLine, ShipmentRequest,
+    EmailStage, LowStockAlert, Notification, OrderEmail, Outgoing, ShipmentLine, ShipmentRequest,
+    Topic,
 };
 pub use order::{
     FailureReason, OrderEvent, OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView,

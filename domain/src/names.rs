@@ -26,6 +26,15 @@ pub const SHIPPING_WORKFLOW_ID_PREFIX: &str = "shipping-";
 /// commands, so sagas recorded before them replay unchanged.
 pub const NOTIFICATIONS_PATCH: &str = "notifications-v1";
 
+/// The `patched()` id of the saga handing its emails and shipping request
+/// to the outbox (committed with its own steps) instead of starting a
+/// child workflow per message.
+pub const OUTBOX_PATCH: &str = "outbox-v1";
+/// Workflow type relaying one topic of the outbox on its service's queue.
+pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
+/// Prefix of relay workflow ids: `outbox-relay-{topic}`.
+pub const OUTBOX_RELAY_WORKFLOW_ID_PREFIX: &str = "outbox-relay-";
+
 /// Activity type names, one per domain command.
 pub mod activity {
     /// Stores the order `PENDING` and records `OrderPlaced`.
@@ -46,6 +55,8 @@ pub mod activity {
     pub const SEND_EMAIL: &str = "SendEmail";
     /// Shipping: creates the order's shipping request, once.
     pub const REQUEST_SHIPMENT: &str = "RequestShipment";
+    /// Delivers a batch of one topic's outbox messages.
+    pub const RELAY_OUTBOX: &str = "RelayOutbox";
 }
 
 /// Names of the workflow's query and signal handlers.
@@ -68,6 +79,10 @@ pub mod failure {
     /// An email could not be delivered this time (relay down or busy);
     /// retried after the notifications service's backoff.
     pub const EMAIL_DELIVERY_FAILED: &str = "EmailDeliveryFailed";
+    /// A relay round in which every delivery failed (retried).
+    pub const RELAY_DELIVERY_FAILED: &str = "RelayDeliveryFailed";
+    /// A relay activity reached a worker that does not serve its topic.
+    pub const RELAY_MISCONFIGURED: &str = "RelayMisconfigured";
 }
 
 /// Custom search attributes the order workflow maintains. They must be

@@ -209,6 +209,84 @@ impl ShipmentRequest {
     }
 }
 
+/// Which service a message in the outbox is for. Each topic is relayed on
+/// its service's own task queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    /// Emails, relayed by the notifications service.
+    Email,
+    /// Shipping requests, relayed by the shipping service.
+    Shipment,
+}
+
+impl Topic {
+    /// Every topic.
+    pub const ALL: [Topic; 2] = [Topic::Email, Topic::Shipment];
+
+    /// The stored name: `email`, `shipment`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Shipment => "shipment",
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Topic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown outbox topic {:?}",
+                    s.chars().take(32).collect::<String>()
+                )
+            })
+    }
+}
+
+/// A message for another service, committed to the outbox in the same
+/// transaction as the saga step that caused it, then relayed by that
+/// service (see `docs/notifications.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "topic", content = "message", rename_all = "snake_case")]
+// A payload built once and serialized; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Outgoing {
+    /// An email for the notifications service.
+    Email(Notification),
+    /// A shipping request for the shipping service.
+    Shipment(ShipmentRequest),
+}
+
+impl Outgoing {
+    /// The service it is for.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Self::Email(_) => Topic::Email,
+            Self::Shipment(_) => Topic::Shipment,
+        }
+    }
+
+    /// Its idempotency key in the outbox: one message per (order, stage)
+    /// or per alert, one shipping request per order.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Email(n) => n.workflow_id(),
+            Self::Shipment(r) => r.workflow_id(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

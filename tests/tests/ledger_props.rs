@@ -55,19 +55,22 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
             Op::Deduct(q) => {
                 let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
                 store
-                    .place_order(&OrderInput {
-                        order_id,
-                        transaction_id: TransactionId::for_order(&order_id),
-                        customer_id: CustomerId::parse("prop")?,
-                        lines: vec![OrderLine {
-                            sku: sku.clone(),
-                            quantity: q,
-                            unit_price: Money::new(100, eur),
-                        }],
-                        total: Money::new(100 * q, eur),
-                        customer_email: None,
-                        shipping_address: None,
-                    })
+                    .place_order(
+                        &OrderInput {
+                            order_id,
+                            transaction_id: TransactionId::for_order(&order_id),
+                            customer_id: CustomerId::parse("prop")?,
+                            lines: vec![OrderLine {
+                                sku: sku.clone(),
+                                quantity: q,
+                                unit_price: Money::new(100, eur),
+                            }],
+                            total: Money::new(100 * q, eur),
+                            customer_email: None,
+                            shipping_address: None,
+                        },
+                        &[],
+                    )
                     .await?;
                 let ok = store.deduct_stock(&order_id).await?.is_ok();
                 orders.push((order_id, q, ok, ok));

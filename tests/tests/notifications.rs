@@ -1,5 +1,5 @@
 //! End to end: the notifications and shipping services on their own task
-//! queues, against a real SMTP server (aiosmtpd) that the tests stop,
+//! queues, fed by the saga through the outbox, against a real SMTP server (aiosmtpd) that the tests stop,
 //! start and slow down. Each test has its own Temporal server and database.
 
 use std::collections::HashMap;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::notify::NotificationStatus;
-use ordersaga_domain::names::NOTIFICATION_WORKFLOW_TYPE;
-use ordersaga_domain::{EmailStage, OrderId};
+use ordersaga_domain::names::OUTBOX_RELAY_WORKFLOW_ID_PREFIX;
+use ordersaga_domain::{EmailStage, OrderId, Topic};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{ReceivedMail, Stack, eventually, spawn_stack_without_worker};
 use ordersaga_worker::{Queue, WorkerSettings};
@@ -266,17 +266,14 @@ async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyho
     assert_eq!(http["shipments"][0]["order_id"], ok.order_id.as_str());
     assert_eq!(http["shipments"][0]["address"]["postal_code"], "OX1 1AA");
 
-    // Replaying the new saga (with its notification and shipping children)
-    // is deterministic; saved for tests/replay.rs with
-    // ORDERSAGA_RECORD_HISTORIES=1.
+    // Replaying the saga (its emails and shipping request committed to the
+    // outbox with its steps) is deterministic; saved for tests/replay.rs
+    // with ORDERSAGA_RECORD_HISTORIES=1.
     stack
-        .replay_check(&ok.workflow_id, "confirmed-with-notifications")
+        .replay_check(&ok.workflow_id, "confirmed-outbox")
         .await?;
     stack
-        .replay_check(
-            &short.workflow_id,
-            "out-of-stock-refunded-with-notifications",
-        )
+        .replay_check(&short.workflow_id, "out-of-stock-refunded-outbox")
         .await?;
     stack.stop_workers()
 }
@@ -404,25 +401,11 @@ async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() 
         ids.push(placed.order_id);
     }
 
-    // Visible backlog: four notification workflows running on the
-    // `notifications` queue, none picked up by a worker.
-    let query = format!(
-        "WorkflowType = '{NOTIFICATION_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' \
-         AND TaskQueue = 'notifications'"
-    );
-    eventually("four waiting notification workflows", SAGA_TIMEOUT, || {
-        let client = stack.client.clone();
-        let query = query.clone();
-        async move {
-            let n = client
-                .count_workflows(query, Default::default())
-                .await?
-                .count();
-            Ok((n == 4).then_some(()))
-        }
-    })
-    .await?;
-    let workflow_id = format!("notification-order-confirmed-{}", ids[0]);
+    // Visible backlog: four emails waiting in the outbox, and the email
+    // relay's first task waiting on the `notifications` queue, which no
+    // worker polls.
+    assert_eq!(stack.store.outbox_backlog(Topic::Email).await?, 4);
+    let workflow_id = format!("{OUTBOX_RELAY_WORKFLOW_ID_PREFIX}email");
     let handle = stack
         .client
         .get_workflow_handle::<UntypedWorkflow>(workflow_id.clone());
@@ -503,7 +486,7 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
     shipment(&stack, &placed.order_id).await?;
 
     // 550 is permanent: no retries, the email is FAILED with the reason,
-    // and its workflow fails visibly.
+    // in the notifications records and in the outbox.
     let failed = eventually("a failed email", MAIL_TIMEOUT, || async {
         let records = stack.store.notifications_of(&placed.order_id).await?;
         let done = records.len() == 2
@@ -520,21 +503,23 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
             "{r:?}"
         );
     }
-    let handle = stack.client.get_workflow_handle::<UntypedWorkflow>(format!(
-        "notification-order-confirmed-{}",
-        placed.order_id
-    ));
-    let status = eventually(
-        "the notification workflow to fail",
-        MAIL_TIMEOUT,
-        || async {
-            let d = handle.describe(WorkflowDescribeOptions::default()).await?;
-            let status = format!("{:?}", d.status());
-            Ok((status.contains("Failed")).then_some(status))
-        },
-    )
-    .await?;
-    assert!(status.contains("Failed"), "{status}");
+    for stage in ["order-received", "order-confirmed"] {
+        let key = format!("notification-{stage}-{}", placed.order_id);
+        let state = stack
+            .store
+            .outbox_state(&key)
+            .await?
+            .context("outbox row")?;
+        assert_eq!(state.status, "FAILED", "{key}: {state:?}");
+        assert_eq!(state.attempts, 1, "{key}: {state:?}");
+        assert!(
+            state
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("550")),
+            "{key}: {state:?}"
+        );
+    }
     assert!(stack.smtp.as_ref().context("smtp")?.messages()?.is_empty());
     stack.stop_workers()
 }

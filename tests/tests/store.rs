@@ -85,8 +85,11 @@ async fn on_hand(store: &Store, sku: &Sku) -> anyhow::Result<i64> {
 async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 2)]);
-    assert!(store.place_order(&o).await?);
-    assert!(!store.place_order(&o).await?, "second call creates nothing");
+    assert!(store.place_order(&o, &[]).await?);
+    assert!(
+        !store.place_order(&o, &[]).await?,
+        "second call creates nothing"
+    );
     let rec = store.get_order(&o.order_id).await?.context("stored")?;
     assert_eq!(rec.summary.status, OrderStatus::Pending);
     assert_eq!(rec.summary.transaction_id, o.transaction_id);
@@ -114,7 +117,7 @@ async fn deduction_happens_once_and_matches_the_ledger(store: Store) -> anyhow::
     let tee = product(&store, "TEE", 5).await?;
     // The same sku on two lines counts once, summed.
     let o = order("alice", &[(&mug, 2), (&tee, 1), (&mug, 1)]);
-    store.place_order(&o).await?;
+    store.place_order(&o, &[]).await?;
     assert_eq!(store.deduct_stock(&o.order_id).await?, Ok(()));
     assert_eq!(store.deduct_stock(&o.order_id).await?, Ok(()), "retry");
     assert_eq!(on_hand(&store, &mug).await?, 7);
@@ -130,7 +133,7 @@ async fn deduction_is_all_or_nothing_and_its_outcome_sticks(store: Store) -> any
     let mug = product(&store, "MUG", 10).await?;
     let one = product(&store, "ONE", 1).await?;
     let o = order("alice", &[(&mug, 3), (&one, 2)]);
-    store.place_order(&o).await?;
+    store.place_order(&o, &[]).await?;
     let short = store
         .deduct_stock(&o.order_id)
         .await?
@@ -144,7 +147,7 @@ async fn deduction_is_all_or_nothing_and_its_outcome_sticks(store: Store) -> any
     assert_eq!(on_hand(&store, &one).await?, 1);
     // A retry after a restock still answers as the first attempt did.
     let more = order("bob", &[(&one, 1)]);
-    store.place_order(&more).await?;
+    store.place_order(&more, &[]).await?;
     assert!(store.deduct_stock(&o.order_id).await?.is_err());
     assert_eq!(
         events(&store, &o.order_id).await?,
@@ -158,7 +161,7 @@ async fn release_puts_stock_back_once_and_only_after_a_deduction(
 ) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 4)]);
-    store.place_order(&o).await?;
+    store.place_order(&o, &[]).await?;
     assert!(
         !store.release_stock(&o.order_id).await?,
         "nothing to undo yet"
@@ -186,7 +189,7 @@ async fn release_puts_stock_back_once_and_only_after_a_deduction(
 async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 1)]);
-    store.place_order(&o).await?;
+    store.place_order(&o, &[]).await?;
     let p = store
         .ensure_payment(&o.order_id, &o.transaction_id, o.total)
         .await?;
@@ -224,25 +227,25 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let a = order("alice", &[(&mug, 1)]);
     let b = order("alice", &[(&mug, 1)]);
-    store.place_order(&a).await?;
-    store.place_order(&b).await?;
+    store.place_order(&a, &[]).await?;
+    store.place_order(&b, &[]).await?;
     assert_eq!(
-        store.confirm_order(&a.order_id).await?,
+        store.confirm_order(&a.order_id, &[]).await?,
         OrderStatus::Confirmed
     );
     assert_eq!(
-        store.confirm_order(&a.order_id).await?,
+        store.confirm_order(&a.order_id, &[]).await?,
         OrderStatus::Confirmed
     );
     let reason = FailureReason::PaymentDeclined {
         message: "nope".into(),
     };
     assert_eq!(
-        store.fail_order(&a.order_id, &reason).await?,
+        store.fail_order(&a.order_id, &reason, &[]).await?,
         OrderStatus::Confirmed
     );
     assert_eq!(
-        store.fail_order(&b.order_id, &reason).await?,
+        store.fail_order(&b.order_id, &reason, &[]).await?,
         OrderStatus::Failed
     );
     let rec = store.get_order(&b.order_id).await?.context("order")?;
@@ -260,7 +263,7 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     );
     assert!(
         store
-            .confirm_order(&OrderId::from_uuid(uuid::Uuid::new_v4()))
+            .confirm_order(&OrderId::from_uuid(uuid::Uuid::new_v4()), &[])
             .await
             .is_err()
     );
@@ -271,7 +274,7 @@ async fn concurrent_orders_never_oversell(store: Store) -> anyhow::Result<()> {
     let last = product(&store, "LAST", 5).await?;
     let orders: Vec<OrderInput> = (0..12).map(|_| order("crowd", &[(&last, 1)])).collect();
     for o in &orders {
-        store.place_order(o).await?;
+        store.place_order(o, &[]).await?;
     }
     let tasks: Vec<_> = orders
         .iter()
@@ -297,12 +300,12 @@ async fn list_orders_filters_and_pages(store: Store) -> anyhow::Result<()> {
     let mut alice = Vec::new();
     for _ in 0..5 {
         let o = order("alice", &[(&mug, 1)]);
-        store.place_order(&o).await?;
+        store.place_order(&o, &[]).await?;
         alice.push(o.order_id);
     }
     let bob = order("bob", &[(&mug, 1)]);
-    store.place_order(&bob).await?;
-    store.confirm_order(&alice[0]).await?;
+    store.place_order(&bob, &[]).await?;
+    store.confirm_order(&alice[0], &[]).await?;
 
     let mut seen = Vec::new();
     let mut after = None;
@@ -435,7 +438,7 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
         let mug = mug.clone();
         async move {
             let o = order("buyer", &[(&mug, n)]);
-            store.place_order(&o).await?;
+            store.place_order(&o, &[]).await?;
             store
                 .deduct_stock(&o.order_id)
                 .await?
@@ -473,8 +476,8 @@ async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyh
         let mug = mug.clone();
         async move {
             let o = order(customer, &[(&mug, 1)]);
-            store.place_order(&o).await?;
-            store.confirm_order(&o.order_id).await?;
+            store.place_order(&o, &[]).await?;
+            store.confirm_order(&o.order_id, &[]).await?;
             anyhow::Ok(())
         }
     };
@@ -491,7 +494,7 @@ async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyh
 
     // Placed but never confirmed: not a buyer.
     let cid = CustomerId::parse("cid")?;
-    store.place_order(&order("cid", &[(&mug, 1)])).await?;
+    store.place_order(&order("cid", &[(&mug, 1)]), &[]).await?;
     let err = store.submit_rating(&cid, &mug, 5).await;
     assert!(matches!(err, Err(StoreError::NotABuyer { .. })), "{err:?}");
     let ghost = Sku::parse("GHOST")?;

@@ -21,11 +21,16 @@ use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
     BusinessMetrics, Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities,
-    OrderActivities, ShippingActivities, SimulatedGateway, SmtpSettings, SmtpTls, Store,
-    StoreError,
+    OrderActivities, RelayActivities, RelaySettings, ShippingActivities, SimulatedGateway,
+    SmtpSettings, SmtpTls, Store, StoreError,
 };
+use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, ORDERS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
-use ordersaga_workflows::{NotificationWorkflow, OrderWorkflow, ShippingWorkflow};
+use ordersaga_workflows::{
+    NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, RelayWorkflowInput, ShippingWorkflow,
+};
+use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::{Client, WorkflowIdConflictPolicy, WorkflowStartOptions};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
@@ -60,6 +65,13 @@ pub struct WorkerSettings {
     pub mail: MailSettings,
     /// `notifications`: delivery retry backoff and horizon.
     pub email_retry: EmailRetry,
+    /// How outbox relay slots claim, poll and lease (both services).
+    pub relay: RelaySettings,
+    /// `notifications`: email relay slots (activities) running at once,
+    /// spread over the notifications workers.
+    pub email_relay_slots: u32,
+    /// `shipping`: shipping-request relay slots running at once.
+    pub shipping_relay_slots: u32,
     /// Workflows kept in the sticky cache (saves replays).
     pub max_cached_workflows: usize,
     /// How long a workflow task waits for this worker's sticky queue before
@@ -97,6 +109,11 @@ impl Default for WorkerSettings {
             },
             mail: MailSettings::default(),
             email_retry: EmailRetry::default(),
+            relay: RelaySettings::default(),
+            // Each slot delivers a batch at a time, concurrently: two keep
+            // SMTP busy at the reference load (docs/tuning.md).
+            email_relay_slots: 2,
+            shipping_relay_slots: 1,
             max_cached_workflows: 1000,
             sticky_timeout: Duration::from_secs(10),
             graceful_shutdown: Duration::from_secs(10),
@@ -249,6 +266,15 @@ impl WorkerSettings {
         let mut horizon = s.email_retry.horizon.as_secs();
         env_parse("ORDERSAGA_EMAIL_RETRY_HORIZON_SECS", &mut horizon)?;
         s.email_retry.horizon = Duration::from_secs(horizon);
+        env_parse("ORDERSAGA_RELAY_BATCH", &mut s.relay.batch)?;
+        env_millis("ORDERSAGA_RELAY_POLL_MS", &mut s.relay.poll)?;
+        env_millis("ORDERSAGA_RELAY_RUN_MS", &mut s.relay.run_for)?;
+        env_millis("ORDERSAGA_RELAY_LEASE_MS", &mut s.relay.lease)?;
+        env_parse("ORDERSAGA_EMAIL_RELAY_SLOTS", &mut s.email_relay_slots)?;
+        env_parse(
+            "ORDERSAGA_SHIPPING_RELAY_SLOTS",
+            &mut s.shipping_relay_slots,
+        )?;
         env_millis("ORDERSAGA_STICKY_TIMEOUT_MS", &mut s.sticky_timeout)?;
         env_millis("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", &mut s.graceful_shutdown)?;
         env_millis("ORDERSAGA_GATEWAY_LATENCY_MS", &mut s.gateway_latency)?;
@@ -355,14 +381,20 @@ fn queue_options(
         }
         Queue::Notifications => {
             let mailer = Arc::new(Mailer::new(settings.mail.clone())?);
+            let notifications =
+                || NotificationActivities::new(store.clone(), mailer.clone(), settings.email_retry);
             WorkerOptions::new(NOTIFICATIONS_TASK_QUEUE)
+                .register_workflow::<OutboxRelayWorkflow>()
+                .map_err(sdk)?
+                .register_activities(
+                    RelayActivities::new(store.clone(), settings.relay)
+                        .with_email(Arc::new(notifications()))
+                        .with_metrics(business.clone()),
+                )
+                // Sagas from before the outbox send through these.
                 .register_workflow::<NotificationWorkflow>()
                 .map_err(sdk)?
-                .register_activities(NotificationActivities::new(
-                    store.clone(),
-                    mailer,
-                    settings.email_retry,
-                ))
+                .register_activities(notifications())
                 .tuner(tuner(
                     settings.notifications.max_workflow_tasks,
                     settings.notifications.max_activities,
@@ -370,6 +402,14 @@ fn queue_options(
                 ))
         }
         Queue::Shipping => WorkerOptions::new(SHIPPING_TASK_QUEUE)
+            .register_workflow::<OutboxRelayWorkflow>()
+            .map_err(sdk)?
+            .register_activities(
+                RelayActivities::new(store.clone(), settings.relay)
+                    .with_shipping()
+                    .with_metrics(business.clone()),
+            )
+            // Sagas from before the outbox request shipping through these.
             .register_workflow::<ShippingWorkflow>()
             .map_err(sdk)?
             .register_activities(ShippingActivities::new(store.clone()))
@@ -386,6 +426,42 @@ fn queue_options(
         .build())
 }
 
+/// Starts each outbox topic's relay workflow unless it runs already. Every
+/// worker does this, whatever its queues: with no worker on a service's
+/// queue the relay's first task waits there (a visible backlog) and the
+/// service's first worker picks it up.
+pub async fn ensure_relays(client: &Client, settings: &WorkerSettings) -> Result<(), WorkerError> {
+    for (input, queue) in [
+        (
+            RelayWorkflowInput {
+                topic: Topic::Email,
+                slots: settings.email_relay_slots,
+            },
+            NOTIFICATIONS_TASK_QUEUE,
+        ),
+        (
+            RelayWorkflowInput {
+                topic: Topic::Shipment,
+                slots: settings.shipping_relay_slots,
+            },
+            SHIPPING_TASK_QUEUE,
+        ),
+    ] {
+        let options = WorkflowStartOptions::new(queue, input.workflow_id())
+            .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+            .static_summary(format!("Relays the outbox's {} messages", input.topic))
+            .build();
+        match client
+            .start_workflow(OutboxRelayWorkflow::run, input, options)
+            .await
+        {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => {}
+            Err(e) => return Err(sdk(e)),
+        }
+    }
+    Ok(())
+}
+
 /// Runs one SDK worker per selected service until `shutdown` resolves,
 /// then lets in-flight tasks finish (up to
 /// [`WorkerSettings::graceful_shutdown`]) and returns.
@@ -399,6 +475,7 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let store = Store::connect(&settings.database_url).await?;
     let client = connect(&settings.temporal).await?;
+    ensure_relays(&client, &settings).await?;
 
     // Kept alive until the worker stops: dropping it stops serving /metrics.
     let metrics_server = settings

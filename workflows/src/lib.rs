@@ -9,12 +9,15 @@
 //! that talk to the payment gateway run as regular activities with
 //! heartbeats, so any worker of the fleet can take them over.
 //!
-//! The saga tells the support services without waiting for them: it
-//! starts a [`NotificationWorkflow`] per email stage (received, confirmed,
-//! failed) on the `notifications` task queue and a [`ShippingWorkflow`] on
-//! the `shipping` task queue as abandoned children, awaiting only their
-//! start. An email outage or an absent notifications fleet never delays or
-//! fails an order.
+//! The saga tells the support services without waiting for them: the
+//! step that causes an email or a shipping request (`PlaceOrder`,
+//! `ConfirmOrder`, `FailOrder`) commits it to the outbox in its own
+//! transaction, and the [`OutboxRelayWorkflow`] of each service delivers it
+//! on that service's task queue. The saga starts nothing per message, so
+//! these cost it no server round trip; an email outage or an absent
+//! notifications fleet never delays or fails an order. (Sagas started
+//! before the `outbox-v1` patch start a [`NotificationWorkflow`] per email
+//! and a [`ShippingWorkflow`] as abandoned children instead.)
 //!
 //! This crate must stay deterministic: no clock, randomness, I/O, threads or
 //! tokio; only the SDK's workflow context.
@@ -22,21 +25,25 @@
 #![allow(missing_docs)] // the #[workflow] macros generate undocumented items
 
 pub mod notification;
+pub mod relay;
 pub mod shipping;
 
 pub use notification::NotificationWorkflow;
+pub use relay::{OutboxRelayWorkflow, RelayWorkflowInput};
 pub use shipping::ShippingWorkflow;
 
 use std::time::Duration;
 
-use ordersaga_activities::{FailOrderInput, OrderActivities, PaymentInput};
+use ordersaga_activities::{
+    ConfirmOrderInput, FailOrderInput, OrderActivities, PaymentInput, PlaceOrderInput,
+};
 use ordersaga_domain::names::{
-    NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, SHIPPING_TASK_QUEUE,
-    failure, handler, search_attribute,
+    NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH,
+    SHIPPING_TASK_QUEUE, failure, handler, search_attribute,
 };
 use ordersaga_domain::{
     EmailStage, FailureReason, Notification, OrderEmail, OrderEvent, OrderInput, OrderOutcome,
-    OrderStatus, OrderView, PaymentStatus, ShipmentLine, ShipmentRequest,
+    OrderStatus, OrderView, Outgoing, PaymentStatus, ShipmentLine, ShipmentRequest,
 };
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
@@ -145,9 +152,12 @@ enum Stop {
 pub struct OrderWorkflow {
     input: OrderInput,
     view: OrderView,
-    /// Whether this saga emails and requests shipping (the
-    /// `notifications-v1` patch).
+    /// Whether this saga starts a child workflow per email and for
+    /// shipping (sagas from before the outbox: the `notifications-v1` patch).
     notify: bool,
+    /// Whether this saga commits its emails and shipping request to the
+    /// outbox (the `outbox-v1` patch).
+    outbox: bool,
 }
 
 #[workflow_methods]
@@ -166,6 +176,7 @@ impl OrderWorkflow {
             input,
             view,
             notify: false,
+            outbox: false,
         }
     }
 
@@ -178,8 +189,12 @@ impl OrderWorkflow {
         // notifications existed replay without them. (Asked later, right
         // after a local activity, the answer could be taken during replay
         // before the SDK has seen the marker.)
-        let notify = ctx.patched(NOTIFICATIONS_PATCH);
-        ctx.state_mut(|s| s.notify = notify);
+        let outbox = ctx.patched(OUTBOX_PATCH);
+        let notify = !outbox && ctx.patched(NOTIFICATIONS_PATCH);
+        ctx.state_mut(|s| {
+            s.outbox = outbox;
+            s.notify = notify;
+        });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
             Ok(()) => return Self::confirm(ctx, &input).await,
@@ -193,9 +208,14 @@ impl OrderWorkflow {
             Stop::Terminated(t) => return Err(t),
         };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
-        Self::fail(ctx, &input, &reason).await?;
+        let email = Self::email(&input, EmailStage::OrderFailed, Some(&reason), refunded);
+        let outgoing = if outbox {
+            email.clone().map(Outgoing::Email).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        Self::fail(ctx, &input, &reason, outgoing).await?;
         if notify {
-            let email = Self::email(&input, EmailStage::OrderFailed, Some(&reason), refunded);
             Self::notify(ctx, email).await?;
         }
         if cancelled {
@@ -235,11 +255,20 @@ impl OrderWorkflow {
     ) -> Result<(), Stop> {
         let order_id = input.order_id;
         Self::step(ctx, "PlaceOrder");
+        let received = Self::email(input, EmailStage::OrderReceived, None, false);
+        let outgoing = if ctx.state(|s| s.outbox) {
+            received.map(Outgoing::Email).into_iter().collect()
+        } else {
+            Vec::new()
+        };
         // Detached: even an order cancelled at once is stored first, so its
         // cancellation has an order to be recorded against.
         ctx.execute_local_activity(
             OrderActivities::place_order,
-            input.clone(),
+            PlaceOrderInput {
+                order: input.clone(),
+                outgoing,
+            },
             db_step("PlaceOrder", Some(WorkflowCancellationToken::new())),
         )
         .await
@@ -304,9 +333,10 @@ impl OrderWorkflow {
             }
         };
         Self::record(ctx, OrderEvent::InventoryProcessed);
-        // MonitorLowStock raised these in the deduction's own transaction;
-        // the merchant hears of each by email, sent by its own workflow.
-        // (Histories from before alerts were reported carry no alerts here.)
+        // MonitorLowStock raised these in the deduction's own transaction,
+        // and committed their emails to the outbox with them. Older sagas
+        // start an email workflow per alert. (Histories from before alerts
+        // were reported carry no alerts here.)
         if ctx.state(|s| s.notify) {
             for alert in processed.map(|p| p.low_stock_alerts).unwrap_or_default() {
                 Self::notify(ctx, Some(Notification::LowStock(alert)))
@@ -392,11 +422,25 @@ impl OrderWorkflow {
         input: &OrderInput,
     ) -> WorkflowResult<OrderOutcome> {
         Self::step(ctx, "ConfirmOrder");
+        let email = Self::email(input, EmailStage::OrderConfirmed, None, false);
+        let shipment = Self::shipment(input);
+        let outgoing = if ctx.state(|s| s.outbox) {
+            let email = email.clone().map(Outgoing::Email);
+            email
+                .into_iter()
+                .chain(shipment.clone().map(Outgoing::Shipment))
+                .collect()
+        } else {
+            Vec::new()
+        };
         // Paid and stock deducted: the point of no return. A cancellation
         // arriving now must not leave money taken for an unconfirmed order.
         ctx.execute_local_activity(
             OrderActivities::confirm_order,
-            input.order_id,
+            ConfirmOrderInput {
+                order_id: input.order_id,
+                outgoing,
+            },
             db_step("ConfirmOrder", Some(WorkflowCancellationToken::new())),
         )
         .await?;
@@ -407,9 +451,8 @@ impl OrderWorkflow {
             OrderEvent::OrderConfirmed,
         );
         if ctx.state(|s| s.notify) {
-            let email = Self::email(input, EmailStage::OrderConfirmed, None, false);
             Self::notify(ctx, email).await?;
-            Self::ship(ctx, input).await?;
+            Self::ship(ctx, shipment).await?;
         }
         Ok(OrderOutcome {
             order_id: input.order_id,
@@ -423,6 +466,7 @@ impl OrderWorkflow {
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
         reason: &FailureReason,
+        outgoing: Vec<Outgoing>,
     ) -> WorkflowResult<()> {
         Self::step(ctx, "FailOrder");
         ctx.execute_local_activity(
@@ -430,6 +474,7 @@ impl OrderWorkflow {
             FailOrderInput {
                 order_id: input.order_id,
                 reason: reason.clone(),
+                outgoing,
             },
             db_step("FailOrder", Some(WorkflowCancellationToken::new())),
         )
@@ -482,7 +527,8 @@ impl OrderWorkflow {
     }
 
     /// Starts the email's delivery on the `notifications` task queue and
-    /// returns once it has started, not once it is sent.
+    /// returns once it has started, not once it is sent (sagas from before
+    /// the outbox).
     async fn notify(
         ctx: &mut WorkflowContext<Self>,
         email: Option<Notification>,
@@ -496,13 +542,11 @@ impl OrderWorkflow {
         Self::started(started.map(|_| ()))
     }
 
-    /// Starts the shipping request on the `shipping` task queue, without
-    /// waiting for the warehouse.
-    async fn ship(ctx: &mut WorkflowContext<Self>, input: &OrderInput) -> WorkflowResult<()> {
-        let Some(address) = input.shipping_address.clone() else {
-            return Ok(());
-        };
-        let request = ShipmentRequest {
+    /// The shipping request of a confirmed order, if it has an address
+    /// (sagas placed before addresses existed have none).
+    fn shipment(input: &OrderInput) -> Option<ShipmentRequest> {
+        let address = input.shipping_address.clone()?;
+        Some(ShipmentRequest {
             order_id: input.order_id,
             customer_id: input.customer_id.clone(),
             lines: input
@@ -514,8 +558,19 @@ impl OrderWorkflow {
                 })
                 .collect(),
             address,
+        })
+    }
+
+    /// Starts the shipping request on the `shipping` task queue, without
+    /// waiting for the warehouse (sagas from before the outbox).
+    async fn ship(
+        ctx: &mut WorkflowContext<Self>,
+        request: Option<ShipmentRequest>,
+    ) -> WorkflowResult<()> {
+        let Some(request) = request else {
+            return Ok(());
         };
-        let summary = format!("Shipping request for order {}", input.order_id);
+        let summary = format!("Shipping request for order {}", request.order_id);
         let options = Self::fire_and_forget(request.workflow_id(), SHIPPING_TASK_QUEUE, summary);
         let started = ctx
             .start_child_workflow(ShippingWorkflow::run, request, options)

@@ -11,12 +11,12 @@
 
 use std::collections::BTreeMap;
 
-use ordersaga_domain::{CustomerId, Money, OrderStatus, Sku, notify};
+use ordersaga_domain::{CustomerId, Money, Notification, OrderStatus, Outgoing, Sku, notify};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use super::{PRODUCT_SELECT, Product, Result, Store, StoreError, id_col, now_ms};
+use super::{PRODUCT_SELECT, Product, Result, Store, StoreError, enqueue, id_col, now_ms};
 
 /// Columns an `UPDATE products .. RETURNING` hands to [`monitor_low_stock`].
 pub(crate) const LEVEL_COLUMNS: &str = "on_hand, low_stock_threshold, low_stock";
@@ -75,6 +75,12 @@ pub struct LowStockAlert {
 
 /// Namespace of the email ids of low-stock alerts.
 const ALERT_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_772d_7374_6f63_6b2d_616c_6572_7473);
+
+/// The email id of an alert: stable, so the merchant gets one email per
+/// alert however often it is handed over.
+fn alert_uuid(alert_id: &str) -> Uuid {
+    Uuid::new_v5(&ALERT_NAMESPACE, alert_id.as_bytes())
+}
 
 /// Namespace of receipt ids derived from idempotency keys.
 const RECEIPT_NAMESPACE: Uuid = Uuid::from_u128(0x7265_6365_6970_742d_6f72_6465_7273_6167);
@@ -156,6 +162,20 @@ pub(crate) async fn monitor_low_stock(
         now,
     )
     .await?;
+    // The merchant's email, committed with the alert.
+    let product_name: String = sqlx::query("SELECT name FROM products WHERE sku = $1")
+        .bind(sku.as_str())
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("name")?;
+    let notice = notify::LowStockAlert {
+        alert_id: alert_uuid(&alert.alert_id),
+        sku: sku.clone(),
+        product_name,
+        on_hand,
+        threshold,
+    };
+    enqueue(tx, &[Outgoing::Email(Notification::LowStock(notice))], now).await?;
     tracing::info!(%sku, on_hand, threshold, cause, "LowStockAlertTriggered");
     Ok(Some(alert))
 }
@@ -375,9 +395,7 @@ impl Store {
         .map(|row| {
             let alert = alert_from_row(row)?;
             Ok(notify::LowStockAlert {
-                // Stable per alert: the email is sent once however often
-                // the notice is handed over.
-                alert_id: Uuid::new_v5(&ALERT_NAMESPACE, alert.alert_id.as_bytes()),
+                alert_id: alert_uuid(&alert.alert_id),
                 sku: alert.sku,
                 product_name: row.try_get("name")?,
                 on_hand: alert.on_hand,

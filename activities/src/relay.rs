@@ -1,0 +1,285 @@
+//! The outbox relay: the `RelayOutbox` activity that delivers one topic's
+//! outbox messages on its service's task queue (emails on `notifications`,
+//! shipping requests on `shipping`).
+//!
+//! The saga commits its messages with its own steps (see
+//! [`crate::store::OutboxEntry`]), so it starts nothing per order; each
+//! service drains its topic in batches. A relay *slot* is one long-running,
+//! heartbeating activity of the `OutboxRelayWorkflow`: it claims a batch
+//! under a lease, delivers it concurrently, settles every message and polls
+//! again, returning after [`RelaySettings::run_for`] so the workflow's
+//! history stays short. Slots are spread over every worker that polls the
+//! queue; a slot whose worker died is retried elsewhere after the heartbeat
+//! timeout and takes its unsettled messages straight back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use ordersaga_domain::names::{activity, failure};
+use ordersaga_domain::{Outgoing, Topic};
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activities;
+use temporalio_sdk::ApplicationFailure;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::activities::with_heartbeats;
+use crate::metrics::BusinessMetrics;
+use crate::notify::{EmailOutcome, EmailRetry, NotificationActivities};
+use crate::store::{OutboxEntry, Store, StoreError};
+
+/// How a relay slot works. Worker configuration, not part of any workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Messages claimed (and delivered concurrently) at once.
+    pub batch: u32,
+    /// Wait between polls of an empty outbox: the added latency of a message.
+    pub poll: Duration,
+    /// A slot returns after running this long (the workflow then starts
+    /// the next round), so one activity never holds a worker forever.
+    pub run_for: Duration,
+    /// How long a claim lasts before another slot may take the message.
+    pub lease: Duration,
+    /// Backoff and horizon for shipping requests that fail to be stored
+    /// (emails follow the notifications service's own [`EmailRetry`]).
+    pub retry: EmailRetry,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            poll: Duration::from_millis(100),
+            run_for: Duration::from_secs(60),
+            lease: Duration::from_secs(60),
+            retry: EmailRetry {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(60),
+                horizon: Duration::from_secs(24 * 3600),
+            },
+        }
+    }
+}
+
+/// Input of `RelayOutbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayInput {
+    /// The topic to drain.
+    pub topic: Topic,
+    /// The slot's number within its relay; names its claims.
+    pub slot: u32,
+}
+
+/// What one `RelayOutbox` run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayReport {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Delivery attempts that failed and will be retried.
+    pub retried: u64,
+    /// Messages given up.
+    pub failed: u64,
+}
+
+/// How one delivery attempt of a message ended.
+enum Outcome {
+    Done,
+    Retry { why: String, after: Duration },
+    GiveUp(String),
+}
+
+impl From<EmailOutcome> for Outcome {
+    fn from(e: EmailOutcome) -> Self {
+        match e {
+            EmailOutcome::Sent(_) => Self::Done,
+            EmailOutcome::Retry { why, after } => Self::Retry { why, after },
+            EmailOutcome::GiveUp(why) => Self::GiveUp(why),
+        }
+    }
+}
+
+/// How one message ended up after its attempt.
+enum Settled {
+    Delivered,
+    Retry(String),
+    Failed,
+}
+
+/// The relay's activities: a worker registers one per service it runs,
+/// with the delivery of that service's topics.
+pub struct RelayActivities {
+    store: Store,
+    email: Option<Arc<NotificationActivities>>,
+    shipping: bool,
+    settings: RelaySettings,
+    metrics: BusinessMetrics,
+}
+
+impl RelayActivities {
+    /// A relay over `store` delivering nothing yet; add topics with
+    /// [`Self::with_email`] and [`Self::with_shipping`].
+    pub fn new(store: Store, settings: RelaySettings) -> Self {
+        Self {
+            store,
+            email: None,
+            shipping: false,
+            settings,
+            metrics: BusinessMetrics::noop(),
+        }
+    }
+
+    /// Delivers the `email` topic through `notifications`.
+    pub fn with_email(mut self, notifications: Arc<NotificationActivities>) -> Self {
+        self.email = Some(notifications);
+        self
+    }
+
+    /// Delivers the `shipment` topic into the warehouse's list.
+    pub fn with_shipping(mut self) -> Self {
+        self.shipping = true;
+        self
+    }
+
+    /// Records delivery counters and the backlog on `metrics`.
+    pub fn with_metrics(mut self, metrics: BusinessMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    fn serves(&self, topic: Topic) -> bool {
+        match topic {
+            Topic::Email => self.email.is_some(),
+            Topic::Shipment => self.shipping,
+        }
+    }
+
+    async fn deliver(&self, slot: &str, entry: &OutboxEntry) -> Result<Settled, StoreError> {
+        let attempt = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
+        let outcome = match (&entry.message, &self.email) {
+            (Outgoing::Email(n), Some(email)) => {
+                email.deliver(n, entry.created_at_ms, attempt).await?.into()
+            }
+            (Outgoing::Shipment(request), _) if self.shipping => {
+                match self.store.request_shipment(request).await {
+                    Ok(created) => {
+                        tracing::info!(order_id = %request.order_id, created, "shipping requested");
+                        Outcome::Done
+                    }
+                    Err(e) => self.shipment_retry(entry, &e.to_string()),
+                }
+            }
+            _ => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
+        };
+        Ok(match outcome {
+            Outcome::Done => {
+                self.store.complete_outbox(&entry.key).await?;
+                Settled::Delivered
+            }
+            Outcome::Retry { why, after } => {
+                self.store
+                    .retry_outbox(&entry.key, slot, after, &why)
+                    .await?;
+                Settled::Retry(why)
+            }
+            Outcome::GiveUp(why) => {
+                tracing::error!(key = %entry.key, error = %why, "outbox message given up");
+                self.store.fail_outbox(&entry.key, slot, &why).await?;
+                Settled::Failed
+            }
+        })
+    }
+
+    fn shipment_retry(&self, entry: &OutboxEntry, why: &str) -> Outcome {
+        let retry = self.settings.retry;
+        let age = crate::store::now_ms().saturating_sub(entry.created_at_ms);
+        if u128::try_from(age).unwrap_or(0) > retry.horizon.as_millis() {
+            return Outcome::GiveUp(format!("not stored within the horizon: {why}"));
+        }
+        let attempt = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
+        Outcome::Retry {
+            why: why.to_string(),
+            after: retry.delay(attempt),
+        }
+    }
+}
+
+#[activities]
+impl RelayActivities {
+    /// `RelayOutbox`: delivers `topic`'s messages until `run_for` has
+    /// passed (or the worker shuts down). Fails, retryably, when every
+    /// delivery of a batch failed, so an outage shows in the Temporal UI as
+    /// the relay's last failure while the messages wait for their retry.
+    #[activity(name = activity::RELAY_OUTBOX)]
+    pub async fn relay_outbox(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RelayInput,
+    ) -> Result<RelayReport, ActivityError> {
+        if !self.serves(input.topic) {
+            return Err(ActivityError::application(
+                ApplicationFailure::builder(format!(
+                    "this worker does not deliver {}",
+                    input.topic
+                ))
+                .type_name(failure::RELAY_MISCONFIGURED.to_string())
+                .non_retryable(true)
+                .build(),
+            ));
+        }
+        let slot = format!("{}#{}", input.topic, input.slot);
+        let started = Instant::now();
+        let mut report = RelayReport::default();
+        while !ctx.is_cancelled() && started.elapsed() < self.settings.run_for {
+            let batch = self
+                .store
+                .claim_outbox(input.topic, &slot, self.settings.batch, self.settings.lease)
+                .await?;
+            if batch.is_empty() {
+                self.metrics.outbox_backlog(input.topic, 0);
+                // A heartbeat that cannot be encoded is not worth stopping for.
+                let _ = ctx.record_heartbeat(report).await;
+                tokio::select! {
+                    () = ctx.cancelled() => break,
+                    () = tokio::time::sleep(self.settings.poll) => continue,
+                }
+            }
+            let settled = with_heartbeats(
+                &ctx,
+                join_all(batch.iter().map(|entry| self.deliver(&slot, entry))),
+            )
+            .await;
+            let (mut delivered, mut retried, mut failed) = (0, 0, 0);
+            let mut last_error = None;
+            for s in settled {
+                match s? {
+                    Settled::Delivered => delivered += 1,
+                    Settled::Retry(why) => {
+                        retried += 1;
+                        last_error = Some(why);
+                    }
+                    Settled::Failed => failed += 1,
+                }
+            }
+            self.metrics
+                .outbox_settled(input.topic, delivered, retried, failed);
+            report.delivered += delivered;
+            report.retried += retried;
+            report.failed += failed;
+            if let Ok(waiting) = self.store.outbox_backlog(input.topic).await {
+                self.metrics.outbox_backlog(input.topic, waiting);
+            }
+            if let (0, Some(why)) = (delivered + failed, last_error) {
+                return Err(ActivityError::application(
+                    ApplicationFailure::builder(format!(
+                        "{retried} {} message(s) not delivered: {why}",
+                        input.topic
+                    ))
+                    .type_name(failure::RELAY_DELIVERY_FAILED.to_string())
+                    .build(),
+                ));
+            }
+        }
+        tracing::debug!(%slot, ?report, "relay round done");
+        Ok(report)
+    }
+}

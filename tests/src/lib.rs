@@ -11,6 +11,12 @@
 //! or, once a test called [`Stack::start_smtp`], to a real SMTP server
 //! ([`SmtpServer`], `tests/smtp/server.py` on aiosmtpd) that the test can
 //! stop and start again.
+//!
+//! [`browser::Browser`] drives a real headless Chromium; the payments
+//! sandbox runs as its real binary in [`payment_sandbox::PaymentSandbox`].
+
+pub mod browser;
+pub mod payment_sandbox;
 
 use std::future::Future;
 use std::net::TcpListener as StdListener;
@@ -649,12 +655,18 @@ macro_rules! both_backends {
 
 /// `target/<profile>/ordersaga-worker`, next to this test binary's `deps/`.
 pub fn worker_binary() -> anyhow::Result<PathBuf> {
+    built_binary("ordersaga-worker")
+}
+
+/// `target/<profile>/{name}`: a workspace binary, next to this test
+/// binary's `deps/`.
+pub fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .context("test binary has no target directory")?;
-    let bin = profile_dir.join("ordersaga-worker");
+    let bin = profile_dir.join(name);
     if !bin.is_file() {
         bail!(
             "{} not found: build the binaries first (`cargo build --bins`; scripts/test does)",

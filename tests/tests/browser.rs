@@ -1,0 +1,83 @@
+//! A real browser on the payment approval page: headless Chromium (through
+//! chromedriver) opens the approval link of an order created with the PayPal
+//! adapter against the real `ordersaga-payment-sandbox` binary and clicks a
+//! button, as a buyer would. Needs chromium and chromium-driver
+//! (`scripts/test` installs them) and the built binaries.
+
+use ordersaga_activities::gateway::checkout::{CheckoutGateway, CheckoutRequest, OrderStatus};
+use ordersaga_domain::{Currency, Money, TransactionId};
+use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};
+use ordersaga_tests::eventually;
+use ordersaga_tests::payment_sandbox::PaymentSandbox;
+
+fn checkout(amount_cents: i64, return_url: Option<String>) -> anyhow::Result<CheckoutRequest> {
+    Ok(CheckoutRequest {
+        transaction_id: TransactionId::from_uuid(uuid::Uuid::new_v4()),
+        amount: Money::new(amount_cents, Currency::parse("EUR")?),
+        return_url,
+        cancel_url: None,
+        description: Some("Order of 2 mugs".to_string()),
+        payer_email: None,
+    })
+}
+
+#[tokio::test]
+async fn approve_in_chromium_approves_the_order_and_returns_to_the_shop() -> anyhow::Result<()> {
+    let sandbox = PaymentSandbox::spawn().await?;
+    let gateway = sandbox.gateway()?;
+    // Any page that answers stands in for the shop's return page.
+    let return_url = format!("{}/healthz", sandbox.base_url);
+    let order = gateway
+        .create_order(&checkout(1234, Some(return_url.clone()))?)
+        .await?;
+    assert_eq!(order.status, OrderStatus::Created);
+
+    let browser = Browser::start().await?;
+    browser.open(&order.approve_url).await?;
+    browser.wait_for("#approve").await?;
+    assert_eq!(browser.text("#amount").await?, "12.34 EUR");
+    browser.click("#approve").await?;
+
+    // The sandbox sends the buyer back with PayPal's query parameters.
+    let back = eventually("the return page", WAIT_TIMEOUT, || async {
+        let url = browser.current_url().await?;
+        Ok(url.starts_with(&return_url).then_some(url))
+    })
+    .await?;
+    assert!(
+        back.contains(&format!("token={}", order.id.as_str())) && back.contains("PayerID="),
+        "{back}"
+    );
+    assert_eq!(
+        gateway.get_order(&order.id).await?.status,
+        OrderStatus::Approved
+    );
+    browser.close().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_in_chromium_voids_the_order() -> anyhow::Result<()> {
+    let sandbox = PaymentSandbox::spawn().await?;
+    let gateway = sandbox.gateway()?;
+    let order = gateway.create_order(&checkout(500, None)?).await?;
+
+    let browser = Browser::start().await?;
+    browser.open(&order.approve_url).await?;
+    browser.click("#cancel").await?;
+    // Without a cancel URL the sandbox shows the order's status page.
+    browser.wait_for("#status").await?;
+    assert_eq!(
+        browser
+            .attribute("#status", "data-status")
+            .await?
+            .as_deref(),
+        Some("VOIDED")
+    );
+    assert_eq!(
+        gateway.get_order(&order.id).await?.status,
+        OrderStatus::Voided
+    );
+    browser.close().await?;
+    Ok(())
+}

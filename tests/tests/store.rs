@@ -17,8 +17,9 @@ use ordersaga_activities::gateway::{
 use ordersaga_activities::store::NewStockReceipt;
 use ordersaga_activities::store::{NewProduct, OrderQuery};
 use ordersaga_domain::{
-    Currency, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderLine,
-    OrderStatus, PaymentStatus, Sku, TransactionId,
+    Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money, Notification, OrderEmail,
+    OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
+    TransactionId,
 };
 use ordersaga_tests::create_product;
 
@@ -35,6 +36,7 @@ ordersaga_tests::both_backends!(
     receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus,
     low_stock_alert_once_per_crossing,
     ratings_only_from_buyers_and_replacement_is_exact,
+    outbox_commits_with_the_step_and_relays_claim_each_message_once,
 );
 
 fn eur(minor: i64) -> Money {
@@ -544,5 +546,138 @@ async fn sqlite_processes_starting_together_migrate_once() -> anyhow::Result<()>
     for start in futures::future::join_all(starts).await {
         start??.close().await;
     }
+    Ok(())
+}
+
+fn email(o: &OrderInput, stage: EmailStage) -> Outgoing {
+    Outgoing::Email(Notification::Order(OrderEmail {
+        stage,
+        order_id: o.order_id,
+        customer_id: o.customer_id.clone(),
+        to: EmailAddress::parse("buyer@example.com").expect("valid address"),
+        lines: o.lines.clone(),
+        total: o.total,
+        reason: None,
+        refunded: false,
+        ship_to: None,
+    }))
+}
+
+/// The outbox: a step's messages commit with it (once, however often the
+/// step runs; none for an order that ended otherwise), concurrent relay
+/// slots never claim one message twice, a slot takes back its own
+/// unsettled claims at once, and settled messages are not claimed again.
+async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
+    store: Store,
+) -> anyhow::Result<()> {
+    let lease = Duration::from_secs(60);
+    let sku = product(&store, "OUT-1", 10).await?;
+    let mut orders = Vec::new();
+    for n in 0..6 {
+        let o = order(&format!("out-{n}"), &[(&sku, 1)]);
+        let received = [email(&o, EmailStage::OrderReceived)];
+        store.place_order(&o, &received).await?;
+        store.place_order(&o, &received).await?; // a retried step
+        orders.push(o);
+    }
+    assert_eq!(store.outbox_backlog(Topic::Email).await?, 6);
+    assert_eq!(store.outbox_backlog(Topic::Shipment).await?, 0);
+    // FailOrder on a confirmed order commits nothing.
+    store
+        .confirm_order(
+            &orders[0].order_id,
+            &[email(&orders[0], EmailStage::OrderConfirmed)],
+        )
+        .await?;
+    let reason = FailureReason::Cancelled {
+        message: "late".into(),
+    };
+    store
+        .fail_order(
+            &orders[0].order_id,
+            &reason,
+            &[email(&orders[0], EmailStage::OrderFailed)],
+        )
+        .await?;
+    assert_eq!(store.outbox_backlog(Topic::Email).await?, 7);
+
+    // Two slots claiming at once never take the same message (on
+    // PostgreSQL the loser skips rows the winner took); a third takes the
+    // rest.
+    let (a, b) = tokio::join!(
+        store.claim_outbox(Topic::Email, "email#0", 4, lease),
+        store.claim_outbox(Topic::Email, "email#1", 4, lease)
+    );
+    let (a, b) = (a?, b?);
+    let c = store
+        .claim_outbox(Topic::Email, "email#2", 10, lease)
+        .await?;
+    let mut keys: Vec<_> = a
+        .iter()
+        .chain(&b)
+        .chain(&c)
+        .map(|e| e.key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        a.len() + b.len() + c.len(),
+        "no message claimed twice"
+    );
+    assert_eq!(keys.len(), 7);
+    assert!(
+        store
+            .claim_outbox(Topic::Email, "email#3", 10, lease)
+            .await?
+            .is_empty(),
+        "everything is leased"
+    );
+
+    // A slot restarts: its unsettled claims come straight back to it.
+    let (slot, claimed) = [("email#0", &a), ("email#1", &b), ("email#2", &c)]
+        .into_iter()
+        .max_by_key(|(_, claims)| claims.len())
+        .context("slots")?;
+    assert!(claimed.len() >= 3, "7 messages over 3 slots");
+    let again = store.claim_outbox(Topic::Email, slot, 10, lease).await?;
+    let mut first: Vec<_> = claimed.iter().map(|e| e.key.clone()).collect();
+    let mut second: Vec<_> = again.iter().map(|e| e.key.clone()).collect();
+    first.sort();
+    second.sort();
+    assert_eq!(first, second);
+    assert!(again.iter().all(|e| e.attempts == 2), "{again:?}");
+
+    // Settle: done, retry later, give up. None is claimable right now.
+    let done = &again[0].key;
+    store.complete_outbox(done).await?;
+    store
+        .retry_outbox(&again[1].key, slot, Duration::from_secs(3600), "421 busy")
+        .await?;
+    store
+        .fail_outbox(&again[2].key, slot, "550 no such user")
+        .await?;
+    // A slot that lost its lease cannot undo another slot's outcome.
+    store
+        .retry_outbox(done, "email#3", Duration::ZERO, "stale")
+        .await?;
+    assert_eq!(
+        store.outbox_state(done).await?.context("row")?.status,
+        "DONE"
+    );
+    let retried = store.outbox_state(&again[1].key).await?.context("row")?;
+    assert_eq!(retried.status, "PENDING");
+    assert_eq!(retried.last_error.as_deref(), Some("421 busy"));
+    assert_eq!(
+        store
+            .outbox_state(&again[2].key)
+            .await?
+            .context("row")?
+            .status,
+        "FAILED"
+    );
+    let rest = store.claim_outbox(Topic::Email, slot, 10, lease).await?;
+    assert_eq!(rest.len(), again.len() - 3, "only the unsettled ones");
+    assert_eq!(store.outbox_backlog(Topic::Email).await?, 5);
     Ok(())
 }

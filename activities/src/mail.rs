@@ -241,6 +241,7 @@ struct EmailView {
     order_id: String,
     customer_id: String,
     status_url: String,
+    payment_url: String,
     lines: Vec<LineView>,
     total: String,
     reason: String,
@@ -368,6 +369,7 @@ impl Mailer {
                     .unwrap_or_default();
                 view.refunded = e.refunded;
                 view.ship_to = e.ship_to.as_ref().map(|a| a.lines()).unwrap_or_default();
+                view.payment_url = e.payment_url.clone().unwrap_or_default();
                 e.to.to_string()
             }
             Notification::LowStock(a) => {

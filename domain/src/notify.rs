@@ -105,6 +105,10 @@ pub struct OrderEmail {
     pub refunded: bool,
     /// Where the order ships (shown in the confirmation).
     pub ship_to: Option<ShippingAddress>,
+    /// Where the buyer approves the payment (`OrderReceived`, while the
+    /// payment waits for the buyer at the gateway).
+    #[serde(default)]
+    pub payment_url: Option<String>,
 }
 
 /// A merchant alert: a product's stock fell to or below its threshold.

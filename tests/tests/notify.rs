@@ -47,6 +47,7 @@ fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> No
         reason,
         refunded,
         ship_to: Some(address()),
+        payment_url: None,
     })
 }
 
@@ -78,6 +79,28 @@ fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
     assert_eq!(
         received.message_id,
         format!("<order-received.{id}@ordersaga>")
+    );
+    assert!(!received.html.contains("Pay now"), "{}", received.html);
+
+    // While the payment waits for the buyer at the gateway, the email
+    // carries the approval link.
+    let mut awaiting = email(EmailStage::OrderReceived, None, false);
+    if let Notification::Order(e) = &mut awaiting {
+        e.payment_url = Some("https://pay.example/checkoutnow?token=T-1".into());
+    }
+    let awaiting = m.render(&awaiting)?;
+    // (HTML escapes `/` in attributes as `&#x2f;`, which browsers decode.)
+    for part in [awaiting.text.clone(), awaiting.html.replace("&#x2f;", "/")] {
+        assert!(
+            part.contains("https://pay.example/checkoutnow?token=T-1"),
+            "{part}"
+        );
+        assert!(!part.contains("being processed"), "{part}");
+    }
+    assert!(
+        awaiting.text.contains("approve the payment of 25.00 EUR"),
+        "{}",
+        awaiting.text
     );
 
     let confirmed = m.render(&email(EmailStage::OrderConfirmed, None, false))?;

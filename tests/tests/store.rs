@@ -560,6 +560,7 @@ fn email(o: &OrderInput, stage: EmailStage) -> Outgoing {
         reason: None,
         refunded: false,
         ship_to: None,
+        payment_url: None,
     }))
 }
 

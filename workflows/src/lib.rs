@@ -523,6 +523,7 @@ impl OrderWorkflow {
             reason: reason.cloned(),
             refunded,
             ship_to: input.shipping_address.clone(),
+            payment_url: None,
         }))
     }
 

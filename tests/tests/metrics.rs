@@ -12,7 +12,7 @@ use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::WorkflowGetResultOptions;
 
 /// Every name `docs/tuning.md` refers to.
-const TUNING_METRICS: [&str; 12] = [
+const TUNING_METRICS: [&str; 15] = [
     "temporal_workflow_task_schedule_to_start_latency",
     "temporal_activity_schedule_to_start_latency",
     "temporal_worker_task_slots_available",
@@ -25,6 +25,9 @@ const TUNING_METRICS: [&str; 12] = [
     "ordersaga_orders_failed",
     "ordersaga_refunds",
     "ordersaga_payment_wait",
+    "ordersaga_outbox_delivered",
+    "ordersaga_outbox_backlog",
+    "ordersaga_outbox_retried",
 ];
 
 #[tokio::test]

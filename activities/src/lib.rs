@@ -26,7 +26,10 @@ pub mod process;
 pub mod shipping;
 pub mod store;
 
-pub use activities::{FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput};
+pub use activities::{
+    CheckoutInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed, OpenPaymentInput,
+    OrderActivities, PaymentInput, SettleInput, Settlement,
+};
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;

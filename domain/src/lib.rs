@@ -23,6 +23,6 @@ pub use notify::{
     EmailStage, LowStockAlert, Notification, OrderEmail, ShipmentLine, ShipmentRequest,
 };
 pub use order::{
-    FailureReason, OrderEvent, OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView,
-    PaymentStatus,
+    CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, OrderEvent, OrderInput,
+    OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus,
 };

@@ -67,6 +67,7 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
                         total: Money::new(100 * q, eur),
                         customer_email: None,
                         shipping_address: None,
+                        payment: Default::default(),
                     })
                     .await?;
                 let ok = store.deduct_stock(&order_id).await?.is_ok();

@@ -64,6 +64,7 @@ fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
         total,
         customer_email: None,
         shipping_address: None,
+        payment: Default::default(),
     }
 }
 

@@ -17,8 +17,8 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::gateway::checkout::{
-    CaptureOutcome, CheckoutError, CheckoutGateway, CheckoutOrder, CheckoutRequest,
-    GatewayOrderId, OrderSnapshot, RefundOutcome as CheckoutRefund, VoidOutcome,
+    CaptureOutcome, CheckoutError, CheckoutGateway, CheckoutOrder, CheckoutRequest, GatewayOrderId,
+    OrderSnapshot, RefundOutcome as CheckoutRefund, VoidOutcome,
 };
 use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
 use crate::metrics::BusinessMetrics;
@@ -570,15 +570,14 @@ impl OrderActivities {
         .await
         .map_err(checkout_failure)?;
         let refunded = !matches!(outcome, CheckoutRefund::NothingCaptured);
-        if refunded {
-            if self
+        if refunded
+            && self
                 .store
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?
-            {
-                self.metrics.refunded();
-            }
+        {
+            self.metrics.refunded();
         }
         tracing::info!(order_id = %input.order_id, refunded, "RefundCheckout");
         Ok(refunded)

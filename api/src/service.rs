@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ordersaga_activities::Store;
+use ordersaga_activities::gateway::webhook::{self, PaymentEvent, PaymentEventKind};
 use ordersaga_activities::shipping::ShipmentRecord;
 use ordersaga_activities::store::{
     OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product,
 };
 use ordersaga_domain::names::search_attribute;
-use ordersaga_activities::gateway::webhook::{self, PaymentEvent, PaymentEventKind};
 use ordersaga_domain::{
     CustomerId, EmailAddress, GatewayEvent, GatewayEventKind, Money, OrderId, OrderInput,
     OrderLine, OrderStatus, PaymentMode, PaymentStatus, ShippingAddress, Sku, TransactionId,
@@ -90,7 +90,10 @@ impl std::fmt::Debug for PaymentSettings {
         f.debug_struct("PaymentSettings")
             .field("mode", &self.mode)
             .field("link_wait", &self.link_wait)
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -322,7 +325,6 @@ impl OrderService {
         })
     }
 
-
     /// Prices each line from the catalog; unknown skus are NOT_FOUND.
     async fn price(&self, wanted: Vec<(Sku, i64)>) -> Result<Vec<OrderLine>, ApiError> {
         let mut catalog: HashMap<Sku, Product> = HashMap::new();
@@ -474,7 +476,11 @@ impl OrderService {
     /// FAILED_PRECONDITION once the order ended or its confirmation began
     /// (the saga's update validator decides), NOT_FOUND for an unknown
     /// order. Answers once the saga accepted; it then unwinds on its own.
-    pub async fn cancel_order(&self, order_id: &str, reason: &str) -> Result<OrderStatus, ApiError> {
+    pub async fn cancel_order(
+        &self,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<OrderStatus, ApiError> {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
         let reason = reason.trim();
         if reason.len() > MAX_CANCEL_REASON || reason.chars().any(char::is_control) {

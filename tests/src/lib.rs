@@ -25,14 +25,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ordersaga_activities::connection::{TemporalSettings, connect};
+use ordersaga_activities::gateway::checkout::{
+    CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus,
+};
+use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_activities::store::{NewProduct, NewStockReceipt};
 use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls, Store};
-use ordersaga_activities::gateway::checkout::{CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus};
-use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_api::service::PaymentSettings;
 use ordersaga_api::{Api, ApiSettings};
-use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_domain::names::search_attribute;
+use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_domain::{Currency, Money, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
@@ -576,7 +578,11 @@ impl Sandbox {
             _dir: dir,
         };
         eventually("the payments sandbox", Duration::from_secs(15), || async {
-            let r = sandbox.http.get(format!("{}/healthz", sandbox.base)).send().await?;
+            let r = sandbox
+                .http
+                .get(format!("{}/healthz", sandbox.base))
+                .send()
+                .await?;
             Ok(r.status().is_success().then_some(()))
         })
         .await?;
@@ -622,7 +628,10 @@ impl Sandbox {
     pub async fn counts(&self, transaction_id: &str) -> anyhow::Result<SandboxCounts> {
         let r = self
             .http
-            .get(format!("{}/sandbox/transactions/{transaction_id}", self.base))
+            .get(format!(
+                "{}/sandbox/transactions/{transaction_id}",
+                self.base
+            ))
             .send()
             .await?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
@@ -643,7 +652,11 @@ impl Sandbox {
             .split_once("token=")
             .map(|(_, t)| t.split('&').next().unwrap_or(t))
             .context("approval link without a token")?;
-        Ok(self.gateway.get_order(&GatewayOrderId::new(token)).await?.status)
+        Ok(self
+            .gateway
+            .get_order(&GatewayOrderId::new(token))
+            .await?
+            .status)
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use ordersaga_activities::gateway::checkout::OrderStatus as GatewayStatus;
-use ordersaga_activities::gateway::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds};
+use ordersaga_activities::gateway::webhook::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
+};
 use ordersaga_domain::{CheckoutTiming, OrderId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{
@@ -23,7 +25,11 @@ const WEBHOOKS_ONLY: CheckoutTiming = CheckoutTiming {
     poll_secs: 600,
 };
 
-async fn place(stack: &Stack, customer: &str, lines: &[(&str, i64)]) -> anyhow::Result<pb::PlaceOrderResponse> {
+async fn place(
+    stack: &Stack,
+    customer: &str,
+    lines: &[(&str, i64)],
+) -> anyhow::Result<pb::PlaceOrderResponse> {
     let placed = stack
         .grpc
         .clone()
@@ -73,8 +79,14 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
     assert_eq!(pending.status, pb::OrderStatus::Pending as i32);
     assert_eq!(pending.payment_status, pb::PaymentStatus::Pending as i32);
     assert_eq!(pending.approval_url, placed.approval_url);
-    let link = stack.store.payment_link(&OrderId::parse(&placed.order_id)?).await?;
-    assert_eq!(link.map(|l| l.approval_url), Some(placed.approval_url.clone()));
+    let link = stack
+        .store
+        .payment_link(&OrderId::parse(&placed.order_id)?)
+        .await?;
+    assert_eq!(
+        link.map(|l| l.approval_url),
+        Some(placed.approval_url.clone())
+    );
 
     let sandbox = stack.sandbox()?;
     sandbox.approve(&placed.approval_url).await?;
@@ -84,7 +96,9 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
     assert!(order.approval_url.is_empty(), "no link once paid");
     let counts = sandbox.counts(&placed.transaction_id).await?;
     assert_eq!((counts.orders, counts.captures, counts.refunds), (1, 1, 0));
-    stack.replay_check(&placed.workflow_id, "checkout-confirmed").await
+    stack
+        .replay_check(&placed.workflow_id, "checkout-confirmed")
+        .await
 }
 
 #[tokio::test]
@@ -107,7 +121,9 @@ async fn buyer_cancel_fails_the_order_without_capture() -> anyhow::Result<()> {
         .await?;
     let url = placed["approval_url"].as_str().context("approval_url")?;
     let order_id = placed["order_id"].as_str().context("order_id")?;
-    let txn = placed["transaction_id"].as_str().context("transaction_id")?;
+    let txn = placed["transaction_id"]
+        .as_str()
+        .context("transaction_id")?;
 
     stack.sandbox()?.cancel(url).await?;
     let order = stack.terminal_order(order_id).await?;
@@ -134,12 +150,20 @@ async fn deadline_fails_the_order_as_expired_and_voids_the_gateway_order() -> an
     assert_eq!(order.failure_code, "PAYMENT_EXPIRED");
     assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
     let sandbox = stack.sandbox()?;
-    assert_eq!(sandbox.order_status(&placed.approval_url).await?, GatewayStatus::Voided);
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
     // Voided: a late press of Approve changes nothing.
     sandbox.approve(&placed.approval_url).await?;
-    assert_eq!(sandbox.order_status(&placed.approval_url).await?, GatewayStatus::Voided);
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
     assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
-    stack.replay_check(&placed.workflow_id, "checkout-expired").await
+    stack
+        .replay_check(&placed.workflow_id, "checkout-expired")
+        .await
 }
 
 #[tokio::test]
@@ -182,7 +206,9 @@ async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Re
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
-    stack.replay_check(&placed.workflow_id, "checkout-polled").await
+    stack
+        .replay_check(&placed.workflow_id, "checkout-polled")
+        .await
 }
 
 #[tokio::test]
@@ -201,13 +227,28 @@ async fn duplicate_and_late_webhooks_have_no_second_effect() -> anyhow::Result<(
         pb::OrderStatus::Pending as i32
     );
     let release = format!("{}/sandbox/webhooks/release", sandbox.base);
-    stack.http.post(&release).json(&json!({"order": "reverse"})).send().await?.error_for_status()?;
+    stack
+        .http
+        .post(&release)
+        .json(&json!({"order": "reverse"}))
+        .send()
+        .await?
+        .error_for_status()?;
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     // The capture's own events arrive after the order ended, three times.
-    stack.http.post(&release).json(&json!({"order": "fifo"})).send().await?.error_for_status()?;
+    stack
+        .http
+        .post(&release)
+        .json(&json!({"order": "fifo"}))
+        .send()
+        .await?
+        .error_for_status()?;
     let counts = sandbox.counts(&placed.transaction_id).await?;
-    assert_eq!((counts.capture_requests, counts.captures, counts.refunds), (1, 1, 0));
+    assert_eq!(
+        (counts.capture_requests, counts.captures, counts.refunds),
+        (1, 1, 0)
+    );
     let order = get(&stack, &placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
@@ -233,7 +274,11 @@ async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::R
     let now = unix_seconds(SystemTime::now());
     let cases = [
         ("forged", now, sign(b"not-the-secret", now, &body)),
-        ("stale", now - 3600, sign(TEST_WEBHOOK_SECRET.as_bytes(), now - 3600, &body)),
+        (
+            "stale",
+            now - 3600,
+            sign(TEST_WEBHOOK_SECRET.as_bytes(), now - 3600, &body),
+        ),
         ("malformed", now, "v1=zz".to_string()),
     ];
     for (what, ts, signature) in cases {
@@ -258,7 +303,10 @@ async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::R
         .http
         .post(&url)
         .header(TIMESTAMP_HEADER, now.to_string())
-        .header(SIGNATURE_HEADER, sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &other))
+        .header(
+            SIGNATURE_HEADER,
+            sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &other),
+        )
         .body(other)
         .send()
         .await?;
@@ -279,8 +327,17 @@ async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::R
         .await?;
     assert_eq!(view.step, "AwaitApproval", "still waiting for the buyer");
     let sandbox = stack.sandbox()?;
-    assert_eq!(sandbox.order_status(&placed.approval_url).await?, GatewayStatus::Created);
-    assert_eq!(sandbox.counts(&placed.transaction_id).await?.capture_requests, 0);
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Created
+    );
+    assert_eq!(
+        sandbox
+            .counts(&placed.transaction_id)
+            .await?
+            .capture_requests,
+        0
+    );
     Ok(())
 }
 
@@ -314,10 +371,17 @@ async fn cancel_before_payment_voids_and_fails_the_order() -> anyhow::Result<()>
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Failed as i32);
     assert_eq!(order.failure_code, "CANCELLED");
-    assert!(order.failure_reason.contains("changed my mind"), "{}", order.failure_reason);
+    assert!(
+        order.failure_reason.contains("changed my mind"),
+        "{}",
+        order.failure_reason
+    );
     assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
     let sandbox = stack.sandbox()?;
-    assert_eq!(sandbox.order_status(&placed.approval_url).await?, GatewayStatus::Voided);
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
     assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
     stack
         .replay_check(&placed.workflow_id, "checkout-cancelled-before-payment")
@@ -342,7 +406,10 @@ async fn cancel_after_capture_refunds_once_over_http() -> anyhow::Result<()> {
     .await?;
     let r = stack
         .http
-        .post(format!("{}/v1/orders/{}/cancel", stack.http_base, placed.order_id))
+        .post(format!(
+            "{}/v1/orders/{}/cancel",
+            stack.http_base, placed.order_id
+        ))
         .json(&json!({"reason": "too slow"}))
         .send()
         .await?;
@@ -370,15 +437,24 @@ async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
 
-    let refused = cancel(&stack, &placed.order_id).await.err().context("cancel refused")?;
+    let refused = cancel(&stack, &placed.order_id)
+        .await
+        .err()
+        .context("cancel refused")?;
     assert_eq!(refused.code(), Code::FailedPrecondition);
     let r = stack
         .http
-        .post(format!("{}/v1/orders/{}/cancel", stack.http_base, placed.order_id))
+        .post(format!(
+            "{}/v1/orders/{}/cancel",
+            stack.http_base, placed.order_id
+        ))
         .send()
         .await?;
     assert_eq!(r.status(), reqwest::StatusCode::CONFLICT);
-    assert_eq!(r.json::<Value>().await?["error"]["code"], "FAILED_PRECONDITION");
+    assert_eq!(
+        r.json::<Value>().await?["error"]["code"],
+        "FAILED_PRECONDITION"
+    );
 
     let unknown = cancel(&stack, "00000000-0000-4000-8000-000000000000")
         .await
@@ -390,6 +466,13 @@ async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::
 
     let order = get(&stack, &placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
-    assert_eq!(stack.sandbox()?.counts(&placed.transaction_id).await?.refunds, 0);
+    assert_eq!(
+        stack
+            .sandbox()?
+            .counts(&placed.transaction_id)
+            .await?
+            .refunds,
+        0
+    );
     Ok(())
 }

@@ -33,7 +33,9 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         "checkout-cancelled-before-payment",
     ] {
         assert!(
-            names.iter().any(|n| n.ends_with(&format!("/{checkout}.json"))),
+            names
+                .iter()
+                .any(|n| n.ends_with(&format!("/{checkout}.json"))),
             "missing history {checkout}.json"
         );
     }

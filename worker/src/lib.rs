@@ -357,7 +357,8 @@ fn queue_options(
                 OrderActivities::new(store.clone(), gateway).with_metrics(business.clone());
             if let Some(paypal) = &settings.paypal {
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");
-                activities = activities.with_checkout(Arc::new(PayPalGateway::new(paypal.clone())?));
+                activities =
+                    activities.with_checkout(Arc::new(PayPalGateway::new(paypal.clone())?));
             }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()

@@ -38,7 +38,9 @@ pub use shipping::ShippingWorkflow;
 
 use std::time::Duration;
 
-use ordersaga_activities::gateway::checkout::{CaptureOutcome, GatewayOrderId, OrderStatus as GatewayStatus};
+use ordersaga_activities::gateway::checkout::{
+    CaptureOutcome, GatewayOrderId, OrderStatus as GatewayStatus,
+};
 use ordersaga_activities::{
     CheckoutInput, FailOrderInput, GatewayPaymentInput, OpenPaymentInput, OrderActivities,
     PaymentInput, SettleInput, Settlement,
@@ -58,10 +60,10 @@ use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions, LocalActivityOptions,
-    ParentClosePolicy, SyncWorkflowContext, TimerOptions, TimerResult, WorkflowCancellationToken,
-    WorkflowContext, WorkflowContextView, WorkflowIdReusePolicy, WorkflowResult,
-    WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
+    LocalActivityOptions, ParentClosePolicy, SyncWorkflowContext, TimerOptions, TimerResult,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowIdReusePolicy,
+    WorkflowResult, WorkflowTermination,
 };
 use temporalio_workflow::ActivityCancellationType;
 use temporalio_workflow::ChildWorkflowStartError;
@@ -506,7 +508,14 @@ impl OrderWorkflow {
         if let Some(reason) = reason {
             // Never approved: the VoidPayment compensation voids the gateway
             // order.
-            Self::settle(ctx, order_id, Settlement::Voided { reason: reason.to_string() }).await?;
+            Self::settle(
+                ctx,
+                order_id,
+                Settlement::Voided {
+                    reason: reason.to_string(),
+                },
+            )
+            .await?;
             Self::set_payment(ctx, PaymentStatus::Voided);
             Self::record(ctx, OrderEvent::PaymentProcessFailed);
             return Err(Stop::Business(reason));
@@ -533,10 +542,19 @@ impl OrderWorkflow {
             CaptureOutcome::Declined { reason, .. } => {
                 // Nothing taken, nothing to refund.
                 undo.pop();
-                Self::settle(ctx, order_id, Settlement::Declined { reason: reason.clone() }).await?;
+                Self::settle(
+                    ctx,
+                    order_id,
+                    Settlement::Declined {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
                 Self::set_payment(ctx, PaymentStatus::Declined);
                 Self::record(ctx, OrderEvent::PaymentProcessFailed);
-                Err(Stop::Business(FailureReason::PaymentDeclined { message: reason }))
+                Err(Stop::Business(FailureReason::PaymentDeclined {
+                    message: reason,
+                }))
             }
         }
     }

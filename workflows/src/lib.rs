@@ -232,7 +232,15 @@ impl OrderWorkflow {
             Ok(()) => return Self::confirm(ctx, &input).await,
             Err(stop) => stop,
         };
-        let refunded = Self::compensate(ctx, &input, &undo).await?;
+        let why = match &stop {
+            Stop::Business(reason) => reason.to_string(),
+            Stop::Cancelled(message) => FailureReason::Cancelled {
+                message: message.clone(),
+            }
+            .to_string(),
+            Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
+        };
+        let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
         let reason = match stop {
             Stop::Business(reason) => reason,
             Stop::Cancelled(message) => FailureReason::Cancelled { message },
@@ -507,17 +515,7 @@ impl OrderWorkflow {
         };
         if let Some(reason) = reason {
             // Never approved: the VoidPayment compensation voids the gateway
-            // order.
-            Self::settle(
-                ctx,
-                order_id,
-                Settlement::Voided {
-                    reason: reason.to_string(),
-                },
-            )
-            .await?;
-            Self::set_payment(ctx, PaymentStatus::Voided);
-            Self::record(ctx, OrderEvent::PaymentProcessFailed);
+            // order and records `PaymentProcessFailed`.
             return Err(Stop::Business(reason));
         }
 
@@ -680,11 +678,13 @@ impl OrderWorkflow {
 
     /// Runs the registered compensations in reverse. They ignore the
     /// workflow's cancellation (detached token): a cancelled order must
-    /// still be refunded. Returns whether money was refunded.
+    /// still be refunded. `why` is recorded on a voided payment. Returns
+    /// whether money was refunded.
     async fn compensate(
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
         undo: &[Compensation],
+        why: &str,
     ) -> WorkflowResult<bool> {
         let mut refunded = false;
         if !undo.is_empty() {
@@ -712,6 +712,21 @@ impl OrderWorkflow {
                         gateway_step("VoidPayment", Some(WorkflowCancellationToken::new())),
                     )
                     .await?;
+                    // Voided first, then recorded: the payment never shows
+                    // VOIDED while the buyer could still approve it.
+                    ctx.execute_local_activity(
+                        OrderActivities::settle_payment,
+                        SettleInput {
+                            order_id: input.order_id,
+                            settlement: Settlement::Voided {
+                                reason: why.to_string(),
+                            },
+                        },
+                        db_step("SettlePayment", Some(WorkflowCancellationToken::new())),
+                    )
+                    .await?;
+                    Self::set_payment(ctx, PaymentStatus::Voided);
+                    Self::record(ctx, OrderEvent::PaymentProcessFailed);
                 }
                 Compensation::RefundPayment if input.payment != PaymentMode::Simulated => {
                     let gateway = Self::gateway_payment(ctx, input)?;

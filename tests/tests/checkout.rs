@@ -476,3 +476,21 @@ async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_declined_capture_fails_the_order_without_refund() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    // The sandbox's buyer `decline…@` approves at once; the capture is declined.
+    let placed = place(&stack, "decline-lisa", &[("MUG-1", 1)]).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "PAYMENT_DECLINED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Declined as i32);
+    let counts = stack.sandbox()?.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (0, 0));
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-capture-declined")
+        .await
+}

@@ -19,10 +19,10 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         }
     }
     assert!(
-        histories.len() >= 13,
+        histories.len() >= 14,
         "expected the recorded sagas (confirmed, declined, out of stock, cancelled, worker killed, \
          and confirmed and out of stock with notifications; checkout: confirmed, expired, out of \
-         stock refunded, polled, capture answer lost, cancelled before payment), found {names:?}"
+         stock refunded, polled, capture answer lost, capture declined, cancelled before payment), found {names:?}"
     );
     for checkout in [
         "checkout-confirmed",
@@ -30,6 +30,7 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         "checkout-out-of-stock-refunded",
         "checkout-polled",
         "checkout-capture-answer-lost",
+        "checkout-capture-declined",
         "checkout-cancelled-before-payment",
     ] {
         assert!(

@@ -331,6 +331,30 @@ mod tests {
     }
 
     #[test]
+    fn payment_mode_defaults_to_simulated_and_round_trips() {
+        // Inputs recorded before the field existed are simulated sagas.
+        let old = r#"{"order_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60",
+            "transaction_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f61",
+            "customer_id":"alice","lines":[],"total":{"minor":0,"currency":"EUR"}}"#;
+        let input: OrderInput = serde_json::from_str(old).unwrap();
+        assert_eq!(input.payment, PaymentMode::Simulated);
+        let checkout = PaymentMode::Checkout(CheckoutTiming {
+            deadline_secs: 60,
+            poll_secs: 5,
+        });
+        let json = serde_json::to_string(&checkout).unwrap();
+        assert_eq!(
+            json,
+            r#"{"mode":"checkout","deadline_secs":60,"poll_secs":5}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<PaymentMode>(&json).unwrap(),
+            checkout
+        );
+        assert_eq!(CheckoutTiming::default().deadline_secs, 15 * 60);
+    }
+
+    #[test]
     fn failure_reasons_read_well() {
         let r = FailureReason::OutOfStock {
             sku: Sku::parse("MUG").unwrap(),
@@ -339,5 +363,11 @@ mod tests {
         };
         assert_eq!(r.to_string(), "out of stock: MUG (ordered 3, 1 available)");
         assert_eq!(r.code(), "OUT_OF_STOCK");
+        let expired = FailureReason::PaymentExpired { after_secs: 900 };
+        assert_eq!(expired.code(), "PAYMENT_EXPIRED");
+        assert_eq!(
+            expired.to_string(),
+            "payment expired: not approved within 900s"
+        );
     }
 }

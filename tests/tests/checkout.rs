@@ -494,3 +494,49 @@ async fn a_declined_capture_fails_the_order_without_refund() -> anyhow::Result<(
         .replay_check(&placed.workflow_id, "checkout-capture-declined")
         .await
 }
+
+#[tokio::test]
+async fn a_retried_place_order_answers_the_same_link() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let mut grpc = stack.grpc.clone();
+    let first = grpc
+        .place_order(place_request("mia", &[("MUG-1", 1)], "cart-1"))
+        .await?
+        .into_inner();
+    let again = grpc
+        .place_order(place_request("mia", &[("MUG-1", 1)], "cart-1"))
+        .await?
+        .into_inner();
+    assert_eq!(again.order_id, first.order_id);
+    assert!(!first.approval_url.is_empty());
+    assert_eq!(again.approval_url, first.approval_url);
+    let counts = stack.sandbox()?.counts(&first.transaction_id).await?;
+    assert_eq!(counts.orders, 1, "one gateway order");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_workflow_still_voids_the_gateway_order() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "nina", &[("MUG-1", 1)]).await?;
+    stack
+        .client
+        .get_workflow_handle::<ordersaga_workflows::OrderWorkflow>(placed.workflow_id.clone())
+        .cancel(
+            temporalio_client::WorkflowCancelOptions::builder()
+                .reason("operator")
+                .build(),
+        )
+        .await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    Ok(())
+}

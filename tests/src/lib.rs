@@ -255,9 +255,18 @@ pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
 /// Starts a dev server, the API in checkout mode (with `timing`), the
 /// payments sandbox wired to both, and one in-process worker, over SQLite.
 pub async fn spawn_checkout_stack(timing: CheckoutTiming) -> anyhow::Result<Stack> {
+    spawn_checkout_stack_with(timing, Duration::from_secs(30)).await
+}
+
+/// [`spawn_checkout_stack`] with how long `PlaceOrder` waits for the
+/// approval link before answering without it.
+pub async fn spawn_checkout_stack_with(
+    timing: CheckoutTiming,
+    link_wait: Duration,
+) -> anyhow::Result<Stack> {
     let payment = PaymentSettings {
         mode: PaymentMode::Checkout(timing),
-        link_wait: Duration::from_secs(30),
+        link_wait,
         webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string()),
     };
     let mut stack = spawn_with(TestDatabase::sqlite()?, payment).await?;

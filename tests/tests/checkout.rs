@@ -14,6 +14,7 @@ use ordersaga_domain::{CheckoutTiming, OrderId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{
     ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request, spawn_checkout_stack,
+    spawn_checkout_stack_with,
 };
 use serde_json::{Value, json};
 use tonic::Code;
@@ -538,5 +539,37 @@ async fn a_cancelled_workflow_still_voids_the_gateway_order() -> anyhow::Result<
         sandbox.order_status(&placed.approval_url).await?,
         GatewayStatus::Voided
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_gateway_answers_place_order_without_the_link_and_get_order_shows_it_later()
+-> anyhow::Result<()> {
+    let stack =
+        spawn_checkout_stack_with(WEBHOOKS_ONLY, std::time::Duration::from_millis(300)).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"latency_ms": 1500})).await?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request("olaf", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    assert_eq!(placed.status, pb::OrderStatus::Pending as i32);
+    assert!(
+        placed.approval_url.is_empty(),
+        "answered before the gateway"
+    );
+    let url = eventually("the approval link", ORDER_TIMEOUT, || async {
+        let o = get(&stack, &placed.order_id).await?;
+        Ok((!o.approval_url.is_empty()).then_some(o.approval_url))
+    })
+    .await?;
+    sandbox.controls(json!({"latency_ms": 0})).await?;
+    sandbox.approve(&url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
     Ok(())
 }

@@ -138,6 +138,19 @@ impl Api {
                 .await
                 .context("seeding the demo catalog")?;
         }
+        if let PaymentMode::Checkout(timing) = settings.payment.mode {
+            tracing::info!(
+                deadline_secs = timing.deadline_secs,
+                poll_secs = timing.poll_secs,
+                "orders pay by checkout"
+            );
+            if settings.payment.webhook_secret.is_none() {
+                tracing::warn!(
+                    "ORDERSAGA_WEBHOOK_SECRET is not set: every payment webhook is refused; \
+                     payments complete by the reconciliation poll alone"
+                );
+            }
+        }
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC on {}", settings.grpc_addr))?;

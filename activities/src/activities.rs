@@ -1,4 +1,7 @@
-//! The saga's activities, one per domain command, each idempotent.
+//! The saga's activities, one per domain command, each idempotent. The
+//! checkout payment mode has its own (`CreateCheckout`, `OpenPayment`,
+//! `GetCheckout`, `CapturePayment`, `SettlePayment`, `VoidPayment`,
+//! `RefundCheckout`) over the [`CheckoutGateway`] port.
 //!
 //! Business outcomes (`PaymentDeclined`, `OutOfStock`) are non-retryable
 //! application failures with the [`FailureReason`] as details; store and

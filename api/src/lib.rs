@@ -2,7 +2,9 @@
 //!
 //! It validates and prices `PlaceOrder` (including the customer's email and
 //! shipping address), starts the order's saga on Temporal and answers at
-//! once; it reads orders from the shop store (and, for an order whose first
+//! once (in checkout mode with the buyer's approval link, by
+//! update-with-start); it forwards `CancelOrder` to the saga (an update the
+//! saga may refuse) and the payment gateway's verified webhooks (a signal); it reads orders from the shop store (and, for an order whose first
 //! step has not run yet, asks Temporal), and lists the warehouse's shipping
 //! requests (`ListShipments`). The same [`service::OrderService`] and
 //! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health

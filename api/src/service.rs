@@ -1,5 +1,6 @@
 //! The API's use cases, independent of transport: validate and price a
-//! `PlaceOrder`, start its saga, and read orders and products.
+//! `PlaceOrder`, start its saga, cancel it, pass the payment gateway's
+//! verified webhooks to it, and read orders and products.
 
 use std::collections::HashMap;
 use std::time::Duration;

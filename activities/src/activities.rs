@@ -1,4 +1,7 @@
-//! The saga's activities, one per domain command, each idempotent.
+//! The saga's activities, one per domain command, each idempotent. The
+//! checkout payment mode has its own (`CreateCheckout`, `OpenPayment`,
+//! `GetCheckout`, `CapturePayment`, `SettlePayment`, `VoidPayment`,
+//! `RefundCheckout`) over the [`CheckoutGateway`] port.
 //!
 //! Business outcomes (`PaymentDeclined`, `OutOfStock`) are non-retryable
 //! application failures with the [`FailureReason`] as details; store and
@@ -18,9 +21,13 @@ use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
+use crate::gateway::checkout::{
+    CaptureOutcome, CheckoutError, CheckoutGateway, CheckoutOrder, CheckoutRequest, GatewayOrderId,
+    OrderSnapshot, RefundOutcome as CheckoutRefund, VoidOutcome,
+};
 use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
 use crate::metrics::BusinessMetrics;
-use crate::store::{Store, StoreError};
+use crate::store::{PaymentLink, Store, StoreError};
 
 /// Input of `ProcessPayment` and `RefundPayment`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,14 +83,83 @@ pub struct InventoryProcessed {
     pub low_stock_alerts: Vec<ordersaga_domain::LowStockAlert>,
 }
 
+/// Input of `CreateCheckout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutInput {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The payment's idempotency key (the gateway's `custom_id`).
+    pub transaction_id: TransactionId,
+    /// The order's total.
+    pub amount: Money,
+    /// The buyer's email, to prefill the gateway's login.
+    pub payer_email: Option<String>,
+}
+
+/// Input of `OpenPayment`: the payment and where the buyer approves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPaymentInput {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The payment's idempotency key.
+    pub transaction_id: TransactionId,
+    /// The order's total.
+    pub amount: Money,
+    /// The gateway order `CreateCheckout` made.
+    pub checkout: CheckoutOrder,
+    /// For the outbox: the "order received" email with the approval link.
+    #[serde(default)]
+    pub outgoing: Vec<Outgoing>,
+}
+
+/// Input of the calls on an existing gateway order (capture, void, refund).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPaymentInput {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The payment's idempotency key.
+    pub transaction_id: TransactionId,
+    /// The gateway's order.
+    pub gateway_order_id: GatewayOrderId,
+}
+
+/// How a checkout payment ended, as `SettlePayment` records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Settlement {
+    /// Captured: `PaymentProcessed`.
+    Captured,
+    /// The capture was declined: `PaymentProcessFailed`.
+    Declined {
+        /// The gateway's reason.
+        reason: String,
+    },
+    /// Never approved (buyer cancelled, expired, order cancelled) and
+    /// voided: `PaymentProcessFailed`.
+    Voided {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Input of `SettlePayment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleInput {
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// How its payment ended.
+    pub settlement: Settlement,
+}
+
 /// How often a long gateway call tells Temporal it is still alive; well
 /// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// The saga's activities and what they need: the store and the gateway.
+/// The saga's activities and what they need: the store and the gateways
+/// (the simulated charge, and the checkout gateway when configured).
 pub struct OrderActivities {
     store: Store,
     gateway: Arc<dyn PaymentGateway>,
+    checkout: Option<Arc<dyn CheckoutGateway>>,
     metrics: BusinessMetrics,
 }
 
@@ -93,8 +169,29 @@ impl OrderActivities {
         Self {
             store,
             gateway,
+            checkout: None,
             metrics: BusinessMetrics::noop(),
         }
+    }
+
+    /// Serves checkout-mode payments through `checkout`.
+    pub fn with_checkout(mut self, checkout: Arc<dyn CheckoutGateway>) -> Self {
+        self.checkout = Some(checkout);
+        self
+    }
+
+    /// The checkout gateway; a worker without one cannot serve checkout
+    /// payments, which is retried (a configured worker may take over)
+    /// rather than failing the order.
+    fn checkout(&self) -> Result<&dyn CheckoutGateway, ActivityError> {
+        self.checkout.as_deref().ok_or_else(|| {
+            CheckoutError::Transient {
+                operation: "checkout",
+                detail: "this worker has no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL)"
+                    .to_string(),
+            }
+            .into()
+        })
     }
 
     /// Records business counters on `metrics` (the worker's meter).
@@ -130,6 +227,20 @@ fn store_failure(e: StoreError) -> ActivityError {
 
 fn gateway_failure(e: GatewayError) -> ActivityError {
     e.into()
+}
+
+/// Transient failures and unknown outcomes are retried (the retry asks the
+/// gateway first); refusals are final.
+fn checkout_failure(e: CheckoutError) -> ActivityError {
+    if e.is_retryable() {
+        return e.into();
+    }
+    ActivityError::application(
+        ApplicationFailure::builder(e.to_string())
+            .type_name(failure::GATEWAY_REJECTED.to_string())
+            .non_retryable(true)
+            .build(),
+    )
 }
 
 /// Test hook: with `ORDERSAGA_CRASH_AFTER=<step>` the worker process dies
@@ -348,5 +459,167 @@ impl OrderActivities {
             .map_err(store_failure)?;
         tracing::info!(%order_id, released, "ReleaseInventory");
         Ok(released)
+    }
+    /// Checkout: creates the gateway order (idempotent by transaction) and
+    /// returns the buyer's approval link.
+    #[activity(name = activity::CREATE_CHECKOUT)]
+    pub async fn create_checkout(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: CheckoutInput,
+    ) -> Result<CheckoutOrder, ActivityError> {
+        let request = CheckoutRequest {
+            transaction_id: input.transaction_id,
+            amount: input.amount,
+            return_url: None,
+            cancel_url: None,
+            description: Some(format!("Order {}", input.order_id)),
+            payer_email: input.payer_email,
+        };
+        let order = with_heartbeats(&ctx, self.checkout()?.create_order(&request))
+            .await
+            .map_err(checkout_failure)?;
+        tracing::info!(order_id = %input.order_id, gateway_order_id = %order.id, "CreateCheckout");
+        Ok(order)
+    }
+
+    /// Checkout: the payment `PENDING` with its approval link.
+    #[activity(name = activity::OPEN_PAYMENT)]
+    pub async fn open_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: OpenPaymentInput,
+    ) -> Result<(), ActivityError> {
+        let link = PaymentLink {
+            gateway_order_id: input.checkout.id.to_string(),
+            approval_url: input.checkout.approve_url,
+        };
+        self.store
+            .open_checkout_payment(
+                &input.order_id,
+                &input.transaction_id,
+                input.amount,
+                &link,
+                &input.outgoing,
+            )
+            .await
+            .map_err(store_failure)?;
+        Ok(())
+    }
+
+    /// Checkout: where the gateway order stands (the reconciliation poll).
+    #[activity(name = activity::GET_CHECKOUT)]
+    pub async fn get_checkout(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        id: GatewayOrderId,
+    ) -> Result<OrderSnapshot, ActivityError> {
+        with_heartbeats(&ctx, self.checkout()?.get_order(&id))
+            .await
+            .map_err(checkout_failure)
+    }
+
+    /// Checkout: captures the approved order. Every attempt asks the gateway
+    /// first, so a capture whose answer was lost is found, not repeated.
+    #[activity(name = activity::CAPTURE_PAYMENT)]
+    pub async fn capture_payment(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: GatewayPaymentInput,
+    ) -> Result<CaptureOutcome, ActivityError> {
+        let asked = Instant::now();
+        let outcome = with_heartbeats(
+            &ctx,
+            self.checkout()?
+                .ensure_captured(&input.gateway_order_id, &input.transaction_id),
+        )
+        .await;
+        self.metrics.payment_waited(asked.elapsed());
+        let outcome = outcome.map_err(checkout_failure)?;
+        tracing::info!(order_id = %input.order_id, ?outcome, "CapturePayment");
+        Ok(outcome)
+    }
+
+    /// Checkout: records how the payment ended, once.
+    #[activity(name = activity::SETTLE_PAYMENT)]
+    pub async fn settle_payment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: SettleInput,
+    ) -> Result<(), ActivityError> {
+        let order_id = input.order_id;
+        match &input.settlement {
+            Settlement::Captured => {
+                self.store
+                    .record_payment_outcome(&order_id, Ok(()))
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, "PaymentProcessed");
+            }
+            Settlement::Declined { reason } => {
+                self.store
+                    .record_payment_outcome(&order_id, Err(reason))
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, %reason, "PaymentProcessFailed");
+            }
+            Settlement::Voided { reason } => {
+                self.store
+                    .record_payment_voided(&order_id, reason)
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, %reason, "PaymentProcessFailed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Checkout: makes sure the unapproved gateway order is never captured.
+    #[activity(name = activity::VOID_PAYMENT)]
+    pub async fn void_payment(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: GatewayPaymentInput,
+    ) -> Result<VoidOutcome, ActivityError> {
+        let outcome = with_heartbeats(
+            &ctx,
+            self.checkout()?
+                .void(&input.gateway_order_id, &input.transaction_id),
+        )
+        .await
+        .map_err(checkout_failure)?;
+        tracing::info!(order_id = %input.order_id, ?outcome, "VoidPayment");
+        Ok(outcome)
+    }
+
+    /// Checkout compensation: refunds the capture unless it is refunded
+    /// already or there is none (asking the gateway first, so a refund
+    /// whose answer was lost is not repeated); `PaymentRefunded`. Returns
+    /// whether money was (or had already been) given back.
+    #[activity(name = activity::REFUND_CHECKOUT)]
+    pub async fn refund_checkout(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: GatewayPaymentInput,
+    ) -> Result<bool, ActivityError> {
+        let outcome = with_heartbeats(
+            &ctx,
+            self.checkout()?
+                .ensure_refunded(&input.gateway_order_id, &input.transaction_id),
+        )
+        .await
+        .map_err(checkout_failure)?;
+        let refunded = !matches!(outcome, CheckoutRefund::NothingCaptured);
+        if refunded
+            && self
+                .store
+                .record_refund(&input.order_id)
+                .await
+                .map_err(store_failure)?
+        {
+            self.metrics.refunded();
+        }
+        tracing::info!(order_id = %input.order_id, refunded, "RefundCheckout");
+        Ok(refunded)
     }
 }

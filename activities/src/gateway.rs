@@ -1,9 +1,9 @@
 //! The payment gateway ports and their implementations.
 //!
 //! - [`PaymentGateway`] (this module): one synchronous charge per order, and
-//!   the in-process [`SimulatedGateway`] the saga uses today.
+//!   the in-process [`SimulatedGateway`] of the simulated payment mode.
 //! - [`checkout`]: the PayPal-style port (approval link, capture after
-//!   approval, refund, void) the saga's payment step moves to next;
+//!   approval, refund, void) of the saga's checkout payment mode;
 //!   [`paypal`] implements it over HTTP against the payments sandbox or
 //!   PayPal itself.
 //! - [`webhook`]: signing and verifying the gateway's webhooks.

@@ -31,8 +31,8 @@ pub mod shipping;
 pub mod store;
 
 pub use activities::{
-    ConfirmOrderInput, FailOrderInput, InventoryProcessed, OrderActivities, PaymentInput,
-    PlaceOrderInput,
+    CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
+    OpenPaymentInput, OrderActivities, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
 };
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};

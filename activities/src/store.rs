@@ -121,6 +121,18 @@ pub struct PaymentRecord {
     pub amount: Money,
     /// The gateway's reason, when declined.
     pub decline_reason: Option<String>,
+    /// Checkout payments: where the buyer approves it.
+    pub approval_url: Option<String>,
+}
+
+/// Where the buyer of a checkout payment pays: the gateway's order and its
+/// approval link (for the "order received" email and `GetOrder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentLink {
+    /// The gateway's order id (PayPal's order id, the approval page's token).
+    pub gateway_order_id: String,
+    /// The buyer's approval page.
+    pub approval_url: String,
 }
 
 /// One entry of an order's status history.
@@ -545,6 +557,103 @@ impl Store {
             .ok_or(StoreError::OrderNotFound(*order_id))
     }
 
+    /// Checkout's `OpenPayment`: the payment exists `PENDING` with the
+    /// order's `transactionId`, the gateway's order id and the buyer's
+    /// approval link. Idempotent; a settled payment keeps its status.
+    pub async fn open_checkout_payment(
+        &self,
+        order_id: &OrderId,
+        transaction_id: &TransactionId,
+        amount: Money,
+        link: &PaymentLink,
+        outgoing: &[Outgoing],
+    ) -> Result<PaymentRecord> {
+        self.ensure_payment(order_id, transaction_id, amount)
+            .await?;
+        // The link and the email that carries it commit together.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE payments SET gateway_order_id = $1, approval_url = $2 \
+             WHERE order_id = $3 AND gateway_order_id IS NULL",
+        )
+        .bind(&link.gateway_order_id)
+        .bind(&link.approval_url)
+        .bind(order_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        enqueue(&mut tx, outgoing, now_ms()).await?;
+        tx.commit().await?;
+        self.payment_of(order_id)
+            .await?
+            .ok_or(StoreError::OrderNotFound(*order_id))
+    }
+
+    /// Records that a pending payment was never approved and its gateway
+    /// order is voided (`PaymentProcessFailed` with `reason`), once.
+    /// Returns whether this call recorded it.
+    pub async fn record_payment_voided(&self, order_id: &OrderId, reason: &str) -> Result<bool> {
+        let now = now_ms();
+        let id = order_id.to_string();
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(
+            "UPDATE payments SET status = $1, decline_reason = $2, updated_at = $3 \
+             WHERE order_id = $4 AND status = $5",
+        )
+        .bind(PaymentStatus::Voided.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(&id)
+        .bind(PaymentStatus::Pending.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            insert_event(
+                &mut tx,
+                &id,
+                OrderEvent::PaymentProcessFailed,
+                Some(reason),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// The approval link of an order's checkout payment, if it has one.
+    pub async fn payment_link(&self, order_id: &OrderId) -> Result<Option<PaymentLink>> {
+        let row = sqlx::query(
+            "SELECT gateway_order_id, approval_url FROM payments \
+             WHERE order_id = $1 AND gateway_order_id IS NOT NULL AND approval_url IS NOT NULL",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(PaymentLink {
+                gateway_order_id: r.try_get("gateway_order_id")?,
+                approval_url: r.try_get("approval_url")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The order paid by `transaction_id` (a webhook names the payment, not
+    /// the order).
+    pub async fn order_of_transaction(
+        &self,
+        transaction_id: &TransactionId,
+    ) -> Result<Option<OrderId>> {
+        sqlx::query("SELECT order_id FROM orders WHERE transaction_id = $1")
+            .bind(transaction_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| id_col(&row, "order_id"))
+            .transpose()
+    }
+
     /// Records the refund of a payment (`PaymentRefunded`) once.
     /// Returns whether this call recorded it.
     pub async fn record_refund(&self, order_id: &OrderId) -> Result<bool> {
@@ -839,8 +948,8 @@ impl Store {
 
     async fn payment_of(&self, order_id: &OrderId) -> Result<Option<PaymentRecord>> {
         sqlx::query(
-            "SELECT transaction_id, status, amount_minor, currency, decline_reason \
-             FROM payments WHERE order_id = $1",
+            "SELECT transaction_id, status, amount_minor, currency, decline_reason, \
+             approval_url FROM payments WHERE order_id = $1",
         )
         .bind(order_id.to_string())
         .fetch_optional(&self.pool)
@@ -851,6 +960,7 @@ impl Store {
                 status: parse_col(&row, "status")?,
                 amount: money(&row, "amount_minor")?,
                 decline_reason: row.try_get("decline_reason")?,
+                approval_url: row.try_get("approval_url")?,
             })
         })
         .transpose()

@@ -9,7 +9,7 @@ use ordersaga_proto::v1 as pb;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::service::{OrderDetails, PlacedOrder};
+use crate::service::{OrderDetails, PlacedOrder, pending_link};
 
 /// Unix milliseconds as a protobuf timestamp.
 pub fn timestamp(ms: i64) -> prost_types::Timestamp {
@@ -55,6 +55,7 @@ fn pb_payment(s: Option<PaymentStatus>) -> i32 {
         Some(PaymentStatus::Captured) => pb::PaymentStatus::Captured,
         Some(PaymentStatus::Declined) => pb::PaymentStatus::Declined,
         Some(PaymentStatus::Refunded) => pb::PaymentStatus::Refunded,
+        Some(PaymentStatus::Voided) => pb::PaymentStatus::Voided,
     }) as i32
 }
 
@@ -73,6 +74,7 @@ impl From<PlacedOrder> for pb::PlaceOrderResponse {
             status: pb_status(p.status),
             total: pb_money(p.total),
             workflow_id: p.workflow_id,
+            approval_url: p.approval_url.unwrap_or_default(),
         }
     }
 }
@@ -86,6 +88,7 @@ impl From<OrderDetails> for pb::Order {
         let j = OrderJson::from(d);
         Self {
             shipment,
+            approval_url: j.approval_url.unwrap_or_default(),
             workflow_id: j.workflow_id,
             order_id: j.order_id,
             customer_id: j.customer_id.unwrap_or_default(),
@@ -209,6 +212,8 @@ pub struct PlacedJson {
     status: OrderStatus,
     total: MoneyJson,
     workflow_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_url: Option<String>,
 }
 
 impl From<PlacedOrder> for PlacedJson {
@@ -219,6 +224,7 @@ impl From<PlacedOrder> for PlacedJson {
             status: p.status,
             total: p.total.into(),
             workflow_id: p.workflow_id,
+            approval_url: p.approval_url,
         }
     }
 }
@@ -263,6 +269,9 @@ pub struct OrderJson {
     lines: Vec<LineJson>,
     total: Option<MoneyJson>,
     payment_status: Option<PaymentStatus>,
+    /// Checkout mode, while the payment waits for the buyer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval_url: Option<String>,
     failure_code: Option<String>,
     failure_reason: Option<String>,
     events: Vec<EventJson>,
@@ -307,6 +316,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
             })
             .collect(),
         total: Some(s.total.into()),
+        approval_url: pending_link(r.payment.as_ref()),
         payment_status: r.payment.map(|p| p.status),
         failure_code: s.failure_code,
         failure_reason: s.failure_reason,
@@ -329,6 +339,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         lines: Vec::new(),
         total: None,
         payment_status: None,
+        approval_url: None,
         failure_code: None,
         failure_reason: None,
         events: Vec::new(),

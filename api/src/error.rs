@@ -21,6 +21,10 @@ pub enum ApiError {
     /// allows it (e.g. rating a product one has not bought).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller could not be authenticated (e.g. a webhook whose
+    /// signature or timestamp does not verify); nothing changed.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The request body exceeds the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -43,6 +47,7 @@ impl ApiError {
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Self::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -65,6 +70,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::NotFound(_) => tonic::Status::not_found(message),
             ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
             ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            ApiError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
             ApiError::Internal(_) => tonic::Status::internal(message),
         }
     }
@@ -78,6 +84,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::AlreadyExists(_) | Self::FailedPrecondition(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = serde_json::json!({

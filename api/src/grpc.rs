@@ -7,7 +7,8 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::convert::{
-    address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_summary, status_from_pb,
+    address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_status, pb_summary,
+    status_from_pb,
 };
 use crate::service::{OrderService, PlaceOrderCommand};
 
@@ -55,6 +56,18 @@ impl OrderServiceRpc for GrpcOrders {
         Ok(Response::new(pb::ListOrdersResponse {
             orders: page.iter().map(pb_summary).collect(),
             next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let r = request.into_inner();
+        let status = self.0.cancel_order(&r.order_id, &r.reason).await?;
+        Ok(Response::new(pb::CancelOrderResponse {
+            order_id: r.order_id,
+            status: pb_status(status),
         }))
     }
 

@@ -1,18 +1,21 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
 //! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `GET /v1/shipments`. Catalog: `POST /v1/products`, `GET /v1/products`,
+//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Payments:
+//! `POST /v1/payments/webhook` (the gateway's signed events). Catalog: `POST /v1/products`, `GET /v1/products`,
 //! `GET /v1/products/{sku}`, `POST /v1/products/{sku}/ratings`,
 //! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`.
 //! Errors are JSON:
 //! `{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ordersaga_activities::gateway::webhook;
 use ordersaga_domain::{OrderStatus, ShippingAddress};
 use serde::Deserialize;
 
@@ -93,6 +96,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/orders", get(list_orders).post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
+        .route("/v1/orders/{order_id}/cancel", post(cancel_order))
+        .route("/v1/payments/webhook", post(payment_webhook))
         .route("/v1/products", get(list_products).post(create_product))
         .route("/v1/products/{sku}", get(get_product))
         .route("/v1/products/{sku}/ratings", post(submit_rating))
@@ -139,6 +144,49 @@ async fn get_order(
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderJson>, ApiError> {
     Ok(Json(service.get_order(&order_id).await?.into()))
+}
+
+/// Body of `POST /v1/orders/{id}/cancel` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn cancel_order(
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let body: CancelBody = if body.is_empty() {
+        CancelBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(e.to_string()))?
+    };
+    let status = service.cancel_order(&order_id, &body.reason).await?;
+    Ok(Json(
+        serde_json::json!({ "order_id": order_id, "status": status }),
+    ))
+}
+
+/// The gateway's webhook: the raw body is verified before it is parsed.
+/// Any verified event is answered 200 (`delivered` or `ignored`), so the
+/// gateway stops redelivering; bad or stale ones 401.
+async fn payment_webhook(
+    State(service): State<OrderService>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ack = service
+        .payment_webhook(
+            header(webhook::TIMESTAMP_HEADER),
+            header(webhook::SIGNATURE_HEADER),
+            &body,
+        )
+        .await?;
+    Ok(Json(serde_json::json!({ "status": ack })))
 }
 
 async fn list_orders(

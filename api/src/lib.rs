@@ -2,7 +2,9 @@
 //!
 //! It validates and prices `PlaceOrder` (including the customer's email and
 //! shipping address), starts the order's saga on Temporal and answers at
-//! once; it reads orders from the shop store (and, for an order whose first
+//! once (in checkout mode with the buyer's approval link, by
+//! update-with-start); it forwards `CancelOrder` to the saga (an update the
+//! saga may refuse) and the payment gateway's verified webhooks (a signal); it reads orders from the shop store (and, for an order whose first
 //! step has not run yet, asks Temporal), and lists the warehouse's shipping
 //! requests (`ListShipments`). The same [`service::OrderService`] and
 //! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health
@@ -24,6 +26,7 @@ use anyhow::Context;
 use ordersaga_activities::Store;
 use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
+use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
 use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
@@ -31,7 +34,7 @@ use tokio::net::TcpListener;
 
 use crate::catalog::CatalogService;
 use crate::grpc::{GrpcCatalog, GrpcOrders};
-use crate::service::OrderService;
+use crate::service::{OrderService, PaymentSettings};
 
 /// Everything the API process can be told; each field has an
 /// `ORDERSAGA_*` variable (see the README).
@@ -49,6 +52,8 @@ pub struct ApiSettings {
     pub http_addr: SocketAddr,
     /// Create the demo catalog at start-up if missing.
     pub seed_demo: bool,
+    /// Payment mode of new orders and the webhook secret.
+    pub payment: PaymentSettings,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +65,7 @@ impl Default for ApiSettings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             seed_demo: false,
+            payment: PaymentSettings::default(),
         }
     }
 }
@@ -84,6 +90,28 @@ impl ApiSettings {
         if let Some(v) = var("ORDERSAGA_SEED_DEMO") {
             s.seed_demo = matches!(v.as_str(), "1" | "true" | "yes");
         }
+        let secs = |name: &str, default: u64| -> anyhow::Result<u64> {
+            var(name).map_or(Ok(default), |v| v.parse().with_context(|| name.to_string()))
+        };
+        s.payment.mode = match var("ORDERSAGA_PAYMENT_MODE").as_deref() {
+            None | Some("simulated") => PaymentMode::Simulated,
+            Some("checkout") => {
+                let default = CheckoutTiming::default();
+                PaymentMode::Checkout(CheckoutTiming {
+                    deadline_secs: secs("ORDERSAGA_PAYMENT_DEADLINE_SECS", default.deadline_secs)?,
+                    poll_secs: secs("ORDERSAGA_PAYMENT_POLL_SECS", default.poll_secs)?,
+                })
+            }
+            Some(other) => {
+                anyhow::bail!("ORDERSAGA_PAYMENT_MODE must be simulated or checkout, got {other:?}")
+            }
+        };
+        if let Some(v) = var("ORDERSAGA_PAYMENT_LINK_WAIT_MS") {
+            s.payment.link_wait = std::time::Duration::from_millis(
+                v.parse().context("ORDERSAGA_PAYMENT_LINK_WAIT_MS")?,
+            );
+        }
+        s.payment.webhook_secret = var("ORDERSAGA_WEBHOOK_SECRET").filter(|v| !v.is_empty());
         Ok(s)
     }
 }
@@ -112,6 +140,19 @@ impl Api {
                 .await
                 .context("seeding the demo catalog")?;
         }
+        if let PaymentMode::Checkout(timing) = settings.payment.mode {
+            tracing::info!(
+                deadline_secs = timing.deadline_secs,
+                poll_secs = timing.poll_secs,
+                "orders pay by checkout"
+            );
+            if settings.payment.webhook_secret.is_none() {
+                tracing::warn!(
+                    "ORDERSAGA_WEBHOOK_SECRET is not set: every payment webhook is refused; \
+                     payments complete by the reconciliation poll alone"
+                );
+            }
+        }
         let grpc = TcpListener::bind(settings.grpc_addr)
             .await
             .with_context(|| format!("binding gRPC on {}", settings.grpc_addr))?;
@@ -120,7 +161,7 @@ impl Api {
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         Ok(Self {
             catalog: CatalogService::new(store.clone()),
-            service: OrderService::new(store, client, settings.task_queue),
+            service: OrderService::new(store, client, settings.task_queue, settings.payment),
             grpc,
             http,
         })

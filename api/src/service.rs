@@ -1,26 +1,36 @@
 //! The API's use cases, independent of transport: validate and price a
-//! `PlaceOrder`, start its saga, and read orders and products.
+//! `PlaceOrder`, start its saga, cancel it, pass the payment gateway's
+//! verified webhooks to it, and read orders and products.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use ordersaga_activities::Store;
+use ordersaga_activities::gateway::webhook::{self, PaymentEvent, PaymentEventKind};
 use ordersaga_activities::shipping::ShipmentRecord;
-use ordersaga_activities::store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, Product};
+use ordersaga_activities::store::{
+    OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product,
+};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
-    CustomerId, EmailAddress, Money, OrderId, OrderInput, OrderLine, OrderStatus, ShippingAddress,
-    Sku, TransactionId,
+    CustomerId, EmailAddress, GatewayEvent, GatewayEventKind, Money, OrderId, OrderInput,
+    OrderLine, OrderStatus, PaymentMode, PaymentStatus, ShippingAddress, Sku, TransactionId,
 };
 use ordersaga_workflows::OrderWorkflow;
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
+use temporalio_client::errors::{
+    WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,
+};
 use temporalio_client::{
-    Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionStatus,
-    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+    Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions,
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowSignalOptions, WorkflowStartOptions, WorkflowUpdateWithStartOptions,
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
 use crate::error::ApiError;
+
+/// A saga's longest life.
+const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -58,7 +68,68 @@ pub struct PlacedOrder {
     pub total: Money,
     /// Its Temporal workflow id.
     pub workflow_id: String,
+    /// Checkout mode: where the customer approves the payment.
+    pub approval_url: Option<String>,
 }
+
+/// How checkout payments are set up for the orders this API places.
+#[derive(Clone)]
+pub struct PaymentSettings {
+    /// Simulated or checkout, and the checkout's deadline and poll interval;
+    /// carried in every new order's input.
+    pub mode: PaymentMode,
+    /// How long `PlaceOrder` waits for the approval link before answering
+    /// without it (the gateway is slow or down; `GetOrder` shows it later).
+    pub link_wait: Duration,
+    /// The secret gateway webhooks are signed with; `None`: every webhook
+    /// is refused.
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for PaymentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentSettings")
+            .field("mode", &self.mode)
+            .field("link_wait", &self.link_wait)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        Self {
+            mode: PaymentMode::Simulated,
+            link_wait: Duration::from_secs(10),
+            webhook_secret: None,
+        }
+    }
+}
+
+/// What `POST /v1/payments/webhook` did with a verified event. Every
+/// outcome is a 2xx, so the gateway stops redelivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookAck {
+    /// Signalled to the order's saga.
+    Delivered,
+    /// Nothing to do: an event type the saga does not use, a payment we do
+    /// not know, or an order that has already ended.
+    Ignored,
+}
+
+/// The approval link of a payment that still waits for the buyer.
+pub(crate) fn pending_link(payment: Option<&PaymentRecord>) -> Option<String> {
+    payment
+        .filter(|p| p.status == PaymentStatus::Pending)
+        .and_then(|p| p.approval_url.clone())
+}
+
+/// Longest `CancelOrder` reason kept.
+pub const MAX_CANCEL_REASON: usize = 500;
 
 /// An order as `GetOrder` shows it: the stored record, or (in the moment
 /// between the saga's start and its first step) just its acceptance.
@@ -81,6 +152,7 @@ pub struct OrderService {
     store: Store,
     client: Client,
     task_queue: String,
+    payment: PaymentSettings,
 }
 
 fn invalid(msg: impl Into<String>) -> ApiError {
@@ -134,11 +206,12 @@ impl OrderService {
 
 impl OrderService {
     /// A service starting sagas on `task_queue`.
-    pub fn new(store: Store, client: Client, task_queue: String) -> Self {
+    pub fn new(store: Store, client: Client, task_queue: String, payment: PaymentSettings) -> Self {
         Self {
             store,
             client,
             task_queue,
+            payment,
         }
     }
 
@@ -200,6 +273,7 @@ impl OrderService {
             total,
             customer_email: Some(customer_email),
             shipping_address: Some(shipping_address),
+            payment: self.payment.mode,
         };
         let workflow_id = order_id.workflow_id();
         if key.is_some()
@@ -222,23 +296,33 @@ impl OrderService {
                     "idempotency_key was already used for an order with other lines".into(),
                 ));
             }
+            let approval_url = pending_link(existing.payment.as_ref());
             return Ok(PlacedOrder {
                 order_id,
                 transaction_id: existing.summary.transaction_id,
                 status: existing.summary.status,
                 total: existing.summary.total,
                 workflow_id,
+                approval_url,
             });
         }
         // Starting is idempotent too (same workflow id): a retry that races
         // the first call's saga before it stored the order starts nothing.
-        self.start_saga(&input, &workflow_id).await?;
+        let approval_url = match self.payment.mode {
+            // Simulated: answer at once; nothing to wait for.
+            PaymentMode::Simulated => {
+                self.start_saga(&input, &workflow_id).await?;
+                None
+            }
+            PaymentMode::Checkout(_) => self.start_checkout_saga(&input, &workflow_id).await?,
+        };
         Ok(PlacedOrder {
             order_id,
             transaction_id: input.transaction_id,
             status: OrderStatus::Pending,
             total,
             workflow_id,
+            approval_url,
         })
     }
 
@@ -268,7 +352,49 @@ impl OrderService {
         Ok(lines)
     }
 
-    async fn start_saga(&self, input: &OrderInput, workflow_id: &str) -> Result<(), ApiError> {
+    /// Checkout mode: starts the saga and asks it for the approval link in
+    /// one call (update-with-start; the update waits until the gateway
+    /// order exists). If that takes longer than `link_wait`, the saga is
+    /// still started (idempotently) and the order is answered without the
+    /// link.
+    async fn start_checkout_saga(
+        &self,
+        input: &OrderInput,
+        workflow_id: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let (attrs, summary, details) = Self::start_metadata(input);
+        let options = WorkflowUpdateWithStartOptions::new(
+            self.task_queue.as_str(),
+            workflow_id,
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .execution_timeout(EXECUTION_TIMEOUT)
+        .search_attributes(attrs)
+        .static_summary(summary)
+        .static_details(details)
+        // One id per order: a retried PlaceOrder gets the same answer.
+        .update_id(format!("payment-link-{}", input.order_id))
+        .build();
+        let call = self.client.execute_update_with_start_workflow(
+            OrderWorkflow::run,
+            input.clone(),
+            OrderWorkflow::payment_link,
+            (),
+            options,
+        );
+        match tokio::time::timeout(self.payment.link_wait, call).await {
+            Ok(Ok(link)) => Ok(link),
+            Ok(Err(e)) => Err(ApiError::internal(e)),
+            Err(_) => {
+                tracing::warn!(order_id = %input.order_id, "approval link not ready in time");
+                self.start_saga(input, workflow_id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn start_metadata(input: &OrderInput) -> (SearchAttributes, String, String) {
         let attr = |name| SearchAttributeKey::<String>::keyword(name);
         let attrs = SearchAttributes::new([
             attr(search_attribute::ORDER_ID).value_set(input.order_id.to_string()),
@@ -281,15 +407,24 @@ impl OrderService {
             .map(|l| format!("{} x {} at {}", l.quantity, l.sku, l.unit_price))
             .collect::<Vec<_>>()
             .join("\n");
+        (
+            attrs,
+            input.summary(),
+            format!("transaction {}\n{details}", input.transaction_id),
+        )
+    }
+
+    async fn start_saga(&self, input: &OrderInput, workflow_id: &str) -> Result<(), ApiError> {
+        let (attrs, summary, details) = Self::start_metadata(input);
         let options = WorkflowStartOptions::new(self.task_queue.as_str(), workflow_id)
             // Same order id (same idempotency key) -> the saga already
             // running or finished, never a second one.
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .execution_timeout(Duration::from_secs(7 * 24 * 3600))
+            .execution_timeout(EXECUTION_TIMEOUT)
             .search_attributes(attrs)
-            .static_summary(input.summary())
-            .static_details(format!("transaction {}\n{details}", input.transaction_id))
+            .static_summary(summary)
+            .static_details(details)
             .build();
         match self
             .client
@@ -334,6 +469,148 @@ impl OrderService {
             Ok(_) | Err(WorkflowInteractionError::NotFound(_)) => {
                 Err(ApiError::NotFound(format!("order {id} not found")))
             }
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// `CancelOrder`: asks the order's saga to stop. Refused with
+    /// FAILED_PRECONDITION once the order ended or its confirmation began
+    /// (the saga's update validator decides), NOT_FOUND for an unknown
+    /// order. Answers once the saga accepted; it then unwinds on its own.
+    pub async fn cancel_order(
+        &self,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<OrderStatus, ApiError> {
+        let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
+        let reason = reason.trim();
+        if reason.len() > MAX_CANCEL_REASON || reason.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "reason must be at most {MAX_CANCEL_REASON} printable characters"
+            )));
+        }
+        let reason = if reason.is_empty() {
+            "cancelled by the customer"
+        } else {
+            reason
+        };
+        let stored = self
+            .store
+            .get_order(&id)
+            .await
+            .map_err(ApiError::internal)?;
+        let ended = |status: OrderStatus| {
+            ApiError::FailedPrecondition(format!(
+                "order {id} is {status} and can no longer be cancelled"
+            ))
+        };
+        if let Some(record) = &stored
+            && record.summary.status != OrderStatus::Pending
+        {
+            return Err(ended(record.summary.status));
+        }
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(id.workflow_id());
+        let options = WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!("cancel-{id}"))
+            .build();
+        match handle
+            .execute_update(OrderWorkflow::cancel_order, reason.to_string(), options)
+            .await
+        {
+            Ok(()) => Ok(OrderStatus::Pending),
+            Err(WorkflowUpdateError::Failed(failure)) => {
+                Err(ApiError::FailedPrecondition(failure.message))
+            }
+            // The saga finished between our read and the update.
+            Err(WorkflowUpdateError::NotFound(_)) if stored.is_some() => {
+                let status = self
+                    .store
+                    .get_order(&id)
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_or(OrderStatus::Failed, |r| r.summary.status);
+                Err(ended(status))
+            }
+            Err(WorkflowUpdateError::NotFound(_)) => {
+                Err(ApiError::NotFound(format!("order {id} not found")))
+            }
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// A gateway webhook: verified (HMAC over timestamp and raw body, within
+    /// the tolerance) before anything is read from it, then signalled to the
+    /// order's saga. Bad or stale: UNAUTHENTICATED, nothing changes.
+    /// Duplicates are signalled again and ignored by the saga.
+    pub async fn payment_webhook(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<WebhookAck, ApiError> {
+        let secret = self
+            .payment
+            .webhook_secret
+            .as_deref()
+            .ok_or_else(|| ApiError::Unauthenticated("webhooks are not configured".into()))?;
+        webhook::verify(
+            secret.as_bytes(),
+            timestamp.unwrap_or_default(),
+            body,
+            signature.unwrap_or_default(),
+            std::time::SystemTime::now(),
+            webhook::DEFAULT_TOLERANCE,
+        )
+        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
+        let event = PaymentEvent::parse(body).map_err(|e| invalid(e.to_string()))?;
+        let kind = match event.kind {
+            PaymentEventKind::OrderApproved => GatewayEventKind::Approved,
+            PaymentEventKind::OrderVoided => GatewayEventKind::Voided,
+            PaymentEventKind::CaptureCompleted => GatewayEventKind::Captured,
+            PaymentEventKind::CaptureDenied => GatewayEventKind::CaptureDenied,
+            PaymentEventKind::CaptureRefunded => GatewayEventKind::Refunded,
+            PaymentEventKind::Other => return Ok(WebhookAck::Ignored),
+        };
+        let Some(transaction_id) = event
+            .custom_id
+            .as_deref()
+            .and_then(|c| TransactionId::parse(c).ok())
+        else {
+            tracing::info!(event_id = %event.event_id, "webhook without our transaction id: ignored");
+            return Ok(WebhookAck::Ignored);
+        };
+        let Some(order_id) = self
+            .store
+            .order_of_transaction(&transaction_id)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            tracing::info!(event_id = %event.event_id, %transaction_id, "webhook for an unknown payment: ignored");
+            return Ok(WebhookAck::Ignored);
+        };
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(order_id.workflow_id());
+        let signal = GatewayEvent {
+            event_id: event.event_id.clone(),
+            kind,
+        };
+        match handle
+            .signal(
+                OrderWorkflow::payment_event,
+                signal,
+                WorkflowSignalOptions::default(),
+            )
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%order_id, event_id = %event.event_id, event_type = %event.event_type, "webhook signalled");
+                Ok(WebhookAck::Delivered)
+            }
+            // The order has ended: nothing left to decide.
+            Err(WorkflowInteractionError::NotFound(_)) => Ok(WebhookAck::Ignored),
             Err(e) => Err(ApiError::internal(e)),
         }
     }

@@ -24,6 +24,6 @@ pub use notify::{
     Topic,
 };
 pub use order::{
-    FailureReason, OrderEvent, OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView,
-    PaymentStatus,
+    CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, OrderEvent, OrderInput,
+    OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus,
 };

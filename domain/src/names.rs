@@ -57,12 +57,33 @@ pub mod activity {
     pub const REQUEST_SHIPMENT: &str = "RequestShipment";
     /// Delivers a batch of one topic's outbox messages.
     pub const RELAY_OUTBOX: &str = "RelayOutbox";
+    /// Checkout: creates the gateway order (the buyer's approval link).
+    pub const CREATE_CHECKOUT: &str = "CreateCheckout";
+    /// Checkout: stores the payment `PENDING` with its approval link.
+    pub const OPEN_PAYMENT: &str = "OpenPayment";
+    /// Checkout: asks the gateway where the order stands (reconciliation).
+    pub const GET_CHECKOUT: &str = "GetCheckout";
+    /// Checkout: captures the approved order (asking first after a lost
+    /// answer).
+    pub const CAPTURE_PAYMENT: &str = "CapturePayment";
+    /// Checkout: records how the payment ended (captured, declined, voided).
+    pub const SETTLE_PAYMENT: &str = "SettlePayment";
+    /// Checkout: voids the unapproved gateway order.
+    pub const VOID_PAYMENT: &str = "VoidPayment";
+    /// Checkout compensation: refunds the capture, at most once.
+    pub const REFUND_CHECKOUT: &str = "RefundCheckout";
 }
 
 /// Names of the workflow's query and signal handlers.
 pub mod handler {
     /// Query returning the live [`crate::OrderView`].
     pub const GET_STATUS: &str = "GetStatus";
+    /// Signal carrying a verified gateway webhook ([`crate::GatewayEvent`]).
+    pub const PAYMENT_EVENT: &str = "PaymentEvent";
+    /// Update answering the buyer's approval link once it exists.
+    pub const PAYMENT_LINK: &str = "PaymentLink";
+    /// Update cancelling the order; rejected after the point of no return.
+    pub const CANCEL_ORDER: &str = "CancelOrder";
 }
 
 /// Application failure type names, matchable in retry policies and the UI.
@@ -73,6 +94,8 @@ pub mod failure {
     pub const OUT_OF_STOCK: &str = "OutOfStock";
     /// The order is unknown to the store (non-retryable: a bug, not weather).
     pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+    /// The checkout gateway refused a call for good (non-retryable).
+    pub const GATEWAY_REJECTED: &str = "GatewayRejected";
     /// An email was refused for good (bad address) or not delivered within
     /// the retry horizon (non-retryable).
     pub const EMAIL_UNDELIVERABLE: &str = "EmailUndeliverable";

@@ -41,6 +41,70 @@ pub struct OrderInput {
     /// requests existed.
     #[serde(default)]
     pub shipping_address: Option<ShippingAddress>,
+    /// How the order is paid: chosen by the deployment, fixed for the
+    /// order's life. Sagas recorded before checkout existed decode as
+    /// [`PaymentMode::Simulated`].
+    #[serde(default)]
+    pub payment: PaymentMode,
+}
+
+/// How a saga takes the money.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum PaymentMode {
+    /// One synchronous charge through the simulated gateway, approved at
+    /// once (benchmarks, most tests).
+    #[default]
+    Simulated,
+    /// A PayPal-style checkout: the buyer approves on the gateway's page,
+    /// the saga waits for the outcome, then captures.
+    Checkout(CheckoutTiming),
+}
+
+/// How long a checkout waits, and how often it asks the gateway meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutTiming {
+    /// The buyer's time to approve; then `PaymentProcessFailed` (expired).
+    pub deadline_secs: u64,
+    /// How often the saga asks the gateway while waiting, so a lost webhook
+    /// never leaves a payment stuck.
+    pub poll_secs: u64,
+}
+
+impl Default for CheckoutTiming {
+    fn default() -> Self {
+        Self {
+            deadline_secs: 15 * 60,
+            poll_secs: 30,
+        }
+    }
+}
+
+/// A payment event the gateway reported (by verified webhook), as the API
+/// signals it to the saga. Redeliveries share `event_id`; the saga acts on
+/// the first event that decides the payment and ignores the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayEvent {
+    /// The gateway's event id.
+    pub event_id: String,
+    /// What happened.
+    pub kind: GatewayEventKind,
+}
+
+/// What a gateway event says about the payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum GatewayEventKind {
+    /// The buyer approved: capture may proceed.
+    Approved,
+    /// The buyer cancelled on the approval page (or the order was voided).
+    Voided,
+    /// Money was captured.
+    Captured,
+    /// The capture was declined.
+    CaptureDenied,
+    /// The capture was refunded.
+    Refunded,
 }
 
 impl OrderInput {
@@ -117,6 +181,9 @@ text_enum!(
         Declined => "DECLINED",
         /// Money taken and given back.
         Refunded => "REFUNDED",
+        /// Never approved (buyer cancelled, deadline passed, order
+        /// cancelled): the gateway order is voided; no money taken.
+        Voided => "VOIDED",
     }
 );
 
@@ -163,6 +230,11 @@ pub enum FailureReason {
         /// Units on hand when it was checked.
         available: i64,
     },
+    /// The buyer did not approve the payment before its deadline.
+    PaymentExpired {
+        /// How long the buyer had, seconds.
+        after_secs: u64,
+    },
     /// The order's workflow was cancelled before it completed.
     Cancelled {
         /// The cancellation's reason, if one was given.
@@ -171,11 +243,13 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`, `CANCELLED`.
+    /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`,
+    /// `PAYMENT_EXPIRED`, `CANCELLED`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
             Self::OutOfStock { .. } => "OUT_OF_STOCK",
+            Self::PaymentExpired { .. } => "PAYMENT_EXPIRED",
             Self::Cancelled { .. } => "CANCELLED",
         }
     }
@@ -193,6 +267,9 @@ impl fmt::Display for FailureReason {
                 f,
                 "out of stock: {sku} (ordered {requested}, {available} available)"
             ),
+            Self::PaymentExpired { after_secs } => {
+                write!(f, "payment expired: not approved within {after_secs}s")
+            }
             Self::Cancelled { message } if message.is_empty() => f.write_str("cancelled"),
             Self::Cancelled { message } => write!(f, "cancelled: {message}"),
         }
@@ -228,6 +305,10 @@ pub struct OrderView {
     pub events: Vec<OrderEvent>,
     /// Why it failed, when it did.
     pub reason: Option<FailureReason>,
+    /// Checkout mode: where the buyer approves the payment, once the
+    /// gateway order exists.
+    #[serde(default)]
+    pub approval_url: Option<String>,
 }
 
 #[cfg(test)]
@@ -250,6 +331,30 @@ mod tests {
     }
 
     #[test]
+    fn payment_mode_defaults_to_simulated_and_round_trips() {
+        // Inputs recorded before the field existed are simulated sagas.
+        let old = r#"{"order_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60",
+            "transaction_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f61",
+            "customer_id":"alice","lines":[],"total":{"minor":0,"currency":"EUR"}}"#;
+        let input: OrderInput = serde_json::from_str(old).unwrap();
+        assert_eq!(input.payment, PaymentMode::Simulated);
+        let checkout = PaymentMode::Checkout(CheckoutTiming {
+            deadline_secs: 60,
+            poll_secs: 5,
+        });
+        let json = serde_json::to_string(&checkout).unwrap();
+        assert_eq!(
+            json,
+            r#"{"mode":"checkout","deadline_secs":60,"poll_secs":5}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<PaymentMode>(&json).unwrap(),
+            checkout
+        );
+        assert_eq!(CheckoutTiming::default().deadline_secs, 15 * 60);
+    }
+
+    #[test]
     fn failure_reasons_read_well() {
         let r = FailureReason::OutOfStock {
             sku: Sku::parse("MUG").unwrap(),
@@ -258,5 +363,11 @@ mod tests {
         };
         assert_eq!(r.to_string(), "out of stock: MUG (ordered 3, 1 available)");
         assert_eq!(r.code(), "OUT_OF_STOCK");
+        let expired = FailureReason::PaymentExpired { after_secs: 900 };
+        assert_eq!(expired.code(), "PAYMENT_EXPIRED");
+        assert_eq!(
+            expired.to_string(),
+            "payment expired: not approved within 900s"
+        );
     }
 }

@@ -7,6 +7,11 @@
 //! `ordersaga-worker` binary ([`Stack::spawn_worker_process`]) when a test
 //! needs to SIGKILL one.
 //!
+//! [`spawn_checkout_stack`] adds the payments sandbox (in this process, port
+//! 0) and runs orders in checkout mode: the API receives the sandbox's
+//! signed webhooks, workers pay through the PayPal adapter pointed at it
+//! ([`Sandbox`] has the buyer's buttons, the test controls and counters).
+//!
 //! Email goes to the stack's own mailbox folder ([`Stack::mailbox_dir`]),
 //! or, once a test called [`Stack::start_smtp`], to a real SMTP server
 //! ([`SmtpServer`], `tests/smtp/server.py` on aiosmtpd) that the test can
@@ -26,10 +31,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ordersaga_activities::connection::{TemporalSettings, connect};
+use ordersaga_activities::gateway::checkout::{
+    CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus,
+};
+use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_activities::store::{NewProduct, NewStockReceipt};
 use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls, Store};
+use ordersaga_api::service::PaymentSettings;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::names::search_attribute;
+use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_domain::{Currency, Money, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
@@ -223,6 +234,8 @@ pub struct Stack {
     workers: Vec<InProcessWorker>,
     /// The test SMTP server, once started.
     pub smtp: Option<SmtpServer>,
+    /// The payments sandbox of a checkout stack.
+    pub sandbox: Option<Sandbox>,
     /// Mailbox and SMTP server files.
     dir: tempfile::TempDir,
     _db: TestDatabase,
@@ -245,8 +258,39 @@ pub async fn spawn_stack_without_worker() -> anyhow::Result<Stack> {
     spawn_stack_without_worker_on(TestDatabase::sqlite()?).await
 }
 
+/// Starts a dev server, the API in checkout mode (with `timing`), the
+/// payments sandbox wired to both, and one in-process worker, over SQLite.
+pub async fn spawn_checkout_stack(timing: CheckoutTiming) -> anyhow::Result<Stack> {
+    spawn_checkout_stack_with(timing, Duration::from_secs(30)).await
+}
+
+/// [`spawn_checkout_stack`] with how long `PlaceOrder` waits for the
+/// approval link before answering without it.
+pub async fn spawn_checkout_stack_with(
+    timing: CheckoutTiming,
+    link_wait: Duration,
+) -> anyhow::Result<Stack> {
+    let payment = PaymentSettings {
+        mode: PaymentMode::Checkout(timing),
+        link_wait,
+        webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string()),
+    };
+    let mut stack = spawn_with(TestDatabase::sqlite()?, payment).await?;
+    let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
+    stack.sandbox = Some(Sandbox::start(webhook_url).await?);
+    stack.start_worker(WorkerSettings::default())?;
+    Ok(stack)
+}
+
+/// The secret the test sandbox signs webhooks with and the API checks.
+pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret";
+
 /// Starts a dev server and the API over `db`; workers are up to the test.
 pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<Stack> {
+    spawn_with(db, PaymentSettings::default()).await
+}
+
+async fn spawn_with(db: TestDatabase, payment: PaymentSettings) -> anyhow::Result<Stack> {
     init_tracing();
     let server = DevServer::start().await?;
     let client = server.client().await?;
@@ -262,6 +306,7 @@ pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<S
         grpc_addr: "127.0.0.1:0".parse()?,
         http_addr: "127.0.0.1:0".parse()?,
         seed_demo: false,
+        payment,
     })
     .await?;
     let grpc_addr = api.grpc_addr()?;
@@ -292,6 +337,7 @@ pub async fn spawn_stack_without_worker_on(db: TestDatabase) -> anyhow::Result<S
         api_stop: Some(api_stop),
         workers: Vec::new(),
         smtp: None,
+        sandbox: None,
         dir,
         _db: db,
     })
@@ -324,7 +370,17 @@ impl Stack {
             None => Delivery::Mailbox(self.mailbox_dir()),
         };
         base.email_retry = TEST_EMAIL_RETRY;
+        if let Some(sandbox) = &self.sandbox {
+            base.paypal = Some(sandbox.paypal_settings());
+        }
         base
+    }
+
+    /// The payments sandbox (checkout stacks only).
+    pub fn sandbox(&self) -> anyhow::Result<&Sandbox> {
+        self.sandbox
+            .as_ref()
+            .context("not a checkout stack (spawn_checkout_stack)")
     }
 
     /// The local mailbox folder workers of this stack write `.eml` files to
@@ -471,6 +527,159 @@ impl Drop for Stack {
             let _ = w.shutdown();
         }
         let _ = self.server.child.start_kill();
+    }
+}
+
+/// The payments sandbox served in this process on a free port until
+/// dropped, signing webhooks to the stack's API with
+/// [`TEST_WEBHOOK_SECRET`].
+pub struct Sandbox {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    http: reqwest::Client,
+    gateway: PayPalGateway,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// The sandbox's counters of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct SandboxCounts {
+    /// Gateway orders created.
+    pub orders: i64,
+    /// Capture calls received.
+    pub capture_requests: i64,
+    /// Captures that took money.
+    pub captures: i64,
+    /// Refund calls received.
+    pub refund_requests: i64,
+    /// Refunds that gave money back.
+    pub refunds: i64,
+}
+
+impl Sandbox {
+    async fn start(webhook_url: String) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let settings = ordersaga_payment_sandbox::Settings {
+            database_url: format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("sandbox.db").display()
+            ),
+            webhook_url: Some(webhook_url),
+            webhook_secret: TEST_WEBHOOK_SECRET.to_string(),
+            webhook_backoff: Duration::from_millis(20),
+            ..ordersaga_payment_sandbox::Settings::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(e) = ordersaga_payment_sandbox::run(settings, listener, shutdown).await {
+                eprintln!("sandbox stopped with an error: {e:#}");
+            }
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let gateway = PayPalGateway::new(PayPalSettings::sandbox(base.clone()))?;
+        let sandbox = Self {
+            base,
+            http,
+            gateway,
+            stop: Some(stop),
+            _dir: dir,
+        };
+        eventually("the payments sandbox", Duration::from_secs(15), || async {
+            let r = sandbox
+                .http
+                .get(format!("{}/healthz", sandbox.base))
+                .send()
+                .await?;
+            Ok(r.status().is_success().then_some(()))
+        })
+        .await?;
+        Ok(sandbox)
+    }
+
+    /// How workers reach it.
+    pub fn paypal_settings(&self) -> PayPalSettings {
+        PayPalSettings::sandbox(self.base.clone())
+    }
+
+    /// Sets test controls (`POST /sandbox/controls`).
+    pub async fn controls(&self, patch: serde_json::Value) -> anyhow::Result<()> {
+        self.http
+            .post(format!("{}/sandbox/controls", self.base))
+            .json(&patch)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// The buyer presses Approve on the approval page at `approval_url`.
+    pub async fn approve(&self, approval_url: &str) -> anyhow::Result<()> {
+        self.press(approval_url, "approve").await
+    }
+
+    /// The buyer presses Cancel on the approval page at `approval_url`.
+    pub async fn cancel(&self, approval_url: &str) -> anyhow::Result<()> {
+        self.press(approval_url, "cancel").await
+    }
+
+    async fn press(&self, approval_url: &str, button: &str) -> anyhow::Result<()> {
+        let url = approval_url.replacen("/checkoutnow?", &format!("/checkoutnow/{button}?"), 1);
+        let status = self.http.post(&url).send().await?.status();
+        if !(status.is_success() || status.is_redirection()) {
+            bail!("{button} at {url}: {status}");
+        }
+        Ok(())
+    }
+
+    /// The counters of a transaction (all zero if the sandbox never saw it).
+    pub async fn counts(&self, transaction_id: &str) -> anyhow::Result<SandboxCounts> {
+        let r = self
+            .http
+            .get(format!(
+                "{}/sandbox/transactions/{transaction_id}",
+                self.base
+            ))
+            .send()
+            .await?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(SandboxCounts {
+                orders: 0,
+                capture_requests: 0,
+                captures: 0,
+                refund_requests: 0,
+                refunds: 0,
+            });
+        }
+        Ok(r.error_for_status()?.json().await?)
+    }
+
+    /// The gateway order behind an approval link, as the gateway reports it.
+    pub async fn order_status(&self, approval_url: &str) -> anyhow::Result<GatewayStatus> {
+        let token = approval_url
+            .split_once("token=")
+            .map(|(_, t)| t.split('&').next().unwrap_or(t))
+            .context("approval link without a token")?;
+        Ok(self
+            .gateway
+            .get_order(&GatewayOrderId::new(token))
+            .await?
+            .status)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 

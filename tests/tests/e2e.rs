@@ -855,3 +855,54 @@ async fn an_order_placed_with_no_worker_is_pending_and_completes_later() -> anyh
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     stack.stop_workers()
 }
+
+#[tokio::test]
+async fn cancel_order_in_simulated_mode_refunds_during_the_charge_and_is_refused_after()
+-> anyhow::Result<()> {
+    let mut stack = spawn_stack_without_worker().await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    stack.start_worker(WorkerSettings {
+        gateway_latency: Duration::from_secs(2),
+        ..Default::default()
+    })?;
+    let placed = stack
+        .grpc
+        .place_order(place("olga", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    assert!(
+        placed.approval_url.is_empty(),
+        "simulated: no link to wait for"
+    );
+    let txn = placed.transaction_id.clone();
+    // Captured, answer still on its way: cancelling now refunds.
+    captured(&stack, &txn).await?;
+    let accepted = stack
+        .grpc
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: placed.order_id.clone(),
+            reason: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(accepted.status, pb::OrderStatus::Pending as i32);
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Refunded as i32);
+    assert_eq!(gateway_counts(&stack, &txn).await?.2, 1, "one refund");
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+
+    // A second cancel of the ended order is refused.
+    let refused = stack
+        .grpc
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: placed.order_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("cancel of a failed order")?;
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    stack.stop_workers()
+}

@@ -68,6 +68,7 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
                             total: Money::new(100 * q, eur),
                             customer_email: None,
                             shipping_address: None,
+                            payment: Default::default(),
                         },
                         &[],
                     )

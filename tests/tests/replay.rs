@@ -19,10 +19,27 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         }
     }
     assert!(
-        histories.len() >= 7,
+        histories.len() >= 14,
         "expected the recorded sagas (confirmed, declined, out of stock, cancelled, worker killed, \
-         and confirmed and out of stock with notifications), found {names:?}"
+         and confirmed and out of stock with notifications; checkout: confirmed, expired, out of \
+         stock refunded, polled, capture answer lost, capture declined, cancelled before payment), found {names:?}"
     );
+    for checkout in [
+        "checkout-confirmed",
+        "checkout-expired",
+        "checkout-out-of-stock-refunded",
+        "checkout-polled",
+        "checkout-capture-answer-lost",
+        "checkout-capture-declined",
+        "checkout-cancelled-before-payment",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with(&format!("/{checkout}.json"))),
+            "missing history {checkout}.json"
+        );
+    }
     let results = replayer()?.replay_workflows(histories).await?;
     let failures: Vec<String> = results
         .iter()

@@ -15,7 +15,7 @@ use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, SimulatedGateway,
 };
 use ordersaga_activities::store::NewStockReceipt;
-use ordersaga_activities::store::{NewProduct, OrderQuery};
+use ordersaga_activities::store::{NewProduct, OrderQuery, PaymentLink};
 use ordersaga_domain::{
     Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money, Notification, OrderEmail,
     OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
@@ -29,6 +29,7 @@ ordersaga_tests::both_backends!(
     deduction_is_all_or_nothing_and_its_outcome_sticks,
     release_puts_stock_back_once_and_only_after_a_deduction,
     payment_outcomes_and_refunds_are_recorded_once,
+    checkout_payments_keep_their_link_and_are_voided_once,
     confirm_and_fail_are_final,
     concurrent_orders_never_oversell,
     list_orders_filters_and_pages,
@@ -66,6 +67,7 @@ fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
         total,
         customer_email: None,
         shipping_address: None,
+        payment: Default::default(),
     }
 }
 
@@ -185,6 +187,52 @@ async fn release_puts_stock_back_once_and_only_after_a_deduction(
             .await?
             .contains(&OrderEvent::InventoryReleased)
     );
+    Ok(())
+}
+
+async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> anyhow::Result<()> {
+    let mug = product(&store, "MUG", 10).await?;
+    let o = order("alice", &[(&mug, 1)]);
+    store.place_order(&o, &[]).await?;
+    assert_eq!(store.payment_link(&o.order_id).await?, None);
+    assert_eq!(
+        store.order_of_transaction(&o.transaction_id).await?,
+        Some(o.order_id)
+    );
+    let link = PaymentLink {
+        gateway_order_id: "GW-1".to_string(),
+        approval_url: "http://gw.test/checkoutnow?token=GW-1".to_string(),
+    };
+    let p = store
+        .open_checkout_payment(&o.order_id, &o.transaction_id, o.total, &link, &[])
+        .await?;
+    assert_eq!(p.status, PaymentStatus::Pending);
+    assert_eq!(p.approval_url.as_deref(), Some(link.approval_url.as_str()));
+    // A retry with another link keeps the first (the gateway order is one).
+    let other = PaymentLink {
+        gateway_order_id: "GW-2".to_string(),
+        approval_url: "http://gw.test/other".to_string(),
+    };
+    store
+        .open_checkout_payment(&o.order_id, &o.transaction_id, o.total, &other, &[])
+        .await?;
+    assert_eq!(store.payment_link(&o.order_id).await?, Some(link));
+    assert!(
+        store
+            .record_payment_voided(&o.order_id, "payment expired")
+            .await?
+    );
+    assert!(!store.record_payment_voided(&o.order_id, "again").await?);
+    let rec = store.get_order(&o.order_id).await?.context("order")?;
+    let payment = rec.payment.context("payment")?;
+    assert_eq!(payment.status, PaymentStatus::Voided);
+    assert_eq!(payment.decline_reason.as_deref(), Some("payment expired"));
+    assert_eq!(
+        events(&store, &o.order_id).await?,
+        [OrderEvent::OrderPlaced, OrderEvent::PaymentProcessFailed]
+    );
+    let unknown = TransactionId::for_order(&OrderId::from_uuid(uuid::Uuid::new_v4()));
+    assert_eq!(store.order_of_transaction(&unknown).await?, None);
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
+use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway, PayPalSettings};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
     BusinessMetrics, Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities,
@@ -81,6 +82,9 @@ pub struct WorkerSettings {
     pub graceful_shutdown: Duration,
     /// Latency the simulated payment gateway adds to each call.
     pub gateway_latency: Duration,
+    /// The checkout gateway (our payments sandbox or PayPal) for orders in
+    /// checkout mode; `None`: this worker serves simulated payments only.
+    pub paypal: Option<PayPalSettings>,
     /// Where to serve Prometheus `/metrics`, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -118,6 +122,7 @@ impl Default for WorkerSettings {
             sticky_timeout: Duration::from_secs(10),
             graceful_shutdown: Duration::from_secs(10),
             gateway_latency: Duration::ZERO,
+            paypal: None,
             metrics_addr: None,
         }
     }
@@ -278,6 +283,10 @@ impl WorkerSettings {
         env_millis("ORDERSAGA_STICKY_TIMEOUT_MS", &mut s.sticky_timeout)?;
         env_millis("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", &mut s.graceful_shutdown)?;
         env_millis("ORDERSAGA_GATEWAY_LATENCY_MS", &mut s.gateway_latency)?;
+        s.paypal = PayPalSettings::from_env().map_err(|e| SettingError {
+            name: e.variable,
+            value: e.problem,
+        })?;
         if let Ok(addr) = std::env::var("ORDERSAGA_METRICS_ADDR") {
             s.metrics_addr = Some(addr.parse().map_err(|_| SettingError {
                 name: "ORDERSAGA_METRICS_ADDR",
@@ -336,6 +345,9 @@ pub enum WorkerError {
     /// The mail settings are invalid (e.g. a malformed `From:` address).
     #[error("mail settings")]
     Mail(#[from] MailError),
+    /// The checkout gateway's HTTP client could not be built.
+    #[error("checkout gateway")]
+    Checkout(#[from] BuildError),
     /// The SDK refused the worker's setup or failed while running.
     #[error("temporal worker: {0}")]
     Sdk(String),
@@ -367,12 +379,17 @@ fn queue_options(
                 store.clone(),
                 settings.gateway_latency,
             ));
+            let mut activities =
+                OrderActivities::new(store.clone(), gateway).with_metrics(business.clone());
+            if let Some(paypal) = &settings.paypal {
+                tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");
+                activities =
+                    activities.with_checkout(Arc::new(PayPalGateway::new(paypal.clone())?));
+            }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
-                .register_activities(
-                    OrderActivities::new(store.clone(), gateway).with_metrics(business.clone()),
-                )
+                .register_activities(activities)
                 .tuner(tuner(
                     settings.max_concurrent_workflow_tasks,
                     settings.max_concurrent_activities,

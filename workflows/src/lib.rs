@@ -4,6 +4,15 @@
 //! on a business failure or cancellation the compensations registered so far
 //! run in reverse (`ReleaseInventory`, `RefundPayment`), then `FailOrder`.
 //!
+//! The payment step has two modes, fixed per order in its input
+//! ([`PaymentMode`]): one synchronous charge through the simulated gateway,
+//! or a PayPal-style checkout ([`OrderWorkflow::checkout_payment`]): create
+//! the gateway order, publish the buyer's approval link (the `PaymentLink`
+//! update answers `PlaceOrder` with it), then wait durably for a verified
+//! webhook (the `PaymentEvent` signal), a reconciliation poll of the gateway
+//! or the payment deadline, and capture once approved. `CancelOrder` is an
+//! update whose validator refuses it after the point of no return.
+//!
 //! Steps that only write our own database run as *local* activities: they
 //! are short, idempotent and need no server round trip of their own. Steps
 //! that talk to the payment gateway run as regular activities with
@@ -34,16 +43,21 @@ pub use shipping::ShippingWorkflow;
 
 use std::time::Duration;
 
+use ordersaga_activities::gateway::checkout::{
+    CaptureOutcome, GatewayOrderId, OrderStatus as GatewayStatus,
+};
 use ordersaga_activities::{
-    ConfirmOrderInput, FailOrderInput, OrderActivities, PaymentInput, PlaceOrderInput,
+    CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, OpenPaymentInput,
+    OrderActivities, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
 };
 use ordersaga_domain::names::{
     NOTIFICATIONS_PATCH, NOTIFICATIONS_TASK_QUEUE, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH,
     SHIPPING_TASK_QUEUE, failure, handler, search_attribute,
 };
 use ordersaga_domain::{
-    EmailStage, FailureReason, Notification, OrderEmail, OrderEvent, OrderInput, OrderOutcome,
-    OrderStatus, OrderView, Outgoing, PaymentStatus, ShipmentLine, ShipmentRequest,
+    CheckoutTiming, EmailStage, FailureReason, GatewayEvent, GatewayEventKind, Notification,
+    OrderEmail, OrderEvent, OrderInput, OrderOutcome, OrderStatus, OrderView, Outgoing,
+    PaymentMode, PaymentStatus, ShipmentLine, ShipmentRequest,
 };
 use temporalio_common::RetryPolicy;
 use temporalio_common::error::IncomingError;
@@ -51,9 +65,10 @@ use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityExecutionError, ActivityOptions, ChildWorkflowOptions, LocalActivityOptions,
-    ParentClosePolicy, WorkflowCancellationToken, WorkflowContext, WorkflowContextView,
-    WorkflowIdReusePolicy, WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, ChildWorkflowOptions,
+    LocalActivityOptions, ParentClosePolicy, SyncWorkflowContext, TimerOptions, TimerResult,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowIdReusePolicy,
+    WorkflowResult, WorkflowTermination,
 };
 use temporalio_workflow::ActivityCancellationType;
 use temporalio_workflow::ChildWorkflowStartError;
@@ -132,7 +147,26 @@ fn business_reason(err: &ActivityExecutionError) -> Option<FailureReason> {
 enum Compensation {
     RefundPayment,
     ReleaseInventory,
+    /// Checkout: the gateway order exists but is not captured; make sure it
+    /// never will be.
+    VoidPayment,
 }
+
+/// How the wait for the buyer's approval ended.
+enum Approval {
+    /// Approved (or already captured): capture.
+    Approved,
+    /// The buyer cancelled on the approval page.
+    Voided,
+    /// The deadline passed.
+    Expired,
+    /// `CancelOrder` arrived.
+    CancelRequested(String),
+}
+
+/// Steps after which `CancelOrder` is refused: confirmation began (money
+/// and stock are committed to the order) or the order is already failing.
+const NO_RETURN_STEPS: [&str; 4] = ["ConfirmOrder", "Compensating", "FailOrder", "Done"];
 
 /// Why the forward path stopped.
 enum Stop {
@@ -158,6 +192,13 @@ pub struct OrderWorkflow {
     /// Whether this saga commits its emails and shipping request to the
     /// outbox (the `outbox-v1` patch).
     outbox: bool,
+    /// Checkout: the first gateway event that decided the payment; later
+    /// ones (duplicates, out of order) are ignored.
+    payment_event: Option<GatewayEventKind>,
+    /// Checkout: the gateway's order, once created.
+    gateway_order: Option<GatewayOrderId>,
+    /// `CancelOrder` was accepted, with the customer's reason.
+    cancel_requested: Option<String>,
 }
 
 #[workflow_methods]
@@ -171,12 +212,16 @@ impl OrderWorkflow {
             step: "Started".to_string(),
             events: Vec::new(),
             reason: None,
+            approval_url: None,
         };
         Self {
             input,
             view,
             notify: false,
             outbox: false,
+            payment_event: None,
+            gateway_order: None,
+            cancel_requested: None,
         }
     }
 
@@ -200,7 +245,15 @@ impl OrderWorkflow {
             Ok(()) => return Self::confirm(ctx, &input).await,
             Err(stop) => stop,
         };
-        let refunded = Self::compensate(ctx, &input, &undo).await?;
+        let why = match &stop {
+            Stop::Business(reason) => reason.to_string(),
+            Stop::Cancelled(message) => FailureReason::Cancelled {
+                message: message.clone(),
+            }
+            .to_string(),
+            Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
+        };
+        let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
         let reason = match stop {
             Stop::Business(reason) => reason,
             Stop::Cancelled(message) => FailureReason::Cancelled { message },
@@ -235,6 +288,76 @@ impl OrderWorkflow {
         self.view.clone()
     }
 
+    /// A verified gateway webhook, signalled by the API. Only an approval or
+    /// a void decides a pending payment; the first one wins, so duplicates
+    /// and late or reordered events change nothing.
+    #[signal(name = handler::PAYMENT_EVENT)]
+    pub fn payment_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: GatewayEvent) {
+        let deciding = match event.kind {
+            // A capture we did not ask for still means the buyer approved;
+            // capturing again finds it (ensure_captured).
+            GatewayEventKind::Approved | GatewayEventKind::Captured => {
+                Some(GatewayEventKind::Approved)
+            }
+            GatewayEventKind::Voided => Some(GatewayEventKind::Voided),
+            // Consequences of our own capture and refund: their activities
+            // already report them.
+            GatewayEventKind::CaptureDenied | GatewayEventKind::Refunded => None,
+        };
+        if self.payment_event.is_none() {
+            self.payment_event = deciding;
+        }
+    }
+
+    /// Answers the buyer's approval link once the gateway order exists, or
+    /// `None` when the order will have none (simulated payment, or it ended
+    /// before). `PlaceOrder` sends it with the start (update-with-start).
+    #[update(name = handler::PAYMENT_LINK)]
+    pub async fn payment_link(ctx: &mut WorkflowContext<Self>) -> Option<String> {
+        let simulated = ctx.state(|s| s.input.payment == PaymentMode::Simulated);
+        if simulated {
+            return None;
+        }
+        // A cancelled workflow answers what it has.
+        let _ = ctx
+            .wait_condition(|s: &Self| {
+                s.view.approval_url.is_some()
+                    || s.view.status != OrderStatus::Pending
+                    || NO_RETURN_STEPS.contains(&s.view.step.as_str())
+            })
+            .await;
+        ctx.state(|s| s.view.approval_url.clone())
+    }
+
+    /// Refuses `CancelOrder` once the order is past the point of no return.
+    #[update_validator(cancel_order)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        _reason: &String,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.view.status != OrderStatus::Pending
+            || NO_RETURN_STEPS.contains(&self.view.step.as_str())
+        {
+            return Err(format!(
+                "order {} can no longer be cancelled (status {}, step {})",
+                self.view.order_id, self.view.status, self.view.step
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `CancelOrder`: the saga stops at its next checkpoint; before capture
+    /// the gateway order is voided, after capture the payment is refunded.
+    /// A repeated cancel is accepted and changes nothing.
+    #[update(name = handler::CANCEL_ORDER)]
+    pub fn cancel_order(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) {
+        if self.cancel_requested.is_none() {
+            self.cancel_requested = Some(reason);
+        }
+    }
+
     fn step(ctx: &mut WorkflowContext<Self>, step: &str) {
         ctx.state_mut(|s| s.view.step = step.to_string());
         ctx.set_current_details(format!("step: {step}"));
@@ -255,9 +378,11 @@ impl OrderWorkflow {
     ) -> Result<(), Stop> {
         let order_id = input.order_id;
         Self::step(ctx, "PlaceOrder");
-        let received = Self::email(input, EmailStage::OrderReceived, None, false);
-        let outgoing = if ctx.state(|s| s.outbox) {
-            received.map(Outgoing::Email).into_iter().collect()
+        // A checkout order's "received" email carries the approval link:
+        // it is committed with the link (OpenPayment), not here.
+        let checkout = matches!(input.payment, PaymentMode::Checkout(_));
+        let outgoing = if ctx.state(|s| s.outbox) && !checkout {
+            Self::received(input, None)
         } else {
             Vec::new()
         };
@@ -282,30 +407,10 @@ impl OrderWorkflow {
 
         Self::step(ctx, "ProcessPayment");
         Self::set_payment(ctx, PaymentStatus::Pending);
-        let payment = PaymentInput {
-            order_id,
-            transaction_id: input.transaction_id,
-            amount: input.total,
-        };
-        // Registered before the charge: a cancellation while it is in flight
-        // must still give back whatever it captured.
-        undo.push(Compensation::RefundPayment);
-        let paid = ctx
-            .execute_activity(
-                OrderActivities::process_payment,
-                payment,
-                gateway_step("ProcessPayment", None),
-            )
-            .await;
-        if let Err(e) = paid {
-            let stop = Self::classify(ctx, e);
-            if let Stop::Business(_) = stop {
-                // Declined: nothing was captured, nothing to refund.
-                undo.pop();
-                Self::set_payment(ctx, PaymentStatus::Declined);
-                Self::record(ctx, OrderEvent::PaymentProcessFailed);
-            }
-            return Err(stop);
+        if let PaymentMode::Checkout(timing) = input.payment {
+            Self::checkout_payment(ctx, input, timing, undo).await?;
+        } else {
+            Self::charge(ctx, input, undo).await?;
         }
         Self::set_payment(ctx, PaymentStatus::Captured);
         Self::record(ctx, OrderEvent::PaymentProcessed);
@@ -347,13 +452,252 @@ impl OrderWorkflow {
         Self::cancelled(ctx)
     }
 
-    /// Stops the forward path once the workflow has been asked to cancel.
+    /// Simulated mode: one synchronous charge.
+    async fn charge(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let payment = PaymentInput {
+            order_id: input.order_id,
+            transaction_id: input.transaction_id,
+            amount: input.total,
+        };
+        // Registered before the charge: a cancellation while it is in flight
+        // must still give back whatever it captured.
+        undo.push(Compensation::RefundPayment);
+        let paid = ctx
+            .execute_activity(
+                OrderActivities::process_payment,
+                payment,
+                gateway_step("ProcessPayment", None),
+            )
+            .await;
+        if let Err(e) = paid {
+            let stop = Self::classify(ctx, e);
+            if let Stop::Business(_) = stop {
+                // Declined: nothing was captured, nothing to refund.
+                undo.pop();
+                Self::set_payment(ctx, PaymentStatus::Declined);
+                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+            }
+            return Err(stop);
+        }
+        Ok(())
+    }
+
+    /// Checkout mode: create the gateway order and publish its approval
+    /// link, wait for approval (webhook signal, reconciliation poll,
+    /// deadline or `CancelOrder`), then capture.
+    async fn checkout_payment(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        timing: CheckoutTiming,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let order_id = input.order_id;
+        let checkout = ctx
+            .execute_activity(
+                OrderActivities::create_checkout,
+                CheckoutInput {
+                    order_id,
+                    transaction_id: input.transaction_id,
+                    amount: input.total,
+                    payer_email: input.customer_email.as_ref().map(|e| e.to_string()),
+                },
+                gateway_step("CreateCheckout", None),
+            )
+            .await
+            .map_err(|e| Self::classify(ctx, e))?;
+        let gateway_order_id = checkout.id.clone();
+        ctx.state_mut(|s| s.gateway_order = Some(gateway_order_id.clone()));
+        undo.push(Compensation::VoidPayment);
+        let approval_url = checkout.approve_url.clone();
+        let outgoing = if ctx.state(|s| s.outbox) {
+            Self::received(input, Some(approval_url.clone()))
+        } else {
+            Vec::new()
+        };
+        ctx.execute_local_activity(
+            OrderActivities::open_payment,
+            OpenPaymentInput {
+                order_id,
+                transaction_id: input.transaction_id,
+                amount: input.total,
+                checkout,
+                outgoing,
+            },
+            db_step("OpenPayment", None),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))?;
+        ctx.state_mut(|s| s.view.approval_url = Some(approval_url));
+
+        Self::step(ctx, "AwaitApproval");
+        let gateway = GatewayPaymentInput {
+            order_id,
+            transaction_id: input.transaction_id,
+            gateway_order_id,
+        };
+        let reason = match Self::await_approval(ctx, &gateway, timing).await? {
+            Approval::Approved => None,
+            Approval::Voided => Some(FailureReason::PaymentDeclined {
+                message: "cancelled by the buyer".to_string(),
+            }),
+            Approval::Expired => Some(FailureReason::PaymentExpired {
+                after_secs: timing.deadline_secs,
+            }),
+            Approval::CancelRequested(message) => Some(FailureReason::Cancelled { message }),
+        };
+        if let Some(reason) = reason {
+            // Never approved: the VoidPayment compensation voids the gateway
+            // order and records `PaymentProcessFailed`.
+            return Err(Stop::Business(reason));
+        }
+
+        Self::step(ctx, "CapturePayment");
+        // Approved: from here the undo is a refund, registered before the
+        // capture so a cancellation while it is in flight gives back
+        // whatever it took.
+        undo.pop();
+        undo.push(Compensation::RefundPayment);
+        let captured = ctx
+            .execute_activity(
+                OrderActivities::capture_payment,
+                gateway,
+                gateway_step("CapturePayment", None),
+            )
+            .await
+            .map_err(|e| Self::classify(ctx, e))?;
+        match captured {
+            CaptureOutcome::Completed { .. } => {
+                Self::settle(ctx, order_id, Settlement::Captured).await
+            }
+            CaptureOutcome::Declined { reason, .. } => {
+                // Nothing taken, nothing to refund.
+                undo.pop();
+                Self::settle(
+                    ctx,
+                    order_id,
+                    Settlement::Declined {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                Self::set_payment(ctx, PaymentStatus::Declined);
+                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                Err(Stop::Business(FailureReason::PaymentDeclined {
+                    message: reason,
+                }))
+            }
+        }
+    }
+
+    /// Waits for the buyer: a webhook or `CancelOrder` wakes the saga at
+    /// once; every poll interval it asks the gateway itself (a lost webhook
+    /// never leaves the payment stuck); the deadline ends the wait.
+    async fn await_approval(
+        ctx: &mut WorkflowContext<Self>,
+        gateway: &GatewayPaymentInput,
+        timing: CheckoutTiming,
+    ) -> Result<Approval, Stop> {
+        let poll = Duration::from_secs(timing.poll_secs.max(1));
+        let mut remaining = Duration::from_secs(timing.deadline_secs);
+        loop {
+            let decided = ctx.state(|s| {
+                if let Some(reason) = &s.cancel_requested {
+                    return Some(Approval::CancelRequested(reason.clone()));
+                }
+                match s.payment_event {
+                    Some(GatewayEventKind::Voided) => Some(Approval::Voided),
+                    Some(_) => Some(Approval::Approved),
+                    None => None,
+                }
+            });
+            if let Some(approval) = decided {
+                return Ok(approval);
+            }
+            if remaining.is_zero() {
+                return Ok(Approval::Expired);
+            }
+            let wait = poll.min(remaining);
+            let timer = TimerOptions::builder(wait)
+                .summary("payment reconciliation".to_string())
+                .build();
+            let woke_by_timer = temporalio_sdk::workflows::select! {
+                r = ctx.wait_condition(|s: &Self| {
+                    s.payment_event.is_some() || s.cancel_requested.is_some()
+                }) => match r {
+                    Ok(()) => false,
+                    Err(_) => return Err(Self::workflow_cancelled(ctx)),
+                },
+                r = ctx.timer(timer) => match r {
+                    TimerResult::Fired => true,
+                    TimerResult::Cancelled => return Err(Self::workflow_cancelled(ctx)),
+                },
+            };
+            if !woke_by_timer {
+                continue;
+            }
+            remaining = remaining.saturating_sub(wait);
+            if remaining.is_zero() {
+                continue;
+            }
+            let snapshot = ctx
+                .execute_activity(
+                    OrderActivities::get_checkout,
+                    gateway.gateway_order_id.clone(),
+                    gateway_step("GetCheckout", None),
+                )
+                .await
+                .map_err(|e| Self::classify(ctx, e))?;
+            let polled = match snapshot.status {
+                GatewayStatus::Approved | GatewayStatus::Completed => {
+                    Some(GatewayEventKind::Approved)
+                }
+                GatewayStatus::Voided => Some(GatewayEventKind::Voided),
+                _ => None,
+            };
+            ctx.state_mut(|s| {
+                if s.payment_event.is_none() {
+                    s.payment_event = polled;
+                }
+            });
+        }
+    }
+
+    async fn settle(
+        ctx: &mut WorkflowContext<Self>,
+        order_id: ordersaga_domain::OrderId,
+        settlement: Settlement,
+    ) -> Result<(), Stop> {
+        ctx.execute_local_activity(
+            OrderActivities::settle_payment,
+            SettleInput {
+                order_id,
+                settlement,
+            },
+            db_step("SettlePayment", Some(WorkflowCancellationToken::new())),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))
+    }
+
+    /// Stops the forward path once the workflow has been asked to cancel
+    /// (Temporal cancellation), or the customer cancelled (`CancelOrder`).
     fn cancelled(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
         let token = ctx.cancellation_token();
         if token.is_cancelled() {
             return Err(Stop::Cancelled(token.reason().unwrap_or_default()));
         }
+        if let Some(message) = ctx.state(|s| s.cancel_requested.clone()) {
+            return Err(Stop::Business(FailureReason::Cancelled { message }));
+        }
         Ok(())
+    }
+
+    fn workflow_cancelled(ctx: &WorkflowContext<Self>) -> Stop {
+        Stop::Cancelled(ctx.cancellation_token().reason().unwrap_or_default())
     }
 
     fn classify(ctx: &WorkflowContext<Self>, err: ActivityExecutionError) -> Stop {
@@ -370,11 +714,13 @@ impl OrderWorkflow {
 
     /// Runs the registered compensations in reverse. They ignore the
     /// workflow's cancellation (detached token): a cancelled order must
-    /// still be refunded. Returns whether money was refunded.
+    /// still be refunded. `why` is recorded on a voided payment. Returns
+    /// whether money was refunded.
     async fn compensate(
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
         undo: &[Compensation],
+        why: &str,
     ) -> WorkflowResult<bool> {
         let mut refunded = false;
         if !undo.is_empty() {
@@ -392,6 +738,44 @@ impl OrderWorkflow {
                         .await?;
                     if released {
                         Self::record(ctx, OrderEvent::InventoryReleased);
+                    }
+                }
+                Compensation::VoidPayment => {
+                    let gateway = Self::gateway_payment(ctx, input)?;
+                    ctx.execute_activity(
+                        OrderActivities::void_payment,
+                        gateway,
+                        gateway_step("VoidPayment", Some(WorkflowCancellationToken::new())),
+                    )
+                    .await?;
+                    // Voided first, then recorded: the payment never shows
+                    // VOIDED while the buyer could still approve it.
+                    ctx.execute_local_activity(
+                        OrderActivities::settle_payment,
+                        SettleInput {
+                            order_id: input.order_id,
+                            settlement: Settlement::Voided {
+                                reason: why.to_string(),
+                            },
+                        },
+                        db_step("SettlePayment", Some(WorkflowCancellationToken::new())),
+                    )
+                    .await?;
+                    Self::set_payment(ctx, PaymentStatus::Voided);
+                    Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                }
+                Compensation::RefundPayment if input.payment != PaymentMode::Simulated => {
+                    let gateway = Self::gateway_payment(ctx, input)?;
+                    refunded = ctx
+                        .execute_activity(
+                            OrderActivities::refund_checkout,
+                            gateway,
+                            gateway_step("RefundPayment", Some(WorkflowCancellationToken::new())),
+                        )
+                        .await?;
+                    if refunded {
+                        Self::set_payment(ctx, PaymentStatus::Refunded);
+                        Self::record(ctx, OrderEvent::PaymentRefunded);
                     }
                 }
                 Compensation::RefundPayment => {
@@ -415,6 +799,21 @@ impl OrderWorkflow {
             }
         }
         Ok(refunded)
+    }
+
+    /// The checkout payment's gateway order, for its compensations.
+    fn gateway_payment(
+        ctx: &WorkflowContext<Self>,
+        input: &OrderInput,
+    ) -> WorkflowResult<GatewayPaymentInput> {
+        let gateway_order_id = ctx.state(|s| s.gateway_order.clone()).ok_or_else(|| {
+            ApplicationFailure::non_retryable("checkout compensation without a gateway order")
+        })?;
+        Ok(GatewayPaymentInput {
+            order_id: input.order_id,
+            transaction_id: input.transaction_id,
+            gateway_order_id,
+        })
     }
 
     async fn confirm(
@@ -525,6 +924,16 @@ impl OrderWorkflow {
             ship_to: input.shipping_address.clone(),
             payment_url: None,
         }))
+    }
+
+    /// The "order received" email for the outbox, with the payment's
+    /// approval link while the buyer has yet to approve it.
+    fn received(input: &OrderInput, payment_url: Option<String>) -> Vec<Outgoing> {
+        let mut email = Self::email(input, EmailStage::OrderReceived, None, false);
+        if let Some(Notification::Order(e)) = &mut email {
+            e.payment_url = payment_url;
+        }
+        email.map(Outgoing::Email).into_iter().collect()
     }
 
     /// Starts the email's delivery on the `notifications` task queue and

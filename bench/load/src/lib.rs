@@ -114,6 +114,7 @@ struct Shared {
 fn failure_kind(reason: &FailureReason) -> &'static str {
     match reason {
         FailureReason::PaymentDeclined { .. } => failure::PAYMENT_DECLINED,
+        FailureReason::PaymentExpired { .. } => "PaymentExpired",
         FailureReason::OutOfStock { .. } => failure::OUT_OF_STOCK,
         FailureReason::Cancelled { .. } => "Cancelled",
     }
@@ -248,6 +249,8 @@ fn order_input(settings: &BenchSettings, run: &str, i: usize) -> anyhow::Result<
             }
             .validate()?,
         ),
+        // Benchmarks measure the saga, not a buyer: no checkout.
+        payment: ordersaga_domain::PaymentMode::Simulated,
     })
 }
 

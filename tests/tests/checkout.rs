@@ -1,0 +1,575 @@
+//! End to end in checkout mode: the saga pays through the PayPal adapter
+//! against the payments sandbox, the buyer presses the sandbox's buttons,
+//! and the sandbox's signed webhooks reach the API. Each test has its own
+//! Temporal server, sandbox, task queue and database.
+
+use std::time::SystemTime;
+
+use anyhow::Context;
+use ordersaga_activities::gateway::checkout::OrderStatus as GatewayStatus;
+use ordersaga_activities::gateway::webhook::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
+};
+use ordersaga_domain::{CheckoutTiming, OrderId};
+use ordersaga_proto::v1 as pb;
+use ordersaga_tests::{
+    ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request, spawn_checkout_stack,
+    spawn_checkout_stack_with,
+};
+use serde_json::{Value, json};
+use tonic::Code;
+
+/// Long deadline, no poll within a test's life: only webhooks (or the
+/// buyer) move the order.
+const WEBHOOKS_ONLY: CheckoutTiming = CheckoutTiming {
+    deadline_secs: 600,
+    poll_secs: 600,
+};
+
+async fn place(
+    stack: &Stack,
+    customer: &str,
+    lines: &[(&str, i64)],
+) -> anyhow::Result<pb::PlaceOrderResponse> {
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request(customer, lines, ""))
+        .await?
+        .into_inner();
+    assert_eq!(placed.status, pb::OrderStatus::Pending as i32);
+    assert!(
+        placed.approval_url.contains("/checkoutnow?token="),
+        "PlaceOrder answers the approval link, got {:?}",
+        placed.approval_url
+    );
+    Ok(placed)
+}
+
+async fn get(stack: &Stack, order_id: &str) -> anyhow::Result<pb::Order> {
+    Ok(stack
+        .grpc
+        .clone()
+        .get_order(pb::GetOrderRequest {
+            order_id: order_id.to_string(),
+        })
+        .await?
+        .into_inner())
+}
+
+async fn cancel(stack: &Stack, order_id: &str) -> Result<pb::CancelOrderResponse, tonic::Status> {
+    stack
+        .grpc
+        .clone()
+        .cancel_order(pb::CancelOrderRequest {
+            order_id: order_id.to_string(),
+            reason: "changed my mind".to_string(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "alice", &[("MUG-1", 2)]).await?;
+
+    // Waiting for the buyer: GetOrder shows where to pay.
+    let pending = get(&stack, &placed.order_id).await?;
+    assert_eq!(pending.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(pending.payment_status, pb::PaymentStatus::Pending as i32);
+    assert_eq!(pending.approval_url, placed.approval_url);
+    let link = stack
+        .store
+        .payment_link(&OrderId::parse(&placed.order_id)?)
+        .await?;
+    assert_eq!(
+        link.map(|l| l.approval_url),
+        Some(placed.approval_url.clone())
+    );
+
+    let sandbox = stack.sandbox()?;
+    sandbox.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
+    assert!(order.approval_url.is_empty(), "no link once paid");
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.orders, counts.captures, counts.refunds), (1, 1, 0));
+    stack
+        .replay_check(&placed.workflow_id, "checkout-confirmed")
+        .await
+}
+
+#[tokio::test]
+async fn buyer_cancel_fails_the_order_without_capture() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    // Over HTTP this time: the JSON answer carries the link too.
+    let body = json!({"customer_id": "bob", "lines": [{"sku": "MUG-1", "quantity": 1}],
+        "customer_email": "bob@example.com",
+        "shipping_address": {"name": "Bob", "line1": "1 Test Street", "city": "Berlin",
+                             "postal_code": "10115", "country": "DE"}});
+    let placed: Value = stack
+        .http
+        .post(format!("{}/v1/orders", stack.http_base))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let url = placed["approval_url"].as_str().context("approval_url")?;
+    let order_id = placed["order_id"].as_str().context("order_id")?;
+    let txn = placed["transaction_id"]
+        .as_str()
+        .context("transaction_id")?;
+
+    stack.sandbox()?.cancel(url).await?;
+    let order = stack.terminal_order(order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "PAYMENT_DECLINED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let events: Vec<&str> = order.events.iter().map(|e| e.name.as_str()).collect();
+    assert!(events.contains(&"PaymentProcessFailed"), "{events:?}");
+    assert_eq!(stack.sandbox()?.counts(txn).await?.captures, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn deadline_fails_the_order_as_expired_and_voids_the_gateway_order() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(CheckoutTiming {
+        deadline_secs: 2,
+        poll_secs: 600,
+    })
+    .await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "carol", &[("MUG-1", 1)]).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "PAYMENT_EXPIRED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    // Voided: a late press of Approve changes nothing.
+    sandbox.approve(&placed.approval_url).await?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-expired")
+        .await
+}
+
+#[tokio::test]
+async fn out_of_stock_after_capture_refunds_exactly_once() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let mug = stack.product("MUG-1", 1_250, 1).await?;
+    let placed = place(&stack, "dave", &[("MUG-1", 3)]).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "OUT_OF_STOCK");
+    let order = eventually("the refund recorded", ORDER_TIMEOUT, || async {
+        let o = get(&stack, &placed.order_id).await?;
+        Ok((o.payment_status == pb::PaymentStatus::Refunded as i32).then_some(o))
+    })
+    .await?;
+    let events: Vec<&str> = order.events.iter().map(|e| e.name.as_str()).collect();
+    assert!(events.contains(&"PaymentRefunded"), "{events:?}");
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (1, 1));
+    assert_eq!(stack.on_hand(&mug).await?, 1, "nothing deducted");
+    stack
+        .replay_check(&placed.workflow_id, "checkout-out-of-stock-refunded")
+        .await
+}
+
+#[tokio::test]
+async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(CheckoutTiming {
+        deadline_secs: 600,
+        poll_secs: 1,
+    })
+    .await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"webhook_drop_next": 1000})).await?;
+    let placed = place(&stack, "erin", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-polled")
+        .await
+}
+
+#[tokio::test]
+async fn duplicate_and_late_webhooks_have_no_second_effect() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox
+        .controls(json!({"webhook_duplicates": 2, "webhook_hold": true}))
+        .await?;
+    let placed = place(&stack, "frank", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    // Held: the order waits; then three copies of the approval at once.
+    assert_eq!(
+        get(&stack, &placed.order_id).await?.status,
+        pb::OrderStatus::Pending as i32
+    );
+    let release = format!("{}/sandbox/webhooks/release", sandbox.base);
+    stack
+        .http
+        .post(&release)
+        .json(&json!({"order": "reverse"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    // The capture's own events arrive after the order ended, three times.
+    stack
+        .http
+        .post(&release)
+        .json(&json!({"order": "fifo"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!(
+        (counts.capture_requests, counts.captures, counts.refunds),
+        (1, 1, 0)
+    );
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
+    Ok(())
+}
+
+/// A PayPal-shaped approval event for `transaction_id`.
+fn approval_event(transaction_id: &str) -> Vec<u8> {
+    json!({"id": "WH-forged", "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
+           "resource": {"id": "ORDER-X", "status": "APPROVED",
+                        "purchase_units": [{"custom_id": transaction_id}]}})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "grace", &[("MUG-1", 1)]).await?;
+    let url = format!("{}/v1/payments/webhook", stack.http_base);
+    let body = approval_event(&placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    let cases = [
+        ("forged", now, sign(b"not-the-secret", now, &body)),
+        (
+            "stale",
+            now - 3600,
+            sign(TEST_WEBHOOK_SECRET.as_bytes(), now - 3600, &body),
+        ),
+        ("malformed", now, "v1=zz".to_string()),
+    ];
+    for (what, ts, signature) in cases {
+        let r = stack
+            .http
+            .post(&url)
+            .header(TIMESTAMP_HEADER, ts.to_string())
+            .header(SIGNATURE_HEADER, signature)
+            .body(body.clone())
+            .send()
+            .await?;
+        assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED, "{what}");
+        let err: Value = r.json().await?;
+        assert_eq!(err["error"]["code"], "UNAUTHENTICATED", "{what}");
+    }
+    let unsigned = stack.http.post(&url).body(body.clone()).send().await?;
+    assert_eq!(unsigned.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // A genuine event for a payment we do not know: acknowledged, ignored.
+    let other = approval_event("00000000-0000-4000-8000-000000000000");
+    let r = stack
+        .http
+        .post(&url)
+        .header(TIMESTAMP_HEADER, now.to_string())
+        .header(
+            SIGNATURE_HEADER,
+            sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &other),
+        )
+        .body(other)
+        .send()
+        .await?;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(r.json::<Value>().await?["status"], "ignored");
+
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Pending as i32);
+    let view = stack
+        .client
+        .get_workflow_handle::<ordersaga_workflows::OrderWorkflow>(placed.workflow_id.clone())
+        .query(
+            ordersaga_workflows::OrderWorkflow::get_status,
+            (),
+            temporalio_client::WorkflowQueryOptions::default(),
+        )
+        .await?;
+    assert_eq!(view.step, "AwaitApproval", "still waiting for the buyer");
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Created
+    );
+    assert_eq!(
+        sandbox
+            .counts(&placed.transaction_id)
+            .await?
+            .capture_requests,
+        0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_capture_answer_still_captures_exactly_once() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox
+        .controls(json!({"lose_capture_answer_next": 1, "hang_ms": 500}))
+        .await?;
+    let placed = place(&stack, "heidi", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    // The retry asked first and found the capture: no second request.
+    assert_eq!((counts.capture_requests, counts.captures), (1, 1));
+    stack
+        .replay_check(&placed.workflow_id, "checkout-capture-answer-lost")
+        .await
+}
+
+#[tokio::test]
+async fn cancel_before_payment_voids_and_fails_the_order() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "ivan", &[("MUG-1", 1)]).await?;
+    let accepted = cancel(&stack, &placed.order_id).await?;
+    assert_eq!(accepted.status, pb::OrderStatus::Pending as i32);
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert!(
+        order.failure_reason.contains("changed my mind"),
+        "{}",
+        order.failure_reason
+    );
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-cancelled-before-payment")
+        .await
+}
+
+#[tokio::test]
+async fn cancel_after_capture_refunds_once_over_http() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    // The capture commits, then its answer hangs: the order is paid but not
+    // confirmed for that long.
+    sandbox
+        .controls(json!({"lose_capture_answer_next": 1, "hang_ms": 3000}))
+        .await?;
+    let placed = place(&stack, "judy", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    eventually("the capture at the gateway", ORDER_TIMEOUT, || async {
+        Ok((sandbox.counts(&placed.transaction_id).await?.captures == 1).then_some(()))
+    })
+    .await?;
+    let r = stack
+        .http
+        .post(format!(
+            "{}/v1/orders/{}/cancel",
+            stack.http_base, placed.order_id
+        ))
+        .json(&json!({"reason": "too slow"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    let order = eventually("the refund recorded", ORDER_TIMEOUT, || async {
+        let o = get(&stack, &placed.order_id).await?;
+        Ok((o.payment_status == pb::PaymentStatus::Refunded as i32).then_some(o))
+    })
+    .await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (1, 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "ken", &[("MUG-1", 1)]).await?;
+    stack.sandbox()?.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    let refused = cancel(&stack, &placed.order_id)
+        .await
+        .err()
+        .context("cancel refused")?;
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let r = stack
+        .http
+        .post(format!(
+            "{}/v1/orders/{}/cancel",
+            stack.http_base, placed.order_id
+        ))
+        .send()
+        .await?;
+    assert_eq!(r.status(), reqwest::StatusCode::CONFLICT);
+    assert_eq!(
+        r.json::<Value>().await?["error"]["code"],
+        "FAILED_PRECONDITION"
+    );
+
+    let unknown = cancel(&stack, "00000000-0000-4000-8000-000000000000")
+        .await
+        .err()
+        .context("unknown order")?;
+    assert_eq!(unknown.code(), Code::NotFound);
+    let bad = cancel(&stack, "not-an-id").await.err().context("bad id")?;
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(
+        stack
+            .sandbox()?
+            .counts(&placed.transaction_id)
+            .await?
+            .refunds,
+        0
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_declined_capture_fails_the_order_without_refund() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    // The sandbox's buyer `decline…@` approves at once; the capture is declined.
+    let placed = place(&stack, "decline-lisa", &[("MUG-1", 1)]).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "PAYMENT_DECLINED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Declined as i32);
+    let counts = stack.sandbox()?.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (0, 0));
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-capture-declined")
+        .await
+}
+
+#[tokio::test]
+async fn a_retried_place_order_answers_the_same_link() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let mut grpc = stack.grpc.clone();
+    let first = grpc
+        .place_order(place_request("mia", &[("MUG-1", 1)], "cart-1"))
+        .await?
+        .into_inner();
+    let again = grpc
+        .place_order(place_request("mia", &[("MUG-1", 1)], "cart-1"))
+        .await?
+        .into_inner();
+    assert_eq!(again.order_id, first.order_id);
+    assert!(!first.approval_url.is_empty());
+    assert_eq!(again.approval_url, first.approval_url);
+    let counts = stack.sandbox()?.counts(&first.transaction_id).await?;
+    assert_eq!(counts.orders, 1, "one gateway order");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_cancelled_workflow_still_voids_the_gateway_order() -> anyhow::Result<()> {
+    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "nina", &[("MUG-1", 1)]).await?;
+    stack
+        .client
+        .get_workflow_handle::<ordersaga_workflows::OrderWorkflow>(placed.workflow_id.clone())
+        .cancel(
+            temporalio_client::WorkflowCancelOptions::builder()
+                .reason("operator")
+                .build(),
+        )
+        .await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_gateway_answers_place_order_without_the_link_and_get_order_shows_it_later()
+-> anyhow::Result<()> {
+    let stack =
+        spawn_checkout_stack_with(WEBHOOKS_ONLY, std::time::Duration::from_millis(300)).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"latency_ms": 1500})).await?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request("olaf", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    assert_eq!(placed.status, pb::OrderStatus::Pending as i32);
+    assert!(
+        placed.approval_url.is_empty(),
+        "answered before the gateway"
+    );
+    let url = eventually("the approval link", ORDER_TIMEOUT, || async {
+        let o = get(&stack, &placed.order_id).await?;
+        Ok((!o.approval_url.is_empty()).then_some(o.approval_url))
+    })
+    .await?;
+    sandbox.controls(json!({"latency_ms": 0})).await?;
+    sandbox.approve(&url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    Ok(())
+}

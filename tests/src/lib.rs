@@ -17,11 +17,10 @@
 //! ([`SmtpServer`], `tests/smtp/server.py` on aiosmtpd) that the test can
 //! stop and start again.
 //!
-//! [`browser::Browser`] drives a real headless Chromium; the payments
-//! sandbox runs as its real binary in [`payment_sandbox::PaymentSandbox`].
+//! [`browser::Browser`] drives a real headless Chromium against the
+//! payments [`Sandbox`] (a checkout stack's, or a [`Sandbox::standalone`]).
 
 pub mod browser;
-pub mod payment_sandbox;
 
 use std::future::Future;
 use std::net::TcpListener as StdListener;
@@ -277,7 +276,7 @@ pub async fn spawn_checkout_stack_with(
     };
     let mut stack = spawn_with(TestDatabase::sqlite()?, payment).await?;
     let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
-    stack.sandbox = Some(Sandbox::start(webhook_url).await?);
+    stack.sandbox = Some(Sandbox::start(Some(webhook_url)).await?);
     stack.start_worker(WorkerSettings::default())?;
     Ok(stack)
 }
@@ -531,8 +530,9 @@ impl Drop for Stack {
 }
 
 /// The payments sandbox served in this process on a free port until
-/// dropped, signing webhooks to the stack's API with
-/// [`TEST_WEBHOOK_SECRET`].
+/// dropped, signing webhooks (if it sends any) with
+/// [`TEST_WEBHOOK_SECRET`]. Other processes (a browser) reach it over
+/// [`Sandbox::base`].
 pub struct Sandbox {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -558,14 +558,20 @@ pub struct SandboxCounts {
 }
 
 impl Sandbox {
-    async fn start(webhook_url: String) -> anyhow::Result<Self> {
+    /// A sandbox of its own, sending no webhooks, for tests of the gateway
+    /// alone (drive it through [`Sandbox::gateway`]).
+    pub async fn standalone() -> anyhow::Result<Self> {
+        Self::start(None).await
+    }
+
+    async fn start(webhook_url: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let settings = ordersaga_payment_sandbox::Settings {
             database_url: format!(
                 "sqlite://{}?mode=rwc",
                 dir.path().join("sandbox.db").display()
             ),
-            webhook_url: Some(webhook_url),
+            webhook_url,
             webhook_secret: TEST_WEBHOOK_SECRET.to_string(),
             webhook_backoff: Duration::from_millis(20),
             ..ordersaga_payment_sandbox::Settings::default()
@@ -602,6 +608,11 @@ impl Sandbox {
         })
         .await?;
         Ok(sandbox)
+    }
+
+    /// The PayPal adapter pointed at it.
+    pub fn gateway(&self) -> &PayPalGateway {
+        &self.gateway
     }
 
     /// How workers reach it.

@@ -9,8 +9,7 @@ use ordersaga_activities::gateway::checkout::{CheckoutGateway, CheckoutRequest, 
 use ordersaga_domain::{CheckoutTiming, Currency, Money, OrderId, TransactionId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};
-use ordersaga_tests::payment_sandbox::PaymentSandbox;
-use ordersaga_tests::{eventually, place_request, spawn_checkout_stack};
+use ordersaga_tests::{Sandbox, eventually, place_request, spawn_checkout_stack};
 
 fn checkout(amount_cents: i64, return_url: Option<String>) -> anyhow::Result<CheckoutRequest> {
     Ok(CheckoutRequest {
@@ -25,10 +24,10 @@ fn checkout(amount_cents: i64, return_url: Option<String>) -> anyhow::Result<Che
 
 #[tokio::test]
 async fn approve_in_chromium_approves_the_order_and_returns_to_the_shop() -> anyhow::Result<()> {
-    let sandbox = PaymentSandbox::spawn().await?;
-    let gateway = sandbox.gateway()?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway();
     // Any page that answers stands in for the shop's return page.
-    let return_url = format!("{}/healthz", sandbox.base_url);
+    let return_url = format!("{}/healthz", sandbox.base);
     let order = gateway
         .create_order(&checkout(1234, Some(return_url.clone()))?)
         .await?;
@@ -60,8 +59,8 @@ async fn approve_in_chromium_approves_the_order_and_returns_to_the_shop() -> any
 
 #[tokio::test]
 async fn cancel_in_chromium_voids_the_order() -> anyhow::Result<()> {
-    let sandbox = PaymentSandbox::spawn().await?;
-    let gateway = sandbox.gateway()?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway();
     let order = gateway.create_order(&checkout(500, None)?).await?;
 
     let browser = Browser::start().await?;

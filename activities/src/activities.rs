@@ -27,7 +27,7 @@ use crate::gateway::checkout::{
 };
 use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
 use crate::metrics::BusinessMetrics;
-use crate::store::{PaymentLink, Store, StoreError};
+use ordersaga_store::{PaymentLink, Store, StoreError};
 
 /// Input of `ProcessPayment` and `RefundPayment`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

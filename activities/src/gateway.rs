@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use ordersaga_domain::{Money, TransactionId};
 use sqlx::Row;
 
-use crate::store::{Store, StoreError};
+use ordersaga_store::{Store, StoreError};
 
 pub mod checkout;
 pub mod paypal;

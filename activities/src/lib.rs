@@ -1,11 +1,8 @@
 //! The saga's side effects: the activities and the systems they touch.
 //!
-//! - [`store`]: the shop's own data (products, stock ledger, orders, payments,
-//!   status history) in SQLite or PostgreSQL, every write idempotent.
 //! - [`gateway`]: the payment gateway port and its simulated implementation.
 //! - [`metrics`]: business counters (orders placed/confirmed/failed,
 //!   refunds, payment wait) recorded through the worker's metrics meter.
-//! - [`connection`]: how processes reach Temporal (envconfig plus overrides).
 //! - [`activities`]: `OrderActivities`, one Temporal activity per domain
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
 //! - [`mail`], [`notify`]: the notifications service (templates, SMTP or
@@ -17,18 +14,15 @@
 
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod activities;
-pub mod connection;
 pub mod gateway;
 pub mod mail;
 pub mod metrics;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod notify;
-pub mod process;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod relay;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
-pub mod store;
 
 pub use activities::{
     CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
@@ -40,4 +34,3 @@ pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};
 pub use relay::{RelayActivities, RelayInput, RelayReport, RelaySettings};
 pub use shipping::ShippingActivities;
-pub use store::{Store, StoreError};

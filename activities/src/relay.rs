@@ -3,7 +3,7 @@
 //! shipping requests on `shipping`).
 //!
 //! The saga commits its messages with its own steps (see
-//! [`crate::store::OutboxEntry`]), so it starts nothing per order; each
+//! [`ordersaga_store::OutboxEntry`]), so it starts nothing per order; each
 //! service drains its topic in batches. A relay *slot* is one long-running,
 //! heartbeating activity of the `OutboxRelayWorkflow`: it claims a batch
 //! under a lease, delivers it concurrently, settles every message and polls
@@ -26,7 +26,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use crate::activities::with_heartbeats;
 use crate::metrics::BusinessMetrics;
 use crate::notify::{EmailOutcome, EmailRetry, NotificationActivities};
-use crate::store::{OutboxEntry, Store, StoreError};
+use ordersaga_store::{OutboxEntry, Store, StoreError};
 
 /// How a relay slot works. Worker configuration, not part of any workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,7 +191,7 @@ impl RelayActivities {
 
     fn shipment_retry(&self, entry: &OutboxEntry, why: &str) -> Outcome {
         let retry = self.settings.retry;
-        let age = crate::store::now_ms().saturating_sub(entry.created_at_ms);
+        let age = ordersaga_store::now_ms().saturating_sub(entry.created_at_ms);
         if u128::try_from(age).unwrap_or(0) > retry.horizon.as_millis() {
             return Outcome::GiveUp(format!("not stored within the horizon: {why}"));
         }

@@ -2,11 +2,11 @@
 //! `CreateStockReceipt`, reads with stock and ratings, low-stock alerts and
 //! `SubmitReviewRating`. Bad input is rejected before anything is stored.
 
-use ordersaga_activities::Store;
-use ordersaga_activities::store::{
+use ordersaga_domain::{Currency, CustomerId, Money, Sku};
+use ordersaga_store::Store;
+use ordersaga_store::{
     LowStockAlert, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
 };
-use ordersaga_domain::{Currency, CustomerId, Money, Sku};
 
 use crate::error::ApiError;
 

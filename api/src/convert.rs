@@ -1,11 +1,11 @@
 //! Conversions between domain/store values and both wire formats.
 
-use ordersaga_activities::shipping::ShipmentRecord;
-use ordersaga_activities::store::{
-    EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
-};
 use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShippingAddress};
 use ordersaga_proto::v1 as pb;
+use ordersaga_store::ShipmentRecord;
+use ordersaga_store::{
+    EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
+};
 use serde::Serialize;
 
 use crate::error::ApiError;

@@ -2,7 +2,7 @@
 //! It goes through the same use cases as `CreateProduct` and
 //! `CreateStockReceipt`.
 
-use ordersaga_activities::Store;
+use ordersaga_store::Store;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::error::ApiError;

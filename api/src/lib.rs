@@ -23,13 +23,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use ordersaga_activities::Store;
-use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
 use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
+use ordersaga_runtime::connection::{TemporalSettings, connect};
+use ordersaga_store::Store;
 use tokio::net::TcpListener;
 
 use crate::catalog::CatalogService;

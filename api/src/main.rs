@@ -2,8 +2,8 @@
 //! `ORDERSAGA_*` and `TEMPORAL_*` environment variables.
 
 use anyhow::Context;
-use ordersaga_activities::process::shutdown_signal;
 use ordersaga_api::{Api, ApiSettings};
+use ordersaga_runtime::process::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -5,17 +5,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ordersaga_activities::Store;
 use ordersaga_activities::gateway::webhook::{self, PaymentEvent, PaymentEventKind};
-use ordersaga_activities::shipping::ShipmentRecord;
-use ordersaga_activities::store::{
-    OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product,
-};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
     CustomerId, EmailAddress, GatewayEvent, GatewayEventKind, Money, OrderId, OrderInput,
     OrderLine, OrderStatus, PaymentMode, PaymentStatus, ShippingAddress, Sku, TransactionId,
 };
+use ordersaga_store::ShipmentRecord;
+use ordersaga_store::Store;
+use ordersaga_store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::errors::{
     WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,

@@ -4,8 +4,8 @@
 //! `Settings::from_env` and `docs/payments.md`).
 
 use anyhow::Context;
-use ordersaga_activities::process::shutdown_signal;
 use ordersaga_payment_sandbox::{Settings, run};
+use ordersaga_runtime::process::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -29,13 +29,11 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_activities::gateway::checkout::{
     CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus,
 };
 use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
-use ordersaga_activities::store::{NewProduct, NewStockReceipt};
-use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls, Store};
+use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls};
 use ordersaga_api::service::PaymentSettings;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::names::search_attribute;
@@ -43,6 +41,9 @@ use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_domain::{Currency, Money, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
+use ordersaga_runtime::connection::{TemporalSettings, connect};
+use ordersaga_store::Store;
+use ordersaga_store::{NewProduct, NewStockReceipt};
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};

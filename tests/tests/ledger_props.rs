@@ -3,11 +3,11 @@
 //! minus the deductions still in force, never goes below zero, and equals the
 //! sum of the stock ledger. Runs against the real store (SQLite).
 
-use ordersaga_activities::Store;
-use ordersaga_activities::store::NewStockReceipt;
 use ordersaga_domain::{
     Currency, CustomerId, Money, OrderId, OrderInput, OrderLine, Sku, TransactionId,
 };
+use ordersaga_store::NewStockReceipt;
+use ordersaga_store::Store;
 use ordersaga_tests::{TestDatabase, create_product};
 use proptest::prelude::*;
 

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use ordersaga_activities::notify::NotificationStatus;
 use ordersaga_domain::names::OUTBOX_RELAY_WORKFLOW_ID_PREFIX;
 use ordersaga_domain::{EmailStage, OrderId, Topic};
 use ordersaga_proto::v1 as pb;
+use ordersaga_store::NotificationStatus;
 use ordersaga_tests::{ReceivedMail, Stack, eventually, spawn_stack_without_worker};
 use ordersaga_worker::{Queue, WorkerSettings};
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};

@@ -8,14 +8,15 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use ordersaga_activities::Store;
 use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
-use ordersaga_activities::notify::{EmailRetry, NotificationStatus};
+use ordersaga_activities::notify::EmailRetry;
 use ordersaga_domain::{
     Currency, CustomerId, EmailAddress, EmailStage, FailureReason, LowStockAlert, Money,
     Notification, OrderEmail, OrderId, OrderLine, ShipmentLine, ShipmentRequest, ShippingAddress,
     Sku,
 };
+use ordersaga_store::NotificationStatus;
+use ordersaga_store::Store;
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::parse("EUR").expect("EUR"))

@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ordersaga_activities::Store;
-use ordersaga_activities::StoreError;
 use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, SimulatedGateway,
 };
-use ordersaga_activities::store::NewStockReceipt;
-use ordersaga_activities::store::{NewProduct, OrderQuery, PaymentLink};
 use ordersaga_domain::{
     Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money, Notification, OrderEmail,
     OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
     TransactionId,
 };
+use ordersaga_store::NewStockReceipt;
+use ordersaga_store::Store;
+use ordersaga_store::StoreError;
+use ordersaga_store::{NewProduct, OrderQuery, PaymentLink};
 use ordersaga_tests::create_product;
 
 ordersaga_tests::both_backends!(

@@ -17,16 +17,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordersaga_activities::connection::{ConnectError, TemporalSettings, connect};
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway, PayPalSettings};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
     BusinessMetrics, Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities,
     OrderActivities, RelayActivities, RelaySettings, ShippingActivities, SimulatedGateway,
-    SmtpSettings, SmtpTls, Store, StoreError,
+    SmtpSettings, SmtpTls,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, ORDERS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
+use ordersaga_runtime::connection::{ConnectError, TemporalSettings, connect};
+use ordersaga_store::{Store, StoreError};
 use ordersaga_workflows::{
     NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, RelayWorkflowInput, ShippingWorkflow,
 };

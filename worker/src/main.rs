@@ -5,7 +5,7 @@
 //! variables.
 
 use anyhow::{Context, bail};
-use ordersaga_activities::process::shutdown_signal;
+use ordersaga_runtime::process::shutdown_signal;
 use ordersaga_worker::{WorkerSettings, parse_queues, run};
 
 const USAGE: &str = "usage: ordersaga-worker [--queues orders,notifications,shipping]";

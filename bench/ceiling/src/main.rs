@@ -7,12 +7,12 @@
 //! Prints `READY` on stdout once polling (what `bench.py` waits for); logs go
 //! to stderr, because `bench.py` stops reading stdout after `READY`.
 
-use ordersaga_activities::process::shutdown_signal;
+use ordersaga_runtime::process::shutdown_signal;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_ceiling::{NoopWorkflow, OrderSaga, SagaActivities, SingleActivityWorkflow};
+use ordersaga_runtime::connection::{TemporalSettings, connect};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ordersaga_activities::connection::{TemporalSettings, connect};
 use ordersaga_domain::names::{failure, search_attribute};
 use ordersaga_domain::{
     CustomerId, FailureReason, Money, OrderId, OrderInput, OrderLine, OrderOutcome, OrderStatus,
@@ -31,6 +30,7 @@ use ordersaga_domain::{
 };
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_proto::v1::{OrderLineRequest, PlaceOrderRequest};
+use ordersaga_runtime::connection::{TemporalSettings, connect};
 use ordersaga_workflows::OrderWorkflow;
 use serde_json::{Map, Value, json};
 use temporalio_client::errors::WorkflowGetResultError;

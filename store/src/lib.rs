@@ -1,3 +1,6 @@
+//! The shop database: products, stock ledger, orders, payments, status
+//! history, outbox, notifications and shipments.
+//!
 //! The shop's own data in SQLite (embedded default) or PostgreSQL, through
 //! one `sqlx::AnyPool` and portable SQL.
 //!
@@ -17,11 +20,15 @@ use ordersaga_domain::{
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 mod catalog;
+mod notifications;
 mod outbox;
+mod shipments;
 use catalog::{LEVEL_COLUMNS, monitor_low_stock};
 pub use catalog::{LowStockAlert, NewProduct, NewStockReceipt, StockReceipt};
+pub use notifications::{NotificationRecord, NotificationStatus};
 pub(crate) use outbox::enqueue;
 pub use outbox::{OutboxEntry, OutboxState};
+pub use shipments::ShipmentRecord;
 use sqlx::{AnyPool, Executor, Row};
 
 /// What can go wrong talking to the store.
@@ -61,7 +68,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+/// A store call's result.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which database the pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +207,10 @@ pub struct OrderQuery {
 /// (one per order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderCursor {
-    pub(crate) created_at_ms: i64,
-    pub(crate) order_id: OrderId,
+    /// When the last row of the page was created, Unix ms.
+    pub created_at_ms: i64,
+    /// The last row's order id (ties on the time).
+    pub order_id: OrderId,
 }
 
 impl OrderCursor {
@@ -285,7 +295,8 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+/// A stored value that does not parse back.
+pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -377,14 +388,14 @@ impl Store {
     }
 
     /// The pool, for the simulated gateway that keeps its books beside ours.
-    pub(crate) fn pool(&self) -> &AnyPool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up
     /// front (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for
     /// the lock instead of failing with `SQLITE_BUSY` half-way.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,

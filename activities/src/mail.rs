@@ -15,6 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::Environment;
 use minijinja::value::Serde;
 use ordersaga_domain::{Money, Notification};
+use ordersaga_runtime::Secret;
 use serde::Serialize;
 
 /// How the SMTP connection is secured.
@@ -43,7 +44,7 @@ impl std::str::FromStr for SmtpTls {
 }
 
 /// An SMTP relay to deliver through.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmtpSettings {
     /// Host name (also the TLS server name).
     pub host: String,
@@ -53,23 +54,10 @@ pub struct SmtpSettings {
     pub tls: SmtpTls,
     /// User name, if the relay wants authentication.
     pub username: Option<String>,
-    /// Password; never printed.
-    pub password: Option<String>,
+    /// Password.
+    pub password: Option<Secret>,
     /// Limit for connecting and for each SMTP command.
     pub timeout: Duration,
-}
-
-impl std::fmt::Debug for SmtpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// Where emails go.
@@ -310,7 +298,10 @@ impl Mailer {
                 };
                 let mut builder = builder.port(s.port).timeout(Some(s.timeout));
                 if let (Some(user), Some(password)) = (&s.username, &s.password) {
-                    builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+                    builder = builder.credentials(Credentials::new(
+                        user.clone(),
+                        password.expose().to_string(),
+                    ));
                 }
                 Transport::Smtp(Box::new(builder.build()))
             }

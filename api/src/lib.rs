@@ -9,7 +9,9 @@
 //! requests (`ListShipments`). The same [`service::OrderService`] and
 //! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
-//! failures for both.
+//! failures for both. Each request runs in a span that names its order
+//! ([`spans`]); on shutdown, in-flight requests get
+//! [`ApiSettings::graceful_shutdown`] to finish ([`drain_within`]).
 
 pub mod catalog;
 pub mod convert;
@@ -18,103 +20,27 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod service;
+pub mod settings;
+pub mod spans;
+
+pub use settings::ApiSettings;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
-use ordersaga_domain::names::ORDERS_TASK_QUEUE;
-use ordersaga_domain::{CheckoutTiming, PaymentMode};
+use ordersaga_domain::PaymentMode;
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
 use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
-use ordersaga_runtime::connection::{TemporalSettings, connect};
+use ordersaga_runtime::connection::connect;
 use ordersaga_store::Store;
 use tokio::net::TcpListener;
 
 use crate::catalog::CatalogService;
 use crate::grpc::{GrpcCatalog, GrpcOrders};
-use crate::service::{OrderService, PaymentSettings};
-
-/// Everything the API process can be told; each field has an
-/// `ORDERSAGA_*` variable (see the README).
-#[derive(Debug, Clone)]
-pub struct ApiSettings {
-    /// Temporal connection overrides on top of the SDK's envconfig.
-    pub temporal: TemporalSettings,
-    /// The shop database: `sqlite://...` or `postgres://...`.
-    pub database_url: String,
-    /// Task queue the order sagas are started on.
-    pub task_queue: String,
-    /// gRPC listen address (port 0 picks a free port).
-    pub grpc_addr: SocketAddr,
-    /// HTTP listen address (port 0 picks a free port).
-    pub http_addr: SocketAddr,
-    /// Create the demo catalog at start-up if missing.
-    pub seed_demo: bool,
-    /// Payment mode of new orders and the webhook secret.
-    pub payment: PaymentSettings,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            temporal: TemporalSettings::default(),
-            database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
-            task_queue: ORDERS_TASK_QUEUE.to_string(),
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            seed_demo: false,
-            payment: PaymentSettings::default(),
-        }
-    }
-}
-
-impl ApiSettings {
-    /// Defaults overridden by `ORDERSAGA_*` variables.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mut s = Self::default();
-        let var = |name: &str| std::env::var(name).ok();
-        if let Some(v) = var("ORDERSAGA_DATABASE_URL") {
-            s.database_url = v;
-        }
-        if let Some(v) = var("ORDERSAGA_TASK_QUEUE") {
-            s.task_queue = v;
-        }
-        if let Some(v) = var("ORDERSAGA_GRPC_ADDR") {
-            s.grpc_addr = v.parse().context("ORDERSAGA_GRPC_ADDR")?;
-        }
-        if let Some(v) = var("ORDERSAGA_HTTP_ADDR") {
-            s.http_addr = v.parse().context("ORDERSAGA_HTTP_ADDR")?;
-        }
-        if let Some(v) = var("ORDERSAGA_SEED_DEMO") {
-            s.seed_demo = matches!(v.as_str(), "1" | "true" | "yes");
-        }
-        let secs = |name: &str, default: u64| -> anyhow::Result<u64> {
-            var(name).map_or(Ok(default), |v| v.parse().with_context(|| name.to_string()))
-        };
-        s.payment.mode = match var("ORDERSAGA_PAYMENT_MODE").as_deref() {
-            None | Some("simulated") => PaymentMode::Simulated,
-            Some("checkout") => {
-                let default = CheckoutTiming::default();
-                PaymentMode::Checkout(CheckoutTiming {
-                    deadline_secs: secs("ORDERSAGA_PAYMENT_DEADLINE_SECS", default.deadline_secs)?,
-                    poll_secs: secs("ORDERSAGA_PAYMENT_POLL_SECS", default.poll_secs)?,
-                })
-            }
-            Some(other) => {
-                anyhow::bail!("ORDERSAGA_PAYMENT_MODE must be simulated or checkout, got {other:?}")
-            }
-        };
-        if let Some(v) = var("ORDERSAGA_PAYMENT_LINK_WAIT_MS") {
-            s.payment.link_wait = std::time::Duration::from_millis(
-                v.parse().context("ORDERSAGA_PAYMENT_LINK_WAIT_MS")?,
-            );
-        }
-        s.payment.webhook_secret = var("ORDERSAGA_WEBHOOK_SECRET").filter(|v| !v.is_empty());
-        Ok(s)
-    }
-}
+use crate::service::OrderService;
 
 /// A built API: listeners bound, store and Temporal connected.
 pub struct Api {
@@ -122,6 +48,7 @@ pub struct Api {
     catalog: CatalogService,
     grpc: TcpListener,
     http: TcpListener,
+    graceful_shutdown: Duration,
 }
 
 impl Api {
@@ -164,6 +91,7 @@ impl Api {
             service: OrderService::new(store, client, settings.task_queue, settings.payment),
             grpc,
             http,
+            graceful_shutdown: settings.graceful_shutdown,
         })
     }
 
@@ -177,8 +105,8 @@ impl Api {
         self.http.local_addr()
     }
 
-    /// Serves both until `shutdown` resolves, then finishes in-flight
-    /// requests and returns.
+    /// Serves both until `shutdown` resolves, then lets in-flight requests
+    /// finish for up to [`ApiSettings::graceful_shutdown`] and returns.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -215,6 +143,7 @@ impl Api {
             .set_serving::<CatalogServiceServer<GrpcCatalog>>()
             .await;
         let grpc = tonic::transport::Server::builder()
+            .trace_fn(spans::grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -228,10 +157,126 @@ impl Api {
             orders: self.service,
             catalog: self.catalog,
         };
-        let http = axum::serve(self.http, http::router(state)).with_graceful_shutdown(stopped());
-        let (g, h) = tokio::join!(grpc, http);
-        g.context("gRPC server")?;
-        h.context("HTTP server")?;
-        Ok(())
+        let router = http::router(state).layer(axum::middleware::from_fn(spans::http));
+        let http = axum::serve(self.http, router).with_graceful_shutdown(stopped());
+        let serving = async {
+            let (g, h) = tokio::join!(grpc, http);
+            g.context("gRPC server")?;
+            h.context("HTTP server")
+        };
+        match drain_within(self.graceful_shutdown, stopped(), serving).await {
+            Some(served) => served,
+            None => {
+                tracing::warn!(
+                    grace_ms = self.graceful_shutdown.as_millis(),
+                    "in-flight requests did not finish in time: dropped"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Awaits `serving` (servers that stop accepting once `stopped` resolves
+/// and then wait for their in-flight requests), but no longer than `grace`
+/// after `stopped`: `None` when the drain ran out of time, and what was
+/// still in flight is dropped with the future.
+pub async fn drain_within<T>(
+    grace: Duration,
+    stopped: impl Future<Output = ()>,
+    serving: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(serving);
+    tokio::select! {
+        served = &mut serving => return Some(served),
+        () = stopped => {},
+    }
+    tokio::time::timeout(grace, serving).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use axum::routing::get;
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_drain_that_finishes_in_time_returns_its_result() {
+        let served = drain_within(Duration::from_secs(5), std::future::pending(), async { 7 });
+        assert_eq!(served.await, Some(7));
+        let (stop, stopped) = oneshot::channel::<()>();
+        drop(stop);
+        let served = drain_within(
+            Duration::from_secs(5),
+            async {
+                let _ = stopped.await;
+            },
+            async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                "drained"
+            },
+        );
+        assert_eq!(served.await, Some("drained"));
+    }
+
+    /// A real server with a request that never ends: without the bound the
+    /// graceful shutdown would wait for it forever.
+    #[tokio::test]
+    async fn a_stuck_request_does_not_hold_the_shutdown_beyond_the_grace() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (entered_tx, entered) = oneshot::channel::<()>();
+        let entered_tx = std::sync::Arc::new(std::sync::Mutex::new(Some(entered_tx)));
+        let router = axum::Router::new().route(
+            "/stuck",
+            get(move || {
+                if let Some(tx) = entered_tx.lock().ok().and_then(|mut t| t.take()) {
+                    let _ = tx.send(());
+                }
+                std::future::pending::<&'static str>()
+            }),
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = move || {
+            let mut rx = stopped.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(until_stopped());
+        let grace = Duration::from_millis(300);
+        let drained = tokio::spawn(drain_within(
+            grace,
+            until_stopped(),
+            async move { server.await },
+        ));
+        let request = tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                b"GET /stuck HTTP/1.1\r\nhost: test\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            // Hold the connection open while the handler hangs.
+            std::future::pending::<()>().await;
+        });
+        entered.await.unwrap();
+        let asked = Instant::now();
+        stop.send(true).unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("the drain is bounded")
+            .unwrap();
+        assert!(outcome.is_none(), "the stuck request cannot have finished");
+        let took = asked.elapsed();
+        assert!(
+            took >= grace && took < grace + Duration::from_secs(2),
+            "{took:?}"
+        );
+        request.abort();
     }
 }

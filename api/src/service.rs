@@ -11,6 +11,7 @@ use ordersaga_domain::{
     CustomerId, EmailAddress, GatewayEvent, GatewayEventKind, Money, OrderId, OrderInput,
     OrderLine, OrderStatus, PaymentMode, PaymentStatus, ShippingAddress, Sku, TransactionId,
 };
+use ordersaga_runtime::Secret;
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::Store;
 use ordersaga_store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
@@ -71,7 +72,7 @@ pub struct PlacedOrder {
 }
 
 /// How checkout payments are set up for the orders this API places.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PaymentSettings {
     /// Simulated or checkout, and the checkout's deadline and poll interval;
     /// carried in every new order's input.
@@ -81,20 +82,7 @@ pub struct PaymentSettings {
     pub link_wait: Duration,
     /// The secret gateway webhooks are signed with; `None`: every webhook
     /// is refused.
-    pub webhook_secret: Option<String>,
-}
-
-impl std::fmt::Debug for PaymentSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PaymentSettings")
-            .field("mode", &self.mode)
-            .field("link_wait", &self.link_wait)
-            .field(
-                "webhook_secret",
-                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    pub webhook_secret: Option<Secret>,
 }
 
 impl Default for PaymentSettings {
@@ -263,6 +251,7 @@ impl OrderService {
             Some(k) => OrderId::for_idempotency_key(&customer_id, k),
             None => OrderId::from_uuid(uuid::Uuid::new_v4()),
         };
+        crate::spans::record_order(&order_id);
         let input = OrderInput {
             order_id,
             transaction_id: TransactionId::for_order(&order_id),
@@ -437,6 +426,7 @@ impl OrderService {
     /// One order; NOT_FOUND when neither the store nor Temporal knows it.
     pub async fn get_order(&self, order_id: &str) -> Result<OrderDetails, ApiError> {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
+        crate::spans::record_order(&id);
         if let Some(record) = self
             .store
             .get_order(&id)
@@ -481,6 +471,7 @@ impl OrderService {
         reason: &str,
     ) -> Result<OrderStatus, ApiError> {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
+        crate::spans::record_order(&id);
         let reason = reason.trim();
         if reason.len() > MAX_CANCEL_REASON || reason.chars().any(char::is_control) {
             return Err(invalid(format!(
@@ -551,10 +542,10 @@ impl OrderService {
         let secret = self
             .payment
             .webhook_secret
-            .as_deref()
+            .as_ref()
             .ok_or_else(|| ApiError::Unauthenticated("webhooks are not configured".into()))?;
         webhook::verify(
-            secret.as_bytes(),
+            secret.expose().as_bytes(),
             timestamp.unwrap_or_default(),
             body,
             signature.unwrap_or_default(),
@@ -588,6 +579,7 @@ impl OrderService {
             tracing::info!(event_id = %event.event_id, %transaction_id, "webhook for an unknown payment: ignored");
             return Ok(WebhookAck::Ignored);
         };
+        crate::spans::record_order(&order_id);
         let handle = self
             .client
             .get_workflow_handle::<OrderWorkflow>(order_id.workflow_id());

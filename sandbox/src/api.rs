@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use ordersaga_activities::gateway::webhook::event_type;
+use ordersaga_webhook_signature::event_type;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

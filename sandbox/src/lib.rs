@@ -12,21 +12,25 @@
 //!   and the per-transaction counters tests assert on (`/sandbox/...`).
 //! - `db`: the persistent books (SQLite, own migrations).
 //!
+//! - [`process`]: its settings (`ORDERSAGA_SANDBOX_*`), logging and
+//!   shutdown signal, its own: it shares nothing with the shop but the wire
+//!   format and `ordersaga-webhook-signature`.
+//!
 //! [`run`] serves it on a listener until a shutdown future resolves; the
-//! binary and the tests call the same function.
+//! binary ([`serve`]) and the tests call the same function.
 
 pub mod admin;
 pub mod api;
 pub mod controls;
 mod db;
 pub mod page;
+pub mod process;
 pub mod webhooks;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use serde_json::{Value, json};
@@ -35,116 +39,9 @@ use tokio::net::TcpListener;
 
 pub use controls::{Behavior, Controls, ControlsPatch};
 pub use db::Counts;
+pub use process::{Settings, SettingsError};
 
 use crate::webhooks::{Deliverer, Event};
-
-/// Everything the sandbox can be told; each field has an
-/// `ORDERSAGA_SANDBOX_*` variable (see [`Settings::from_env`]).
-#[derive(Clone)]
-pub struct Settings {
-    /// SQLite URL of the sandbox's own database.
-    pub database_url: String,
-    /// Base URL in the links it hands out (approval page, self); default
-    /// `http://{listen address}`.
-    pub public_url: Option<String>,
-    /// OAuth2 client id the shop must present.
-    pub client_id: String,
-    /// OAuth2 client secret (never printed).
-    pub client_secret: String,
-    /// Where webhooks go (the API's `/v1/payments/webhook`); `None`: nowhere.
-    pub webhook_url: Option<String>,
-    /// HMAC secret webhooks are signed with (never printed).
-    pub webhook_secret: String,
-    /// Lifetime of issued access tokens.
-    pub token_ttl: Duration,
-    /// Delivery attempts per webhook.
-    pub webhook_attempts: u32,
-    /// Wait before the first redelivery; doubles each time.
-    pub webhook_backoff: Duration,
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("database_url", &self.database_url)
-            .field("public_url", &self.public_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("webhook_url", &self.webhook_url)
-            .field("webhook_secret", &"<redacted>")
-            .field("token_ttl", &self.token_ttl)
-            .field("webhook_attempts", &self.webhook_attempts)
-            .field("webhook_backoff", &self.webhook_backoff)
-            .finish()
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            database_url: "sqlite://.data/sandbox.db?mode=rwc".to_string(),
-            public_url: None,
-            client_id: "sandbox-client".to_string(),
-            client_secret: "sandbox-secret".to_string(),
-            webhook_url: None,
-            webhook_secret: "sandbox-webhook-secret".to_string(),
-            token_ttl: Duration::from_secs(9 * 3600),
-            webhook_attempts: 8,
-            webhook_backoff: Duration::from_millis(200),
-        }
-    }
-}
-
-/// Why the environment was refused.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct SettingsError {
-    /// The variable.
-    pub variable: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-impl Settings {
-    /// Defaults overridden by `ORDERSAGA_SANDBOX_DATABASE_URL`,
-    /// `_PUBLIC_URL`, `_CLIENT_ID`, `_CLIENT_SECRET`, `_WEBHOOK_URL`,
-    /// `_WEBHOOK_SECRET`, `_TOKEN_TTL_SECS`, `_WEBHOOK_ATTEMPTS`.
-    pub fn from_env() -> Result<Self, SettingsError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let number = |variable: &'static str| -> Result<Option<u64>, SettingsError> {
-            var(variable)
-                .map(|v| {
-                    v.parse().map_err(|_| SettingsError {
-                        variable,
-                        problem: format!("not a number: {v:?}"),
-                    })
-                })
-                .transpose()
-        };
-        let mut s = Self::default();
-        if let Some(v) = var("ORDERSAGA_SANDBOX_DATABASE_URL") {
-            s.database_url = v;
-        }
-        s.public_url = var("ORDERSAGA_SANDBOX_PUBLIC_URL");
-        if let Some(v) = var("ORDERSAGA_SANDBOX_CLIENT_ID") {
-            s.client_id = v;
-        }
-        if let Some(v) = var("ORDERSAGA_SANDBOX_CLIENT_SECRET") {
-            s.client_secret = v;
-        }
-        s.webhook_url = var("ORDERSAGA_SANDBOX_WEBHOOK_URL");
-        if let Some(v) = var("ORDERSAGA_SANDBOX_WEBHOOK_SECRET") {
-            s.webhook_secret = v;
-        }
-        if let Some(v) = number("ORDERSAGA_SANDBOX_TOKEN_TTL_SECS")? {
-            s.token_ttl = Duration::from_secs(v);
-        }
-        if let Some(v) = number("ORDERSAGA_SANDBOX_WEBHOOK_ATTEMPTS")? {
-            s.webhook_attempts = u32::try_from(v).unwrap_or(u32::MAX);
-        }
-        Ok(s)
-    }
-}
 
 /// Why the sandbox could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +243,16 @@ pub async fn run(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// Binds [`Settings::addr`] and [`run`]s there.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SandboxError> {
+    let listener = TcpListener::bind(&settings.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, webhook_url = ?settings.webhook_url, "payments sandbox listening");
+    run(settings, listener, shutdown).await
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Webhook delivery: each event is signed (see
-//! `ordersaga_activities::gateway::webhook`) and POSTed to the configured
+//! `ordersaga_webhook_signature`) and POSTed to the configured
 //! URL, retried with exponential backoff on anything but a 2xx, up to a
 //! bounded number of attempts. Every attempt is signed afresh, so a retry
 //! an hour later is not stale.
@@ -12,9 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ordersaga_activities::gateway::webhook::{
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
-};
+use ordersaga_webhook_signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds};
 use serde::Deserialize;
 
 /// A signed-on-send webhook event.

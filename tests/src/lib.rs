@@ -41,6 +41,7 @@ use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_domain::{Currency, Money, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
+use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use ordersaga_store::Store;
 use ordersaga_store::{NewProduct, NewStockReceipt};
@@ -273,7 +274,7 @@ pub async fn spawn_checkout_stack_with(
     let payment = PaymentSettings {
         mode: PaymentMode::Checkout(timing),
         link_wait,
-        webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string()),
+        webhook_secret: Some(Secret::new(TEST_WEBHOOK_SECRET)),
     };
     let mut stack = spawn_with(TestDatabase::sqlite()?, payment).await?;
     let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
@@ -307,6 +308,7 @@ async fn spawn_with(db: TestDatabase, payment: PaymentSettings) -> anyhow::Resul
         http_addr: "127.0.0.1:0".parse()?,
         seed_demo: false,
         payment,
+        graceful_shutdown: Duration::from_secs(10),
     })
     .await?;
     let grpc_addr = api.grpc_addr()?;

@@ -8,25 +8,30 @@
 //!
 //! One process serves any subset ([`WorkerSettings::queues`], `--queues`),
 //! so each service can be deployed and scaled as its own fleet, with its own
-//! concurrency limits. [`WorkerSettings::from_env`] reads the configuration,
-//! [`run`] runs until its shutdown future resolves and then drains
-//! in-flight work.
+//! concurrency limits. [`WorkerSettings::load`] reads the configuration
+//! ([`settings`]), [`run`] runs until its shutdown future resolves and then
+//! drains in-flight work; every activity runs in a span naming its order
+//! ([`spans`]).
+
+pub mod settings;
+pub mod spans;
+
+pub use settings::{
+    ArgsError, Queue, QueueLimits, QueuesError, USAGE, WorkerSettings, parse_queues,
+};
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway, PayPalSettings};
+use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    BusinessMetrics, Delivery, EmailRetry, MailSettings, Mailer, NotificationActivities,
-    OrderActivities, RelayActivities, RelaySettings, ShippingActivities, SimulatedGateway,
-    SmtpSettings, SmtpTls,
+    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, RelayActivities,
+    ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
-use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, ORDERS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
-use ordersaga_runtime::connection::{ConnectError, TemporalSettings, connect};
+use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
+use ordersaga_runtime::connection::{ConnectError, connect};
 use ordersaga_store::{Store, StoreError};
 use ordersaga_workflows::{
     NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, RelayWorkflowInput, ShippingWorkflow,
@@ -40,299 +45,6 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
-
-/// Everything a worker process can be told. Defaults suit the local dev
-/// stack; each field has an `ORDERSAGA_*` variable (see the README).
-#[derive(Debug, Clone)]
-pub struct WorkerSettings {
-    /// Temporal connection overrides on top of the SDK's envconfig.
-    pub temporal: TemporalSettings,
-    /// The shop database: `sqlite://...` or `postgres://...`.
-    pub database_url: String,
-    /// The services this process runs (`--queues`); default all.
-    pub queues: Vec<Queue>,
-    /// The order saga's task queue.
-    pub task_queue: String,
-    /// `orders`: workflow tasks processed at once.
-    pub max_concurrent_workflow_tasks: usize,
-    /// `orders`: activities (gateway calls) run at once.
-    pub max_concurrent_activities: usize,
-    /// `orders`: local activities (database steps) run at once.
-    pub max_concurrent_local_activities: usize,
-    /// `notifications`: concurrency limits.
-    pub notifications: QueueLimits,
-    /// `shipping`: concurrency limits.
-    pub shipping: QueueLimits,
-    /// `notifications`: templates' settings and where email goes.
-    pub mail: MailSettings,
-    /// `notifications`: delivery retry backoff and horizon.
-    pub email_retry: EmailRetry,
-    /// How outbox relay slots claim, poll and lease (both services).
-    pub relay: RelaySettings,
-    /// `notifications`: email relay slots (activities) running at once,
-    /// spread over the notifications workers.
-    pub email_relay_slots: u32,
-    /// `shipping`: shipping-request relay slots running at once.
-    pub shipping_relay_slots: u32,
-    /// Workflows kept in the sticky cache (saves replays).
-    pub max_cached_workflows: usize,
-    /// How long a workflow task waits for this worker's sticky queue before
-    /// any worker may take it (bounds the stall after a worker dies).
-    pub sticky_timeout: Duration,
-    /// How long in-flight activities get to finish on shutdown.
-    pub graceful_shutdown: Duration,
-    /// Latency the simulated payment gateway adds to each call.
-    pub gateway_latency: Duration,
-    /// The checkout gateway (our payments sandbox or PayPal) for orders in
-    /// checkout mode; `None`: this worker serves simulated payments only.
-    pub paypal: Option<PayPalSettings>,
-    /// Where to serve Prometheus `/metrics`, if anywhere.
-    pub metrics_addr: Option<SocketAddr>,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            temporal: TemporalSettings::default(),
-            database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
-            queues: Queue::ALL.to_vec(),
-            task_queue: ORDERS_TASK_QUEUE.to_string(),
-            // The smallest values that kept free slots at peak load on the
-            // reference machine; see docs/tuning.md for the sweep.
-            max_concurrent_workflow_tasks: 20,
-            max_concurrent_activities: 50,
-            max_concurrent_local_activities: 50,
-            notifications: QueueLimits {
-                max_workflow_tasks: 10,
-                // Each is an SMTP session: the relay's connection limit
-                // matters more than our CPU.
-                max_activities: 10,
-            },
-            shipping: QueueLimits {
-                max_workflow_tasks: 10,
-                max_activities: 20,
-            },
-            mail: MailSettings::default(),
-            email_retry: EmailRetry::default(),
-            relay: RelaySettings::default(),
-            // Each slot delivers a batch at a time, concurrently: two keep
-            // SMTP busy at the reference load (docs/tuning.md).
-            email_relay_slots: 2,
-            shipping_relay_slots: 1,
-            max_cached_workflows: 1000,
-            sticky_timeout: Duration::from_secs(10),
-            graceful_shutdown: Duration::from_secs(10),
-            gateway_latency: Duration::ZERO,
-            paypal: None,
-            metrics_addr: None,
-        }
-    }
-}
-
-/// A configuration value that does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: cannot parse {value:?}")]
-pub struct SettingError {
-    name: &'static str,
-    value: String,
-}
-
-/// A service (and its task queue) a worker process can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Queue {
-    /// The order saga.
-    Orders,
-    /// Customer and merchant email.
-    Notifications,
-    /// Shipping requests to the warehouse.
-    Shipping,
-}
-
-impl Queue {
-    /// Every service.
-    pub const ALL: [Queue; 3] = [Queue::Orders, Queue::Notifications, Queue::Shipping];
-
-    /// The name used by `--queues` and in `ORDERSAGA_<QUEUE>_*` variables.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Orders => "orders",
-            Self::Notifications => "notifications",
-            Self::Shipping => "shipping",
-        }
-    }
-}
-
-/// Parses a `--queues` value: comma-separated service names, e.g.
-/// `notifications,shipping`; duplicates are ignored.
-pub fn parse_queues(value: &str) -> Result<Vec<Queue>, SettingError> {
-    let mut queues = Vec::new();
-    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let queue = Queue::ALL
-            .into_iter()
-            .find(|q| q.as_str() == name)
-            .ok_or_else(|| SettingError {
-                name: "--queues (orders, notifications, shipping)",
-                value: value.to_string(),
-            })?;
-        if !queues.contains(&queue) {
-            queues.push(queue);
-        }
-    }
-    if queues.is_empty() {
-        return Err(SettingError {
-            name: "--queues (orders, notifications, shipping)",
-            value: value.to_string(),
-        });
-    }
-    Ok(queues)
-}
-
-/// Concurrency of one service's worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
-    /// Workflow tasks processed at once.
-    pub max_workflow_tasks: usize,
-    /// Activities run at once.
-    pub max_activities: usize,
-}
-
-fn env_parse<T: std::str::FromStr>(name: &'static str, into: &mut T) -> Result<(), SettingError> {
-    if let Ok(value) = std::env::var(name) {
-        *into = value.parse().map_err(|_| SettingError { name, value })?;
-    }
-    Ok(())
-}
-
-fn env_millis(name: &'static str, into: &mut Duration) -> Result<(), SettingError> {
-    let mut ms = u64::try_from(into.as_millis()).unwrap_or(u64::MAX);
-    env_parse(name, &mut ms)?;
-    *into = Duration::from_millis(ms);
-    Ok(())
-}
-
-impl WorkerSettings {
-    /// Defaults overridden by `ORDERSAGA_*` variables; Temporal's own
-    /// `TEMPORAL_*` variables are read by envconfig when connecting.
-    pub fn from_env() -> Result<Self, SettingError> {
-        let mut s = Self::default();
-        env_parse("ORDERSAGA_DATABASE_URL", &mut s.database_url)?;
-        if let Ok(value) = std::env::var("ORDERSAGA_QUEUES") {
-            s.queues = parse_queues(&value)?;
-        }
-        env_parse("ORDERSAGA_TASK_QUEUE", &mut s.task_queue)?;
-        env_parse(
-            "ORDERSAGA_MAX_WORKFLOW_TASKS",
-            &mut s.max_concurrent_workflow_tasks,
-        )?;
-        env_parse("ORDERSAGA_MAX_ACTIVITIES", &mut s.max_concurrent_activities)?;
-        env_parse(
-            "ORDERSAGA_MAX_LOCAL_ACTIVITIES",
-            &mut s.max_concurrent_local_activities,
-        )?;
-        env_parse(
-            "ORDERSAGA_MAX_CACHED_WORKFLOWS",
-            &mut s.max_cached_workflows,
-        )?;
-        // Per-queue names; the orders ones override the older unprefixed
-        // variables above.
-        env_parse(
-            "ORDERSAGA_ORDERS_MAX_WORKFLOW_TASKS",
-            &mut s.max_concurrent_workflow_tasks,
-        )?;
-        env_parse(
-            "ORDERSAGA_ORDERS_MAX_ACTIVITIES",
-            &mut s.max_concurrent_activities,
-        )?;
-        env_parse(
-            "ORDERSAGA_ORDERS_MAX_LOCAL_ACTIVITIES",
-            &mut s.max_concurrent_local_activities,
-        )?;
-        env_parse(
-            "ORDERSAGA_NOTIFICATIONS_MAX_WORKFLOW_TASKS",
-            &mut s.notifications.max_workflow_tasks,
-        )?;
-        env_parse(
-            "ORDERSAGA_NOTIFICATIONS_MAX_ACTIVITIES",
-            &mut s.notifications.max_activities,
-        )?;
-        env_parse(
-            "ORDERSAGA_SHIPPING_MAX_WORKFLOW_TASKS",
-            &mut s.shipping.max_workflow_tasks,
-        )?;
-        env_parse(
-            "ORDERSAGA_SHIPPING_MAX_ACTIVITIES",
-            &mut s.shipping.max_activities,
-        )?;
-        mail_from_env(&mut s.mail)?;
-        env_millis(
-            "ORDERSAGA_EMAIL_RETRY_INITIAL_MS",
-            &mut s.email_retry.initial,
-        )?;
-        env_millis("ORDERSAGA_EMAIL_RETRY_MAX_MS", &mut s.email_retry.max)?;
-        let mut horizon = s.email_retry.horizon.as_secs();
-        env_parse("ORDERSAGA_EMAIL_RETRY_HORIZON_SECS", &mut horizon)?;
-        s.email_retry.horizon = Duration::from_secs(horizon);
-        env_parse("ORDERSAGA_RELAY_BATCH", &mut s.relay.batch)?;
-        env_millis("ORDERSAGA_RELAY_POLL_MS", &mut s.relay.poll)?;
-        env_millis("ORDERSAGA_RELAY_RUN_MS", &mut s.relay.run_for)?;
-        env_millis("ORDERSAGA_RELAY_LEASE_MS", &mut s.relay.lease)?;
-        env_parse("ORDERSAGA_EMAIL_RELAY_SLOTS", &mut s.email_relay_slots)?;
-        env_parse(
-            "ORDERSAGA_SHIPPING_RELAY_SLOTS",
-            &mut s.shipping_relay_slots,
-        )?;
-        env_millis("ORDERSAGA_STICKY_TIMEOUT_MS", &mut s.sticky_timeout)?;
-        env_millis("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", &mut s.graceful_shutdown)?;
-        env_millis("ORDERSAGA_GATEWAY_LATENCY_MS", &mut s.gateway_latency)?;
-        s.paypal = PayPalSettings::from_env().map_err(|e| SettingError {
-            name: e.variable,
-            value: e.problem,
-        })?;
-        if let Ok(addr) = std::env::var("ORDERSAGA_METRICS_ADDR") {
-            s.metrics_addr = Some(addr.parse().map_err(|_| SettingError {
-                name: "ORDERSAGA_METRICS_ADDR",
-                value: addr,
-            })?);
-        }
-        Ok(s)
-    }
-}
-
-/// Mail settings from `ORDERSAGA_SMTP_*` (a relay, when
-/// `ORDERSAGA_SMTP_HOST` is set) or `ORDERSAGA_MAILBOX_DIR` (the local
-/// mailbox, otherwise), plus sender, merchant and link settings.
-fn mail_from_env(mail: &mut MailSettings) -> Result<(), SettingError> {
-    if let Ok(dir) = std::env::var("ORDERSAGA_MAILBOX_DIR") {
-        mail.delivery = Delivery::Mailbox(dir.into());
-    }
-    if let Ok(host) = std::env::var("ORDERSAGA_SMTP_HOST") {
-        let mut tls = SmtpTls::StartTls;
-        env_parse("ORDERSAGA_SMTP_TLS", &mut tls)?;
-        let mut port: u16 = match tls {
-            SmtpTls::None => 25,
-            SmtpTls::StartTls => 587,
-            SmtpTls::Tls => 465,
-        };
-        env_parse("ORDERSAGA_SMTP_PORT", &mut port)?;
-        let mut timeout = Duration::from_secs(10);
-        env_millis("ORDERSAGA_SMTP_TIMEOUT_MS", &mut timeout)?;
-        mail.delivery = Delivery::Smtp(SmtpSettings {
-            host,
-            port,
-            tls,
-            username: std::env::var("ORDERSAGA_SMTP_USERNAME").ok(),
-            password: std::env::var("ORDERSAGA_SMTP_PASSWORD").ok(),
-            timeout,
-        });
-    }
-    env_parse("ORDERSAGA_MAIL_FROM", &mut mail.from)?;
-    env_parse("ORDERSAGA_PUBLIC_URL", &mut mail.public_url)?;
-    env_parse("ORDERSAGA_SHOP_NAME", &mut mail.shop_name)?;
-    if let Ok(merchant) = std::env::var("ORDERSAGA_MERCHANT_EMAIL") {
-        mail.merchant = Some(merchant);
-    }
-    Ok(())
-}
 
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +150,7 @@ fn queue_options(
             )),
     };
     Ok(options
+        .activity_inbound_interceptor(spans::ActivitySpans)
         .max_cached_workflows(settings.max_cached_workflows)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         .graceful_shutdown_period(settings.graceful_shutdown)
@@ -546,21 +259,4 @@ pub async fn run(
     store.close().await;
     drop(metrics_server);
     results.into_iter().collect::<Result<(), _>>().map_err(sdk)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queues_parse_as_a_comma_separated_subset() {
-        assert_eq!(
-            parse_queues("notifications, shipping,notifications").unwrap(),
-            [Queue::Notifications, Queue::Shipping]
-        );
-        assert_eq!(parse_queues("orders").unwrap(), [Queue::Orders]);
-        assert!(parse_queues("").is_err());
-        assert!(parse_queues("orders,email").is_err());
-        assert_eq!(WorkerSettings::default().queues, Queue::ALL);
-    }
 }

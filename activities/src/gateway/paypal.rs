@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ordersaga_domain::{Money, TransactionId};
+use ordersaga_runtime::Secret;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -30,7 +31,8 @@ use super::checkout::{
 pub const PAYPAL_SANDBOX_URL: &str = "https://api-m.sandbox.paypal.com";
 
 /// How the adapter makes sure an unpaid order is never captured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VoidMode {
     /// `POST /v2/checkout/orders/{id}/void` (our sandbox's extension).
     Endpoint,
@@ -41,42 +43,20 @@ pub enum VoidMode {
 }
 
 /// Where and as whom the adapter talks to the gateway.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PayPalSettings {
     /// Base URL, no trailing slash: `http://127.0.0.1:8090` (our sandbox) or
     /// [`PAYPAL_SANDBOX_URL`].
     pub base_url: String,
     /// OAuth2 client id.
     pub client_id: String,
-    /// OAuth2 client secret (never printed).
-    pub client_secret: String,
+    /// OAuth2 client secret.
+    pub client_secret: Secret,
     /// Per-request timeout; a mutating call that exceeds it has an unknown
     /// outcome.
     pub timeout: Duration,
     /// How [`CheckoutGateway::void`] works against this gateway.
     pub void_mode: VoidMode,
-}
-
-impl fmt::Debug for PayPalSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PayPalSettings")
-            .field("base_url", &self.base_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("timeout", &self.timeout)
-            .field("void_mode", &self.void_mode)
-            .finish()
-    }
-}
-
-/// Why [`PayPalSettings::from_env`] refused the environment.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct SettingsError {
-    /// The offending variable.
-    pub variable: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
 }
 
 impl PayPalSettings {
@@ -86,52 +66,21 @@ impl PayPalSettings {
         Self {
             base_url: base_url.into(),
             client_id: "sandbox-client".to_string(),
-            client_secret: "sandbox-secret".to_string(),
+            client_secret: Secret::new("sandbox-secret"),
             timeout: Duration::from_secs(10),
             void_mode: VoidMode::Endpoint,
         }
     }
 
-    /// From `ORDERSAGA_PAYPAL_BASE_URL`, `ORDERSAGA_PAYPAL_CLIENT_ID`,
-    /// `ORDERSAGA_PAYPAL_CLIENT_SECRET`, `ORDERSAGA_PAYPAL_TIMEOUT_MS` and
-    /// `ORDERSAGA_PAYPAL_VOID` (`endpoint` | `abandon`). `None` when no base
-    /// URL is set. The void mode defaults to `abandon` for `*.paypal.com`.
-    pub fn from_env() -> Result<Option<Self>, SettingsError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let Some(base_url) = var("ORDERSAGA_PAYPAL_BASE_URL") else {
-            return Ok(None);
-        };
-        let base_url = base_url.trim_end_matches('/').to_string();
-        let mut s = Self::sandbox(base_url);
+    /// Settings for the gateway at `base_url` (a trailing `/` is dropped):
+    /// the sandbox's credentials until told otherwise, and the void mode
+    /// that gateway supports, [`VoidMode::Abandon`] for `*.paypal.com`.
+    pub fn at(base_url: &str) -> Self {
+        let mut s = Self::sandbox(base_url.trim_end_matches('/'));
         if s.base_url.contains(".paypal.com") {
             s.void_mode = VoidMode::Abandon;
         }
-        if let Some(v) = var("ORDERSAGA_PAYPAL_CLIENT_ID") {
-            s.client_id = v;
-        }
-        if let Some(v) = var("ORDERSAGA_PAYPAL_CLIENT_SECRET") {
-            s.client_secret = v;
-        }
-        if let Some(v) = var("ORDERSAGA_PAYPAL_TIMEOUT_MS") {
-            let ms: u64 = v.parse().map_err(|_| SettingsError {
-                variable: "ORDERSAGA_PAYPAL_TIMEOUT_MS",
-                problem: format!("not a number of milliseconds: {v:?}"),
-            })?;
-            s.timeout = Duration::from_millis(ms);
-        }
-        if let Some(v) = var("ORDERSAGA_PAYPAL_VOID") {
-            s.void_mode = match v.as_str() {
-                "endpoint" => VoidMode::Endpoint,
-                "abandon" => VoidMode::Abandon,
-                _ => {
-                    return Err(SettingsError {
-                        variable: "ORDERSAGA_PAYPAL_VOID",
-                        problem: format!("must be endpoint or abandon, got {v:?}"),
-                    });
-                }
-            };
-        }
-        Ok(Some(s))
+        s
     }
 }
 
@@ -304,7 +253,10 @@ impl PayPalGateway {
         let response = self
             .http
             .post(self.url("/v1/oauth2/token"))
-            .basic_auth(&self.settings.client_id, Some(&self.settings.client_secret))
+            .basic_auth(
+                &self.settings.client_id,
+                Some(self.settings.client_secret.expose()),
+            )
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body("grant_type=client_credentials")
             .send()

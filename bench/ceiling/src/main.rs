@@ -8,6 +8,7 @@
 //! to stderr, because `bench.py` stops reading stdout after `READY`.
 
 use ordersaga_runtime::process::shutdown_signal;
+use ordersaga_runtime::telemetry::{self, LogFormat};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -58,12 +59,8 @@ fn parse_args() -> anyhow::Result<Args> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    // stderr: stdout carries the results.
+    telemetry::init_with(LogFormat::Text, "warn", std::io::stderr)?;
     let args = parse_args()?;
     let client = connect(&TemporalSettings {
         address: Some(args.address.clone()),

@@ -1,0 +1,190 @@
+//! What the API process can be told: [`ApiSettings`], loaded through the
+//! runtime's settings loader (defaults, `ordersaga.toml`, `ORDERSAGA_*`
+//! variables; see the README's table).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ordersaga_domain::names::ORDERS_TASK_QUEUE;
+use ordersaga_domain::{CheckoutTiming, PaymentMode};
+use ordersaga_runtime::Secret;
+use ordersaga_runtime::connection::TemporalSettings;
+use ordersaga_runtime::settings::{SettingsError, Sources, set};
+use serde::Deserialize;
+
+use crate::service::PaymentSettings;
+
+/// Everything the API process can be told; each field has an
+/// `ORDERSAGA_*` variable (see the README).
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Temporal connection overrides on top of the SDK's envconfig.
+    pub temporal: TemporalSettings,
+    /// The shop database: `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// Task queue the order sagas are started on.
+    pub task_queue: String,
+    /// gRPC listen address (port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// HTTP listen address (port 0 picks a free port).
+    pub http_addr: SocketAddr,
+    /// Create the demo catalog at start-up if missing.
+    pub seed_demo: bool,
+    /// Payment mode of new orders and the webhook secret.
+    pub payment: PaymentSettings,
+    /// How long in-flight requests get to finish once shutdown is asked;
+    /// those still running then are dropped.
+    pub graceful_shutdown: Duration,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            temporal: TemporalSettings::default(),
+            database_url: "sqlite://.data/ordersaga.db?mode=rwc".to_string(),
+            task_queue: ORDERS_TASK_QUEUE.to_string(),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            seed_demo: false,
+            payment: PaymentSettings::default(),
+            graceful_shutdown: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `ORDERSAGA_PAYMENT_MODE`.
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ModeName {
+    Simulated,
+    Checkout,
+}
+
+/// The API's settings as given, named as the variables without
+/// `ORDERSAGA_` (and as the keys of `ordersaga.toml`).
+#[derive(Deserialize)]
+struct Vars {
+    database_url: Option<String>,
+    task_queue: Option<String>,
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    seed_demo: Option<bool>,
+    payment_mode: Option<ModeName>,
+    payment_deadline_secs: Option<u64>,
+    payment_poll_secs: Option<u64>,
+    payment_link_wait_ms: Option<u64>,
+    webhook_secret: Option<Secret>,
+    graceful_shutdown_ms: Option<u64>,
+}
+
+impl ApiSettings {
+    /// Loads this process's settings; Temporal's own `TEMPORAL_*` variables
+    /// are read by envconfig when connecting.
+    pub fn load() -> Result<Self, SettingsError> {
+        Self::from_sources(&Sources::from_process())
+    }
+
+    /// The defaults overridden by what `sources` give.
+    pub fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
+        let v: Vars = sources.load()?;
+        let mut s = Self::default();
+        set(&mut s.database_url, v.database_url);
+        set(&mut s.task_queue, v.task_queue);
+        set(&mut s.grpc_addr, v.grpc_addr);
+        set(&mut s.http_addr, v.http_addr);
+        set(&mut s.seed_demo, v.seed_demo);
+        if let Some(ModeName::Checkout) = v.payment_mode {
+            let default = CheckoutTiming::default();
+            s.payment.mode = PaymentMode::Checkout(CheckoutTiming {
+                deadline_secs: v.payment_deadline_secs.unwrap_or(default.deadline_secs),
+                poll_secs: v.payment_poll_secs.unwrap_or(default.poll_secs),
+            });
+        }
+        set(
+            &mut s.payment.link_wait,
+            v.payment_link_wait_ms.map(Duration::from_millis),
+        );
+        s.payment.webhook_secret = v.webhook_secret;
+        set(
+            &mut s.graceful_shutdown,
+            v.graceful_shutdown_ms.map(Duration::from_millis),
+        );
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<ApiSettings, SettingsError> {
+        ApiSettings::from_sources(&Sources::default().vars(vars.iter().copied()))
+    }
+
+    #[test]
+    fn no_variables_give_the_defaults() {
+        let s = load(&[]).unwrap();
+        assert_eq!(format!("{s:?}"), format!("{:?}", ApiSettings::default()));
+        assert_eq!(s.payment.mode, PaymentMode::Simulated);
+    }
+
+    #[test]
+    fn every_documented_variable_lands_in_its_setting() {
+        let s = load(&[
+            ("ORDERSAGA_DATABASE_URL", "postgres://db/shop"),
+            ("ORDERSAGA_TASK_QUEUE", "orders-b"),
+            ("ORDERSAGA_GRPC_ADDR", "0.0.0.0:1"),
+            ("ORDERSAGA_HTTP_ADDR", "0.0.0.0:2"),
+            ("ORDERSAGA_SEED_DEMO", "yes"),
+            ("ORDERSAGA_PAYMENT_MODE", "checkout"),
+            ("ORDERSAGA_PAYMENT_DEADLINE_SECS", "60"),
+            ("ORDERSAGA_PAYMENT_POLL_SECS", "5"),
+            ("ORDERSAGA_PAYMENT_LINK_WAIT_MS", "250"),
+            ("ORDERSAGA_WEBHOOK_SECRET", "whsec"),
+            ("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url, "postgres://db/shop");
+        assert_eq!(s.task_queue, "orders-b");
+        assert_eq!(s.grpc_addr, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(s.http_addr, "0.0.0.0:2".parse().unwrap());
+        assert!(s.seed_demo);
+        assert_eq!(
+            s.payment.mode,
+            PaymentMode::Checkout(CheckoutTiming {
+                deadline_secs: 60,
+                poll_secs: 5
+            })
+        );
+        assert_eq!(s.payment.link_wait, Duration::from_millis(250));
+        assert_eq!(
+            s.payment.webhook_secret.as_ref().map(Secret::expose),
+            Some("whsec")
+        );
+        assert_eq!(s.graceful_shutdown, Duration::from_millis(1500));
+        assert!(!format!("{s:?}").contains("whsec"));
+
+        // The timing only matters in checkout mode; `1`/`true` seed too.
+        let s = load(&[
+            ("ORDERSAGA_PAYMENT_MODE", "simulated"),
+            ("ORDERSAGA_PAYMENT_DEADLINE_SECS", "60"),
+            ("ORDERSAGA_SEED_DEMO", "1"),
+        ])
+        .unwrap();
+        assert_eq!(s.payment.mode, PaymentMode::Simulated);
+        assert!(s.seed_demo);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("ORDERSAGA_PAYMENT_MODE", "cash"),
+            ("ORDERSAGA_GRPC_ADDR", "localhost"),
+            ("ORDERSAGA_PAYMENT_DEADLINE_SECS", "soon"),
+            ("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", "-1"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! One span per request, gRPC ([`grpc`]) and HTTP ([`http`]), with
+//! `order_id` and `workflow_id` left empty: the use case fills them in
+//! ([`record_order`]) as soon as it knows the order (from the path, the
+//! idempotency key or a webhook's transaction), so every line logged while
+//! answering, the error log included, carries them and `grep <order_id>`
+//! follows an order from the API into the worker's log.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use ordersaga_domain::OrderId;
+use tracing::Instrument;
+use tracing::field::Empty;
+
+/// The span of one gRPC call (tonic's `trace_fn`).
+pub fn grpc<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::info_span!(
+        "grpc",
+        method = %request.uri().path(),
+        order_id = Empty,
+        workflow_id = Empty,
+    )
+}
+
+/// Runs one HTTP request in its span and logs its answer (at `debug`).
+pub async fn http(request: Request, next: Next) -> Response {
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        order_id = Empty,
+        workflow_id = Empty,
+    );
+    async move {
+        let started = Instant::now();
+        let response = next.run(request).await;
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "answered"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Names the order in the current request's span; outside one (a test
+/// calling the service directly), nothing happens.
+pub fn record_order(order_id: &OrderId) {
+    let span = tracing::Span::current();
+    span.record("order_id", tracing::field::display(order_id));
+    span.record("workflow_id", order_id.workflow_id());
+}

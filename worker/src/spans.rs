@@ -1,0 +1,60 @@
+//! One span per activity execution, opened where the SDK dispatches
+//! activities (an inbound interceptor) rather than by an attribute on each:
+//! it carries the activity type, the workflow id and, when the workflow
+//! belongs to one order (`order-{id}`, `shipping-{id}`), `order_id`, so
+//! `grep <order_id>` follows an order through the worker's log. The
+//! outbox relay, whose one activity serves many orders, opens a span per
+//! message instead (`ordersaga_activities::relay`).
+
+use ordersaga_domain::names::{ORDER_WORKFLOW_ID_PREFIX, SHIPPING_WORKFLOW_ID_PREFIX};
+use temporalio_sdk::interceptors::{
+    ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next,
+};
+use tracing::Instrument;
+
+/// The interceptor; register it on every worker.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ActivitySpans;
+
+/// The order a workflow id belongs to, if it is an order's own workflow.
+pub fn order_of(workflow_id: &str) -> Option<&str> {
+    [ORDER_WORKFLOW_ID_PREFIX, SHIPPING_WORKFLOW_ID_PREFIX]
+        .into_iter()
+        .find_map(|prefix| workflow_id.strip_prefix(prefix))
+}
+
+impl ActivityInboundInterceptor for ActivitySpans {
+    fn execute_activity<'a>(
+        &'a self,
+        input: ExecuteActivityInput,
+        next: Next<'a, ExecuteActivityInput, ExecuteActivityOutput<'a>>,
+    ) -> ExecuteActivityOutput<'a> {
+        let info = input.activity_info();
+        let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
+        let span = tracing::info_span!(
+            "activity",
+            activity_type = %info.activity_type,
+            attempt = info.attempt,
+            workflow_id,
+            order_id = tracing::field::Empty,
+        );
+        if let Some(order_id) = order_of(workflow_id) {
+            span.record("order_id", order_id);
+        }
+        Box::pin(next.run(input).instrument(span))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_and_shipping_workflows_name_their_order() {
+        let id = "0b6ad1a8-32f5-4a47-9c0b-2f8c3c1d2e3f";
+        assert_eq!(order_of(&format!("order-{id}")), Some(id));
+        assert_eq!(order_of(&format!("shipping-{id}")), Some(id));
+        assert_eq!(order_of("outbox-relay-email"), None);
+        assert_eq!(order_of(""), None);
+    }
+}

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use ordersaga_domain::names::{activity, failure};
-use ordersaga_domain::{Outgoing, Topic};
+use ordersaga_domain::{Notification, Outgoing, Topic};
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
 
 use crate::activities::with_heartbeats;
 use crate::metrics::BusinessMetrics;
@@ -245,7 +246,11 @@ impl RelayActivities {
             }
             let settled = with_heartbeats(
                 &ctx,
-                join_all(batch.iter().map(|entry| self.deliver(&slot, entry))),
+                join_all(
+                    batch
+                        .iter()
+                        .map(|entry| self.deliver(&slot, entry).instrument(message_span(entry))),
+                ),
             )
             .await;
             let (mut delivered, mut retried, mut failed) = (0, 0, 0);
@@ -282,4 +287,24 @@ impl RelayActivities {
         tracing::debug!(%slot, ?report, "relay round done");
         Ok(report)
     }
+}
+
+/// The span of one message's delivery: one relay activity serves many
+/// orders, so the activity's own span cannot name them; this one does,
+/// for every line logged while delivering an order's email or shipment.
+fn message_span(entry: &OutboxEntry) -> tracing::Span {
+    let order_id = match &entry.message {
+        Outgoing::Email(Notification::Order(email)) => Some(&email.order_id),
+        Outgoing::Shipment(request) => Some(&request.order_id),
+        Outgoing::Email(Notification::LowStock(_)) => None,
+    };
+    let span = tracing::info_span!(
+        "outbox_message",
+        key = %entry.key,
+        order_id = tracing::field::Empty,
+    );
+    if let Some(order_id) = order_id {
+        span.record("order_id", tracing::field::display(order_id));
+    }
+    span
 }

@@ -144,6 +144,7 @@ impl Api {
             .await;
         let grpc = tonic::transport::Server::builder()
             .trace_fn(spans::grpc)
+            .layer(tower::util::MapFutureLayer::new(spans::grpc_answered))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

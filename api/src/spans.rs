@@ -1,10 +1,12 @@
-//! One span per request, gRPC ([`grpc`]) and HTTP ([`http`]), with
+//! One span per request, gRPC ([`grpc`], [`grpc_answered`]) and HTTP
+//! ([`http`]), with
 //! `order_id` and `workflow_id` left empty: the use case fills them in
 //! ([`record_order`]) as soon as it knows the order (from the path, the
 //! idempotency key or a webhook's transaction), so every line logged while
 //! answering, the error log included, carries them and `grep <order_id>`
 //! follows an order from the API into the worker's log.
 
+use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -22,6 +24,21 @@ pub fn grpc<B>(request: &axum::http::Request<B>) -> tracing::Span {
         order_id = Empty,
         workflow_id = Empty,
     )
+}
+
+/// Logs a gRPC call's answer (at `debug`), inside its span: wraps the
+/// future of the call (`tower::util::MapFutureLayer`).
+pub async fn grpc_answered<B, E>(
+    call: impl Future<Output = Result<axum::http::Response<B>, E>>,
+) -> Result<axum::http::Response<B>, E> {
+    let started = Instant::now();
+    let response = call.await;
+    tracing::debug!(
+        ok = response.is_ok(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "answered"
+    );
+    response
 }
 
 /// Runs one HTTP request in its span and logs its answer (at `debug`).

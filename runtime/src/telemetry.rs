@@ -44,23 +44,24 @@ pub fn init(default_filter: &str) -> Result<(), TelemetryError> {
     let vars: LogVars = settings::load()?;
     init_with(
         vars.log_format.unwrap_or_default(),
-        default_filter,
+        env_filter(default_filter),
         std::io::stdout,
     )
 }
 
-/// [`init`] with the format and the writer given (tests capture the lines).
-pub fn init_with<W>(
-    format: LogFormat,
-    default_filter: &str,
-    writer: W,
-) -> Result<(), TelemetryError>
+/// `RUST_LOG`'s filter, or `default_filter` when it is unset or invalid.
+pub fn env_filter(default_filter: &str) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into())
+}
+
+/// [`init`] with everything given: tools that keep stdout for results,
+/// tests that capture the lines.
+pub fn init_with<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Result<(), TelemetryError>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     use tracing_subscriber::util::SubscriberInitExt;
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -60,7 +60,11 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // stderr: stdout carries the results.
-    telemetry::init_with(LogFormat::Text, "warn", std::io::stderr)?;
+    telemetry::init_with(
+        LogFormat::Text,
+        telemetry::env_filter("warn"),
+        std::io::stderr,
+    )?;
     let args = parse_args()?;
     let client = connect(&TemporalSettings {
         address: Some(args.address.clone()),

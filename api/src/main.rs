@@ -4,6 +4,7 @@
 use anyhow::Context;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_runtime::process::shutdown_signal;
+use ordersaga_runtime::settings::Load;
 use ordersaga_runtime::telemetry;
 
 #[tokio::main]

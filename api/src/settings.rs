@@ -9,7 +9,7 @@ use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{SettingsError, Sources, set};
+use ordersaga_runtime::settings::{Load, set};
 use serde::Deserialize;
 
 use crate::service::PaymentSettings;
@@ -56,14 +56,16 @@ impl Default for ApiSettings {
 #[derive(Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum ModeName {
+    /// Simulated payments: approved at once.
     Simulated,
+    /// Checkout through the payment gateway.
     Checkout,
 }
 
 /// The API's settings as given, named as the variables without
 /// `ORDERSAGA_` (and as the keys of `ordersaga.toml`).
 #[derive(Deserialize)]
-struct Vars {
+pub struct ApiVars {
     database_url: Option<String>,
     task_queue: Option<String>,
     grpc_addr: Option<SocketAddr>,
@@ -77,17 +79,13 @@ struct Vars {
     graceful_shutdown_ms: Option<u64>,
 }
 
-impl ApiSettings {
-    /// Loads this process's settings; Temporal's own `TEMPORAL_*` variables
-    /// are read by envconfig when connecting.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_sources(&Sources::from_process())
-    }
+// Temporal's own `TEMPORAL_*` variables are read by envconfig when
+// connecting, not here.
+impl Load for ApiSettings {
+    type Given = ApiVars;
 
-    /// The defaults overridden by what `sources` give.
-    pub fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
-        let v: Vars = sources.load()?;
-        let mut s = Self::default();
+    fn apply(&mut self, v: ApiVars) {
+        let s = self;
         set(&mut s.database_url, v.database_url);
         set(&mut s.task_queue, v.task_queue);
         set(&mut s.grpc_addr, v.grpc_addr);
@@ -109,12 +107,13 @@ impl ApiSettings {
             &mut s.graceful_shutdown,
             v.graceful_shutdown_ms.map(Duration::from_millis),
         );
-        Ok(s)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use ordersaga_runtime::settings::{SettingsError, Sources};
+
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<ApiSettings, SettingsError> {

@@ -147,6 +147,29 @@ pub fn load<T: DeserializeOwned>() -> Result<T, SettingsError> {
     Sources::from_process().load()
 }
 
+/// A process's settings: its defaults, overlaid with what the [`Sources`]
+/// give.
+pub trait Load: Default {
+    /// What the sources may set: `Option` fields named like the variables
+    /// without the prefix.
+    type Given: DeserializeOwned;
+
+    /// Applies what was given onto `self`.
+    fn apply(&mut self, given: Self::Given);
+
+    /// The defaults overridden by what `sources` give.
+    fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
+        let mut settings = Self::default();
+        settings.apply(sources.load()?);
+        Ok(settings)
+    }
+
+    /// This process's settings ([`Sources::from_process`]).
+    fn load() -> Result<Self, SettingsError> {
+        Self::from_sources(&Sources::from_process())
+    }
+}
+
 /// The environment layer: every value is text, as the process got it
 /// (figment's own `Env` would read `[a]` as a list and `123` as a number,
 /// which a password may well be).
@@ -259,20 +282,31 @@ mod tests {
         seed_demo: bool,
     }
 
+    impl Default for Settings {
+        fn default() -> Self {
+            Self {
+                database_url: "sqlite://default".into(),
+                relay_batch: 32,
+                relay_poll: Duration::from_millis(100),
+                seed_demo: false,
+            }
+        }
+    }
+
+    impl Load for Settings {
+        type Given = Vars;
+        fn apply(&mut self, vars: Vars) {
+            set(&mut self.database_url, vars.database_url);
+            set(&mut self.relay_batch, vars.relay_batch);
+            let poll = vars.relay_poll_ms.map(Duration::from_millis);
+            set(&mut self.relay_poll, poll);
+            set(&mut self.seed_demo, vars.seed_demo);
+        }
+    }
+
     fn settings(vars: Vars) -> Settings {
-        let mut s = Settings {
-            database_url: "sqlite://default".into(),
-            relay_batch: 32,
-            relay_poll: Duration::from_millis(100),
-            seed_demo: false,
-        };
-        set(&mut s.database_url, vars.database_url);
-        set(&mut s.relay_batch, vars.relay_batch);
-        set(
-            &mut s.relay_poll,
-            vars.relay_poll_ms.map(Duration::from_millis),
-        );
-        set(&mut s.seed_demo, vars.seed_demo);
+        let mut s = Settings::default();
+        s.apply(vars);
         s
     }
 
@@ -301,23 +335,18 @@ mod tests {
     #[test]
     fn the_file_overrides_defaults_and_variables_override_the_file() {
         let f = file("database_url = \"postgres://file\"\nrelay_batch = 8\nseed_demo = true\n");
-        let from_file = settings(Sources::default().file(f.path()).load().unwrap());
+        let from_file = Settings::from_sources(&Sources::default().file(f.path())).unwrap();
         assert_eq!(from_file.database_url, "postgres://file");
         assert_eq!(from_file.relay_batch, 8);
         assert!(from_file.seed_demo);
         assert_eq!(from_file.relay_poll, Duration::from_millis(100));
 
-        let both = settings(
-            Sources::default()
-                .file(f.path())
-                .vars([
-                    ("ORDERSAGA_RELAY_BATCH", "64"),
-                    ("ORDERSAGA_RELAY_POLL_MS", "250"),
-                    ("ORDERSAGA_SEED_DEMO", "no"),
-                ])
-                .load()
-                .unwrap(),
-        );
+        let both = Settings::from_sources(&Sources::default().file(f.path()).vars([
+            ("ORDERSAGA_RELAY_BATCH", "64"),
+            ("ORDERSAGA_RELAY_POLL_MS", "250"),
+            ("ORDERSAGA_SEED_DEMO", "no"),
+        ]))
+        .unwrap();
         assert_eq!(both.database_url, "postgres://file");
         assert_eq!(both.relay_batch, 64);
         assert_eq!(both.relay_poll, Duration::from_millis(250));

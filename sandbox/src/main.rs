@@ -10,7 +10,7 @@ use ordersaga_payment_sandbox::process::{Settings, init_logging, shutdown_signal
 async fn main() -> anyhow::Result<()> {
     init_logging();
     let settings = Settings::from_env().context("sandbox configuration")?;
-    ordersaga_payment_sandbox::serve(settings, shutdown_signal()).await?;
+    ordersaga_payment_sandbox::serve(settings, shutdown_signal()?).await?;
     tracing::info!("payments sandbox stopped");
     Ok(())
 }

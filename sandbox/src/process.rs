@@ -4,6 +4,7 @@
 //! the shop's loader), logging and the shutdown signal.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use figment::Figment;
@@ -145,21 +146,19 @@ pub fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            // No SIGTERM handler can be installed: Ctrl-C still works.
-            Err(_) => std::future::pending().await,
+/// A future that resolves on SIGINT or SIGTERM, whichever comes first;
+/// fails at once when the handlers cannot be installed. Call it inside
+/// the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        () = term => {},
-    }
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use ordersaga_runtime::process::shutdown_signal;
+use ordersaga_runtime::settings::Load;
 use ordersaga_runtime::telemetry;
 use ordersaga_worker::{ArgsError, USAGE, WorkerSettings, run};
 

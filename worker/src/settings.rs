@@ -14,7 +14,7 @@ use ordersaga_activities::{
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{Parsed, SettingsError, Sources, set};
+use ordersaga_runtime::settings::{Load, Parsed, set};
 use serde::Deserialize;
 
 /// Everything a worker process can be told. Defaults suit the local dev
@@ -176,7 +176,7 @@ pub struct QueueLimits {
 /// The worker's settings as given, named as the variables without
 /// `ORDERSAGA_` (and as the keys of `ordersaga.toml`).
 #[derive(Deserialize)]
-struct Vars {
+pub struct WorkerVars {
     database_url: Option<String>,
     queues: Option<Parsed<QueueList>>,
     task_queue: Option<String>,
@@ -226,17 +226,13 @@ fn millis(ms: Option<u64>) -> Option<Duration> {
     ms.map(Duration::from_millis)
 }
 
-impl WorkerSettings {
-    /// Loads this process's settings; Temporal's own `TEMPORAL_*` variables
-    /// are read by envconfig when connecting.
-    pub fn load() -> Result<Self, SettingsError> {
-        Self::from_sources(&Sources::from_process())
-    }
+// Temporal's own `TEMPORAL_*` variables are read by envconfig when
+// connecting, not here.
+impl Load for WorkerSettings {
+    type Given = WorkerVars;
 
-    /// The defaults overridden by what `sources` give.
-    pub fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
-        let v: Vars = sources.load()?;
-        let mut s = Self::default();
+    fn apply(&mut self, v: WorkerVars) {
+        let s = self;
         set(&mut s.database_url, v.database_url);
         set(&mut s.queues, v.queues.map(|q| q.0.0));
         set(&mut s.task_queue, v.task_queue);
@@ -316,9 +312,10 @@ impl WorkerSettings {
             paypal
         });
         s.metrics_addr = v.metrics_addr;
-        Ok(s)
     }
+}
 
+impl WorkerSettings {
     /// Applies the command line (`--queues a,b`) on top of the settings.
     pub fn apply_args(&mut self, args: impl IntoIterator<Item = String>) -> Result<(), ArgsError> {
         let mut args = args.into_iter();
@@ -359,6 +356,8 @@ pub enum ArgsError {
 
 #[cfg(test)]
 mod tests {
+    use ordersaga_runtime::settings::{SettingsError, Sources};
+
     use super::*;
 
     fn load(vars: &[(&str, &str)]) -> Result<WorkerSettings, SettingsError> {

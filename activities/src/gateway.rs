@@ -6,7 +6,8 @@
 //!   approval, refund, void) of the saga's checkout payment mode;
 //!   [`paypal`] implements it over HTTP against the payments sandbox or
 //!   PayPal itself.
-//! - [`webhook`]: signing and verifying the gateway's webhooks.
+//! - [`webhook`]: the gateway's webhook events, read on the signing
+//!   contract shared with the sandbox (`ordersaga-webhook-signature`).
 //!
 //! Every call carries the payment's `transactionId` as its idempotency key,
 //! the way real gateways take `PayPal-Request-Id` / `Idempotency-Key`: the

@@ -19,7 +19,7 @@ use temporalio_client::Client;
 use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
 use temporalio_common::protos::temporal::api::operatorservice::v1::AddSearchAttributesRequest;
 use temporalio_common::protos::temporal::api::workflowservice::v1::RegisterNamespaceRequest;
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::{die_with_parent, eventually, free_port};
 
@@ -112,6 +112,11 @@ impl DevServer {
     /// returns its name. Usable at once: the frontend reads a namespace it
     /// has not cached from the database.
     pub async fn create_namespace(&self) -> anyhow::Result<String> {
+        // One at a time: the server updates namespaces under a cluster-wide
+        // version, so concurrent additions of search attributes conflict
+        // (and are retried, with an error in the server's log).
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
         let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
         let client = self.client("default").await?;
         client

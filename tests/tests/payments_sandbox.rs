@@ -200,7 +200,10 @@ async fn injected_failures_are_transient_on_reads_and_unknown_on_writes() -> any
     );
     // The failure was injected before the handler: nothing happened, and
     // the resolving retry captures exactly once.
-    assert_eq!(sandbox.counts(&txn).await?.capture_requests, 0);
+    // (The counts of a transaction the sandbox never saw are zeros too:
+    // its order must be there.)
+    let counts = sandbox.counts(&txn).await?;
+    assert_eq!((counts.orders, counts.capture_requests), (1, 0));
     assert!(matches!(
         gateway.ensure_captured(&order.id, &txn).await?,
         CaptureOutcome::Completed { .. }
@@ -248,7 +251,8 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
             .await?,
         RefundOutcome::NothingCaptured
     );
-    assert_eq!(sandbox.counts(&declined.transaction_id).await?.captures, 0);
+    let counts = sandbox.counts(&declined.transaction_id).await?;
+    assert_eq!((counts.orders, counts.captures), (1, 0));
 
     // A buyer who cancels (every buyer, by the sandbox's default): the order
     // is voided and cannot be captured.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use ordersaga_activities::gateway::checkout::{
-    CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus,
+    CheckoutGateway, CheckoutStatus as GatewayStatus, GatewayOrderId,
 };
 use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway, SmtpSettings, SmtpTls};

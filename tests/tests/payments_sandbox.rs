@@ -11,8 +11,8 @@ use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use ordersaga_activities::gateway::checkout::{
-    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest, OrderStatus,
-    RefundOutcome, VoidOutcome,
+    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest,
+    CheckoutStatus as OrderStatus, RefundOutcome, VoidOutcome,
 };
 use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_activities::gateway::webhook::{

@@ -9,6 +9,7 @@
 //! (in-memory channels, no runtime, sockets or files).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::error::Error;
 use std::process::Command;
 
 /// Crates that must never be linked by workflow code.
@@ -55,7 +56,7 @@ const FORBIDDEN_FEATURES: &[(&str, &[&str])] = &[
     ("tonic", &["transport", "channel", "server", "router"]),
 ];
 
-fn cargo_tree(args: &[&str]) -> String {
+fn cargo_tree(args: &[&str]) -> Result<String, Box<dyn Error>> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = Command::new(cargo)
@@ -68,20 +69,18 @@ fn cargo_tree(args: &[&str]) -> String {
             "normal",
         ])
         .args(args)
-        .output()
-        .expect("cargo tree runs");
-    assert!(
-        out.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("cargo tree prints UTF-8")
+        .output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("cargo tree failed: {stderr}").into());
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 #[test]
-fn workflow_crate_links_no_io() {
+fn workflow_crate_links_no_io() -> Result<(), Box<dyn Error>> {
     // One line per package: `name vX.Y.Z (...)|feature,feature`.
-    let tree = cargo_tree(&["--prefix", "none", "--format", "{p}|{f}"]);
+    let tree = cargo_tree(&["--prefix", "none", "--format", "{p}|{f}"])?;
     let mut features: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for line in tree.lines() {
         let (package, enabled) = line.split_once('|').unwrap_or((line, ""));
@@ -102,7 +101,7 @@ fn workflow_crate_links_no_io() {
     for name in FORBIDDEN.iter().filter(|n| features.contains_key(**n)) {
         problems.push(format!(
             "{name} is linked:\n{}",
-            cargo_tree(&["--invert", name])
+            cargo_tree(&["--invert", name])?
         ));
     }
     for (name, bad) in FORBIDDEN_FEATURES {
@@ -111,7 +110,7 @@ fn workflow_crate_links_no_io() {
         if !found.is_empty() {
             problems.push(format!(
                 "{name} has features {found:?}:\n{}",
-                cargo_tree(&["--invert", name, "-e", "features"])
+                cargo_tree(&["--invert", name, "-e", "features"])?
             ));
         }
     }
@@ -120,4 +119,5 @@ fn workflow_crate_links_no_io() {
         "ordersaga-workflows must link no I/O:\n\n{}",
         problems.join("\n\n")
     );
+    Ok(())
 }

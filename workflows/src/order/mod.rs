@@ -325,7 +325,9 @@ impl OrderWorkflow {
         Self::step(ctx, SagaStep::ProcessPayment);
         Self::set_payment(ctx, PaymentStatus::Pending);
         match input.payment {
-            PaymentMode::Checkout(timing) => Self::checkout(ctx, input, timing, undo).await?,
+            PaymentMode::Checkout(timing) => {
+                Self::checkout_payment(ctx, input, timing, undo).await?
+            }
             PaymentMode::Simulated => Self::charge(ctx, input, undo).await?,
         }
         Self::set_payment(ctx, PaymentStatus::Captured);

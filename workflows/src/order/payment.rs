@@ -71,7 +71,7 @@ impl OrderWorkflow {
     /// Checkout mode: create the gateway order and publish its approval
     /// link, wait for approval (webhook signal, reconciliation poll,
     /// deadline or `CancelOrder`), then capture.
-    pub(super) async fn checkout(
+    pub(super) async fn checkout_payment(
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
         timing: CheckoutTiming,

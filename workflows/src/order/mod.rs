@@ -377,7 +377,9 @@ impl OrderWorkflow {
         let shipment = input.shipment();
         let outgoing = Self::for_outbox(
             ctx,
-            (email.clone().map(Outgoing::Email))
+            email
+                .clone()
+                .map(Outgoing::Email)
                 .into_iter()
                 .chain(shipment.clone().map(Outgoing::Shipment)),
         );

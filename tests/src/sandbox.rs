@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use ordersaga_activities::gateway::checkout::{
-    CheckoutGateway, GatewayOrderId, OrderStatus as GatewayStatus,
+    CheckoutGateway, CheckoutStatus as GatewayStatus, GatewayOrderId,
 };
 use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_payment_sandbox::Settings;

@@ -5,7 +5,9 @@
 //! (`scripts/test` installs them) and the built binaries.
 
 use anyhow::Context;
-use ordersaga_activities::gateway::checkout::{CheckoutGateway, CheckoutRequest, OrderStatus};
+use ordersaga_activities::gateway::checkout::{
+    CheckoutGateway, CheckoutRequest, CheckoutStatus as OrderStatus,
+};
 use ordersaga_domain::{CheckoutTiming, Currency, Money, OrderId, TransactionId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};

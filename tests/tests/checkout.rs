@@ -7,7 +7,7 @@
 use std::time::SystemTime;
 
 use anyhow::Context;
-use ordersaga_activities::gateway::checkout::OrderStatus as GatewayStatus;
+use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
 use ordersaga_activities::gateway::webhook::{
     SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
 };

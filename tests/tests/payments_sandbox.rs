@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use ordersaga_activities::gateway::checkout::{
-    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest, OrderStatus,
-    RefundOutcome, VoidOutcome,
+    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest,
+    CheckoutStatus as OrderStatus, RefundOutcome, VoidOutcome,
 };
 use ordersaga_activities::gateway::webhook::{
     DEFAULT_TOLERANCE, PaymentEvent, PaymentEventKind, SIGNATURE_HEADER, TIMESTAMP_HEADER,

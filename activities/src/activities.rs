@@ -3,6 +3,10 @@
 //! `GetCheckout`, `CapturePayment`, `SettlePayment`, `VoidPayment`,
 //! `RefundCheckout`) over the [`CheckoutGateway`] port.
 //!
+//! Each implements its contract in [`ordersaga_domain::contracts::order`]
+//! (`#[activity(definition = ..)]`: the name, input and output the workflow
+//! calls are checked at compile time).
+//!
 //! Business outcomes (`PaymentDeclined`, `OutOfStock`) are non-retryable
 //! application failures with the [`FailureReason`] as details; store and
 //! gateway errors are retryable and follow the workflow's retry policy.
@@ -12,11 +16,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordersaga_domain::names::{activity, failure};
-use ordersaga_domain::{
-    FailureReason, Money, OrderId, OrderInput, OrderStatus, Outgoing, TransactionId,
+use ordersaga_domain::contracts::order::{
+    self as contract, CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput,
+    InventoryProcessed, OpenPaymentInput, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
 };
-use serde::{Deserialize, Serialize};
+use ordersaga_domain::names::{activity, failure};
+use ordersaga_domain::{FailureReason, OrderId, OrderStatus};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -28,127 +33,6 @@ use crate::gateway::checkout::{
 use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
 use crate::metrics::BusinessMetrics;
 use ordersaga_store::{PaymentLink, Store, StoreError};
-
-/// Input of `ProcessPayment` and `RefundPayment`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PaymentInput {
-    /// The order paid for.
-    pub order_id: OrderId,
-    /// The payment's idempotency key.
-    pub transaction_id: TransactionId,
-    /// The order's total.
-    pub amount: Money,
-}
-
-/// Input of `PlaceOrder`: the order, and the messages committed with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlaceOrderInput {
-    /// The order (its fields inline: older sagas passed the order alone).
-    #[serde(flatten)]
-    pub order: OrderInput,
-    /// For the outbox, e.g. the "order received" email.
-    #[serde(default)]
-    pub outgoing: Vec<Outgoing>,
-}
-
-/// Input of `ConfirmOrder`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConfirmOrderInput {
-    /// The order to confirm.
-    pub order_id: OrderId,
-    /// For the outbox: the confirmation email, the shipping request.
-    #[serde(default)]
-    pub outgoing: Vec<Outgoing>,
-}
-
-/// Input of `FailOrder`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FailOrderInput {
-    /// The order to fail.
-    pub order_id: OrderId,
-    /// Why.
-    pub reason: FailureReason,
-    /// For the outbox: the "order failed" email.
-    #[serde(default)]
-    pub outgoing: Vec<Outgoing>,
-}
-
-/// What `ProcessInventory` reports besides success: the low-stock alerts
-/// its deduction raised, for the merchant's email. (An `Option` in the
-/// activity's result, so histories recorded when it returned nothing
-/// replay as "no alerts".)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InventoryProcessed {
-    /// Alerts raised by this order's deduction.
-    pub low_stock_alerts: Vec<ordersaga_domain::LowStockAlert>,
-}
-
-/// Input of `CreateCheckout`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckoutInput {
-    /// The order paid for.
-    pub order_id: OrderId,
-    /// The payment's idempotency key (the gateway's `custom_id`).
-    pub transaction_id: TransactionId,
-    /// The order's total.
-    pub amount: Money,
-    /// The buyer's email, to prefill the gateway's login.
-    pub payer_email: Option<String>,
-}
-
-/// Input of `OpenPayment`: the payment and where the buyer approves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenPaymentInput {
-    /// The order paid for.
-    pub order_id: OrderId,
-    /// The payment's idempotency key.
-    pub transaction_id: TransactionId,
-    /// The order's total.
-    pub amount: Money,
-    /// The gateway order `CreateCheckout` made.
-    pub checkout: CheckoutOrder,
-    /// For the outbox: the "order received" email with the approval link.
-    #[serde(default)]
-    pub outgoing: Vec<Outgoing>,
-}
-
-/// Input of the calls on an existing gateway order (capture, void, refund).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GatewayPaymentInput {
-    /// The order paid for.
-    pub order_id: OrderId,
-    /// The payment's idempotency key.
-    pub transaction_id: TransactionId,
-    /// The gateway's order.
-    pub gateway_order_id: GatewayOrderId,
-}
-
-/// How a checkout payment ended, as `SettlePayment` records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Settlement {
-    /// Captured: `PaymentProcessed`.
-    Captured,
-    /// The capture was declined: `PaymentProcessFailed`.
-    Declined {
-        /// The gateway's reason.
-        reason: String,
-    },
-    /// Never approved (buyer cancelled, expired, order cancelled) and
-    /// voided: `PaymentProcessFailed`.
-    Voided {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Input of `SettlePayment`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SettleInput {
-    /// The order paid for.
-    pub order_id: OrderId,
-    /// How its payment ended.
-    pub settlement: Settlement,
-}
 
 /// How often a long gateway call tells Temporal it is still alive; well
 /// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
@@ -274,7 +158,7 @@ pub(crate) async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) ->
 #[activities]
 impl OrderActivities {
     /// `PlaceOrder`: the order is stored `PENDING`; `OrderPlaced`.
-    #[activity(name = activity::PLACE_ORDER)]
+    #[activity(definition = contract::PlaceOrder)]
     pub async fn place_order(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -296,7 +180,7 @@ impl OrderActivities {
     /// `ProcessPayment`: creates the payment `PENDING` with the order's
     /// `transactionId` and charges it; `PaymentProcessed`, or
     /// `PaymentProcessFailed` and a `PaymentDeclined` failure.
-    #[activity(name = activity::PROCESS_PAYMENT)]
+    #[activity(definition = contract::ProcessPayment)]
     pub async fn process_payment(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -352,7 +236,7 @@ impl OrderActivities {
     /// `ProcessInventory`: deducts stock for every line, all or nothing;
     /// `InventoryProcessed`, or `InventoryProcessFailed` and an `OutOfStock`
     /// failure.
-    #[activity(name = activity::PROCESS_INVENTORY)]
+    #[activity(definition = contract::ProcessInventory)]
     pub async fn process_inventory(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -384,7 +268,7 @@ impl OrderActivities {
     }
 
     /// `ConfirmOrder`: `OrderConfirmed`. Returns the order's status.
-    #[activity(name = activity::CONFIRM_ORDER)]
+    #[activity(definition = contract::ConfirmOrder)]
     pub async fn confirm_order(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -402,7 +286,7 @@ impl OrderActivities {
     }
 
     /// `FailOrder`: `OrderFailed` with its reason. Returns the order's status.
-    #[activity(name = activity::FAIL_ORDER)]
+    #[activity(definition = contract::FailOrder)]
     pub async fn fail_order(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -421,7 +305,7 @@ impl OrderActivities {
     /// Compensation of `ProcessPayment`: refunds the capture, if any;
     /// `PaymentRefunded`. Succeeds when nothing was captured. Returns
     /// whether money was (or had already been) given back.
-    #[activity(name = activity::REFUND_PAYMENT)]
+    #[activity(definition = contract::RefundPayment)]
     pub async fn refund_payment(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -446,7 +330,7 @@ impl OrderActivities {
 
     /// Compensation of `ProcessInventory`: puts deducted stock back;
     /// `InventoryReleased`. Succeeds when nothing was deducted.
-    #[activity(name = activity::RELEASE_INVENTORY)]
+    #[activity(definition = contract::ReleaseInventory)]
     pub async fn release_inventory(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -462,7 +346,7 @@ impl OrderActivities {
     }
     /// Checkout: creates the gateway order (idempotent by transaction) and
     /// returns the buyer's approval link.
-    #[activity(name = activity::CREATE_CHECKOUT)]
+    #[activity(definition = contract::CreateCheckout)]
     pub async fn create_checkout(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -484,7 +368,7 @@ impl OrderActivities {
     }
 
     /// Checkout: the payment `PENDING` with its approval link.
-    #[activity(name = activity::OPEN_PAYMENT)]
+    #[activity(definition = contract::OpenPayment)]
     pub async fn open_payment(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -508,7 +392,7 @@ impl OrderActivities {
     }
 
     /// Checkout: where the gateway order stands (the reconciliation poll).
-    #[activity(name = activity::GET_CHECKOUT)]
+    #[activity(definition = contract::GetCheckout)]
     pub async fn get_checkout(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -521,7 +405,7 @@ impl OrderActivities {
 
     /// Checkout: captures the approved order. Every attempt asks the gateway
     /// first, so a capture whose answer was lost is found, not repeated.
-    #[activity(name = activity::CAPTURE_PAYMENT)]
+    #[activity(definition = contract::CapturePayment)]
     pub async fn capture_payment(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -541,7 +425,7 @@ impl OrderActivities {
     }
 
     /// Checkout: records how the payment ended, once.
-    #[activity(name = activity::SETTLE_PAYMENT)]
+    #[activity(definition = contract::SettlePayment)]
     pub async fn settle_payment(
         self: Arc<Self>,
         _ctx: ActivityContext,
@@ -575,7 +459,7 @@ impl OrderActivities {
     }
 
     /// Checkout: makes sure the unapproved gateway order is never captured.
-    #[activity(name = activity::VOID_PAYMENT)]
+    #[activity(definition = contract::VoidPayment)]
     pub async fn void_payment(
         self: Arc<Self>,
         ctx: ActivityContext,
@@ -596,7 +480,7 @@ impl OrderActivities {
     /// already or there is none (asking the gateway first, so a refund
     /// whose answer was lost is not repeated); `PaymentRefunded`. Returns
     /// whether money was (or had already been) given back.
-    #[activity(name = activity::REFUND_CHECKOUT)]
+    #[activity(definition = contract::RefundCheckout)]
     pub async fn refund_checkout(
         self: Arc<Self>,
         ctx: ActivityContext,

@@ -24,13 +24,10 @@ pub mod relay;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
 
-pub use activities::{
-    CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
-    OpenPaymentInput, OrderActivities, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
-};
+pub use activities::OrderActivities;
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
-pub use notify::{EmailRetry, NotificationActivities, SendEmailInput};
-pub use relay::{RelayActivities, RelayInput, RelayReport, RelaySettings};
+pub use notify::{EmailRetry, NotificationActivities};
+pub use relay::{RelayActivities, RelaySettings};
 pub use shipping::ShippingActivities;

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ordersaga_domain::Notification;
-use ordersaga_domain::names::{activity, failure};
-use serde::{Deserialize, Serialize};
+use ordersaga_domain::contracts::notification::{self as contract, EmailReceipt, SendEmailInput};
+use ordersaga_domain::names::failure;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -53,27 +53,6 @@ impl EmailRetry {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(30));
         self.initial.saturating_mul(factor).min(self.max)
     }
-}
-
-/// Input of `SendEmail`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendEmailInput {
-    /// The email.
-    pub notification: Notification,
-    /// When the stage happened (the notification workflow's start), Unix
-    /// ms: the retry horizon counts from here, so a backlog of emails that
-    /// waited for a worker does not get a fresh 24 h.
-    pub requested_at_ms: i64,
-}
-
-/// What `SendEmail` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EmailReceipt {
-    /// The email's `Message-ID`.
-    pub message_id: String,
-    /// `true` when an earlier attempt had already delivered it (nothing
-    /// was sent this time).
-    pub already_sent: bool,
 }
 
 /// The notifications service's activities.
@@ -240,7 +219,7 @@ impl NotificationActivities {
     /// `SendEmail`: one email's delivery, for the per-email
     /// `NotificationWorkflow` of sagas started before the outbox. Transient delivery errors are
     /// retried with this worker's backoff until the horizon has passed.
-    #[activity(name = activity::SEND_EMAIL)]
+    #[activity(definition = contract::SendEmail)]
     pub async fn send_email(
         self: Arc<Self>,
         ctx: ActivityContext,

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use ordersaga_domain::names::{activity, failure};
+use ordersaga_domain::contracts::relay::{self as contract, RelayInput, RelayReport};
+use ordersaga_domain::names::failure;
 use ordersaga_domain::{Notification, Outgoing, Topic};
-use serde::{Deserialize, Serialize};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -60,26 +60,6 @@ impl Default for RelaySettings {
             },
         }
     }
-}
-
-/// Input of `RelayOutbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayInput {
-    /// The topic to drain.
-    pub topic: Topic,
-    /// The slot's number within its relay; names its claims.
-    pub slot: u32,
-}
-
-/// What one `RelayOutbox` run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RelayReport {
-    /// Messages delivered.
-    pub delivered: u64,
-    /// Delivery attempts that failed and will be retried.
-    pub retried: u64,
-    /// Messages given up.
-    pub failed: u64,
 }
 
 /// How one delivery attempt of a message ended.
@@ -210,7 +190,7 @@ impl RelayActivities {
     /// passed (or the worker shuts down). Fails, retryably, when every
     /// delivery of a batch failed, so an outage shows in the Temporal UI as
     /// the relay's last failure while the messages wait for their retry.
-    #[activity(name = activity::RELAY_OUTBOX)]
+    #[activity(definition = contract::RelayOutbox)]
     pub async fn relay_outbox(
         self: Arc<Self>,
         ctx: ActivityContext,

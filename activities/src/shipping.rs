@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use ordersaga_domain::ShipmentRequest;
-use ordersaga_domain::names::activity;
+use ordersaga_domain::contracts::shipping as contract;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
@@ -27,7 +27,7 @@ impl ShippingActivities {
 impl ShippingActivities {
     /// `RequestShipment`: the warehouse gets the order's shipping request,
     /// once. Returns whether this call created it.
-    #[activity(name = activity::REQUEST_SHIPMENT)]
+    #[activity(definition = contract::RequestShipment)]
     pub async fn request_shipment(
         self: Arc<Self>,
         _ctx: ActivityContext,

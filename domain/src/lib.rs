@@ -1,16 +1,27 @@
 //! The shop's ubiquitous language, shared by every ordersaga crate.
 //!
-//! This crate owns the vocabulary of `../shared/docs/domain.md`: validated ids
-//! ([`OrderId`], [`CustomerId`], [`Sku`], [`TransactionId`]), [`Money`] in integer
-//! minor units, the order's payloads (what the API hands the workflow and what
-//! activities return), the lifecycle enums ([`OrderStatus`], [`PaymentStatus`]),
-//! the domain event names ([`OrderEvent`]), the customer's contact details
-//! ([`contact`]), the payloads of the notification and shipping services
-//! ([`notify`]) and the stable Temporal names ([`names`]). It has no I/O and no runtime, so both the deterministic workflow
-//! code and the API can depend on it.
+//! This crate owns the vocabulary (`docs/architecture.md` maps it onto the
+//! code): validated ids ([`OrderId`], [`CustomerId`], [`Sku`],
+//! [`TransactionId`]), [`Money`] in integer minor units, the order's payloads
+//! (what the API hands the workflow), the lifecycle enums ([`OrderStatus`],
+//! [`PaymentStatus`], [`SagaStep`]), the domain event names ([`OrderEvent`]),
+//! the customer's contact details ([`contact`]), the payloads of the
+//! notification and shipping services ([`notify`]) and the messages an order
+//! produces for them (`OrderInput::confirmed_email`, `OrderInput::shipment`,
+//! ...), the stable Temporal names ([`names`]) and the activity contracts
+//! ([`contracts`]: each activity's name, input and output). It has no I/O
+//! and no runtime, so both the deterministic workflow code and the API can
+//! depend on it.
+
+// `#[activity_definitions]` expands to `::temporalio_common::..`; the
+// `-wasm` crate is the part of it a workflow may link (same trait: the
+// SDK's temporalio-common re-exports it).
+extern crate temporalio_common_wasm as temporalio_common;
 
 pub mod contact;
+pub mod contracts;
 pub mod ids;
+mod messages;
 pub mod money;
 pub mod names;
 pub mod notify;
@@ -25,5 +36,5 @@ pub use notify::{
 };
 pub use order::{
     CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, OrderEvent, OrderInput,
-    OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus,
+    OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus, SagaStep,
 };

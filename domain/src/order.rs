@@ -212,6 +212,46 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// The step a saga is on: the `step` of its [`OrderView`] and the
+    /// Temporal UI's current details. Shown to people, never matched by
+    /// other services.
+    SagaStep {
+        /// Started; no step has run yet.
+        Started => "Started",
+        /// Storing the order.
+        PlaceOrder => "PlaceOrder",
+        /// Taking the money (either payment mode).
+        ProcessPayment => "ProcessPayment",
+        /// Checkout: waiting for the buyer to approve at the gateway.
+        AwaitApproval => "AwaitApproval",
+        /// Checkout: capturing the approved payment.
+        CapturePayment => "CapturePayment",
+        /// Deducting stock.
+        ProcessInventory => "ProcessInventory",
+        /// Confirming the paid, stocked order.
+        ConfirmOrder => "ConfirmOrder",
+        /// Running the compensations of the steps done so far.
+        Compensating => "Compensating",
+        /// Recording why the order failed.
+        FailOrder => "FailOrder",
+        /// Finished, confirmed or failed.
+        Done => "Done",
+    }
+);
+
+impl SagaStep {
+    /// Whether `CancelOrder` is refused from this step on: confirmation
+    /// began (money and stock are committed to the order) or the order is
+    /// already failing.
+    pub fn past_point_of_no_return(self) -> bool {
+        matches!(
+            self,
+            Self::ConfirmOrder | Self::Compensating | Self::FailOrder | Self::Done
+        )
+    }
+}
+
 /// Why an order failed, in words a customer can read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
@@ -299,7 +339,7 @@ pub struct OrderView {
     pub status: OrderStatus,
     /// Payment status, once a payment exists.
     pub payment_status: Option<PaymentStatus>,
-    /// The step the saga is on, for humans (`ProcessPayment`, `Compensating`, ...).
+    /// The step the saga is on, for humans: a [`SagaStep`]'s text.
     pub step: String,
     /// Events the saga has seen so far, in order.
     pub events: Vec<OrderEvent>,
@@ -324,6 +364,9 @@ mod tests {
             assert_eq!(e.as_str().parse::<OrderEvent>().unwrap(), *e);
         }
         assert!("SHIPPED".parse::<OrderStatus>().is_err());
+        for s in SagaStep::ALL {
+            assert_eq!(s.as_str().parse::<SagaStep>().unwrap(), *s);
+        }
         assert_eq!(
             serde_json::to_string(&PaymentStatus::Captured).unwrap(),
             "\"CAPTURED\""
@@ -368,6 +411,19 @@ mod tests {
         assert_eq!(
             expired.to_string(),
             "payment expired: not approved within 900s"
+        );
+    }
+
+    #[test]
+    fn cancelling_stops_once_confirmation_or_failure_began() {
+        let refused: Vec<&str> = SagaStep::ALL
+            .iter()
+            .filter(|s| s.past_point_of_no_return())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            refused,
+            ["ConfirmOrder", "Compensating", "FailOrder", "Done"]
         );
     }
 }

@@ -139,7 +139,7 @@ impl Browser {
             // Chromium inherits the group: one kill on drop reaches both.
             .process_group(0)
             .kill_on_drop(true);
-        die_with_parent(&mut cmd);
+        die_with_parent(cmd.as_std_mut());
         let driver = cmd
             .spawn()
             .with_context(|| format!("starting {}", chromedriver.display()))?;

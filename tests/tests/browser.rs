@@ -5,11 +5,13 @@
 //! (`scripts/test` installs them) and the built binaries.
 
 use anyhow::Context;
-use ordersaga_activities::gateway::checkout::{CheckoutGateway, CheckoutRequest, OrderStatus};
+use ordersaga_activities::gateway::checkout::{
+    CheckoutGateway, CheckoutRequest, CheckoutStatus as OrderStatus,
+};
 use ordersaga_domain::{CheckoutTiming, Currency, Money, OrderId, TransactionId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};
-use ordersaga_tests::{Sandbox, eventually, place_request, spawn_checkout_stack};
+use ordersaga_tests::{Sandbox, Stack, eventually, place_request};
 
 fn checkout(amount_cents: i64, return_url: Option<String>) -> anyhow::Result<CheckoutRequest> {
     Ok(CheckoutRequest {
@@ -89,12 +91,14 @@ async fn cancel_in_chromium_voids_the_order() -> anyhow::Result<()> {
 /// becomes CONFIRMED. The "order received" email carries the same link.
 #[tokio::test]
 async fn approving_in_chromium_confirms_a_real_order() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(CheckoutTiming {
-        deadline_secs: 600,
-        // Only the webhook (or the buyer) moves the order within the test.
-        poll_secs: 600,
-    })
-    .await?;
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 600,
+            // Only the webhook (or the buyer) moves the order within the test.
+            poll_secs: 600,
+        })
+        .start()
+        .await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = stack
         .grpc

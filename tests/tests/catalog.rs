@@ -7,10 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
-use ordersaga_tests::{
-    Stack, TestDatabase, create_product, place_request, spawn_stack, spawn_stack_on,
-    spawn_stack_without_worker,
-};
+use ordersaga_tests::{Stack, TestDatabase, create_product, place_request};
 use ordersaga_worker::WorkerSettings;
 use serde_json::{Value, json};
 use tonic::Code;
@@ -64,7 +61,7 @@ async fn order_to_the_end(
 
 #[tokio::test]
 async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result<()> {
-    let stack = spawn_stack_without_worker().await?;
+    let stack = Stack::builder().without_worker().start().await?;
     let mut cat = catalog(&stack).await?;
 
     let mug = cat
@@ -214,7 +211,7 @@ async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result
 
 #[tokio::test]
 async fn low_stock_alerts_come_from_real_orders_once_per_crossing() -> anyhow::Result<()> {
-    let stack = spawn_stack().await?;
+    let stack = Stack::builder().start().await?;
     create_product(&stack.store, "MUG-1", 1_000, 5, 2).await?;
     let mut cat = catalog(&stack).await?;
 
@@ -255,7 +252,7 @@ async fn low_stock_alerts_come_from_real_orders_once_per_crossing() -> anyhow::R
 #[tokio::test]
 async fn low_stock_alert_survives_a_worker_killed_right_after_the_deduction() -> anyhow::Result<()>
 {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let mug = create_product(&stack.store, "MUG-1", 1_000, 5, 2).await?;
     let mut doomed = stack.spawn_worker_process(&[
         ("ORDERSAGA_CRASH_AFTER", "ProcessInventory"),
@@ -285,7 +282,7 @@ async fn low_stock_alert_survives_a_worker_killed_right_after_the_deduction() ->
 
 #[tokio::test]
 async fn only_buyers_rate_and_a_second_rating_replaces_the_first() -> anyhow::Result<()> {
-    let stack = spawn_stack().await?;
+    let stack = Stack::builder().start().await?;
     create_product(&stack.store, "MUG-1", 1_000, 10, 0).await?;
     create_product(&stack.store, "BAR-1", 250_000, 10, 0).await?;
     let mut cat = catalog(&stack).await?;
@@ -360,7 +357,7 @@ async fn only_buyers_rate_and_a_second_rating_replaces_the_first() -> anyhow::Re
 async fn last_units_race(db: TestDatabase) -> anyhow::Result<()> {
     const UNITS: i64 = 3;
     const ORDERS: usize = 8;
-    let stack = spawn_stack_on(db).await?;
+    let stack = Stack::builder().database(db).start().await?;
     let sku = create_product(&stack.store, "LAST-1", 1_000, UNITS, 0).await?;
     let placed = futures::future::try_join_all((0..ORDERS).map(|n| {
         let mut grpc = stack.grpc.clone();

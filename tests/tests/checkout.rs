@@ -1,21 +1,19 @@
 //! End to end in checkout mode: the saga pays through the PayPal adapter
 //! against the payments sandbox, the buyer presses the sandbox's buttons,
 //! and the sandbox's signed webhooks reach the API. Each test has its own
-//! Temporal server, sandbox, task queue and database.
+//! Temporal namespace (on the binary's one dev server), sandbox, task queue
+//! and database.
 
 use std::time::SystemTime;
 
 use anyhow::Context;
-use ordersaga_activities::gateway::checkout::OrderStatus as GatewayStatus;
+use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
 use ordersaga_activities::gateway::webhook::{
     SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
 };
 use ordersaga_domain::{CheckoutTiming, OrderId};
 use ordersaga_proto::v1 as pb;
-use ordersaga_tests::{
-    ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request, spawn_checkout_stack,
-    spawn_checkout_stack_with,
-};
+use ordersaga_tests::{ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request};
 use serde_json::{Value, json};
 use tonic::Code;
 
@@ -71,7 +69,7 @@ async fn cancel(stack: &Stack, order_id: &str) -> Result<pb::CancelOrderResponse
 
 #[tokio::test]
 async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "alice", &[("MUG-1", 2)]).await?;
 
@@ -104,7 +102,7 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn buyer_cancel_fails_the_order_without_capture() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     // Over HTTP this time: the JSON answer carries the link too.
     let body = json!({"customer_id": "bob", "lines": [{"sku": "MUG-1", "quantity": 1}],
@@ -139,11 +137,13 @@ async fn buyer_cancel_fails_the_order_without_capture() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn deadline_fails_the_order_as_expired_and_voids_the_gateway_order() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(CheckoutTiming {
-        deadline_secs: 2,
-        poll_secs: 600,
-    })
-    .await?;
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 2,
+            poll_secs: 600,
+        })
+        .start()
+        .await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "carol", &[("MUG-1", 1)]).await?;
     let order = stack.terminal_order(&placed.order_id).await?;
@@ -169,7 +169,7 @@ async fn deadline_fails_the_order_as_expired_and_voids_the_gateway_order() -> an
 
 #[tokio::test]
 async fn out_of_stock_after_capture_refunds_exactly_once() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     let mug = stack.product("MUG-1", 1_250, 1).await?;
     let placed = place(&stack, "dave", &[("MUG-1", 3)]).await?;
     let sandbox = stack.sandbox()?;
@@ -194,11 +194,13 @@ async fn out_of_stock_after_capture_refunds_exactly_once() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(CheckoutTiming {
-        deadline_secs: 600,
-        poll_secs: 1,
-    })
-    .await?;
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 600,
+            poll_secs: 1,
+        })
+        .start()
+        .await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox.controls(json!({"webhook_drop_next": 1000})).await?;
@@ -214,7 +216,7 @@ async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Re
 
 #[tokio::test]
 async fn duplicate_and_late_webhooks_have_no_second_effect() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox
@@ -267,7 +269,7 @@ fn approval_event(transaction_id: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "grace", &[("MUG-1", 1)]).await?;
     let url = format!("{}/v1/payments/webhook", stack.http_base);
@@ -344,7 +346,7 @@ async fn forged_and_stale_webhooks_are_refused_and_change_nothing() -> anyhow::R
 
 #[tokio::test]
 async fn a_lost_capture_answer_still_captures_exactly_once() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox
@@ -364,7 +366,7 @@ async fn a_lost_capture_answer_still_captures_exactly_once() -> anyhow::Result<(
 
 #[tokio::test]
 async fn cancel_before_payment_voids_and_fails_the_order() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "ivan", &[("MUG-1", 1)]).await?;
     let accepted = cancel(&stack, &placed.order_id).await?;
@@ -391,7 +393,7 @@ async fn cancel_before_payment_voids_and_fails_the_order() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn cancel_after_capture_refunds_once_over_http() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     // The capture commits, then its answer hangs: the order is paid but not
@@ -431,7 +433,7 @@ async fn cancel_after_capture_refunds_once_over_http() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "ken", &[("MUG-1", 1)]).await?;
     stack.sandbox()?.approve(&placed.approval_url).await?;
@@ -480,7 +482,7 @@ async fn cancel_after_confirmation_or_of_unknown_orders_is_refused() -> anyhow::
 
 #[tokio::test]
 async fn a_declined_capture_fails_the_order_without_refund() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     let mug = stack.product("MUG-1", 1_250, 10).await?;
     // The sandbox's buyer `decline…@` approves at once; the capture is declined.
     let placed = place(&stack, "decline-lisa", &[("MUG-1", 1)]).await?;
@@ -498,7 +500,7 @@ async fn a_declined_capture_fails_the_order_without_refund() -> anyhow::Result<(
 
 #[tokio::test]
 async fn a_retried_place_order_answers_the_same_link() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let mut grpc = stack.grpc.clone();
     let first = grpc
@@ -519,7 +521,7 @@ async fn a_retried_place_order_answers_the_same_link() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_cancelled_workflow_still_voids_the_gateway_order() -> anyhow::Result<()> {
-    let stack = spawn_checkout_stack(WEBHOOKS_ONLY).await?;
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let placed = place(&stack, "nina", &[("MUG-1", 1)]).await?;
     stack
@@ -545,8 +547,11 @@ async fn a_cancelled_workflow_still_voids_the_gateway_order() -> anyhow::Result<
 #[tokio::test]
 async fn a_slow_gateway_answers_place_order_without_the_link_and_get_order_shows_it_later()
 -> anyhow::Result<()> {
-    let stack =
-        spawn_checkout_stack_with(WEBHOOKS_ONLY, std::time::Duration::from_millis(300)).await?;
+    let stack = Stack::builder()
+        .checkout(WEBHOOKS_ONLY)
+        .link_wait(std::time::Duration::from_millis(300))
+        .start()
+        .await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox.controls(json!({"latency_ms": 1500})).await?;

@@ -1,12 +1,13 @@
 //! End to end: real Temporal dev server, real worker and API, real gRPC and
-//! HTTP. Each test has its own server, task queue and database.
+//! HTTP. Each test has its own namespace on the binary's one dev server, its
+//! own task queue and database.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_domain::{OrderId, OrderStatus, OrderView, TransactionId};
 use ordersaga_proto::v1 as pb;
-use ordersaga_tests::{Stack, eventually, spawn_stack, spawn_stack_without_worker};
+use ordersaga_tests::{Stack, eventually};
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
 use serde_json::{Value, json};
@@ -66,7 +67,7 @@ async fn captured(stack: &Stack, transaction_id: &str) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
+    let mut stack = Stack::builder().start().await?;
     let mug = stack.product("MUG-1", 1_250, 10).await?;
     let tee = stack.product("TEE-1", 2_000, 5).await?;
 
@@ -142,7 +143,7 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
 
 #[tokio::test]
 async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Result<()> {
-    let stack = spawn_stack().await?;
+    let stack = Stack::builder().start().await?;
     // 2500.00 EUR: inside the simulated gateway's declined range.
     let bar = stack.product("GOLD-BAR", 250_000, 3).await?;
 
@@ -184,7 +185,7 @@ async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Resu
 
 #[tokio::test]
 async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
+    let mut stack = Stack::builder().start().await?;
     let one = stack.product("LAST-ONE", 4_999, 1).await?;
 
     let placed = stack
@@ -230,7 +231,7 @@ async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
+    let mut stack = Stack::builder().start().await?;
     stack.product("MUG-1", 1_000, 100).await?;
     let req = place("dave", &[("MUG-1", 1)], "checkout-7f3a");
 
@@ -299,7 +300,7 @@ async fn same_idempotency_key_gives_one_order() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
+    let mut stack = Stack::builder().start().await?;
     stack.product("MUG-1", 1_000, 10).await?;
     let mut grpc = stack.grpc.clone();
 
@@ -544,7 +545,7 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn list_orders_filters_and_pages() -> anyhow::Result<()> {
-    let mut stack = spawn_stack().await?;
+    let mut stack = Stack::builder().start().await?;
     stack.product("MUG-1", 1_000, 100).await?;
     stack.product("GOLD-BAR", 250_000, 100).await?;
     let mut ids = Vec::new();
@@ -599,7 +600,7 @@ async fn list_orders_filters_and_pages() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
     // This worker's gateway books the capture, then takes 30 s to answer:
     // we kill it in that window (money taken, no answer recorded).
@@ -660,7 +661,7 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
     stack.start_worker(WorkerSettings {
         gateway_latency: Duration::from_secs(2),
@@ -708,7 +709,7 @@ async fn two_workers_on_one_queue_share_the_orders() -> anyhow::Result<()> {
     use temporalio_client::WorkflowFetchHistoryOptions;
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     for name in ["worker-a", "worker-b"] {
         let mut settings = WorkerSettings::default();
         settings.temporal.identity = Some(name.to_string());
@@ -766,7 +767,7 @@ async fn grpc_health_and_reflection_work_without_proto_files() -> anyhow::Result
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
     use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
-    let stack = spawn_stack_without_worker().await?;
+    let stack = Stack::builder().without_worker().start().await?;
     let channel = tonic::transport::Channel::from_shared(stack.grpc_endpoint())?
         .connect()
         .await?;
@@ -798,7 +799,7 @@ async fn grpc_health_and_reflection_work_without_proto_files() -> anyhow::Result
 
 #[tokio::test]
 async fn worker_process_drains_and_exits_cleanly_on_sigterm() -> anyhow::Result<()> {
-    let stack = spawn_stack_without_worker().await?;
+    let stack = Stack::builder().without_worker().start().await?;
     stack.product("MUG-1", 1_000, 10).await?;
     let mut worker = stack.spawn_worker_process(&[])?;
     let placed = stack
@@ -823,7 +824,7 @@ async fn worker_process_drains_and_exits_cleanly_on_sigterm() -> anyhow::Result<
 
 #[tokio::test]
 async fn an_order_placed_with_no_worker_is_pending_and_completes_later() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     stack.product("MUG-1", 1_000, 10).await?;
     let placed = stack
         .grpc
@@ -859,7 +860,7 @@ async fn an_order_placed_with_no_worker_is_pending_and_completes_later() -> anyh
 #[tokio::test]
 async fn cancel_order_in_simulated_mode_refunds_during_the_charge_and_is_refused_after()
 -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
     stack.start_worker(WorkerSettings {
         gateway_latency: Duration::from_secs(2),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ordersaga_domain::OrderStatus;
-use ordersaga_tests::{eventually, free_port, spawn_stack_without_worker};
+use ordersaga_tests::{Stack, eventually, free_port};
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::WorkflowGetResultOptions;
@@ -32,7 +32,7 @@ const TUNING_METRICS: [&str; 15] = [
 
 #[tokio::test]
 async fn worker_metrics_name_what_tuning_md_names() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     stack.start_worker(WorkerSettings {
         metrics_addr: Some(addr),

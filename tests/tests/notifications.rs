@@ -1,6 +1,7 @@
 //! End to end: the notifications and shipping services on their own task
 //! queues, fed by the saga through the outbox, against a real SMTP server (aiosmtpd) that the tests stop,
-//! start and slow down. Each test has its own Temporal server and database.
+//! start and slow down. Each test has its own Temporal namespace (on the
+//! binary's one dev server) and database.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use ordersaga_domain::names::OUTBOX_RELAY_WORKFLOW_ID_PREFIX;
 use ordersaga_domain::{EmailStage, OrderId, Topic};
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::NotificationStatus;
-use ordersaga_tests::{ReceivedMail, Stack, eventually, spawn_stack_without_worker};
+use ordersaga_tests::{ReceivedMail, Stack, eventually};
 use ordersaga_worker::{Queue, WorkerSettings};
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
 
@@ -103,7 +104,7 @@ fn message_id(stage: EmailStage, order_id: &str) -> String {
 
 #[tokio::test]
 async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     stack.start_smtp(Duration::ZERO).await?;
     stack.start_worker(WorkerSettings::default())?;
     stack.product("MUG-1", 1_250, 10).await?;
@@ -281,7 +282,7 @@ async fn each_stage_email_arrives_once_and_confirmed_orders_ship_once() -> anyho
 #[tokio::test]
 async fn smtp_down_orders_still_confirm_and_every_email_arrives_once_when_it_is_back()
 -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     stack.start_smtp(Duration::ZERO).await?;
     stack.smtp.as_mut().context("smtp")?.stop().await?;
     stack.start_worker(WorkerSettings::default())?;
@@ -337,7 +338,7 @@ async fn smtp_down_orders_still_confirm_and_every_email_arrives_once_when_it_is_
 
 #[tokio::test]
 async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     // Each RCPT takes 2 s: a send is in flight for that long.
     stack.start_smtp(Duration::from_secs(2)).await?;
     stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
@@ -384,7 +385,7 @@ async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result
 #[tokio::test]
 async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() -> anyhow::Result<()>
 {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
     stack.product("MUG-1", 1_000, 10).await?;
     let mut ids = Vec::new();
@@ -471,7 +472,7 @@ async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() 
 
 #[tokio::test]
 async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::Result<()> {
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     stack.start_smtp(Duration::ZERO).await?;
     stack.start_worker(WorkerSettings::default())?;
     stack.product("MUG-1", 1_000, 10).await?;
@@ -531,7 +532,7 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
 async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<()> {
     use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
 
-    let mut stack = spawn_stack_without_worker().await?;
+    let mut stack = Stack::builder().without_worker().start().await?;
     let mut settings = WorkerSettings::default();
     settings.mail.merchant = Some("merchant@example.com".to_string());
     stack.start_worker(settings)?;

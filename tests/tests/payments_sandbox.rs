@@ -7,154 +7,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use ordersaga_activities::gateway::checkout::{
-    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest, OrderStatus,
-    RefundOutcome, VoidOutcome,
+    CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutRequest,
+    CheckoutStatus as OrderStatus, RefundOutcome, VoidOutcome,
 };
-use ordersaga_activities::gateway::paypal::{PayPalGateway, PayPalSettings};
 use ordersaga_activities::gateway::webhook::{
     DEFAULT_TOLERANCE, PaymentEvent, PaymentEventKind, SIGNATURE_HEADER, TIMESTAMP_HEADER,
     WebhookError, verify,
 };
 use ordersaga_domain::{Currency, Money, TransactionId};
-use ordersaga_payment_sandbox::Settings;
-use ordersaga_tests::eventually;
+use ordersaga_tests::{Sandbox, TEST_WEBHOOK_SECRET, eventually};
 use serde_json::{Value, json};
-
-const WEBHOOK_SECRET: &str = "test-webhook-secret";
-
-/// A sandbox served on a free port until dropped.
-struct Sandbox {
-    base: String,
-    http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    /// Holds the database; shared with the sandbox started by `restart`.
-    dir: Arc<tempfile::TempDir>,
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn start_sandbox(webhook_url: Option<String>) -> anyhow::Result<Sandbox> {
-    start_sandbox_in(Arc::new(tempfile::tempdir()?), "127.0.0.1:0", webhook_url).await
-}
-
-async fn start_sandbox_in(
-    dir: Arc<tempfile::TempDir>,
-    addr: &str,
-    webhook_url: Option<String>,
-) -> anyhow::Result<Sandbox> {
-    let settings = Settings {
-        database_url: format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("sandbox.db").display()
-        ),
-        webhook_url,
-        webhook_secret: WEBHOOK_SECRET.to_string(),
-        webhook_backoff: Duration::from_millis(20),
-        ..Settings::default()
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        if let Err(e) = ordersaga_payment_sandbox::run(settings, listener, shutdown).await {
-            eprintln!("sandbox stopped with an error: {e:#}");
-        }
-    });
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let sandbox = Sandbox {
-        base,
-        http,
-        stop: Some(stop),
-        task: Some(task),
-        dir,
-    };
-    eventually("the sandbox", Duration::from_secs(10), || async {
-        let r = sandbox
-            .http
-            .get(format!("{}/healthz", sandbox.base))
-            .send()
-            .await?;
-        Ok(r.status().is_success().then_some(()))
-    })
-    .await?;
-    Ok(sandbox)
-}
-
-impl Sandbox {
-    /// Stops this sandbox and starts another on the same address and
-    /// database, as a process restart would.
-    async fn restart(mut self) -> anyhow::Result<Sandbox> {
-        let addr = self.base.trim_start_matches("http://").to_string();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await?;
-        }
-        start_sandbox_in(self.dir.clone(), &addr, None).await
-    }
-
-    fn gateway(&self, timeout: Duration) -> anyhow::Result<PayPalGateway> {
-        let mut settings = PayPalSettings::sandbox(self.base.clone());
-        settings.timeout = timeout;
-        Ok(PayPalGateway::new(settings)?)
-    }
-
-    async fn controls(&self, patch: Value) -> anyhow::Result<()> {
-        let r = self
-            .http
-            .post(format!("{}/sandbox/controls", self.base))
-            .json(&patch)
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "controls: {}", r.text().await?);
-        Ok(())
-    }
-
-    async fn counts(&self, txn: &TransactionId) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .get(format!("{}/sandbox/transactions/{txn}", self.base))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status().is_success(), "counts: {}", r.status());
-        Ok(r.json().await?)
-    }
-
-    /// What a buyer does: open the approval link, press the form's button.
-    async fn press(&self, approve_url: &str, button: &str) -> anyhow::Result<String> {
-        let page = self.http.get(approve_url).send().await?.text().await?;
-        let prefix = format!("/checkoutnow/{button}?token=");
-        let action = page
-            .split("action=\"")
-            .filter_map(|s| s.split('"').next())
-            .find(|a| a.starts_with(&prefix))
-            .with_context(|| format!("no {button} form on the approval page: {page}"))?;
-        let r = self
-            .http
-            .post(format!("{}{action}", self.base))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == StatusCode::OK, "{button}: {}", r.status());
-        Ok(r.text().await?)
-    }
-}
 
 fn checkout(amount_cents: i64) -> anyhow::Result<CheckoutRequest> {
     Ok(CheckoutRequest {
@@ -169,8 +34,8 @@ fn checkout(amount_cents: i64) -> anyhow::Result<CheckoutRequest> {
 
 #[tokio::test]
 async fn approve_on_the_page_then_capture_and_refund_once() -> anyhow::Result<()> {
-    let sandbox = start_sandbox(None).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
     let request = checkout(1234)?;
     let txn = request.transaction_id;
 
@@ -188,7 +53,7 @@ async fn approve_on_the_page_then_capture_and_refund_once() -> anyhow::Result<()
     assert_eq!(not_yet.issue(), Some("ORDER_NOT_APPROVED"));
     assert!(!not_yet.is_retryable());
 
-    let confirmation = sandbox.press(&order.approve_url, "approve").await?;
+    let confirmation = sandbox.press_on_page(&order.approve_url, "approve").await?;
     assert!(confirmation.contains("Payment approved"), "{confirmation}");
     let snapshot = gateway.get_order(&order.id).await?;
     assert_eq!(snapshot.status, OrderStatus::Approved);
@@ -214,9 +79,9 @@ async fn approve_on_the_page_then_capture_and_refund_once() -> anyhow::Result<()
         }
     );
     let counts = sandbox.counts(&txn).await?;
-    assert_eq!(counts["orders"], 1);
-    assert_eq!(counts["captures"], 1);
-    assert_eq!(counts["capture_requests"], 4);
+    assert_eq!(counts.orders, 1);
+    assert_eq!(counts.captures, 1);
+    assert_eq!(counts.capture_requests, 4);
 
     let RefundOutcome::Refunded { refund_id } = gateway.refund(&capture_id, &txn).await? else {
         panic!("not refunded");
@@ -236,19 +101,19 @@ async fn approve_on_the_page_then_capture_and_refund_once() -> anyhow::Result<()
         Some(CaptureStatus::Refunded)
     );
     let counts = sandbox.counts(&txn).await?;
-    assert_eq!(counts["refunds"], 1);
-    assert_eq!(counts["refund_requests"], 2);
+    assert_eq!(counts.refunds, 1);
+    assert_eq!(counts.refund_requests, 2);
     Ok(())
 }
 
 #[tokio::test]
 async fn a_lost_capture_answer_is_unknown_and_found_by_asking() -> anyhow::Result<()> {
-    let sandbox = start_sandbox(None).await?;
-    let gateway = sandbox.gateway(Duration::from_millis(500))?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_millis(500))?;
     let request = checkout(999)?;
     let txn = request.transaction_id;
     let order = gateway.create_order(&request).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
 
     // The sandbox commits the capture, then answers nothing for 3 s: the
     // adapter's 500 ms timeout fires first.
@@ -271,9 +136,9 @@ async fn a_lost_capture_answer_is_unknown_and_found_by_asking() -> anyhow::Resul
     };
     assert_eq!(snapshot.capture.map(|c| c.id), Some(capture_id));
     let counts = sandbox.counts(&txn).await?;
-    assert_eq!(counts["captures"], 1);
+    assert_eq!(counts.captures, 1);
     assert_eq!(
-        counts["capture_requests"], 1,
+        counts.capture_requests, 1,
         "ensure_captured must not capture again"
     );
     Ok(())
@@ -281,14 +146,14 @@ async fn a_lost_capture_answer_is_unknown_and_found_by_asking() -> anyhow::Resul
 
 #[tokio::test]
 async fn state_survives_a_restart_and_a_refused_token_is_replaced() -> anyhow::Result<()> {
-    let sandbox = start_sandbox(None).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let mut sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
     let request = checkout(4200)?;
     let txn = request.transaction_id;
     let order = gateway.create_order(&request).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
 
-    let sandbox = sandbox.restart().await?;
+    sandbox.restart().await?;
     // Access tokens live in the sandbox's memory: the adapter's cached one
     // is refused once (nothing happened, retry) and then replaced.
     let refused = gateway.get_order(&order.id).await.unwrap_err();
@@ -307,19 +172,19 @@ async fn state_survives_a_restart_and_a_refused_token_is_replaced() -> anyhow::R
         CaptureOutcome::Completed { .. }
     ));
     let counts = sandbox.counts(&txn).await?;
-    assert_eq!(counts["orders"], 1);
-    assert_eq!(counts["captures"], 1);
+    assert_eq!(counts.orders, 1);
+    assert_eq!(counts.captures, 1);
     Ok(())
 }
 
 #[tokio::test]
 async fn injected_failures_are_transient_on_reads_and_unknown_on_writes() -> anyhow::Result<()> {
-    let sandbox = start_sandbox(None).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
     let request = checkout(500)?;
     let txn = request.transaction_id;
     let order = gateway.create_order(&request).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
 
     sandbox
         .controls(json!({"fail_next": 1, "fail_status": 503}))
@@ -335,7 +200,10 @@ async fn injected_failures_are_transient_on_reads_and_unknown_on_writes() -> any
     );
     // The failure was injected before the handler: nothing happened, and
     // the resolving retry captures exactly once.
-    assert_eq!(sandbox.counts(&txn).await?["capture_requests"], 0);
+    // (The counts of a transaction the sandbox never saw are zeros too:
+    // its order must be there.)
+    let counts = sandbox.counts(&txn).await?;
+    assert_eq!((counts.orders, counts.capture_requests), (1, 0));
     assert!(matches!(
         gateway.ensure_captured(&order.id, &txn).await?,
         CaptureOutcome::Completed { .. }
@@ -343,7 +211,7 @@ async fn injected_failures_are_transient_on_reads_and_unknown_on_writes() -> any
 
     // A timeout injected on a write is an unknown outcome too. (Faults hit
     // the token endpoint as well, so this adapter gets its token first.)
-    let short = sandbox.gateway(Duration::from_millis(300))?;
+    let short = sandbox.gateway_with_timeout(Duration::from_millis(300))?;
     short.get_order(&order.id).await?;
     sandbox
         .controls(json!({"timeout_next": 1, "hang_ms": 2000}))
@@ -353,14 +221,14 @@ async fn injected_failures_are_transient_on_reads_and_unknown_on_writes() -> any
         matches!(timeout, CheckoutError::OutcomeUnknown { .. }),
         "{timeout:?}"
     );
-    assert_eq!(sandbox.counts(&txn).await?["captures"], 1);
+    assert_eq!(sandbox.counts(&txn).await?.captures, 1);
     Ok(())
 }
 
 #[tokio::test]
 async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> {
-    let sandbox = start_sandbox(None).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
 
     // A buyer whose capture the processor declines, chosen by email.
     let declined = CheckoutRequest {
@@ -383,10 +251,8 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
             .await?,
         RefundOutcome::NothingCaptured
     );
-    assert_eq!(
-        sandbox.counts(&declined.transaction_id).await?["captures"],
-        0
-    );
+    let counts = sandbox.counts(&declined.transaction_id).await?;
+    assert_eq!((counts.orders, counts.captures), (1, 0));
 
     // A buyer who cancels (every buyer, by the sandbox's default): the order
     // is voided and cannot be captured.
@@ -420,7 +286,7 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
         VoidOutcome::Voided
     );
     let page = sandbox
-        .http
+        .http()
         .get(&order.approve_url)
         .send()
         .await?
@@ -430,7 +296,7 @@ async fn simulated_buyers_decline_cancel_and_voids_hold() -> anyhow::Result<()> 
 
     let paid = checkout(900)?;
     let order = gateway.create_order(&paid).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
     gateway
         .ensure_captured(&order.id, &paid.transaction_id)
         .await?;
@@ -528,13 +394,13 @@ impl Receiver {
 async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
     // The first two deliveries are refused: the sandbox retries.
     let receiver = start_receiver(2).await?;
-    let sandbox = start_sandbox(Some(receiver.url.clone())).await?;
+    let sandbox = Sandbox::sending_webhooks_to(receiver.url.clone()).await?;
     sandbox.controls(json!({"webhook_duplicates": 1})).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
     let request = checkout(1500)?;
     let txn = request.transaction_id;
     let order = gateway.create_order(&request).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
 
     // One event, delivered twice (same event id).
     let events = receiver.wait_for(2).await?;
@@ -561,7 +427,7 @@ async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
     let now = SystemTime::now();
     for d in receiver.deliveries() {
         verify(
-            WEBHOOK_SECRET.as_bytes(),
+            TEST_WEBHOOK_SECRET.as_bytes(),
             &d.timestamp,
             &d.body,
             &d.signature,
@@ -573,7 +439,7 @@ async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
     let forged = String::from_utf8_lossy(&d.body).replace("APPROVED", "COMPLETED");
     assert_eq!(
         verify(
-            WEBHOOK_SECRET.as_bytes(),
+            TEST_WEBHOOK_SECRET.as_bytes(),
             &d.timestamp,
             forged.as_bytes(),
             &d.signature,
@@ -596,7 +462,7 @@ async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
     let an_hour_later = now + Duration::from_secs(3600);
     assert!(matches!(
         verify(
-            WEBHOOK_SECRET.as_bytes(),
+            TEST_WEBHOOK_SECRET.as_bytes(),
             &d.timestamp,
             &d.body,
             &d.signature,
@@ -611,14 +477,14 @@ async fn webhooks_are_signed_retried_and_duplicated() -> anyhow::Result<()> {
 #[tokio::test]
 async fn held_webhooks_arrive_out_of_order_and_dropped_ones_never() -> anyhow::Result<()> {
     let receiver = start_receiver(0).await?;
-    let sandbox = start_sandbox(Some(receiver.url.clone())).await?;
-    let gateway = sandbox.gateway(Duration::from_secs(5))?;
+    let sandbox = Sandbox::sending_webhooks_to(receiver.url.clone()).await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
     let request = checkout(2000)?;
     let txn = request.transaction_id;
     let order = gateway.create_order(&request).await?;
 
     sandbox.controls(json!({"webhook_hold": true})).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
     let capture = gateway.ensure_captured(&order.id, &txn).await?;
     let CaptureOutcome::Completed { capture_id } = capture else {
         panic!("not captured: {capture:?}");
@@ -630,7 +496,7 @@ async fn held_webhooks_arrive_out_of_order_and_dropped_ones_never() -> anyhow::R
     );
 
     let released: Value = sandbox
-        .http
+        .http()
         .post(format!("{}/sandbox/webhooks/release", sandbox.base))
         .json(&json!({"order": "reverse"}))
         .send()
@@ -654,7 +520,7 @@ async fn held_webhooks_arrive_out_of_order_and_dropped_ones_never() -> anyhow::R
         .await?;
     let next = checkout(300)?;
     let order = gateway.create_order(&next).await?;
-    sandbox.press(&order.approve_url, "approve").await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
     gateway.void(&order.id, &next.transaction_id).await?;
     let events = receiver.wait_for(4).await?;
     assert_eq!(events.len(), 4);

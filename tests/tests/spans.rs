@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_runtime::telemetry::{self, LogFormat};
-use ordersaga_tests::{eventually, spawn_stack};
+use ordersaga_tests::{Stack, eventually};
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -68,7 +68,7 @@ async fn every_line_about_an_order_carries_its_order_id() -> anyhow::Result<()> 
         EnvFilter::new("info,ordersaga_api=debug,temporalio_sdk_core=warn"),
         log.clone(),
     )?;
-    let stack = spawn_stack().await?;
+    let stack = Stack::builder().start().await?;
     stack.product("MUG-1", 1299, 10).await?;
 
     let placed: Value = stack

@@ -6,12 +6,13 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use ordersaga_activities::notify::{EmailReceipt, NotificationActivities, SendEmailInput};
 use ordersaga_domain::Notification;
+use ordersaga_domain::contracts::{EmailReceipt, NotificationContract, SendEmailInput};
 use ordersaga_domain::names::{NOTIFICATION_WORKFLOW_TYPE, failure};
-use temporalio_common::RetryPolicy;
-use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_workflow::{
+    ActivityOptions, RetryPolicy, WorkflowContext, WorkflowContextView, WorkflowResult, workflow,
+    workflow_methods,
+};
 
 /// Server-side retry of `SendEmail`. Delivery failures carry the
 /// notifications worker's own backoff (`next_retry_delay`), which wins over
@@ -58,7 +59,7 @@ impl NotificationWorkflow {
         let summary = format!("SendEmail {}", input.notification.stage());
         let receipt = ctx
             .execute_activity(
-                NotificationActivities::send_email,
+                NotificationContract::send_email,
                 input,
                 ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
                     // A worker killed mid-send is noticed within seconds.

@@ -10,15 +10,13 @@
 
 use std::time::Duration;
 
-use ordersaga_activities::{RelayActivities, RelayInput};
 use ordersaga_domain::Topic;
+use ordersaga_domain::contracts::{RelayContract, RelayInput};
 use ordersaga_domain::names::{OUTBOX_RELAY_WORKFLOW_ID_PREFIX, OUTBOX_RELAY_WORKFLOW_TYPE};
 use serde::{Deserialize, Serialize};
-use temporalio_common::RetryPolicy;
-use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::workflows::join_all;
-use temporalio_sdk::{
-    ActivityOptions, ContinueAsNewOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+use temporalio_workflow::{
+    ActivityOptions, ContinueAsNewOptions, RetryPolicy, WorkflowContext, WorkflowContextView,
+    WorkflowResult, join_all, workflow, workflow_methods,
 };
 
 /// Rounds per run before continuing as new: a round is a few events per
@@ -76,7 +74,7 @@ impl OutboxRelayWorkflow {
         for _ in 0..ROUNDS_PER_RUN {
             let slots = (0..input.slots.max(1)).map(|slot| {
                 ctx.execute_activity(
-                    RelayActivities::relay_outbox,
+                    RelayContract::relay_outbox,
                     RelayInput {
                         topic: input.topic,
                         slot,

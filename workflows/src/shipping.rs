@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use ordersaga_activities::ShippingActivities;
 use ordersaga_domain::ShipmentRequest;
+use ordersaga_domain::contracts::ShippingContract;
 use ordersaga_domain::names::SHIPPING_WORKFLOW_TYPE;
-use temporalio_common::RetryPolicy;
-use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{
-    ActivityCloseTimeouts, ActivityOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+use temporalio_workflow::{
+    ActivityCloseTimeouts, ActivityOptions, RetryPolicy, WorkflowContext, WorkflowContextView,
+    WorkflowResult, workflow, workflow_methods,
 };
 
 #[workflow]
@@ -32,7 +31,7 @@ impl ShippingWorkflow {
         let request = ctx.state(|s| s.request.clone());
         let created = ctx
             .execute_activity(
-                ShippingActivities::request_shipment,
+                ShippingContract::request_shipment,
                 request,
                 // Database writes: an outage is waited out for a day.
                 ActivityOptions::with_close_timeouts(

@@ -14,10 +14,19 @@
 //! have acted). After an unknown outcome the caller asks the gateway first:
 //! [`CheckoutGateway::ensure_captured`] and
 //! [`CheckoutGateway::ensure_refunded`] do exactly that.
+//!
+//! What the saga's checkout activities return (ids, [`OrderSnapshot`],
+//! [`CaptureOutcome`], ...) is part of their contract and lives in
+//! [`ordersaga_domain::contracts::checkout`]; it is re-exported here because
+//! the port speaks it.
 
 use std::fmt;
 
 use async_trait::async_trait;
+pub use ordersaga_domain::contracts::checkout::{
+    Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutOrder, CheckoutStatus,
+    GatewayOrderId, OrderSnapshot, VoidOutcome,
+};
 use ordersaga_domain::{Money, TransactionId};
 use serde::{Deserialize, Serialize};
 
@@ -59,43 +68,6 @@ pub fn request_id(transaction_id: &TransactionId, operation: Operation) -> Strin
     format!("{transaction_id}-{operation}")
 }
 
-macro_rules! gateway_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// Wraps an id the gateway issued.
-            pub fn new(id: impl Into<String>) -> Self {
-                Self(id.into())
-            }
-
-            /// The id as text.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-gateway_id!(
-    /// The gateway's id of a checkout order (PayPal's order id, also the
-    /// `token` of its approval page).
-    GatewayOrderId
-);
-gateway_id!(
-    /// The gateway's id of a capture (what a refund names).
-    CaptureId
-);
-
 /// What the shop asks the gateway to collect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutRequest {
@@ -116,92 +88,6 @@ pub struct CheckoutRequest {
     pub payer_email: Option<String>,
 }
 
-/// A created checkout: where to send the buyer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckoutOrder {
-    /// The gateway's order id.
-    pub id: GatewayOrderId,
-    /// The buyer's approval page (PayPal's `approve` / `payer-action` link).
-    pub approve_url: String,
-    /// The order's status when the gateway answered.
-    pub status: OrderStatus,
-}
-
-/// A gateway order's status (PayPal Orders v2 names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    /// Created; the buyer has not approved yet.
-    Created,
-    /// Saved for later capture (not used by intent CAPTURE flows).
-    Saved,
-    /// The buyer approved: it can be captured.
-    Approved,
-    /// Voided: by the buyer (cancel), the shop, or expiry. Nothing captured.
-    Voided,
-    /// Captured (the capture itself may be declined or refunded).
-    Completed,
-    /// The buyer must act again (e.g. 3-D Secure) before capture.
-    PayerActionRequired,
-}
-
-/// A capture's status (PayPal names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CaptureStatus {
-    /// Money taken.
-    Completed,
-    /// The processor refused; no money taken.
-    Declined,
-    /// Pending review at the gateway; money not yet settled.
-    Pending,
-    /// Fully refunded.
-    Refunded,
-    /// Partly refunded.
-    PartiallyRefunded,
-    /// The capture failed.
-    Failed,
-}
-
-/// One capture of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Capture {
-    /// The capture's id.
-    pub id: CaptureId,
-    /// Its status.
-    pub status: CaptureStatus,
-}
-
-/// What the gateway knows about an order: the answer to "what happened?".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderSnapshot {
-    /// The order.
-    pub id: GatewayOrderId,
-    /// Its status.
-    pub status: OrderStatus,
-    /// The `custom_id` it was created with (our `transactionId`).
-    pub custom_id: Option<String>,
-    /// Its capture, once captured.
-    pub capture: Option<Capture>,
-}
-
-/// How a capture ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CaptureOutcome {
-    /// Money taken (now or by an earlier call with the same key).
-    Completed {
-        /// The capture, for a later refund.
-        capture_id: CaptureId,
-    },
-    /// The processor declined; no money taken.
-    Declined {
-        /// The capture record of the refusal, when the gateway made one.
-        capture_id: Option<CaptureId>,
-        /// The gateway's reason.
-        reason: String,
-    },
-}
-
 /// How a refund ended. Either way the money is back with the buyer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RefundOutcome {
@@ -214,18 +100,6 @@ pub enum RefundOutcome {
     AlreadyRefunded,
     /// Nothing was ever captured: nothing to give back.
     NothingCaptured,
-}
-
-/// How a void ended. Either way no money is or will be taken for the order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum VoidOutcome {
-    /// The gateway voided the order (now or earlier): the buyer can no
-    /// longer approve it.
-    Voided,
-    /// The gateway has no void (real PayPal): the order is abandoned and
-    /// expires there; intent CAPTURE moves no money until the shop captures,
-    /// and the shop never will.
-    Abandoned,
 }
 
 /// Why a gateway call failed.
@@ -407,13 +281,5 @@ mod tests {
             request_id(&txn, Operation::Capture),
             request_id(&txn, Operation::Refund)
         );
-    }
-
-    #[test]
-    fn statuses_use_paypal_names() {
-        let s: OrderStatus = serde_json::from_str("\"PAYER_ACTION_REQUIRED\"").unwrap();
-        assert_eq!(s, OrderStatus::PayerActionRequired);
-        let c: CaptureStatus = serde_json::from_str("\"PARTIALLY_REFUNDED\"").unwrap();
-        assert_eq!(c, CaptureStatus::PartiallyRefunded);
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use super::checkout::{
     Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway,
-    CheckoutOrder, CheckoutRequest, GatewayOrderId, Operation, OrderSnapshot, OrderStatus,
+    CheckoutOrder, CheckoutRequest, CheckoutStatus, GatewayOrderId, Operation, OrderSnapshot,
     RefundOutcome, VoidOutcome, request_id,
 };
 
@@ -138,7 +138,7 @@ struct ErrorDetail {
 #[derive(Deserialize)]
 struct OrderBody {
     id: String,
-    status: OrderStatus,
+    status: CheckoutStatus,
     #[serde(default)]
     links: Vec<LinkBody>,
     #[serde(default)]
@@ -599,13 +599,13 @@ impl CheckoutGateway for PayPalGateway {
         if self.settings.void_mode == VoidMode::Abandon {
             let order = self.order(OP, id).await?;
             return match order.status {
-                OrderStatus::Completed => Err(CheckoutError::Rejected {
+                CheckoutStatus::Completed => Err(CheckoutError::Rejected {
                     operation: OP,
                     status: 422,
                     name: "UNPROCESSABLE_ENTITY".to_string(),
                     issue: Some("ORDER_ALREADY_CAPTURED".to_string()),
                 }),
-                OrderStatus::Voided => Ok(VoidOutcome::Voided),
+                CheckoutStatus::Voided => Ok(VoidOutcome::Voided),
                 _ => Ok(VoidOutcome::Abandoned),
             };
         }

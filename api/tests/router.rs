@@ -1,0 +1,299 @@
+//! The HTTP router without sockets or a Temporal server: requests go
+//! through `tower::ServiceExt::oneshot` to [`router`] over a store on a
+//! temporary SQLite file and a Temporal client that never touches the
+//! network. The routes tested answer from validation, the store or the
+//! webhook signature; the one Temporal call among them (`describe` of an
+//! order the store does not know) is answered NOT_FOUND by the fake.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use futures::FutureExt;
+use ordersaga_activities::gateway::webhook::{
+    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
+};
+use ordersaga_api::catalog::CatalogService;
+use ordersaga_api::http::{AppState, MAX_BODY_BYTES, router};
+use ordersaga_api::service::{OrderService, PaymentSettings};
+use ordersaga_store::Store;
+use serde_json::{Value, json};
+use temporalio_client::callback_based::{CallbackBasedGrpcService, GrpcRequest};
+use temporalio_client::tonic::Status;
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use tower::ServiceExt;
+
+const WEBHOOK_SECRET: &str = "router-test-secret";
+
+/// The router over a fresh store; keep the directory while it runs.
+struct App {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A Temporal client whose every call is answered in this process:
+/// `DescribeWorkflowExecution` with NOT_FOUND (no such workflow), anything
+/// else with UNIMPLEMENTED, so a route that starts reaching Temporal fails
+/// here instead of waiting for a server.
+async fn offline_temporal() -> anyhow::Result<Client> {
+    let service = CallbackBasedGrpcService {
+        callback: Arc::new(|request: GrpcRequest| {
+            async move {
+                Err(match request.rpc.as_str() {
+                    // What a server without the call answers: the client
+                    // connects without capabilities.
+                    "GetSystemInfo" => Status::unimplemented("unknown method GetSystemInfo"),
+                    "DescribeWorkflowExecution" => Status::not_found("workflow not found"),
+                    rpc => Status::unimplemented(format!("{rpc}: no Temporal in router tests")),
+                })
+            }
+            .boxed()
+        }),
+    };
+    let options = ConnectionOptions::new(Url::parse("http://127.0.0.1:7233")?)
+        .service_override(service)
+        .dns_load_balancing(None)
+        .build();
+    let connection = Connection::connect(options).await?;
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
+}
+
+async fn app() -> anyhow::Result<App> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
+    let store = Store::connect(&url).await?;
+    let payment = PaymentSettings {
+        webhook_secret: Some(ordersaga_runtime::Secret::new(WEBHOOK_SECRET)),
+        ..PaymentSettings::default()
+    };
+    let orders = OrderService::new(
+        store.clone(),
+        offline_temporal().await?,
+        "orders".to_string(),
+        payment,
+    );
+    let state = AppState {
+        orders,
+        catalog: CatalogService::new(store),
+    };
+    Ok(App {
+        router: router(state),
+        _dir: dir,
+    })
+}
+
+impl App {
+    /// Sends one request; returns the status and the JSON body.
+    async fn call(&self, request: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
+        let response = self.router.clone().oneshot(request).await?;
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+        Ok((status, serde_json::from_slice(&body)?))
+    }
+}
+
+fn post_json(uri: &str, body: impl Into<Body>) -> anyhow::Result<Request<Body>> {
+    Ok(Request::post(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())?)
+}
+
+fn get(uri: &str) -> anyhow::Result<Request<Body>> {
+    Ok(Request::get(uri).body(Body::empty())?)
+}
+
+/// Asserts the documented error shape, `{"error": {"code", "message"}}`
+/// and nothing else, with `code` and a message.
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    assert_eq!(
+        body["error"].as_object().map(|o| o.len()),
+        Some(2),
+        "{body}"
+    );
+}
+
+fn address() -> Value {
+    json!({"name": "Erin", "line1": "1 Test Street", "city": "Berlin",
+           "postal_code": "10115", "country": "DE"})
+}
+
+/// A valid `POST /v1/orders` body with `changes` applied (`null` removes a
+/// field).
+fn order_with(changes: &[(&str, Value)]) -> String {
+    let mut order = json!({"customer_id": "erin", "customer_email": "erin@example.com",
+                           "shipping_address": address(),
+                           "lines": [{"sku": "MUG-1", "quantity": 1}]});
+    if let Some(fields) = order.as_object_mut() {
+        for (field, value) in changes {
+            match value {
+                Value::Null => fields.remove(*field),
+                v => fields.insert((*field).to_string(), v.clone()),
+            };
+        }
+    }
+    order.to_string()
+}
+
+#[tokio::test]
+async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<()> {
+    let app = app().await?;
+    let mut bad_postal_code = address();
+    bad_postal_code["postal_code"] = json!("1;2");
+    let orders = [
+        ("no lines", order_with(&[("lines", json!([]))])),
+        (
+            "quantity 0",
+            order_with(&[("lines", json!([{"sku": "MUG-1", "quantity": 0}]))]),
+        ),
+        ("not JSON", "{not json".to_string()),
+        ("unknown field", order_with(&[("coupon", json!("FREE"))])),
+        ("no email", order_with(&[("customer_email", Value::Null)])),
+        (
+            "bad postal code",
+            order_with(&[("shipping_address", bad_postal_code)]),
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (what, body) in orders {
+        cases.push((what, post_json("/v1/orders", body)?));
+    }
+    cases.push(("order id not a UUID", get("/v1/orders/not-a-uuid")?));
+    cases.push(("unknown status filter", get("/v1/orders?status=SHIPPED")?));
+    cases.push((
+        "product without a name",
+        post_json(
+            "/v1/products",
+            json!({"sku": "MUG-1", "price": {"minor_units": 100, "currency": "EUR"}}).to_string(),
+        )?,
+    ));
+    for (what, request) in cases {
+        let (status, body) = app.call(request).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {body}");
+        assert_error(&body, "INVALID_ARGUMENT");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_orders_products_and_routes_are_404() -> anyhow::Result<()> {
+    let app = app().await?;
+    let order = format!("/v1/orders/{}", uuid::Uuid::new_v4());
+    let unknown_sku = post_json(
+        "/v1/orders",
+        order_with(&[("lines", json!([{"sku": "NOPE-1", "quantity": 1}]))]),
+    )?;
+    let cases = [
+        ("order", get(&order)?),
+        ("product", get("/v1/products/NOPE-1")?),
+        ("ordered product", unknown_sku),
+        ("route", get("/v2/orders")?),
+    ];
+    for (what, request) in cases {
+        let (status, body) = app.call(request).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{what}: {body}");
+        assert_error(&body, "NOT_FOUND");
+    }
+    Ok(())
+}
+
+/// A PayPal-shaped approval event for `transaction_id`.
+fn approval_event(transaction_id: &str) -> Vec<u8> {
+    json!({"id": "WH-1", "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
+           "resource": {"id": "ORDER-X", "status": "APPROVED",
+                        "purchase_units": [{"custom_id": transaction_id}]}})
+    .to_string()
+    .into_bytes()
+}
+
+fn webhook(
+    timestamp: Option<i64>,
+    signature: Option<String>,
+    body: &[u8],
+) -> anyhow::Result<Request<Body>> {
+    let mut request = Request::post("/v1/payments/webhook");
+    if let Some(ts) = timestamp {
+        request = request.header(TIMESTAMP_HEADER, ts.to_string());
+    }
+    if let Some(signature) = signature {
+        request = request.header(SIGNATURE_HEADER, signature);
+    }
+    Ok(request.body(Body::from(body.to_vec()))?)
+}
+
+#[tokio::test]
+async fn a_webhook_that_does_not_verify_is_401() -> anyhow::Result<()> {
+    let app = app().await?;
+    let body = approval_event("00000000-0000-4000-8000-000000000000");
+    let now = unix_seconds(SystemTime::now());
+    let secret = WEBHOOK_SECRET.as_bytes();
+    let cases = [
+        (
+            "forged",
+            webhook(Some(now), Some(sign(b"not-the-secret", now, &body)), &body)?,
+        ),
+        (
+            "stale",
+            webhook(
+                Some(now - 3600),
+                Some(sign(secret, now - 3600, &body)),
+                &body,
+            )?,
+        ),
+        (
+            "malformed",
+            webhook(Some(now), Some("v1=zz".to_string()), &body)?,
+        ),
+        ("unsigned", webhook(None, None, &body)?),
+    ];
+    for (what, request) in cases {
+        let (status, body) = app.call(request).await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+        assert_error(&body, "UNAUTHENTICATED");
+    }
+    // The same event signed with the secret: verified, and ignored (no
+    // payment of ours has that transaction).
+    let (status, ack) = app
+        .call(webhook(Some(now), Some(sign(secret, now, &body)), &body)?)
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    assert_eq!(ack, json!({"status": "ignored"}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() -> anyhow::Result<()> {
+    let app = app().await?;
+    let padding = "x".repeat(MAX_BODY_BYTES + 1);
+    let cases = [
+        (
+            "order",
+            post_json(
+                "/v1/orders",
+                format!("{{\"customer_id\":\"{padding}\",\"lines\":[]}}"),
+            )?,
+        ),
+        (
+            "product",
+            post_json("/v1/products", format!("{{\"sku\":\"{padding}\"}}"))?,
+        ),
+    ];
+    for (what, request) in cases {
+        let (status, body) = app.call(request).await?;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {body}");
+        assert_error(&body, "PAYLOAD_TOO_LARGE");
+    }
+    Ok(())
+}

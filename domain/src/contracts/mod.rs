@@ -1,0 +1,32 @@
+//! The activity contracts: every activity's Temporal name, input and output
+//! type, as `#[activity_definitions]`. Workflows call activities through
+//! these (`ctx.execute_activity(OrderContract::place_order, ..)`) without
+//! linking their implementations; the implementations in
+//! `ordersaga-activities` name them in `#[activity(definition = ..)]`, which
+//! fails to compile if their input or output type drifts.
+//!
+//! The payloads are part of every recorded history: their JSON shape (field
+//! and variant names, serde attributes) must not change, or running and
+//! recorded sagas stop replaying.
+//!
+//! - [`order`]: the saga's steps and compensations, both payment modes.
+//! - [`checkout`]: what the checkout gateway's activities return.
+//! - [`notification`], [`shipping`], [`relay`]: the support services.
+
+pub mod checkout;
+pub mod notification;
+pub mod order;
+pub mod relay;
+pub mod shipping;
+
+pub use checkout::{
+    Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutOrder, CheckoutStatus,
+    GatewayOrderId, OrderSnapshot, VoidOutcome,
+};
+pub use notification::{EmailReceipt, NotificationContract, SendEmailInput};
+pub use order::{
+    CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
+    OpenPaymentInput, OrderContract, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
+};
+pub use relay::{RelayContract, RelayInput, RelayReport};
+pub use shipping::ShippingContract;

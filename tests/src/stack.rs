@@ -1,0 +1,424 @@
+//! The system under test: the API (in this process, port 0) and workers over
+//! one shop database, on a namespace of their own on the test binary's
+//! Temporal dev server. [`Stack::builder`] says which database, payment
+//! mode and workers; the stack stops its API and workers when dropped.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway};
+use ordersaga_api::service::PaymentSettings;
+use ordersaga_api::{Api, ApiSettings};
+use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
+use ordersaga_proto::v1 as pb;
+use ordersaga_proto::v1::order_service_client::OrderServiceClient;
+use ordersaga_runtime::Secret;
+use ordersaga_store::Store;
+use ordersaga_worker::WorkerSettings;
+use temporalio_client::Client;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+use crate::{
+    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase,
+    create_product, die_with_parent, eventually, free_port, worker_binary,
+};
+
+/// Delivery retries in tests: fast, so an SMTP outage ends in seconds.
+pub const TEST_EMAIL_RETRY: EmailRetry = EmailRetry {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    horizon: Duration::from_secs(24 * 3600),
+};
+
+/// How long a checkout stack's `PlaceOrder` waits for the approval link
+/// unless told otherwise ([`StackBuilder::link_wait`]).
+const CHECKOUT_LINK_WAIT: Duration = Duration::from_secs(30);
+
+/// What [`StackBuilder::start`] starts. By default: a fresh SQLite
+/// database, simulated payments and one in-process worker.
+#[must_use]
+pub struct StackBuilder {
+    database: Option<TestDatabase>,
+    checkout: Option<CheckoutTiming>,
+    link_wait: Option<Duration>,
+    worker: bool,
+}
+
+impl StackBuilder {
+    /// Runs the shop on `db` instead of a fresh SQLite file.
+    pub fn database(mut self, db: TestDatabase) -> Self {
+        self.database = Some(db);
+        self
+    }
+
+    /// Checkout mode with `timing`: the API places orders that pay through
+    /// the payments sandbox, which this stack starts and wires to the API's
+    /// webhook and the workers' PayPal adapter ([`Stack::sandbox`]).
+    pub fn checkout(mut self, timing: CheckoutTiming) -> Self {
+        self.checkout = Some(timing);
+        self
+    }
+
+    /// How long `PlaceOrder` waits for the approval link before answering
+    /// without it (checkout stacks wait 30 s unless told otherwise).
+    pub fn link_wait(mut self, wait: Duration) -> Self {
+        self.link_wait = Some(wait);
+        self
+    }
+
+    /// Starts no worker: the test starts its own
+    /// ([`Stack::start_worker`], [`Stack::spawn_worker_process`]).
+    pub fn without_worker(mut self) -> Self {
+        self.worker = false;
+        self
+    }
+
+    /// Starts the API (and the sandbox of a checkout stack, then the
+    /// worker), and returns once the API answers.
+    pub async fn start(self) -> anyhow::Result<Stack> {
+        let db = match self.database {
+            Some(db) => db,
+            None => TestDatabase::sqlite()?,
+        };
+        let defaults = PaymentSettings::default();
+        let payment = match self.checkout {
+            Some(timing) => PaymentSettings {
+                mode: PaymentMode::Checkout(timing),
+                link_wait: self.link_wait.unwrap_or(CHECKOUT_LINK_WAIT),
+                webhook_secret: Some(Secret::new(TEST_WEBHOOK_SECRET)),
+            },
+            None => PaymentSettings {
+                link_wait: self.link_wait.unwrap_or(defaults.link_wait),
+                ..defaults
+            },
+        };
+        let mut stack = Stack::start_api(db, payment).await?;
+        if self.checkout.is_some() {
+            let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
+            stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
+        }
+        if self.worker {
+            stack.start_worker(WorkerSettings::default())?;
+        }
+        Ok(stack)
+    }
+}
+
+/// A worker running in this process, on its own thread (the SDK's worker
+/// future is not `Send`). Stopped gracefully on drop.
+struct InProcessWorker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcessWorker {
+    /// Stops it and waits for the drain.
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| anyhow::anyhow!("worker thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcessWorker {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("worker stopped with an error: {e:#}");
+        }
+    }
+}
+
+/// The whole system for one test.
+pub struct Stack {
+    server: &'static DevServer,
+    /// This test's Temporal namespace on the binary's dev server.
+    pub namespace: String,
+    /// A Temporal client of [`Self::namespace`] (to inspect workflows).
+    pub client: Client,
+    /// The shop database, as the worker and API see it.
+    pub store: Store,
+    /// The simulated gateway's books (same database).
+    pub gateway: SimulatedGateway,
+    /// The shop database URL.
+    pub database_url: String,
+    /// This test's task queue.
+    pub task_queue: String,
+    /// gRPC client of the API.
+    pub grpc: OrderServiceClient<Channel>,
+    /// `http://127.0.0.1:<port>` of the API.
+    pub http_base: String,
+    grpc_addr: std::net::SocketAddr,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    api_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    workers: Vec<InProcessWorker>,
+    /// The test SMTP server, once started.
+    pub smtp: Option<SmtpServer>,
+    /// The payments sandbox of a checkout stack.
+    pub sandbox: Option<Sandbox>,
+    /// Mailbox and SMTP server files.
+    dir: tempfile::TempDir,
+    _db: TestDatabase,
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Stack {
+    /// What to start; [`StackBuilder::start`] starts it.
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            database: None,
+            checkout: None,
+            link_wait: None,
+            worker: true,
+        }
+    }
+
+    /// The API over `db` on a fresh namespace; no worker, no sandbox.
+    async fn start_api(db: TestDatabase, payment: PaymentSettings) -> anyhow::Result<Self> {
+        init_tracing();
+        let server = DevServer::shared().await?;
+        let namespace = server.create_namespace().await?;
+        let client = server.client(&namespace).await?;
+        let database_url = db.url().to_string();
+        let store = db.store().await?;
+        let dir = tempfile::tempdir()?;
+        let task_queue = format!("orders-test-{}", uuid::Uuid::new_v4());
+
+        let api = Api::build(ApiSettings {
+            temporal: server.settings(&namespace),
+            database_url: database_url.clone(),
+            task_queue: task_queue.clone(),
+            grpc_addr: "127.0.0.1:0".parse()?,
+            http_addr: "127.0.0.1:0".parse()?,
+            seed_demo: false,
+            payment,
+            graceful_shutdown: Duration::from_secs(10),
+        })
+        .await?;
+        let grpc_addr = api.grpc_addr()?;
+        let http_addr = api.http_addr()?;
+        let (api_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            if let Err(e) = api
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                eprintln!("API stopped with an error: {e:#}");
+            }
+        });
+        let grpc = OrderServiceClient::connect(format!("http://{grpc_addr}")).await?;
+        Ok(Self {
+            gateway: SimulatedGateway::new(store.clone(), Duration::ZERO),
+            server,
+            namespace,
+            client,
+            store,
+            database_url,
+            task_queue,
+            grpc,
+            http_base: format!("http://{http_addr}"),
+            grpc_addr,
+            http: reqwest::Client::new(),
+            api_stop: Some(api_stop),
+            workers: Vec::new(),
+            smtp: None,
+            sandbox: None,
+            dir,
+            _db: db,
+        })
+    }
+
+    /// Worker settings pointing at this stack (override fields as needed).
+    /// An identity set in `base.temporal` is kept (to tell workers apart).
+    /// Email goes to the test SMTP server if one was started, else to the
+    /// stack's mailbox folder; delivery retries are fast (100 ms to 1 s).
+    pub fn worker_settings(&self, mut base: WorkerSettings) -> WorkerSettings {
+        let identity = base.temporal.identity.take();
+        base.temporal = self.server.settings(&self.namespace);
+        if identity.is_some() {
+            base.temporal.identity = identity;
+        }
+        base.database_url = self.database_url.clone();
+        base.task_queue = self.task_queue.clone();
+        base.mail.delivery = match &self.smtp {
+            Some(smtp) => Delivery::Smtp(smtp.settings()),
+            None => Delivery::Mailbox(self.mailbox_dir()),
+        };
+        base.email_retry = TEST_EMAIL_RETRY;
+        if let Some(sandbox) = &self.sandbox {
+            base.paypal = Some(sandbox.paypal_settings());
+        }
+        base
+    }
+
+    /// The payments sandbox (checkout stacks only).
+    pub fn sandbox(&self) -> anyhow::Result<&Sandbox> {
+        self.sandbox
+            .as_ref()
+            .context("not a checkout stack (Stack::builder().checkout(..))")
+    }
+
+    /// The local mailbox folder workers of this stack write `.eml` files to
+    /// when no SMTP server is started.
+    pub fn mailbox_dir(&self) -> PathBuf {
+        self.dir.path().join("mailbox")
+    }
+
+    /// Starts the test SMTP server (workers started afterwards use it).
+    /// `rcpt_delay` holds each `RCPT` command that long.
+    pub async fn start_smtp(&mut self, rcpt_delay: Duration) -> anyhow::Result<()> {
+        let out = self.dir.path().join("smtp");
+        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay).await?);
+        Ok(())
+    }
+
+    /// Polls `GetOrder` (gRPC) until the order is `CONFIRMED` or `FAILED`.
+    pub async fn terminal_order(&self, order_id: &str) -> anyhow::Result<pb::Order> {
+        eventually("a terminal order", ORDER_TIMEOUT, || {
+            let mut grpc = self.grpc.clone();
+            let order_id = order_id.to_string();
+            async move {
+                let order = grpc
+                    .get_order(pb::GetOrderRequest { order_id })
+                    .await?
+                    .into_inner();
+                let done = order.status == pb::OrderStatus::Confirmed as i32
+                    || order.status == pb::OrderStatus::Failed as i32;
+                Ok(done.then_some(order))
+            }
+        })
+        .await
+    }
+
+    /// `http://127.0.0.1:<port>` of the API's gRPC server.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// Starts another in-process worker on this stack's task queue.
+    pub fn start_worker(&mut self, base: WorkerSettings) -> anyhow::Result<()> {
+        let settings = self.worker_settings(base);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("ordersaga-worker".into())
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(ordersaga_worker::run(settings, async {
+                    let _ = stopped.await;
+                }))?;
+                Ok(())
+            })?;
+        self.workers.push(InProcessWorker {
+            stop: Some(stop),
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    /// Stops every in-process worker (gracefully).
+    pub fn stop_workers(&mut self) -> anyhow::Result<()> {
+        for mut w in self.workers.drain(..) {
+            w.shutdown()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the real `ordersaga-worker` binary on this stack, with extra
+    /// environment variables. It must have been built (`cargo build --bins`).
+    pub fn spawn_worker_process(&self, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+        self.spawn_worker_process_with_args(&[], env)
+    }
+
+    /// [`Self::spawn_worker_process`] with command-line arguments (e.g.
+    /// `--queues notifications`).
+    pub fn spawn_worker_process_with_args(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Child> {
+        let exe = worker_binary()?;
+        let mut cmd = Command::new(&exe);
+        cmd.args(args);
+        match &self.smtp {
+            Some(smtp) => {
+                cmd.env("ORDERSAGA_SMTP_HOST", "127.0.0.1")
+                    .env("ORDERSAGA_SMTP_PORT", smtp.port.to_string())
+                    .env("ORDERSAGA_SMTP_TLS", "none");
+            }
+            None => {
+                cmd.env("ORDERSAGA_MAILBOX_DIR", self.mailbox_dir());
+            }
+        }
+        cmd.env(
+            "ORDERSAGA_EMAIL_RETRY_INITIAL_MS",
+            TEST_EMAIL_RETRY.initial.as_millis().to_string(),
+        )
+        .env(
+            "ORDERSAGA_EMAIL_RETRY_MAX_MS",
+            TEST_EMAIL_RETRY.max.as_millis().to_string(),
+        );
+        cmd.env("TEMPORAL_ADDRESS", &self.server.address)
+            .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_DATABASE_URL", &self.database_url)
+            .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        die_with_parent(cmd.as_std_mut());
+        cmd.spawn()
+            .with_context(|| format!("starting {}", exe.display()))
+    }
+
+    /// Creates a product (price in EUR cents) with opening stock and no
+    /// low-stock threshold.
+    pub async fn product(&self, sku: &str, price_cents: i64, stock: i64) -> anyhow::Result<Sku> {
+        create_product(&self.store, sku, price_cents, stock, 0).await
+    }
+
+    /// Units on hand of a product.
+    pub async fn on_hand(&self, sku: &Sku) -> anyhow::Result<i64> {
+        Ok(self
+            .store
+            .product(sku)
+            .await?
+            .context("product vanished")?
+            .on_hand)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
+        for w in &mut self.workers {
+            let _ = w.shutdown();
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! The order saga: [`OrderWorkflow`].
+//!
+//! `PlaceOrder` -> `ProcessPayment` -> `ProcessInventory` -> `ConfirmOrder`;
+//! on a business failure or cancellation the compensations registered so far
+//! run in reverse ([`compensation`]), then `FailOrder`.
+//!
+//! - this module: the workflow's state, handlers and forward path
+//!   (`run -> forward -> confirm`, or `compensate -> fail`);
+//! - [`payment`]: the payment step in either mode (simulated charge, or a
+//!   PayPal-style checkout that waits durably for the buyer's approval);
+//! - [`compensation`]: the undo actions;
+//! - [`options`]: retry policy and activity options;
+//! - [`legacy`]: what sagas of older generations do differently.
+//!
+//! The payment mode is fixed per order in its input ([`PaymentMode`]). In
+//! checkout mode the `PaymentLink` update answers `PlaceOrder` with the
+//! approval link once it exists, the `PaymentEvent` signal carries the
+//! verified webhooks, and `CancelOrder` is an update whose validator refuses
+//! it after the point of no return ([`SagaStep::past_point_of_no_return`]).
+//!
+//! Steps that only write our own database run as *local* activities: they
+//! are short, idempotent and need no server round trip of their own. Steps
+//! that talk to the payment gateway run as regular activities with
+//! heartbeats, so any worker of the fleet can take them over.
+//!
+//! The saga tells the support services without waiting for them: the step
+//! that causes an email or a shipping request (`PlaceOrder`, `OpenPayment`,
+//! `ConfirmOrder`, `FailOrder`) commits it to the outbox in its own
+//! transaction, and the [`crate::OutboxRelayWorkflow`] of each service
+//! delivers it on that service's task queue. The saga starts nothing per
+//! message, so these cost it no server round trip; an email outage or an
+//! absent notifications fleet never delays or fails an order.
+
+mod compensation;
+mod legacy;
+mod options;
+mod payment;
+
+use ordersaga_domain::contracts::{
+    ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
+};
+use ordersaga_domain::names::{
+    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, handler, search_attribute,
+};
+use ordersaga_domain::{
+    FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
+    OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus, SagaStep,
+};
+use temporalio_workflow::common::SearchAttributeKey;
+use temporalio_workflow::common::error::IncomingError;
+use temporalio_workflow::common::protos::temporal::api::failure::v1::failure::FailureInfo;
+use temporalio_workflow::{
+    ActivityExecutionError, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination, workflow, workflow_methods,
+};
+
+use compensation::Compensation;
+use options::{db_step, detached};
+
+/// The `OrderStatus` search attribute, kept current by the workflow.
+pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword(search_attribute::ORDER_STATUS);
+
+/// The generation of the saga a run belongs to, decided once from its
+/// patches before the first command, so recorded sagas replay what they did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generation {
+    /// Recorded before notifications existed: no email, no shipping request.
+    Original,
+    /// `notifications-v1`: a child workflow per email and for shipping
+    /// ([`legacy`]).
+    ChildWorkflows,
+    /// `outbox-v1`: the messages are committed with the step that causes
+    /// them.
+    Outbox,
+}
+
+/// Why the forward path stopped.
+enum Stop {
+    /// A business outcome: the order fails, compensations run.
+    Business(FailureReason),
+    /// The workflow was cancelled: compensations run, then it ends cancelled.
+    Cancelled(String),
+    /// Anything else (a bug): compensations run, then the workflow fails so
+    /// an operator sees it.
+    Broken(Box<ActivityExecutionError>),
+    /// The workflow cannot go on (e.g. a child's input did not serialize):
+    /// compensations run, then the workflow ends with this.
+    Terminated(WorkflowTermination),
+}
+
+#[workflow]
+pub struct OrderWorkflow {
+    input: OrderInput,
+    view: OrderView,
+    /// The step `view.step` shows.
+    step: SagaStep,
+    generation: Generation,
+    /// Checkout: the first gateway event that decided the payment; later
+    /// ones (duplicates, out of order) are ignored.
+    payment_event: Option<GatewayEventKind>,
+    /// Checkout: the gateway's order, once created.
+    gateway_order: Option<GatewayOrderId>,
+    /// `CancelOrder` was accepted, with the customer's reason.
+    cancel_requested: Option<String>,
+}
+
+#[workflow_methods]
+impl OrderWorkflow {
+    #[init]
+    pub fn new(_ctx: &WorkflowContextView, input: OrderInput) -> Self {
+        let step = SagaStep::Started;
+        let view = OrderView {
+            order_id: input.order_id,
+            status: OrderStatus::Pending,
+            payment_status: None,
+            step: step.to_string(),
+            events: Vec::new(),
+            reason: None,
+            approval_url: None,
+        };
+        Self {
+            input,
+            view,
+            step,
+            generation: Generation::Original,
+            payment_event: None,
+            gateway_order: None,
+            cancel_requested: None,
+        }
+    }
+
+    /// The saga. Business failures complete the workflow with a `FAILED`
+    /// outcome; cancellation compensates and ends the workflow cancelled.
+    #[run(name = ORDER_WORKFLOW_TYPE)]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<OrderOutcome> {
+        let input = ctx.state(|s| s.input.clone());
+        // Decided once, before the first command. (Asked later, right after
+        // a local activity, the answer could be taken during replay before
+        // the SDK has seen the marker.)
+        let generation = if ctx.patched(OUTBOX_PATCH) {
+            Generation::Outbox
+        } else if ctx.patched(NOTIFICATIONS_PATCH) {
+            Generation::ChildWorkflows
+        } else {
+            Generation::Original
+        };
+        ctx.state_mut(|s| s.generation = generation);
+        let mut undo = Vec::new();
+        let stop = match Self::forward(ctx, &input, &mut undo).await {
+            Ok(()) => return Self::confirm(ctx, &input).await,
+            Err(stop) => stop,
+        };
+        let why = match &stop {
+            Stop::Business(reason) => reason.to_string(),
+            Stop::Cancelled(message) => FailureReason::Cancelled {
+                message: message.clone(),
+            }
+            .to_string(),
+            Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
+        };
+        let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
+        let reason = match stop {
+            Stop::Business(reason) => reason,
+            Stop::Cancelled(message) => FailureReason::Cancelled { message },
+            Stop::Broken(err) => return Err((*err).into()),
+            Stop::Terminated(t) => return Err(t),
+        };
+        let cancelled = matches!(reason, FailureReason::Cancelled { .. });
+        let email = input.failed_email(&reason, refunded);
+        let outgoing = Self::for_outbox(ctx, email.clone().map(Outgoing::Email));
+        Self::fail(ctx, &input, &reason, outgoing).await?;
+        Self::notify_by_child(ctx, email).await?;
+        if cancelled {
+            return Err(WorkflowTermination::cancelled());
+        }
+        Ok(OrderOutcome {
+            order_id: input.order_id,
+            status: OrderStatus::Failed,
+            reason: Some(reason),
+            refunded,
+        })
+    }
+
+    /// The live status of the order.
+    #[query(name = handler::GET_STATUS)]
+    pub fn get_status(&self, _ctx: &WorkflowContextView) -> OrderView {
+        self.view.clone()
+    }
+
+    /// A verified gateway webhook, signalled by the API. Only an approval or
+    /// a void decides a pending payment; the first one wins, so duplicates
+    /// and late or reordered events change nothing.
+    #[signal(name = handler::PAYMENT_EVENT)]
+    pub fn payment_event(&mut self, _ctx: &mut SyncWorkflowContext<Self>, event: GatewayEvent) {
+        let deciding = match event.kind {
+            // A capture we did not ask for still means the buyer approved;
+            // capturing again finds it (ensure_captured).
+            GatewayEventKind::Approved | GatewayEventKind::Captured => {
+                Some(GatewayEventKind::Approved)
+            }
+            GatewayEventKind::Voided => Some(GatewayEventKind::Voided),
+            // Consequences of our own capture and refund: their activities
+            // already report them.
+            GatewayEventKind::CaptureDenied | GatewayEventKind::Refunded => None,
+        };
+        if self.payment_event.is_none() {
+            self.payment_event = deciding;
+        }
+    }
+
+    /// Answers the buyer's approval link once the gateway order exists, or
+    /// `None` when the order will have none (simulated payment, or it ended
+    /// before). `PlaceOrder` sends it with the start (update-with-start).
+    #[update(name = handler::PAYMENT_LINK)]
+    pub async fn payment_link(ctx: &mut WorkflowContext<Self>) -> Option<String> {
+        let simulated = ctx.state(|s| s.input.payment == PaymentMode::Simulated);
+        if simulated {
+            return None;
+        }
+        // A cancelled workflow answers what it has.
+        let _ = ctx
+            .wait_condition(|s: &Self| {
+                s.view.approval_url.is_some()
+                    || s.view.status != OrderStatus::Pending
+                    || s.step.past_point_of_no_return()
+            })
+            .await;
+        ctx.state(|s| s.view.approval_url.clone())
+    }
+
+    /// Refuses `CancelOrder` once the order is past the point of no return.
+    #[update_validator(cancel_order)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        _reason: &String,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.view.status != OrderStatus::Pending || self.step.past_point_of_no_return() {
+            return Err(format!(
+                "order {} can no longer be cancelled (status {}, step {})",
+                self.view.order_id, self.view.status, self.step
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `CancelOrder`: the saga stops at its next checkpoint; before capture
+    /// the gateway order is voided, after capture the payment is refunded.
+    /// A repeated cancel is accepted and changes nothing.
+    #[update(name = handler::CANCEL_ORDER)]
+    pub fn cancel_order(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) {
+        if self.cancel_requested.is_none() {
+            self.cancel_requested = Some(reason);
+        }
+    }
+}
+
+impl OrderWorkflow {
+    fn set_step(&mut self, step: SagaStep) {
+        self.step = step;
+        self.view.step = step.to_string();
+    }
+
+    fn step(ctx: &mut WorkflowContext<Self>, step: SagaStep) {
+        ctx.state_mut(|s| s.set_step(step));
+        ctx.set_current_details(format!("step: {step}"));
+    }
+
+    fn record(ctx: &mut WorkflowContext<Self>, event: OrderEvent) {
+        ctx.state_mut(|s| s.view.events.push(event));
+    }
+
+    fn set_payment(ctx: &mut WorkflowContext<Self>, status: PaymentStatus) {
+        ctx.state_mut(|s| s.view.payment_status = Some(status));
+    }
+
+    /// The messages a step commits to the outbox: all of them in the
+    /// outbox generation, none before it.
+    fn for_outbox(
+        ctx: &WorkflowContext<Self>,
+        messages: impl IntoIterator<Item = Outgoing>,
+    ) -> Vec<Outgoing> {
+        if ctx.state(|s| s.generation) == Generation::Outbox {
+            messages.into_iter().collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn forward(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let order_id = input.order_id;
+        Self::step(ctx, SagaStep::PlaceOrder);
+        // A checkout order's "received" email carries the approval link:
+        // it is committed with the link (OpenPayment), not here.
+        let outgoing = match input.payment {
+            PaymentMode::Checkout(_) => Vec::new(),
+            PaymentMode::Simulated => {
+                Self::for_outbox(ctx, input.received_email(None).map(Outgoing::Email))
+            }
+        };
+        // Detached: even an order cancelled at once is stored first, so its
+        // cancellation has an order to be recorded against.
+        ctx.execute_local_activity(
+            OrderContract::place_order,
+            PlaceOrderInput {
+                order: input.clone(),
+                outgoing,
+            },
+            db_step("PlaceOrder", detached()),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))?;
+        Self::record(ctx, OrderEvent::OrderPlaced);
+        Self::notify_by_child(ctx, input.received_email(None))
+            .await
+            .map_err(Stop::Terminated)?;
+        Self::cancelled(ctx)?;
+
+        Self::step(ctx, SagaStep::ProcessPayment);
+        Self::set_payment(ctx, PaymentStatus::Pending);
+        match input.payment {
+            PaymentMode::Checkout(timing) => {
+                Self::checkout_payment(ctx, input, timing, undo).await?
+            }
+            PaymentMode::Simulated => Self::charge(ctx, input, undo).await?,
+        }
+        Self::set_payment(ctx, PaymentStatus::Captured);
+        Self::record(ctx, OrderEvent::PaymentProcessed);
+        Self::cancelled(ctx)?;
+
+        Self::step(ctx, SagaStep::ProcessInventory);
+        undo.push(Compensation::ReleaseInventory);
+        let stocked = ctx
+            .execute_local_activity(
+                OrderContract::process_inventory,
+                order_id,
+                db_step("ProcessInventory", None),
+            )
+            .await;
+        let processed = match stocked {
+            Ok(processed) => processed,
+            Err(e) => {
+                let stop = Self::classify(ctx, e);
+                if let Stop::Business(_) = stop {
+                    // Short: the deduction was all-or-nothing, nothing to release.
+                    undo.pop();
+                    Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                }
+                return Err(stop);
+            }
+        };
+        Self::record(ctx, OrderEvent::InventoryProcessed);
+        // MonitorLowStock raised these in the deduction's own transaction,
+        // and committed their emails to the outbox with them; sagas of the
+        // child-workflow generation start an email workflow per alert.
+        // (Histories from before alerts were reported carry none here.)
+        for alert in processed.map(|p| p.low_stock_alerts).unwrap_or_default() {
+            Self::notify_by_child(ctx, Some(Notification::LowStock(alert)))
+                .await
+                .map_err(Stop::Terminated)?;
+        }
+        Self::cancelled(ctx)
+    }
+
+    async fn confirm(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+    ) -> WorkflowResult<OrderOutcome> {
+        Self::step(ctx, SagaStep::ConfirmOrder);
+        let email = input.confirmed_email();
+        let shipment = input.shipment();
+        let outgoing = Self::for_outbox(
+            ctx,
+            email
+                .clone()
+                .map(Outgoing::Email)
+                .into_iter()
+                .chain(shipment.clone().map(Outgoing::Shipment)),
+        );
+        // Paid and stock deducted: the point of no return. A cancellation
+        // arriving now must not leave money taken for an unconfirmed order.
+        ctx.execute_local_activity(
+            OrderContract::confirm_order,
+            ConfirmOrderInput {
+                order_id: input.order_id,
+                outgoing,
+            },
+            db_step("ConfirmOrder", detached()),
+        )
+        .await?;
+        Self::finish(
+            ctx,
+            OrderStatus::Confirmed,
+            None,
+            OrderEvent::OrderConfirmed,
+        );
+        Self::notify_by_child(ctx, email).await?;
+        Self::ship_by_child(ctx, shipment).await?;
+        Ok(OrderOutcome {
+            order_id: input.order_id,
+            status: OrderStatus::Confirmed,
+            reason: None,
+            refunded: false,
+        })
+    }
+
+    async fn fail(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        reason: &FailureReason,
+        outgoing: Vec<Outgoing>,
+    ) -> WorkflowResult<()> {
+        Self::step(ctx, SagaStep::FailOrder);
+        ctx.execute_local_activity(
+            OrderContract::fail_order,
+            FailOrderInput {
+                order_id: input.order_id,
+                reason: reason.clone(),
+                outgoing,
+            },
+            db_step("FailOrder", detached()),
+        )
+        .await?;
+        Self::finish(
+            ctx,
+            OrderStatus::Failed,
+            Some(reason.clone()),
+            OrderEvent::OrderFailed,
+        );
+        Ok(())
+    }
+
+    fn finish(
+        ctx: &mut WorkflowContext<Self>,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+        event: OrderEvent,
+    ) {
+        ctx.state_mut(|s| {
+            s.view.status = status;
+            s.view.reason = reason;
+            s.set_step(SagaStep::Done);
+        });
+        Self::record(ctx, event);
+        ctx.set_current_details(format!("status: {status}"));
+        ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
+    }
+
+    /// Stops the forward path once the workflow has been asked to cancel
+    /// (Temporal cancellation), or the customer cancelled (`CancelOrder`).
+    fn cancelled(ctx: &WorkflowContext<Self>) -> Result<(), Stop> {
+        let token = ctx.cancellation_token();
+        if token.is_cancelled() {
+            return Err(Stop::Cancelled(token.reason().unwrap_or_default()));
+        }
+        if let Some(message) = ctx.state(|s| s.cancel_requested.clone()) {
+            return Err(Stop::Business(FailureReason::Cancelled { message }));
+        }
+        Ok(())
+    }
+
+    fn workflow_cancelled(ctx: &WorkflowContext<Self>) -> Stop {
+        Stop::Cancelled(ctx.cancellation_token().reason().unwrap_or_default())
+    }
+
+    fn classify(ctx: &WorkflowContext<Self>, err: ActivityExecutionError) -> Stop {
+        let token = ctx.cancellation_token();
+        if token.is_cancelled() || err.as_cancelled().is_some() {
+            return Stop::Cancelled(token.reason().unwrap_or_default());
+        }
+        match business_reason(&err) {
+            Some(reason) => Stop::Business(reason),
+            None => Stop::Broken(Box::new(err)),
+        }
+    }
+}
+
+/// The [`FailureReason`] of a non-retryable business failure, if `err` is one.
+///
+/// Regular activities report an application failure wrapped in an activity
+/// failure (`err.reason()`); local activities report it top-level, so its
+/// details are decoded from the failure itself.
+fn business_reason(err: &ActivityExecutionError) -> Option<FailureReason> {
+    if let Some(IncomingError::Application(app)) = err.reason() {
+        return if app.is_non_retryable() {
+            app.details::<FailureReason>().ok().flatten()
+        } else {
+            None
+        };
+    }
+    match &err.failure()?.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) if info.non_retryable => {
+            let payload = info.details.as_ref()?.payloads.first()?;
+            serde_json::from_slice(&payload.data).ok()
+        }
+        _ => None,
+    }
+}

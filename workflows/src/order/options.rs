@@ -1,0 +1,68 @@
+//! How the saga runs its activities: the retry policy and the two kinds of
+//! step (local database writes, heartbeating gateway calls). Part of every
+//! recorded history: changing a value here changes the commands a saga
+//! sends.
+
+use std::time::Duration;
+
+use ordersaga_domain::names::failure;
+use temporalio_workflow::{
+    ActivityCancellationType, ActivityOptions, LocalActivityOptions, RetryPolicy,
+    WorkflowCancellationToken,
+};
+
+/// Retries infrastructure errors with backoff for as long as the step's
+/// timeout allows (an outage is waited out, not turned into failed orders);
+/// business outcomes are final.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(100))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(30))
+        .non_retryable_error_types([
+            failure::PAYMENT_DECLINED,
+            failure::OUT_OF_STOCK,
+            failure::ORDER_NOT_FOUND,
+        ])
+        .build()
+}
+
+/// Our own database writes: milliseconds each; retried for up to a day.
+pub(super) fn db_step(
+    summary: &str,
+    token: Option<WorkflowCancellationToken>,
+) -> LocalActivityOptions {
+    let mut opts = LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(10))
+        .schedule_to_close_timeout(Duration::from_secs(24 * 3600))
+        .retry_policy(retry_policy())
+        .summary(summary.to_string())
+        .build();
+    opts.cancellation_token = token;
+    opts
+}
+
+/// Gateway calls: heartbeating, so a dead worker's attempt is retried
+/// elsewhere within seconds.
+pub(super) fn gateway_step(
+    summary: &str,
+    token: Option<WorkflowCancellationToken>,
+) -> ActivityOptions {
+    let mut opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+        .heartbeat_timeout(Duration::from_secs(5))
+        .retry_policy(retry_policy())
+        // On cancellation wait for the charge attempt to end, so a refund
+        // never runs before the capture it must undo.
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
+        .summary(summary)
+        .build();
+    opts.cancellation_token = token;
+    opts
+}
+
+/// A compensation or closing step: a detached token, so it runs even when
+/// the workflow is being cancelled (a cancelled order is still refunded and
+/// recorded).
+pub(super) fn detached() -> Option<WorkflowCancellationToken> {
+    Some(WorkflowCancellationToken::new())
+}

@@ -1,0 +1,267 @@
+//! The payment step, in the order's [`PaymentMode`]: one synchronous charge
+//! through the simulated gateway, or a PayPal-style checkout (create the
+//! gateway order, publish the buyer's approval link, wait durably for the
+//! approval, capture).
+//!
+//! [`PaymentMode`]: ordersaga_domain::PaymentMode
+
+use std::time::Duration;
+
+use ordersaga_domain::contracts::{
+    CaptureOutcome, CheckoutInput, CheckoutStatus, GatewayPaymentInput, OpenPaymentInput,
+    OrderContract, PaymentInput, SettleInput, Settlement,
+};
+use ordersaga_domain::{
+    CheckoutTiming, FailureReason, GatewayEventKind, OrderEvent, OrderId, OrderInput, Outgoing,
+    PaymentStatus, SagaStep,
+};
+use temporalio_workflow::{TimerOptions, TimerResult, WorkflowContext};
+
+use super::compensation::Compensation;
+use super::options::{db_step, detached, gateway_step};
+use super::{OrderWorkflow, Stop};
+
+/// How the wait for the buyer's approval ended.
+enum Approval {
+    /// Approved (or already captured): capture.
+    Approved,
+    /// The buyer cancelled on the approval page.
+    Voided,
+    /// The deadline passed.
+    Expired,
+    /// `CancelOrder` arrived.
+    CancelRequested(String),
+}
+
+impl OrderWorkflow {
+    /// Simulated mode: one synchronous charge.
+    pub(super) async fn charge(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let payment = PaymentInput {
+            order_id: input.order_id,
+            transaction_id: input.transaction_id,
+            amount: input.total,
+        };
+        // Registered before the charge: a cancellation while it is in flight
+        // must still give back whatever it captured.
+        undo.push(Compensation::RefundPayment);
+        let paid = ctx
+            .execute_activity(
+                OrderContract::process_payment,
+                payment,
+                gateway_step("ProcessPayment", None),
+            )
+            .await;
+        if let Err(e) = paid {
+            let stop = Self::classify(ctx, e);
+            if let Stop::Business(_) = stop {
+                // Declined: nothing was captured, nothing to refund.
+                undo.pop();
+                Self::set_payment(ctx, PaymentStatus::Declined);
+                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+            }
+            return Err(stop);
+        }
+        Ok(())
+    }
+
+    /// Checkout mode: create the gateway order and publish its approval
+    /// link, wait for approval (webhook signal, reconciliation poll,
+    /// deadline or `CancelOrder`), then capture.
+    pub(super) async fn checkout_payment(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        timing: CheckoutTiming,
+        undo: &mut Vec<Compensation>,
+    ) -> Result<(), Stop> {
+        let order_id = input.order_id;
+        let checkout = ctx
+            .execute_activity(
+                OrderContract::create_checkout,
+                CheckoutInput {
+                    order_id,
+                    transaction_id: input.transaction_id,
+                    amount: input.total,
+                    payer_email: input.customer_email.as_ref().map(|e| e.to_string()),
+                },
+                gateway_step("CreateCheckout", None),
+            )
+            .await
+            .map_err(|e| Self::classify(ctx, e))?;
+        let gateway_order_id = checkout.id.clone();
+        ctx.state_mut(|s| s.gateway_order = Some(gateway_order_id.clone()));
+        undo.push(Compensation::VoidPayment);
+        let approval_url = checkout.approve_url.clone();
+        // The "order received" email carries the approval link, so it is
+        // committed here rather than with `PlaceOrder`.
+        let received = input.received_email(Some(approval_url.clone()));
+        let outgoing = Self::for_outbox(ctx, received.map(Outgoing::Email));
+        ctx.execute_local_activity(
+            OrderContract::open_payment,
+            OpenPaymentInput {
+                order_id,
+                transaction_id: input.transaction_id,
+                amount: input.total,
+                checkout,
+                outgoing,
+            },
+            db_step("OpenPayment", None),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))?;
+        ctx.state_mut(|s| s.view.approval_url = Some(approval_url));
+
+        Self::step(ctx, SagaStep::AwaitApproval);
+        let gateway = GatewayPaymentInput {
+            order_id,
+            transaction_id: input.transaction_id,
+            gateway_order_id,
+        };
+        let reason = match Self::await_approval(ctx, &gateway, timing).await? {
+            Approval::Approved => None,
+            Approval::Voided => Some(FailureReason::PaymentDeclined {
+                message: "cancelled by the buyer".to_string(),
+            }),
+            Approval::Expired => Some(FailureReason::PaymentExpired {
+                after_secs: timing.deadline_secs,
+            }),
+            Approval::CancelRequested(message) => Some(FailureReason::Cancelled { message }),
+        };
+        if let Some(reason) = reason {
+            // Never approved: the VoidPayment compensation voids the gateway
+            // order and records `PaymentProcessFailed`.
+            return Err(Stop::Business(reason));
+        }
+
+        Self::step(ctx, SagaStep::CapturePayment);
+        // Approved: from here the undo is a refund, registered before the
+        // capture so a cancellation while it is in flight gives back
+        // whatever it took.
+        undo.pop();
+        undo.push(Compensation::RefundPayment);
+        let captured = ctx
+            .execute_activity(
+                OrderContract::capture_payment,
+                gateway,
+                gateway_step("CapturePayment", None),
+            )
+            .await
+            .map_err(|e| Self::classify(ctx, e))?;
+        match captured {
+            CaptureOutcome::Completed { .. } => {
+                Self::settle(ctx, order_id, Settlement::Captured).await
+            }
+            CaptureOutcome::Declined { reason, .. } => {
+                // Nothing taken, nothing to refund.
+                undo.pop();
+                Self::settle(
+                    ctx,
+                    order_id,
+                    Settlement::Declined {
+                        reason: reason.clone(),
+                    },
+                )
+                .await?;
+                Self::set_payment(ctx, PaymentStatus::Declined);
+                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                Err(Stop::Business(FailureReason::PaymentDeclined {
+                    message: reason,
+                }))
+            }
+        }
+    }
+
+    /// Waits for the buyer: a webhook or `CancelOrder` wakes the saga at
+    /// once; every poll interval it asks the gateway itself (a lost webhook
+    /// never leaves the payment stuck); the deadline ends the wait.
+    async fn await_approval(
+        ctx: &mut WorkflowContext<Self>,
+        gateway: &GatewayPaymentInput,
+        timing: CheckoutTiming,
+    ) -> Result<Approval, Stop> {
+        let poll = Duration::from_secs(timing.poll_secs.max(1));
+        let mut remaining = Duration::from_secs(timing.deadline_secs);
+        loop {
+            let decided = ctx.state(|s| {
+                if let Some(reason) = &s.cancel_requested {
+                    return Some(Approval::CancelRequested(reason.clone()));
+                }
+                match s.payment_event {
+                    Some(GatewayEventKind::Voided) => Some(Approval::Voided),
+                    Some(_) => Some(Approval::Approved),
+                    None => None,
+                }
+            });
+            if let Some(approval) = decided {
+                return Ok(approval);
+            }
+            if remaining.is_zero() {
+                return Ok(Approval::Expired);
+            }
+            let wait = poll.min(remaining);
+            let timer = TimerOptions::builder(wait)
+                .summary("payment reconciliation".to_string())
+                .build();
+            let woke_by_timer = temporalio_workflow::workflows::select! {
+                r = ctx.wait_condition(|s: &Self| {
+                    s.payment_event.is_some() || s.cancel_requested.is_some()
+                }) => match r {
+                    Ok(()) => false,
+                    Err(_) => return Err(Self::workflow_cancelled(ctx)),
+                },
+                r = ctx.timer(timer) => match r {
+                    TimerResult::Fired => true,
+                    TimerResult::Cancelled => return Err(Self::workflow_cancelled(ctx)),
+                },
+            };
+            if !woke_by_timer {
+                continue;
+            }
+            remaining = remaining.saturating_sub(wait);
+            if remaining.is_zero() {
+                continue;
+            }
+            let snapshot = ctx
+                .execute_activity(
+                    OrderContract::get_checkout,
+                    gateway.gateway_order_id.clone(),
+                    gateway_step("GetCheckout", None),
+                )
+                .await
+                .map_err(|e| Self::classify(ctx, e))?;
+            let polled = match snapshot.status {
+                CheckoutStatus::Approved | CheckoutStatus::Completed => {
+                    Some(GatewayEventKind::Approved)
+                }
+                CheckoutStatus::Voided => Some(GatewayEventKind::Voided),
+                _ => None,
+            };
+            ctx.state_mut(|s| {
+                if s.payment_event.is_none() {
+                    s.payment_event = polled;
+                }
+            });
+        }
+    }
+
+    /// Records how the checkout payment ended.
+    async fn settle(
+        ctx: &mut WorkflowContext<Self>,
+        order_id: OrderId,
+        settlement: Settlement,
+    ) -> Result<(), Stop> {
+        ctx.execute_local_activity(
+            OrderContract::settle_payment,
+            SettleInput {
+                order_id,
+                settlement,
+            },
+            db_step("SettlePayment", detached()),
+        )
+        .await
+        .map_err(|e| Self::classify(ctx, e))
+    }
+}

@@ -283,7 +283,8 @@ impl OrderActivities {
         let order = input.order;
         let created = self
             .store
-            .place_order(&order, &input.outgoing)
+            .orders()
+            .place(&order, &input.outgoing)
             .await
             .map_err(store_failure)?;
         if created {
@@ -304,7 +305,8 @@ impl OrderActivities {
     ) -> Result<(), ActivityError> {
         let payment = self
             .store
-            .ensure_payment(&input.order_id, &input.transaction_id, input.amount)
+            .payments()
+            .ensure(&input.order_id, &input.transaction_id, input.amount)
             .await
             .map_err(store_failure)?;
         let decline = match payment.status {
@@ -323,7 +325,8 @@ impl OrderActivities {
                 };
                 let recorded = self
                     .store
-                    .record_payment_outcome(&input.order_id, reason.map_or(Ok(()), Err))
+                    .payments()
+                    .record_outcome(&input.order_id, reason.map_or(Ok(()), Err))
                     .await
                     .map_err(store_failure)?;
                 recorded.decline_reason.filter(|_| reason.is_some())
@@ -360,7 +363,8 @@ impl OrderActivities {
     ) -> Result<Option<InventoryProcessed>, ActivityError> {
         let deducted = self
             .store
-            .deduct_stock(&order_id)
+            .stock()
+            .deduct(&order_id)
             .await
             .map_err(store_failure)?;
         crash_point(activity::PROCESS_INVENTORY);
@@ -370,6 +374,7 @@ impl OrderActivities {
                 // after a crash finds the alerts the first attempt raised.
                 let low_stock_alerts = self
                     .store
+                    .stock()
                     .low_stock_notices(&format!("order:{order_id}"))
                     .await
                     .map_err(store_failure)?;
@@ -393,7 +398,8 @@ impl OrderActivities {
         let order_id = input.order_id;
         let status = self
             .store
-            .confirm_order(&order_id, &input.outgoing)
+            .orders()
+            .confirm(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_confirmed();
@@ -410,7 +416,8 @@ impl OrderActivities {
     ) -> Result<OrderStatus, ActivityError> {
         let status = self
             .store
-            .fail_order(&input.order_id, &input.reason, &input.outgoing)
+            .orders()
+            .fail(&input.order_id, &input.reason, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_failed();
@@ -435,6 +442,7 @@ impl OrderActivities {
         let refunded = outcome == RefundOutcome::Refunded;
         if refunded {
             self.store
+                .payments()
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?;
@@ -454,7 +462,8 @@ impl OrderActivities {
     ) -> Result<bool, ActivityError> {
         let released = self
             .store
-            .release_stock(&order_id)
+            .stock()
+            .release(&order_id)
             .await
             .map_err(store_failure)?;
         tracing::info!(%order_id, released, "ReleaseInventory");
@@ -495,7 +504,8 @@ impl OrderActivities {
             approval_url: input.checkout.approve_url,
         };
         self.store
-            .open_checkout_payment(
+            .payments()
+            .open_checkout(
                 &input.order_id,
                 &input.transaction_id,
                 input.amount,
@@ -551,21 +561,24 @@ impl OrderActivities {
         match &input.settlement {
             Settlement::Captured => {
                 self.store
-                    .record_payment_outcome(&order_id, Ok(()))
+                    .payments()
+                    .record_outcome(&order_id, Ok(()))
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, "PaymentProcessed");
             }
             Settlement::Declined { reason } => {
                 self.store
-                    .record_payment_outcome(&order_id, Err(reason))
+                    .payments()
+                    .record_outcome(&order_id, Err(reason))
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, %reason, "PaymentProcessFailed");
             }
             Settlement::Voided { reason } => {
                 self.store
-                    .record_payment_voided(&order_id, reason)
+                    .payments()
+                    .record_voided(&order_id, reason)
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, %reason, "PaymentProcessFailed");
@@ -613,6 +626,7 @@ impl OrderActivities {
         if refunded
             && self
                 .store
+                .payments()
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?

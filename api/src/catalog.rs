@@ -5,10 +5,10 @@
 use ordersaga_domain::{Currency, CustomerId, Money, Sku};
 use ordersaga_store::Store;
 use ordersaga_store::{
-    LowStockAlert, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
+    LowStockAlertRecord, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
 };
 
-use crate::error::ApiError;
+use crate::error::{ApiError, invalid};
 
 /// Longest product name.
 pub const MAX_NAME: usize = 200;
@@ -42,11 +42,7 @@ pub struct StockReceiptCommand {
 }
 
 /// A page of alerts and the token of the next one.
-pub type AlertPage = (Vec<LowStockAlert>, Option<String>);
-
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::InvalidArgument(msg.into())
-}
+pub type AlertPage = (Vec<LowStockAlertRecord>, Option<String>);
 
 fn sku(value: &str) -> Result<Sku, ApiError> {
     Sku::parse(value).map_err(|e| invalid(e.to_string()))
@@ -95,7 +91,8 @@ impl CatalogService {
             )));
         }
         self.store
-            .create_product(&NewProduct {
+            .catalog()
+            .create(&NewProduct {
                 sku,
                 name: name.to_string(),
                 price: Money::new(cmd.price_minor, currency),
@@ -109,7 +106,8 @@ impl CatalogService {
     pub async fn get_product(&self, sku_text: &str) -> Result<Product, ApiError> {
         let sku = sku(sku_text)?;
         self.store
-            .product(&sku)
+            .catalog()
+            .get(&sku)
             .await
             .map_err(store_error)?
             .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))
@@ -118,7 +116,8 @@ impl CatalogService {
     /// Whether the store answers (readiness).
     pub async fn ready(&self) -> Result<(), ApiError> {
         self.store
-            .list_products()
+            .catalog()
+            .list()
             .await
             .map(drop)
             .map_err(store_error)
@@ -126,7 +125,7 @@ impl CatalogService {
 
     /// The whole catalog.
     pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
-        self.store.list_products().await.map_err(store_error)
+        self.store.catalog().list().await.map_err(store_error)
     }
 
     /// `CreateStockReceipt`. Unknown skus and quantities <= 0 are
@@ -159,7 +158,8 @@ impl CatalogService {
             }
             if self
                 .store
-                .product(&sku)
+                .catalog()
+                .get(&sku)
                 .await
                 .map_err(store_error)?
                 .is_none()
@@ -170,7 +170,8 @@ impl CatalogService {
         }
         let receipt = self
             .store
-            .receive_stock(&NewStockReceipt {
+            .stock()
+            .receive(&NewStockReceipt {
                 idempotency_key: key.to_string(),
                 lines,
             })
@@ -207,7 +208,8 @@ impl CatalogService {
         let limit = if page_size == 0 { 20 } else { page_size };
         let (alerts, more) = self
             .store
-            .list_low_stock_alerts(sku.as_ref(), limit, after)
+            .stock()
+            .low_stock_alerts(sku.as_ref(), limit, after)
             .await
             .map_err(store_error)?;
         let next = more
@@ -230,7 +232,8 @@ impl CatalogService {
             return Err(invalid(format!("stars must be 1 to 5, got {stars}")));
         }
         self.store
-            .submit_rating(&customer, &sku, stars)
+            .catalog()
+            .rate(&customer, &sku, stars)
             .await
             .map_err(store_error)
     }

@@ -25,7 +25,7 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, invalid};
 
 /// A saga's longest life.
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -153,10 +153,6 @@ pub struct OrderService {
     payment: PaymentSettings,
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::InvalidArgument(msg.into())
-}
-
 // ----- contact details and shipping (notifications/shipping services) ------
 
 /// The validated email address and shipping address of a `PlaceOrder`.
@@ -193,7 +189,8 @@ impl OrderService {
         let limit = if page_size == 0 { 20 } else { page_size };
         let (page, next) = self
             .store
-            .list_shipments(limit, after)
+            .shipments()
+            .list(limit, after)
             .await
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))
@@ -277,7 +274,8 @@ impl OrderService {
         if key.is_some()
             && let Some(existing) = self
                 .store
-                .get_order(&order_id)
+                .orders()
+                .get(&order_id)
                 .await
                 .map_err(ApiError::internal)?
         {
@@ -332,7 +330,8 @@ impl OrderService {
             if !catalog.contains_key(&sku) {
                 let product = self
                     .store
-                    .product(&sku)
+                    .catalog()
+                    .get(&sku)
                     .await
                     .map_err(ApiError::internal)?
                     .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))?;
@@ -439,13 +438,15 @@ impl OrderService {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
         if let Some(record) = self
             .store
-            .get_order(&id)
+            .orders()
+            .get(&id)
             .await
             .map_err(ApiError::internal)?
         {
             let shipment = self
                 .store
-                .shipment(&id)
+                .shipments()
+                .get(&id)
                 .await
                 .map_err(ApiError::internal)?
                 .map(Box::new);
@@ -494,7 +495,8 @@ impl OrderService {
         };
         let stored = self
             .store
-            .get_order(&id)
+            .orders()
+            .get(&id)
             .await
             .map_err(ApiError::internal)?;
         let ended = |status: OrderStatus| {
@@ -525,7 +527,8 @@ impl OrderService {
             Err(WorkflowUpdateError::NotFound(_)) if stored.is_some() => {
                 let status = self
                     .store
-                    .get_order(&id)
+                    .orders()
+                    .get(&id)
                     .await
                     .map_err(ApiError::internal)?
                     .map_or(OrderStatus::Failed, |r| r.summary.status);
@@ -581,7 +584,8 @@ impl OrderService {
         };
         let Some(order_id) = self
             .store
-            .order_of_transaction(&transaction_id)
+            .orders()
+            .paid_by(&transaction_id)
             .await
             .map_err(ApiError::internal)?
         else {
@@ -643,7 +647,8 @@ impl OrderService {
         };
         let (page, next) = self
             .store
-            .list_orders(&query)
+            .orders()
+            .list(&query)
             .await
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))

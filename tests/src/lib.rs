@@ -511,7 +511,8 @@ impl Stack {
     pub async fn on_hand(&self, sku: &Sku) -> anyhow::Result<i64> {
         Ok(self
             .store
-            .product(sku)
+            .catalog()
+            .get(sku)
             .await?
             .context("product vanished")?
             .on_hand)
@@ -706,7 +707,8 @@ pub async fn create_product(
 ) -> anyhow::Result<Sku> {
     let sku = Sku::parse(sku)?;
     store
-        .create_product(&NewProduct {
+        .catalog()
+        .create(&NewProduct {
             sku: sku.clone(),
             name: format!("Test product {sku}"),
             price: Money::new(price_cents, Currency::parse("EUR")?),
@@ -715,7 +717,8 @@ pub async fn create_product(
         .await?;
     if stock > 0 {
         store
-            .receive_stock(&NewStockReceipt {
+            .stock()
+            .receive(&NewStockReceipt {
                 idempotency_key: format!("opening-{sku}"),
                 lines: vec![(sku.clone(), stock)],
             })

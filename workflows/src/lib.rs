@@ -959,14 +959,7 @@ impl OrderWorkflow {
         Some(ShipmentRequest {
             order_id: input.order_id,
             customer_id: input.customer_id.clone(),
-            lines: input
-                .lines
-                .iter()
-                .map(|l| ShipmentLine {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                })
-                .collect(),
+            lines: input.lines.iter().map(ShipmentLine::from).collect(),
             address,
         })
     }

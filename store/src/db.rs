@@ -1,0 +1,93 @@
+//! What the repositories share: the transaction type, the clock, reading
+//! typed columns back, and the newest-first pages of lists.
+
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ordersaga_domain::{Currency, Money};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, StoreError};
+
+/// A transaction on the shop database.
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A stored value that does not parse back.
+pub(crate) fn corrupt(what: impl Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// A text column parsed back into its domain type (ids, statuses, events).
+pub(crate) fn parse_col<T: FromStr>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T::Err: Display,
+{
+    let text: String = row.try_get(col)?;
+    text.parse::<T>()
+        .map_err(|e| corrupt(format!("{col}: {e}")))
+}
+
+/// Money from the `minor` column and the row's `currency`.
+pub(crate) fn money(row: &AnyRow, minor: &str) -> Result<Money> {
+    let currency = Currency::parse(&row.try_get::<String, _>("currency")?).map_err(corrupt)?;
+    Ok(Money::new(row.try_get(minor)?, currency))
+}
+
+/// Numbered placeholders (`$1`, `$2`, ...) handed out in order while a
+/// statement is built clause by clause.
+#[derive(Debug, Default)]
+pub(crate) struct Placeholders(usize);
+
+impl Placeholders {
+    /// The next placeholder.
+    pub(crate) fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+
+    /// `n` placeholders for an `IN (..)` list: `$3, $4`.
+    pub(crate) fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The keyset condition of a newest-first list: rows older than the
+    /// last one shown, ties on `created_at` broken by `key` (binds the
+    /// time, then the key).
+    pub(crate) fn older_than(&mut self, key: &str) -> String {
+        let (at, id) = (self.next(), self.next());
+        format!("(created_at < {at} OR (created_at = {at} AND {key} < {id}))")
+    }
+}
+
+/// One page of a list: `limit` clamped to 1..=100 rows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Page(u32);
+
+impl Page {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self(limit.clamp(1, 100))
+    }
+
+    /// The `LIMIT` to fetch: one row more than the page, which tells
+    /// whether another page follows.
+    pub(crate) fn fetch_limit(self) -> i64 {
+        i64::from(self.0) + 1
+    }
+
+    /// The page out of the fetched rows, and whether more follow.
+    pub(crate) fn cut<T>(self, mut rows: Vec<T>) -> (Vec<T>, bool) {
+        let size = usize::try_from(self.0).unwrap_or(usize::MAX);
+        let more = rows.len() > size;
+        rows.truncate(size);
+        (rows, more)
+    }
+}

@@ -9,7 +9,7 @@ use ordersaga_domain::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Page, Placeholders, Tx, money, now_ms, parse_col};
+use crate::db::{Page, Placeholders, Tx, change_status, money, now_ms, parse_col};
 use crate::outbox::enqueue;
 use crate::payments::PaymentRecord;
 use crate::{Result, Store, StoreError};
@@ -230,33 +230,12 @@ impl<'a> Orders<'a> {
         let now = now_ms();
         let id = order_id.to_string();
         let text = reason.map(ToString::to_string);
-        let from: Vec<&str> = OrderStatus::ALL
-            .iter()
-            .filter(|s| s.can_become(status))
-            .map(OrderStatus::as_str)
-            .collect();
-        let mut p = Placeholders::default();
-        let sql = format!(
-            "UPDATE orders SET status = {}, failure_code = {}, failure_reason = {}, \
-             updated_at = {} WHERE order_id = {} AND status IN ({})",
-            p.next(),
-            p.next(),
-            p.next(),
-            p.next(),
-            p.next(),
-            p.list(from.len()),
-        );
         let mut tx = self.store.begin_write().await?;
-        let mut update = sqlx::query(&sql)
-            .bind(status.as_str())
-            .bind(reason.map(FailureReason::code))
-            .bind(text.as_deref())
-            .bind(now)
-            .bind(&id);
-        for s in from {
-            update = update.bind(s);
-        }
-        let changed = update.execute(&mut *tx).await?.rows_affected() == 1;
+        let columns = [
+            ("failure_code", reason.map(FailureReason::code)),
+            ("failure_reason", text.as_deref()),
+        ];
+        let changed = change_status(&mut tx, "orders", &id, status, &columns, now).await?;
         if changed {
             insert_event(&mut tx, &id, event, text.as_deref(), now).await?;
         }

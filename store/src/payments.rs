@@ -7,7 +7,7 @@
 use ordersaga_domain::{Money, OrderEvent, OrderId, Outgoing, PaymentStatus, TransactionId};
 use sqlx::Row;
 
-use crate::db::{Placeholders, money, now_ms, parse_col};
+use crate::db::{change_status, money, now_ms, parse_col};
 use crate::orders::insert_event;
 use crate::outbox::enqueue;
 use crate::{Result, Store, StoreError};
@@ -211,11 +211,12 @@ impl<'a> Payments<'a> {
             .ok_or(StoreError::OrderNotFound(*order_id))
     }
 
-    /// Moves the order's payment to `to` from wherever
-    /// [`PaymentStatus::can_become`] allows it, keeping `reason` (the
-    /// gateway's, or why it was voided) and recording `event` with it, in
-    /// one transaction. A payment that may not move keeps its status: a
-    /// retried step records nothing twice. Returns whether this call moved it.
+    /// Moves the order's payment to `to` where [`PaymentStatus::can_become`]
+    /// allows it, keeping `reason` (the gateway's, or why it was voided;
+    /// a payment that took money has none) and recording `event` with it,
+    /// in one transaction. A payment that may not move keeps its status, so
+    /// a retried step records nothing twice. Returns whether this call
+    /// moved it.
     async fn settle(
         self,
         order_id: &OrderId,
@@ -223,33 +224,11 @@ impl<'a> Payments<'a> {
         event: OrderEvent,
         reason: Option<&str>,
     ) -> Result<bool> {
-        let from: Vec<&str> = PaymentStatus::ALL
-            .iter()
-            .filter(|s| s.can_become(to))
-            .map(PaymentStatus::as_str)
-            .collect();
-        let mut p = Placeholders::default();
-        let sql = format!(
-            "UPDATE payments SET status = {}, decline_reason = COALESCE({}, decline_reason), \
-             updated_at = {} WHERE order_id = {} AND status IN ({})",
-            p.next(),
-            p.next(),
-            p.next(),
-            p.next(),
-            p.list(from.len()),
-        );
         let now = now_ms();
         let id = order_id.to_string();
         let mut tx = self.store.begin_write().await?;
-        let mut update = sqlx::query(&sql)
-            .bind(to.as_str())
-            .bind(reason)
-            .bind(now)
-            .bind(&id);
-        for s in from {
-            update = update.bind(s);
-        }
-        let changed = update.execute(&mut *tx).await?.rows_affected() == 1;
+        let columns = [("decline_reason", reason)];
+        let changed = change_status(&mut tx, "payments", &id, to, &columns, now).await?;
         if changed {
             insert_event(&mut tx, &id, event, reason, now).await?;
         }

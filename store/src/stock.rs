@@ -190,9 +190,10 @@ impl<'a> Stock<'a> {
         let mut tx = self.store.begin_write().await?;
         let claimed = sqlx::query(
             "INSERT INTO inventory_deductions (order_id, status, created_at) \
-             VALUES ($1, 'DEDUCTED', $2) ON CONFLICT (order_id) DO NOTHING",
+             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&id)
+        .bind(Deduction::Deducted.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -261,9 +262,10 @@ impl<'a> Stock<'a> {
         let mut tx = self.store.begin_write().await?;
         let recorded = sqlx::query(
             "INSERT INTO inventory_deductions (order_id, status, short_sku, requested, available, \
-             created_at) VALUES ($1, 'SHORT', $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&id)
+        .bind(Deduction::Short.as_str())
         .bind(s.sku.as_str())
         .bind(s.requested)
         .bind(s.available)
@@ -291,8 +293,7 @@ impl<'a> Stock<'a> {
         .fetch_optional(&self.store.pool)
         .await?
         .ok_or(StoreError::OrderNotFound(*order_id))?;
-        let status: String = row.try_get("status")?;
-        if status != "SHORT" {
+        if parse_col::<Deduction>(&row, "status")? != Deduction::Short {
             return Ok(Ok(()));
         }
         let sku: Option<String> = row.try_get("short_sku")?;
@@ -311,10 +312,11 @@ impl<'a> Stock<'a> {
         let id = order_id.to_string();
         let mut tx = self.store.begin_write().await?;
         let released = sqlx::query(
-            "UPDATE inventory_deductions SET status = 'RELEASED' \
-             WHERE order_id = $1 AND status = 'DEDUCTED'",
+            "UPDATE inventory_deductions SET status = $1 WHERE order_id = $2 AND status = $3",
         )
+        .bind(Deduction::Released.as_str())
         .bind(&id)
+        .bind(Deduction::Deducted.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -361,26 +363,29 @@ impl<'a> Stock<'a> {
     }
 }
 
-/// Why on-hand changed, as the ledger's `reason` names it.
-#[derive(Debug, Clone, Copy)]
-enum Movement {
-    /// Goods in.
-    Receipt,
-    /// An order's deduction.
-    Order,
-    /// An order's deduction put back (its compensation).
-    Release,
-}
-
-impl Movement {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Receipt => "receipt",
-            Self::Order => "order",
-            Self::Release => "release",
-        }
+ordersaga_domain::text_enum!(
+    /// Why on-hand changed, as the ledger's `reason` names it.
+    Movement {
+        /// Goods in.
+        Receipt => "receipt",
+        /// An order's deduction.
+        Order => "order",
+        /// An order's deduction put back (its compensation).
+        Release => "release",
     }
-}
+);
+
+ordersaga_domain::text_enum!(
+    /// How an order's `ProcessInventory` ended (`inventory_deductions`).
+    Deduction {
+        /// Every line deducted.
+        Deducted => "DEDUCTED",
+        /// A line was short; nothing deducted.
+        Short => "SHORT",
+        /// Deducted, then put back by the compensation.
+        Released => "RELEASED",
+    }
+);
 
 /// Writes one ledger entry, keyed by `movement_id` so a step never writes
 /// it twice.

@@ -76,7 +76,8 @@ impl Lifecycle for PaymentStatus {
 /// Moves one order's row in `table` to `to`, setting `columns` and
 /// `updated_at` with it, but only from a status the domain lets become
 /// `to`: the guard is built from the rule, so a retried or late step
-/// changes nothing. Returns whether the row moved.
+/// changes nothing. Returns whether the row moved. `table` and the column
+/// names are the store's own constants, never input.
 pub(crate) async fn change_status<S: Lifecycle>(
     tx: &mut Tx,
     table: &str,
@@ -163,5 +164,31 @@ impl Page {
         let more = rows.len() > size;
         rows.truncate(size);
         (rows, more)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_clauses_in_order() {
+        let mut p = Placeholders::default();
+        assert_eq!(p.next(), "$1");
+        assert_eq!(
+            p.older_than("order_id"),
+            "(created_at < $2 OR (created_at = $2 AND order_id < $3))"
+        );
+        assert_eq!(p.list(2), "$4, $5");
+    }
+
+    #[test]
+    fn a_page_fetches_one_row_more_to_know_whether_more_follow() {
+        let page = Page::new(2);
+        assert_eq!(page.fetch_limit(), 3);
+        assert_eq!(page.cut(vec![1, 2, 3]), (vec![1, 2], true));
+        assert_eq!(page.cut(vec![1, 2]), (vec![1, 2], false));
+        assert_eq!(Page::new(0).fetch_limit(), 2, "at least one row");
+        assert_eq!(Page::new(500).fetch_limit(), 101, "at most 100 rows");
     }
 }

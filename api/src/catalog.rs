@@ -9,6 +9,7 @@ use ordersaga_store::{
 };
 
 use crate::error::{ApiError, invalid};
+use crate::page::page_request;
 
 /// Longest product name.
 pub const MAX_NAME: usize = 200;
@@ -192,31 +193,14 @@ impl CatalogService {
         page_token: Option<&str>,
     ) -> Result<AlertPage, ApiError> {
         let sku = sku_text.filter(|s| !s.is_empty()).map(sku).transpose()?;
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                let (ms, id) = t
-                    .split_once('.')
-                    .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
-                    .ok_or_else(|| invalid("page_token is not valid"))?;
-                Some((ms, id))
-            }
-        };
-        let limit = if page_size == 0 { 20 } else { page_size };
-        let (alerts, more) = self
+        let (limit, after) = page_request(page_size, page_token)?;
+        let (alerts, next) = self
             .store
             .stock()
             .low_stock_alerts(sku.as_ref(), limit, after)
             .await
             .map_err(store_error)?;
-        let next = more
-            .then(|| alerts.last())
-            .flatten()
-            .map(|a| format!("{}.{}", a.created_at_ms, a.alert_id));
-        Ok((alerts, next))
+        Ok((alerts, next.map(|c| c.to_token())))
     }
 
     /// `SubmitReviewRating`.

@@ -13,7 +13,7 @@ use ordersaga_domain::{
 };
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::Store;
-use ordersaga_store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
+use ordersaga_store::{OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::errors::{
     WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,
@@ -26,6 +26,7 @@ use temporalio_client::{
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
 use crate::error::{ApiError, invalid};
+use crate::page::page_request;
 
 /// A saga's longest life.
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -177,16 +178,7 @@ impl OrderService {
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<ShipmentRecord>, Option<String>), ApiError> {
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
-            }
-        };
-        let limit = if page_size == 0 { 20 } else { page_size };
+        let (limit, after) = page_request(page_size, page_token)?;
         let (page, next) = self
             .store
             .shipments()
@@ -630,19 +622,11 @@ impl OrderService {
             .map(CustomerId::parse)
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
-            }
-        };
+        let (limit, after) = page_request(page_size, page_token)?;
         let query = OrderQuery {
             customer_id,
             status,
-            limit: if page_size == 0 { 20 } else { page_size },
+            limit,
             after,
         };
         let (page, next) = self

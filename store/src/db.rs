@@ -1,6 +1,5 @@
 //! What the repositories share: the transaction type, the clock, reading
-//! typed columns back, guarded status changes, and the newest-first pages
-//! of lists.
+//! typed columns back, and guarded status changes.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -10,6 +9,7 @@ use ordersaga_domain::{Currency, Money, OrderStatus, PaymentStatus};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::page::Placeholders;
 use crate::{Result, StoreError};
 
 /// A transaction on the shop database.
@@ -115,80 +115,4 @@ pub(crate) async fn change_status<S: Lifecycle>(
         update = update.bind(s.text());
     }
     Ok(update.execute(&mut **tx).await?.rows_affected() == 1)
-}
-
-/// Numbered placeholders (`$1`, `$2`, ...) handed out in order while a
-/// statement is built clause by clause.
-#[derive(Debug, Default)]
-pub(crate) struct Placeholders(usize);
-
-impl Placeholders {
-    /// The next placeholder.
-    pub(crate) fn next(&mut self) -> String {
-        self.0 += 1;
-        format!("${}", self.0)
-    }
-
-    /// `n` placeholders for an `IN (..)` list: `$3, $4`.
-    pub(crate) fn list(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
-    }
-
-    /// The keyset condition of a newest-first list: rows older than the
-    /// last one shown, ties on `created_at` broken by `key` (binds the
-    /// time, then the key).
-    pub(crate) fn older_than(&mut self, key: &str) -> String {
-        let (at, id) = (self.next(), self.next());
-        format!("(created_at < {at} OR (created_at = {at} AND {key} < {id}))")
-    }
-}
-
-/// One page of a list: `limit` clamped to 1..=100 rows.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Page(u32);
-
-impl Page {
-    pub(crate) fn new(limit: u32) -> Self {
-        Self(limit.clamp(1, 100))
-    }
-
-    /// The `LIMIT` to fetch: one row more than the page, which tells
-    /// whether another page follows.
-    pub(crate) fn fetch_limit(self) -> i64 {
-        i64::from(self.0) + 1
-    }
-
-    /// The page out of the fetched rows, and whether more follow.
-    pub(crate) fn cut<T>(self, mut rows: Vec<T>) -> (Vec<T>, bool) {
-        let size = usize::try_from(self.0).unwrap_or(usize::MAX);
-        let more = rows.len() > size;
-        rows.truncate(size);
-        (rows, more)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_number_clauses_in_order() {
-        let mut p = Placeholders::default();
-        assert_eq!(p.next(), "$1");
-        assert_eq!(
-            p.older_than("order_id"),
-            "(created_at < $2 OR (created_at = $2 AND order_id < $3))"
-        );
-        assert_eq!(p.list(2), "$4, $5");
-    }
-
-    #[test]
-    fn a_page_fetches_one_row_more_to_know_whether_more_follow() {
-        let page = Page::new(2);
-        assert_eq!(page.fetch_limit(), 3);
-        assert_eq!(page.cut(vec![1, 2, 3]), (vec![1, 2], true));
-        assert_eq!(page.cut(vec![1, 2]), (vec![1, 2], false));
-        assert_eq!(Page::new(0).fetch_limit(), 2, "at least one row");
-        assert_eq!(Page::new(500).fetch_limit(), 101, "at most 100 rows");
-    }
 }

@@ -34,6 +34,7 @@ mod low_stock;
 mod notifications;
 mod orders;
 mod outbox;
+mod page;
 mod payments;
 mod shipments;
 mod stock;
@@ -42,10 +43,9 @@ pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
-pub use orders::{
-    EventRecord, LineRecord, OrderCursor, OrderQuery, OrderRecord, OrderSummary, Orders,
-};
+pub use orders::{EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
 pub use outbox::{Outbox, OutboxEntry, OutboxState, OutboxStatus};
+pub use page::{AlertCursor, OrderCursor, PageCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
 pub use shipments::{ShipmentRecord, Shipments};
 pub use stock::{NewStockReceipt, Shortage, Stock, StockReceipt};

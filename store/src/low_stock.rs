@@ -16,8 +16,9 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::catalog::{CatalogEventRecord, record_event};
-use crate::db::{Page, Placeholders, Tx, parse_col};
+use crate::db::{Tx, parse_col};
 use crate::outbox::enqueue;
+use crate::page::{AlertCursor, Page, Placeholders};
 use crate::{Result, Stock};
 
 /// Columns an `UPDATE products .. RETURNING` hands to [`monitor_low_stock`].
@@ -131,15 +132,15 @@ fn alert_from_row(row: &AnyRow) -> Result<LowStockAlertRecord> {
 }
 
 impl Stock<'_> {
-    /// Low-stock alerts, newest first, optionally for one sku. `after` is
-    /// the last alert of the previous page (its `created_at_ms`, `alert_id`).
-    /// Returns the page and whether more follow.
+    /// Low-stock alerts, newest first, optionally for one sku, one page
+    /// (`limit` clamped to 1..=100) at a time, with the cursor of the next
+    /// page if any.
     pub async fn low_stock_alerts(
         self,
         sku: Option<&Sku>,
         limit: u32,
-        after: Option<(i64, String)>,
-    ) -> Result<(Vec<LowStockAlertRecord>, bool)> {
+        after: Option<AlertCursor>,
+    ) -> Result<(Vec<LowStockAlertRecord>, Option<AlertCursor>)> {
         let page = Page::new(limit);
         let mut p = Placeholders::default();
         let mut sql = format!("SELECT {ALERT_COLUMNS} FROM low_stock_alerts WHERE 1 = 1");
@@ -157,8 +158,8 @@ impl Stock<'_> {
         if let Some(sku) = sku {
             q = q.bind(sku.as_str());
         }
-        if let Some((ms, id)) = after {
-            q = q.bind(ms).bind(id);
+        if let Some(c) = &after {
+            q = c.bind(q);
         }
         let rows = q
             .bind(page.fetch_limit())
@@ -167,7 +168,12 @@ impl Stock<'_> {
             .iter()
             .map(alert_from_row)
             .collect::<Result<Vec<_>>>()?;
-        Ok(page.cut(rows))
+        let (alerts, more) = page.cut(rows);
+        let cursor = more
+            .then(|| alerts.last())
+            .flatten()
+            .map(|a| AlertCursor::after(a.created_at_ms, a.alert_id.clone()));
+        Ok((alerts, cursor))
     }
 
     /// The low-stock alerts one stock movement raised (`cause` as in

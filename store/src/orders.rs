@@ -9,8 +9,9 @@ use ordersaga_domain::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Page, Placeholders, Tx, change_status, money, now_ms, parse_col};
+use crate::db::{Tx, change_status, money, now_ms, parse_col};
 use crate::outbox::enqueue;
+use crate::page::{OrderCursor, Page, Placeholders};
 use crate::payments::PaymentRecord;
 use crate::{Result, Store, StoreError};
 
@@ -83,50 +84,6 @@ pub struct OrderQuery {
     pub limit: u32,
     /// Continue after this cursor (from a previous page).
     pub after: Option<OrderCursor>,
-}
-
-/// Position in a newest-first list keyed by order: orders, and shipments
-/// (one per order). Opaque outside the store: it travels as a page token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrderCursor {
-    /// When the last row of the page was created, Unix ms.
-    created_at_ms: i64,
-    /// The last row's order id (ties on the time).
-    order_id: OrderId,
-}
-
-impl OrderCursor {
-    /// The cursor after a row created at `created_at_ms` for `order_id`.
-    pub(crate) fn after(created_at_ms: i64, order_id: OrderId) -> Self {
-        Self {
-            created_at_ms,
-            order_id,
-        }
-    }
-
-    /// Binds the cursor to the placeholders of [`Placeholders::older_than`].
-    pub(crate) fn bind<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-        query
-            .bind(self.created_at_ms)
-            .bind(self.order_id.to_string())
-    }
-
-    /// The opaque page token form.
-    pub fn to_token(&self) -> String {
-        format!("{}.{}", self.created_at_ms, self.order_id)
-    }
-
-    /// Parses a page token made by [`Self::to_token`].
-    pub fn from_token(token: &str) -> Option<Self> {
-        let (ms, id) = token.split_once('.')?;
-        Some(Self {
-            created_at_ms: ms.parse().ok()?,
-            order_id: OrderId::parse(id).ok()?,
-        })
-    }
 }
 
 /// The orders repository; see the [module docs](self).

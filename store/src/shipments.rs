@@ -6,8 +6,9 @@ use ordersaga_domain::{OrderId, ShipmentLine, ShipmentRequest, ShippingAddress};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Page, Placeholders, now_ms, parse_col};
-use crate::{OrderCursor, Result, Store};
+use crate::db::{now_ms, parse_col};
+use crate::page::{OrderCursor, Page, Placeholders};
+use crate::{Result, Store};
 
 /// A shipping request as the warehouse sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

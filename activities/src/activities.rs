@@ -167,7 +167,8 @@ impl OrderActivities {
         let order = input.order;
         let created = self
             .store
-            .place_order(&order, &input.outgoing)
+            .orders()
+            .place(&order, &input.outgoing)
             .await
             .map_err(store_failure)?;
         if created {
@@ -188,7 +189,8 @@ impl OrderActivities {
     ) -> Result<(), ActivityError> {
         let payment = self
             .store
-            .ensure_payment(&input.order_id, &input.transaction_id, input.amount)
+            .payments()
+            .ensure(&input.order_id, &input.transaction_id, input.amount)
             .await
             .map_err(store_failure)?;
         let decline = match payment.status {
@@ -207,7 +209,8 @@ impl OrderActivities {
                 };
                 let recorded = self
                     .store
-                    .record_payment_outcome(&input.order_id, reason.map_or(Ok(()), Err))
+                    .payments()
+                    .record_outcome(&input.order_id, reason.map_or(Ok(()), Err))
                     .await
                     .map_err(store_failure)?;
                 recorded.decline_reason.filter(|_| reason.is_some())
@@ -244,7 +247,8 @@ impl OrderActivities {
     ) -> Result<Option<InventoryProcessed>, ActivityError> {
         let deducted = self
             .store
-            .deduct_stock(&order_id)
+            .stock()
+            .deduct(&order_id)
             .await
             .map_err(store_failure)?;
         crash_point(activity::PROCESS_INVENTORY);
@@ -254,6 +258,7 @@ impl OrderActivities {
                 // after a crash finds the alerts the first attempt raised.
                 let low_stock_alerts = self
                     .store
+                    .stock()
                     .low_stock_notices(&format!("order:{order_id}"))
                     .await
                     .map_err(store_failure)?;
@@ -277,7 +282,8 @@ impl OrderActivities {
         let order_id = input.order_id;
         let status = self
             .store
-            .confirm_order(&order_id, &input.outgoing)
+            .orders()
+            .confirm(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_confirmed();
@@ -294,7 +300,8 @@ impl OrderActivities {
     ) -> Result<OrderStatus, ActivityError> {
         let status = self
             .store
-            .fail_order(&input.order_id, &input.reason, &input.outgoing)
+            .orders()
+            .fail(&input.order_id, &input.reason, &input.outgoing)
             .await
             .map_err(store_failure)?;
         self.metrics.order_failed();
@@ -319,6 +326,7 @@ impl OrderActivities {
         let refunded = outcome == RefundOutcome::Refunded;
         if refunded {
             self.store
+                .payments()
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?;
@@ -338,7 +346,8 @@ impl OrderActivities {
     ) -> Result<bool, ActivityError> {
         let released = self
             .store
-            .release_stock(&order_id)
+            .stock()
+            .release(&order_id)
             .await
             .map_err(store_failure)?;
         tracing::info!(%order_id, released, "ReleaseInventory");
@@ -379,7 +388,8 @@ impl OrderActivities {
             approval_url: input.checkout.approve_url,
         };
         self.store
-            .open_checkout_payment(
+            .payments()
+            .open_checkout(
                 &input.order_id,
                 &input.transaction_id,
                 input.amount,
@@ -435,21 +445,24 @@ impl OrderActivities {
         match &input.settlement {
             Settlement::Captured => {
                 self.store
-                    .record_payment_outcome(&order_id, Ok(()))
+                    .payments()
+                    .record_outcome(&order_id, Ok(()))
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, "PaymentProcessed");
             }
             Settlement::Declined { reason } => {
                 self.store
-                    .record_payment_outcome(&order_id, Err(reason))
+                    .payments()
+                    .record_outcome(&order_id, Err(reason))
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, %reason, "PaymentProcessFailed");
             }
             Settlement::Voided { reason } => {
                 self.store
-                    .record_payment_voided(&order_id, reason)
+                    .payments()
+                    .record_voided(&order_id, reason)
                     .await
                     .map_err(store_failure)?;
                 tracing::info!(%order_id, %reason, "PaymentProcessFailed");
@@ -497,6 +510,7 @@ impl OrderActivities {
         if refunded
             && self
                 .store
+                .payments()
                 .record_refund(&input.order_id)
                 .await
                 .map_err(store_failure)?

@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ordersaga_domain::{Money, TransactionId};
-use sqlx::Row;
-
-use ordersaga_store::{Store, StoreError};
+use ordersaga_store::{GatewayLedger, Store, StoreError};
 
 pub mod checkout;
 pub mod paypal;
@@ -61,9 +59,6 @@ pub enum GatewayError {
     /// The gateway's own storage failed (simulated gateway).
     #[error("payment gateway storage failed")]
     Store(#[from] StoreError),
-    /// A database error in the simulated gateway.
-    #[error("payment gateway storage failed")]
-    Database(#[from] sqlx::Error),
 }
 
 /// A payment gateway: charges and refunds, idempotent by `transactionId`.
@@ -81,26 +76,14 @@ pub trait PaymentGateway: Send + Sync + 'static {
 /// that decide by amount.
 pub const DECLINED_TOTALS: std::ops::RangeInclusive<i64> = 200_000..=299_999;
 
-/// An in-process gateway that keeps its books in the shop database (table
-/// `simulated_gateway`), so it survives worker restarts and tests can count
-/// captures. It approves every charge except totals in [`DECLINED_TOTALS`].
+/// An in-process gateway that keeps its books in the shop database (the
+/// store's [`GatewayBooks`](ordersaga_store::GatewayBooks)), so it survives
+/// worker restarts and tests can count captures. It approves every charge
+/// except totals in [`DECLINED_TOTALS`].
 #[derive(Debug, Clone)]
 pub struct SimulatedGateway {
     store: Store,
     latency: Duration,
-}
-
-/// The simulated gateway's books for one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GatewayLedger {
-    /// `CAPTURED`, `DECLINED` or `REFUNDED`.
-    pub status: String,
-    /// Charge calls received (retries included).
-    pub charge_requests: i64,
-    /// Charges that moved money (at most 1 if idempotency holds).
-    pub captures: i64,
-    /// Refunds that moved money back (at most 1).
-    pub refunds: i64,
 }
 
 impl SimulatedGateway {
@@ -115,106 +98,50 @@ impl SimulatedGateway {
         &self,
         transaction_id: &TransactionId,
     ) -> Result<Option<GatewayLedger>, GatewayError> {
-        let row = sqlx::query(
-            "SELECT status, charge_requests, captures, refunds FROM simulated_gateway \
-             WHERE transaction_id = $1",
-        )
-        .bind(transaction_id.to_string())
-        .fetch_optional(self.store.pool())
-        .await?;
-        row.map(|r| {
-            Ok(GatewayLedger {
-                status: r.try_get("status")?,
-                charge_requests: r.try_get("charge_requests")?,
-                captures: r.try_get("captures")?,
-                refunds: r.try_get("refunds")?,
-            })
-        })
-        .transpose()
+        Ok(self
+            .store
+            .payments()
+            .gateway_books()
+            .ledger(transaction_id)
+            .await?)
     }
 }
 
 #[async_trait]
 impl PaymentGateway for SimulatedGateway {
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, GatewayError> {
-        let declined = DECLINED_TOTALS.contains(&request.amount.minor);
-        let (status, reason, captures) = if declined {
-            ("DECLINED", Some("processor declined"), 0_i64)
-        } else {
-            ("CAPTURED", None, 1_i64)
-        };
-        let txn = request.transaction_id.to_string();
-        let mut tx = self.store.begin_write().await?;
-        let first = sqlx::query(
-            "INSERT INTO simulated_gateway (transaction_id, amount_minor, currency, status, \
-             decline_reason, charge_requests, captures, refunds) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, 0) ON CONFLICT (transaction_id) DO NOTHING",
-        )
-        .bind(&txn)
-        .bind(request.amount.minor)
-        .bind(request.amount.currency.as_str())
-        .bind(status)
-        .bind(reason)
-        .bind(captures)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first {
-            sqlx::query(
-                "UPDATE simulated_gateway SET charge_requests = charge_requests + 1 \
-                 WHERE transaction_id = $1",
-            )
-            .bind(&txn)
-            .execute(&mut *tx)
+        let decline = DECLINED_TOTALS
+            .contains(&request.amount.minor)
+            .then_some("processor declined");
+        let booked = self
+            .store
+            .payments()
+            .gateway_books()
+            .charge(&request.transaction_id, request.amount, decline)
             .await?;
-        }
-        let row = sqlx::query(
-            "SELECT status, decline_reason FROM simulated_gateway WHERE transaction_id = $1",
-        )
-        .bind(&txn)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
         // The latency comes after the capture is booked: a caller that dies
         // meanwhile leaves money taken and no answer, the case retries must
         // resolve without capturing twice.
         tokio::time::sleep(self.latency).await;
-        let status: String = row.try_get("status")?;
-        Ok(if status == "DECLINED" {
-            ChargeOutcome::Declined {
-                reason: row
-                    .try_get::<Option<String>, _>("decline_reason")?
-                    .unwrap_or_default(),
-            }
-        } else {
-            // CAPTURED, or REFUNDED later: either way this charge was captured.
-            ChargeOutcome::Captured
+        Ok(match booked {
+            // Captured, or refunded later: either way this charge was captured.
+            Ok(()) => ChargeOutcome::Captured,
+            Err(reason) => ChargeOutcome::Declined { reason },
         })
     }
 
     async fn refund(&self, transaction_id: &TransactionId) -> Result<RefundOutcome, GatewayError> {
         tokio::time::sleep(self.latency).await;
-        let txn = transaction_id.to_string();
-        let mut tx = self.store.begin_write().await?;
-        sqlx::query(
-            "UPDATE simulated_gateway SET status = 'REFUNDED', refunds = refunds + 1 \
-             WHERE transaction_id = $1 AND status = 'CAPTURED'",
-        )
-        .bind(&txn)
-        .execute(&mut *tx)
-        .await?;
-        let status: Option<String> =
-            sqlx::query("SELECT status FROM simulated_gateway WHERE transaction_id = $1")
-                .bind(&txn)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("status"))
-                .transpose()?;
-        tx.commit().await?;
-        Ok(match status.as_deref() {
-            Some("REFUNDED") => RefundOutcome::Refunded,
-            _ => RefundOutcome::NothingCaptured,
+        let refunded = self
+            .store
+            .payments()
+            .gateway_books()
+            .refund(transaction_id)
+            .await?;
+        Ok(if refunded {
+            RefundOutcome::Refunded
+        } else {
+            RefundOutcome::NothingCaptured
         })
     }
 }

@@ -96,8 +96,8 @@ impl BusinessMetrics {
                 "Outbox messages waiting for delivery",
             )),
             topics: Topic::ALL
-                .into_iter()
-                .map(|t| {
+                .iter()
+                .map(|&t| {
                     let kv = MetricKeyValue::new("topic", t.as_str());
                     (t, meter.new_attributes(NewAttributes::from([kv])))
                 })

@@ -134,7 +134,8 @@ impl NotificationActivities {
         };
         let record = self
             .store
-            .claim_notification(
+            .notifications()
+            .claim(
                 &subject_id,
                 stage,
                 &email.to,
@@ -171,13 +172,15 @@ impl NotificationActivities {
                 record.last_error.as_deref().unwrap_or("none")
             );
             self.store
-                .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                .notifications()
+                .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                 .await?;
             tracing::error!(%subject_id, %stage, "{why}");
             return Ok(EmailOutcome::GiveUp(why));
         }
         self.store
-            .start_notification_attempt(&subject_id, stage)
+            .notifications()
+            .start_attempt(&subject_id, stage)
             .await?;
         match self.mailer.send(&email).await {
             Ok(()) => {
@@ -185,7 +188,8 @@ impl NotificationActivities {
                 // acceptance and this write sends the email again on retry
                 // (with the same Message-ID). See docs/notifications.md.
                 self.store
-                    .settle_notification(&subject_id, stage, NotificationStatus::Sent, None)
+                    .notifications()
+                    .settle(&subject_id, stage, NotificationStatus::Sent, None)
                     .await?;
                 tracing::info!(%subject_id, %stage, to = %email.to, message_id = %email.message_id, "email sent");
                 Ok(EmailOutcome::Sent(EmailReceipt {
@@ -196,7 +200,8 @@ impl NotificationActivities {
             Err(e) if e.is_permanent() => {
                 let why = error_chain(&e);
                 self.store
-                    .settle_notification(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                    .notifications()
+                    .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                     .await?;
                 tracing::error!(%subject_id, %stage, error = %why, "email refused for good");
                 Ok(EmailOutcome::GiveUp(why))
@@ -204,7 +209,8 @@ impl NotificationActivities {
             Err(e) => {
                 let why = error_chain(&e);
                 self.store
-                    .note_notification_error(&subject_id, stage, &why)
+                    .notifications()
+                    .note_error(&subject_id, stage, &why)
                     .await?;
                 let after = self.retry.delay(attempt);
                 tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = after.as_millis(), error = %why, "email not delivered, will retry");

@@ -141,7 +141,7 @@ impl RelayActivities {
                 email.deliver(n, entry.created_at_ms, attempt).await?.into()
             }
             (Outgoing::Shipment(request), _) if self.shipping => {
-                match self.store.request_shipment(request).await {
+                match self.store.shipments().request(request).await {
                     Ok(created) => {
                         tracing::info!(order_id = %request.order_id, created, "shipping requested");
                         Outcome::Done
@@ -153,18 +153,19 @@ impl RelayActivities {
         };
         Ok(match outcome {
             Outcome::Done => {
-                self.store.complete_outbox(&entry.key).await?;
+                self.store.outbox().complete(&entry.key).await?;
                 Settled::Delivered
             }
             Outcome::Retry { why, after } => {
                 self.store
-                    .retry_outbox(&entry.key, slot, after, &why)
+                    .outbox()
+                    .retry(&entry.key, slot, after, &why)
                     .await?;
                 Settled::Retry(why)
             }
             Outcome::GiveUp(why) => {
                 tracing::error!(key = %entry.key, error = %why, "outbox message given up");
-                self.store.fail_outbox(&entry.key, slot, &why).await?;
+                self.store.outbox().fail(&entry.key, slot, &why).await?;
                 Settled::Failed
             }
         })
@@ -213,7 +214,8 @@ impl RelayActivities {
         while !ctx.is_cancelled() && started.elapsed() < self.settings.run_for {
             let batch = self
                 .store
-                .claim_outbox(input.topic, &slot, self.settings.batch, self.settings.lease)
+                .outbox()
+                .claim(input.topic, &slot, self.settings.batch, self.settings.lease)
                 .await?;
             if batch.is_empty() {
                 self.metrics.outbox_backlog(input.topic, 0);
@@ -250,7 +252,7 @@ impl RelayActivities {
             report.delivered += delivered;
             report.retried += retried;
             report.failed += failed;
-            if let Ok(waiting) = self.store.outbox_backlog(input.topic).await {
+            if let Ok(waiting) = self.store.outbox().backlog(input.topic).await {
                 self.metrics.outbox_backlog(input.topic, waiting);
             }
             if let (0, Some(why)) = (delivered + failed, last_error) {

@@ -33,7 +33,7 @@ impl ShippingActivities {
         _ctx: ActivityContext,
         request: ShipmentRequest,
     ) -> Result<bool, ActivityError> {
-        let created = self.store.request_shipment(&request).await?;
+        let created = self.store.shipments().request(&request).await?;
         tracing::info!(order_id = %request.order_id, created, "ShipmentRequested");
         Ok(created)
     }

@@ -5,10 +5,11 @@
 use ordersaga_domain::{Currency, CustomerId, Money, Sku};
 use ordersaga_store::Store;
 use ordersaga_store::{
-    LowStockAlert, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
+    LowStockAlertRecord, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
 };
 
-use crate::error::ApiError;
+use crate::error::{ApiError, invalid};
+use crate::page::page_request;
 
 /// Longest product name.
 pub const MAX_NAME: usize = 200;
@@ -42,11 +43,7 @@ pub struct StockReceiptCommand {
 }
 
 /// A page of alerts and the token of the next one.
-pub type AlertPage = (Vec<LowStockAlert>, Option<String>);
-
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::InvalidArgument(msg.into())
-}
+pub type AlertPage = (Vec<LowStockAlertRecord>, Option<String>);
 
 fn sku(value: &str) -> Result<Sku, ApiError> {
     Sku::parse(value).map_err(|e| invalid(e.to_string()))
@@ -95,7 +92,8 @@ impl CatalogService {
             )));
         }
         self.store
-            .create_product(&NewProduct {
+            .catalog()
+            .create(&NewProduct {
                 sku,
                 name: name.to_string(),
                 price: Money::new(cmd.price_minor, currency),
@@ -109,7 +107,8 @@ impl CatalogService {
     pub async fn get_product(&self, sku_text: &str) -> Result<Product, ApiError> {
         let sku = sku(sku_text)?;
         self.store
-            .product(&sku)
+            .catalog()
+            .get(&sku)
             .await
             .map_err(store_error)?
             .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))
@@ -118,7 +117,8 @@ impl CatalogService {
     /// Whether the store answers (readiness).
     pub async fn ready(&self) -> Result<(), ApiError> {
         self.store
-            .list_products()
+            .catalog()
+            .list()
             .await
             .map(drop)
             .map_err(store_error)
@@ -126,7 +126,7 @@ impl CatalogService {
 
     /// The whole catalog.
     pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
-        self.store.list_products().await.map_err(store_error)
+        self.store.catalog().list().await.map_err(store_error)
     }
 
     /// `CreateStockReceipt`. Unknown skus and quantities <= 0 are
@@ -159,7 +159,8 @@ impl CatalogService {
             }
             if self
                 .store
-                .product(&sku)
+                .catalog()
+                .get(&sku)
                 .await
                 .map_err(store_error)?
                 .is_none()
@@ -170,7 +171,8 @@ impl CatalogService {
         }
         let receipt = self
             .store
-            .receive_stock(&NewStockReceipt {
+            .stock()
+            .receive(&NewStockReceipt {
                 idempotency_key: key.to_string(),
                 lines,
             })
@@ -191,30 +193,14 @@ impl CatalogService {
         page_token: Option<&str>,
     ) -> Result<AlertPage, ApiError> {
         let sku = sku_text.filter(|s| !s.is_empty()).map(sku).transpose()?;
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                let (ms, id) = t
-                    .split_once('.')
-                    .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
-                    .ok_or_else(|| invalid("page_token is not valid"))?;
-                Some((ms, id))
-            }
-        };
-        let limit = if page_size == 0 { 20 } else { page_size };
-        let (alerts, more) = self
+        let (limit, after) = page_request(page_size, page_token)?;
+        let (alerts, next) = self
             .store
-            .list_low_stock_alerts(sku.as_ref(), limit, after)
+            .stock()
+            .low_stock_alerts(sku.as_ref(), limit, after)
             .await
             .map_err(store_error)?;
-        let next = more
-            .then(|| alerts.last())
-            .flatten()
-            .map(|a| format!("{}.{}", a.created_at_ms, a.alert_id));
-        Ok((alerts, next))
+        Ok((alerts, next.map(|c| c.to_token())))
     }
 
     /// `SubmitReviewRating`.
@@ -230,7 +216,8 @@ impl CatalogService {
             return Err(invalid(format!("stars must be 1 to 5, got {stars}")));
         }
         self.store
-            .submit_rating(&customer, &sku, stars)
+            .catalog()
+            .rate(&customer, &sku, stars)
             .await
             .map_err(store_error)
     }

@@ -1,10 +1,10 @@
 //! Conversions between domain/store values and both wire formats.
 
-use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShippingAddress};
+use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine, ShippingAddress};
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::{
-    EventRecord, LowStockAlert, OrderRecord, OrderSummary, Product, StockReceipt,
+    EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary, Product, StockReceipt,
 };
 use serde::Serialize;
 
@@ -164,7 +164,7 @@ pub fn pb_receipt(r: &StockReceipt) -> pb::StockReceipt {
 }
 
 /// Proto form of a low-stock alert.
-pub fn pb_alert(a: &LowStockAlert) -> pb::LowStockAlert {
+pub fn pb_alert(a: &LowStockAlertRecord) -> pb::LowStockAlert {
     pb::LowStockAlert {
         alert_id: a.alert_id.clone(),
         sku: a.sku.to_string(),
@@ -447,8 +447,8 @@ pub struct AlertJson {
     created_at: String,
 }
 
-impl From<&LowStockAlert> for AlertJson {
-    fn from(a: &LowStockAlert) -> Self {
+impl From<&LowStockAlertRecord> for AlertJson {
+    fn from(a: &LowStockAlertRecord) -> Self {
         Self {
             alert_id: a.alert_id.clone(),
             sku: a.sku.to_string(),
@@ -505,20 +505,14 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
     }
 }
 
-/// A shipment line in JSON.
-#[derive(Debug, Serialize)]
-pub struct ShipmentLineJson {
-    sku: String,
-    quantity: i64,
-}
-
 /// A shipping request in JSON (`GET /v1/shipments`, and inside an order).
 #[derive(Debug, Serialize)]
 pub struct ShipmentJson {
     order_id: String,
     customer_id: String,
     status: String,
-    lines: Vec<ShipmentLineJson>,
+    /// `{"sku": .., "quantity": ..}` each: the domain's own form.
+    lines: Vec<ShipmentLine>,
     address: ShippingAddress,
     requested_at: String,
 }
@@ -529,15 +523,7 @@ impl From<&ShipmentRecord> for ShipmentJson {
             order_id: s.request.order_id.to_string(),
             customer_id: s.request.customer_id.to_string(),
             status: s.status.clone(),
-            lines: s
-                .request
-                .lines
-                .iter()
-                .map(|l| ShipmentLineJson {
-                    sku: l.sku.to_string(),
-                    quantity: l.quantity,
-                })
-                .collect(),
+            lines: s.request.lines.clone(),
             address: s.request.address.clone(),
             requested_at: rfc3339(s.created_at_ms),
         }

@@ -34,6 +34,11 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// A malformed request: [`ApiError::InvalidArgument`].
+pub(crate) fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
 impl ApiError {
     /// Wraps an internal failure.
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {

@@ -14,7 +14,7 @@ use ordersaga_domain::{
 use ordersaga_runtime::Secret;
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::Store;
-use ordersaga_store::{OrderCursor, OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
+use ordersaga_store::{OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::errors::{
     WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,
@@ -26,7 +26,8 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, invalid};
+use crate::page::page_request;
 
 /// A saga's longest life.
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -141,10 +142,6 @@ pub struct OrderService {
     payment: PaymentSettings,
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::InvalidArgument(msg.into())
-}
-
 // ----- contact details and shipping (notifications/shipping services) ------
 
 /// The validated email address and shipping address of a `PlaceOrder`.
@@ -169,19 +166,11 @@ impl OrderService {
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<ShipmentRecord>, Option<String>), ApiError> {
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
-            }
-        };
-        let limit = if page_size == 0 { 20 } else { page_size };
+        let (limit, after) = page_request(page_size, page_token)?;
         let (page, next) = self
             .store
-            .list_shipments(limit, after)
+            .shipments()
+            .list(limit, after)
             .await
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))
@@ -266,7 +255,8 @@ impl OrderService {
         if key.is_some()
             && let Some(existing) = self
                 .store
-                .get_order(&order_id)
+                .orders()
+                .get(&order_id)
                 .await
                 .map_err(ApiError::internal)?
         {
@@ -321,7 +311,8 @@ impl OrderService {
             if !catalog.contains_key(&sku) {
                 let product = self
                     .store
-                    .product(&sku)
+                    .catalog()
+                    .get(&sku)
                     .await
                     .map_err(ApiError::internal)?
                     .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))?;
@@ -429,13 +420,15 @@ impl OrderService {
         crate::spans::record_order(&id);
         if let Some(record) = self
             .store
-            .get_order(&id)
+            .orders()
+            .get(&id)
             .await
             .map_err(ApiError::internal)?
         {
             let shipment = self
                 .store
-                .shipment(&id)
+                .shipments()
+                .get(&id)
                 .await
                 .map_err(ApiError::internal)?
                 .map(Box::new);
@@ -485,7 +478,8 @@ impl OrderService {
         };
         let stored = self
             .store
-            .get_order(&id)
+            .orders()
+            .get(&id)
             .await
             .map_err(ApiError::internal)?;
         let ended = |status: OrderStatus| {
@@ -516,7 +510,8 @@ impl OrderService {
             Err(WorkflowUpdateError::NotFound(_)) if stored.is_some() => {
                 let status = self
                     .store
-                    .get_order(&id)
+                    .orders()
+                    .get(&id)
                     .await
                     .map_err(ApiError::internal)?
                     .map_or(OrderStatus::Failed, |r| r.summary.status);
@@ -572,7 +567,8 @@ impl OrderService {
         };
         let Some(order_id) = self
             .store
-            .order_of_transaction(&transaction_id)
+            .orders()
+            .paid_by(&transaction_id)
             .await
             .map_err(ApiError::internal)?
         else {
@@ -618,24 +614,17 @@ impl OrderService {
             .map(CustomerId::parse)
             .transpose()
             .map_err(|e| invalid(e.to_string()))?;
-        if page_size > 100 {
-            return Err(invalid("page_size must be 0 to 100"));
-        }
-        let after = match page_token.filter(|t| !t.is_empty()) {
-            None => None,
-            Some(t) => {
-                Some(OrderCursor::from_token(t).ok_or_else(|| invalid("page_token is not valid"))?)
-            }
-        };
+        let (limit, after) = page_request(page_size, page_token)?;
         let query = OrderQuery {
             customer_id,
             status,
-            limit: if page_size == 0 { 20 } else { page_size },
+            limit,
             after,
         };
         let (page, next) = self
             .store
-            .list_orders(&query)
+            .orders()
+            .list(&query)
             .await
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))

@@ -4,20 +4,26 @@
 //! code): validated ids ([`OrderId`], [`CustomerId`], [`Sku`],
 //! [`TransactionId`]), [`Money`] in integer minor units, the order's payloads
 //! (what the API hands the workflow), the lifecycle enums ([`OrderStatus`],
-//! [`PaymentStatus`], [`SagaStep`]), the domain event names ([`OrderEvent`]),
-//! the customer's contact details ([`contact`]), the payloads of the
-//! notification and shipping services ([`notify`]) and the messages an order
-//! produces for them (`OrderInput::confirmed_email`, `OrderInput::shipment`,
-//! ...), the stable Temporal names ([`names`]) and the activity contracts
-//! ([`contracts`]: each activity's name, input and output). It has no I/O
-//! and no runtime, so both the deterministic workflow code and the API can
-//! depend on it.
+//! [`PaymentStatus`], [`SagaStep`]) and their allowed transitions, the domain
+//! event names ([`OrderEvent`], [`CatalogEvent`]), the product and inventory
+//! rules ([`catalog`]: the low-stock crossing, who may rate), the customer's
+//! contact details ([`contact`]), the payloads of the notification and
+//! shipping services ([`notify`]) and the messages an order produces for them
+//! (`OrderInput::confirmed_email`, `OrderInput::shipment`, ...), the stable
+//! Temporal names ([`names`]) and the activity contracts ([`contracts`]: each
+//! activity's name, input and output). It has no I/O and no runtime, so both
+//! the deterministic workflow code and the API can depend on it; the store
+//! applies its rules inside its transactions.
 
 // `#[activity_definitions]` expands to `::temporalio_common::..`; the
 // `-wasm` crate is the part of it a workflow may link (same trait: the
 // SDK's temporalio-common re-exports it).
 extern crate temporalio_common_wasm as temporalio_common;
 
+#[macro_use]
+mod text_enum;
+
+pub mod catalog;
 pub mod contact;
 pub mod contracts;
 pub mod ids;
@@ -27,6 +33,7 @@ pub mod names;
 pub mod notify;
 pub mod order;
 
+pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
 pub use money::{Currency, Money, MoneyError};

@@ -31,14 +31,7 @@ impl OrderInput {
         Some(ShipmentRequest {
             order_id: self.order_id,
             customer_id: self.customer_id.clone(),
-            lines: self
-                .lines
-                .iter()
-                .map(|l| ShipmentLine {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                })
-                .collect(),
+            lines: self.lines.iter().map(ShipmentLine::from).collect(),
             address,
         })
     }

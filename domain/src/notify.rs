@@ -4,9 +4,6 @@
 //! carry everything the message or request needs, so those services never
 //! read the order back.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -14,42 +11,21 @@ use crate::{
     CustomerId, EmailAddress, FailureReason, Money, OrderId, OrderLine, ShippingAddress, Sku,
 };
 
-/// The stages that send an email: at most one email per (subject, stage).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum EmailStage {
-    /// The order was placed; payment is being processed.
-    #[serde(rename = "ORDER_RECEIVED")]
-    OrderReceived,
-    /// Paid and stock deducted.
-    #[serde(rename = "ORDER_CONFIRMED")]
-    OrderConfirmed,
-    /// The order failed (with the reason, and whether money was refunded).
-    #[serde(rename = "ORDER_FAILED")]
-    OrderFailed,
-    /// To the merchant: a product's stock is at or below its threshold.
-    #[serde(rename = "LOW_STOCK_ALERT")]
-    LowStockAlert,
-}
+text_enum!(
+    /// The stages that send an email: at most one email per (subject, stage).
+    EmailStage {
+        /// The order was placed; payment is being processed.
+        OrderReceived => "ORDER_RECEIVED",
+        /// Paid and stock deducted.
+        OrderConfirmed => "ORDER_CONFIRMED",
+        /// The order failed (with the reason, and whether money was refunded).
+        OrderFailed => "ORDER_FAILED",
+        /// To the merchant: a product's stock is at or below its threshold.
+        LowStockAlert => "LOW_STOCK_ALERT",
+    }
+);
 
 impl EmailStage {
-    /// Every stage.
-    pub const ALL: &'static [EmailStage] = &[
-        Self::OrderReceived,
-        Self::OrderConfirmed,
-        Self::OrderFailed,
-        Self::LowStockAlert,
-    ];
-
-    /// The stored name: `ORDER_RECEIVED`, ...
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::OrderReceived => "ORDER_RECEIVED",
-            Self::OrderConfirmed => "ORDER_CONFIRMED",
-            Self::OrderFailed => "ORDER_FAILED",
-            Self::LowStockAlert => "LOW_STOCK_ALERT",
-        }
-    }
-
     /// The form used in ids, `Message-ID`s, file and template names:
     /// `order-received`, ...
     pub fn slug(&self) -> &'static str {
@@ -59,28 +35,6 @@ impl EmailStage {
             Self::OrderFailed => "order-failed",
             Self::LowStockAlert => "low-stock-alert",
         }
-    }
-}
-
-impl fmt::Display for EmailStage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EmailStage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .iter()
-            .find(|st| st.as_str() == s)
-            .copied()
-            .ok_or_else(|| {
-                format!(
-                    "unknown email stage {:?}",
-                    s.chars().take(32).collect::<String>()
-                )
-            })
     }
 }
 
@@ -188,6 +142,15 @@ pub struct ShipmentLine {
     pub quantity: i64,
 }
 
+impl From<&OrderLine> for ShipmentLine {
+    fn from(line: &OrderLine) -> Self {
+        Self {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+        }
+    }
+}
+
 /// What the warehouse must ship for a confirmed order: the input of the
 /// shipping workflow and its `RequestShipment` activity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,50 +176,16 @@ impl ShipmentRequest {
     }
 }
 
-/// Which service a message in the outbox is for. Each topic is relayed on
-/// its service's own task queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Topic {
-    /// Emails, relayed by the notifications service.
-    Email,
-    /// Shipping requests, relayed by the shipping service.
-    Shipment,
-}
-
-impl Topic {
-    /// Every topic.
-    pub const ALL: [Topic; 2] = [Topic::Email, Topic::Shipment];
-
-    /// The stored name: `email`, `shipment`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Shipment => "shipment",
-        }
+text_enum!(
+    /// Which service a message in the outbox is for. Each topic is relayed
+    /// on its service's own task queue.
+    Topic {
+        /// Emails, relayed by the notifications service.
+        Email => "email",
+        /// Shipping requests, relayed by the shipping service.
+        Shipment => "shipment",
     }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Topic {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown outbox topic {:?}",
-                    s.chars().take(32).collect::<String>()
-                )
-            })
-    }
-}
+);
 
 /// A message for another service, committed to the outbox in the same
 /// transaction as the saga step that caused it, then relayed by that

@@ -2,7 +2,6 @@
 //! the events it leaves behind.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -119,45 +118,6 @@ impl OrderInput {
     }
 }
 
-macro_rules! text_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal,)+ }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
-
-            /// The stored and displayed name.
-            pub fn as_str(&self) -> &'static str {
-                match self { $($name::$variant => $text,)+ }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    other => Err(format!(
-                        concat!(stringify!($name), " must be one of {:?}, got {:?}"),
-                        [$($text),+], other.chars().take(32).collect::<String>()
-                    )),
-                }
-            }
-        }
-    };
-}
-
 text_enum!(
     /// Where an order is in its lifecycle.
     OrderStatus {
@@ -186,6 +146,34 @@ text_enum!(
         Voided => "VOIDED",
     }
 );
+
+impl OrderStatus {
+    /// Whether an order in this status may move to `next`: only a pending
+    /// order ends, once, confirmed or failed.
+    pub fn can_become(self, next: OrderStatus) -> bool {
+        matches!(
+            (self, next),
+            (Self::Pending, Self::Confirmed | Self::Failed)
+        )
+    }
+}
+
+impl PaymentStatus {
+    /// Whether a payment in this status may move to `next`. A pending
+    /// payment settles once (captured, declined or voided); money taken can
+    /// be given back. A pending payment may also become refunded: the
+    /// compensation refunds by `transactionId` when the charge's answer was
+    /// lost, so the shop never recorded the capture.
+    pub fn can_become(self, next: PaymentStatus) -> bool {
+        matches!(
+            (self, next),
+            (
+                Self::Pending,
+                Self::Captured | Self::Declined | Self::Voided | Self::Refunded
+            ) | (Self::Captured, Self::Refunded)
+        )
+    }
+}
 
 text_enum!(
     /// The domain events of an order, in the order they can happen. Each is
@@ -371,6 +359,43 @@ mod tests {
             serde_json::to_string(&PaymentStatus::Captured).unwrap(),
             "\"CAPTURED\""
         );
+    }
+
+    #[test]
+    fn only_a_pending_order_ends_and_only_once() {
+        use OrderStatus::*;
+        assert!(Pending.can_become(Confirmed));
+        assert!(Pending.can_become(Failed));
+        for from in OrderStatus::ALL {
+            assert!(!from.can_become(Pending), "{from} -> PENDING");
+        }
+        for to in OrderStatus::ALL {
+            assert!(!Confirmed.can_become(*to), "CONFIRMED -> {to}");
+            assert!(!Failed.can_become(*to), "FAILED -> {to}");
+        }
+    }
+
+    #[test]
+    fn payment_transitions_settle_once_and_refund_only_money_taken() {
+        use PaymentStatus::*;
+        let allowed: Vec<(PaymentStatus, PaymentStatus)> = PaymentStatus::ALL
+            .iter()
+            .flat_map(|from| PaymentStatus::ALL.iter().map(move |to| (*from, *to)))
+            .filter(|(from, to)| from.can_become(*to))
+            .collect();
+        assert_eq!(
+            allowed,
+            [
+                (Pending, Captured),
+                (Pending, Declined),
+                (Pending, Refunded),
+                (Pending, Voided),
+                (Captured, Refunded),
+            ]
+        );
+        // Declined and voided payments took no money: nothing to refund.
+        assert!(!Declined.can_become(Refunded));
+        assert!(!Voided.can_become(Refunded));
     }
 
     #[test]

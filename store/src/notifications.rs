@@ -1,44 +1,25 @@
-//! The notifications table: one row per (subject, stage), written
-//! `PENDING` before the first send and settled `SENT` or `FAILED` once.
+//! The notifications repository: one row per email (subject, stage),
+//! written `PENDING` before the first send and settled `SENT` or `FAILED`
+//! once.
 
 use ordersaga_domain::EmailStage;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, now_ms};
+use crate::db::{now_ms, parse_col};
+use crate::{Result, Store, StoreError};
 
-/// Where an email is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotificationStatus {
-    /// Recorded, not (known to be) delivered yet.
-    Pending,
-    /// Accepted by the relay (or written to the mailbox).
-    Sent,
-    /// Given up: refused for good, or the retry horizon passed.
-    Failed,
-}
-
-impl NotificationStatus {
-    /// The stored name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Sent => "SENT",
-            Self::Failed => "FAILED",
-        }
+ordersaga_domain::text_enum!(
+    /// Where an email is.
+    NotificationStatus {
+        /// Recorded, not (known to be) delivered yet.
+        Pending => "PENDING",
+        /// Accepted by the relay (or written to the mailbox).
+        Sent => "SENT",
+        /// Given up: refused for good, or the retry horizon passed.
+        Failed => "FAILED",
     }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "PENDING" => Ok(Self::Pending),
-            "SENT" => Ok(Self::Sent),
-            "FAILED" => Ok(Self::Failed),
-            other => Err(StoreError::Corrupt(format!(
-                "notification status {other:?}"
-            ))),
-        }
-    }
-}
+);
 
 /// One email's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,17 +44,14 @@ pub struct NotificationRecord {
     pub sent_at_ms: Option<i64>,
 }
 
-fn record_from_row(row: &AnyRow) -> Result<NotificationRecord, StoreError> {
+fn record_from_row(row: &AnyRow) -> Result<NotificationRecord> {
     Ok(NotificationRecord {
         subject_id: row.try_get("subject_id")?,
-        stage: row
-            .try_get::<String, _>("stage")?
-            .parse()
-            .map_err(StoreError::Corrupt)?,
+        stage: parse_col(row, "stage")?,
         recipient: row.try_get("recipient")?,
         subject: row.try_get("subject")?,
         message_id: row.try_get("message_id")?,
-        status: NotificationStatus::parse(&row.try_get::<String, _>("status")?)?,
+        status: parse_col(row, "status")?,
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
         sent_at_ms: row.try_get("sent_at")?,
@@ -83,18 +61,28 @@ fn record_from_row(row: &AnyRow) -> Result<NotificationRecord, StoreError> {
 const NOTIFICATION_SELECT: &str = "SELECT subject_id, stage, recipient, subject, message_id, \
      status, attempts, last_error, sent_at FROM notifications";
 
-impl Store {
+/// The notifications repository; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Notifications<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Notifications<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
     /// Records the email `PENDING` unless it is recorded already, and
     /// returns the record as it stands. This is the "written before
     /// sending" half of exactly-once.
-    pub async fn claim_notification(
-        &self,
+    pub async fn claim(
+        self,
         subject_id: &str,
         stage: EmailStage,
         recipient: &str,
         subject: &str,
         message_id: &str,
-    ) -> Result<NotificationRecord, StoreError> {
+    ) -> Result<NotificationRecord> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
@@ -108,59 +96,54 @@ impl Store {
         .bind(message_id)
         .bind(NotificationStatus::Pending.as_str())
         .bind(now)
-        .execute(self.pool())
+        .execute(&self.store.pool)
         .await?;
-        self.notification(subject_id, stage).await?.ok_or_else(|| {
+        self.get(subject_id, stage).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("notification {subject_id}/{stage} vanished"))
         })
     }
 
     /// Counts a send attempt that is starting.
-    pub async fn start_notification_attempt(
-        &self,
-        subject_id: &str,
-        stage: EmailStage,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE notifications SET attempts = attempts + 1, updated_at = $1 \
-             WHERE subject_id = $2 AND stage = $3",
-        )
-        .bind(now_ms())
-        .bind(subject_id)
-        .bind(stage.as_str())
-        .execute(self.pool())
-        .await?;
-        Ok(())
+    pub async fn start_attempt(self, subject_id: &str, stage: EmailStage) -> Result<()> {
+        self.note(subject_id, stage, 1, None).await
     }
 
     /// Keeps the error of a failed attempt that will be retried.
-    pub async fn note_notification_error(
-        &self,
+    pub async fn note_error(self, subject_id: &str, stage: EmailStage, error: &str) -> Result<()> {
+        self.note(subject_id, stage, 0, Some(error)).await
+    }
+
+    /// Adds `attempts` and keeps `error` (if any), whatever the status.
+    async fn note(
+        self,
         subject_id: &str,
         stage: EmailStage,
-        error: &str,
-    ) -> Result<(), StoreError> {
+        attempts: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE notifications SET last_error = $1, updated_at = $2 \
-             WHERE subject_id = $3 AND stage = $4",
+            "UPDATE notifications SET attempts = attempts + $1, \
+             last_error = COALESCE($2, last_error), updated_at = $3 \
+             WHERE subject_id = $4 AND stage = $5",
         )
+        .bind(attempts)
         .bind(error)
         .bind(now_ms())
         .bind(subject_id)
         .bind(stage.as_str())
-        .execute(self.pool())
+        .execute(&self.store.pool)
         .await?;
         Ok(())
     }
 
     /// `PENDING` -> `SENT` or `FAILED`. Returns whether this call changed it.
-    pub async fn settle_notification(
-        &self,
+    pub async fn settle(
+        self,
         subject_id: &str,
         stage: EmailStage,
         status: NotificationStatus,
         error: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool> {
         let now = now_ms();
         let sent_at = (status == NotificationStatus::Sent).then_some(now);
         Ok(sqlx::query(
@@ -174,24 +157,24 @@ impl Store {
         .bind(subject_id)
         .bind(stage.as_str())
         .bind(NotificationStatus::Pending.as_str())
-        .execute(self.pool())
+        .execute(&self.store.pool)
         .await?
         .rows_affected()
             == 1)
     }
 
     /// One email's record.
-    pub async fn notification(
-        &self,
+    pub async fn get(
+        self,
         subject_id: &str,
         stage: EmailStage,
-    ) -> Result<Option<NotificationRecord>, StoreError> {
+    ) -> Result<Option<NotificationRecord>> {
         sqlx::query(&format!(
             "{NOTIFICATION_SELECT} WHERE subject_id = $1 AND stage = $2"
         ))
         .bind(subject_id)
         .bind(stage.as_str())
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.store.pool)
         .await?
         .as_ref()
         .map(record_from_row)
@@ -199,15 +182,12 @@ impl Store {
     }
 
     /// Every email recorded about a subject (an order), oldest first.
-    pub async fn notifications_of(
-        &self,
-        subject_id: &str,
-    ) -> Result<Vec<NotificationRecord>, StoreError> {
+    pub async fn of_subject(self, subject_id: &str) -> Result<Vec<NotificationRecord>> {
         sqlx::query(&format!(
             "{NOTIFICATION_SELECT} WHERE subject_id = $1 ORDER BY created_at, stage"
         ))
         .bind(subject_id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.store.pool)
         .await?
         .iter()
         .map(record_from_row)

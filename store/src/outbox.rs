@@ -2,10 +2,9 @@
 //! the notifications and shipping services.
 //!
 //! Steps insert their messages with [`enqueue`] inside their own write
-//! transaction; each service's relay then [`Store::claim_outbox`]es a batch
-//! of its topic under a lease, delivers it and settles every message
-//! ([`Store::complete_outbox`], [`Store::retry_outbox`],
-//! [`Store::fail_outbox`]). A relay slot that died mid-batch gets its rows
+//! transaction; each service's relay then [`Outbox::claim`]s a batch of its
+//! topic under a lease, delivers it and settles every message
+//! ([`Outbox::complete`], [`Outbox::retry`], [`Outbox::fail`]). A relay slot that died mid-batch gets its rows
 //! back at once when it restarts (the rows name their slot); rows of a slot
 //! that never comes back return when the lease runs out.
 
@@ -15,11 +14,20 @@ use ordersaga_domain::{Outgoing, Topic};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Result, Store, corrupt, now_ms};
+use crate::db::{Tx, corrupt, now_ms, parse_col};
+use crate::{Result, Store};
 
-const PENDING: &str = "PENDING";
-const DONE: &str = "DONE";
-const FAILED: &str = "FAILED";
+ordersaga_domain::text_enum!(
+    /// Where a message is.
+    OutboxStatus {
+        /// Waiting for (another) delivery attempt.
+        Pending => "PENDING",
+        /// Delivered.
+        Done => "DONE",
+        /// Given up: refused, or not delivered within the horizon.
+        Failed => "FAILED",
+    }
+);
 
 /// One claimed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +46,8 @@ pub struct OutboxEntry {
 /// Where a message is, as tests and operators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxState {
-    /// `PENDING`, `DONE` or `FAILED`.
-    pub status: String,
+    /// Where it is.
+    pub status: OutboxStatus,
     /// Delivery attempts so far.
     pub attempts: i64,
     /// The last delivery error, if any.
@@ -48,11 +56,7 @@ pub struct OutboxState {
 
 /// Inserts `messages` in the caller's transaction, skipping any already
 /// there (a retried step).
-pub(crate) async fn enqueue(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    messages: &[Outgoing],
-    now: i64,
-) -> Result<()> {
+pub(crate) async fn enqueue(tx: &mut Tx, messages: &[Outgoing], now: i64) -> Result<()> {
     for message in messages {
         let payload = serde_json::to_string(message).map_err(corrupt)?;
         sqlx::query(
@@ -62,7 +66,7 @@ pub(crate) async fn enqueue(
         .bind(message.key())
         .bind(message.topic().as_str())
         .bind(payload)
-        .bind(PENDING)
+        .bind(OutboxStatus::Pending.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -84,12 +88,22 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl Store {
+/// The outbox repository; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Outbox<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Outbox<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
     /// Claims up to `limit` deliverable messages of `topic` for `slot`
     /// until `lease` has passed: first the slot's own unsettled rows (its
     /// previous attempt died), then free ones, oldest first.
-    pub async fn claim_outbox(
-        &self,
+    pub async fn claim(
+        self,
         topic: Topic,
         slot: &str,
         limit: u32,
@@ -111,10 +125,10 @@ impl Store {
         .bind(slot)
         .bind(now.saturating_add(millis(lease)))
         .bind(now)
-        .bind(PENDING)
+        .bind(OutboxStatus::Pending.as_str())
         .bind(topic.as_str())
         .bind(i64::from(limit))
-        .fetch_all(self.pool())
+        .fetch_all(&self.store.pool)
         .await?
         .iter()
         .map(entry_from_row)
@@ -125,38 +139,32 @@ impl Store {
 
     /// The message was delivered (or found delivered): done, whoever
     /// holds it now.
-    pub async fn complete_outbox(&self, key: &str) -> Result<()> {
-        self.settle_outbox(key, None, DONE, 0, None).await
+    pub async fn complete(self, key: &str) -> Result<()> {
+        self.settle(key, None, OutboxStatus::Done, 0, None).await
     }
 
     /// `slot`'s delivery failed for now: try again from `after` on.
-    pub async fn retry_outbox(
-        &self,
-        key: &str,
-        slot: &str,
-        after: Duration,
-        error: &str,
-    ) -> Result<()> {
+    pub async fn retry(self, key: &str, slot: &str, after: Duration, error: &str) -> Result<()> {
         let at = now_ms().saturating_add(millis(after));
-        self.settle_outbox(key, Some(slot), PENDING, at, Some(error))
+        self.settle(key, Some(slot), OutboxStatus::Pending, at, Some(error))
             .await
     }
 
     /// `slot` gives up for good (refused, or not delivered within the
     /// horizon).
-    pub async fn fail_outbox(&self, key: &str, slot: &str, error: &str) -> Result<()> {
-        self.settle_outbox(key, Some(slot), FAILED, 0, Some(error))
+    pub async fn fail(self, key: &str, slot: &str, error: &str) -> Result<()> {
+        self.settle(key, Some(slot), OutboxStatus::Failed, 0, Some(error))
             .await
     }
 
     /// Releases the claim. Only a pending row changes, and a failure only
     /// while `slot` still holds it: a slot whose lease ran out must not
     /// undo what another slot did meanwhile.
-    async fn settle_outbox(
-        &self,
+    async fn settle(
+        self,
         key: &str,
         slot: Option<&str>,
-        status: &str,
+        status: OutboxStatus,
         available_at: i64,
         error: Option<&str>,
     ) -> Result<()> {
@@ -165,37 +173,37 @@ impl Store {
              last_error), claimed_by = NULL, lease_until = 0, updated_at = $4 \
              WHERE message_key = $5 AND status = $6 AND ($7 IS NULL OR claimed_by = $7)",
         )
-        .bind(status)
+        .bind(status.as_str())
         .bind(available_at)
         .bind(error)
         .bind(now_ms())
         .bind(key)
-        .bind(PENDING)
+        .bind(OutboxStatus::Pending.as_str())
         .bind(slot)
-        .execute(self.pool())
+        .execute(&self.store.pool)
         .await?;
         Ok(())
     }
 
     /// Messages of `topic` not delivered yet: the relay's backlog.
-    pub async fn outbox_backlog(&self, topic: Topic) -> Result<i64> {
+    pub async fn backlog(self, topic: Topic) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE topic = $1 AND status = $2")
             .bind(topic.as_str())
-            .bind(PENDING)
-            .fetch_one(self.pool())
+            .bind(OutboxStatus::Pending.as_str())
+            .fetch_one(&self.store.pool)
             .await?;
         Ok(row.try_get("n")?)
     }
 
     /// One message's state, by key.
-    pub async fn outbox_state(&self, key: &str) -> Result<Option<OutboxState>> {
+    pub async fn state(self, key: &str) -> Result<Option<OutboxState>> {
         sqlx::query("SELECT status, attempts, last_error FROM outbox WHERE message_key = $1")
             .bind(key)
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.store.pool)
             .await?
             .map(|row| {
                 Ok(OutboxState {
-                    status: row.try_get("status")?,
+                    status: parse_col(&row, "status")?,
                     attempts: row.try_get("attempts")?,
                     last_error: row.try_get("last_error")?,
                 })

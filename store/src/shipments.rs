@@ -1,11 +1,14 @@
-//! The warehouse's shipping requests: one per confirmed order, keyed by
-//! the order id so a retried or replayed request creates nothing twice.
+//! The shipments repository: the warehouse's shipping requests, one per
+//! confirmed order, keyed by the order id so a retried or replayed request
+//! creates nothing twice.
 
-use ordersaga_domain::{CustomerId, OrderId, ShipmentLine, ShipmentRequest, ShippingAddress, Sku};
+use ordersaga_domain::{OrderId, ShipmentLine, ShipmentRequest, ShippingAddress};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{OrderCursor, Store, StoreError, now_ms};
+use crate::db::{now_ms, parse_col};
+use crate::page::{OrderCursor, Page, Placeholders};
+use crate::{Result, Store};
 
 /// A shipping request as the warehouse sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +24,22 @@ pub struct ShipmentRecord {
 const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_name, line1, line2, \
      city, postal_code, country, created_at FROM shipments";
 
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+/// The shipments repository; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Shipments<'a> {
+    store: &'a Store,
 }
 
-impl Store {
+impl<'a> Shipments<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
     /// Creates the order's shipping request unless it exists. Returns
     /// whether this call created it.
-    pub async fn request_shipment(&self, r: &ShipmentRequest) -> Result<bool, StoreError> {
+    pub async fn request(self, r: &ShipmentRequest) -> Result<bool> {
         let id = r.order_id.to_string();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.store.begin_write().await?;
         let created = sqlx::query(
             "INSERT INTO shipments (order_id, customer_id, status, recipient_name, line1, line2, \
              city, postal_code, country, created_at) \
@@ -68,27 +77,27 @@ impl Store {
         Ok(created)
     }
 
-    async fn shipment_from_row(&self, row: &AnyRow) -> Result<ShipmentRecord, StoreError> {
+    /// A shipment row with its lines.
+    async fn read(self, row: &AnyRow) -> Result<ShipmentRecord> {
         let id: String = row.try_get("order_id")?;
         let lines = sqlx::query(
             "SELECT sku, quantity FROM shipment_lines WHERE order_id = $1 ORDER BY line_no",
         )
         .bind(&id)
-        .fetch_all(self.pool())
+        .fetch_all(&self.store.pool)
         .await?
         .iter()
         .map(|l| {
             Ok(ShipmentLine {
-                sku: Sku::parse(&l.try_get::<String, _>("sku")?).map_err(corrupt)?,
+                sku: parse_col(l, "sku")?,
                 quantity: l.try_get("quantity")?,
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect::<Result<Vec<_>>>()?;
         Ok(ShipmentRecord {
             request: ShipmentRequest {
-                order_id: OrderId::parse(&id).map_err(corrupt)?,
-                customer_id: CustomerId::parse(&row.try_get::<String, _>("customer_id")?)
-                    .map_err(corrupt)?,
+                order_id: parse_col(row, "order_id")?,
+                customer_id: parse_col(row, "customer_id")?,
                 lines,
                 address: ShippingAddress {
                     name: row.try_get("recipient_name")?,
@@ -105,55 +114,51 @@ impl Store {
     }
 
     /// The order's shipping request, if one was made.
-    pub async fn shipment(&self, order_id: &OrderId) -> Result<Option<ShipmentRecord>, StoreError> {
+    pub async fn get(self, order_id: &OrderId) -> Result<Option<ShipmentRecord>> {
         let row = sqlx::query(&format!("{SHIPMENT_SELECT} WHERE order_id = $1"))
             .bind(order_id.to_string())
-            .fetch_optional(self.pool())
+            .fetch_optional(&self.store.pool)
             .await?;
         match row {
-            Some(row) => Ok(Some(self.shipment_from_row(&row).await?)),
+            Some(row) => Ok(Some(self.read(&row).await?)),
             None => Ok(None),
         }
     }
 
     /// Shipping requests newest first, one page (`limit` clamped to
     /// 1..=100) at a time, with the cursor of the next page if any.
-    pub async fn list_shipments(
-        &self,
+    pub async fn list(
+        self,
         limit: u32,
         after: Option<OrderCursor>,
-    ) -> Result<(Vec<ShipmentRecord>, Option<OrderCursor>), StoreError> {
-        let limit = i64::from(limit.clamp(1, 100));
-        let rows = match after {
-            None => {
-                sqlx::query(&format!(
-                    "{SHIPMENT_SELECT} ORDER BY created_at DESC, order_id DESC LIMIT $1"
-                ))
-                .bind(limit + 1)
-                .fetch_all(self.pool())
-                .await?
-            }
-            Some(c) => sqlx::query(&format!(
-                "{SHIPMENT_SELECT} WHERE created_at < $1 OR (created_at = $1 AND order_id < $2) \
-                     ORDER BY created_at DESC, order_id DESC LIMIT $3"
-            ))
-            .bind(c.created_at_ms)
-            .bind(c.order_id.to_string())
-            .bind(limit + 1)
-            .fetch_all(self.pool())
-            .await?,
-        };
-        let mut page = Vec::with_capacity(rows.len());
-        for row in &rows {
-            page.push(self.shipment_from_row(row).await?);
+    ) -> Result<(Vec<ShipmentRecord>, Option<OrderCursor>)> {
+        let page = Page::new(limit);
+        let mut p = Placeholders::default();
+        let mut sql = format!("{SHIPMENT_SELECT} WHERE 1 = 1");
+        if after.is_some() {
+            sql += &format!(" AND {}", p.older_than("order_id"));
         }
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let cursor = more.then(|| page.last()).flatten().map(|s| OrderCursor {
-            created_at_ms: s.created_at_ms,
-            order_id: s.request.order_id,
-        });
-        Ok((page, cursor))
+        sql += &format!(
+            " ORDER BY created_at DESC, order_id DESC LIMIT {}",
+            p.next()
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(c) = &after {
+            query = c.bind(query);
+        }
+        let rows = query
+            .bind(page.fetch_limit())
+            .fetch_all(&self.store.pool)
+            .await?;
+        let (rows, more) = page.cut(rows);
+        let mut shipments = Vec::with_capacity(rows.len());
+        for row in &rows {
+            shipments.push(self.read(row).await?);
+        }
+        let cursor = more
+            .then(|| shipments.last())
+            .flatten()
+            .map(|s| OrderCursor::after(s.created_at_ms, s.request.order_id));
+        Ok((shipments, cursor))
     }
 }

@@ -16,7 +16,8 @@ pub async fn create_product(
 ) -> anyhow::Result<Sku> {
     let sku = Sku::parse(sku)?;
     store
-        .create_product(&NewProduct {
+        .catalog()
+        .create(&NewProduct {
             sku: sku.clone(),
             name: format!("Test product {sku}"),
             price: Money::new(price_cents, Currency::parse("EUR")?),
@@ -25,7 +26,8 @@ pub async fn create_product(
         .await?;
     if stock > 0 {
         store
-            .receive_stock(&NewStockReceipt {
+            .stock()
+            .receive(&NewStockReceipt {
                 idempotency_key: format!("opening-{sku}"),
                 lines: vec![(sku.clone(), stock)],
             })

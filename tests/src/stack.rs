@@ -405,7 +405,8 @@ impl Stack {
     pub async fn on_hand(&self, sku: &Sku) -> anyhow::Result<i64> {
         Ok(self
             .store
-            .product(sku)
+            .catalog()
+            .get(sku)
             .await?
             .context("product vanished")?
             .on_hand)

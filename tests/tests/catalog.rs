@@ -267,15 +267,15 @@ async fn low_stock_alert_survives_a_worker_killed_right_after_the_deduction() ->
     let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
     assert!(!status.success(), "the worker crashed");
     assert_eq!(stack.on_hand(&mug).await?, 1);
-    let (alerts, _) = stack.store.list_low_stock_alerts(None, 10, None).await?;
+    let (alerts, _) = stack.store.stock().low_stock_alerts(None, 10, None).await?;
     assert_eq!(alerts.len(), 1, "raised with the deduction");
 
     stack.start_worker(WorkerSettings::default())?;
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(stack.on_hand(&mug).await?, 1, "deducted once");
-    assert_eq!(stack.store.ledger_balance(&mug).await?, 1);
-    let (alerts, _) = stack.store.list_low_stock_alerts(None, 10, None).await?;
+    assert_eq!(stack.store.stock().ledger_balance(&mug).await?, 1);
+    let (alerts, _) = stack.store.stock().low_stock_alerts(None, 10, None).await?;
     assert_eq!(alerts.len(), 1, "the retried step raised no second alert");
     stack.stop_workers()
 }
@@ -385,7 +385,7 @@ async fn last_units_race(db: TestDatabase) -> anyhow::Result<()> {
     }
     assert_eq!(confirmed, UNITS);
     assert_eq!(stack.on_hand(&sku).await?, 0);
-    assert_eq!(stack.store.ledger_balance(&sku).await?, 0);
+    assert_eq!(stack.store.stock().ledger_balance(&sku).await?, 0);
     Ok(())
 }
 

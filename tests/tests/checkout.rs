@@ -80,7 +80,8 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
     assert_eq!(pending.approval_url, placed.approval_url);
     let link = stack
         .store
-        .payment_link(&OrderId::parse(&placed.order_id)?)
+        .payments()
+        .link(&OrderId::parse(&placed.order_id)?)
         .await?;
     assert_eq!(
         link.map(|l| l.approval_url),

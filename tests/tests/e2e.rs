@@ -100,7 +100,7 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
     assert!(order.events.iter().all(|e| e.occurred_at.is_some()));
     assert_eq!(stack.on_hand(&mug).await?, 7);
     assert_eq!(stack.on_hand(&tee).await?, 4);
-    assert_eq!(stack.store.ledger_balance(&mug).await?, 7);
+    assert_eq!(stack.store.stock().ledger_balance(&mug).await?, 7);
     assert_eq!(
         gateway_counts(&stack, &placed.transaction_id).await?,
         (1, 1, 0)
@@ -213,7 +213,7 @@ async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
         ]
     );
     assert_eq!(stack.on_hand(&one).await?, 1);
-    assert_eq!(stack.store.ledger_balance(&one).await?, 1);
+    assert_eq!(stack.store.stock().ledger_balance(&one).await?, 1);
     let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
     assert_eq!((captures, refunds), (1, 1));
 
@@ -524,7 +524,7 @@ async fn bad_input_is_rejected_and_leaves_nothing_behind() -> anyhow::Result<()>
         .await?
         .into_inner();
     stack.terminal_order(&good.order_id).await?;
-    let (all, _) = stack.store.list_orders(&Default::default()).await?;
+    let (all, _) = stack.store.orders().list(&Default::default()).await?;
     assert_eq!(all.len(), 1);
     let query = format!("TaskQueue = '{}'", stack.task_queue);
     let count = eventually("visibility to catch up", SAGA_TIMEOUT, || {
@@ -643,7 +643,7 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
         "the charge was retried ({requests} requests)"
     );
     assert_eq!(stack.on_hand(&mug).await?, 8);
-    assert_eq!(stack.store.ledger_balance(&mug).await?, 8);
+    assert_eq!(stack.store.stock().ledger_balance(&mug).await?, 8);
     assert_eq!(
         event_names(&order),
         [

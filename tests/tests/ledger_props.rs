@@ -45,7 +45,8 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
         match op {
             Op::Receive(q) => {
                 store
-                    .receive_stock(&NewStockReceipt {
+                    .stock()
+                    .receive(&NewStockReceipt {
                         idempotency_key: format!("r{n}"),
                         lines: vec![(sku.clone(), q)],
                     })
@@ -55,7 +56,8 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
             Op::Deduct(q) => {
                 let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
                 store
-                    .place_order(
+                    .orders()
+                    .place(
                         &OrderInput {
                             order_id,
                             transaction_id: TransactionId::for_order(&order_id),
@@ -73,19 +75,19 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
                         &[],
                     )
                     .await?;
-                let ok = store.deduct_stock(&order_id).await?.is_ok();
+                let ok = store.stock().deduct(&order_id).await?.is_ok();
                 orders.push((order_id, q, ok, ok));
             }
             Op::Release(i) if !orders.is_empty() => {
                 let k = i % orders.len();
-                store.release_stock(&orders[k].0).await?;
+                store.stock().release(&orders[k].0).await?;
                 orders[k].3 = false;
             }
             Op::RetryDeduct(i) if !orders.is_empty() => {
                 let k = i % orders.len();
                 // A retry answers as the first attempt did and moves no
                 // stock, even after a release.
-                let again = store.deduct_stock(&orders[k].0).await?.is_ok();
+                let again = store.stock().deduct(&orders[k].0).await?.is_ok();
                 anyhow::ensure!(
                     again == orders[k].2,
                     "a retried deduction changed its answer"
@@ -95,7 +97,8 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
         }
         let in_force: i64 = orders.iter().filter(|o| o.3).map(|o| o.1).sum();
         let product = store
-            .product(&sku)
+            .catalog()
+            .get(&sku)
             .await?
             .ok_or_else(|| anyhow::anyhow!("gone"))?;
         anyhow::ensure!(product.on_hand >= 0, "negative stock");
@@ -104,7 +107,7 @@ async fn check(ops: Vec<Op>) -> anyhow::Result<()> {
             "on hand {} != received {received} - deducted {in_force}",
             product.on_hand
         );
-        anyhow::ensure!(product.on_hand == store.ledger_balance(&sku).await?);
+        anyhow::ensure!(product.on_hand == store.stock().ledger_balance(&sku).await?);
     }
     store.close().await;
     Ok(())

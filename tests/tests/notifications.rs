@@ -10,7 +10,7 @@ use anyhow::Context;
 use ordersaga_domain::names::OUTBOX_RELAY_WORKFLOW_ID_PREFIX;
 use ordersaga_domain::{EmailStage, OrderId, Topic};
 use ordersaga_proto::v1 as pb;
-use ordersaga_store::NotificationStatus;
+use ordersaga_store::{NotificationStatus, OutboxStatus};
 use ordersaga_tests::{ReceivedMail, Stack, eventually};
 use ordersaga_worker::{Queue, WorkerSettings};
 use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions};
@@ -77,7 +77,7 @@ async fn mail(stack: &Stack, n: usize, orders: &[&str]) -> anyhow::Result<Vec<Re
     .await?;
     for order in orders {
         eventually("emails recorded SENT", MAIL_TIMEOUT, || async {
-            let records = stack.store.notifications_of(order).await?;
+            let records = stack.store.notifications().of_subject(order).await?;
             let all_sent =
                 !records.is_empty() && records.iter().all(|r| r.status == NotificationStatus::Sent);
             Ok(all_sent.then_some(()))
@@ -307,7 +307,7 @@ async fn smtp_down_orders_still_confirm_and_every_email_arrives_once_when_it_is_
     // The emails are recorded, retried, and not sent.
     for id in &ids {
         eventually("a retried email", MAIL_TIMEOUT, || async {
-            let records = stack.store.notifications_of(id).await?;
+            let records = stack.store.notifications().of_subject(id).await?;
             let retried = records.len() == 2
                 && records.iter().all(|r| {
                     r.status == NotificationStatus::Pending
@@ -372,7 +372,8 @@ async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result
     }
     let received = stack
         .store
-        .notification(&placed.order_id, EmailStage::OrderReceived)
+        .notifications()
+        .get(&placed.order_id, EmailStage::OrderReceived)
         .await?
         .context("record")?;
     assert!(
@@ -405,7 +406,7 @@ async fn without_a_notifications_worker_orders_confirm_and_the_queue_backs_up() 
     // Visible backlog: four emails waiting in the outbox, and the email
     // relay's first task waiting on the `notifications` queue, which no
     // worker polls.
-    assert_eq!(stack.store.outbox_backlog(Topic::Email).await?, 4);
+    assert_eq!(stack.store.outbox().backlog(Topic::Email).await?, 4);
     let workflow_id = format!("{OUTBOX_RELAY_WORKFLOW_ID_PREFIX}email");
     let handle = stack
         .client
@@ -489,7 +490,11 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
     // 550 is permanent: no retries, the email is FAILED with the reason,
     // in the notifications records and in the outbox.
     let failed = eventually("a failed email", MAIL_TIMEOUT, || async {
-        let records = stack.store.notifications_of(&placed.order_id).await?;
+        let records = stack
+            .store
+            .notifications()
+            .of_subject(&placed.order_id)
+            .await?;
         let done = records.len() == 2
             && records
                 .iter()
@@ -508,10 +513,11 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
         let key = format!("notification-{stage}-{}", placed.order_id);
         let state = stack
             .store
-            .outbox_state(&key)
+            .outbox()
+            .state(&key)
             .await?
             .context("outbox row")?;
-        assert_eq!(state.status, "FAILED", "{key}: {state:?}");
+        assert_eq!(state.status, OutboxStatus::Failed, "{key}: {state:?}");
         assert_eq!(state.attempts, 1, "{key}: {state:?}");
         assert!(
             state
@@ -598,7 +604,7 @@ async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<
     assert!(bodies.iter().any(|b| b.contains("MUG-1")));
     assert!(bodies.iter().any(|b| b.contains("BOLT-1")));
     // Two alerts, two emails: the replayed receipt raised and sent nothing new.
-    let (stored, _) = stack.store.list_low_stock_alerts(None, 10, None).await?;
+    let (stored, _) = stack.store.stock().low_stock_alerts(None, 10, None).await?;
     assert_eq!(stored.len(), 2);
     stack.stop_workers()
 }

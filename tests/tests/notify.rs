@@ -227,41 +227,48 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
     let n = email(EmailStage::OrderConfirmed, None, false);
     let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
     let first = store
-        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .notifications()
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
         .await?;
     assert_eq!(
         (first.status, first.attempts),
         (NotificationStatus::Pending, 0)
     );
-    store.start_notification_attempt(&subject, stage).await?;
+    store.notifications().start_attempt(&subject, stage).await?;
     store
-        .note_notification_error(&subject, stage, "relay down")
+        .notifications()
+        .note_error(&subject, stage, "relay down")
         .await?;
     // A retry claims again: same row, nothing reset.
     let again = store
-        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .notifications()
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
         .await?;
     assert_eq!(again.attempts, 1);
     assert_eq!(again.last_error.as_deref(), Some("relay down"));
     assert!(
         store
-            .settle_notification(&subject, stage, NotificationStatus::Sent, None)
+            .notifications()
+            .settle(&subject, stage, NotificationStatus::Sent, None)
             .await?
     );
     assert!(
         !store
-            .settle_notification(&subject, stage, NotificationStatus::Failed, Some("late"))
+            .notifications()
+            .settle(&subject, stage, NotificationStatus::Failed, Some("late"))
             .await?,
         "a sent email stays sent"
     );
     let sent = store
-        .claim_notification(&subject, stage, "alice@example.com", "Hi", &mid)
+        .notifications()
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
         .await?;
     assert_eq!(sent.status, NotificationStatus::Sent);
     assert!(sent.sent_at_ms.is_some());
     // Another stage of the same order is its own email.
     store
-        .claim_notification(
+        .notifications()
+        .claim(
             &subject,
             EmailStage::OrderReceived,
             "a@example.com",
@@ -269,7 +276,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
             "<r@x>",
         )
         .await?;
-    assert_eq!(store.notifications_of(&subject).await?.len(), 2);
+    assert_eq!(store.notifications().of_subject(&subject).await?.len(), 2);
     Ok(())
 }
 
@@ -291,22 +298,23 @@ async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::R
             ],
             address: address(),
         };
-        assert!(store.request_shipment(&request).await?);
+        assert!(store.shipments().request(&request).await?);
         assert!(
-            !store.request_shipment(&request).await?,
+            !store.shipments().request(&request).await?,
             "retried: no second"
         );
         let stored = store
-            .shipment(&request.order_id)
+            .shipments()
+            .get(&request.order_id)
             .await?
             .context("shipment")?;
         assert_eq!(stored.request, request);
         assert_eq!(stored.status, "REQUESTED");
         ids.push(request.order_id);
     }
-    let (first, next) = store.list_shipments(2, None).await?;
+    let (first, next) = store.shipments().list(2, None).await?;
     assert_eq!(first.len(), 2);
-    let (rest, end) = store.list_shipments(2, next).await?;
+    let (rest, end) = store.shipments().list(2, next).await?;
     assert_eq!(rest.len(), 1);
     assert!(end.is_none());
     let mut seen: Vec<OrderId> = first

@@ -13,14 +13,14 @@ use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, SimulatedGateway,
 };
 use ordersaga_domain::{
-    Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money, Notification, OrderEmail,
-    OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
-    TransactionId,
+    CatalogEvent, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money,
+    Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing,
+    PaymentStatus, Sku, Topic, TransactionId,
 };
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
 use ordersaga_store::StoreError;
-use ordersaga_store::{NewProduct, OrderQuery, PaymentLink};
+use ordersaga_store::{NewProduct, OrderQuery, OutboxStatus, PaymentLink};
 use ordersaga_tests::create_product;
 
 ordersaga_tests::both_backends!(
@@ -72,15 +72,15 @@ fn order(customer: &str, lines: &[(&Sku, i64)]) -> OrderInput {
 }
 
 async fn events(store: &Store, id: &OrderId) -> anyhow::Result<Vec<OrderEvent>> {
-    let o = store.get_order(id).await?.context("order")?;
+    let o = store.orders().get(id).await?.context("order")?;
     Ok(o.events.iter().map(|e| e.event).collect())
 }
 
 async fn on_hand(store: &Store, sku: &Sku) -> anyhow::Result<i64> {
-    let p = store.product(sku).await?.context("product")?;
+    let p = store.catalog().get(sku).await?.context("product")?;
     assert_eq!(
         p.on_hand,
-        store.ledger_balance(sku).await?,
+        store.stock().ledger_balance(sku).await?,
         "on-hand = ledger"
     );
     Ok(p.on_hand)
@@ -89,12 +89,12 @@ async fn on_hand(store: &Store, sku: &Sku) -> anyhow::Result<i64> {
 async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 2)]);
-    assert!(store.place_order(&o, &[]).await?);
+    assert!(store.orders().place(&o, &[]).await?);
     assert!(
-        !store.place_order(&o, &[]).await?,
+        !store.orders().place(&o, &[]).await?,
         "second call creates nothing"
     );
-    let rec = store.get_order(&o.order_id).await?.context("stored")?;
+    let rec = store.orders().get(&o.order_id).await?.context("stored")?;
     assert_eq!(rec.summary.status, OrderStatus::Pending);
     assert_eq!(rec.summary.transaction_id, o.transaction_id);
     assert_eq!(rec.lines.len(), 1);
@@ -104,7 +104,8 @@ async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
     );
     // Creating a product twice keeps the first.
     let again = store
-        .create_product(&NewProduct {
+        .catalog()
+        .create(&NewProduct {
             sku: mug.clone(),
             name: "other".into(),
             price: eur(1),
@@ -121,9 +122,9 @@ async fn deduction_happens_once_and_matches_the_ledger(store: Store) -> anyhow::
     let tee = product(&store, "TEE", 5).await?;
     // The same sku on two lines counts once, summed.
     let o = order("alice", &[(&mug, 2), (&tee, 1), (&mug, 1)]);
-    store.place_order(&o, &[]).await?;
-    assert_eq!(store.deduct_stock(&o.order_id).await?, Ok(()));
-    assert_eq!(store.deduct_stock(&o.order_id).await?, Ok(()), "retry");
+    store.orders().place(&o, &[]).await?;
+    assert_eq!(store.stock().deduct(&o.order_id).await?, Ok(()));
+    assert_eq!(store.stock().deduct(&o.order_id).await?, Ok(()), "retry");
     assert_eq!(on_hand(&store, &mug).await?, 7);
     assert_eq!(on_hand(&store, &tee).await?, 4);
     assert_eq!(
@@ -137,9 +138,10 @@ async fn deduction_is_all_or_nothing_and_its_outcome_sticks(store: Store) -> any
     let mug = product(&store, "MUG", 10).await?;
     let one = product(&store, "ONE", 1).await?;
     let o = order("alice", &[(&mug, 3), (&one, 2)]);
-    store.place_order(&o, &[]).await?;
+    store.orders().place(&o, &[]).await?;
     let short = store
-        .deduct_stock(&o.order_id)
+        .stock()
+        .deduct(&o.order_id)
         .await?
         .err()
         .context("short")?;
@@ -151,8 +153,8 @@ async fn deduction_is_all_or_nothing_and_its_outcome_sticks(store: Store) -> any
     assert_eq!(on_hand(&store, &one).await?, 1);
     // A retry after a restock still answers as the first attempt did.
     let more = order("bob", &[(&one, 1)]);
-    store.place_order(&more, &[]).await?;
-    assert!(store.deduct_stock(&o.order_id).await?.is_err());
+    store.orders().place(&more, &[]).await?;
+    assert!(store.stock().deduct(&o.order_id).await?.is_err());
     assert_eq!(
         events(&store, &o.order_id).await?,
         [OrderEvent::OrderPlaced, OrderEvent::InventoryProcessFailed]
@@ -165,20 +167,21 @@ async fn release_puts_stock_back_once_and_only_after_a_deduction(
 ) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 4)]);
-    store.place_order(&o, &[]).await?;
+    store.orders().place(&o, &[]).await?;
     assert!(
-        !store.release_stock(&o.order_id).await?,
+        !store.stock().release(&o.order_id).await?,
         "nothing to undo yet"
     );
     store
-        .deduct_stock(&o.order_id)
+        .stock()
+        .deduct(&o.order_id)
         .await?
         .ok()
         .context("deducted")?;
     assert_eq!(on_hand(&store, &mug).await?, 6);
-    assert!(store.release_stock(&o.order_id).await?);
+    assert!(store.stock().release(&o.order_id).await?);
     assert!(
-        !store.release_stock(&o.order_id).await?,
+        !store.stock().release(&o.order_id).await?,
         "second release is a no-op"
     );
     assert_eq!(on_hand(&store, &mug).await?, 10);
@@ -193,10 +196,10 @@ async fn release_puts_stock_back_once_and_only_after_a_deduction(
 async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 1)]);
-    store.place_order(&o, &[]).await?;
-    assert_eq!(store.payment_link(&o.order_id).await?, None);
+    store.orders().place(&o, &[]).await?;
+    assert_eq!(store.payments().link(&o.order_id).await?, None);
     assert_eq!(
-        store.order_of_transaction(&o.transaction_id).await?,
+        store.orders().paid_by(&o.transaction_id).await?,
         Some(o.order_id)
     );
     let link = PaymentLink {
@@ -204,7 +207,8 @@ async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> 
         approval_url: "http://gw.test/checkoutnow?token=GW-1".to_string(),
     };
     let p = store
-        .open_checkout_payment(&o.order_id, &o.transaction_id, o.total, &link, &[])
+        .payments()
+        .open_checkout(&o.order_id, &o.transaction_id, o.total, &link, &[])
         .await?;
     assert_eq!(p.status, PaymentStatus::Pending);
     assert_eq!(p.approval_url.as_deref(), Some(link.approval_url.as_str()));
@@ -214,16 +218,18 @@ async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> 
         approval_url: "http://gw.test/other".to_string(),
     };
     store
-        .open_checkout_payment(&o.order_id, &o.transaction_id, o.total, &other, &[])
+        .payments()
+        .open_checkout(&o.order_id, &o.transaction_id, o.total, &other, &[])
         .await?;
-    assert_eq!(store.payment_link(&o.order_id).await?, Some(link));
+    assert_eq!(store.payments().link(&o.order_id).await?, Some(link));
     assert!(
         store
-            .record_payment_voided(&o.order_id, "payment expired")
+            .payments()
+            .record_voided(&o.order_id, "payment expired")
             .await?
     );
-    assert!(!store.record_payment_voided(&o.order_id, "again").await?);
-    let rec = store.get_order(&o.order_id).await?.context("order")?;
+    assert!(!store.payments().record_voided(&o.order_id, "again").await?);
+    let rec = store.orders().get(&o.order_id).await?.context("order")?;
     let payment = rec.payment.context("payment")?;
     assert_eq!(payment.status, PaymentStatus::Voided);
     assert_eq!(payment.decline_reason.as_deref(), Some("payment expired"));
@@ -232,32 +238,35 @@ async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> 
         [OrderEvent::OrderPlaced, OrderEvent::PaymentProcessFailed]
     );
     let unknown = TransactionId::for_order(&OrderId::from_uuid(uuid::Uuid::new_v4()));
-    assert_eq!(store.order_of_transaction(&unknown).await?, None);
+    assert_eq!(store.orders().paid_by(&unknown).await?, None);
     Ok(())
 }
 
 async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 1)]);
-    store.place_order(&o, &[]).await?;
+    store.orders().place(&o, &[]).await?;
     let p = store
-        .ensure_payment(&o.order_id, &o.transaction_id, o.total)
+        .payments()
+        .ensure(&o.order_id, &o.transaction_id, o.total)
         .await?;
     assert_eq!(p.status, PaymentStatus::Pending);
     let again = store
-        .ensure_payment(&o.order_id, &o.transaction_id, o.total)
+        .payments()
+        .ensure(&o.order_id, &o.transaction_id, o.total)
         .await?;
     assert_eq!(again, p);
-    let captured = store.record_payment_outcome(&o.order_id, Ok(())).await?;
+    let captured = store.payments().record_outcome(&o.order_id, Ok(())).await?;
     assert_eq!(captured.status, PaymentStatus::Captured);
     // A late "declined" for a settled payment changes nothing.
     let late = store
-        .record_payment_outcome(&o.order_id, Err("late"))
+        .payments()
+        .record_outcome(&o.order_id, Err("late"))
         .await?;
     assert_eq!(late.status, PaymentStatus::Captured);
-    assert!(store.record_refund(&o.order_id).await?);
-    assert!(!store.record_refund(&o.order_id).await?);
-    let rec = store.get_order(&o.order_id).await?.context("order")?;
+    assert!(store.payments().record_refund(&o.order_id).await?);
+    assert!(!store.payments().record_refund(&o.order_id).await?);
+    let rec = store.orders().get(&o.order_id).await?.context("order")?;
     assert_eq!(
         rec.payment.context("payment")?.status,
         PaymentStatus::Refunded
@@ -277,28 +286,28 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let a = order("alice", &[(&mug, 1)]);
     let b = order("alice", &[(&mug, 1)]);
-    store.place_order(&a, &[]).await?;
-    store.place_order(&b, &[]).await?;
+    store.orders().place(&a, &[]).await?;
+    store.orders().place(&b, &[]).await?;
     assert_eq!(
-        store.confirm_order(&a.order_id, &[]).await?,
+        store.orders().confirm(&a.order_id, &[]).await?,
         OrderStatus::Confirmed
     );
     assert_eq!(
-        store.confirm_order(&a.order_id, &[]).await?,
+        store.orders().confirm(&a.order_id, &[]).await?,
         OrderStatus::Confirmed
     );
     let reason = FailureReason::PaymentDeclined {
         message: "nope".into(),
     };
     assert_eq!(
-        store.fail_order(&a.order_id, &reason, &[]).await?,
+        store.orders().fail(&a.order_id, &reason, &[]).await?,
         OrderStatus::Confirmed
     );
     assert_eq!(
-        store.fail_order(&b.order_id, &reason, &[]).await?,
+        store.orders().fail(&b.order_id, &reason, &[]).await?,
         OrderStatus::Failed
     );
-    let rec = store.get_order(&b.order_id).await?.context("order")?;
+    let rec = store.orders().get(&b.order_id).await?.context("order")?;
     assert_eq!(
         rec.summary.failure_code.as_deref(),
         Some("PAYMENT_DECLINED")
@@ -313,7 +322,8 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     );
     assert!(
         store
-            .confirm_order(&OrderId::from_uuid(uuid::Uuid::new_v4()), &[])
+            .orders()
+            .confirm(&OrderId::from_uuid(uuid::Uuid::new_v4()), &[])
             .await
             .is_err()
     );
@@ -324,14 +334,14 @@ async fn concurrent_orders_never_oversell(store: Store) -> anyhow::Result<()> {
     let last = product(&store, "LAST", 5).await?;
     let orders: Vec<OrderInput> = (0..12).map(|_| order("crowd", &[(&last, 1)])).collect();
     for o in &orders {
-        store.place_order(o, &[]).await?;
+        store.orders().place(o, &[]).await?;
     }
     let tasks: Vec<_> = orders
         .iter()
         .map(|o| {
             let store = store.clone();
             let id = o.order_id;
-            tokio::spawn(async move { store.deduct_stock(&id).await })
+            tokio::spawn(async move { store.stock().deduct(&id).await })
         })
         .collect();
     let mut ok = 0;
@@ -350,18 +360,19 @@ async fn list_orders_filters_and_pages(store: Store) -> anyhow::Result<()> {
     let mut alice = Vec::new();
     for _ in 0..5 {
         let o = order("alice", &[(&mug, 1)]);
-        store.place_order(&o, &[]).await?;
+        store.orders().place(&o, &[]).await?;
         alice.push(o.order_id);
     }
     let bob = order("bob", &[(&mug, 1)]);
-    store.place_order(&bob, &[]).await?;
-    store.confirm_order(&alice[0], &[]).await?;
+    store.orders().place(&bob, &[]).await?;
+    store.orders().confirm(&alice[0], &[]).await?;
 
     let mut seen = Vec::new();
     let mut after = None;
     loop {
         let (page, next) = store
-            .list_orders(&OrderQuery {
+            .orders()
+            .list(&OrderQuery {
                 customer_id: Some(CustomerId::parse("alice")?),
                 limit: 2,
                 after,
@@ -379,7 +390,8 @@ async fn list_orders_filters_and_pages(store: Store) -> anyhow::Result<()> {
     alice.sort();
     assert_eq!(seen, alice);
     let (confirmed, next) = store
-        .list_orders(&OrderQuery {
+        .orders()
+        .list(&OrderQuery {
             status: Some(OrderStatus::Confirmed),
             limit: 10,
             ..Default::default()
@@ -435,10 +447,14 @@ async fn receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus(
     let mug = product(&store, "MUG", 0).await?;
     let tee = product(&store, "TEE", 0).await?;
     let first = store
-        .receive_stock(&receipt("grn-1", &[(&mug, 5), (&tee, 2), (&mug, 1)]))
+        .stock()
+        .receive(&receipt("grn-1", &[(&mug, 5), (&tee, 2), (&mug, 1)]))
         .await?;
     assert!(first.created);
-    let again = store.receive_stock(&receipt("grn-1", &[(&mug, 5)])).await?;
+    let again = store
+        .stock()
+        .receive(&receipt("grn-1", &[(&mug, 5)]))
+        .await?;
     assert!(!again.created);
     assert_eq!(again.receipt_id, first.receipt_id);
     assert_eq!(again.lines, first.lines, "the first receipt is answered");
@@ -447,39 +463,42 @@ async fn receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus(
 
     let ghost = Sku::parse("GHOST")?;
     let err = store
-        .receive_stock(&receipt("grn-2", &[(&mug, 3), (&ghost, 1)]))
+        .stock()
+        .receive(&receipt("grn-2", &[(&mug, 3), (&ghost, 1)]))
         .await;
     assert!(matches!(err, Err(StoreError::UnknownProduct(_))), "{err:?}");
     assert_eq!(on_hand(&store, &mug).await?, 6, "nothing of grn-2 stayed");
     // The failed key is still free.
     assert!(
         store
-            .receive_stock(&receipt("grn-2", &[(&mug, 3)]))
+            .stock()
+            .receive(&receipt("grn-2", &[(&mug, 3)]))
             .await?
             .created
     );
     assert_eq!(on_hand(&store, &mug).await?, 9);
-    let events: Vec<String> = store
-        .catalog_events(&mug)
+    let events: Vec<CatalogEvent> = store
+        .catalog()
+        .events(&mug)
         .await?
         .into_iter()
-        .map(|e| e.0)
+        .map(|e| e.event)
         .collect();
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "StockReceiptCreated")
+            .filter(|e| **e == CatalogEvent::StockReceiptCreated)
             .count(),
         2
     );
-    assert_eq!(events.first().map(String::as_str), Some("ProductCreated"));
+    assert_eq!(events.first(), Some(&CatalogEvent::ProductCreated));
     Ok(())
 }
 
 async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
     let mug = create_product(&store, "MUG", 1_000, 6, 3).await?;
     let alerts = |store: Store| async move {
-        let (page, _) = store.list_low_stock_alerts(None, 100, None).await?;
+        let (page, _) = store.stock().low_stock_alerts(None, 100, None).await?;
         anyhow::Ok(page.len())
     };
     assert_eq!(alerts(store.clone()).await?, 0, "6 > 3: no alert");
@@ -488,9 +507,10 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
         let mug = mug.clone();
         async move {
             let o = order("buyer", &[(&mug, n)]);
-            store.place_order(&o, &[]).await?;
+            store.orders().place(&o, &[]).await?;
             store
-                .deduct_stock(&o.order_id)
+                .stock()
+                .deduct(&o.order_id)
                 .await?
                 .ok()
                 .context("deducted")?;
@@ -503,17 +523,24 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
     sell(1).await?; // 2 -> 1
     assert_eq!(alerts(store.clone()).await?, 1);
     store
-        .receive_stock(&receipt("refill", &[(&mug, 9)]))
+        .stock()
+        .receive(&receipt("refill", &[(&mug, 9)]))
         .await?; // 1 -> 10: re-arms
     assert_eq!(alerts(store.clone()).await?, 1);
     sell(7).await?; // 10 -> 3: crosses again
-    let (page, _) = store.list_low_stock_alerts(Some(&mug), 100, None).await?;
+    let (page, _) = store
+        .stock()
+        .low_stock_alerts(Some(&mug), 100, None)
+        .await?;
     assert_eq!(page.len(), 2);
     assert_eq!((page[1].on_hand, page[1].threshold), (3, 3));
     assert_eq!(page[1].cause, format!("order:{crossing}"));
     // A receipt that leaves a product low alerts too (it was never above).
     let bolt = create_product(&store, "BOLT", 10, 2, 5).await?;
-    let (bolts, _) = store.list_low_stock_alerts(Some(&bolt), 100, None).await?;
+    let (bolts, _) = store
+        .stock()
+        .low_stock_alerts(Some(&bolt), 100, None)
+        .await?;
     assert_eq!(bolts.len(), 1);
     assert!(bolts[0].cause.starts_with("receipt:"));
     Ok(())
@@ -526,8 +553,8 @@ async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyh
         let mug = mug.clone();
         async move {
             let o = order(customer, &[(&mug, 1)]);
-            store.place_order(&o, &[]).await?;
-            store.confirm_order(&o.order_id, &[]).await?;
+            store.orders().place(&o, &[]).await?;
+            store.orders().confirm(&o.order_id, &[]).await?;
             anyhow::Ok(())
         }
     };
@@ -535,46 +562,50 @@ async fn ratings_only_from_buyers_and_replacement_is_exact(store: Store) -> anyh
     buy("ben").await?;
     let ann = CustomerId::parse("ann")?;
     let ben = CustomerId::parse("ben")?;
-    let p = store.submit_rating(&ann, &mug, 4).await?;
+    let p = store.catalog().rate(&ann, &mug, 4).await?;
     assert_eq!((p.rating_sum, p.rating_count), (4, 1));
-    let p = store.submit_rating(&ann, &mug, 2).await?; // replaces 4
+    let p = store.catalog().rate(&ann, &mug, 2).await?; // replaces 4
     assert_eq!((p.rating_sum, p.rating_count), (2, 1));
-    let p = store.submit_rating(&ben, &mug, 5).await?;
+    let p = store.catalog().rate(&ben, &mug, 5).await?;
     assert_eq!(p.rating_average(), Some(3.5));
 
     // Placed but never confirmed: not a buyer.
     let cid = CustomerId::parse("cid")?;
-    store.place_order(&order("cid", &[(&mug, 1)]), &[]).await?;
-    let err = store.submit_rating(&cid, &mug, 5).await;
+    store
+        .orders()
+        .place(&order("cid", &[(&mug, 1)]), &[])
+        .await?;
+    let err = store.catalog().rate(&cid, &mug, 5).await;
     assert!(matches!(err, Err(StoreError::NotABuyer { .. })), "{err:?}");
     let ghost = Sku::parse("GHOST")?;
     assert!(matches!(
-        store.submit_rating(&ann, &ghost, 5).await,
+        store.catalog().rate(&ann, &ghost, 5).await,
         Err(StoreError::UnknownProduct(_))
     ));
-    let p = store.product(&mug).await?.context("mug")?;
+    let p = store.catalog().get(&mug).await?.context("mug")?;
     assert_eq!(
         (p.rating_sum, p.rating_count),
         (7, 2),
         "failed attempts changed nothing"
     );
-    let events: Vec<String> = store
-        .catalog_events(&mug)
+    let events: Vec<CatalogEvent> = store
+        .catalog()
+        .events(&mug)
         .await?
         .into_iter()
-        .map(|e| e.0)
+        .map(|e| e.event)
         .collect();
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "ReviewRatingSubmitted")
+            .filter(|e| **e == CatalogEvent::ReviewRatingSubmitted)
             .count(),
         3
     );
     assert_eq!(
         events
             .iter()
-            .filter(|e| *e == "ProductRatingUpdated")
+            .filter(|e| **e == CatalogEvent::ProductRatingUpdated)
             .count(),
         3
     );
@@ -625,15 +656,16 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     for n in 0..6 {
         let o = order(&format!("out-{n}"), &[(&sku, 1)]);
         let received = [email(&o, EmailStage::OrderReceived)];
-        store.place_order(&o, &received).await?;
-        store.place_order(&o, &received).await?; // a retried step
+        store.orders().place(&o, &received).await?;
+        store.orders().place(&o, &received).await?; // a retried step
         orders.push(o);
     }
-    assert_eq!(store.outbox_backlog(Topic::Email).await?, 6);
-    assert_eq!(store.outbox_backlog(Topic::Shipment).await?, 0);
+    assert_eq!(store.outbox().backlog(Topic::Email).await?, 6);
+    assert_eq!(store.outbox().backlog(Topic::Shipment).await?, 0);
     // FailOrder on a confirmed order commits nothing.
     store
-        .confirm_order(
+        .orders()
+        .confirm(
             &orders[0].order_id,
             &[email(&orders[0], EmailStage::OrderConfirmed)],
         )
@@ -642,24 +674,26 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
         message: "late".into(),
     };
     store
-        .fail_order(
+        .orders()
+        .fail(
             &orders[0].order_id,
             &reason,
             &[email(&orders[0], EmailStage::OrderFailed)],
         )
         .await?;
-    assert_eq!(store.outbox_backlog(Topic::Email).await?, 7);
+    assert_eq!(store.outbox().backlog(Topic::Email).await?, 7);
 
     // Two slots claiming at once never take the same message (on
     // PostgreSQL the loser skips rows the winner took); a third takes the
     // rest.
     let (a, b) = tokio::join!(
-        store.claim_outbox(Topic::Email, "email#0", 4, lease),
-        store.claim_outbox(Topic::Email, "email#1", 4, lease)
+        store.outbox().claim(Topic::Email, "email#0", 4, lease),
+        store.outbox().claim(Topic::Email, "email#1", 4, lease)
     );
     let (a, b) = (a?, b?);
     let c = store
-        .claim_outbox(Topic::Email, "email#2", 10, lease)
+        .outbox()
+        .claim(Topic::Email, "email#2", 10, lease)
         .await?;
     let mut keys: Vec<_> = a
         .iter()
@@ -677,7 +711,8 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     assert_eq!(keys.len(), 7);
     assert!(
         store
-            .claim_outbox(Topic::Email, "email#3", 10, lease)
+            .outbox()
+            .claim(Topic::Email, "email#3", 10, lease)
             .await?
             .is_empty(),
         "everything is leased"
@@ -689,7 +724,7 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
         .max_by_key(|(_, claims)| claims.len())
         .context("slots")?;
     assert!(claimed.len() >= 3, "7 messages over 3 slots");
-    let again = store.claim_outbox(Topic::Email, slot, 10, lease).await?;
+    let again = store.outbox().claim(Topic::Email, slot, 10, lease).await?;
     let mut first: Vec<_> = claimed.iter().map(|e| e.key.clone()).collect();
     let mut second: Vec<_> = again.iter().map(|e| e.key.clone()).collect();
     first.sort();
@@ -699,34 +734,38 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
 
     // Settle: done, retry later, give up. None is claimable right now.
     let done = &again[0].key;
-    store.complete_outbox(done).await?;
+    store.outbox().complete(done).await?;
     store
-        .retry_outbox(&again[1].key, slot, Duration::from_secs(3600), "421 busy")
+        .outbox()
+        .retry(&again[1].key, slot, Duration::from_secs(3600), "421 busy")
         .await?;
     store
-        .fail_outbox(&again[2].key, slot, "550 no such user")
+        .outbox()
+        .fail(&again[2].key, slot, "550 no such user")
         .await?;
     // A slot that lost its lease cannot undo another slot's outcome.
     store
-        .retry_outbox(done, "email#3", Duration::ZERO, "stale")
+        .outbox()
+        .retry(done, "email#3", Duration::ZERO, "stale")
         .await?;
     assert_eq!(
-        store.outbox_state(done).await?.context("row")?.status,
-        "DONE"
+        store.outbox().state(done).await?.context("row")?.status,
+        OutboxStatus::Done
     );
-    let retried = store.outbox_state(&again[1].key).await?.context("row")?;
-    assert_eq!(retried.status, "PENDING");
+    let retried = store.outbox().state(&again[1].key).await?.context("row")?;
+    assert_eq!(retried.status, OutboxStatus::Pending);
     assert_eq!(retried.last_error.as_deref(), Some("421 busy"));
     assert_eq!(
         store
-            .outbox_state(&again[2].key)
+            .outbox()
+            .state(&again[2].key)
             .await?
             .context("row")?
             .status,
-        "FAILED"
+        OutboxStatus::Failed
     );
-    let rest = store.claim_outbox(Topic::Email, slot, 10, lease).await?;
+    let rest = store.outbox().claim(Topic::Email, slot, 10, lease).await?;
     assert_eq!(rest.len(), again.len() - 3, "only the unsettled ones");
-    assert_eq!(store.outbox_backlog(Topic::Email).await?, 5);
+    assert_eq!(store.outbox().backlog(Topic::Email).await?, 5);
     Ok(())
 }

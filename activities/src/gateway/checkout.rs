@@ -20,8 +20,6 @@
 //! [`ordersaga_domain::contracts::checkout`]; it is re-exported here because
 //! the port speaks it.
 
-use std::fmt;
-
 use async_trait::async_trait;
 pub use ordersaga_domain::contracts::checkout::{
     Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutOrder, CheckoutStatus,
@@ -30,36 +28,19 @@ pub use ordersaga_domain::contracts::checkout::{
 use ordersaga_domain::{Money, TransactionId};
 use serde::{Deserialize, Serialize};
 
-/// A mutating gateway call, named in its idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
-    /// Create the gateway order.
-    Create,
-    /// Capture the approved order.
-    Capture,
-    /// Refund the capture.
-    Refund,
-    /// Void the unapproved order.
-    Void,
-}
-
-impl Operation {
-    /// The operation's name in request ids and errors.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Create => "create",
-            Self::Capture => "capture",
-            Self::Refund => "refund",
-            Self::Void => "void",
-        }
+ordersaga_domain::text_enum!(
+    /// A mutating gateway call, named in its idempotency key and errors.
+    Operation {
+        /// Create the gateway order.
+        Create => "create",
+        /// Capture the approved order.
+        Capture => "capture",
+        /// Refund the capture.
+        Refund => "refund",
+        /// Void the unapproved order.
+        Void => "void",
     }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+);
 
 /// The idempotency key (`PayPal-Request-Id`) of `operation` for a payment:
 /// `{transactionId}-{operation}`. Derived, never random, so every retry of

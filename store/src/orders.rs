@@ -1,0 +1,375 @@
+//! The orders repository: an order's header and lines, its status history
+//! (`order_events`), and the `PlaceOrder`, `ConfirmOrder` and `FailOrder`
+//! steps, each committed with the messages it hands to the outbox.
+
+use ordersaga_domain::{
+    CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus, Outgoing, Sku,
+    TransactionId,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Tx, change_status, money, now_ms, parse_col};
+use crate::outbox::enqueue;
+use crate::page::{OrderCursor, Page, Placeholders};
+use crate::payments::PaymentRecord;
+use crate::{Result, Store, StoreError};
+
+/// One stored line of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRecord {
+    /// The product.
+    pub sku: Sku,
+    /// Units ordered.
+    pub quantity: i64,
+    /// Price per unit when ordered, in the order's currency.
+    pub unit_price_minor: i64,
+}
+
+/// One entry of an order's status history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The domain event.
+    pub event: OrderEvent,
+    /// Human-readable detail (e.g. the failure reason).
+    pub detail: Option<String>,
+    /// When it happened, Unix ms.
+    pub occurred_at_ms: i64,
+}
+
+/// An order's header as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    /// The order.
+    pub order_id: OrderId,
+    /// Who placed it.
+    pub customer_id: CustomerId,
+    /// Its payment's transaction id.
+    pub transaction_id: TransactionId,
+    /// Current status.
+    pub status: OrderStatus,
+    /// Sum of the lines.
+    pub total: Money,
+    /// Failure code (`PAYMENT_DECLINED`, ...) when failed.
+    pub failure_code: Option<String>,
+    /// Failure reason in words when failed.
+    pub failure_reason: Option<String>,
+    /// Placed at, Unix ms.
+    pub created_at_ms: i64,
+    /// Last change, Unix ms.
+    pub updated_at_ms: i64,
+}
+
+/// Everything known about one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// The header.
+    pub summary: OrderSummary,
+    /// Its lines, in order.
+    pub lines: Vec<LineRecord>,
+    /// Its payment, once created.
+    pub payment: Option<PaymentRecord>,
+    /// Its status history, oldest first.
+    pub events: Vec<EventRecord>,
+}
+
+/// Filter and page of [`Orders::list`].
+#[derive(Debug, Clone, Default)]
+pub struct OrderQuery {
+    /// Only this customer's orders.
+    pub customer_id: Option<CustomerId>,
+    /// Only orders in this status.
+    pub status: Option<OrderStatus>,
+    /// At most this many (clamped to 1..=100).
+    pub limit: u32,
+    /// Continue after this cursor (from a previous page).
+    pub after: Option<OrderCursor>,
+}
+
+/// The orders repository; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Orders<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Orders<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// `PlaceOrder`: stores the order `PENDING` with its lines, records
+    /// `OrderPlaced` and commits `outgoing` to the outbox with it. Returns
+    /// whether this call created the order.
+    pub async fn place(self, order: &OrderInput, outgoing: &[Outgoing]) -> Result<bool> {
+        let now = now_ms();
+        let id = order.order_id.to_string();
+        let mut tx = self.store.begin_write().await?;
+        let created = sqlx::query(
+            "INSERT INTO orders (order_id, customer_id, transaction_id, status, total_minor, \
+             currency, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(order.customer_id.as_str())
+        .bind(order.transaction_id.to_string())
+        .bind(OrderStatus::Pending.as_str())
+        .bind(order.total.minor)
+        .bind(order.total.currency.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if created {
+            for (n, line) in order.lines.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&id)
+                .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .bind(line.sku.as_str())
+                .bind(line.quantity)
+                .bind(line.unit_price.minor)
+                .execute(&mut *tx)
+                .await?;
+            }
+            insert_event(&mut tx, &id, OrderEvent::OrderPlaced, None, now).await?;
+        }
+        enqueue(&mut tx, outgoing, now).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// `ConfirmOrder`: `PENDING` -> `CONFIRMED`, `OrderConfirmed` once, and
+    /// `outgoing` committed to the outbox with it. Returns the order's
+    /// status afterwards.
+    pub async fn confirm(self, order_id: &OrderId, outgoing: &[Outgoing]) -> Result<OrderStatus> {
+        self.finish(
+            order_id,
+            OrderStatus::Confirmed,
+            OrderEvent::OrderConfirmed,
+            None,
+            outgoing,
+        )
+        .await
+    }
+
+    /// `FailOrder`: `PENDING` -> `FAILED` with its reason, `OrderFailed`
+    /// once, and `outgoing` committed to the outbox with it. Returns the
+    /// order's status afterwards.
+    pub async fn fail(
+        self,
+        order_id: &OrderId,
+        reason: &FailureReason,
+        outgoing: &[Outgoing],
+    ) -> Result<OrderStatus> {
+        self.finish(
+            order_id,
+            OrderStatus::Failed,
+            OrderEvent::OrderFailed,
+            Some(reason),
+            outgoing,
+        )
+        .await
+    }
+
+    /// Moves the order to `status` where [`OrderStatus::can_become`] allows
+    /// it, with `event` once; enqueues `outgoing` if the order ended so.
+    async fn finish(
+        self,
+        order_id: &OrderId,
+        status: OrderStatus,
+        event: OrderEvent,
+        reason: Option<&FailureReason>,
+        outgoing: &[Outgoing],
+    ) -> Result<OrderStatus> {
+        let now = now_ms();
+        let id = order_id.to_string();
+        let text = reason.map(ToString::to_string);
+        let mut tx = self.store.begin_write().await?;
+        let columns = [
+            ("failure_code", reason.map(FailureReason::code)),
+            ("failure_reason", text.as_deref()),
+        ];
+        let changed = change_status(&mut tx, "orders", &id, status, &columns, now).await?;
+        if changed {
+            insert_event(&mut tx, &id, event, text.as_deref(), now).await?;
+        }
+        let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::OrderNotFound(*order_id))?;
+        let now_status = parse_col(&row, "status")?;
+        // Also on a retry (the insert skips what is there), never for an
+        // order that ended otherwise.
+        if now_status == status {
+            enqueue(&mut tx, outgoing, now).await?;
+        }
+        tx.commit().await?;
+        Ok(now_status)
+    }
+
+    /// Everything about one order, or `None` if it is not stored (yet).
+    pub async fn get(self, order_id: &OrderId) -> Result<Option<OrderRecord>> {
+        let pool = &self.store.pool;
+        let id = order_id.to_string();
+        let Some(row) = sqlx::query(&format!("{SUMMARY_SELECT} WHERE order_id = $1"))
+            .bind(&id)
+            .fetch_optional(pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let summary = summary_from_row(&row)?;
+        let lines = sqlx::query(LINES_SELECT)
+            .bind(&id)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(line_from_row)
+            .collect::<Result<_>>()?;
+        let payment = self.store.payments().of_order(order_id).await?;
+        let mut events =
+            sqlx::query("SELECT event, detail, occurred_at FROM order_events WHERE order_id = $1")
+                .bind(&id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(EventRecord {
+                        event: parse_col(r, "event")?,
+                        detail: r.try_get("detail")?,
+                        occurred_at_ms: r.try_get("occurred_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        // Events of one millisecond keep the saga's order.
+        events.sort_by_key(|e| {
+            let rank = OrderEvent::ALL.iter().position(|x| *x == e.event);
+            (e.occurred_at_ms, rank)
+        });
+        Ok(Some(OrderRecord {
+            summary,
+            lines,
+            payment,
+            events,
+        }))
+    }
+
+    /// Orders newest first, filtered, one page at a time. Returns the page
+    /// and the cursor of the next page, if there is one.
+    pub async fn list(self, q: &OrderQuery) -> Result<(Vec<OrderSummary>, Option<OrderCursor>)> {
+        let page = Page::new(q.limit);
+        let mut p = Placeholders::default();
+        let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
+        if q.customer_id.is_some() {
+            sql += &format!(" AND customer_id = {}", p.next());
+        }
+        if q.status.is_some() {
+            sql += &format!(" AND status = {}", p.next());
+        }
+        if q.after.is_some() {
+            sql += &format!(" AND {}", p.older_than("order_id"));
+        }
+        sql += &format!(
+            " ORDER BY created_at DESC, order_id DESC LIMIT {}",
+            p.next()
+        );
+        let mut query = sqlx::query(&sql);
+        if let Some(c) = &q.customer_id {
+            query = query.bind(c.as_str());
+        }
+        if let Some(s) = q.status {
+            query = query.bind(s.as_str());
+        }
+        if let Some(c) = &q.after {
+            query = c.bind(query);
+        }
+        let rows = query
+            .bind(page.fetch_limit())
+            .fetch_all(&self.store.pool)
+            .await?
+            .iter()
+            .map(summary_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let (rows, more) = page.cut(rows);
+        let cursor = more
+            .then(|| rows.last())
+            .flatten()
+            .map(|o| OrderCursor::after(o.created_at_ms, o.order_id));
+        Ok((rows, cursor))
+    }
+
+    /// The order paid by `transaction_id` (a webhook names the payment, not
+    /// the order).
+    pub async fn paid_by(self, transaction_id: &TransactionId) -> Result<Option<OrderId>> {
+        sqlx::query("SELECT order_id FROM orders WHERE transaction_id = $1")
+            .bind(transaction_id.to_string())
+            .fetch_optional(&self.store.pool)
+            .await?
+            .map(|row| parse_col(&row, "order_id"))
+            .transpose()
+    }
+}
+
+/// The order's lines, read in the caller's transaction.
+pub(crate) async fn lines_of(tx: &mut Tx, order_id: &str) -> Result<Vec<LineRecord>> {
+    sqlx::query(LINES_SELECT)
+        .bind(order_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(line_from_row)
+        .collect()
+}
+
+/// Records `event` in the order's history unless it is there already.
+pub(crate) async fn insert_event(
+    tx: &mut Tx,
+    order_id: &str,
+    event: OrderEvent,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_events (order_id, event, detail, occurred_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (order_id, event) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(event.as_str())
+    .bind(detail)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const SUMMARY_SELECT: &str = "SELECT order_id, customer_id, transaction_id, status, total_minor, \
+     currency, failure_code, failure_reason, created_at, updated_at FROM orders";
+
+const LINES_SELECT: &str = "SELECT sku, quantity, unit_price_minor FROM order_lines \
+     WHERE order_id = $1 ORDER BY line_no";
+
+fn summary_from_row(row: &AnyRow) -> Result<OrderSummary> {
+    Ok(OrderSummary {
+        order_id: parse_col(row, "order_id")?,
+        customer_id: parse_col(row, "customer_id")?,
+        transaction_id: parse_col(row, "transaction_id")?,
+        status: parse_col(row, "status")?,
+        total: money(row, "total_minor")?,
+        failure_code: row.try_get("failure_code")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at_ms: row.try_get("created_at")?,
+        updated_at_ms: row.try_get("updated_at")?,
+    })
+}
+
+fn line_from_row(row: &AnyRow) -> Result<LineRecord> {
+    Ok(LineRecord {
+        sku: parse_col(row, "sku")?,
+        quantity: row.try_get("quantity")?,
+        unit_price_minor: row.try_get("unit_price_minor")?,
+    })
+}

@@ -15,6 +15,7 @@ use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::telemetry::{self, LogFormat};
 use ordersaga_store::Store;
 use ordersaga_worker::WorkerSettings;
 use temporalio_client::Client;
@@ -170,13 +171,14 @@ pub struct Stack {
     _db: TestDatabase,
 }
 
+/// The processes' logging, into the test's captured output; the first
+/// stack of a test binary installs it (or a test did, before).
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    let _ = telemetry::init_with(
+        LogFormat::Text,
+        telemetry::env_filter("warn"),
+        tracing_subscriber::fmt::TestWriter::new(),
+    );
 }
 
 impl Stack {

@@ -36,11 +36,14 @@ mod legacy;
 mod options;
 mod payment;
 
+use std::time::Duration;
+
 use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, handler, search_attribute,
+    DURABLE_CANCEL_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, failure, handler,
+    search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
@@ -50,8 +53,8 @@ use temporalio_workflow::common::SearchAttributeKey;
 use temporalio_workflow::common::error::IncomingError;
 use temporalio_workflow::common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_workflow::{
-    ActivityExecutionError, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination, workflow, workflow_methods,
+    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination, workflow, workflow_methods,
 };
 
 use compensation::Compensation;
@@ -103,6 +106,9 @@ pub struct OrderWorkflow {
     gateway_order: Option<GatewayOrderId>,
     /// `CancelOrder` was accepted, with the customer's reason.
     cancel_requested: Option<String>,
+    /// `durable-cancel-v1`: a `CancelOrder` is acted on only once its
+    /// acceptance is in the history ([`OrderWorkflow::cancel_made_durable`]).
+    durable_cancel: bool,
 }
 
 #[workflow_methods]
@@ -127,6 +133,7 @@ impl OrderWorkflow {
             payment_event: None,
             gateway_order: None,
             cancel_requested: None,
+            durable_cancel: false,
         }
     }
 
@@ -145,12 +152,24 @@ impl OrderWorkflow {
         } else {
             Generation::Original
         };
-        ctx.state_mut(|s| s.generation = generation);
+        let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
+        ctx.state_mut(|s| {
+            s.generation = generation;
+            s.durable_cancel = durable_cancel;
+        });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
-            Ok(()) => return Self::confirm(ctx, &input).await,
+            Ok(()) => match Self::confirm(ctx, &input).await? {
+                Ok(outcome) => return Ok(outcome),
+                // The database says the order already failed: undo what this
+                // run did and end with the stored reason.
+                Err(reason) => Stop::Business(reason),
+            },
             Err(stop) => stop,
         };
+        if let Stop::Business(FailureReason::Cancelled { .. }) = &stop {
+            Self::cancel_made_durable(ctx).await;
+        }
         let why = match &stop {
             Stop::Business(reason) => reason.to_string(),
             Stop::Cancelled(message) => FailureReason::Cancelled {
@@ -347,10 +366,13 @@ impl OrderWorkflow {
             Ok(processed) => processed,
             Err(e) => {
                 let stop = Self::classify(ctx, e);
-                if let Stop::Business(_) = stop {
-                    // Short: the deduction was all-or-nothing, nothing to release.
+                if let Stop::Business(reason) = &stop {
+                    // Short, or refused because the order already failed:
+                    // the deduction was all-or-nothing, nothing to release.
                     undo.pop();
-                    Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                    if matches!(reason, FailureReason::OutOfStock { .. }) {
+                        Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                    }
                 }
                 return Err(stop);
             }
@@ -368,10 +390,12 @@ impl OrderWorkflow {
         Self::cancelled(ctx)
     }
 
+    /// `ConfirmOrder`, or the reason the database gives for refusing it
+    /// (the order already failed).
     async fn confirm(
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
-    ) -> WorkflowResult<OrderOutcome> {
+    ) -> WorkflowResult<Result<OrderOutcome, FailureReason>> {
         Self::step(ctx, SagaStep::ConfirmOrder);
         let email = input.confirmed_email();
         let shipment = input.shipment();
@@ -385,15 +409,22 @@ impl OrderWorkflow {
         );
         // Paid and stock deducted: the point of no return. A cancellation
         // arriving now must not leave money taken for an unconfirmed order.
-        ctx.execute_local_activity(
-            OrderContract::confirm_order,
-            ConfirmOrderInput {
-                order_id: input.order_id,
-                outgoing,
-            },
-            db_step("ConfirmOrder", detached()),
-        )
-        .await?;
+        let confirmed = ctx
+            .execute_local_activity(
+                OrderContract::confirm_order,
+                ConfirmOrderInput {
+                    order_id: input.order_id,
+                    outgoing,
+                },
+                db_step("ConfirmOrder", detached()),
+            )
+            .await;
+        if let Err(err) = confirmed {
+            return match already_failed(&err) {
+                Some(reason) => Ok(Err(reason)),
+                None => Err(err.into()),
+            };
+        }
         Self::finish(
             ctx,
             OrderStatus::Confirmed,
@@ -402,12 +433,12 @@ impl OrderWorkflow {
         );
         Self::notify_by_child(ctx, email).await?;
         Self::ship_by_child(ctx, shipment).await?;
-        Ok(OrderOutcome {
+        Ok(Ok(OrderOutcome {
             order_id: input.order_id,
             status: OrderStatus::Confirmed,
             reason: None,
             refunded: false,
-        })
+        }))
     }
 
     async fn fail(
@@ -465,6 +496,30 @@ impl OrderWorkflow {
         Ok(())
     }
 
+    /// A `CancelOrder` update is accepted inside a workflow task, and its
+    /// acceptance is in the history only once that task's completion is
+    /// persisted. Acting on it in the same task is a bet: if the completion
+    /// is lost (server restart, worker killed), the retried task replays
+    /// without the cancel and takes the forward path, while the
+    /// compensations and `FailOrder` the first run executed as local
+    /// activities stay committed (issue 11, defect 0). So the cancel branch
+    /// first ends the task with a short timer: the timer fires only after
+    /// the completion carrying the acceptance was persisted, and only then
+    /// does anything with a lasting effect run. A timer rather than another
+    /// command because it is the cheapest command that forces a new task
+    /// and costs the customer a few milliseconds. Histories recorded before
+    /// `durable-cancel-v1` replay without it.
+    async fn cancel_made_durable(ctx: &mut WorkflowContext<Self>) {
+        let from_update = ctx.state(|s| s.durable_cancel && s.cancel_requested.is_some());
+        if from_update {
+            let barrier = TimerOptions::builder(Duration::from_millis(1))
+                .summary("cancel accepted".to_string())
+                .build();
+            // Fired or cancelled, the task boundary has been crossed.
+            let _ = ctx.timer(barrier).await;
+        }
+    }
+
     fn workflow_cancelled(ctx: &WorkflowContext<Self>) -> Stop {
         Stop::Cancelled(ctx.cancellation_token().reason().unwrap_or_default())
     }
@@ -479,6 +534,19 @@ impl OrderWorkflow {
             None => Stop::Broken(Box::new(err)),
         }
     }
+}
+
+/// The stored reason a step gave when it refused an order the database says
+/// already failed, if `err` is that refusal.
+fn already_failed(err: &ActivityExecutionError) -> Option<FailureReason> {
+    let found = err.failure()?;
+    let refused = match &found.failure_info {
+        Some(FailureInfo::ApplicationFailureInfo(info)) => {
+            info.r#type == failure::ORDER_ALREADY_FAILED
+        }
+        _ => false,
+    };
+    if refused { business_reason(err) } else { None }
 }
 
 /// The [`FailureReason`] of a non-retryable business failure, if `err` is one.

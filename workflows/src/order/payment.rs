@@ -57,11 +57,14 @@ impl OrderWorkflow {
             .await;
         if let Err(e) = paid {
             let stop = Self::classify(ctx, e);
-            if let Stop::Business(_) = stop {
-                // Declined: nothing was captured, nothing to refund.
+            if let Stop::Business(reason) = &stop {
+                // Declined, or refused because the order already failed:
+                // nothing was captured, nothing to refund.
                 undo.pop();
-                Self::set_payment(ctx, PaymentStatus::Declined);
-                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                if matches!(reason, FailureReason::PaymentDeclined { .. }) {
+                    Self::set_payment(ctx, PaymentStatus::Declined);
+                    Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                }
             }
             return Err(stop);
         }

@@ -35,6 +35,11 @@ pub const OUTBOX_PATCH: &str = "outbox-v1";
 /// after a workflow task boundary (a short timer), i.e. once the update's
 /// acceptance is in the history.
 pub const DURABLE_CANCEL_PATCH: &str = "durable-cancel-v1";
+
+/// The `patched()` id of the saga letting `ProcessInventory` and
+/// `OpenPayment` finish when the workflow is cancelled while they run, so
+/// the compensations see what they committed.
+pub const FINISH_DB_STEPS_PATCH: &str = "finish-db-steps-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.

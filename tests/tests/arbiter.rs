@@ -2,15 +2,21 @@
 //! a saga whose order the database already failed (a cancel whose workflow
 //! task was lost after its `FailOrder` committed) gives back what it took
 //! and ends FAILED with the stored reason, and `CancelOrder` asks the saga,
-//! not the database. End to end, on a real dev server, worker and API.
+//! not the database; a Temporal cancel during a database step waits for
+//! the step, so the compensation sees its effect (defect 3). End to end, on
+//! a real dev server, worker and API.
 
 use std::time::Duration;
 
 use ordersaga_domain::{FailureReason, OrderId, TransactionId};
 use ordersaga_proto::v1 as pb;
-use ordersaga_tests::{Stack, eventually, place_request};
+use ordersaga_tests::{Stack, TestDatabase, eventually, place_request};
 use ordersaga_worker::WorkerSettings;
-use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions, WorkflowGetResultOptions};
+use temporalio_client::{
+    UntypedWorkflow, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowFetchHistoryOptions,
+    WorkflowGetResultOptions,
+};
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_common::search_attributes::SearchAttributeKey;
 
 const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -163,5 +169,117 @@ async fn cancel_asks_the_saga_even_when_the_database_says_failed() -> anyhow::Re
     stack
         .replay_check(&placed.workflow_id, "cancel-update-durable")
         .await?;
+    stack.stop_workers()
+}
+
+/// Sessions of this database waiting for a lock.
+async fn blocked_sessions(pool: &sqlx::AnyPool) -> anyhow::Result<i64> {
+    use sqlx::Row;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Whether the worker has completed a workflow task that began after the
+/// cancel request: the saga has acted on the cancel (or is past it).
+async fn cancel_handled(stack: &Stack, workflow_id: &str) -> anyhow::Result<bool> {
+    let events = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .into_events()
+        .await?;
+    let mut requested = false;
+    let mut started_after = false;
+    for e in events {
+        match e.attributes {
+            Some(Attributes::WorkflowExecutionCancelRequestedEventAttributes(_)) => {
+                requested = true;
+            }
+            Some(Attributes::WorkflowTaskStartedEventAttributes(_)) if requested => {
+                started_after = true;
+            }
+            Some(Attributes::WorkflowTaskCompletedEventAttributes(_)) if started_after => {
+                return Ok(true);
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// Defect 3, as the issue reproduces it on PostgreSQL: the product row is
+/// locked, so `ProcessInventory`'s transaction waits inside the database
+/// when the workflow is cancelled. Before the fix the local activity was
+/// resolved cancelled at once, the release found nothing to release, and
+/// the deduction committed afterwards for a FAILED order.
+#[tokio::test]
+async fn a_cancel_during_the_deduction_waits_for_it_and_releases_what_it_took() -> anyhow::Result<()>
+{
+    let db = TestDatabase::postgres().await?;
+    let url = db.url().to_string();
+    let mut stack = Stack::builder()
+        .database(db)
+        .without_worker()
+        .start()
+        .await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await?;
+    let mut lock = pool.begin().await?;
+    sqlx::query("SELECT on_hand FROM products WHERE sku = $1 FOR UPDATE")
+        .bind(mug.as_str())
+        .fetch_one(&mut *lock)
+        .await?;
+
+    stack.start_worker(WorkerSettings::default())?;
+    let placed = stack
+        .grpc
+        .place_order(place_request("tove", &[("MUG-1", 2)], ""))
+        .await?
+        .into_inner();
+    eventually(
+        "the deduction waiting on the lock",
+        SAGA_TIMEOUT,
+        || async { Ok((blocked_sessions(&pool).await? > 0).then_some(())) },
+    )
+    .await?;
+    let handle = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(placed.workflow_id.clone());
+    handle
+        .cancel(WorkflowCancelOptions::builder().reason("ops").build())
+        .await?;
+    // The worker holds a task open for at most ~8 s around a running local
+    // activity; two of them may pass before the saga gets to the cancel.
+    eventually("the saga handling the cancel", 3 * SAGA_TIMEOUT, || async {
+        Ok(cancel_handled(&stack, &placed.workflow_id)
+            .await?
+            .then_some(()))
+    })
+    .await?;
+    lock.rollback().await?;
+
+    let ended = handle.get_result(WorkflowGetResultOptions::default()).await;
+    assert!(ended.is_err(), "the saga ends cancelled");
+    eventually("the deduction decided", SAGA_TIMEOUT, || async {
+        Ok((blocked_sessions(&pool).await? == 0).then_some(()))
+    })
+    .await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(
+        stack.on_hand(&mug).await?,
+        10,
+        "nothing kept for a FAILED order"
+    );
+    assert_eq!(stack.store.stock().ledger_balance(&mug).await?, 10);
+    let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
+    assert_eq!((captures, refunds), (1, 1));
     stack.stop_workers()
 }

@@ -42,8 +42,8 @@ use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    DURABLE_CANCEL_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, failure, handler,
-    search_attribute,
+    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
+    OUTBOX_PATCH, failure, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
@@ -53,8 +53,9 @@ use temporalio_workflow::common::SearchAttributeKey;
 use temporalio_workflow::common::error::IncomingError;
 use temporalio_workflow::common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_workflow::{
-    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination, workflow, workflow_methods,
+    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination, workflow,
+    workflow_methods,
 };
 
 use compensation::Compensation;
@@ -109,6 +110,9 @@ pub struct OrderWorkflow {
     /// `durable-cancel-v1`: a `CancelOrder` is acted on only once its
     /// acceptance is in the history ([`OrderWorkflow::cancel_made_durable`]).
     durable_cancel: bool,
+    /// `finish-db-steps-v1`: a cancelled workflow lets `ProcessInventory`
+    /// and `OpenPayment` finish ([`OrderWorkflow::db_step_token`]).
+    finish_db_steps: bool,
 }
 
 #[workflow_methods]
@@ -134,6 +138,7 @@ impl OrderWorkflow {
             gateway_order: None,
             cancel_requested: None,
             durable_cancel: false,
+            finish_db_steps: false,
         }
     }
 
@@ -153,9 +158,11 @@ impl OrderWorkflow {
             Generation::Original
         };
         let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
+        let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
+            s.finish_db_steps = finish_db_steps;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -359,7 +366,7 @@ impl OrderWorkflow {
             .execute_local_activity(
                 OrderContract::process_inventory,
                 order_id,
-                db_step("ProcessInventory", None),
+                db_step("ProcessInventory", Self::db_step_token(ctx)),
             )
             .await;
         let processed = match stocked {
@@ -517,6 +524,22 @@ impl OrderWorkflow {
                 .build();
             // Fired or cancelled, the task boundary has been crossed.
             let _ = ctx.timer(barrier).await;
+        }
+    }
+
+    /// The cancellation token of a forward database step whose effect a
+    /// compensation must see (`ProcessInventory`, `OpenPayment`). With the
+    /// workflow's own token a cancel resolves the local activity at once
+    /// (the SDK's `TryCancel`) while its transaction may still commit: the
+    /// release then finds nothing and the deduction lands on a FAILED order
+    /// (issue 11, defect 3). Detached, the step runs to its end and the
+    /// checkpoint right after it sees the cancel, with the effect recorded.
+    /// The steps take milliseconds, so the cancel waits no longer than that.
+    fn db_step_token(ctx: &WorkflowContext<Self>) -> Option<WorkflowCancellationToken> {
+        if ctx.state(|s| s.finish_db_steps) {
+            detached()
+        } else {
+            None
         }
     }
 

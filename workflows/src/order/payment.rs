@@ -111,7 +111,7 @@ impl OrderWorkflow {
                 checkout,
                 outgoing,
             },
-            db_step("OpenPayment", None),
+            db_step("OpenPayment", Self::db_step_token(ctx)),
         )
         .await
         .map_err(|e| Self::classify(ctx, e))?;

@@ -9,6 +9,7 @@
 //! - [`payment`]: the payment step in either mode (simulated charge, or a
 //!   PayPal-style checkout that waits durably for the buyer's approval);
 //! - [`compensation`]: the undo actions;
+//! - [`failures`]: business outcomes read out of activity failures;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
 //!
@@ -17,6 +18,10 @@
 //! approval link once it exists, the `PaymentEvent` signal carries the
 //! verified webhooks, and `CancelOrder` is an update whose validator refuses
 //! it after the point of no return ([`SagaStep::past_point_of_no_return`]).
+//!
+//! The shop database is the arbiter: a step that finds its order already
+//! failed refuses with the stored reason, and the saga unwinds and ends with
+//! it; a `CancelOrder` is acted on only once its acceptance is durable.
 //!
 //! Steps that only write our own database run as *local* activities: they
 //! are short, idempotent and need no server round trip of their own. Steps
@@ -32,6 +37,7 @@
 //! absent notifications fleet never delays or fails an order.
 
 mod compensation;
+mod failures;
 mod legacy;
 mod options;
 mod payment;
@@ -43,15 +49,13 @@ use ordersaga_domain::contracts::{
 };
 use ordersaga_domain::names::{
     DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
-    OUTBOX_PATCH, failure, handler, search_attribute,
+    OUTBOX_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
     OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus, SagaStep,
 };
 use temporalio_workflow::common::SearchAttributeKey;
-use temporalio_workflow::common::error::IncomingError;
-use temporalio_workflow::common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_workflow::{
     ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken,
     WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination, workflow,
@@ -59,6 +63,7 @@ use temporalio_workflow::{
 };
 
 use compensation::Compensation;
+use failures::{already_failed, business_reason};
 use options::{db_step, detached};
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
@@ -556,40 +561,5 @@ impl OrderWorkflow {
             Some(reason) => Stop::Business(reason),
             None => Stop::Broken(Box::new(err)),
         }
-    }
-}
-
-/// The stored reason a step gave when it refused an order the database says
-/// already failed, if `err` is that refusal.
-fn already_failed(err: &ActivityExecutionError) -> Option<FailureReason> {
-    let found = err.failure()?;
-    let refused = match &found.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) => {
-            info.r#type == failure::ORDER_ALREADY_FAILED
-        }
-        _ => false,
-    };
-    if refused { business_reason(err) } else { None }
-}
-
-/// The [`FailureReason`] of a non-retryable business failure, if `err` is one.
-///
-/// Regular activities report an application failure wrapped in an activity
-/// failure (`err.reason()`); local activities report it top-level, so its
-/// details are decoded from the failure itself.
-fn business_reason(err: &ActivityExecutionError) -> Option<FailureReason> {
-    if let Some(IncomingError::Application(app)) = err.reason() {
-        return if app.is_non_retryable() {
-            app.details::<FailureReason>().ok().flatten()
-        } else {
-            None
-        };
-    }
-    match &err.failure()?.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) if info.non_retryable => {
-            let payload = info.details.as_ref()?.payloads.first()?;
-            serde_json::from_slice(&payload.data).ok()
-        }
-        _ => None,
     }
 }

@@ -95,6 +95,12 @@ fn business_failure(type_name: &str, reason: FailureReason) -> ActivityError {
     )
 }
 
+/// A step that found its order already failed: refuses with the stored
+/// reason, which the saga follows (it compensates and ends with it).
+fn already_failed(reason: FailureReason) -> ActivityError {
+    business_failure(failure::ORDER_ALREADY_FAILED, reason)
+}
+
 fn store_failure(e: StoreError) -> ActivityError {
     match e {
         // The workflow created the order first; its absence is a bug that
@@ -155,6 +161,27 @@ pub(crate) async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) ->
     }
 }
 
+impl OrderActivities {
+    /// The reason the store holds for an order a step found ended. An order
+    /// that ended otherwise (confirmed) is not a business outcome of this
+    /// step: a bug, reported as such.
+    async fn stored_failure(&self, order_id: &OrderId) -> Result<FailureReason, ActivityError> {
+        self.store
+            .orders()
+            .failure(order_id)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| {
+                ActivityError::application(
+                    ApplicationFailure::builder(format!("order {order_id} is not pending"))
+                        .type_name(failure::ORDER_NOT_FOUND.to_string())
+                        .non_retryable(true)
+                        .build(),
+                )
+            })
+    }
+}
+
 #[activities]
 impl OrderActivities {
     /// `PlaceOrder`: the order is stored `PENDING`; `OrderPlaced`.
@@ -187,6 +214,19 @@ impl OrderActivities {
         ctx: ActivityContext,
         input: PaymentInput,
     ) -> Result<(), ActivityError> {
+        // No money is taken for an order that has already failed. (One
+        // failed right after this check is caught by `ConfirmOrder`, and
+        // refunded by the saga's compensation.)
+        if let Some(reason) = self
+            .store
+            .orders()
+            .failure(&input.order_id)
+            .await
+            .map_err(store_failure)?
+        {
+            tracing::warn!(order_id = %input.order_id, %reason, "ProcessPayment refused: the order already failed");
+            return Err(already_failed(reason));
+        }
         let payment = self
             .store
             .payments()
@@ -245,12 +285,15 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<Option<InventoryProcessed>, ActivityError> {
-        let deducted = self
-            .store
-            .stock()
-            .deduct(&order_id)
-            .await
-            .map_err(store_failure)?;
+        let deducted = match self.store.stock().deduct(&order_id).await {
+            Ok(deducted) => deducted,
+            Err(StoreError::OrderEnded { .. }) => {
+                let reason = self.stored_failure(&order_id).await?;
+                tracing::warn!(%order_id, %reason, "ProcessInventory refused: the order already failed");
+                return Err(already_failed(reason));
+            }
+            Err(e) => return Err(store_failure(e)),
+        };
         crash_point(activity::PROCESS_INVENTORY);
         match deducted {
             Ok(()) => {
@@ -286,6 +329,14 @@ impl OrderActivities {
             .confirm(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
+        if status == OrderStatus::Failed {
+            // Failed by a step this saga no longer remembers (a cancel whose
+            // workflow task was lost): the database decides, and the saga
+            // compensates what it did since.
+            let reason = self.stored_failure(&order_id).await?;
+            tracing::warn!(%order_id, %reason, "ConfirmOrder refused: the order already failed");
+            return Err(already_failed(reason));
+        }
         self.metrics.order_confirmed();
         tracing::info!(%order_id, %status, "OrderConfirmed");
         Ok(status)

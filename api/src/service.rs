@@ -456,8 +456,9 @@ impl OrderService {
 
     /// `CancelOrder`: asks the order's saga to stop. Refused with
     /// FAILED_PRECONDITION once the order ended or its confirmation began
-    /// (the saga's update validator decides), NOT_FOUND for an unknown
-    /// order. Answers once the saga accepted; it then unwinds on its own.
+    /// (the saga's update validator decides, or the database once the saga
+    /// is gone), NOT_FOUND for an unknown order. Answers once the saga
+    /// accepted; it then unwinds on its own.
     pub async fn cancel_order(
         &self,
         order_id: &str,
@@ -476,22 +477,10 @@ impl OrderService {
         } else {
             reason
         };
-        let stored = self
-            .store
-            .orders()
-            .get(&id)
-            .await
-            .map_err(ApiError::internal)?;
-        let ended = |status: OrderStatus| {
-            ApiError::FailedPrecondition(format!(
-                "order {id} is {status} and can no longer be cancelled"
-            ))
-        };
-        if let Some(record) = &stored
-            && record.summary.status != OrderStatus::Pending
-        {
-            return Err(ended(record.summary.status));
-        }
+        // The saga decides, not the database: a row can say FAILED while its
+        // saga runs on (a cancel whose workflow task was lost, issue 11), and
+        // only the saga can still refund what it took. The database answers
+        // only for an order whose saga is gone.
         let handle = self
             .client
             .get_workflow_handle::<OrderWorkflow>(id.workflow_id());
@@ -506,19 +495,20 @@ impl OrderService {
             Err(WorkflowUpdateError::Failed(failure)) => {
                 Err(ApiError::FailedPrecondition(failure.message))
             }
-            // The saga finished between our read and the update.
-            Err(WorkflowUpdateError::NotFound(_)) if stored.is_some() => {
-                let status = self
+            Err(WorkflowUpdateError::NotFound(_)) => {
+                let stored = self
                     .store
                     .orders()
                     .get(&id)
                     .await
-                    .map_err(ApiError::internal)?
-                    .map_or(OrderStatus::Failed, |r| r.summary.status);
-                Err(ended(status))
-            }
-            Err(WorkflowUpdateError::NotFound(_)) => {
-                Err(ApiError::NotFound(format!("order {id} not found")))
+                    .map_err(ApiError::internal)?;
+                match stored {
+                    Some(record) => Err(ApiError::FailedPrecondition(format!(
+                        "order {id} is {} and can no longer be cancelled",
+                        record.summary.status
+                    ))),
+                    None => Err(ApiError::NotFound(format!("order {id} not found"))),
+                }
             }
             Err(e) => Err(ApiError::internal(e)),
         }

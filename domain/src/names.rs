@@ -30,6 +30,16 @@ pub const NOTIFICATIONS_PATCH: &str = "notifications-v1";
 /// to the outbox (committed with its own steps) instead of starting a
 /// child workflow per message.
 pub const OUTBOX_PATCH: &str = "outbox-v1";
+
+/// The `patched()` id of the saga acting on a `CancelOrder` update only
+/// after a workflow task boundary (a short timer), i.e. once the update's
+/// acceptance is in the history.
+pub const DURABLE_CANCEL_PATCH: &str = "durable-cancel-v1";
+
+/// The `patched()` id of the saga letting `ProcessInventory` and
+/// `OpenPayment` finish when the workflow is cancelled while they run, so
+/// the compensations see what they committed.
+pub const FINISH_DB_STEPS_PATCH: &str = "finish-db-steps-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -94,6 +104,11 @@ pub mod failure {
     pub const OUT_OF_STOCK: &str = "OutOfStock";
     /// The order is unknown to the store (non-retryable: a bug, not weather).
     pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+    /// A step found its order already failed in the shop database (e.g. by
+    /// a cancellation whose workflow task was lost) and refused to act; the
+    /// failure carries the stored `FailureReason`, which the saga follows
+    /// (non-retryable).
+    pub const ORDER_ALREADY_FAILED: &str = "OrderAlreadyFailed";
     /// The checkout gateway refused a call for good (non-retryable).
     pub const GATEWAY_REJECTED: &str = "GatewayRejected";
     /// An email was refused for good (bad address) or not delivered within

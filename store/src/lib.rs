@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ordersaga_domain::{CustomerId, OrderId, Sku};
+use ordersaga_domain::{CustomerId, OrderId, OrderStatus, Sku};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
@@ -68,6 +68,15 @@ pub enum StoreError {
     /// The order is not in the store.
     #[error("order {0} is not in the store")]
     OrderNotFound(OrderId),
+    /// The order is no longer `PENDING` (it ended, e.g. failed by a
+    /// cancellation): a step refused to act on it.
+    #[error("order {order_id} is {status}, not pending")]
+    OrderEnded {
+        /// The order.
+        order_id: OrderId,
+        /// The status the step found.
+        status: OrderStatus,
+    },
     /// A product with this sku exists already.
     #[error("product {0} already exists")]
     ProductExists(Sku),

@@ -9,7 +9,7 @@ use ordersaga_domain::{
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Tx, change_status, money, now_ms, parse_col};
+use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
 use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
 use crate::payments::PaymentRecord;
@@ -187,10 +187,15 @@ impl<'a> Orders<'a> {
         let now = now_ms();
         let id = order_id.to_string();
         let text = reason.map(ToString::to_string);
+        let detail = reason
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(corrupt)?;
         let mut tx = self.store.begin_write().await?;
         let columns = [
             ("failure_code", reason.map(FailureReason::code)),
             ("failure_reason", text.as_deref()),
+            ("failure_detail", detail.as_deref()),
         ];
         let changed = change_status(&mut tx, "orders", &id, status, &columns, now).await?;
         if changed {
@@ -209,6 +214,33 @@ impl<'a> Orders<'a> {
         }
         tx.commit().await?;
         Ok(now_status)
+    }
+
+    /// Why the order failed, if the store says it did: the reason its
+    /// `FailOrder` recorded. A step that finds its order already failed
+    /// answers with this, and the saga follows it. (Orders failed before
+    /// reasons were kept whole answer a cancellation in the stored words.)
+    pub async fn failure(self, order_id: &OrderId) -> Result<Option<FailureReason>> {
+        let row = sqlx::query(
+            "SELECT status, failure_reason, failure_detail FROM orders WHERE order_id = $1",
+        )
+        .bind(order_id.to_string())
+        .fetch_optional(&self.store.pool)
+        .await?
+        .ok_or(StoreError::OrderNotFound(*order_id))?;
+        if parse_col::<OrderStatus>(&row, "status")? != OrderStatus::Failed {
+            return Ok(None);
+        }
+        let detail: Option<String> = row.try_get("failure_detail")?;
+        if let Some(json) = detail {
+            return serde_json::from_str(&json)
+                .map(Some)
+                .map_err(|e| corrupt(format!("failure_detail: {e}")));
+        }
+        let message: Option<String> = row.try_get("failure_reason")?;
+        Ok(Some(FailureReason::Cancelled {
+            message: message.unwrap_or_default(),
+        }))
     }
 
     /// Everything about one order, or `None` if it is not stored (yet).

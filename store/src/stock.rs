@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, Sku};
+use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, Sku};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -183,7 +183,9 @@ impl<'a> Stock<'a> {
     /// transaction, all or nothing, and records `InventoryProcessed`; or,
     /// when a line is short, deducts nothing and records
     /// `InventoryProcessFailed`. The outcome is stored, so a retry answers
-    /// the same and never deducts twice.
+    /// the same and never deducts twice. An order that is no longer
+    /// `PENDING` is refused ([`StoreError::OrderEnded`]) unless an earlier
+    /// attempt already decided.
     pub async fn deduct(self, order_id: &OrderId) -> Result<Result<(), Shortage>> {
         let now = now_ms();
         let id = order_id.to_string();
@@ -200,8 +202,26 @@ impl<'a> Stock<'a> {
         .rows_affected()
             == 1;
         if !claimed {
+            // An earlier attempt decided: report it, even for an order that
+            // has failed since (its compensation must release what it took).
             tx.rollback().await?;
             return self.deduction(order_id).await;
+        }
+        // Never take stock for an order that has ended. The no-op update
+        // locks the order's row on PostgreSQL, so a concurrent `FailOrder`
+        // waits for this deduction (and its compensation finds it).
+        let pending = sqlx::query(
+            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
+        )
+        .bind(&id)
+        .bind(OrderStatus::Pending.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !pending {
+            tx.rollback().await?;
+            return Err(self.not_pending(order_id).await);
         }
         let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
         if wanted.is_empty() {
@@ -281,6 +301,25 @@ impl<'a> Stock<'a> {
         }
         tx.commit().await?;
         self.deduction(order_id).await
+    }
+
+    /// Why a step refused the order: it has ended, or it is not stored.
+    async fn not_pending(self, order_id: &OrderId) -> StoreError {
+        let found = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
+            .bind(order_id.to_string())
+            .fetch_optional(&self.store.pool)
+            .await;
+        match found {
+            Ok(Some(row)) => match parse_col::<OrderStatus>(&row, "status") {
+                Ok(status) => StoreError::OrderEnded {
+                    order_id: *order_id,
+                    status,
+                },
+                Err(e) => e,
+            },
+            Ok(None) => StoreError::OrderNotFound(*order_id),
+            Err(e) => e.into(),
+        }
     }
 
     /// How the order's deduction went, as stored.

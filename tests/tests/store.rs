@@ -31,6 +31,7 @@ ordersaga_tests::both_backends!(
     payment_outcomes_and_refunds_are_recorded_once,
     checkout_payments_keep_their_link_and_are_voided_once,
     confirm_and_fail_are_final,
+    a_failed_order_keeps_its_reason_and_refuses_confirm_and_deduction,
     concurrent_orders_never_oversell,
     list_orders_filters_and_pages,
     simulated_gateway_captures_and_refunds_at_most_once,
@@ -327,6 +328,63 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
             .await
             .is_err()
     );
+    Ok(())
+}
+
+/// The database is the arbiter (issue 11, defect 0): a step that finds its
+/// order already failed refuses, and tells the reason the saga must follow.
+async fn a_failed_order_keeps_its_reason_and_refuses_confirm_and_deduction(
+    store: Store,
+) -> anyhow::Result<()> {
+    let mug = product(&store, "MUG", 10).await?;
+    let lost = order("alice", &[(&mug, 2)]);
+    let live = order("alice", &[(&mug, 1)]);
+    store.orders().place(&lost, &[]).await?;
+    store.orders().place(&live, &[]).await?;
+    assert_eq!(store.orders().failure(&live.order_id).await?, None);
+    // A cancel's FailOrder committed, then its workflow task was lost.
+    let reason = FailureReason::Cancelled {
+        message: "changed my mind".into(),
+    };
+    store.orders().fail(&lost.order_id, &reason, &[]).await?;
+    assert_eq!(
+        store.orders().failure(&lost.order_id).await?,
+        Some(reason.clone())
+    );
+
+    // The replayed saga deducts: refused, nothing taken, nothing recorded.
+    let refused = store.stock().deduct(&lost.order_id).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::OrderEnded {
+                status: OrderStatus::Failed,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(on_hand(&store, &mug).await?, 10);
+    assert_eq!(store.stock().ledger_balance(&mug).await?, 10);
+    // ... and confirms: the row stays FAILED with its reason.
+    assert_eq!(
+        store.orders().confirm(&lost.order_id, &[]).await?,
+        OrderStatus::Failed
+    );
+    let rec = store.orders().get(&lost.order_id).await?.context("order")?;
+    assert_eq!(rec.summary.failure_code.as_deref(), Some("CANCELLED"));
+    assert_eq!(
+        events(&store, &lost.order_id).await?,
+        [OrderEvent::OrderPlaced, OrderEvent::OrderFailed]
+    );
+
+    // A deduction decided before the order failed is still reported, so
+    // the saga's compensation releases it.
+    assert_eq!(store.stock().deduct(&live.order_id).await?, Ok(()));
+    store.orders().fail(&live.order_id, &reason, &[]).await?;
+    assert_eq!(store.stock().deduct(&live.order_id).await?, Ok(()));
+    assert!(store.stock().release(&live.order_id).await?);
+    assert_eq!(on_hand(&store, &mug).await?, 10);
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! - [`payment`]: the payment step in either mode (simulated charge, or a
 //!   PayPal-style checkout that waits durably for the buyer's approval);
 //! - [`compensation`]: the undo actions;
+//! - [`failures`]: business outcomes read out of activity failures;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
 //!
@@ -17,6 +18,10 @@
 //! approval link once it exists, the `PaymentEvent` signal carries the
 //! verified webhooks, and `CancelOrder` is an update whose validator refuses
 //! it after the point of no return ([`SagaStep::past_point_of_no_return`]).
+//!
+//! The shop database is the arbiter: a step that finds its order already
+//! failed refuses with the stored reason, and the saga unwinds and ends with
+//! it; a `CancelOrder` is acted on only once its acceptance is durable.
 //!
 //! Steps that only write our own database run as *local* activities: they
 //! are short, idempotent and need no server round trip of their own. Steps
@@ -32,29 +37,33 @@
 //! absent notifications fleet never delays or fails an order.
 
 mod compensation;
+mod failures;
 mod legacy;
 mod options;
 mod payment;
+
+use std::time::Duration;
 
 use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, handler, search_attribute,
+    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
+    OUTBOX_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
     OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus, SagaStep,
 };
 use temporalio_workflow::common::SearchAttributeKey;
-use temporalio_workflow::common::error::IncomingError;
-use temporalio_workflow::common::protos::temporal::api::failure::v1::failure::FailureInfo;
 use temporalio_workflow::{
-    ActivityExecutionError, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
-    WorkflowResult, WorkflowTermination, workflow, workflow_methods,
+    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination, workflow,
+    workflow_methods,
 };
 
 use compensation::Compensation;
+use failures::{already_failed, business_reason};
 use options::{db_step, detached};
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
@@ -103,6 +112,12 @@ pub struct OrderWorkflow {
     gateway_order: Option<GatewayOrderId>,
     /// `CancelOrder` was accepted, with the customer's reason.
     cancel_requested: Option<String>,
+    /// `durable-cancel-v1`: a `CancelOrder` is acted on only once its
+    /// acceptance is in the history ([`OrderWorkflow::cancel_made_durable`]).
+    durable_cancel: bool,
+    /// `finish-db-steps-v1`: a cancelled workflow lets `ProcessInventory`
+    /// and `OpenPayment` finish ([`OrderWorkflow::db_step_token`]).
+    finish_db_steps: bool,
 }
 
 #[workflow_methods]
@@ -127,6 +142,8 @@ impl OrderWorkflow {
             payment_event: None,
             gateway_order: None,
             cancel_requested: None,
+            durable_cancel: false,
+            finish_db_steps: false,
         }
     }
 
@@ -145,12 +162,26 @@ impl OrderWorkflow {
         } else {
             Generation::Original
         };
-        ctx.state_mut(|s| s.generation = generation);
+        let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
+        let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
+        ctx.state_mut(|s| {
+            s.generation = generation;
+            s.durable_cancel = durable_cancel;
+            s.finish_db_steps = finish_db_steps;
+        });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
-            Ok(()) => return Self::confirm(ctx, &input).await,
+            Ok(()) => match Self::confirm(ctx, &input).await? {
+                Ok(outcome) => return Ok(outcome),
+                // The database says the order already failed: undo what this
+                // run did and end with the stored reason.
+                Err(reason) => Stop::Business(reason),
+            },
             Err(stop) => stop,
         };
+        if let Stop::Business(FailureReason::Cancelled { .. }) = &stop {
+            Self::cancel_made_durable(ctx).await;
+        }
         let why = match &stop {
             Stop::Business(reason) => reason.to_string(),
             Stop::Cancelled(message) => FailureReason::Cancelled {
@@ -340,17 +371,20 @@ impl OrderWorkflow {
             .execute_local_activity(
                 OrderContract::process_inventory,
                 order_id,
-                db_step("ProcessInventory", None),
+                db_step("ProcessInventory", Self::db_step_token(ctx)),
             )
             .await;
         let processed = match stocked {
             Ok(processed) => processed,
             Err(e) => {
                 let stop = Self::classify(ctx, e);
-                if let Stop::Business(_) = stop {
-                    // Short: the deduction was all-or-nothing, nothing to release.
+                if let Stop::Business(reason) = &stop {
+                    // Short, or refused because the order already failed:
+                    // the deduction was all-or-nothing, nothing to release.
                     undo.pop();
-                    Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                    if matches!(reason, FailureReason::OutOfStock { .. }) {
+                        Self::record(ctx, OrderEvent::InventoryProcessFailed);
+                    }
                 }
                 return Err(stop);
             }
@@ -368,10 +402,12 @@ impl OrderWorkflow {
         Self::cancelled(ctx)
     }
 
+    /// `ConfirmOrder`, or the reason the database gives for refusing it
+    /// (the order already failed).
     async fn confirm(
         ctx: &mut WorkflowContext<Self>,
         input: &OrderInput,
-    ) -> WorkflowResult<OrderOutcome> {
+    ) -> WorkflowResult<Result<OrderOutcome, FailureReason>> {
         Self::step(ctx, SagaStep::ConfirmOrder);
         let email = input.confirmed_email();
         let shipment = input.shipment();
@@ -385,15 +421,22 @@ impl OrderWorkflow {
         );
         // Paid and stock deducted: the point of no return. A cancellation
         // arriving now must not leave money taken for an unconfirmed order.
-        ctx.execute_local_activity(
-            OrderContract::confirm_order,
-            ConfirmOrderInput {
-                order_id: input.order_id,
-                outgoing,
-            },
-            db_step("ConfirmOrder", detached()),
-        )
-        .await?;
+        let confirmed = ctx
+            .execute_local_activity(
+                OrderContract::confirm_order,
+                ConfirmOrderInput {
+                    order_id: input.order_id,
+                    outgoing,
+                },
+                db_step("ConfirmOrder", detached()),
+            )
+            .await;
+        if let Err(err) = confirmed {
+            return match already_failed(&err) {
+                Some(reason) => Ok(Err(reason)),
+                None => Err(err.into()),
+            };
+        }
         Self::finish(
             ctx,
             OrderStatus::Confirmed,
@@ -402,12 +445,12 @@ impl OrderWorkflow {
         );
         Self::notify_by_child(ctx, email).await?;
         Self::ship_by_child(ctx, shipment).await?;
-        Ok(OrderOutcome {
+        Ok(Ok(OrderOutcome {
             order_id: input.order_id,
             status: OrderStatus::Confirmed,
             reason: None,
             refunded: false,
-        })
+        }))
     }
 
     async fn fail(
@@ -465,6 +508,46 @@ impl OrderWorkflow {
         Ok(())
     }
 
+    /// A `CancelOrder` update is accepted inside a workflow task, and its
+    /// acceptance is in the history only once that task's completion is
+    /// persisted. Acting on it in the same task is a bet: if the completion
+    /// is lost (server restart, worker killed), the retried task replays
+    /// without the cancel and takes the forward path, while the
+    /// compensations and `FailOrder` the first run executed as local
+    /// activities stay committed (issue 11, defect 0). So the cancel branch
+    /// first ends the task with a short timer: the timer fires only after
+    /// the completion carrying the acceptance was persisted, and only then
+    /// does anything with a lasting effect run. A timer rather than another
+    /// command because it is the cheapest command that forces a new task
+    /// and costs the customer a few milliseconds. Histories recorded before
+    /// `durable-cancel-v1` replay without it.
+    async fn cancel_made_durable(ctx: &mut WorkflowContext<Self>) {
+        let from_update = ctx.state(|s| s.durable_cancel && s.cancel_requested.is_some());
+        if from_update {
+            let barrier = TimerOptions::builder(Duration::from_millis(1))
+                .summary("cancel accepted".to_string())
+                .build();
+            // Fired or cancelled, the task boundary has been crossed.
+            let _ = ctx.timer(barrier).await;
+        }
+    }
+
+    /// The cancellation token of a forward database step whose effect a
+    /// compensation must see (`ProcessInventory`, `OpenPayment`). With the
+    /// workflow's own token a cancel resolves the local activity at once
+    /// (the SDK's `TryCancel`) while its transaction may still commit: the
+    /// release then finds nothing and the deduction lands on a FAILED order
+    /// (issue 11, defect 3). Detached, the step runs to its end and the
+    /// checkpoint right after it sees the cancel, with the effect recorded.
+    /// The steps take milliseconds, so the cancel waits no longer than that.
+    fn db_step_token(ctx: &WorkflowContext<Self>) -> Option<WorkflowCancellationToken> {
+        if ctx.state(|s| s.finish_db_steps) {
+            detached()
+        } else {
+            None
+        }
+    }
+
     fn workflow_cancelled(ctx: &WorkflowContext<Self>) -> Stop {
         Stop::Cancelled(ctx.cancellation_token().reason().unwrap_or_default())
     }
@@ -478,27 +561,5 @@ impl OrderWorkflow {
             Some(reason) => Stop::Business(reason),
             None => Stop::Broken(Box::new(err)),
         }
-    }
-}
-
-/// The [`FailureReason`] of a non-retryable business failure, if `err` is one.
-///
-/// Regular activities report an application failure wrapped in an activity
-/// failure (`err.reason()`); local activities report it top-level, so its
-/// details are decoded from the failure itself.
-fn business_reason(err: &ActivityExecutionError) -> Option<FailureReason> {
-    if let Some(IncomingError::Application(app)) = err.reason() {
-        return if app.is_non_retryable() {
-            app.details::<FailureReason>().ok().flatten()
-        } else {
-            None
-        };
-    }
-    match &err.failure()?.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(info)) if info.non_retryable => {
-            let payload = info.details.as_ref()?.payloads.first()?;
-            serde_json::from_slice(&payload.data).ok()
-        }
-        _ => None,
     }
 }

@@ -57,11 +57,14 @@ impl OrderWorkflow {
             .await;
         if let Err(e) = paid {
             let stop = Self::classify(ctx, e);
-            if let Stop::Business(_) = stop {
-                // Declined: nothing was captured, nothing to refund.
+            if let Stop::Business(reason) = &stop {
+                // Declined, or refused because the order already failed:
+                // nothing was captured, nothing to refund.
                 undo.pop();
-                Self::set_payment(ctx, PaymentStatus::Declined);
-                Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                if matches!(reason, FailureReason::PaymentDeclined { .. }) {
+                    Self::set_payment(ctx, PaymentStatus::Declined);
+                    Self::record(ctx, OrderEvent::PaymentProcessFailed);
+                }
             }
             return Err(stop);
         }
@@ -108,7 +111,7 @@ impl OrderWorkflow {
                 checkout,
                 outgoing,
             },
-            db_step("OpenPayment", None),
+            db_step("OpenPayment", Self::db_step_token(ctx)),
         )
         .await
         .map_err(|e| Self::classify(ctx, e))?;

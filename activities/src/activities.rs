@@ -28,9 +28,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::gateway::checkout::{
     CaptureOutcome, CheckoutError, CheckoutGateway, CheckoutOrder, CheckoutRequest, GatewayOrderId,
-    OrderSnapshot, RefundOutcome as CheckoutRefund, VoidOutcome,
+    OrderSnapshot, RefundOutcome, VoidOutcome,
 };
-use crate::gateway::{ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome};
+use crate::gateway::{ChargeOutcome, ChargeRefund, ChargeRequest, GatewayError, PaymentGateway};
 use crate::metrics::BusinessMetrics;
 use ordersaga_store::{PaymentLink, Store, StoreError};
 
@@ -374,7 +374,7 @@ impl OrderActivities {
         let outcome = with_heartbeats(&ctx, self.gateway.refund(&input.transaction_id))
             .await
             .map_err(gateway_failure)?;
-        let refunded = outcome == RefundOutcome::Refunded;
+        let refunded = outcome == ChargeRefund::Refunded;
         if refunded {
             self.store
                 .payments()
@@ -557,7 +557,7 @@ impl OrderActivities {
         )
         .await
         .map_err(checkout_failure)?;
-        let refunded = !matches!(outcome, CheckoutRefund::NothingCaptured);
+        let refunded = !matches!(outcome, RefundOutcome::NothingCaptured);
         if refunded
             && self
                 .store

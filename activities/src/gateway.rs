@@ -9,6 +9,17 @@
 //! - [`webhook`]: the gateway's webhook events, read on the signing
 //!   contract shared with the sandbox (`ordersaga-webhook-signature`).
 //!
+//! Why two ports and not one: they are two payment protocols, not two
+//! implementations of one. A charge is one synchronous call that ends
+//! captured or declined (a card terminal; the benchmarks' fast path: one
+//! activity per payment). A checkout is redirect-based: create an order,
+//! hand the buyer an approval link, wait for the buyer, then capture or void
+//! (PayPal). Folding the charge into the checkout port would give the
+//! simulated mode four gateway activities and a wait per order, and
+//! folding the checkout into the charge port would hide the wait that the
+//! saga must keep durably. Which one an order uses is fixed in its workflow
+//! input (`PaymentMode`).
+//!
 //! Every call carries the payment's `transactionId` as its idempotency key,
 //! the way real gateways take `PayPal-Request-Id` / `Idempotency-Key`: the
 //! same charge sent twice moves money once.
@@ -44,9 +55,9 @@ pub enum ChargeOutcome {
     },
 }
 
-/// What the gateway answered to a refund.
+/// What the gateway answered to the refund of a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefundOutcome {
+pub enum ChargeRefund {
     /// The capture is refunded (now or by an earlier call).
     Refunded,
     /// Nothing was captured under this transaction: nothing to give back.
@@ -68,7 +79,7 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// `transactionId` ended.
     async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
     /// Refunds the capture of this transaction, if there is one.
-    async fn refund(&self, transaction_id: &TransactionId) -> Result<RefundOutcome, GatewayError>;
+    async fn refund(&self, transaction_id: &TransactionId) -> Result<ChargeRefund, GatewayError>;
 }
 
 /// Totals in this range (minor units) are declined by the simulated gateway:
@@ -130,7 +141,7 @@ impl PaymentGateway for SimulatedGateway {
         })
     }
 
-    async fn refund(&self, transaction_id: &TransactionId) -> Result<RefundOutcome, GatewayError> {
+    async fn refund(&self, transaction_id: &TransactionId) -> Result<ChargeRefund, GatewayError> {
         tokio::time::sleep(self.latency).await;
         let refunded = self
             .store
@@ -139,9 +150,9 @@ impl PaymentGateway for SimulatedGateway {
             .refund(transaction_id)
             .await?;
         Ok(if refunded {
-            RefundOutcome::Refunded
+            ChargeRefund::Refunded
         } else {
-            RefundOutcome::NothingCaptured
+            ChargeRefund::NothingCaptured
         })
     }
 }

@@ -105,30 +105,18 @@ impl Default for WorkerSettings {
     }
 }
 
-/// A service (and its task queue) a worker process can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Queue {
-    /// The order saga.
-    Orders,
-    /// Customer and merchant email.
-    Notifications,
-    /// Shipping requests to the warehouse.
-    Shipping,
-}
-
-impl Queue {
-    /// Every service.
-    pub const ALL: [Queue; 3] = [Queue::Orders, Queue::Notifications, Queue::Shipping];
-
-    /// The name used by `--queues` and in `ORDERSAGA_<QUEUE>_*` variables.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Orders => "orders",
-            Self::Notifications => "notifications",
-            Self::Shipping => "shipping",
-        }
+ordersaga_domain::text_enum!(
+    /// A service (and its task queue) a worker process can run; its name is
+    /// the one used by `--queues` and in `ORDERSAGA_<QUEUE>_*` variables.
+    Queue {
+        /// The order saga.
+        Orders => "orders",
+        /// Customer and merchant email.
+        Notifications => "notifications",
+        /// Shipping requests to the warehouse.
+        Shipping => "shipping",
     }
-}
+);
 
 /// A `--queues` / `ORDERSAGA_QUEUES` value that names no known service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,10 +128,7 @@ pub struct QueuesError(String);
 pub fn parse_queues(value: &str) -> Result<Vec<Queue>, QueuesError> {
     let mut queues = Vec::new();
     for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let queue = Queue::ALL
-            .into_iter()
-            .find(|q| q.as_str() == name)
-            .ok_or_else(|| QueuesError(value.to_string()))?;
+        let queue: Queue = name.parse().map_err(|_| QueuesError(value.to_string()))?;
         if !queues.contains(&queue) {
             queues.push(queue);
         }

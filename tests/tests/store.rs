@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::gateway::{
-    ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, SimulatedGateway,
+    ChargeOutcome, ChargeRefund, ChargeRequest, PaymentGateway, SimulatedGateway,
 };
 use ordersaga_domain::{
     CatalogEvent, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money,
@@ -469,8 +469,8 @@ async fn simulated_gateway_captures_and_refunds_at_most_once(store: Store) -> an
     };
     assert_eq!(gw.charge(&charge).await?, ChargeOutcome::Captured);
     assert_eq!(gw.charge(&charge).await?, ChargeOutcome::Captured);
-    assert_eq!(gw.refund(&txn).await?, RefundOutcome::Refunded);
-    assert_eq!(gw.refund(&txn).await?, RefundOutcome::Refunded);
+    assert_eq!(gw.refund(&txn).await?, ChargeRefund::Refunded);
+    assert_eq!(gw.refund(&txn).await?, ChargeRefund::Refunded);
     let books = gw.ledger(&txn).await?.context("books")?;
     assert_eq!(
         (books.charge_requests, books.captures, books.refunds),
@@ -486,9 +486,9 @@ async fn simulated_gateway_captures_and_refunds_at_most_once(store: Store) -> an
         gw.charge(&big).await?,
         ChargeOutcome::Declined { .. }
     ));
-    assert_eq!(gw.refund(&declined).await?, RefundOutcome::NothingCaptured);
+    assert_eq!(gw.refund(&declined).await?, ChargeRefund::NothingCaptured);
     let never = TransactionId::from_uuid(uuid::Uuid::new_v4());
-    assert_eq!(gw.refund(&never).await?, RefundOutcome::NothingCaptured);
+    assert_eq!(gw.refund(&never).await?, ChargeRefund::NothingCaptured);
     Ok(())
 }
 

@@ -53,7 +53,9 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::ProductExists(_) => ApiError::AlreadyExists(e.to_string()),
         StoreError::UnknownProduct(_) => ApiError::NotFound(e.to_string()),
-        StoreError::NotABuyer { .. } => ApiError::FailedPrecondition(e.to_string()),
+        StoreError::NotABuyer { .. } | StoreError::KeyReused(_) => {
+            ApiError::FailedPrecondition(e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }

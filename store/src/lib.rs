@@ -12,6 +12,8 @@
 //!   and its low-stock alerts.
 //! - [`Store::outbox`]: messages for the notifications and shipping services.
 //! - [`Store::notifications`], [`Store::shipments`]: those services' records.
+//! - [`Store::idempotency_keys`]: which request each `PlaceOrder` key
+//!   belongs to.
 //!
 //! Every write is idempotent, keyed by order id or `transactionId`: each
 //! step first claims its row (`INSERT .. ON CONFLICT DO NOTHING` or a guarded
@@ -30,6 +32,7 @@ use sqlx::{AnyPool, Executor};
 
 mod catalog;
 mod db;
+mod idempotency;
 mod low_stock;
 mod notifications;
 mod orders;
@@ -41,6 +44,7 @@ mod stock;
 
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
+pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
 pub use orders::{EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
@@ -82,6 +86,10 @@ pub enum StoreError {
         /// What they tried to rate.
         sku: Sku,
     },
+    /// An idempotency key was reused for a different request; the first
+    /// request's effects stand and nothing else was stored.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    KeyReused(String),
     /// A stored value does not parse back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -171,6 +179,11 @@ impl Store {
     /// Orders, their lines and status history.
     pub fn orders(&self) -> Orders<'_> {
         Orders::new(self)
+    }
+
+    /// Which request each `PlaceOrder` idempotency key belongs to.
+    pub fn idempotency_keys(&self) -> IdempotencyKeys<'_> {
+        IdempotencyKeys::new(self)
     }
 
     /// The orders' payments, and the simulated gateway's books.

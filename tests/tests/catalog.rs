@@ -169,6 +169,18 @@ async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result
     let res = stack
         .http
         .post(&receipts_url)
+        .header("Idempotency-Key", "grn-http")
+        .json(&json!({"lines": [{"sku": "TEE-1", "quantity": 7}]}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 409, "the key reused with other lines");
+    assert_eq!(
+        res.json::<Value>().await?["error"]["code"],
+        "FAILED_PRECONDITION"
+    );
+    let res = stack
+        .http
+        .post(&receipts_url)
         .json(&json!({"idempotency_key": "grn-6", "lines": [{"sku": "NOPE-1", "quantity": 1}]}))
         .send()
         .await?;

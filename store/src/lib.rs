@@ -66,8 +66,9 @@ pub enum StoreError {
     /// A file next to the SQLite database could not be made or locked.
     #[error("{}", .0.display())]
     Io(PathBuf, #[source] std::io::Error),
-    /// The URL names no supported database.
-    #[error("unsupported database URL {0:?}: use sqlite:// or postgres://")]
+    /// The URL names no supported database. Only its scheme is kept: the
+    /// rest may hold a password.
+    #[error("unsupported database URL scheme {0:?}: use sqlite:// or postgres://")]
     UnsupportedUrl(String),
     /// The order is not in the store.
     #[error("order {0} is not in the store")]
@@ -124,7 +125,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()));
+            return Err(StoreError::UnsupportedUrl(url_scheme(url)));
         };
         if backend == Backend::Sqlite
             && let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
@@ -227,6 +228,16 @@ impl Store {
     }
 }
 
+/// The scheme of a URL, for errors: at most 16 characters before the
+/// first `:`, and nothing at all from a string that has none (it could be a
+/// bare secret).
+fn url_scheme(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, _)) if scheme.len() <= 16 => scheme.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// The file an `sqlite://` URL names, if it names one (not `:memory:`).
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url
@@ -256,4 +267,20 @@ async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>> {
         .map_err(|e| StoreError::Io(path.clone(), std::io::Error::other(e)))?
         .map(Some)
         .map_err(|e| StoreError::Io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unsupported_url_keeps_its_password_to_itself() {
+        let err = Store::connect("mysql://shop:hunter2@db.internal:3306/shop")
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("\"mysql\""), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(url_scheme("hunter2"), "", "no scheme, nothing shown");
+    }
 }

@@ -248,6 +248,10 @@ impl OrderService {
             });
         }
         let total = total.ok_or_else(|| invalid("an order needs at least one line"))?;
+        // Refused here, not at the capture after stock was reserved.
+        total
+            .check_gateway_limit()
+            .map_err(|e| invalid(e.to_string()))?;
 
         let order_id = match key {
             Some(k) => OrderId::for_idempotency_key(&customer_id, k),

@@ -102,6 +102,23 @@ async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result
             }),
             ..new_product("OK-1", 100, 0)
         },
+        // Three capitals that ISO 4217 does not know; gold has no minor unit.
+        pb::CreateProductRequest {
+            price: Some(pb::Money {
+                minor_units: 100,
+                currency: "ABC".into(),
+            }),
+            ..new_product("OK-1", 100, 0)
+        },
+        pb::CreateProductRequest {
+            price: Some(pb::Money {
+                minor_units: 100,
+                currency: "XAU".into(),
+            }),
+            ..new_product("OK-1", 100, 0)
+        },
+        // More than the payment gateway takes.
+        new_product("OK-1", 1_000_000_000_000, 0),
     ];
     for req in bad {
         let err = cat.create_product(req.clone()).await.err();

@@ -290,3 +290,30 @@ async fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A total the payment gateway would refuse is refused at the door (400),
+/// before anything is stored or started.
+#[tokio::test]
+async fn a_total_over_the_gateway_limit_is_refused_at_the_door() -> anyhow::Result<()> {
+    let stack = Stack::builder().without_worker().start().await?;
+    let max_cents = i64::try_from(ordersaga_domain::GATEWAY_MAX_MAJOR_UNITS)? * 100;
+    stack.product("YACHT-1", max_cents, 10).await?;
+    let ok = place(&stack, place_request("hal", &[("YACHT-1", 1)], "")).await;
+    assert!(ok.is_ok(), "the limit itself is accepted: {ok:?}");
+    let over = place(&stack, place_request("ivy", &[("YACHT-1", 2)], "k-1")).await;
+    assert_eq!(over, Err(Code::InvalidArgument));
+    let listed = stack
+        .grpc
+        .clone()
+        .list_orders(pb::ListOrdersRequest {
+            customer_id: "ivy".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(listed.orders.is_empty(), "nothing stored");
+    // Nothing claimed the key either: a valid request may still use it.
+    let fine = place(&stack, place_request("ivy", &[("YACHT-1", 1)], "k-1")).await;
+    assert!(fine.is_ok(), "{fine:?}");
+    Ok(())
+}

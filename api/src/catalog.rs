@@ -53,7 +53,9 @@ fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::ProductExists(_) => ApiError::AlreadyExists(e.to_string()),
         StoreError::UnknownProduct(_) => ApiError::NotFound(e.to_string()),
-        StoreError::NotABuyer { .. } => ApiError::FailedPrecondition(e.to_string()),
+        StoreError::NotABuyer { .. } | StoreError::KeyReused(_) => {
+            ApiError::FailedPrecondition(e.to_string())
+        }
         other => ApiError::internal(other),
     }
 }
@@ -86,6 +88,10 @@ impl CatalogService {
             return Err(invalid("price must be greater than 0"));
         }
         let currency = Currency::parse(&cmd.currency).map_err(|e| invalid(e.to_string()))?;
+        let price = Money::new(cmd.price_minor, currency);
+        price
+            .check_gateway_limit()
+            .map_err(|e| invalid(e.to_string()))?;
         if !(0..=MAX_RECEIPT_QUANTITY).contains(&cmd.low_stock_threshold) {
             return Err(invalid(format!(
                 "low_stock_threshold must be 0 to {MAX_RECEIPT_QUANTITY}"
@@ -96,7 +102,7 @@ impl CatalogService {
             .create(&NewProduct {
                 sku,
                 name: name.to_string(),
-                price: Money::new(cmd.price_minor, currency),
+                price,
                 low_stock_threshold: cmd.low_stock_threshold,
             })
             .await

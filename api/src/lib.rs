@@ -19,6 +19,7 @@ pub mod demo;
 pub mod error;
 pub mod grpc;
 pub mod http;
+mod idempotency;
 mod page;
 pub mod service;
 pub mod settings;

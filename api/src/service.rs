@@ -27,6 +27,7 @@ use temporalio_client::{
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
 use crate::error::{ApiError, invalid};
+use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
 
 /// A saga's longest life.
@@ -235,6 +236,10 @@ impl OrderService {
             });
         }
         let total = total.ok_or_else(|| invalid("an order needs at least one line"))?;
+        // Refused here, not at the capture after stock was reserved.
+        total
+            .check_gateway_limit()
+            .map_err(|e| invalid(e.to_string()))?;
 
         let order_id = match key {
             Some(k) => OrderId::for_idempotency_key(&customer_id, k),
@@ -252,36 +257,12 @@ impl OrderService {
             payment: self.payment.mode,
         };
         let workflow_id = order_id.workflow_id();
-        if key.is_some()
-            && let Some(existing) = self
-                .store
-                .orders()
-                .get(&order_id)
-                .await
-                .map_err(ApiError::internal)?
-        {
-            // A replay: answer with the order as it stands, unless the key
-            // is being reused for a different order.
-            let same = existing.lines.len() == input.lines.len()
-                && existing
-                    .lines
-                    .iter()
-                    .zip(&input.lines)
-                    .all(|(a, b)| a.sku == b.sku && a.quantity == b.quantity);
-            if !same {
-                return Err(ApiError::FailedPrecondition(
-                    "idempotency_key was already used for an order with other lines".into(),
-                ));
+        let mut total = input.total;
+        if let Some(key) = key {
+            match check_key(&self.store, key, &input).await? {
+                KeyCheck::Start { first_total } => total = first_total,
+                KeyCheck::Answer(existing) => return Ok(*existing),
             }
-            let approval_url = pending_link(existing.payment.as_ref());
-            return Ok(PlacedOrder {
-                order_id,
-                transaction_id: existing.summary.transaction_id,
-                status: existing.summary.status,
-                total: existing.summary.total,
-                workflow_id,
-                approval_url,
-            });
         }
         // Starting is idempotent too (same workflow id): a retry that races
         // the first call's saga before it stored the order starts nothing.

@@ -36,7 +36,7 @@ pub mod order;
 pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
-pub use money::{Currency, Money, MoneyError};
+pub use money::{Currency, GATEWAY_MAX_MAJOR_UNITS, Money, MoneyError};
 pub use notify::{
     EmailStage, LowStockAlert, Notification, OrderEmail, Outgoing, ShipmentLine, ShipmentRequest,
     Topic,

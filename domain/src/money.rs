@@ -7,9 +7,18 @@ use serde::{Deserialize, Serialize};
 /// Why an amount or currency is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
-    /// The currency is not three upper-case ASCII letters.
-    #[error("currency must be a 3-letter ISO 4217 code, got {0:?}")]
+    /// The currency is not an ISO 4217 code with minor units (codes such
+    /// as `XAU`, gold, have none and cannot be priced in minor units).
+    #[error("currency must be an ISO 4217 code with minor units, got {0:?}")]
     BadCurrency(String),
+    /// More than the payment gateway takes ([`GATEWAY_MAX_MAJOR_UNITS`]).
+    #[error(
+        "{0} is more than the payment gateway takes (at most {GATEWAY_MAX_MAJOR_UNITS} units of a currency)"
+    )]
+    OverGatewayLimit(Money),
+    /// A decimal amount does not fit the currency's minor units.
+    #[error("{0:?} is not an amount in {1}")]
+    BadAmount(String, Currency),
     /// Adding amounts of different currencies.
     #[error("cannot add {0} to {1}")]
     CurrencyMismatch(Currency, Currency),
@@ -18,24 +27,39 @@ pub enum MoneyError {
     Overflow,
 }
 
-/// An ISO 4217 currency code such as `EUR`.
+/// An ISO 4217 currency code such as `EUR`, with its minor-unit exponent
+/// (EUR 2, JPY 0, BHD 3) from the `iso_currency` crate's copy of the
+/// standard's table. Serialised as the bare code, as before exponents were
+/// kept, so recorded workflow payloads read back unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Currency([u8; 3]);
+pub struct Currency {
+    code: [u8; 3],
+    exponent: u8,
+}
 
 impl Currency {
-    /// Accepts exactly three upper-case ASCII letters.
+    /// Accepts an ISO 4217 code (upper case) that has minor units.
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
-        match code.as_bytes() {
-            [a, b, c] if [a, b, c].iter().all(|x| x.is_ascii_uppercase()) => Ok(Self([*a, *b, *c])),
-            _ => Err(MoneyError::BadCurrency(code.chars().take(16).collect())),
-        }
+        let bad = || MoneyError::BadCurrency(code.chars().take(16).collect());
+        let iso = iso_currency::Currency::from_code(code).ok_or_else(bad)?;
+        let exponent = iso
+            .exponent()
+            .and_then(|e| u8::try_from(e).ok())
+            .ok_or_else(bad)?;
+        let code = code.as_bytes().try_into().map_err(|_| bad())?;
+        Ok(Self { code, exponent })
     }
 
     /// The code as text.
     pub fn as_str(&self) -> &str {
-        // Only ASCII upper-case letters get in through `parse`.
-        std::str::from_utf8(&self.0).unwrap_or("XXX")
+        // Only ISO codes (ASCII upper-case letters) get in through `parse`.
+        std::str::from_utf8(&self.code).unwrap_or("XXX")
+    }
+
+    /// Decimal places of its minor unit: 2 for EUR, 0 for JPY, 3 for BHD.
+    pub fn exponent(&self) -> u32 {
+        u32::from(self.exponent)
     }
 }
 
@@ -57,6 +81,12 @@ impl fmt::Display for Currency {
         f.write_str(self.as_str())
     }
 }
+
+/// The largest amount the payment gateway takes, in major units of any
+/// currency: PayPal's `amount.value` has at most 10 digits before the
+/// decimal point (the payments sandbox refuses more the same way). Prices
+/// and order totals above it are refused at the door, not at the capture.
+pub const GATEWAY_MAX_MAJOR_UNITS: u64 = 9_999_999_999;
 
 /// An amount in minor units (cents) of a currency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,13 +125,62 @@ impl Money {
     }
 }
 
-impl fmt::Display for Money {
-    /// `49.99 EUR`. Every currency is shown with two decimals; the domain's
-    /// demo currencies all have two.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Money {
+    /// The amount as a decimal string with the currency's exponent, as
+    /// payment gateways take it: EUR 1000 -> `10.00`, JPY 1000 -> `1000`,
+    /// BHD 1000 -> `1.000`.
+    pub fn to_decimal(&self) -> String {
         let sign = if self.minor < 0 { "-" } else { "" };
         let abs = self.minor.unsigned_abs();
-        write!(f, "{sign}{}.{:02} {}", abs / 100, abs % 100, self.currency)
+        let places = self.currency.exponent();
+        if places == 0 {
+            return format!("{sign}{abs}");
+        }
+        let unit = 10u64.pow(places);
+        let width = places as usize;
+        format!("{sign}{}.{:0width$}", abs / unit, abs % unit)
+    }
+
+    /// Whether the payment gateway takes this amount: at most
+    /// [`GATEWAY_MAX_MAJOR_UNITS`] whole units of its currency.
+    pub fn check_gateway_limit(&self) -> Result<(), MoneyError> {
+        let whole = self.minor.unsigned_abs() / 10u64.pow(self.currency.exponent());
+        if whole > GATEWAY_MAX_MAJOR_UNITS {
+            return Err(MoneyError::OverGatewayLimit(*self));
+        }
+        Ok(())
+    }
+
+    /// Reads a gateway's decimal string back: at most the currency's
+    /// decimal places (`10.5` EUR is 1050), never more (`1.234` EUR is an
+    /// error, not a rounding).
+    pub fn parse_decimal(value: &str, currency: Currency) -> Result<Self, MoneyError> {
+        let bad = || MoneyError::BadAmount(value.chars().take(40).collect(), currency);
+        let (negative, digits) = match value.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, value),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let places = currency.exponent() as usize;
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty()
+            || !all_digits(whole)
+            || !all_digits(fraction)
+            || fraction.len() > places
+            || (digits.contains('.') && fraction.is_empty())
+        {
+            return Err(bad());
+        }
+        let padded = format!("{whole}{fraction:0<places$}");
+        let minor: i64 = padded.parse().map_err(|_| bad())?;
+        Ok(Self::new(if negative { -minor } else { minor }, currency))
+    }
+}
+
+impl fmt::Display for Money {
+    /// `49.99 EUR`, `1000 JPY`: decimals by the currency's exponent.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.to_decimal(), self.currency)
     }
 }
 
@@ -110,10 +189,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn currency_is_three_capitals() {
+    fn currency_is_an_iso_code_with_minor_units() {
         assert!(Currency::parse("EUR").is_ok());
         assert!(Currency::parse("eur").is_err());
         assert!(Currency::parse("EURO").is_err());
+        assert!(Currency::parse("ABC").is_err(), "three capitals, not ISO");
+        assert!(Currency::parse("XAU").is_err(), "gold has no minor unit");
+        assert_eq!(Currency::parse("JPY").unwrap().exponent(), 0);
+        assert_eq!(Currency::parse("BHD").unwrap().exponent(), 3);
+        let eur: Currency = serde_json::from_str("\"EUR\"").unwrap();
+        assert_eq!(serde_json::to_string(&eur).unwrap(), "\"EUR\"");
+        assert!(serde_json::from_str::<Currency>("\"ABC\"").is_err());
+    }
+
+    #[test]
+    fn amounts_are_rendered_and_read_by_exponent() {
+        let c = |code| Currency::parse(code).unwrap();
+        for (code, minor, text) in [
+            ("JPY", 1000, "1000"),
+            ("EUR", 1000, "10.00"),
+            ("BHD", 1000, "1.000"),
+            ("EUR", 5, "0.05"),
+            ("EUR", -5, "-0.05"),
+        ] {
+            let m = Money::new(minor, c(code));
+            assert_eq!(m.to_decimal(), text, "{code} {minor}");
+            assert_eq!(Money::parse_decimal(text, c(code)), Ok(m), "{text}");
+        }
+        assert_eq!(Money::parse_decimal("10.5", c("EUR")).unwrap().minor, 1050);
+        assert_eq!(Money::parse_decimal("7", c("EUR")).unwrap().minor, 700);
+        for bad in ["1.234", "10.", ".5", "", "1e3", "1,00", "--1"] {
+            assert!(Money::parse_decimal(bad, c("EUR")).is_err(), "{bad:?}");
+        }
+        assert!(Money::parse_decimal("10.00", c("JPY")).is_err());
+    }
+
+    #[test]
+    fn the_gateway_limit_counts_whole_units() {
+        let c = |code| Currency::parse(code).unwrap();
+        let max = i64::try_from(GATEWAY_MAX_MAJOR_UNITS).unwrap();
+        assert!(
+            Money::new(max * 100 + 99, c("EUR"))
+                .check_gateway_limit()
+                .is_ok()
+        );
+        assert!(
+            Money::new(1_000_000_000_000, c("EUR"))
+                .check_gateway_limit()
+                .is_err()
+        );
+        assert!(Money::new(max, c("JPY")).check_gateway_limit().is_ok());
+        assert!(Money::new(max + 1, c("JPY")).check_gateway_limit().is_err());
     }
 
     #[test]

@@ -256,28 +256,30 @@ struct PayerBody {
     email_address: Option<String>,
 }
 
-/// Checks a PayPal amount: a 3-letter currency and a non-negative decimal
-/// with at most two fraction digits.
+/// Checks a PayPal amount: an ISO 4217 currency and a non-negative decimal
+/// with at most 10 integer digits and at most the currency's decimal places
+/// (JPY none, EUR two, BHD three), as PayPal does.
 fn valid_amount(a: &AmountBody) -> Result<(), PayPalError> {
-    let currency_ok =
-        a.currency_code.len() == 3 && a.currency_code.bytes().all(|b| b.is_ascii_uppercase());
-    if !currency_ok {
+    let Some(places) = iso_currency::Currency::from_code(&a.currency_code)
+        .and_then(iso_currency::Currency::exponent)
+        .map(usize::from)
+    else {
         return Err(PayPalError::invalid(
             "INVALID_CURRENCY_CODE",
             "currency_code must be an ISO 4217 code",
         ));
-    }
+    };
     let (whole, fraction) = a.value.split_once('.').unwrap_or((&a.value, ""));
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty()
         || whole.len() > 10
         || !digits(whole)
-        || fraction.len() > 2
+        || fraction.len() > places
         || !digits(fraction)
     {
         return Err(PayPalError::invalid(
             "DECIMAL_PRECISION",
-            "value must be a decimal with at most two fraction digits",
+            "value must be a decimal with at most the currency's decimal places",
         ));
     }
     Ok(())

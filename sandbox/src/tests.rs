@@ -388,6 +388,24 @@ async fn injected_failures_and_bad_input_change_nothing() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json()["details"][0]["issue"], "DECIMAL_PRECISION");
+    // Decimal places follow the currency: none for JPY, three for BHD.
+    for (currency, value, ok) in [
+        ("JPY", "1000", true),
+        ("JPY", "10.00", false),
+        ("BHD", "1.000", true),
+        ("ABC", "1.00", false),
+    ] {
+        let answer = s
+            .api(
+                Method::POST,
+                "/v2/checkout/orders",
+                None,
+                Some(json!({"intent": "CAPTURE", "purchase_units": [
+                    {"amount": {"currency_code": currency, "value": value}}]})),
+            )
+            .await;
+        assert_eq!(answer.status.is_success(), ok, "{currency} {value}");
+    }
 
     let controls = send(
         &s.router,

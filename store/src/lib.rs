@@ -12,6 +12,8 @@
 //!   and its low-stock alerts.
 //! - [`Store::outbox`]: messages for the notifications and shipping services.
 //! - [`Store::notifications`], [`Store::shipments`]: those services' records.
+//! - [`Store::idempotency_keys`]: which request each `PlaceOrder` key
+//!   belongs to.
 //!
 //! Every write is idempotent, keyed by order id or `transactionId`: each
 //! step first claims its row (`INSERT .. ON CONFLICT DO NOTHING` or a guarded
@@ -30,6 +32,7 @@ use sqlx::{AnyPool, Executor};
 
 mod catalog;
 mod db;
+mod idempotency;
 mod low_stock;
 mod notifications;
 mod orders;
@@ -41,6 +44,7 @@ mod stock;
 
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
+pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
 pub use orders::{EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
@@ -62,8 +66,9 @@ pub enum StoreError {
     /// A file next to the SQLite database could not be made or locked.
     #[error("{}", .0.display())]
     Io(PathBuf, #[source] std::io::Error),
-    /// The URL names no supported database.
-    #[error("unsupported database URL {0:?}: use sqlite:// or postgres://")]
+    /// The URL names no supported database. Only its scheme is kept: the
+    /// rest may hold a password.
+    #[error("unsupported database URL scheme {0:?}: use sqlite:// or postgres://")]
     UnsupportedUrl(String),
     /// The order is not in the store.
     #[error("order {0} is not in the store")]
@@ -91,6 +96,10 @@ pub enum StoreError {
         /// What they tried to rate.
         sku: Sku,
     },
+    /// An idempotency key was reused for a different request; the first
+    /// request's effects stand and nothing else was stored.
+    #[error("idempotency key {0:?} was already used for a different request")]
+    KeyReused(String),
     /// A stored value does not parse back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -125,7 +134,7 @@ impl Store {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(StoreError::UnsupportedUrl(url.chars().take(40).collect()));
+            return Err(StoreError::UnsupportedUrl(url_scheme(url)));
         };
         if backend == Backend::Sqlite
             && let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(Path::to_path_buf))
@@ -182,6 +191,11 @@ impl Store {
         Orders::new(self)
     }
 
+    /// Which request each `PlaceOrder` idempotency key belongs to.
+    pub fn idempotency_keys(&self) -> IdempotencyKeys<'_> {
+        IdempotencyKeys::new(self)
+    }
+
     /// The orders' payments, and the simulated gateway's books.
     pub fn payments(&self) -> Payments<'_> {
         Payments::new(self)
@@ -223,6 +237,16 @@ impl Store {
     }
 }
 
+/// The scheme of a URL, for errors: at most 16 characters before the
+/// first `:`, and nothing at all from a string that has none (it could be a
+/// bare secret).
+fn url_scheme(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, _)) if scheme.len() <= 16 => scheme.to_string(),
+        _ => String::new(),
+    }
+}
+
 /// The file an `sqlite://` URL names, if it names one (not `:memory:`).
 fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url
@@ -252,4 +276,20 @@ async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>> {
         .map_err(|e| StoreError::Io(path.clone(), std::io::Error::other(e)))?
         .map(Some)
         .map_err(|e| StoreError::Io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unsupported_url_keeps_its_password_to_itself() {
+        let err = Store::connect("mysql://shop:hunter2@db.internal:3306/shop")
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("\"mysql\""), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(url_scheme("hunter2"), "", "no scheme, nothing shown");
+    }
 }

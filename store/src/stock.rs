@@ -79,7 +79,9 @@ impl<'a> Stock<'a> {
     /// `CreateStockReceipt`: records the receipt, raises on-hand for each
     /// line in the same transaction (ledger entries `receipt/<id>/<sku>`),
     /// applies `MonitorLowStock`; `StockReceiptCreated`. The same
-    /// idempotency key again returns the first receipt and changes nothing.
+    /// idempotency key again with the same lines returns the first receipt
+    /// and changes nothing; with other lines it is
+    /// [`StoreError::KeyReused`].
     /// An unknown sku stores nothing ([`StoreError::UnknownProduct`]).
     pub async fn receive(self, r: &NewStockReceipt) -> Result<StockReceipt> {
         let now = now_ms();
@@ -101,7 +103,14 @@ impl<'a> Stock<'a> {
             == 1;
         if !created {
             tx.rollback().await?;
-            return self.receipt(&receipt_id).await;
+            // A replay must be the same document: the same key with other
+            // lines is a client bug, and answering the old receipt would
+            // hide that the new goods were never booked.
+            let first = self.receipt(&receipt_id).await?;
+            if first.lines != r.lines {
+                return Err(StoreError::KeyReused(r.idempotency_key.clone()));
+            }
+            return Ok(first);
         }
         for (n, (sku, qty)) in r.lines.iter().enumerate() {
             sqlx::query(

@@ -3,7 +3,7 @@
 //! Temporal dev server. [`Stack::builder`] says which database, payment
 //! mode and workers; the stack stops its API and workers when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 use crate::{
-    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase,
+    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
     create_product, die_with_parent, eventually, free_port, worker_binary,
 };
 
@@ -359,6 +359,67 @@ impl Stack {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Child> {
+        self.worker_command(args, env)?
+            .spawn()
+            .context("starting the worker binary")
+    }
+
+    /// [`Self::spawn_worker_process`] writing its stdout and stderr to
+    /// `log` (e.g. to search them); `RUST_LOG` may be set in `env`.
+    pub fn spawn_worker_process_logging_to(
+        &self,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<Child> {
+        let mut cmd = self.worker_command(&[], env)?;
+        let (out, err) = log_files(log)?;
+        cmd.stdout(out).stderr(err);
+        cmd.spawn().context("starting the worker binary")
+    }
+
+    /// Starts the real `ordersaga-api` binary on this stack's namespace,
+    /// database and task queue (free ports), writing its stdout and stderr
+    /// to `log`, with extra environment variables. Returns once its HTTP
+    /// side answers, with its `http://127.0.0.1:<port>`. It must have been
+    /// built (`cargo build --bins`).
+    pub async fn spawn_api_process(
+        &self,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<(Child, String)> {
+        let exe = built_binary("ordersaga-api")?;
+        let http_addr = format!("127.0.0.1:{}", free_port()?);
+        let mut cmd = Command::new(&exe);
+        let (out, err) = log_files(log)?;
+        cmd.env("TEMPORAL_ADDRESS", &self.server.address)
+            .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_DATABASE_URL", &self.database_url)
+            .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
+            .env("ORDERSAGA_GRPC_ADDR", format!("127.0.0.1:{}", free_port()?))
+            .env("ORDERSAGA_HTTP_ADDR", &http_addr)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        die_with_parent(cmd.as_std_mut());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let base = format!("http://{http_addr}");
+        let health = format!("{base}/healthz");
+        eventually("the API process to answer", ORDER_TIMEOUT, || {
+            let req = self.http.get(&health);
+            async move { Ok(req.send().await?.status().is_success().then_some(())) }
+        })
+        .await?;
+        Ok((child, base))
+    }
+
+    /// The worker binary's command on this stack.
+    fn worker_command(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Command> {
         let exe = worker_binary()?;
         let mut cmd = Command::new(&exe);
         cmd.args(args);
@@ -393,8 +454,7 @@ impl Stack {
             cmd.env(k, v);
         }
         die_with_parent(cmd.as_std_mut());
-        cmd.spawn()
-            .with_context(|| format!("starting {}", exe.display()))
+        Ok(cmd)
     }
 
     /// Creates a product (price in EUR cents) with opening stock and no
@@ -413,6 +473,17 @@ impl Stack {
             .context("product vanished")?
             .on_hand)
     }
+}
+
+/// Appending handles on `log` for a child's stdout and stderr.
+fn log_files(log: &Path) -> anyhow::Result<(std::fs::File, std::fs::File)> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    Ok((out, err))
 }
 
 impl Drop for Stack {

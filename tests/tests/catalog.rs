@@ -102,6 +102,23 @@ async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result
             }),
             ..new_product("OK-1", 100, 0)
         },
+        // Three capitals that ISO 4217 does not know; gold has no minor unit.
+        pb::CreateProductRequest {
+            price: Some(pb::Money {
+                minor_units: 100,
+                currency: "ABC".into(),
+            }),
+            ..new_product("OK-1", 100, 0)
+        },
+        pb::CreateProductRequest {
+            price: Some(pb::Money {
+                minor_units: 100,
+                currency: "XAU".into(),
+            }),
+            ..new_product("OK-1", 100, 0)
+        },
+        // More than the payment gateway takes.
+        new_product("OK-1", 1_000_000_000_000, 0),
     ];
     for req in bad {
         let err = cat.create_product(req.clone()).await.err();
@@ -166,6 +183,18 @@ async fn merchant_calls_over_grpc_and_http_with_clear_errors() -> anyhow::Result
         .send()
         .await?;
     assert_eq!(res.status(), 200, "replayed receipt");
+    let res = stack
+        .http
+        .post(&receipts_url)
+        .header("Idempotency-Key", "grn-http")
+        .json(&json!({"lines": [{"sku": "TEE-1", "quantity": 7}]}))
+        .send()
+        .await?;
+    assert_eq!(res.status(), 409, "the key reused with other lines");
+    assert_eq!(
+        res.json::<Value>().await?["error"]["code"],
+        "FAILED_PRECONDITION"
+    );
     let res = stack
         .http
         .post(&receipts_url)

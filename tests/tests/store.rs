@@ -20,6 +20,7 @@ use ordersaga_domain::{
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
 use ordersaga_store::StoreError;
+use ordersaga_store::{Claimed, KeyClaim};
 use ordersaga_store::{NewProduct, OrderQuery, OutboxStatus, PaymentLink};
 use ordersaga_tests::create_product;
 
@@ -36,6 +37,7 @@ ordersaga_tests::both_backends!(
     list_orders_filters_and_pages,
     simulated_gateway_captures_and_refunds_at_most_once,
     receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus,
+    idempotency_keys_belong_to_the_first_request,
     low_stock_alert_once_per_crossing,
     ratings_only_from_buyers_and_replacement_is_exact,
     outbox_commits_with_the_step_and_relays_claim_each_message_once,
@@ -511,11 +513,17 @@ async fn receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus(
     assert!(first.created);
     let again = store
         .stock()
-        .receive(&receipt("grn-1", &[(&mug, 5)]))
+        .receive(&receipt("grn-1", &[(&mug, 5), (&tee, 2), (&mug, 1)]))
         .await?;
     assert!(!again.created);
     assert_eq!(again.receipt_id, first.receipt_id);
     assert_eq!(again.lines, first.lines, "the first receipt is answered");
+    // The same key with other lines is another document: refused.
+    let reused = store.stock().receive(&receipt("grn-1", &[(&mug, 5)])).await;
+    assert!(
+        matches!(reused, Err(StoreError::KeyReused(_))),
+        "{reused:?}"
+    );
     assert_eq!(on_hand(&store, &mug).await?, 6);
     assert_eq!(on_hand(&store, &tee).await?, 2);
 
@@ -550,6 +558,66 @@ async fn receipts_raise_stock_once_per_key_and_store_nothing_for_unknown_skus(
         2
     );
     assert_eq!(events.first(), Some(&CatalogEvent::ProductCreated));
+    Ok(())
+}
+
+async fn idempotency_keys_belong_to_the_first_request(store: Store) -> anyhow::Result<()> {
+    let customer = CustomerId::parse("erin")?;
+    let claim = |fingerprint: &str, minor: i64| KeyClaim {
+        customer_id: customer.clone(),
+        key: "k-1".into(),
+        fingerprint: fingerprint.into(),
+        order_id: OrderId::for_idempotency_key(&customer, "k-1"),
+        total: eur(minor),
+    };
+    // 20 racing claims, two different requests: exactly one claim wins,
+    // its request is a replay, the other request is refused.
+    let claims: Vec<KeyClaim> = (0..20)
+        .map(|n| {
+            if n % 2 == 0 {
+                claim("aaaa", 1_000)
+            } else {
+                claim("bbbb", 2_000)
+            }
+        })
+        .collect();
+    let answers = futures::future::try_join_all(
+        claims
+            .iter()
+            .map(|c| async { store.idempotency_keys().claim(c).await }),
+    )
+    .await?;
+    let firsts: Vec<&KeyClaim> = claims
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| **a == Claimed::First)
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(firsts.len(), 1, "{answers:?}");
+    let winner = firsts[0];
+    for (c, a) in claims.iter().zip(&answers) {
+        let expected = if c.fingerprint != winner.fingerprint {
+            Claimed::Conflict
+        } else if c == winner && *a == Claimed::First {
+            Claimed::First
+        } else {
+            Claimed::Replay {
+                total: winner.total,
+            }
+        };
+        assert_eq!(*a, expected, "{}", c.fingerprint);
+    }
+    // The same key of another customer is another key.
+    let other = CustomerId::parse("frank")?;
+    let theirs = KeyClaim {
+        customer_id: other.clone(),
+        order_id: OrderId::for_idempotency_key(&other, "k-1"),
+        ..claim("cccc", 500)
+    };
+    assert_eq!(
+        store.idempotency_keys().claim(&theirs).await?,
+        Claimed::First
+    );
     Ok(())
 }
 

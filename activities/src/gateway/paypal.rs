@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use ordersaga_domain::{Money, TransactionId};
+use ordersaga_domain::TransactionId;
 use ordersaga_runtime::Secret;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -201,13 +201,6 @@ impl OrderBody {
             capture,
         }
     }
-}
-
-/// `12.34` for 1234 minor units: PayPal amounts are decimal strings.
-fn decimal(amount: Money) -> String {
-    let sign = if amount.minor < 0 { "-" } else { "" };
-    let abs = amount.minor.unsigned_abs();
-    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
 /// One HTTP answer, read to the end.
@@ -471,7 +464,7 @@ impl CheckoutGateway for PayPalGateway {
             "invoice_id": txn,
             "amount": {
                 "currency_code": request.amount.currency.as_str(),
-                "value": decimal(request.amount),
+                "value": request.amount.to_decimal(),
             },
         });
         if let Some(d) = &request.description {
@@ -628,14 +621,16 @@ impl CheckoutGateway for PayPalGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ordersaga_domain::Currency;
+    use ordersaga_domain::{Currency, Money};
 
     #[test]
-    fn amounts_are_decimal_strings() {
-        let eur = Currency::parse("EUR").unwrap();
-        assert_eq!(decimal(Money::new(1234, eur)), "12.34");
-        assert_eq!(decimal(Money::new(5, eur)), "0.05");
-        assert_eq!(decimal(Money::new(100_000, eur)), "1000.00");
+    fn amounts_are_decimal_strings_by_the_currencys_exponent() {
+        let c = |code| Currency::parse(code).unwrap();
+        assert_eq!(Money::new(1234, c("EUR")).to_decimal(), "12.34");
+        assert_eq!(Money::new(5, c("EUR")).to_decimal(), "0.05");
+        assert_eq!(Money::new(100_000, c("EUR")).to_decimal(), "1000.00");
+        assert_eq!(Money::new(1000, c("JPY")).to_decimal(), "1000");
+        assert_eq!(Money::new(1000, c("BHD")).to_decimal(), "1.000");
     }
 
     #[test]

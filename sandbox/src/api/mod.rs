@@ -22,6 +22,13 @@ use ordersaga_webhook_signature::event_type;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod error;
+mod json;
+
+pub(crate) use error::PayPalError;
+use json::{capture_json, refund_json};
+pub(crate) use json::{order_json, payer_id};
+
 use crate::controls::{Behavior, Fault};
 use crate::db::{self, CaptureRow, Counter, OrderRow, RefundRow};
 use crate::{App, SandboxError, now_rfc3339, paypal_id};
@@ -43,90 +50,6 @@ pub(crate) fn router(app: App) -> Router<App> {
         .route("/v1/oauth2/token", post(token))
         .merge(v2)
         .route_layer(middleware::from_fn_with_state(app, faults))
-}
-
-/// A PayPal error answer: `{"name", "message", "details": [{"issue", ...}],
-/// "debug_id"}`.
-pub(crate) struct PayPalError {
-    status: StatusCode,
-    name: &'static str,
-    message: &'static str,
-    issue: Option<(&'static str, String)>,
-}
-
-impl PayPalError {
-    fn unprocessable(issue: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            name: "UNPROCESSABLE_ENTITY",
-            message: "The requested action could not be performed, semantically incorrect, or failed business validation.",
-            issue: Some((issue, description.into())),
-        }
-    }
-
-    fn invalid(issue: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            name: "INVALID_REQUEST",
-            message: "Request is not well-formed, syntactically incorrect, or violates schema.",
-            issue: Some((issue, description.into())),
-        }
-    }
-
-    fn not_found(what: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::NOT_FOUND,
-            name: "RESOURCE_NOT_FOUND",
-            message: "The specified resource does not exist.",
-            issue: Some(("INVALID_RESOURCE_ID", what.into())),
-        }
-    }
-
-    fn unauthenticated() -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            name: "AUTHENTICATION_FAILURE",
-            message: "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
-            issue: None,
-        }
-    }
-
-    pub(crate) fn internal(status: StatusCode) -> Self {
-        Self {
-            status,
-            name: "INTERNAL_SERVER_ERROR",
-            message: "An internal server error has occurred.",
-            issue: None,
-        }
-    }
-}
-
-impl IntoResponse for PayPalError {
-    fn into_response(self) -> Response {
-        let mut body = json!({
-            "name": self.name,
-            "message": self.message,
-            "debug_id": paypal_id().to_ascii_lowercase(),
-            "links": [],
-        });
-        if let Some((issue, description)) = self.issue {
-            body["details"] = json!([{ "issue": issue, "description": description }]);
-        }
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<SandboxError> for PayPalError {
-    fn from(e: SandboxError) -> Self {
-        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "sandbox failed");
-        Self::internal(StatusCode::INTERNAL_SERVER_ERROR)
-    }
-}
-
-impl From<sqlx::Error> for PayPalError {
-    fn from(e: sqlx::Error) -> Self {
-        SandboxError::from(e).into()
-    }
 }
 
 /// Latency and injected failures, before any handler runs.
@@ -297,123 +220,6 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
 fn replay(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// The PayPal JSON of an order.
-pub(crate) fn order_json(app: &App, o: &OrderRow) -> Value {
-    let self_url = app.url(&format!("/v2/checkout/orders/{}", o.id));
-    let mut links = vec![json!({"href": self_url, "rel": "self", "method": "GET"})];
-    match o.status.as_str() {
-        "CREATED" => links.push(json!({
-            "href": app.url(&format!("/checkoutnow?token={}", o.id)),
-            "rel": "approve",
-            "method": "GET",
-        })),
-        "APPROVED" => links.push(json!({
-            "href": format!("{self_url}/capture"),
-            "rel": "capture",
-            "method": "POST",
-        })),
-        _ => {}
-    }
-    let mut unit = json!({
-        "reference_id": "default",
-        "amount": {"currency_code": o.currency, "value": o.value},
-    });
-    for (key, value) in [
-        ("custom_id", &o.custom_id),
-        ("invoice_id", &o.invoice_id),
-        ("description", &o.description),
-    ] {
-        if let Some(v) = value {
-            unit[key] = json!(v);
-        }
-    }
-    if o.capture.is_some() {
-        unit["payments"] = json!({"captures": [capture_json(app, o)]});
-    }
-    let mut order = json!({
-        "id": o.id,
-        "intent": "CAPTURE",
-        "status": o.status,
-        "purchase_units": [unit],
-        "create_time": o.create_time,
-        "update_time": o.update_time,
-        "links": links,
-    });
-    if let Some(email) = &o.payer_email {
-        order["payer"] = json!({
-            "email_address": email,
-            "payer_id": payer_id(email),
-        });
-    }
-    order
-}
-
-/// A stable payer id for an email (PayPal's 13-character ids).
-pub(crate) fn payer_id(email: &str) -> String {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, email.as_bytes())
-        .simple()
-        .to_string()
-        .to_ascii_uppercase()
-        .chars()
-        .take(13)
-        .collect()
-}
-
-/// The PayPal JSON of an order's capture (`Value::Null` if none).
-fn capture_json(app: &App, o: &OrderRow) -> Value {
-    let Some(c) = &o.capture else {
-        return Value::Null;
-    };
-    let capture_url = app.url(&format!("/v2/payments/captures/{}", c.id));
-    let mut capture = json!({
-        "id": c.id,
-        "status": c.status,
-        "amount": {"currency_code": o.currency, "value": o.value},
-        "final_capture": true,
-        "create_time": c.create_time,
-        "update_time": o.update_time,
-        "supplementary_data": {"related_ids": {"order_id": o.id}},
-        "links": [
-            {"href": capture_url, "rel": "self", "method": "GET"},
-            {"href": format!("{capture_url}/refund"), "rel": "refund", "method": "POST"},
-            {"href": app.url(&format!("/v2/checkout/orders/{}", o.id)), "rel": "up", "method": "GET"},
-        ],
-    });
-    if c.status == "DECLINED" {
-        capture["status_details"] = json!({"reason": "DECLINED_BY_PROCESSOR"});
-    }
-    if let Some(v) = &o.custom_id {
-        capture["custom_id"] = json!(v);
-    }
-    if let Some(v) = &o.invoice_id {
-        capture["invoice_id"] = json!(v);
-    }
-    capture
-}
-
-/// The PayPal JSON of a capture's refund (`Value::Null` if none).
-fn refund_json(app: &App, o: &OrderRow) -> Value {
-    let (Some(c), Some(r)) = (&o.capture, &o.refund) else {
-        return Value::Null;
-    };
-    let mut refund = json!({
-        "id": r.id,
-        "status": "COMPLETED",
-        "amount": {"currency_code": o.currency, "value": o.value},
-        "create_time": r.create_time,
-        "update_time": r.create_time,
-        "supplementary_data": {"related_ids": {"order_id": o.id, "capture_id": c.id}},
-        "links": [
-            {"href": app.url(&format!("/v2/payments/refunds/{}", r.id)), "rel": "self", "method": "GET"},
-            {"href": app.url(&format!("/v2/payments/captures/{}", c.id)), "rel": "up", "method": "GET"},
-        ],
-    });
-    if let Some(v) = &o.custom_id {
-        refund["custom_id"] = json!(v);
-    }
-    refund
 }
 
 /// `POST /v2/checkout/orders`.

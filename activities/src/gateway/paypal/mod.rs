@@ -13,6 +13,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+mod wire;
+
 use async_trait::async_trait;
 use ordersaga_domain::TransactionId;
 use ordersaga_runtime::Secret;
@@ -20,11 +22,12 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Mutex;
+use wire::{ErrorBody, OrderBody, RefundBody, TokenBody};
 
 use super::checkout::{
-    Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway,
-    CheckoutOrder, CheckoutRequest, CheckoutStatus, GatewayOrderId, Operation, OrderSnapshot,
-    RefundOutcome, VoidOutcome, request_id,
+    CaptureId, CaptureOutcome, CaptureStatus, CheckoutError, CheckoutGateway, CheckoutOrder,
+    CheckoutRequest, CheckoutStatus, GatewayOrderId, Operation, OrderSnapshot, RefundOutcome,
+    VoidOutcome, request_id,
 };
 
 /// PayPal's sandbox API.
@@ -112,94 +115,6 @@ impl fmt::Debug for PayPalGateway {
         f.debug_struct("PayPalGateway")
             .field("settings", &self.settings)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct TokenBody {
-    access_token: String,
-    #[serde(default)]
-    expires_in: u64,
-}
-
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    details: Vec<ErrorDetail>,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    issue: String,
-}
-
-#[derive(Deserialize)]
-struct OrderBody {
-    id: String,
-    status: CheckoutStatus,
-    #[serde(default)]
-    links: Vec<LinkBody>,
-    #[serde(default)]
-    purchase_units: Vec<UnitBody>,
-}
-
-#[derive(Deserialize)]
-struct LinkBody {
-    href: String,
-    rel: String,
-}
-
-#[derive(Deserialize)]
-struct UnitBody {
-    custom_id: Option<String>,
-    #[serde(default)]
-    payments: PaymentsBody,
-}
-
-#[derive(Deserialize, Default)]
-struct PaymentsBody {
-    #[serde(default)]
-    captures: Vec<CaptureBody>,
-}
-
-#[derive(Deserialize)]
-struct CaptureBody {
-    id: String,
-    status: CaptureStatus,
-    status_details: Option<StatusDetails>,
-}
-
-#[derive(Deserialize)]
-struct StatusDetails {
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RefundBody {
-    id: String,
-}
-
-impl OrderBody {
-    fn capture(&self) -> Option<&CaptureBody> {
-        self.purchase_units
-            .iter()
-            .flat_map(|u| u.payments.captures.iter())
-            .next()
-    }
-
-    fn snapshot(self) -> OrderSnapshot {
-        let capture = self.capture().map(|c| Capture {
-            id: CaptureId::new(c.id.clone()),
-            status: c.status,
-        });
-        OrderSnapshot {
-            id: GatewayOrderId::new(self.id),
-            status: self.status,
-            custom_id: self.purchase_units.into_iter().find_map(|u| u.custom_id),
-            capture,
-        }
     }
 }
 

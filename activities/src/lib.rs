@@ -9,6 +9,7 @@
 //!   local mailbox, the once-per-stage `SendEmail` activity).
 //! - [`relay`]: the outbox relay (`RelayOutbox`) through which both
 //!   services receive what the saga's steps committed to the outbox.
+//! - [`reconcile`]: the reconciler's checks across orders (repair or flag).
 //! - [`shipping`]: the shipping service (`RequestShipment`, the warehouse's
 //!   list of shipping requests).
 
@@ -20,6 +21,8 @@ pub mod metrics;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod notify;
 #[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod reconcile;
+#[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod relay;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
@@ -29,5 +32,6 @@ pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities};
+pub use reconcile::ReconcileActivities;
 pub use relay::{RelayActivities, RelaySettings};
 pub use shipping::ShippingActivities;

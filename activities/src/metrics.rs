@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordersaga_domain::Topic;
+use ordersaga_domain::{FindingKind, Topic};
 use temporalio_common::telemetry::metrics::{
     CoreMeter, Counter, Gauge, HistogramDuration, MetricAttributes, MetricKeyValue,
     MetricParameters, NewAttributes, NoOpCoreMeter,
@@ -37,6 +37,13 @@ pub mod name {
     pub const OUTBOX_FAILED: &str = "ordersaga_outbox_failed";
     /// Gauge, by `topic`: messages waiting in the outbox, as a relay last saw.
     pub const OUTBOX_BACKLOG: &str = "ordersaga_outbox_backlog";
+    /// Counter, by `kind`: inconsistencies the reconciler listed for an
+    /// operator (each counted once, when first seen).
+    pub const RECONCILER_FINDINGS: &str = "ordersaga_reconciler_findings";
+    /// Counter, by `kind`: inconsistencies the reconciler repaired itself.
+    pub const RECONCILER_REPAIRS: &str = "ordersaga_reconciler_repairs";
+    /// Gauge: the reconciler's open findings after its last run.
+    pub const RECONCILER_OPEN: &str = "ordersaga_reconciler_open_findings";
 }
 
 /// The business instruments. Cheap to clone; a no-op set when the worker
@@ -55,6 +62,11 @@ pub struct BusinessMetrics {
     outbox_backlog: Gauge,
     /// Per-topic attribute sets, in `Topic::ALL` order.
     topics: Vec<(Topic, MetricAttributes)>,
+    reconciler_findings: Counter,
+    reconciler_repairs: Counter,
+    reconciler_open: Gauge,
+    /// Per-kind attribute sets, in `FindingKind::ALL` order.
+    finding_kinds: Vec<(FindingKind, MetricAttributes)>,
 }
 
 impl fmt::Debug for BusinessMetrics {
@@ -102,7 +114,45 @@ impl BusinessMetrics {
                     (t, meter.new_attributes(NewAttributes::from([kv])))
                 })
                 .collect(),
+            reconciler_findings: meter.counter(params(
+                name::RECONCILER_FINDINGS,
+                "Inconsistencies the reconciler listed for an operator",
+            )),
+            reconciler_repairs: meter.counter(params(
+                name::RECONCILER_REPAIRS,
+                "Inconsistencies the reconciler repaired",
+            )),
+            reconciler_open: meter.gauge(params(
+                name::RECONCILER_OPEN,
+                "Open reconciler findings after the last run",
+            )),
+            finding_kinds: FindingKind::ALL
+                .iter()
+                .map(|&k| {
+                    let kv = MetricKeyValue::new("kind", k.as_str());
+                    (k, meter.new_attributes(NewAttributes::from([kv])))
+                })
+                .collect(),
         }
+    }
+
+    fn kind(&self, kind: FindingKind) -> &MetricAttributes {
+        self.finding_kinds
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&self.attributes, |(_, a)| a)
+    }
+
+    pub(crate) fn reconciler_found(&self, kind: FindingKind) {
+        self.reconciler_findings.add(1, self.kind(kind));
+    }
+
+    pub(crate) fn reconciler_repaired(&self, kind: FindingKind) {
+        self.reconciler_repairs.add(1, self.kind(kind));
+    }
+
+    pub(crate) fn reconciler_open(&self, open: u64) {
+        self.reconciler_open.record(open, &self.attributes);
     }
 
     fn topic(&self, topic: Topic) -> &MetricAttributes {

@@ -10,7 +10,7 @@
 //! contact details ([`contact`]), the payloads of the notification and
 //! shipping services ([`notify`]) and the messages an order produces for them
 //! (`OrderInput::confirmed_email`, `OrderInput::shipment`, ...), the stable
-//! Temporal names ([`names`]) and the activity contracts ([`contracts`]: each
+//! Temporal names ([`names`]), the reconciler's findings ([`reconcile`]) and the activity contracts ([`contracts`]: each
 //! activity's name, input and output). It has no I/O and no runtime, so both
 //! the deterministic workflow code and the API can depend on it; the store
 //! applies its rules inside its transactions.
@@ -32,6 +32,7 @@ pub mod money;
 pub mod names;
 pub mod notify;
 pub mod order;
+pub mod reconcile;
 
 pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};
@@ -45,3 +46,4 @@ pub use order::{
     CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, OrderEvent, OrderInput,
     OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus, SagaStep,
 };
+pub use reconcile::{Finding, FindingAction, FindingKind, ReconcileInput, ReconcileReport};

@@ -45,6 +45,13 @@ pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
 pub const OUTBOX_RELAY_WORKFLOW_ID_PREFIX: &str = "outbox-relay-";
 
+/// Workflow type of the reconciler's runs.
+pub const RECONCILE_WORKFLOW_TYPE: &str = "ReconcileOrders";
+/// Workflow id of the reconciler's runs (the schedule appends the time).
+pub const RECONCILE_WORKFLOW_ID: &str = "reconcile-orders";
+/// Id of the Temporal Schedule that starts the reconciler.
+pub const RECONCILE_SCHEDULE_ID: &str = "ordersaga-reconciler";
+
 /// Activity type names, one per domain command.
 pub mod activity {
     /// Stores the order `PENDING` and records `OrderPlaced`.
@@ -82,6 +89,12 @@ pub mod activity {
     pub const VOID_PAYMENT: &str = "VoidPayment";
     /// Checkout compensation: refunds the capture, at most once.
     pub const REFUND_CHECKOUT: &str = "RefundCheckout";
+    /// Reconciler: looks for inconsistencies across orders.
+    pub const FIND_INCONSISTENCIES: &str = "FindInconsistencies";
+    /// Reconciler: repairs one finding, or lists it for an operator.
+    pub const ACT_ON_FINDING: &str = "ActOnFinding";
+    /// Reconciler: clears earlier findings a run no longer sees.
+    pub const CLEAR_RESOLVED_FINDINGS: &str = "ClearResolvedFindings";
 }
 
 /// Names of the workflow's query and signal handlers.

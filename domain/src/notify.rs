@@ -210,6 +210,15 @@ impl Outgoing {
         }
     }
 
+    /// The order it is about, if any (a low-stock alert is about none).
+    pub fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Self::Email(Notification::Order(e)) => Some(e.order_id),
+            Self::Email(Notification::LowStock(_)) => None,
+            Self::Shipment(r) => Some(r.order_id),
+        }
+    }
+
     /// Its idempotency key in the outbox: one message per (order, stage)
     /// or per alert, one shipping request per order.
     pub fn key(&self) -> String {

@@ -12,6 +12,8 @@
 //!   and its low-stock alerts.
 //! - [`Store::outbox`]: messages for the notifications and shipping services.
 //! - [`Store::notifications`], [`Store::shipments`]: those services' records.
+//! - [`Store::findings`]: the reconciler's checks across orders and what
+//!   it found (the needs-attention list).
 //! - [`Store::idempotency_keys`]: which request each `PlaceOrder` key
 //!   belongs to.
 //!
@@ -32,6 +34,7 @@ use sqlx::{AnyPool, Executor};
 
 mod catalog;
 mod db;
+mod findings;
 mod idempotency;
 mod low_stock;
 mod notifications;
@@ -44,6 +47,7 @@ mod stock;
 
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
+pub use findings::{FindingRecord, Findings, StuckMessage};
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
@@ -209,6 +213,11 @@ impl Store {
     /// The stock ledger and its low-stock alerts.
     pub fn stock(&self) -> Stock<'_> {
         Stock::new(self)
+    }
+
+    /// The reconciler's checks across orders, and its findings.
+    pub fn findings(&self) -> Findings<'_> {
+        Findings::new(self)
     }
 
     /// Messages committed for the notifications and shipping services.

@@ -13,9 +13,9 @@ use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRefund, ChargeRequest, PaymentGateway, SimulatedGateway,
 };
 use ordersaga_domain::{
-    CatalogEvent, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money,
-    Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing,
-    PaymentStatus, Sku, Topic, TransactionId,
+    CatalogEvent, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Finding,
+    FindingKind, Money, Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine,
+    OrderStatus, Outgoing, PaymentStatus, Sku, Topic, TransactionId,
 };
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
@@ -41,6 +41,7 @@ ordersaga_tests::both_backends!(
     low_stock_alert_once_per_crossing,
     ratings_only_from_buyers_and_replacement_is_exact,
     outbox_commits_with_the_step_and_relays_claim_each_message_once,
+    reconciler_queries_find_each_inconsistency_and_findings_open_once,
 );
 
 fn eur(minor: i64) -> Money {
@@ -893,5 +894,114 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     let rest = store.outbox().claim(Topic::Email, slot, 10, lease).await?;
     assert_eq!(rest.len(), again.len() - 3, "only the unsettled ones");
     assert_eq!(store.outbox().backlog(Topic::Email).await?, 5);
+    Ok(())
+}
+
+/// The reconciler's queries find each kind of inconsistency (and nothing
+/// in flight or settled); a finding opens once, is seen again without
+/// reopening, and is resolved when a run no longer sees it.
+async fn reconciler_queries_find_each_inconsistency_and_findings_open_once(
+    store: Store,
+) -> anyhow::Result<()> {
+    let mug = product(&store, "REC", 10).await?;
+    let failed = |message: &str| FailureReason::Cancelled {
+        message: message.to_string(),
+    };
+    // PENDING: found once placed before the cut-off, not after it.
+    let pending = order("alice", &[(&mug, 1)]);
+    store.orders().place(&pending, &[]).await?;
+    let findings = store.findings();
+    assert_eq!(
+        findings
+            .pending_orders(ordersaga_store::now_ms() + 1, 10)
+            .await?,
+        [pending.order_id]
+    );
+    assert!(findings.pending_orders(0, 10).await?.is_empty());
+
+    // FAILED with a capture: found; refunded: not.
+    let kept = order("bob", &[(&mug, 1)]);
+    store.orders().place(&kept, &[]).await?;
+    store
+        .payments()
+        .ensure(&kept.order_id, &kept.transaction_id, kept.total)
+        .await?;
+    store
+        .payments()
+        .record_outcome(&kept.order_id, Ok(()))
+        .await?;
+    store
+        .orders()
+        .fail(&kept.order_id, &failed("x"), &[])
+        .await?;
+    assert_eq!(findings.failed_with_capture(10).await?, [kept.order_id]);
+
+    // FAILED with an open checkout payment: found; voided: not.
+    let open = order("carol", &[(&mug, 1)]);
+    store.orders().place(&open, &[]).await?;
+    let link = PaymentLink {
+        gateway_order_id: "GW-REC".to_string(),
+        approval_url: "http://gw.test/checkoutnow?token=GW-REC".to_string(),
+    };
+    store
+        .payments()
+        .open_checkout(&open.order_id, &open.transaction_id, open.total, &link, &[])
+        .await?;
+    store
+        .orders()
+        .fail(&open.order_id, &failed("y"), &[])
+        .await?;
+    assert_eq!(
+        findings.failed_with_open_checkout(10).await?,
+        [open.order_id]
+    );
+    store
+        .payments()
+        .record_voided(&open.order_id, "void")
+        .await?;
+    assert!(findings.failed_with_open_checkout(10).await?.is_empty());
+    store.payments().record_refund(&kept.order_id).await?;
+    assert!(findings.failed_with_capture(10).await?.is_empty());
+
+    // A claim whose lease ran out before the cut-off; none before 0.
+    let lease = Duration::from_millis(1);
+    let mut stuck_order = order("dave", &[(&mug, 1)]);
+    stuck_order.customer_email = Some(EmailAddress::parse("dave@example.com")?);
+    let messages = [Outgoing::Email(
+        stuck_order.received_email(None).context("an email")?,
+    )];
+    store.orders().place(&stuck_order, &messages).await?;
+    let claimed = store
+        .outbox()
+        .claim(Topic::Email, "dead-slot", 10, lease)
+        .await?;
+    assert_eq!(claimed.len(), 1);
+    let cutoff = ordersaga_store::now_ms() + 1_000;
+    let stuck = findings.stuck_messages(cutoff, 10).await?;
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert_eq!(stuck[0].order_id, Some(stuck_order.order_id));
+    assert_eq!(stuck[0].claimed_by, "dead-slot");
+    assert!(findings.stuck_messages(0, 10).await?.is_empty());
+
+    // Findings: opened once, seen again, resolved when no longer seen.
+    let finding = Finding {
+        kind: FindingKind::PendingWorkflowMissing,
+        subject: pending.order_id.to_string(),
+        order_id: Some(pending.order_id),
+        detail: "no workflow".to_string(),
+    };
+    assert!(findings.open(&finding).await?, "new");
+    assert!(!findings.open(&finding).await?, "seen again");
+    let open_now = findings.open_findings().await?;
+    assert_eq!(open_now.len(), 1);
+    assert_eq!(open_now[0].finding, finding);
+    let seen = [(finding.kind, finding.subject.clone())];
+    assert_eq!(findings.resolve_unseen(&seen).await?, 0);
+    assert_eq!(findings.resolve_unseen(&[]).await?, 1);
+    assert!(findings.open_findings().await?.is_empty());
+    let history = findings.of_order(&pending.order_id).await?;
+    assert!(history.len() == 1 && !history[0].open, "{history:?}");
+    // Found again after being resolved: new again.
+    assert!(findings.open(&finding).await?);
     Ok(())
 }

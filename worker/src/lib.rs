@@ -1,7 +1,9 @@
 //! The worker process: polls Temporal task queues and runs what each queue
 //! carries. Run as many as you like per queue; Temporal spreads the work.
 //!
-//! - `orders`: the order saga ([`OrderWorkflow`]) and its activities;
+//! - `orders`: the order saga ([`OrderWorkflow`]) and its activities, and
+//!   the reconciler ([`ReconcileOrdersWorkflow`]) that a Temporal Schedule
+//!   starts every few minutes ([`ensure_reconciler`]);
 //! - `notifications`: [`NotificationWorkflow`] and `SendEmail` (SMTP or the
 //!   local mailbox);
 //! - `shipping`: [`ShippingWorkflow`] and `RequestShipment`.
@@ -26,17 +28,22 @@ use std::sync::Arc;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, RelayActivities,
-    ShippingActivities, SimulatedGateway,
+    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, ReconcileActivities,
+    RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
+use ordersaga_domain::names::{RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_ID};
 use ordersaga_runtime::connection::{ConnectError, connect};
 use ordersaga_store::{Store, StoreError};
 use ordersaga_workflows::{
-    NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, RelayWorkflowInput, ShippingWorkflow,
+    NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, ReconcileOrdersWorkflow,
+    RelayWorkflowInput, ShippingWorkflow,
 };
 use temporalio_client::errors::WorkflowStartError;
+use temporalio_client::schedules::{
+    CreateScheduleOptions, ScheduleAction, ScheduleError, ScheduleOverlapPolicy, ScheduleSpec,
+};
 use temporalio_client::{Client, WorkflowIdConflictPolicy, WorkflowStartOptions};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
@@ -84,6 +91,7 @@ fn queue_options(
     queue: Queue,
     settings: &WorkerSettings,
     store: &Store,
+    client: &Client,
     business: &BusinessMetrics,
 ) -> Result<WorkerOptions, WorkerError> {
     let options = match queue {
@@ -94,15 +102,21 @@ fn queue_options(
             ));
             let mut activities =
                 OrderActivities::new(store.clone(), gateway).with_metrics(business.clone());
+            let mut reconcile = ReconcileActivities::new(store.clone(), client.clone())
+                .with_metrics(business.clone());
             if let Some(paypal) = &settings.paypal {
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");
-                activities =
-                    activities.with_checkout(Arc::new(PayPalGateway::new(paypal.clone())?));
+                let checkout = Arc::new(PayPalGateway::new(paypal.clone())?);
+                activities = activities.with_checkout(checkout.clone());
+                reconcile = reconcile.with_checkout(checkout);
             }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
                 .register_activities(activities)
+                .register_workflow::<ReconcileOrdersWorkflow>()
+                .map_err(sdk)?
+                .register_activities(reconcile)
                 .tuner(tuner(
                     settings.max_concurrent_workflow_tasks,
                     settings.max_concurrent_activities,
@@ -193,6 +207,62 @@ pub async fn ensure_relays(client: &Client, settings: &WorkerSettings) -> Result
     Ok(())
 }
 
+/// Creates the reconciler's Temporal Schedule (`ordersaga-reconciler`,
+/// on the Web UI's Schedules page), or brings an existing one to this
+/// worker's interval and input, so a changed setting takes effect with the
+/// next deployment. Only workers serving the orders queue manage it (its
+/// runs are on that queue); `reconcile_every = None` leaves it alone.
+/// Overlapping runs are skipped.
+pub async fn ensure_reconciler(
+    client: &Client,
+    settings: &WorkerSettings,
+) -> Result<(), WorkerError> {
+    let Some(every) = settings.reconcile_every else {
+        return Ok(());
+    };
+    if !settings.queues.contains(&Queue::Orders) {
+        return Ok(());
+    }
+    let action = || {
+        ScheduleAction::start_workflow(
+            ReconcileOrdersWorkflow::run,
+            settings.reconcile,
+            settings.task_queue.as_str(),
+            RECONCILE_WORKFLOW_ID,
+        )
+    };
+    let options = CreateScheduleOptions::builder()
+        .action(action())
+        .spec(ScheduleSpec::from_interval(every))
+        .overlap_policy(ScheduleOverlapPolicy::Skip)
+        .note("ordersaga: finds orders the saga cannot finish on its own (docs/reliability.md)")
+        .build();
+    match client.create_schedule(RECONCILE_SCHEDULE_ID, options).await {
+        Ok(_) => {
+            tracing::info!(
+                every_secs = every.as_secs(),
+                "created the reconciler schedule"
+            );
+            Ok(())
+        }
+        Err(ScheduleError::Rpc(status)) if status.code() == tonic::Code::AlreadyExists => {
+            let action = action();
+            client
+                .get_schedule_handle(RECONCILE_SCHEDULE_ID)
+                .update(
+                    move |u| {
+                        u.set_spec(ScheduleSpec::from_interval(every))
+                            .set_action(action);
+                    },
+                    Default::default(),
+                )
+                .await
+                .map_err(sdk)
+        }
+        Err(e) => Err(sdk(e)),
+    }
+}
+
 /// Runs one SDK worker per selected service until `shutdown` resolves,
 /// then lets in-flight tasks finish (up to
 /// [`WorkerSettings::graceful_shutdown`]) and returns.
@@ -207,6 +277,7 @@ pub async fn run(
     let store = Store::connect(&settings.database_url).await?;
     let client = connect(&settings.temporal).await?;
     ensure_relays(&client, &settings).await?;
+    ensure_reconciler(&client, &settings).await?;
 
     // Kept alive until the worker stops: dropping it stops serving /metrics.
     let metrics_server = settings
@@ -236,7 +307,7 @@ pub async fn run(
 
     let mut workers = Vec::with_capacity(settings.queues.len());
     for queue in &settings.queues {
-        let options = queue_options(*queue, &settings, &store, &business)?;
+        let options = queue_options(*queue, &settings, &store, &client, &business)?;
         let worker = Worker::new(&runtime, client.clone(), options).map_err(sdk)?;
         workers.push((*queue, worker));
     }

@@ -11,6 +11,7 @@ use ordersaga_activities::gateway::paypal::{PayPalSettings, VoidMode};
 use ordersaga_activities::{
     Delivery, EmailRetry, MailSettings, RelaySettings, SmtpSettings, SmtpTls,
 };
+use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
@@ -64,6 +65,11 @@ pub struct WorkerSettings {
     pub paypal: Option<PayPalSettings>,
     /// Where to serve Prometheus `/metrics`, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// How often the reconciler's schedule runs; `None`: this worker
+    /// leaves the schedule as it is (creates or updates none).
+    pub reconcile_every: Option<Duration>,
+    /// What each reconciler run looks at (grace period, limit).
+    pub reconcile: ReconcileInput,
 }
 
 impl Default for WorkerSettings {
@@ -101,6 +107,8 @@ impl Default for WorkerSettings {
             gateway_latency: Duration::ZERO,
             paypal: None,
             metrics_addr: None,
+            reconcile_every: Some(Duration::from_secs(300)),
+            reconcile: ReconcileInput::default(),
         }
     }
 }
@@ -205,6 +213,9 @@ pub struct WorkerVars {
     paypal_timeout_ms: Option<u64>,
     paypal_void: Option<VoidMode>,
     metrics_addr: Option<SocketAddr>,
+    reconcile_every_secs: Option<u64>,
+    reconcile_grace_secs: Option<u64>,
+    reconcile_limit: Option<u32>,
 }
 
 fn millis(ms: Option<u64>) -> Option<Duration> {
@@ -297,6 +308,12 @@ impl Load for WorkerSettings {
             paypal
         });
         s.metrics_addr = v.metrics_addr;
+        if let Some(every) = v.reconcile_every_secs {
+            // 0 turns this worker's schedule management off.
+            s.reconcile_every = (every > 0).then(|| Duration::from_secs(every));
+        }
+        set(&mut s.reconcile.grace_secs, v.reconcile_grace_secs);
+        set(&mut s.reconcile.limit, v.reconcile_limit);
     }
 }
 
@@ -411,6 +428,9 @@ mod tests {
             ("ORDERSAGA_PAYPAL_CLIENT_SECRET", "cs"),
             ("ORDERSAGA_PAYPAL_TIMEOUT_MS", "19"),
             ("ORDERSAGA_METRICS_ADDR", "127.0.0.1:9464"),
+            ("ORDERSAGA_RECONCILE_EVERY_SECS", "20"),
+            ("ORDERSAGA_RECONCILE_GRACE_SECS", "21"),
+            ("ORDERSAGA_RECONCILE_LIMIT", "22"),
         ])
         .unwrap();
         let ms = Duration::from_millis;
@@ -477,6 +497,16 @@ mod tests {
         // PayPal has no void endpoint: the adapter abandons instead.
         assert_eq!(paypal.void_mode, VoidMode::Abandon);
         assert_eq!(s.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(s.reconcile_every, Some(Duration::from_secs(20)));
+        assert_eq!(
+            s.reconcile,
+            ReconcileInput {
+                grace_secs: 21,
+                limit: 22
+            }
+        );
+        let off = load(&[("ORDERSAGA_RECONCILE_EVERY_SECS", "0")]).unwrap();
+        assert_eq!(off.reconcile_every, None);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`order`]: the order saga, [`OrderWorkflow`].
 //! - [`relay`]: [`OutboxRelayWorkflow`], one per outbox topic, delivering
 //!   what the saga's steps committed to the outbox.
+//! - [`reconcile`]: [`ReconcileOrdersWorkflow`], the scheduled check
+//!   across orders that repairs or flags what the saga cannot see.
 //! - [`notification`], [`shipping`]: the child workflows that sagas from
 //!   before the outbox start per email and per shipping request.
 //!
@@ -17,10 +19,12 @@
 
 pub mod notification;
 pub mod order;
+pub mod reconcile;
 pub mod relay;
 pub mod shipping;
 
 pub use notification::NotificationWorkflow;
 pub use order::{ORDER_STATUS_ATTR, OrderWorkflow};
+pub use reconcile::ReconcileOrdersWorkflow;
 pub use relay::{OutboxRelayWorkflow, RelayWorkflowInput};
 pub use shipping::ShippingWorkflow;

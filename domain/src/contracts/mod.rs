@@ -12,10 +12,12 @@
 //! - [`order`]: the saga's steps and compensations, both payment modes.
 //! - [`checkout`]: what the checkout gateway's activities return.
 //! - [`notification`], [`shipping`], [`relay`]: the support services.
+//! - [`reconcile`]: the reconciler's checks across orders.
 
 pub mod checkout;
 pub mod notification;
 pub mod order;
+pub mod reconcile;
 pub mod relay;
 pub mod shipping;
 
@@ -28,5 +30,6 @@ pub use order::{
     CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
     OpenPaymentInput, OrderContract, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
 };
+pub use reconcile::{ReconcileContract, SeenFindings};
 pub use relay::{RelayContract, RelayInput, RelayReport};
 pub use shipping::ShippingContract;

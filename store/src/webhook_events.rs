@@ -54,7 +54,12 @@ impl<'a> WebhookEvents<'a> {
     /// Claims `event_id` for signalling, holding it for `hold`, unless it
     /// was signalled (or is held) within the last `window`. Racing claims
     /// are settled by the primary key: one wins, the others see its row.
-    pub async fn claim(self, event_id: &str, hold: Duration, window: Duration) -> Result<WebhookClaim> {
+    pub async fn claim(
+        self,
+        event_id: &str,
+        hold: Duration,
+        window: Duration,
+    ) -> Result<WebhookClaim> {
         let pool = &self.store.pool;
         let now = now_ms();
         let expired = now.saturating_sub(millis(window));

@@ -29,5 +29,5 @@ pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities};
-pub use relay::{RelayActivities, RelaySettings};
+pub use relay::{LeaseTooShort, RelayActivities, RelaySettings};
 pub use shipping::ShippingActivities;

@@ -40,6 +40,11 @@ pub const DURABLE_CANCEL_PATCH: &str = "durable-cancel-v1";
 /// `OpenPayment` finish when the workflow is cancelled while they run, so
 /// the compensations see what they committed.
 pub const FINISH_DB_STEPS_PATCH: &str = "finish-db-steps-v1";
+/// The `patched()` id of the outbox relay running each slot's rounds on
+/// their own, so a slot that fails or waits out a retry does not hold the
+/// other slots at the end of every round.
+pub const INDEPENDENT_SLOTS_PATCH: &str = "relay-independent-slots-v1";
+
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.

@@ -289,7 +289,16 @@ impl Stack {
     /// `rcpt_delay` holds each `RCPT` command that long.
     pub async fn start_smtp(&mut self, rcpt_delay: Duration) -> anyhow::Result<()> {
         let out = self.dir.path().join("smtp");
-        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay).await?);
+        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay, Duration::ZERO).await?);
+        Ok(())
+    }
+
+    /// Starts the test SMTP server holding each `250` after `DATA` for
+    /// `delay`, the message already stored (where SMTP's duplicate window
+    /// opens).
+    pub async fn start_smtp_holding_replies(&mut self, delay: Duration) -> anyhow::Result<()> {
+        let out = self.dir.path().join("smtp");
+        self.smtp = Some(SmtpServer::start(free_port()?, out, Duration::ZERO, delay).await?);
         Ok(())
     }
 

@@ -9,12 +9,13 @@ use std::time::SystemTime;
 use anyhow::Context;
 use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
 use ordersaga_activities::gateway::webhook::{
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
+    MAX_SIGNATURES, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
 };
 use ordersaga_domain::{CheckoutTiming, OrderId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request};
 use serde_json::{Value, json};
+use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
 use tonic::Code;
 
 /// Long deadline, no poll within a test's life: only webhooks (or the
@@ -261,11 +262,115 @@ async fn duplicate_and_late_webhooks_have_no_second_effect() -> anyhow::Result<(
 
 /// A PayPal-shaped approval event for `transaction_id`.
 fn approval_event(transaction_id: &str) -> Vec<u8> {
-    json!({"id": "WH-forged", "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
+    approval_event_with_id("WH-forged", transaction_id)
+}
+
+/// A PayPal-shaped approval event with the event id `event_id`.
+fn approval_event_with_id(event_id: &str, transaction_id: &str) -> Vec<u8> {
+    json!({"id": event_id, "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
            "resource": {"id": "ORDER-X", "status": "APPROVED",
                         "purchase_units": [{"custom_id": transaction_id}]}})
     .to_string()
     .into_bytes()
+}
+
+/// POSTs a webhook to the API as the gateway would.
+async fn post_webhook(
+    stack: &Stack,
+    body: &[u8],
+    timestamp: i64,
+    signature: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(stack
+        .http
+        .post(format!("{}/v1/payments/webhook", stack.http_base))
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .body(body.to_vec())
+        .send()
+        .await?)
+}
+
+/// The signals in a saga's history.
+async fn signals(stack: &Stack, workflow_id: &str) -> anyhow::Result<usize> {
+    let history = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await?;
+    let history: Value = serde_json::from_slice(&history)?;
+    Ok(history["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter(|e| {
+            e["attributes"]
+                .get("WorkflowExecutionSignaledEventAttributes")
+                .is_some()
+        })
+        .count())
+}
+
+/// The same signed event three times (a redelivery, or a replay inside the
+/// tolerance): each is acknowledged, only the first reaches the saga.
+#[tokio::test]
+async fn an_identical_webhook_is_acknowledged_but_signalled_once() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    // The sandbox's own webhooks are held: only the copies below arrive.
+    sandbox.controls(json!({"webhook_hold": true})).await?;
+    let placed = place(&stack, "hugo", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    let body = approval_event_with_id("WH-identical-1", &placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    let signature = sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &body);
+    let mut acks = Vec::new();
+    for _ in 0..3 {
+        let r = post_webhook(&stack, &body, now, &signature).await?;
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        acks.push(r.json::<Value>().await?["status"].clone());
+    }
+    assert_eq!(
+        acks,
+        [json!("delivered"), json!("duplicate"), json!("duplicate")]
+    );
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(
+        signals(&stack, &placed.workflow_id).await?,
+        1,
+        "three copies, one signal in the history"
+    );
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    Ok(())
+}
+
+/// Each signature value costs an HMAC before the sender is authenticated:
+/// a header with more than the cap is refused before any is checked, even
+/// when the genuine one is among them.
+#[tokio::test]
+async fn a_signature_header_with_too_many_values_is_refused_unchecked() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "ines", &[("MUG-1", 1)]).await?;
+    let body = approval_event_with_id("WH-many-1", &placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    let genuine = sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &body);
+    let header = [vec!["v1=00"; MAX_SIGNATURES], vec![genuine.as_str()]]
+        .concat()
+        .join(",");
+    let r = post_webhook(&stack, &body, now, &header).await?;
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let err: Value = r.json().await?;
+    assert_eq!(err["error"]["code"], "INVALID_ARGUMENT");
+
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Pending as i32);
+    assert_eq!(signals(&stack, &placed.workflow_id).await?, 0);
+    Ok(())
 }
 
 #[tokio::test]

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, ReconcileActivities,
+    BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities, OrderActivities,
+    ReconcileActivities,
     RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
@@ -65,6 +66,9 @@ pub enum WorkerError {
     /// The mail settings are invalid (e.g. a malformed `From:` address).
     #[error("mail settings")]
     Mail(#[from] MailError),
+    /// The SMTP timeouts do not fit in the outbox relay's lease.
+    #[error("relay settings")]
+    Relay(#[from] LeaseTooShort),
     /// The checkout gateway's HTTP client could not be built.
     #[error("checkout gateway")]
     Checkout(#[from] BuildError),
@@ -274,6 +278,8 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    // Also checked when loading; settings built in code pass here too.
+    settings.relay.check_delivery(&settings.mail.delivery)?;
     let store = Store::connect(&settings.database_url).await?;
     let client = connect(&settings.temporal).await?;
     ensure_relays(&client, &settings).await?;

@@ -47,7 +47,7 @@ pub use db::now_ms;
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
-pub use orders::{EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
+pub use orders::{Ended, EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
 pub use outbox::{Outbox, OutboxEntry, OutboxState, OutboxStatus};
 pub use page::{AlertCursor, OrderCursor, PageCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};

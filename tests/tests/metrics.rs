@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
-use ordersaga_domain::OrderStatus;
+use ordersaga_domain::{CheckoutTiming, OrderStatus};
 use ordersaga_tests::{Stack, eventually, free_port};
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
-use temporalio_client::WorkflowGetResultOptions;
+use temporalio_client::{
+    UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+};
+use temporalio_common::protos::temporal::api::enums::v1::EventType;
 
 /// Every name `docs/tuning.md` refers to.
 const TUNING_METRICS: [&str; 15] = [
@@ -92,13 +95,111 @@ async fn worker_metrics_name_what_tuning_md_names() -> anyhow::Result<()> {
         "ordersaga_orders_failed",
         "ordersaga_refunds",
     ] {
-        let value: f64 = body
-            .lines()
-            .find(|l| l.starts_with(counter) && !l.starts_with('#'))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let value = counter_value(&body, counter);
         assert!(value >= 1.0, "{counter} = {value}");
+    }
+    Ok(())
+}
+
+/// A counter's value in a Prometheus text page (0 if absent).
+fn counter_value(body: &str, counter: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(counter) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Checkout orders get webhooks as their sagas complete. A signal that
+/// reaches the server while a task completes the workflow fails that task
+/// (`UnhandledCommand`); the retry used to run `ConfirmOrder`/`FailOrder`
+/// again and count the order twice. Now the completing task runs no
+/// database step, and the counters count state changes.
+#[tokio::test]
+async fn business_counters_equal_the_outcomes_of_a_checkout_run() -> anyhow::Result<()> {
+    let mut stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 600,
+            poll_secs: 600,
+        })
+        .without_worker()
+        .start()
+        .await?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    stack.start_worker(WorkerSettings {
+        metrics_addr: Some(addr),
+        ..WorkerSettings::default()
+    })?;
+    // Two units: two approvals confirm, the third is paid, short and
+    // refunded; one capture is declined; one buyer cancels.
+    let sku = stack.product("METRIC-2", 1_000, 2).await?;
+    let buyers = [
+        ("approve-m1", OrderStatus::Confirmed),
+        ("approve-m2", OrderStatus::Confirmed),
+        ("approve-m3", OrderStatus::Failed),
+        ("decline-m4", OrderStatus::Failed),
+        ("cancel-m5", OrderStatus::Failed),
+    ];
+    let mut workflows = Vec::new();
+    for (buyer, expected) in buyers {
+        let placed = stack
+            .grpc
+            .clone()
+            .place_order(ordersaga_tests::place_request(
+                buyer,
+                &[(sku.as_str(), 1)],
+                "",
+            ))
+            .await?
+            .into_inner();
+        // One at a time, so stock decides which approval is short.
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            stack
+                .client
+                .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone())
+                .get_result(WorkflowGetResultOptions::default()),
+        )
+        .await??;
+        assert_eq!(outcome.status, expected, "{buyer}");
+        workflows.push(placed.workflow_id);
+    }
+
+    let url = format!("http://{addr}/metrics");
+    let http = reqwest::Client::new();
+    let body = eventually("the run's counters", Duration::from_secs(10), || {
+        let req = http.get(&url);
+        async move {
+            let body = req.send().await?.text().await?;
+            let all = counter_value(&body, "ordersaga_orders_confirmed") >= 2.0
+                && counter_value(&body, "ordersaga_orders_failed") >= 3.0;
+            Ok(all.then_some(body))
+        }
+    })
+    .await?;
+    assert_eq!(counter_value(&body, "ordersaga_orders_placed"), 5.0);
+    assert_eq!(counter_value(&body, "ordersaga_orders_confirmed"), 2.0);
+    assert_eq!(counter_value(&body, "ordersaga_orders_failed"), 3.0);
+    assert_eq!(counter_value(&body, "ordersaga_refunds"), 1.0);
+
+    for workflow_id in workflows {
+        let history = stack
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id.clone())
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        let history: serde_json::Value = serde_json::from_slice(&history)?;
+        let failed_tasks = history["events"]
+            .as_array()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| e["event_type"] == EventType::WorkflowTaskFailed as i32)
+                    .count()
+            })
+            .unwrap_or_default();
+        assert_eq!(failed_tasks, 0, "{workflow_id}: a workflow task failed");
     }
     Ok(())
 }

@@ -98,6 +98,11 @@ fn queue_options(
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");
                 activities =
                     activities.with_checkout(Arc::new(PayPalGateway::new(paypal.clone())?));
+            } else {
+                // Said at start-up, not only when the first checkout order fails.
+                tracing::warn!(
+                    "no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL unset): checkout orders on this worker fail with GATEWAY_NOT_CONFIGURED"
+                );
             }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()

@@ -215,17 +215,7 @@ impl OrderWorkflow {
         let poll = Duration::from_secs(timing.poll_secs.max(1));
         let mut remaining = Duration::from_secs(timing.deadline_secs);
         loop {
-            let decided = ctx.state(|s| {
-                if let Some(reason) = &s.cancel_requested {
-                    return Some(Approval::CancelRequested(reason.clone()));
-                }
-                match s.payment_event {
-                    Some(GatewayEventKind::Voided) => Some(Approval::Voided),
-                    Some(_) => Some(Approval::Approved),
-                    None => None,
-                }
-            });
-            if let Some(approval) = decided {
+            if let Some(approval) = Self::decided(ctx) {
                 return Ok(approval);
             }
             if remaining.is_zero() {

@@ -43,5 +43,6 @@ pub use notify::{
 };
 pub use order::{
     CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, InternalCode, OrderEvent,
-    OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus, SagaStep,
+    OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus,
+    SagaStep,
 };

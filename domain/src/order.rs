@@ -481,7 +481,10 @@ mod tests {
             json,
             r#"{"kind":"Internal","code":"GATEWAY_REJECTED","message":"capture refused (ORDER_EXPIRED)"}"#
         );
-        assert_eq!(serde_json::from_str::<FailureReason>(&json).unwrap(), refused);
+        assert_eq!(
+            serde_json::from_str::<FailureReason>(&json).unwrap(),
+            refused
+        );
     }
 
     #[test]

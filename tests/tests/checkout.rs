@@ -690,7 +690,9 @@ async fn a_capture_refused_for_payer_action_fails_the_order() -> anyhow::Result<
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox
-        .controls(json!({"refuse_capture_next": 1, "refuse_capture_issue": "PAYER_ACTION_REQUIRED"}))
+        .controls(
+            json!({"refuse_capture_next": 1, "refuse_capture_issue": "PAYER_ACTION_REQUIRED"}),
+        )
         .await?;
     let placed = place(&stack, "ruth", &[("MUG-1", 1)]).await?;
     sandbox.approve(&placed.approval_url).await?;

@@ -20,12 +20,13 @@ use temporalio_common::telemetry::metrics::{
 pub mod name {
     /// Counter: orders stored `PENDING` by `PlaceOrder` (first time only).
     pub const ORDERS_PLACED: &str = "ordersaga_orders_placed";
-    /// Counter: completed `ConfirmOrder` steps (orders `CONFIRMED`; a step
-    /// retried after its result was lost counts again, which is rare).
+    /// Counter: orders `ConfirmOrder` moved to `CONFIRMED` (a retried step
+    /// that finds the order confirmed counts nothing).
     pub const ORDERS_CONFIRMED: &str = "ordersaga_orders_confirmed";
-    /// Counter: completed `FailOrder` steps (orders `FAILED`; same caveat).
+    /// Counter: orders `FailOrder` moved to `FAILED` (the same).
     pub const ORDERS_FAILED: &str = "ordersaga_orders_failed";
-    /// Counter: captured payments given back by the `RefundPayment` compensation.
+    /// Counter: captured payments given back by the refund compensation,
+    /// once each.
     pub const REFUNDS: &str = "ordersaga_refunds";
     /// Histogram (ms): how long one charge waited for the payment gateway.
     pub const PAYMENT_WAIT: &str = "ordersaga_payment_wait";

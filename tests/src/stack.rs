@@ -328,6 +328,12 @@ impl Stack {
     /// Starts another in-process worker on this stack's task queue.
     pub fn start_worker(&mut self, base: WorkerSettings) -> anyhow::Result<()> {
         let settings = self.worker_settings(base);
+        self.start_worker_as_is(settings)
+    }
+
+    /// Starts an in-process worker with exactly these settings (from
+    /// [`Self::worker_settings`], then changed, e.g. without the gateway).
+    pub fn start_worker_as_is(&mut self, settings: WorkerSettings) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("ordersaga-worker".into())

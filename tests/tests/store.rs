@@ -17,6 +17,7 @@ use ordersaga_domain::{
     FindingKind, Money, Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine,
     OrderStatus, Outgoing, PaymentStatus, Sku, Topic, TransactionId,
 };
+use ordersaga_store::Ended;
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
 use ordersaga_store::StoreError;
@@ -294,24 +295,31 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     let b = order("alice", &[(&mug, 1)]);
     store.orders().place(&a, &[]).await?;
     store.orders().place(&b, &[]).await?;
+    // Each says whether it changed the row: the business counters count
+    // changes, so a retried step (its workflow task retried) counts once.
+    let ended = |status, changed| Ended { status, changed };
     assert_eq!(
         store.orders().confirm(&a.order_id, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, true)
     );
     assert_eq!(
         store.orders().confirm(&a.order_id, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, false)
     );
     let reason = FailureReason::PaymentDeclined {
         message: "nope".into(),
     };
     assert_eq!(
         store.orders().fail(&a.order_id, &reason, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, false)
     );
     assert_eq!(
         store.orders().fail(&b.order_id, &reason, &[]).await?,
-        OrderStatus::Failed
+        ended(OrderStatus::Failed, true)
+    );
+    assert_eq!(
+        store.orders().fail(&b.order_id, &reason, &[]).await?,
+        ended(OrderStatus::Failed, false)
     );
     let rec = store.orders().get(&b.order_id).await?.context("order")?;
     assert_eq!(
@@ -373,7 +381,7 @@ async fn a_failed_order_keeps_its_reason_and_refuses_confirm_and_deduction(
     assert_eq!(store.stock().ledger_balance(&mug).await?, 10);
     // ... and confirms: the row stays FAILED with its reason.
     assert_eq!(
-        store.orders().confirm(&lost.order_id, &[]).await?,
+        store.orders().confirm(&lost.order_id, &[]).await?.status,
         OrderStatus::Failed
     );
     let rec = store.orders().get(&lost.order_id).await?.context("order")?;

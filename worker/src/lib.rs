@@ -113,6 +113,11 @@ fn queue_options(
                 let checkout = Arc::new(PayPalGateway::new(paypal.clone())?);
                 activities = activities.with_checkout(checkout.clone());
                 reconcile = reconcile.with_checkout(checkout);
+            } else {
+                // Said at start-up, not only when the first checkout order fails.
+                tracing::warn!(
+                    "no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL unset): checkout orders on this worker fail with GATEWAY_NOT_CONFIGURED"
+                );
             }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()

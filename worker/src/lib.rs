@@ -29,8 +29,7 @@ use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
     BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities, OrderActivities,
-    ReconcileActivities,
-    RelayActivities, ShippingActivities, SimulatedGateway,
+    ReconcileActivities, RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};

@@ -40,6 +40,12 @@ pub const DURABLE_CANCEL_PATCH: &str = "durable-cancel-v1";
 /// `OpenPayment` finish when the workflow is cancelled while they run, so
 /// the compensations see what they committed.
 pub const FINISH_DB_STEPS_PATCH: &str = "finish-db-steps-v1";
+
+/// The `patched()` id of the saga whose compensations never stop the
+/// unwinding: they retry without end, a refusal parks that one compensation
+/// for an operator, money is settled before stock is released, and
+/// `FailOrder` always runs.
+pub const COMPENSATION_PARKING_PATCH: &str = "compensation-parking-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -82,6 +88,12 @@ pub mod activity {
     pub const VOID_PAYMENT: &str = "VoidPayment";
     /// Checkout compensation: refunds the capture, at most once.
     pub const REFUND_CHECKOUT: &str = "RefundCheckout";
+    /// Records a compensation the other side refused for good as needing
+    /// an operator (a refused refund: the payment `REFUND_FAILED`).
+    pub const PARK_COMPENSATION: &str = "ParkCompensation";
+    /// Records how an operator settled a parked compensation (retried
+    /// successfully, or closed with a reason).
+    pub const RESOLVE_ATTENTION: &str = "ResolveAttention";
 }
 
 /// Names of the workflow's query and signal handlers.
@@ -94,6 +106,12 @@ pub mod handler {
     pub const PAYMENT_LINK: &str = "PaymentLink";
     /// Update cancelling the order; rejected after the point of no return.
     pub const CANCEL_ORDER: &str = "CancelOrder";
+    /// Update asking the saga to run its parked compensations again;
+    /// rejected when none is parked.
+    pub const RETRY_COMPENSATION: &str = "RetryCompensation";
+    /// Update closing the saga's parked compensations with an operator's
+    /// reason; rejected when none is parked.
+    pub const CLOSE_ATTENTION: &str = "CloseAttention";
 }
 
 /// Application failure type names, matchable in retry policies and the UI.

@@ -74,6 +74,9 @@ pub struct Controls {
     pub lose_capture_answer_next: u32,
     /// The same for refunds.
     pub lose_refund_answer_next: u32,
+    /// While set, every refund is refused for good (422
+    /// `TRANSACTION_REFUSED`), as PayPal refuses one it will not make.
+    pub refuse_refunds: bool,
     /// Where webhooks go; `None` sends none.
     pub webhook_url: Option<String>,
     /// Each webhook is delivered 1 + N times.
@@ -96,6 +99,7 @@ impl Controls {
             hang_ms: 30_000,
             lose_capture_answer_next: 0,
             lose_refund_answer_next: 0,
+            refuse_refunds: false,
             webhook_url,
             webhook_duplicates: 0,
             webhook_hold: false,
@@ -117,6 +121,7 @@ impl Controls {
             hang_ms,
             lose_capture_answer_next,
             lose_refund_answer_next,
+            refuse_refunds,
             webhook_duplicates,
             webhook_hold,
             webhook_drop_next
@@ -187,6 +192,8 @@ pub struct ControlsPatch {
     pub lose_capture_answer_next: Option<u32>,
     /// See [`Controls::lose_refund_answer_next`].
     pub lose_refund_answer_next: Option<u32>,
+    /// See [`Controls::refuse_refunds`].
+    pub refuse_refunds: Option<bool>,
     /// See [`Controls::webhook_url`]; `""` turns webhooks off.
     pub webhook_url: Option<String>,
     /// See [`Controls::webhook_duplicates`].

@@ -5,6 +5,7 @@
 //! Its handles are the repositories, each in a module of its own:
 //!
 //! - [`Store::orders`]: orders, their lines and status history.
+//! - [`Store::attention`]: compensations parked for an operator.
 //! - [`Store::payments`]: the orders' payments and, beside them, the books
 //!   of the simulated payment gateway.
 //! - [`Store::catalog`]: products, ratings and the catalog's events.
@@ -30,6 +31,7 @@ use ordersaga_domain::{CustomerId, OrderId, OrderStatus, Sku};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+mod attention;
 mod catalog;
 mod db;
 mod idempotency;
@@ -42,6 +44,7 @@ mod payments;
 mod shipments;
 mod stock;
 
+pub use attention::{Attention, AttentionRecord};
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
@@ -189,6 +192,11 @@ impl Store {
     /// Orders, their lines and status history.
     pub fn orders(&self) -> Orders<'_> {
         Orders::new(self)
+    }
+
+    /// Compensations parked for an operator, and the orders that need one.
+    pub fn attention(&self) -> Attention<'_> {
+        Attention::new(self)
     }
 
     /// Which request each `PlaceOrder` idempotency key belongs to.

@@ -3,12 +3,13 @@
 //! steps, each committed with the messages it hands to the outbox.
 
 use ordersaga_domain::{
-    CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus, Outgoing, Sku,
+    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus, Outgoing, Sku,
     TransactionId,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::attention::AttentionRecord;
 use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
 use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
@@ -54,6 +55,9 @@ pub struct OrderSummary {
     pub failure_code: Option<String>,
     /// Failure reason in words when failed.
     pub failure_reason: Option<String>,
+    /// Set while a compensation is parked for an operator: the first one
+    /// and why (`RefundPayment: <the gateway's refusal>`).
+    pub attention: Option<String>,
     /// Placed at, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -71,6 +75,8 @@ pub struct OrderRecord {
     pub payment: Option<PaymentRecord>,
     /// Its status history, oldest first.
     pub events: Vec<EventRecord>,
+    /// Compensations the saga parked for an operator, in any status.
+    pub attention: Vec<AttentionRecord>,
 }
 
 /// Filter and page of [`Orders::list`].
@@ -80,6 +86,8 @@ pub struct OrderQuery {
     pub customer_id: Option<CustomerId>,
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
+    /// Only orders with a compensation parked for an operator.
+    pub needs_attention: bool,
     /// At most this many (clamped to 1..=100).
     pub limit: u32,
     /// Continue after this cursor (from a previous page).
@@ -247,7 +255,7 @@ impl<'a> Orders<'a> {
     pub async fn get(self, order_id: &OrderId) -> Result<Option<OrderRecord>> {
         let pool = &self.store.pool;
         let id = order_id.to_string();
-        let Some(row) = sqlx::query(&format!("{SUMMARY_SELECT} WHERE order_id = $1"))
+        let Some(row) = sqlx::query(&format!("{} WHERE order_id = $1", summary_select()))
             .bind(&id)
             .fetch_optional(pool)
             .await?
@@ -282,11 +290,13 @@ impl<'a> Orders<'a> {
             let rank = OrderEvent::ALL.iter().position(|x| *x == e.event);
             (e.occurred_at_ms, rank)
         });
+        let attention = self.store.attention().of_order(order_id).await?;
         Ok(Some(OrderRecord {
             summary,
             lines,
             payment,
             events,
+            attention,
         }))
     }
 
@@ -295,12 +305,18 @@ impl<'a> Orders<'a> {
     pub async fn list(self, q: &OrderQuery) -> Result<(Vec<OrderSummary>, Option<OrderCursor>)> {
         let page = Page::new(q.limit);
         let mut p = Placeholders::default();
-        let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
+        let mut sql = format!("{} WHERE 1 = 1", summary_select());
         if q.customer_id.is_some() {
             sql += &format!(" AND customer_id = {}", p.next());
         }
         if q.status.is_some() {
             sql += &format!(" AND status = {}", p.next());
+        }
+        if q.needs_attention {
+            sql += &format!(
+                " AND order_id IN (SELECT order_id FROM compensation_attention WHERE status = '{}')",
+                AttentionStatus::Open
+            );
         }
         if q.after.is_some() {
             sql += &format!(" AND {}", p.older_than("order_id"));
@@ -378,8 +394,17 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
-const SUMMARY_SELECT: &str = "SELECT order_id, customer_id, transaction_id, status, total_minor, \
-     currency, failure_code, failure_reason, created_at, updated_at FROM orders";
+/// An order's header, with its first open parked compensation (`attention`).
+fn summary_select() -> String {
+    format!(
+        "SELECT order_id, customer_id, transaction_id, status, total_minor, currency, \
+         failure_code, failure_reason, created_at, updated_at, \
+         (SELECT MIN(a.compensation || ': ' || a.reason) FROM compensation_attention a \
+          WHERE a.order_id = orders.order_id AND a.status = '{}') AS attention \
+         FROM orders",
+        AttentionStatus::Open
+    )
+}
 
 const LINES_SELECT: &str = "SELECT sku, quantity, unit_price_minor FROM order_lines \
      WHERE order_id = $1 ORDER BY line_no";
@@ -393,6 +418,7 @@ fn summary_from_row(row: &AnyRow) -> Result<OrderSummary> {
         total: money(row, "total_minor")?,
         failure_code: row.try_get("failure_code")?,
         failure_reason: row.try_get("failure_reason")?,
+        attention: row.try_get("attention")?,
         created_at_ms: row.try_get("created_at")?,
         updated_at_ms: row.try_get("updated_at")?,
     })

@@ -25,8 +25,9 @@ use std::sync::Arc;
 
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
+use ordersaga_activities::attention::watch_needs_attention;
 use ordersaga_activities::{
-    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, RelayActivities,
+    AttentionActivities, BusinessMetrics, Mailer, NotificationActivities, OrderActivities, RelayActivities,
     ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
@@ -103,6 +104,7 @@ fn queue_options(
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
                 .register_activities(activities)
+                .register_activities(AttentionActivities::new(store.clone(), business.clone()))
                 .tuner(tuner(
                     settings.max_concurrent_workflow_tasks,
                     settings.max_concurrent_activities,
@@ -242,6 +244,11 @@ pub async fn run(
     }
     let stops: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
     let names: Vec<&str> = workers.iter().map(|(q, _)| q.as_str()).collect();
+    // The orders service owns the needs-attention gauge.
+    let gauge = settings
+        .queues
+        .contains(&Queue::Orders)
+        .then(|| tokio::spawn(watch_needs_attention(store.clone(), business.clone())));
     tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
 
     let running = futures::future::join_all(workers.iter_mut().map(|(_, w)| w.run()));
@@ -256,6 +263,9 @@ pub async fn run(
             running.await
         }
     };
+    if let Some(gauge) = gauge {
+        gauge.abort();
+    }
     store.close().await;
     drop(metrics_server);
     results.into_iter().collect::<Result<(), _>>().map_err(sdk)

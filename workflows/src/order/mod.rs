@@ -8,7 +8,10 @@
 //!   (`run -> forward -> confirm`, or `compensate -> fail`);
 //! - [`payment`]: the payment step in either mode (simulated charge, or a
 //!   PayPal-style checkout that waits durably for the buyer's approval);
-//! - [`compensation`]: the undo actions;
+//! - [`compensation`]: the undo actions, and parking the ones refused for
+//!   good;
+//! - [`attention`]: waiting for an operator to retry or close a parked one;
+//! - [`durable`]: acting on an update only once its acceptance is durable;
 //! - [`failures`]: business outcomes read out of activity failures;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
@@ -36,35 +39,36 @@
 //! message, so these cost it no server round trip; an email outage or an
 //! absent notifications fleet never delays or fails an order.
 
+mod attention;
 mod compensation;
+mod durable;
 mod failures;
 mod legacy;
 mod options;
 mod payment;
 
-use std::time::Duration;
-
 use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
-    OUTBOX_PATCH, handler, search_attribute,
+    COMPENSATION_PARKING_PATCH, DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH,
+    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
-    FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
-    OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus, SagaStep,
+    FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
+    OrderInput, OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus,
+    SagaStep,
 };
 use temporalio_workflow::common::SearchAttributeKey;
 use temporalio_workflow::{
-    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken,
-    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination, workflow,
-    workflow_methods,
+    ActivityExecutionError, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination, workflow, workflow_methods,
 };
 
-use compensation::Compensation;
+use attention::OperatorAction;
+use compensation::{Compensation, Parked};
 use failures::{already_failed, business_reason};
-use options::{db_step, detached};
+use options::{db_step, detached, undo_db_step};
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
@@ -118,6 +122,13 @@ pub struct OrderWorkflow {
     /// `finish-db-steps-v1`: a cancelled workflow lets `ProcessInventory`
     /// and `OpenPayment` finish ([`OrderWorkflow::db_step_token`]).
     finish_db_steps: bool,
+    /// `compensation-parking-v1`: compensations never stop the unwinding
+    /// ([`compensation`]).
+    parking: bool,
+    /// Compensations waiting for an operator ([`attention`]).
+    parked: Vec<Parked>,
+    /// The operator's accepted action, until the saga takes it.
+    operator: Option<OperatorAction>,
 }
 
 #[workflow_methods]
@@ -144,6 +155,9 @@ impl OrderWorkflow {
             cancel_requested: None,
             durable_cancel: false,
             finish_db_steps: false,
+            parking: false,
+            parked: Vec::new(),
+            operator: None,
         }
     }
 
@@ -164,10 +178,12 @@ impl OrderWorkflow {
         };
         let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
         let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
+        let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
             s.finish_db_steps = finish_db_steps;
+            s.parking = parking;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -190,18 +206,27 @@ impl OrderWorkflow {
             .to_string(),
             Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
         };
-        let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
+        let unwound = Self::compensate(ctx, &input, &undo, &why).await?;
         let reason = match stop {
             Stop::Business(reason) => reason,
             Stop::Cancelled(message) => FailureReason::Cancelled { message },
-            Stop::Broken(err) => return Err((*err).into()),
-            Stop::Terminated(t) => return Err(t),
+            Stop::Broken(err) => {
+                Self::attend(ctx, &input, unwound.parked, &why).await?;
+                return Err((*err).into());
+            }
+            Stop::Terminated(t) => {
+                Self::attend(ctx, &input, unwound.parked, &why).await?;
+                return Err(t);
+            }
         };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
-        let email = input.failed_email(&reason, refunded);
+        let email = input.failed_email(&reason, unwound.refunded);
         let outgoing = Self::for_outbox(ctx, email.clone().map(Outgoing::Email));
         Self::fail(ctx, &input, &reason, outgoing).await?;
         Self::notify_by_child(ctx, email).await?;
+        // The order is FAILED (and shows so); what is parked waits for an
+        // operator, with the saga open to act on the decision.
+        let refunded = Self::attend(ctx, &input, unwound.parked, &why).await? || unwound.refunded;
         if cancelled {
             return Err(WorkflowTermination::cancelled());
         }
@@ -285,6 +310,40 @@ impl OrderWorkflow {
         if self.cancel_requested.is_none() {
             self.cancel_requested = Some(reason);
         }
+    }
+
+    /// Refuses `RetryCompensation` unless a compensation is parked.
+    #[update_validator(retry_compensation)]
+    fn validate_retry(
+        &self,
+        _ctx: &WorkflowContextView,
+        _note: &OperatorNote,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.awaiting_operator()
+    }
+
+    /// `RetryCompensation`: runs the parked compensations again (once the
+    /// cause of the refusal is fixed); one refused again is parked again.
+    #[update(name = handler::RETRY_COMPENSATION)]
+    pub fn retry_compensation(&mut self, _ctx: &mut SyncWorkflowContext<Self>, note: OperatorNote) {
+        self.operator = Some(OperatorAction::Retry(note));
+    }
+
+    /// Refuses `CloseAttention` unless a compensation is parked.
+    #[update_validator(close_attention)]
+    fn validate_close(
+        &self,
+        _ctx: &WorkflowContextView,
+        _note: &OperatorNote,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.awaiting_operator()
+    }
+
+    /// `CloseAttention`: the parked compensations are closed with the
+    /// operator's reason (e.g. refunded by hand); the saga ends.
+    #[update(name = handler::CLOSE_ATTENTION)]
+    pub fn close_attention(&mut self, _ctx: &mut SyncWorkflowContext<Self>, note: OperatorNote) {
+        self.operator = Some(OperatorAction::Close(note));
     }
 }
 
@@ -460,6 +519,7 @@ impl OrderWorkflow {
         outgoing: Vec<Outgoing>,
     ) -> WorkflowResult<()> {
         Self::step(ctx, SagaStep::FailOrder);
+        let lasting = ctx.state(|s| s.parking);
         ctx.execute_local_activity(
             OrderContract::fail_order,
             FailOrderInput {
@@ -467,7 +527,7 @@ impl OrderWorkflow {
                 reason: reason.clone(),
                 outgoing,
             },
-            db_step("FailOrder", detached()),
+            undo_db_step("FailOrder", lasting),
         )
         .await?;
         Self::finish(
@@ -506,30 +566,6 @@ impl OrderWorkflow {
             return Err(Stop::Business(FailureReason::Cancelled { message }));
         }
         Ok(())
-    }
-
-    /// A `CancelOrder` update is accepted inside a workflow task, and its
-    /// acceptance is in the history only once that task's completion is
-    /// persisted. Acting on it in the same task is a bet: if the completion
-    /// is lost (server restart, worker killed), the retried task replays
-    /// without the cancel and takes the forward path, while the
-    /// compensations and `FailOrder` the first run executed as local
-    /// activities stay committed (issue 11, defect 0). So the cancel branch
-    /// first ends the task with a short timer: the timer fires only after
-    /// the completion carrying the acceptance was persisted, and only then
-    /// does anything with a lasting effect run. A timer rather than another
-    /// command because it is the cheapest command that forces a new task
-    /// and costs the customer a few milliseconds. Histories recorded before
-    /// `durable-cancel-v1` replay without it.
-    async fn cancel_made_durable(ctx: &mut WorkflowContext<Self>) {
-        let from_update = ctx.state(|s| s.durable_cancel && s.cancel_requested.is_some());
-        if from_update {
-            let barrier = TimerOptions::builder(Duration::from_millis(1))
-                .summary("cancel accepted".to_string())
-                .build();
-            // Fired or cancelled, the task boundary has been crossed.
-            let _ = ctx.timer(barrier).await;
-        }
     }
 
     /// The cancellation token of a forward database step whose effect a

@@ -202,11 +202,11 @@ text_enum!(
         InventoryProcessFailed => "InventoryProcessFailed",
         /// Compensation: deducted stock was put back.
         InventoryReleased => "InventoryReleased",
-        /// Compensation: the captured payment was refunded.
-        PaymentRefunded => "PaymentRefunded",
         /// Compensation: the gateway refused the refund for good; it is
         /// parked for an operator.
         PaymentRefundFailed => "PaymentRefundFailed",
+        /// Compensation: the captured payment was refunded.
+        PaymentRefunded => "PaymentRefunded",
         /// The order is `CONFIRMED`.
         OrderConfirmed => "OrderConfirmed",
         /// The order is `FAILED`.

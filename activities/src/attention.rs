@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordersaga_domain::contracts::attention::{self as contract, ParkInput, Resolution, ResolveInput};
+use ordersaga_domain::contracts::attention::{
+    self as contract, ParkInput, Resolution, ResolveInput,
+};
 use ordersaga_store::Store;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};

@@ -31,7 +31,8 @@ impl OrderService {
         operator: &str,
         reason: &str,
     ) -> Result<OrderId, ApiError> {
-        let note = OperatorNote::new(operator, reason, false).map_err(|e| invalid(e.to_string()))?;
+        let note =
+            OperatorNote::new(operator, reason, false).map_err(|e| invalid(e.to_string()))?;
         self.operator_action(order_id, Action::Retry, note).await
     }
 

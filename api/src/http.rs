@@ -104,7 +104,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/orders/{order_id}/retry-compensation",
             post(retry_compensation),
         )
-        .route("/v1/orders/{order_id}/close-attention", post(close_attention))
+        .route(
+            "/v1/orders/{order_id}/close-attention",
+            post(close_attention),
+        )
         .route("/v1/payments/webhook", post(payment_webhook))
         .route("/v1/products", get(list_products).post(create_product))
         .route("/v1/products/{sku}", get(get_product))

@@ -195,7 +195,11 @@ async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<
             json!({"operator": "ops"}),
         ),
         ("retry without an operator", retry, json!({})),
-        ("close without a reason", close.clone(), json!({"operator": "ops"})),
+        (
+            "close without a reason",
+            close.clone(),
+            json!({"operator": "ops"}),
+        ),
         (
             "close with an unknown field",
             close,
@@ -426,7 +430,11 @@ async fn needs_attention_lists_parked_orders_and_a_close_without_saga_is_recorde
     let (_, body) = app.call(get("/v1/orders?needs_attention=true")?).await?;
     assert_eq!(body["orders"].as_array().map(Vec::len), Some(0), "{body}");
     let (status, body) = app.call(close()?).await?;
-    assert_eq!(status, StatusCode::CONFLICT, "nothing left to close: {body}");
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "nothing left to close: {body}"
+    );
 
     let unknown = post_json(
         &format!("/v1/orders/{}/close-attention", uuid::Uuid::new_v4()),

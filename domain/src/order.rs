@@ -425,10 +425,7 @@ mod tests {
         assert!(!Voided.can_become(Refunded));
         // A refused refund is parked, never forgotten: only a refund ends it.
         assert!(!Refunded.can_become(RefundFailed));
-        assert_eq!(
-            "REFUND_FAILED".parse::<PaymentStatus>(),
-            Ok(RefundFailed)
-        );
+        assert_eq!("REFUND_FAILED".parse::<PaymentStatus>(), Ok(RefundFailed));
     }
 
     #[test]

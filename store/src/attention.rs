@@ -81,8 +81,14 @@ impl<'a> Attention<'a> {
             let columns = [("decline_reason", Some(reason))];
             let to = PaymentStatus::RefundFailed;
             if change_status(&mut tx, "payments", &id, to, &columns, now).await? {
-                insert_event(&mut tx, &id, OrderEvent::PaymentRefundFailed, Some(reason), now)
-                    .await?;
+                insert_event(
+                    &mut tx,
+                    &id,
+                    OrderEvent::PaymentRefundFailed,
+                    Some(reason),
+                    now,
+                )
+                .await?;
             }
         }
         tx.commit().await?;
@@ -116,7 +122,14 @@ impl<'a> Attention<'a> {
         if closed > 0 {
             let detail = format!("closed {note}");
             let id = order_id.to_string();
-            insert_event(&mut tx, &id, OrderEvent::AttentionClosed, Some(&detail), now).await?;
+            insert_event(
+                &mut tx,
+                &id,
+                OrderEvent::AttentionClosed,
+                Some(&detail),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(closed)

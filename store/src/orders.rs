@@ -3,8 +3,8 @@
 //! steps, each committed with the messages it hands to the outbox.
 
 use ordersaga_domain::{
-    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus, Outgoing, Sku,
-    TransactionId,
+    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput,
+    OrderStatus, Outgoing, Sku, TransactionId,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;

@@ -333,7 +333,11 @@ async fn the_money_goes_back_first_and_a_failing_release_retries_until_it_lands(
         !order.events.iter().any(|e| e.name == "InventoryReleased"),
         "the release is still failing"
     );
-    assert_eq!(stack.on_hand(&mug).await?, 7, "the release is still failing");
+    assert_eq!(
+        stack.on_hand(&mug).await?,
+        7,
+        "the release is still failing"
+    );
 
     sqlx::query("DROP TRIGGER release_fault")
         .execute(&pool)

@@ -604,18 +604,22 @@ async fn order_status_attribute(stack: &Stack, workflow_id: &str) -> anyhow::Res
 
 /// Waits until the saga waits for an operator (its `GetStatus` step).
 async fn needs_attention_step(stack: &Stack, workflow_id: &str) -> anyhow::Result<()> {
-    eventually("the saga waiting for an operator", ORDER_TIMEOUT, || async {
-        let view = stack
-            .client
-            .get_workflow_handle::<OrderWorkflow>(workflow_id.to_string())
-            .query(
-                OrderWorkflow::get_status,
-                (),
-                temporalio_client::WorkflowQueryOptions::default(),
-            )
-            .await?;
-        Ok((view.step == "NeedsAttention").then_some(()))
-    })
+    eventually(
+        "the saga waiting for an operator",
+        ORDER_TIMEOUT,
+        || async {
+            let view = stack
+                .client
+                .get_workflow_handle::<OrderWorkflow>(workflow_id.to_string())
+                .query(
+                    OrderWorkflow::get_status,
+                    (),
+                    temporalio_client::WorkflowQueryOptions::default(),
+                )
+                .await?;
+            Ok((view.step == "NeedsAttention").then_some(()))
+        },
+    )
     .await
 }
 
@@ -694,7 +698,11 @@ async fn a_refused_refund_is_parked_the_rest_unwinds_and_an_operators_retry_refu
     let lost_cancel = FailureReason::Cancelled {
         message: "lost with its workflow task".into(),
     };
-    stack.store.orders().fail(&order_id, &lost_cancel, &[]).await?;
+    stack
+        .store
+        .orders()
+        .fail(&order_id, &lost_cancel, &[])
+        .await?;
 
     stack
         .sandbox()?

@@ -13,9 +13,9 @@ use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRefund, ChargeRequest, PaymentGateway, SimulatedGateway,
 };
 use ordersaga_domain::{
-    AttentionStatus, CatalogEvent, Compensation, OperatorNote, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Money,
-    Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine, OrderStatus, Outgoing,
-    PaymentStatus, Sku, Topic, TransactionId,
+    AttentionStatus, CatalogEvent, Compensation, Currency, CustomerId, EmailAddress, EmailStage,
+    FailureReason, Money, Notification, OperatorNote, OrderEmail, OrderEvent, OrderId, OrderInput,
+    OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic, TransactionId,
 };
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
@@ -907,7 +907,10 @@ async fn needing_attention(store: &Store) -> anyhow::Result<Vec<(OrderId, Option
             ..Default::default()
         })
         .await?;
-    Ok(page.into_iter().map(|o| (o.order_id, o.attention)).collect())
+    Ok(page
+        .into_iter()
+        .map(|o| (o.order_id, o.attention))
+        .collect())
 }
 
 async fn parked_compensations_need_attention_until_resolved_or_closed(
@@ -988,14 +991,22 @@ async fn parked_compensations_need_attention_until_resolved_or_closed(
         .park(&other.order_id, Compensation::RefundPayment, "refused")
         .await?;
     attention
-        .park(&other.order_id, Compensation::ReleaseInventory, "order gone")
+        .park(
+            &other.order_id,
+            Compensation::ReleaseInventory,
+            "order gone",
+        )
         .await?;
     assert_eq!(attention.orders_open().await?, 1, "counted per order");
     let note = OperatorNote::new("ops-ana", "refunded by bank transfer", true)?;
     assert_eq!(attention.close(&other.order_id, &note).await?, 2);
     assert_eq!(attention.close(&other.order_id, &note).await?, 0);
     assert!(needing_attention(&store).await?.is_empty());
-    let rec = store.orders().get(&other.order_id).await?.context("order")?;
+    let rec = store
+        .orders()
+        .get(&other.order_id)
+        .await?
+        .context("order")?;
     assert!(
         rec.attention
             .iter()

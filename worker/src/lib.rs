@@ -23,12 +23,12 @@ pub use settings::{
 use std::future::Future;
 use std::sync::Arc;
 
+use ordersaga_activities::attention::watch_needs_attention;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
-use ordersaga_activities::attention::watch_needs_attention;
 use ordersaga_activities::{
-    AttentionActivities, BusinessMetrics, Mailer, NotificationActivities, OrderActivities, RelayActivities,
-    ShippingActivities, SimulatedGateway,
+    AttentionActivities, BusinessMetrics, Mailer, NotificationActivities, OrderActivities,
+    RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
@@ -244,10 +244,8 @@ pub async fn run(
     }
     let stops: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
     let names: Vec<&str> = workers.iter().map(|(q, _)| q.as_str()).collect();
-    // The orders service owns the needs-attention gauge.
-    let gauge = settings
-        .queues
-        .contains(&Queue::Orders)
+    // The orders service owns the needs-attention gauge (when exported).
+    let gauge = (metrics_server.is_some() && settings.queues.contains(&Queue::Orders))
         .then(|| tokio::spawn(watch_needs_attention(store.clone(), business.clone())));
     tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
 

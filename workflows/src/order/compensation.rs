@@ -46,12 +46,16 @@ pub(super) struct Unwound {
 /// Why one compensation did not finish.
 pub(super) enum Refused {
     /// Its step failed for good (retries do not end on anything else).
-    Step(ActivityExecutionError),
+    Step(Box<ActivityExecutionError>),
     /// A checkout compensation without a gateway order (a bug).
     NoGatewayOrder,
 }
 
 impl Refused {
+    fn step(err: ActivityExecutionError) -> Self {
+        Self::Step(Box::new(err))
+    }
+
     /// The refusal in words: the step's own failure message (a regular
     /// activity wraps it in an activity failure, a local one does not).
     fn reason(&self) -> String {
@@ -68,7 +72,7 @@ impl Refused {
     /// How sagas before `compensation-parking-v1` ended on it.
     fn into_termination(self) -> WorkflowTermination {
         match self {
-            Self::Step(err) => err.into(),
+            Self::Step(err) => (*err).into(),
             Self::NoGatewayOrder => {
                 ApplicationFailure::non_retryable("checkout compensation without a gateway order")
                     .into()
@@ -130,7 +134,7 @@ impl OrderWorkflow {
                         undo_db_step("ReleaseInventory", parking),
                     )
                     .await
-                    .map_err(Refused::Step)?;
+                    .map_err(Refused::step)?;
                 if released {
                     Self::record(ctx, OrderEvent::InventoryReleased);
                 }
@@ -144,7 +148,7 @@ impl OrderWorkflow {
                     gateway_step("VoidPayment", detached()),
                 )
                 .await
-                .map_err(Refused::Step)?;
+                .map_err(Refused::step)?;
                 // Voided first, then recorded: the payment never shows
                 // VOIDED while the buyer could still approve it.
                 ctx.execute_local_activity(
@@ -158,7 +162,7 @@ impl OrderWorkflow {
                     undo_db_step("SettlePayment", parking),
                 )
                 .await
-                .map_err(Refused::Step)?;
+                .map_err(Refused::step)?;
                 Self::set_payment(ctx, PaymentStatus::Voided);
                 Self::record(ctx, OrderEvent::PaymentProcessFailed);
                 false
@@ -171,7 +175,7 @@ impl OrderWorkflow {
                     gateway_step("RefundPayment", detached()),
                 )
                 .await
-                .map_err(Refused::Step)?
+                .map_err(Refused::step)?
             }
             Compensation::RefundPayment => {
                 let payment = PaymentInput {
@@ -185,7 +189,7 @@ impl OrderWorkflow {
                     gateway_step("RefundPayment", detached()),
                 )
                 .await
-                .map_err(Refused::Step)?
+                .map_err(Refused::step)?
             }
         };
         if refunded {

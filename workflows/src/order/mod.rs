@@ -8,6 +8,7 @@
 //!   (`run -> forward -> confirm`, or `compensate -> fail`);
 //! - [`payment`]: the payment step in either mode (simulated charge, or a
 //!   PayPal-style checkout that waits durably for the buyer's approval);
+//! - [`closing`]: `ConfirmOrder` or `FailOrder`, and the end they record;
 //! - [`compensation`]: the undo actions, and parking the ones refused for
 //!   good;
 //! - [`attention`]: waiting for an operator to retry or close a parked one;
@@ -43,6 +44,7 @@
 //! absent notifications fleet never delays or fails an order.
 
 mod attention;
+mod closing;
 mod compensation;
 mod durable;
 mod failures;
@@ -51,9 +53,7 @@ mod options;
 mod outcomes;
 mod payment;
 
-use ordersaga_domain::contracts::{
-    ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
-};
+use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput};
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, DURABLE_CANCEL_PATCH,
     FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
@@ -72,8 +72,8 @@ use temporalio_workflow::{
 
 use attention::OperatorAction;
 use compensation::{Compensation, Parked};
-use failures::{already_failed, business_reason};
-use options::{db_step, detached, undo_db_step};
+use failures::business_reason;
+use options::{db_step, detached};
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
@@ -479,100 +479,6 @@ impl OrderWorkflow {
                 .map_err(Stop::Terminated)?;
         }
         Self::cancelled(ctx)
-    }
-
-    /// `ConfirmOrder`, or the reason the database gives for refusing it
-    /// (the order already failed).
-    async fn confirm(
-        ctx: &mut WorkflowContext<Self>,
-        input: &OrderInput,
-    ) -> WorkflowResult<Result<OrderOutcome, FailureReason>> {
-        Self::step(ctx, SagaStep::ConfirmOrder);
-        let email = input.confirmed_email();
-        let shipment = input.shipment();
-        let outgoing = Self::for_outbox(
-            ctx,
-            email
-                .clone()
-                .map(Outgoing::Email)
-                .into_iter()
-                .chain(shipment.clone().map(Outgoing::Shipment)),
-        );
-        // Paid and stock deducted: the point of no return. A cancellation
-        // arriving now must not leave money taken for an unconfirmed order.
-        let confirmed = ctx
-            .execute_local_activity(
-                OrderContract::confirm_order,
-                ConfirmOrderInput {
-                    order_id: input.order_id,
-                    outgoing,
-                },
-                db_step("ConfirmOrder", detached()),
-            )
-            .await;
-        if let Err(err) = confirmed {
-            return match already_failed(&err) {
-                Some(reason) => Ok(Err(reason)),
-                None => Err(err.into()),
-            };
-        }
-        Self::finish(
-            ctx,
-            OrderStatus::Confirmed,
-            None,
-            OrderEvent::OrderConfirmed,
-        );
-        Self::notify_by_child(ctx, email).await?;
-        Self::ship_by_child(ctx, shipment).await?;
-        Ok(Ok(OrderOutcome {
-            order_id: input.order_id,
-            status: OrderStatus::Confirmed,
-            reason: None,
-            refunded: false,
-        }))
-    }
-
-    async fn fail(
-        ctx: &mut WorkflowContext<Self>,
-        input: &OrderInput,
-        reason: &FailureReason,
-        outgoing: Vec<Outgoing>,
-    ) -> WorkflowResult<()> {
-        Self::step(ctx, SagaStep::FailOrder);
-        let lasting = ctx.state(|s| s.parking);
-        ctx.execute_local_activity(
-            OrderContract::fail_order,
-            FailOrderInput {
-                order_id: input.order_id,
-                reason: reason.clone(),
-                outgoing,
-            },
-            undo_db_step("FailOrder", lasting),
-        )
-        .await?;
-        Self::finish(
-            ctx,
-            OrderStatus::Failed,
-            Some(reason.clone()),
-            OrderEvent::OrderFailed,
-        );
-        Ok(())
-    }
-
-    fn finish(
-        ctx: &mut WorkflowContext<Self>,
-        status: OrderStatus,
-        reason: Option<FailureReason>,
-        event: OrderEvent,
-    ) {
-        ctx.state_mut(|s| {
-            s.view.status = status;
-            s.view.reason = reason;
-            s.set_step(SagaStep::Done);
-        });
-        Self::record(ctx, event);
-        ctx.set_current_details(format!("status: {status}"));
-        ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
     }
 
     /// Stops the forward path once the workflow has been asked to cancel

@@ -1,0 +1,114 @@
+//! The saga's last steps: `ConfirmOrder` (the point of no return, with the
+//! confirmed email and the shipping request) or `FailOrder` (with the
+//! failed email), and the end they leave in the live view, the events and
+//! the `OrderStatus` search attribute.
+
+use ordersaga_domain::contracts::{ConfirmOrderInput, FailOrderInput, OrderContract};
+use ordersaga_domain::{
+    FailureReason, OrderEvent, OrderInput, OrderOutcome, OrderStatus, Outgoing, SagaStep,
+};
+use temporalio_workflow::{WorkflowContext, WorkflowResult};
+
+use super::failures::already_failed;
+use super::options::{db_step, detached, undo_db_step};
+use super::{ORDER_STATUS_ATTR, OrderWorkflow};
+
+impl OrderWorkflow {
+    /// `ConfirmOrder`, or the reason the database gives for refusing it
+    /// (the order already failed).
+    pub(super) async fn confirm(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+    ) -> WorkflowResult<Result<OrderOutcome, FailureReason>> {
+        Self::step(ctx, SagaStep::ConfirmOrder);
+        let email = input.confirmed_email();
+        let shipment = input.shipment();
+        let outgoing = Self::for_outbox(
+            ctx,
+            email
+                .clone()
+                .map(Outgoing::Email)
+                .into_iter()
+                .chain(shipment.clone().map(Outgoing::Shipment)),
+        );
+        // Paid and stock deducted: the point of no return. A cancellation
+        // arriving now must not leave money taken for an unconfirmed order.
+        let confirmed = ctx
+            .execute_local_activity(
+                OrderContract::confirm_order,
+                ConfirmOrderInput {
+                    order_id: input.order_id,
+                    outgoing,
+                },
+                db_step("ConfirmOrder", detached()),
+            )
+            .await;
+        if let Err(err) = confirmed {
+            return match already_failed(&err) {
+                Some(reason) => Ok(Err(reason)),
+                None => Err(err.into()),
+            };
+        }
+        Self::finish(
+            ctx,
+            OrderStatus::Confirmed,
+            None,
+            OrderEvent::OrderConfirmed,
+        );
+        Self::notify_by_child(ctx, email).await?;
+        Self::ship_by_child(ctx, shipment).await?;
+        Ok(Ok(OrderOutcome {
+            order_id: input.order_id,
+            status: OrderStatus::Confirmed,
+            reason: None,
+            refunded: false,
+        }))
+    }
+
+    /// `FailOrder`: the order ends `FAILED` with `reason`, its failed email
+    /// committed with it.
+    pub(super) async fn fail(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        reason: &FailureReason,
+        outgoing: Vec<Outgoing>,
+    ) -> WorkflowResult<()> {
+        Self::step(ctx, SagaStep::FailOrder);
+        let lasting = ctx.state(|s| s.parking);
+        ctx.execute_local_activity(
+            OrderContract::fail_order,
+            FailOrderInput {
+                order_id: input.order_id,
+                reason: reason.clone(),
+                outgoing,
+            },
+            undo_db_step("FailOrder", lasting),
+        )
+        .await?;
+        Self::finish(
+            ctx,
+            OrderStatus::Failed,
+            Some(reason.clone()),
+            OrderEvent::OrderFailed,
+        );
+        Ok(())
+    }
+
+    /// The order's end in the live view, its events and the `OrderStatus`
+    /// search attribute.
+    pub(super) fn finish(
+        ctx: &mut WorkflowContext<Self>,
+        status: OrderStatus,
+        reason: Option<FailureReason>,
+        event: OrderEvent,
+    ) {
+        ctx.state_mut(|s| {
+            s.view.status = status;
+            s.view.reason = reason;
+            s.set_step(SagaStep::Done);
+        });
+        Self::record(ctx, event);
+        ctx.set_current_details(format!("status: {status}"));
+        ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
+    }
+}

@@ -42,11 +42,9 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    pub(crate) async fn start(
-        port: u16,
-        out: PathBuf,
-        rcpt_delay: Duration,
-    ) -> anyhow::Result<Self> {
+    /// Starts it on `port`, storing messages in `out`, holding each RCPT
+    /// for `rcpt_delay`.
+    pub async fn start(port: u16, out: PathBuf, rcpt_delay: Duration) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port,

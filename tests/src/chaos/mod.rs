@@ -168,3 +168,6 @@ async fn drive(
         per_kind: config.kills_per_kind,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ordersaga_domain::names::ORDER_WORKFLOW_TYPE;
 use sqlx::{AnyPool, Row};
 use temporalio_client::{Client, UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_common::protos::temporal::api::enums::v1::WorkflowTaskFailedCause;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::workload::Placed;
@@ -191,12 +192,12 @@ pub fn mail(smtp: &SmtpServer) -> anyhow::Result<HashMap<(String, String), usize
 }
 
 /// An order workflow's history, summed up.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct WorkflowFacts {
     /// It has a close event.
     pub closed: bool,
-    /// Workflow tasks that failed (a crash on the worker's side of the code).
-    pub task_failures: usize,
+    /// Workflow tasks that failed: cause and message of each.
+    pub task_failures: Vec<(String, String)>,
     /// The last workflow task failed and none followed.
     pub failing_now: bool,
 }
@@ -216,8 +217,11 @@ pub async fn workflows(
         let mut f = WorkflowFacts::default();
         for e in events {
             match e.attributes {
-                Some(Attributes::WorkflowTaskFailedEventAttributes(_)) => {
-                    f.task_failures += 1;
+                Some(Attributes::WorkflowTaskFailedEventAttributes(a)) => {
+                    let cause = WorkflowTaskFailedCause::try_from(a.cause)
+                        .map_or("UNKNOWN", |c| c.as_str_name());
+                    let message = a.failure.map(|f| f.message).unwrap_or_default();
+                    f.task_failures.push((cause.to_string(), message));
                     f.failing_now = true;
                 }
                 Some(Attributes::WorkflowTaskCompletedEventAttributes(_)) => f.failing_now = false,

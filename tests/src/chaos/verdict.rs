@@ -36,6 +36,8 @@ pub struct Verdict {
     pub figures: Vec<(String, String, i64)>,
     /// One line per violation, naming the order (or sku, or fault).
     pub violations: Vec<String>,
+    /// What is worth a look but breaks no invariant.
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -51,13 +53,20 @@ impl Verdict {
     /// The table and the violations, for a terminal.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let mut group = "";
-        for (g, name, value) in &self.figures {
-            if g != group {
-                let _ = writeln!(out, "{g}");
-                group = g;
+        let mut groups: Vec<&str> = Vec::new();
+        for (g, _, _) in &self.figures {
+            if !groups.contains(&g.as_str()) {
+                groups.push(g);
             }
-            let _ = writeln!(out, "  {name:<40} {value:>8}");
+        }
+        for group in groups {
+            let _ = writeln!(out, "{group}");
+            for (_, name, value) in self.figures.iter().filter(|f| f.0 == group) {
+                let _ = writeln!(out, "  {name:<46} {value:>8}");
+            }
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
         }
         let _ = writeln!(out, "violations: {}", self.violations.len());
         for v in &self.violations {
@@ -126,8 +135,9 @@ fn orders(o: &Observed<'_>, v: &mut Verdict) {
         }
         match o.workflows.get(&a.order_id) {
             Some(w) if w.failing_now => v.violate(format!(
-                "order {}: workflow task failing ({} failures)",
-                a.order_id, w.task_failures
+                "order {}: workflow task failing: {:?}",
+                a.order_id,
+                w.task_failures.last()
             )),
             Some(w) if !w.closed && !o.shop.attention.contains_key(&a.order_id) => {
                 v.violate(format!("order {}: workflow still open", a.order_id));
@@ -155,19 +165,31 @@ fn orders(o: &Observed<'_>, v: &mut Verdict) {
     {
         invented += 1;
         v.violate(format!(
-            "order {id} in the shop's books but no client was answered it"
+            "order {id} in the shop's books but no client was answered with it"
         ));
     }
     v.figure("orders", "invented", invented);
     let closed = o.workflows.values().filter(|w| w.closed).count();
-    let failures: usize = o.workflows.values().map(|w| w.task_failures).sum();
     v.figure("temporal", "order workflows closed", closed);
     v.figure(
         "temporal",
         "order workflows open",
         o.workflows.len() - closed,
     );
-    v.figure("temporal", "workflow task failures (all)", failures);
+    // Failed workflow tasks the saga got past (retried and completed):
+    // counted by cause, each cause's first message noted.
+    let mut causes: BTreeMap<&str, (usize, &str, &str)> = BTreeMap::new();
+    for (id, w) in o.workflows {
+        for (cause, message) in &w.task_failures {
+            causes.entry(cause).or_insert((0, id, message)).0 += 1;
+        }
+    }
+    for (cause, (n, id, message)) in causes {
+        v.figure("temporal", format!("workflow task failures {cause}"), n);
+        v.notes.push(format!(
+            "{n} workflow task failures {cause}, e.g. order {id}: {message}"
+        ));
+    }
     v.figure("shop", "open reconciler findings", o.shop.findings.len());
     v.figure(
         "shop",
@@ -330,6 +352,8 @@ fn faults(o: &Observed<'_>, v: &mut Verdict) {
         }
     }
     for (kind, e) in &o.injected.failed {
-        v.violate(format!("fault {} not injected: {e}", kind.name()));
+        let e: String = e.chars().take(240).collect();
+        v.notes
+            .push(format!("fault {} not injected: {e}", kind.name()));
     }
 }

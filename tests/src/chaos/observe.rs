@@ -40,7 +40,8 @@ pub struct Shop {
     pub received: BTreeMap<String, i64>,
     /// Order ids with a shipment.
     pub shipments: HashSet<String>,
-    /// Open parked compensations: order id -> reason.
+    /// The needs-attention list: order id -> reason (an open parked
+    /// compensation, or an open reconciler finding).
     pub attention: HashMap<String, String>,
     /// Open reconciler findings: (kind, subject).
     pub findings: Vec<(String, String)>,
@@ -122,12 +123,19 @@ pub async fn shop(pool: &AnyPool) -> anyhow::Result<Shop> {
             shop.attention.insert(r.try_get("order_id")?, reason);
         }
     }
-    for r in sqlx::query("SELECT kind, subject FROM reconciler_findings WHERE status = 'OPEN'")
-        .fetch_all(pool)
-        .await?
+    // The reconciler's open findings also put their order on the list.
+    for r in
+        sqlx::query("SELECT kind, subject, order_id FROM reconciler_findings WHERE status = 'OPEN'")
+            .fetch_all(pool)
+            .await?
     {
-        shop.findings
-            .push((r.try_get("kind")?, r.try_get("subject")?));
+        let kind: String = r.try_get("kind")?;
+        if let Some(order_id) = r.try_get::<Option<String>, _>("order_id")? {
+            shop.attention
+                .entry(order_id)
+                .or_insert_with(|| format!("reconciler: {kind}"));
+        }
+        shop.findings.push((kind, r.try_get("subject")?));
     }
     Ok(shop)
 }

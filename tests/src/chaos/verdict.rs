@@ -145,6 +145,14 @@ fn orders(o: &Observed<'_>, v: &mut Verdict) {
             _ => {}
         }
     }
+    let cancels = |answer: bool| {
+        o.placed
+            .iter()
+            .filter(|p| p.cancelled == Some(answer))
+            .count()
+    };
+    v.figure("orders", "cancels accepted", cancels(true));
+    v.figure("orders", "cancels too late (409)", cancels(false));
     for (name, n) in outcomes {
         v.figure("outcomes", name, n);
     }
@@ -191,11 +199,7 @@ fn orders(o: &Observed<'_>, v: &mut Verdict) {
         ));
     }
     v.figure("shop", "open reconciler findings", o.shop.findings.len());
-    v.figure(
-        "shop",
-        "needs attention (open parked compensations)",
-        o.shop.attention.len(),
-    );
+    v.figure("shop", "orders needing attention", o.shop.attention.len());
 }
 
 fn money(o: &Observed<'_>, v: &mut Verdict) {

@@ -297,7 +297,7 @@ impl Client {
                 }
             }
             // Capture to confirmation takes a few workflow tasks: look often.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
     }

@@ -27,6 +27,7 @@ fn placed(i: usize, kind: Kind) -> Placed {
             order_id: format!("o{i}"),
             transaction_id: format!("t{i}"),
             workflow_id: format!("order-o{i}"),
+            approval_url: None,
         }),
         attempts: 1,
         error: None,

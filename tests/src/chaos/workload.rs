@@ -191,6 +191,9 @@ pub struct Accepted {
     pub transaction_id: String,
     /// Its saga's workflow id.
     pub workflow_id: String,
+    /// The buyer's approval link, if the answer had it already.
+    #[serde(default)]
+    pub approval_url: Option<String>,
 }
 
 /// How long a client keeps retrying one request.
@@ -231,11 +234,20 @@ impl Client {
             }
         }
         let cancel = match placed.plan.kind {
+            // The buyer cancels once the order has its approval link (an
+            // order cancelled before it has none, and no "received" email:
+            // that email carries the link).
             Kind::CancelBefore => {
+                let ready = self
+                    .wait_for(&placed, |j| j["approval_url"].is_string())
+                    .await;
                 tokio::time::sleep(placed.plan.cancel_delay).await;
-                true
+                ready
             }
-            Kind::CancelAfter => self.wait_captured(&placed).await,
+            Kind::CancelAfter => {
+                self.wait_for(&placed, |j| j["payment_status"] == "CAPTURED")
+                    .await
+            }
             _ => false,
         };
         if cancel {
@@ -277,9 +289,9 @@ impl Client {
         Ok(serde_json::from_str(&text)?)
     }
 
-    /// Polls the order until its payment is captured; `false` if it ended
-    /// (or the wait ran out) first.
-    async fn wait_captured(&self, placed: &Placed) -> bool {
+    /// Polls the order until `ready` holds for it; `false` if it ended (or
+    /// the wait ran out) first.
+    async fn wait_for(&self, placed: &Placed, ready: impl Fn(&serde_json::Value) -> bool) -> bool {
         let Some(a) = &placed.accepted else {
             return false;
         };
@@ -289,7 +301,7 @@ impl Client {
             if let Ok(r) = self.http.get(&url).send().await
                 && let Ok(j) = r.json::<serde_json::Value>().await
             {
-                if j["payment_status"] == "CAPTURED" {
+                if ready(&j) {
                     return true;
                 }
                 if j["status"] == "CONFIRMED" || j["status"] == "FAILED" {

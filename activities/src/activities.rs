@@ -7,9 +7,15 @@
 //! (`#[activity(definition = ..)]`: the name, input and output the workflow
 //! calls are checked at compile time).
 //!
-//! Business outcomes (`PaymentDeclined`, `OutOfStock`) are non-retryable
-//! application failures with the [`FailureReason`] as details; store and
-//! gateway errors are retryable and follow the workflow's retry policy.
+//! Business outcomes (`PaymentDeclined`, `OutOfStock`, and a gateway's
+//! refusal or missing configuration as an internal [`FailureReason`]) are
+//! non-retryable application failures with the [`FailureReason`] as
+//! details; store and transient gateway errors are retryable and follow the
+//! workflow's retry policy.
+//!
+//! The business counters count state changes, not executions: a step's
+//! local activity runs again when its workflow task is retried, and only
+//! the run whose guarded write changed the row counts.
 
 use std::future::Future;
 use std::pin::pin;
@@ -21,7 +27,7 @@ use ordersaga_domain::contracts::order::{
     InventoryProcessed, OpenPaymentInput, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
 };
 use ordersaga_domain::names::{activity, failure};
-use ordersaga_domain::{FailureReason, OrderId, OrderStatus};
+use ordersaga_domain::{FailureReason, InternalCode, OrderId, OrderStatus};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -64,17 +70,22 @@ impl OrderActivities {
         self
     }
 
-    /// The checkout gateway; a worker without one cannot serve checkout
-    /// payments, which is retried (a configured worker may take over)
-    /// rather than failing the order.
+    /// The checkout gateway. A worker without one fails the checkout order
+    /// at once (`GATEWAY_NOT_CONFIGURED`) and says so in its log, rather
+    /// than retrying it for days: a fleet serves checkout orders only with
+    /// the gateway configured on every `orders` worker.
     fn checkout(&self) -> Result<&dyn CheckoutGateway, ActivityError> {
         self.checkout.as_deref().ok_or_else(|| {
-            CheckoutError::Transient {
-                operation: "checkout",
-                detail: "this worker has no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL)"
-                    .to_string(),
-            }
-            .into()
+            tracing::error!(
+                "a checkout order reached a worker without a checkout gateway: set ORDERSAGA_PAYPAL_BASE_URL on every orders worker"
+            );
+            business_failure(
+                failure::GATEWAY_NOT_CONFIGURED,
+                FailureReason::Internal {
+                    code: InternalCode::GatewayNotConfigured,
+                    message: "the worker has no checkout gateway".to_string(),
+                },
+            )
         })
     }
 
@@ -120,16 +131,27 @@ fn gateway_failure(e: GatewayError) -> ActivityError {
 }
 
 /// Transient failures and unknown outcomes are retried (the retry asks the
-/// gateway first); refusals are final.
+/// gateway first); refusals are final, and carry the order's outcome: an
+/// internal failure naming the gateway's answer (refused credentials are a
+/// configuration fault).
 fn checkout_failure(e: CheckoutError) -> ActivityError {
     if e.is_retryable() {
         return e.into();
     }
-    ActivityError::application(
-        ApplicationFailure::builder(e.to_string())
-            .type_name(failure::GATEWAY_REJECTED.to_string())
-            .non_retryable(true)
-            .build(),
+    let (type_name, code) = match e {
+        CheckoutError::Unauthorized => (
+            failure::GATEWAY_NOT_CONFIGURED,
+            InternalCode::GatewayNotConfigured,
+        ),
+        _ => (failure::GATEWAY_REJECTED, InternalCode::GatewayRejected),
+    };
+    tracing::warn!(error = %e, %code, "the checkout gateway refused for good");
+    business_failure(
+        type_name,
+        FailureReason::Internal {
+            code,
+            message: e.to_string(),
+        },
     )
 }
 
@@ -323,12 +345,13 @@ impl OrderActivities {
         input: ConfirmOrderInput,
     ) -> Result<OrderStatus, ActivityError> {
         let order_id = input.order_id;
-        let status = self
+        let ended = self
             .store
             .orders()
             .confirm(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
+        let status = ended.status;
         if status == OrderStatus::Failed {
             // Failed by a step this saga no longer remembers (a cancel whose
             // workflow task was lost): the database decides, and the saga
@@ -337,8 +360,10 @@ impl OrderActivities {
             tracing::warn!(%order_id, %reason, "ConfirmOrder refused: the order already failed");
             return Err(already_failed(reason));
         }
-        self.metrics.order_confirmed();
-        tracing::info!(%order_id, %status, "OrderConfirmed");
+        if ended.changed {
+            self.metrics.order_confirmed();
+        }
+        tracing::info!(%order_id, %status, changed = ended.changed, "OrderConfirmed");
         Ok(status)
     }
 
@@ -349,15 +374,17 @@ impl OrderActivities {
         _ctx: ActivityContext,
         input: FailOrderInput,
     ) -> Result<OrderStatus, ActivityError> {
-        let status = self
+        let ended = self
             .store
             .orders()
             .fail(&input.order_id, &input.reason, &input.outgoing)
             .await
             .map_err(store_failure)?;
-        self.metrics.order_failed();
-        tracing::info!(order_id = %input.order_id, reason = %input.reason, %status, "OrderFailed");
-        Ok(status)
+        if ended.changed {
+            self.metrics.order_failed();
+        }
+        tracing::info!(order_id = %input.order_id, reason = %input.reason, status = %ended.status, changed = ended.changed, "OrderFailed");
+        Ok(ended.status)
     }
 
     /// Compensation of `ProcessPayment`: refunds the capture, if any;
@@ -375,12 +402,14 @@ impl OrderActivities {
             .await
             .map_err(gateway_failure)?;
         let refunded = outcome == ChargeRefund::Refunded;
-        if refunded {
-            self.store
+        if refunded
+            && self
+                .store
                 .payments()
                 .record_refund(&input.order_id)
                 .await
-                .map_err(store_failure)?;
+                .map_err(store_failure)?
+        {
             self.metrics.refunded();
         }
         tracing::info!(order_id = %input.order_id, transaction_id = %input.transaction_id, refunded, "RefundPayment");

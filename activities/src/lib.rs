@@ -33,5 +33,5 @@ pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities};
 pub use reconcile::ReconcileActivities;
-pub use relay::{RelayActivities, RelaySettings};
+pub use relay::{LeaseTooShort, RelayActivities, RelaySettings};
 pub use shipping::ShippingActivities;

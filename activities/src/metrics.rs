@@ -20,12 +20,13 @@ use temporalio_common::telemetry::metrics::{
 pub mod name {
     /// Counter: orders stored `PENDING` by `PlaceOrder` (first time only).
     pub const ORDERS_PLACED: &str = "ordersaga_orders_placed";
-    /// Counter: completed `ConfirmOrder` steps (orders `CONFIRMED`; a step
-    /// retried after its result was lost counts again, which is rare).
+    /// Counter: orders `ConfirmOrder` moved to `CONFIRMED` (a retried step
+    /// that finds the order confirmed counts nothing).
     pub const ORDERS_CONFIRMED: &str = "ordersaga_orders_confirmed";
-    /// Counter: completed `FailOrder` steps (orders `FAILED`; same caveat).
+    /// Counter: orders `FailOrder` moved to `FAILED` (the same).
     pub const ORDERS_FAILED: &str = "ordersaga_orders_failed";
-    /// Counter: captured payments given back by the `RefundPayment` compensation.
+    /// Counter: captured payments given back by the refund compensation,
+    /// once each.
     pub const REFUNDS: &str = "ordersaga_refunds";
     /// Histogram (ms): how long one charge waited for the payment gateway.
     pub const PAYMENT_WAIT: &str = "ordersaga_payment_wait";
@@ -35,6 +36,9 @@ pub mod name {
     pub const OUTBOX_RETRIED: &str = "ordersaga_outbox_retried";
     /// Counter, by `topic`: messages given up (refused, or past the horizon).
     pub const OUTBOX_FAILED: &str = "ordersaga_outbox_failed";
+    /// Counter, by `topic`: messages set aside because their stored payload
+    /// cannot be read (marked `FAILED` with the reason; see the outbox).
+    pub const OUTBOX_QUARANTINED: &str = "ordersaga_outbox_quarantined";
     /// Gauge, by `topic`: messages waiting in the outbox, as a relay last saw.
     pub const OUTBOX_BACKLOG: &str = "ordersaga_outbox_backlog";
     /// Counter, by `kind`: inconsistencies the reconciler listed for an
@@ -59,6 +63,7 @@ pub struct BusinessMetrics {
     outbox_delivered: Counter,
     outbox_retried: Counter,
     outbox_failed: Counter,
+    outbox_quarantined: Counter,
     outbox_backlog: Gauge,
     /// Per-topic attribute sets, in `Topic::ALL` order.
     topics: Vec<(Topic, MetricAttributes)>,
@@ -103,6 +108,10 @@ impl BusinessMetrics {
                 "Outbox delivery attempts that failed and will be retried",
             )),
             outbox_failed: meter.counter(params(name::OUTBOX_FAILED, "Outbox messages given up")),
+            outbox_quarantined: meter.counter(params(
+                name::OUTBOX_QUARANTINED,
+                "Outbox messages set aside because their payload cannot be read",
+            )),
             outbox_backlog: meter.gauge(params(
                 name::OUTBOX_BACKLOG,
                 "Outbox messages waiting for delivery",
@@ -167,6 +176,10 @@ impl BusinessMetrics {
         self.outbox_delivered.add(delivered, attributes);
         self.outbox_retried.add(retried, attributes);
         self.outbox_failed.add(failed, attributes);
+    }
+
+    pub(crate) fn outbox_quarantined(&self, topic: Topic, quarantined: u64) {
+        self.outbox_quarantined.add(quarantined, self.topic(topic));
     }
 
     pub(crate) fn outbox_backlog(&self, topic: Topic, waiting: i64) {

@@ -184,9 +184,10 @@ impl NotificationActivities {
             .await?;
         match self.mailer.send(&email).await {
             Ok(()) => {
-                // The crash window: a worker dying between the relay's
-                // acceptance and this write sends the email again on retry
-                // (with the same Message-ID). See docs/notifications.md.
+                // The crash window: the server stored the message at the
+                // end of DATA, before its 250; a worker dying from then
+                // until this write sends the email again when the claim
+                // lapses (same Message-ID). See docs/notifications.md.
                 self.store
                     .notifications()
                     .settle(&subject_id, stage, NotificationStatus::Sent, None)

@@ -10,10 +10,19 @@
 //! again, returning after [`RelaySettings::run_for`] so the workflow's
 //! history stays short. Slots are spread over every worker that polls the
 //! queue; a slot whose worker died is retried elsewhere after the heartbeat
-//! timeout and takes its unsettled messages straight back.
+//! timeout.
+//!
+//! Each attempt claims under a token of its own, so a retried slot never
+//! takes back rows its previous attempt may still be sending: they return
+//! when their lease runs out. A delivery is abandoned (and retried later)
+//! once it has used the claim's [`RelaySettings::delivery_budget`], so it
+//! never outlasts its lease; the SMTP timeouts are checked against that
+//! budget when the settings load ([`RelaySettings::check_delivery`]). A row
+//! whose payload cannot be read is quarantined by the claim and counted
+//! (`ordersaga_outbox_quarantined`); the rest keeps flowing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use ordersaga_domain::contracts::relay::{self as contract, RelayInput, RelayReport};
@@ -22,9 +31,11 @@ use ordersaga_domain::{Notification, Outgoing, Topic};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::activities::with_heartbeats;
+use crate::mail::Delivery;
 use crate::metrics::BusinessMetrics;
 use crate::notify::{EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_store::{OutboxEntry, Store, StoreError};
@@ -62,6 +73,54 @@ impl Default for RelaySettings {
     }
 }
 
+/// SMTP timeouts that let one send outlast its claim's lease, so another
+/// slot could claim and send the message while this one still does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an SMTP connect and one command ({} ms, twice the {timeout_ms} ms timeout) must \
+     fit in the relay's delivery budget ({budget_ms} ms, three quarters of the {lease_ms} \
+     ms lease): lower the SMTP timeout or raise the relay lease",
+    .timeout_ms.saturating_mul(2)
+)]
+pub struct LeaseTooShort {
+    /// The SMTP timeout (connect, and each command).
+    pub timeout_ms: u64,
+    /// The relay's lease.
+    pub lease_ms: u64,
+    /// The part of the lease a delivery may use.
+    pub budget_ms: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RelaySettings {
+    /// How long the deliveries of one claimed batch may run: three quarters
+    /// of the lease, so the settling write lands while the claim is still
+    /// ours. A delivery still running then is abandoned and retried.
+    pub fn delivery_budget(&self) -> Duration {
+        self.lease.saturating_sub(self.lease / 4)
+    }
+
+    /// Checks that an SMTP send can finish within the delivery budget: at
+    /// least a connect and one command. (Longer sessions are cut off by the
+    /// budget itself; this refuses settings under which none could finish.)
+    pub fn check_delivery(&self, delivery: &Delivery) -> Result<(), LeaseTooShort> {
+        let Delivery::Smtp(smtp) = delivery else {
+            return Ok(());
+        };
+        if smtp.timeout.saturating_mul(2) < self.delivery_budget() {
+            return Ok(());
+        }
+        Err(LeaseTooShort {
+            timeout_ms: ms(smtp.timeout),
+            lease_ms: ms(self.lease),
+            budget_ms: ms(self.delivery_budget()),
+        })
+    }
+}
+
 /// How one delivery attempt of a message ended.
 enum Outcome {
     Done,
@@ -84,6 +143,9 @@ enum Settled {
     Delivered,
     Retry(String),
     Failed,
+    /// The claim had passed to another relay attempt: this one's outcome
+    /// was not recorded (that attempt settles the message).
+    Lost,
 }
 
 /// The relay's activities: a worker registers one per service it runs,
@@ -134,12 +196,56 @@ impl RelayActivities {
         }
     }
 
-    async fn deliver(&self, slot: &str, entry: &OutboxEntry) -> Result<Settled, StoreError> {
-        let attempt = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
-        let outcome = match (&entry.message, &self.email) {
-            (Outgoing::Email(n), Some(email)) => {
-                email.deliver(n, entry.created_at_ms, attempt).await?.into()
+    /// Delivers one claimed message, giving up on the attempt at `deadline`
+    /// (the claim's delivery budget), and settles it as `claimant`.
+    async fn deliver(
+        &self,
+        claimant: &str,
+        entry: &OutboxEntry,
+        deadline: Instant,
+    ) -> Result<Settled, StoreError> {
+        let outcome = match tokio::time::timeout_at(deadline, self.attempt(entry)).await {
+            Ok(outcome) => outcome?,
+            // Cut off mid-send: SMTP may already have taken the message
+            // (the same window as a crash), so this is a retry, not a loss.
+            Err(_) => Outcome::Retry {
+                why: "delivery did not finish within the relay's lease budget".into(),
+                after: self.settings.retry.delay(attempt_of(entry)),
+            },
+        };
+        let outbox = self.store.outbox();
+        let (kept, settled) = match outcome {
+            Outcome::Done => (
+                outbox.complete(&entry.key, claimant).await?,
+                Settled::Delivered,
+            ),
+            Outcome::Retry { why, after } => (
+                outbox.retry(&entry.key, claimant, after, &why).await?,
+                Settled::Retry(why),
+            ),
+            Outcome::GiveUp(why) => {
+                tracing::error!(key = %entry.key, error = %why, "outbox message given up");
+                (
+                    outbox.fail(&entry.key, claimant, &why).await?,
+                    Settled::Failed,
+                )
             }
+        };
+        if kept {
+            Ok(settled)
+        } else {
+            tracing::warn!(key = %entry.key, "claim lost before settling: another relay attempt holds the message");
+            Ok(Settled::Lost)
+        }
+    }
+
+    /// One delivery attempt of a message, not settled yet.
+    async fn attempt(&self, entry: &OutboxEntry) -> Result<Outcome, StoreError> {
+        Ok(match (&entry.message, &self.email) {
+            (Outgoing::Email(n), Some(email)) => email
+                .deliver(n, entry.created_at_ms, attempt_of(entry))
+                .await?
+                .into(),
             (Outgoing::Shipment(request), _) if self.shipping => {
                 match self.store.shipments().request(request).await {
                     Ok(created) => {
@@ -150,24 +256,6 @@ impl RelayActivities {
                 }
             }
             _ => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
-        };
-        Ok(match outcome {
-            Outcome::Done => {
-                self.store.outbox().complete(&entry.key).await?;
-                Settled::Delivered
-            }
-            Outcome::Retry { why, after } => {
-                self.store
-                    .outbox()
-                    .retry(&entry.key, slot, after, &why)
-                    .await?;
-                Settled::Retry(why)
-            }
-            Outcome::GiveUp(why) => {
-                tracing::error!(key = %entry.key, error = %why, "outbox message given up");
-                self.store.outbox().fail(&entry.key, slot, &why).await?;
-                Settled::Failed
-            }
         })
     }
 
@@ -177,12 +265,16 @@ impl RelayActivities {
         if u128::try_from(age).unwrap_or(0) > retry.horizon.as_millis() {
             return Outcome::GiveUp(format!("not stored within the horizon: {why}"));
         }
-        let attempt = u32::try_from(entry.attempts).unwrap_or(u32::MAX);
         Outcome::Retry {
             why: why.to_string(),
-            after: retry.delay(attempt),
+            after: retry.delay(attempt_of(entry)),
         }
     }
+}
+
+/// The message's delivery attempt, 1-based (this one included).
+fn attempt_of(entry: &OutboxEntry) -> u32 {
+    u32::try_from(entry.attempts).unwrap_or(u32::MAX)
 }
 
 #[activities]
@@ -209,15 +301,35 @@ impl RelayActivities {
             ));
         }
         let slot = format!("{}#{}", input.topic, input.slot);
+        // A claimant per attempt: a retry of this slot must not take back
+        // rows the attempt it replaces may still be sending.
+        let claimant = format!("{slot}/{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
         let mut report = RelayReport::default();
         while !ctx.is_cancelled() && started.elapsed() < self.settings.run_for {
-            let batch = self
+            // Taken before the claim, so the budget ends before the lease.
+            let deadline = Instant::now() + self.settings.delivery_budget();
+            let claimed = self
                 .store
                 .outbox()
-                .claim(input.topic, &slot, self.settings.batch, self.settings.lease)
+                .claim(
+                    input.topic,
+                    &claimant,
+                    self.settings.batch,
+                    self.settings.lease,
+                )
                 .await?;
+            for bad in &claimed.quarantined {
+                tracing::error!(%slot, key = %bad.key, reason = %bad.reason, "outbox message quarantined");
+            }
+            let quarantined = u64::try_from(claimed.quarantined.len()).unwrap_or(u64::MAX);
+            self.metrics.outbox_quarantined(input.topic, quarantined);
+            report.failed += quarantined;
+            let batch = claimed.entries;
             if batch.is_empty() {
+                if quarantined > 0 {
+                    continue;
+                }
                 self.metrics.outbox_backlog(input.topic, 0);
                 // A heartbeat that cannot be encoded is not worth stopping for.
                 let _ = ctx.record_heartbeat(report).await;
@@ -228,11 +340,10 @@ impl RelayActivities {
             }
             let settled = with_heartbeats(
                 &ctx,
-                join_all(
-                    batch
-                        .iter()
-                        .map(|entry| self.deliver(&slot, entry).instrument(message_span(entry))),
-                ),
+                join_all(batch.iter().map(|entry| {
+                    self.deliver(&claimant, entry, deadline)
+                        .instrument(message_span(entry))
+                })),
             )
             .await;
             let (mut delivered, mut retried, mut failed) = (0, 0, 0);
@@ -245,6 +356,7 @@ impl RelayActivities {
                         last_error = Some(why);
                     }
                     Settled::Failed => failed += 1,
+                    Settled::Lost => {}
                 }
             }
             self.metrics

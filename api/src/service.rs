@@ -5,11 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ordersaga_activities::gateway::webhook::{self, PaymentEvent, PaymentEventKind};
 use ordersaga_domain::names::search_attribute;
 use ordersaga_domain::{
-    CustomerId, EmailAddress, GatewayEvent, GatewayEventKind, Money, OrderId, OrderInput,
-    OrderLine, OrderStatus, PaymentMode, PaymentStatus, ShippingAddress, Sku, TransactionId,
+    CustomerId, EmailAddress, Money, OrderId, OrderInput, OrderLine, OrderStatus, PaymentMode,
+    PaymentStatus, ShippingAddress, Sku, TransactionId,
 };
 use ordersaga_runtime::Secret;
 use ordersaga_store::ShipmentRecord;
@@ -21,14 +20,17 @@ use temporalio_client::errors::{
 };
 use temporalio_client::{
     Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions,
-    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowSignalOptions, WorkflowStartOptions, WorkflowUpdateWithStartOptions,
+    WorkflowExecutionStatus, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
+    WorkflowUpdateWithStartOptions,
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
 use crate::error::{ApiError, invalid};
 use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
+
+mod webhook;
+pub use webhook::{MAX_EVENT_ID, WebhookAck};
 
 /// A saga's longest life.
 const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -95,18 +97,6 @@ impl Default for PaymentSettings {
             webhook_secret: None,
         }
     }
-}
-
-/// What `POST /v1/payments/webhook` did with a verified event. Every
-/// outcome is a 2xx, so the gateway stops redelivering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WebhookAck {
-    /// Signalled to the order's saga.
-    Delivered,
-    /// Nothing to do: an event type the saga does not use, a payment we do
-    /// not know, or an order that has already ended.
-    Ignored,
 }
 
 /// The approval link of a payment that still waits for the buyer.
@@ -491,83 +481,6 @@ impl OrderService {
                     None => Err(ApiError::NotFound(format!("order {id} not found"))),
                 }
             }
-            Err(e) => Err(ApiError::internal(e)),
-        }
-    }
-
-    /// A gateway webhook: verified (HMAC over timestamp and raw body, within
-    /// the tolerance) before anything is read from it, then signalled to the
-    /// order's saga. Bad or stale: UNAUTHENTICATED, nothing changes.
-    /// Duplicates are signalled again and ignored by the saga.
-    pub async fn payment_webhook(
-        &self,
-        timestamp: Option<&str>,
-        signature: Option<&str>,
-        body: &[u8],
-    ) -> Result<WebhookAck, ApiError> {
-        let secret = self
-            .payment
-            .webhook_secret
-            .as_ref()
-            .ok_or_else(|| ApiError::Unauthenticated("webhooks are not configured".into()))?;
-        webhook::verify(
-            secret.expose().as_bytes(),
-            timestamp.unwrap_or_default(),
-            body,
-            signature.unwrap_or_default(),
-            std::time::SystemTime::now(),
-            webhook::DEFAULT_TOLERANCE,
-        )
-        .map_err(|e| ApiError::Unauthenticated(e.to_string()))?;
-        let event = PaymentEvent::parse(body).map_err(|e| invalid(e.to_string()))?;
-        let kind = match event.kind {
-            PaymentEventKind::OrderApproved => GatewayEventKind::Approved,
-            PaymentEventKind::OrderVoided => GatewayEventKind::Voided,
-            PaymentEventKind::CaptureCompleted => GatewayEventKind::Captured,
-            PaymentEventKind::CaptureDenied => GatewayEventKind::CaptureDenied,
-            PaymentEventKind::CaptureRefunded => GatewayEventKind::Refunded,
-            PaymentEventKind::Other => return Ok(WebhookAck::Ignored),
-        };
-        let Some(transaction_id) = event
-            .custom_id
-            .as_deref()
-            .and_then(|c| TransactionId::parse(c).ok())
-        else {
-            tracing::info!(event_id = %event.event_id, "webhook without our transaction id: ignored");
-            return Ok(WebhookAck::Ignored);
-        };
-        let Some(order_id) = self
-            .store
-            .orders()
-            .paid_by(&transaction_id)
-            .await
-            .map_err(ApiError::internal)?
-        else {
-            tracing::info!(event_id = %event.event_id, %transaction_id, "webhook for an unknown payment: ignored");
-            return Ok(WebhookAck::Ignored);
-        };
-        crate::spans::record_order(&order_id);
-        let handle = self
-            .client
-            .get_workflow_handle::<OrderWorkflow>(order_id.workflow_id());
-        let signal = GatewayEvent {
-            event_id: event.event_id.clone(),
-            kind,
-        };
-        match handle
-            .signal(
-                OrderWorkflow::payment_event,
-                signal,
-                WorkflowSignalOptions::default(),
-            )
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(%order_id, event_id = %event.event_id, event_type = %event.event_type, "webhook signalled");
-                Ok(WebhookAck::Delivered)
-            }
-            // The order has ended: nothing left to decide.
-            Err(WorkflowInteractionError::NotFound(_)) => Ok(WebhookAck::Ignored),
             Err(e) => Err(ApiError::internal(e)),
         }
     }

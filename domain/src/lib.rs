@@ -43,7 +43,8 @@ pub use notify::{
     Topic,
 };
 pub use order::{
-    CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, OrderEvent, OrderInput,
-    OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus, SagaStep,
+    CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, InternalCode, OrderEvent,
+    OrderInput, OrderLine, OrderOutcome, OrderStatus, OrderView, PaymentMode, PaymentStatus,
+    SagaStep,
 };
 pub use reconcile::{Finding, FindingAction, FindingKind, ReconcileInput, ReconcileReport};

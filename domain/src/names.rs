@@ -40,6 +40,28 @@ pub const DURABLE_CANCEL_PATCH: &str = "durable-cancel-v1";
 /// `OpenPayment` finish when the workflow is cancelled while they run, so
 /// the compensations see what they committed.
 pub const FINISH_DB_STEPS_PATCH: &str = "finish-db-steps-v1";
+/// The `patched()` id of the outbox relay running each slot's rounds on
+/// their own, so a slot that fails or waits out a retry does not hold the
+/// other slots at the end of every round.
+pub const INDEPENDENT_SLOTS_PATCH: &str = "relay-independent-slots-v1";
+
+/// The `patched()` id of the saga giving every gateway answer a business
+/// outcome: a refusal (`GatewayRejected` with a reason) fails the order
+/// instead of the workflow, a capture refusal voids the gateway order, a
+/// saga that stops on a fault records the order `FAILED` first, and an
+/// accepted `CancelOrder` wins over the outcome of the step it interrupted.
+pub const GATEWAY_OUTCOMES_PATCH: &str = "gateway-outcomes-v1";
+
+/// The `patched()` id of the checkout wait measured on the workflow clock:
+/// the gateway is asked once more at the deadline, and a poll that keeps
+/// failing (gateway down) gives up at the deadline.
+pub const CHECKOUT_DEADLINE_PATCH: &str = "checkout-deadline-v1";
+
+/// The `patched()` id of the checkout saga ending its last database step's
+/// workflow task before it completes, so a late webhook signal that makes
+/// the server refuse the completion (`UnhandledCommand`) never re-runs
+/// `ConfirmOrder` or `FailOrder`.
+pub const QUIET_COMPLETION_PATCH: &str = "quiet-completion-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -124,6 +146,9 @@ pub mod failure {
     pub const ORDER_ALREADY_FAILED: &str = "OrderAlreadyFailed";
     /// The checkout gateway refused a call for good (non-retryable).
     pub const GATEWAY_REJECTED: &str = "GatewayRejected";
+    /// A checkout order reached a worker without a (working) checkout
+    /// gateway (non-retryable: the order fails fast and visibly).
+    pub const GATEWAY_NOT_CONFIGURED: &str = "GatewayNotConfigured";
     /// An email was refused for good (bad address) or not delivered within
     /// the retry horizon (non-retryable).
     pub const EMAIL_UNDELIVERABLE: &str = "EmailUndeliverable";

@@ -268,17 +268,43 @@ pub enum FailureReason {
         /// The cancellation's reason, if one was given.
         message: String,
     },
+    /// The shop could not complete the order for a reason of its own or of
+    /// its gateway, not of the customer's: a refusal retrying cannot change,
+    /// a misconfigured worker, a bug. Recorded so that no order is left
+    /// `PENDING` by a saga that stopped.
+    Internal {
+        /// What kind of fault.
+        code: InternalCode,
+        /// What happened, for support (no secrets, no personal data).
+        message: String,
+    },
 }
+
+text_enum!(
+    /// The failure code of an [`FailureReason::Internal`] failure.
+    InternalCode {
+        /// The gateway refused a call for good (a 4xx such as
+        /// `ORDER_EXPIRED`, `ORDER_NOT_APPROVED`, `PAYER_ACTION_REQUIRED`,
+        /// or an answer the adapter cannot read).
+        GatewayRejected => "GATEWAY_REJECTED",
+        /// The worker has no (working) checkout gateway: no
+        /// `ORDERSAGA_PAYPAL_BASE_URL`, or its credentials were refused.
+        GatewayNotConfigured => "GATEWAY_NOT_CONFIGURED",
+        /// The saga stopped on a fault it has no business outcome for.
+        SagaFailed => "INTERNAL_ERROR",
+    }
+);
 
 impl FailureReason {
     /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`,
-    /// `PAYMENT_EXPIRED`, `CANCELLED`.
+    /// `PAYMENT_EXPIRED`, `CANCELLED`, or an [`InternalCode`].
     pub fn code(&self) -> &'static str {
         match self {
             Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
             Self::OutOfStock { .. } => "OUT_OF_STOCK",
             Self::PaymentExpired { .. } => "PAYMENT_EXPIRED",
             Self::Cancelled { .. } => "CANCELLED",
+            Self::Internal { code, .. } => code.as_str(),
         }
     }
 }
@@ -300,6 +326,9 @@ impl fmt::Display for FailureReason {
             }
             Self::Cancelled { message } if message.is_empty() => f.write_str("cancelled"),
             Self::Cancelled { message } => write!(f, "cancelled: {message}"),
+            Self::Internal { message, .. } => {
+                write!(f, "could not be completed: {message}")
+            }
         }
     }
 }
@@ -436,6 +465,25 @@ mod tests {
         assert_eq!(
             expired.to_string(),
             "payment expired: not approved within 900s"
+        );
+        let refused = FailureReason::Internal {
+            code: InternalCode::GatewayRejected,
+            message: "capture refused (ORDER_EXPIRED)".into(),
+        };
+        assert_eq!(refused.code(), "GATEWAY_REJECTED");
+        assert_eq!(
+            refused.to_string(),
+            "could not be completed: capture refused (ORDER_EXPIRED)"
+        );
+        // Stored whole in `orders.failure_detail` and carried in failures.
+        let json = serde_json::to_string(&refused).unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"Internal","code":"GATEWAY_REJECTED","message":"capture refused (ORDER_EXPIRED)"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<FailureReason>(&json).unwrap(),
+            refused
         );
     }
 

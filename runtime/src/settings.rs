@@ -157,10 +157,17 @@ pub trait Load: Default {
     /// Applies what was given onto `self`.
     fn apply(&mut self, given: Self::Given);
 
-    /// The defaults overridden by what `sources` give.
+    /// Refuses settings that each fit but not together (e.g. a timeout
+    /// longer than the lease it must fit in). None by default.
+    fn check(&self) -> Result<(), SettingsError> {
+        Ok(())
+    }
+
+    /// The defaults overridden by what `sources` give, checked.
     fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
         let mut settings = Self::default();
         settings.apply(sources.load()?);
+        settings.check()?;
         Ok(settings)
     }
 

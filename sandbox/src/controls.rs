@@ -74,6 +74,12 @@ pub struct Controls {
     pub lose_capture_answer_next: u32,
     /// The same for refunds.
     pub lose_refund_answer_next: u32,
+    /// The next N captures of an approved order are refused (422, nothing
+    /// captured) with the issue `refuse_capture_issue`.
+    pub refuse_capture_next: u32,
+    /// The `details[].issue` of refused captures, e.g.
+    /// `PAYER_ACTION_REQUIRED` (the buyer must act at PayPal again).
+    pub refuse_capture_issue: String,
     /// Where webhooks go; `None` sends none.
     pub webhook_url: Option<String>,
     /// Each webhook is delivered 1 + N times.
@@ -96,6 +102,8 @@ impl Controls {
             hang_ms: 30_000,
             lose_capture_answer_next: 0,
             lose_refund_answer_next: 0,
+            refuse_capture_next: 0,
+            refuse_capture_issue: "PAYER_ACTION_REQUIRED".to_string(),
             webhook_url,
             webhook_duplicates: 0,
             webhook_hold: false,
@@ -117,6 +125,8 @@ impl Controls {
             hang_ms,
             lose_capture_answer_next,
             lose_refund_answer_next,
+            refuse_capture_next,
+            refuse_capture_issue,
             webhook_duplicates,
             webhook_hold,
             webhook_drop_next
@@ -148,6 +158,11 @@ impl Controls {
     /// Whether to lose the answer of the capture just committed.
     pub fn take_lost_capture(&mut self) -> Option<Duration> {
         take(&mut self.lose_capture_answer_next).then(|| self.hang())
+    }
+
+    /// The issue to refuse this capture with, if one is armed.
+    pub fn take_refused_capture(&mut self) -> Option<String> {
+        take(&mut self.refuse_capture_next).then(|| self.refuse_capture_issue.clone())
     }
 
     /// Whether to lose the answer of the refund just committed.
@@ -187,6 +202,10 @@ pub struct ControlsPatch {
     pub lose_capture_answer_next: Option<u32>,
     /// See [`Controls::lose_refund_answer_next`].
     pub lose_refund_answer_next: Option<u32>,
+    /// See [`Controls::refuse_capture_next`].
+    pub refuse_capture_next: Option<u32>,
+    /// See [`Controls::refuse_capture_issue`].
+    pub refuse_capture_issue: Option<String>,
     /// See [`Controls::webhook_url`]; `""` turns webhooks off.
     pub webhook_url: Option<String>,
     /// See [`Controls::webhook_duplicates`].

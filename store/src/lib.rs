@@ -16,6 +16,8 @@
 //!   it found (the needs-attention list).
 //! - [`Store::idempotency_keys`]: which request each `PlaceOrder` key
 //!   belongs to.
+//! - [`Store::webhook_events`]: which payment webhooks were already
+//!   signalled to their saga.
 //!
 //! Every write is idempotent, keyed by order id or `transactionId`: each
 //! step first claims its row (`INSERT .. ON CONFLICT DO NOTHING` or a guarded
@@ -44,6 +46,7 @@ mod page;
 mod payments;
 mod shipments;
 mod stock;
+mod webhook_events;
 
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
@@ -51,12 +54,13 @@ pub use findings::{FindingRecord, Findings, StuckMessage};
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
-pub use orders::{EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
-pub use outbox::{Outbox, OutboxEntry, OutboxState, OutboxStatus};
+pub use orders::{Ended, EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
+pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxState, OutboxStatus, Quarantined};
 pub use page::{AlertCursor, OrderCursor, PageCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
 pub use shipments::{ShipmentRecord, Shipments};
 pub use stock::{NewStockReceipt, Shortage, Stock, StockReceipt};
+pub use webhook_events::{WebhookClaim, WebhookEvents};
 
 /// What can go wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +237,11 @@ impl Store {
     /// The shipping service's requests to the warehouse.
     pub fn shipments(&self) -> Shipments<'_> {
         Shipments::new(self)
+    }
+
+    /// Payment webhooks already signalled to their saga, by event id.
+    pub fn webhook_events(&self) -> WebhookEvents<'_> {
+        WebhookEvents::new(self)
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock up

@@ -37,6 +37,16 @@ pub struct EventRecord {
     pub occurred_at_ms: i64,
 }
 
+/// What `ConfirmOrder` or `FailOrder` found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// The order's status afterwards.
+    pub status: OrderStatus,
+    /// Whether this call moved it there (a retry, or an order that ended
+    /// otherwise, changes nothing).
+    pub changed: bool,
+}
+
 /// An order's header as lists show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderSummary {
@@ -143,8 +153,8 @@ impl<'a> Orders<'a> {
 
     /// `ConfirmOrder`: `PENDING` -> `CONFIRMED`, `OrderConfirmed` once, and
     /// `outgoing` committed to the outbox with it. Returns the order's
-    /// status afterwards.
-    pub async fn confirm(self, order_id: &OrderId, outgoing: &[Outgoing]) -> Result<OrderStatus> {
+    /// status afterwards and whether this call changed it.
+    pub async fn confirm(self, order_id: &OrderId, outgoing: &[Outgoing]) -> Result<Ended> {
         self.finish(
             order_id,
             OrderStatus::Confirmed,
@@ -157,13 +167,13 @@ impl<'a> Orders<'a> {
 
     /// `FailOrder`: `PENDING` -> `FAILED` with its reason, `OrderFailed`
     /// once, and `outgoing` committed to the outbox with it. Returns the
-    /// order's status afterwards.
+    /// order's status afterwards and whether this call changed it.
     pub async fn fail(
         self,
         order_id: &OrderId,
         reason: &FailureReason,
         outgoing: &[Outgoing],
-    ) -> Result<OrderStatus> {
+    ) -> Result<Ended> {
         self.finish(
             order_id,
             OrderStatus::Failed,
@@ -183,7 +193,7 @@ impl<'a> Orders<'a> {
         event: OrderEvent,
         reason: Option<&FailureReason>,
         outgoing: &[Outgoing],
-    ) -> Result<OrderStatus> {
+    ) -> Result<Ended> {
         let now = now_ms();
         let id = order_id.to_string();
         let text = reason.map(ToString::to_string);
@@ -213,7 +223,10 @@ impl<'a> Orders<'a> {
             enqueue(&mut tx, outgoing, now).await?;
         }
         tx.commit().await?;
-        Ok(now_status)
+        Ok(Ended {
+            status: now_status,
+            changed,
+        })
     }
 
     /// Why the order failed, if the store says it did: the reason its

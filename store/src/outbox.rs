@@ -4,9 +4,15 @@
 //! Steps insert their messages with [`enqueue`] inside their own write
 //! transaction; each service's relay then [`Outbox::claim`]s a batch of its
 //! topic under a lease, delivers it and settles every message
-//! ([`Outbox::complete`], [`Outbox::retry`], [`Outbox::fail`]). A relay slot that died mid-batch gets its rows
-//! back at once when it restarts (the rows name their slot); rows of a slot
-//! that never comes back return when the lease runs out.
+//! ([`Outbox::complete`], [`Outbox::retry`], [`Outbox::fail`]).
+//!
+//! A claim is named by its claimant, one token per relay attempt, and a
+//! leased row is nobody else's until the lease runs out, not even a retry of
+//! the same slot: the attempt it replaces may still be sending (a zombie).
+//! Settling changes a row only while the settling claimant still holds it,
+//! so a zombie whose lease ran out changes nothing. A row whose payload
+//! does not decode is quarantined by the claim itself (`FAILED` with the
+//! reason) instead of failing the batch, so one bad row cannot stop a topic.
 
 use std::time::Duration;
 
@@ -43,6 +49,25 @@ pub struct OutboxEntry {
     pub created_at_ms: i64,
 }
 
+/// A claimed row whose payload does not decode (written by a newer or
+/// broken writer): [`Outbox::claim`] has already marked it `FAILED`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Its idempotency key.
+    pub key: String,
+    /// Why it cannot be read (no payload content: it may hold personal data).
+    pub reason: String,
+}
+
+/// What one [`Outbox::claim`] took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxClaim {
+    /// The messages to deliver, oldest step first.
+    pub entries: Vec<OutboxEntry>,
+    /// Rows set aside as undeliverable by this claim.
+    pub quarantined: Vec<Quarantined>,
+}
+
 /// Where a message is, as tests and operators see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxState {
@@ -74,14 +99,29 @@ pub(crate) async fn enqueue(tx: &mut Tx, messages: &[Outgoing], now: i64) -> Res
     Ok(())
 }
 
-fn entry_from_row(row: &AnyRow) -> Result<OutboxEntry> {
+/// A claimed row: its entry, or why its payload does not decode.
+fn entry_from_row(row: &AnyRow) -> Result<std::result::Result<OutboxEntry, Quarantined>> {
+    let key: String = row.try_get("message_key")?;
     let payload: String = row.try_get("payload")?;
-    Ok(OutboxEntry {
-        key: row.try_get("message_key")?,
-        message: serde_json::from_str(&payload).map_err(corrupt)?,
+    let message = match serde_json::from_str::<Outgoing>(&payload) {
+        Ok(message) => message,
+        // serde's message may quote the payload; where the error is does not.
+        Err(e) => {
+            let reason = format!(
+                "undecodable payload ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            );
+            return Ok(Err(Quarantined { key, reason }));
+        }
+    };
+    Ok(Ok(OutboxEntry {
+        key,
+        message,
         attempts: row.try_get("attempts")?,
         created_at_ms: row.try_get("created_at")?,
-    })
+    }))
 }
 
 fn millis(d: Duration) -> i64 {
@@ -99,79 +139,103 @@ impl<'a> Outbox<'a> {
         Self { store }
     }
 
-    /// Claims up to `limit` deliverable messages of `topic` for `slot`
-    /// until `lease` has passed: first the slot's own unsettled rows (its
-    /// previous attempt died), then free ones, oldest first.
+    /// Claims up to `limit` deliverable messages of `topic` for
+    /// `claimant` (unique per relay attempt) until `lease` has passed:
+    /// pending rows that are due and not leased, oldest first. A row still
+    /// leased is never taken, whoever holds it. Rows whose payload does not
+    /// decode are marked `FAILED` here and reported, not delivered.
     pub async fn claim(
         self,
         topic: Topic,
-        slot: &str,
+        claimant: &str,
         limit: u32,
         lease: Duration,
-    ) -> Result<Vec<OutboxEntry>> {
+    ) -> Result<OutboxClaim> {
         let now = now_ms();
         // The guards are repeated outside the subquery: on PostgreSQL a
         // concurrent relay's claim makes them re-checked on the row's
         // newest version, so two relays never hold the same row.
-        let claimable =
-            "status = $4 AND available_at <= $3 AND (lease_until <= $3 OR claimed_by = $1)";
-        let mut rows = sqlx::query(&format!(
+        let claimable = "status = $4 AND available_at <= $3 AND lease_until <= $3";
+        let rows = sqlx::query(&format!(
             "UPDATE outbox SET claimed_by = $1, lease_until = $2, attempts = attempts + 1, \
              updated_at = $3 WHERE message_key IN (SELECT message_key FROM outbox \
              WHERE topic = $5 AND {claimable} ORDER BY available_at, message_key LIMIT $6) \
              AND {claimable} \
              RETURNING message_key, payload, attempts, created_at"
         ))
-        .bind(slot)
+        .bind(claimant)
         .bind(now.saturating_add(millis(lease)))
         .bind(now)
         .bind(OutboxStatus::Pending.as_str())
         .bind(topic.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.store.pool)
-        .await?
-        .iter()
-        .map(entry_from_row)
-        .collect::<Result<Vec<_>>>()?;
-        rows.sort_by_key(|e| e.created_at_ms);
-        Ok(rows)
+        .await?;
+        let mut claimed = OutboxClaim::default();
+        for row in &rows {
+            match entry_from_row(row)? {
+                Ok(entry) => claimed.entries.push(entry),
+                Err(bad) => {
+                    self.settle(
+                        &bad.key,
+                        claimant,
+                        OutboxStatus::Failed,
+                        0,
+                        Some(&bad.reason),
+                    )
+                    .await?;
+                    claimed.quarantined.push(bad);
+                }
+            }
+        }
+        claimed.entries.sort_by_key(|e| e.created_at_ms);
+        Ok(claimed)
     }
 
-    /// The message was delivered (or found delivered): done, whoever
-    /// holds it now.
-    pub async fn complete(self, key: &str) -> Result<()> {
-        self.settle(key, None, OutboxStatus::Done, 0, None).await
+    /// `claimant` delivered the message (or found it delivered). `false`:
+    /// the claim was no longer `claimant`'s and nothing changed.
+    pub async fn complete(self, key: &str, claimant: &str) -> Result<bool> {
+        self.settle(key, claimant, OutboxStatus::Done, 0, None)
+            .await
     }
 
-    /// `slot`'s delivery failed for now: try again from `after` on.
-    pub async fn retry(self, key: &str, slot: &str, after: Duration, error: &str) -> Result<()> {
+    /// `claimant`'s delivery failed for now: try again from `after` on.
+    /// `false`: the claim was no longer `claimant`'s and nothing changed.
+    pub async fn retry(
+        self,
+        key: &str,
+        claimant: &str,
+        after: Duration,
+        error: &str,
+    ) -> Result<bool> {
         let at = now_ms().saturating_add(millis(after));
-        self.settle(key, Some(slot), OutboxStatus::Pending, at, Some(error))
+        self.settle(key, claimant, OutboxStatus::Pending, at, Some(error))
             .await
     }
 
-    /// `slot` gives up for good (refused, or not delivered within the
-    /// horizon).
-    pub async fn fail(self, key: &str, slot: &str, error: &str) -> Result<()> {
-        self.settle(key, Some(slot), OutboxStatus::Failed, 0, Some(error))
+    /// `claimant` gives up for good (refused, or not delivered within the
+    /// horizon). `false`: the claim was no longer `claimant`'s and nothing
+    /// changed.
+    pub async fn fail(self, key: &str, claimant: &str, error: &str) -> Result<bool> {
+        self.settle(key, claimant, OutboxStatus::Failed, 0, Some(error))
             .await
     }
 
-    /// Releases the claim. Only a pending row changes, and a failure only
-    /// while `slot` still holds it: a slot whose lease ran out must not
-    /// undo what another slot did meanwhile.
+    /// Releases the claim, only while `claimant` still holds it on a
+    /// pending row: a claimant whose lease ran out (another may have taken
+    /// the row meanwhile) must not undo or redo what that other one does.
     async fn settle(
         self,
         key: &str,
-        slot: Option<&str>,
+        claimant: &str,
         status: OutboxStatus,
         available_at: i64,
         error: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "UPDATE outbox SET status = $1, available_at = $2, last_error = COALESCE($3, \
              last_error), claimed_by = NULL, lease_until = 0, updated_at = $4 \
-             WHERE message_key = $5 AND status = $6 AND ($7 IS NULL OR claimed_by = $7)",
+             WHERE message_key = $5 AND status = $6 AND claimed_by = $7",
         )
         .bind(status.as_str())
         .bind(available_at)
@@ -179,10 +243,10 @@ impl<'a> Outbox<'a> {
         .bind(now_ms())
         .bind(key)
         .bind(OutboxStatus::Pending.as_str())
-        .bind(slot)
+        .bind(claimant)
         .execute(&self.store.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Messages of `topic` not delivered yet: the relay's backlog.

@@ -9,7 +9,9 @@ appended to OUT_DIR/events.log, so a test can see a send in flight.
 Recipients whose local part starts with "bounce" are refused for good
 (550), like an unknown mailbox. --rcpt-delay-ms holds each RCPT command that long: a sender killed in that
 window has not handed over a message, which is what "killed mid-send"
-means in the tests. Stop the process to simulate an SMTP outage; start it
+means in the tests. --data-reply-delay-ms holds the 250 after DATA that
+long, the message already stored (as real servers do at the end of DATA):
+a sender killed then has handed it over without knowing. Stop the process to simulate an SMTP outage; start it
 again on the same port to end it.
 """
 
@@ -26,9 +28,10 @@ from aiosmtpd.smtp import SMTP
 
 
 class Handler:
-    def __init__(self, out_dir, rcpt_delay):
+    def __init__(self, out_dir, rcpt_delay, data_reply_delay):
         self.out_dir = out_dir
         self.rcpt_delay = rcpt_delay
+        self.data_reply_delay = data_reply_delay
         self.count = 0
 
     def log(self, line):
@@ -66,6 +69,8 @@ class Handler:
             json.dump(record, f)
         os.rename(tmp, os.path.join(self.out_dir, name))
         self.log(f"DATA {record['message_id']}")
+        if self.data_reply_delay:
+            await asyncio.sleep(self.data_reply_delay)
         return "250 Message accepted for delivery"
 
 
@@ -74,9 +79,10 @@ async def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--rcpt-delay-ms", type=int, default=0)
+    parser.add_argument("--data-reply-delay-ms", type=int, default=0)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    handler = Handler(args.out, args.rcpt_delay_ms / 1000)
+    handler = Handler(args.out, args.rcpt_delay_ms / 1000, args.data_reply_delay_ms / 1000)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="ordersaga-test-smtp"), "127.0.0.1", args.port

@@ -39,17 +39,25 @@ pub struct SmtpServer {
     pub port: u16,
     out: PathBuf,
     rcpt_delay: Duration,
+    data_reply_delay: Duration,
 }
 
 impl SmtpServer {
-    /// Starts it on `port`, storing messages in `out`, holding each RCPT
-    /// for `rcpt_delay`.
-    pub async fn start(port: u16, out: PathBuf, rcpt_delay: Duration) -> anyhow::Result<Self> {
+    /// Starts it on `port`, storing messages in `out`. `rcpt_delay` holds
+    /// each `RCPT`; `data_reply_delay` holds each `250` after `DATA`, the
+    /// message already stored.
+    pub async fn start(
+        port: u16,
+        out: PathBuf,
+        rcpt_delay: Duration,
+        data_reply_delay: Duration,
+    ) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port,
             out,
             rcpt_delay,
+            data_reply_delay,
         };
         server.start_again().await?;
         Ok(server)
@@ -64,6 +72,10 @@ impl SmtpServer {
             .arg("--out")
             .arg(&self.out)
             .args(["--rcpt-delay-ms", &self.rcpt_delay.as_millis().to_string()])
+            .args([
+                "--data-reply-delay-ms",
+                &self.data_reply_delay.as_millis().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -289,7 +289,16 @@ impl Stack {
     /// `rcpt_delay` holds each `RCPT` command that long.
     pub async fn start_smtp(&mut self, rcpt_delay: Duration) -> anyhow::Result<()> {
         let out = self.dir.path().join("smtp");
-        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay).await?);
+        self.smtp = Some(SmtpServer::start(free_port()?, out, rcpt_delay, Duration::ZERO).await?);
+        Ok(())
+    }
+
+    /// Starts the test SMTP server holding each `250` after `DATA` for
+    /// `delay`, the message already stored (where SMTP's duplicate window
+    /// opens).
+    pub async fn start_smtp_holding_replies(&mut self, delay: Duration) -> anyhow::Result<()> {
+        let out = self.dir.path().join("smtp");
+        self.smtp = Some(SmtpServer::start(free_port()?, out, Duration::ZERO, delay).await?);
         Ok(())
     }
 
@@ -319,6 +328,12 @@ impl Stack {
     /// Starts another in-process worker on this stack's task queue.
     pub fn start_worker(&mut self, base: WorkerSettings) -> anyhow::Result<()> {
         let settings = self.worker_settings(base);
+        self.start_worker_as_is(settings)
+    }
+
+    /// Starts an in-process worker with exactly these settings (from
+    /// [`Self::worker_settings`], then changed, e.g. without the gateway).
+    pub fn start_worker_as_is(&mut self, settings: WorkerSettings) -> anyhow::Result<()> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("ordersaga-worker".into())

@@ -9,12 +9,13 @@ use std::time::SystemTime;
 use anyhow::Context;
 use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
 use ordersaga_activities::gateway::webhook::{
-    SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
+    MAX_SIGNATURES, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
 };
 use ordersaga_domain::{CheckoutTiming, OrderId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request};
 use serde_json::{Value, json};
+use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
 use tonic::Code;
 
 /// Long deadline, no poll within a test's life: only webhooks (or the
@@ -261,11 +262,115 @@ async fn duplicate_and_late_webhooks_have_no_second_effect() -> anyhow::Result<(
 
 /// A PayPal-shaped approval event for `transaction_id`.
 fn approval_event(transaction_id: &str) -> Vec<u8> {
-    json!({"id": "WH-forged", "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
+    approval_event_with_id("WH-forged", transaction_id)
+}
+
+/// A PayPal-shaped approval event with the event id `event_id`.
+fn approval_event_with_id(event_id: &str, transaction_id: &str) -> Vec<u8> {
+    json!({"id": event_id, "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
            "resource": {"id": "ORDER-X", "status": "APPROVED",
                         "purchase_units": [{"custom_id": transaction_id}]}})
     .to_string()
     .into_bytes()
+}
+
+/// POSTs a webhook to the API as the gateway would.
+async fn post_webhook(
+    stack: &Stack,
+    body: &[u8],
+    timestamp: i64,
+    signature: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(stack
+        .http
+        .post(format!("{}/v1/payments/webhook", stack.http_base))
+        .header(TIMESTAMP_HEADER, timestamp.to_string())
+        .header(SIGNATURE_HEADER, signature)
+        .body(body.to_vec())
+        .send()
+        .await?)
+}
+
+/// The signals in a saga's history.
+async fn signals(stack: &Stack, workflow_id: &str) -> anyhow::Result<usize> {
+    let history = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+        .fetch_history(WorkflowFetchHistoryOptions::default())
+        .to_json()
+        .await?;
+    let history: Value = serde_json::from_slice(&history)?;
+    Ok(history["events"]
+        .as_array()
+        .context("events")?
+        .iter()
+        .filter(|e| {
+            e["attributes"]
+                .get("WorkflowExecutionSignaledEventAttributes")
+                .is_some()
+        })
+        .count())
+}
+
+/// The same signed event three times (a redelivery, or a replay inside the
+/// tolerance): each is acknowledged, only the first reaches the saga.
+#[tokio::test]
+async fn an_identical_webhook_is_acknowledged_but_signalled_once() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    // The sandbox's own webhooks are held: only the copies below arrive.
+    sandbox.controls(json!({"webhook_hold": true})).await?;
+    let placed = place(&stack, "hugo", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    let body = approval_event_with_id("WH-identical-1", &placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    let signature = sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &body);
+    let mut acks = Vec::new();
+    for _ in 0..3 {
+        let r = post_webhook(&stack, &body, now, &signature).await?;
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        acks.push(r.json::<Value>().await?["status"].clone());
+    }
+    assert_eq!(
+        acks,
+        [json!("delivered"), json!("duplicate"), json!("duplicate")]
+    );
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(
+        signals(&stack, &placed.workflow_id).await?,
+        1,
+        "three copies, one signal in the history"
+    );
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    Ok(())
+}
+
+/// Each signature value costs an HMAC before the sender is authenticated:
+/// a header with more than the cap is refused before any is checked, even
+/// when the genuine one is among them.
+#[tokio::test]
+async fn a_signature_header_with_too_many_values_is_refused_unchecked() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "ines", &[("MUG-1", 1)]).await?;
+    let body = approval_event_with_id("WH-many-1", &placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    let genuine = sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &body);
+    let header = [vec!["v1=00"; MAX_SIGNATURES], vec![genuine.as_str()]]
+        .concat()
+        .join(",");
+    let r = post_webhook(&stack, &body, now, &header).await?;
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let err: Value = r.json().await?;
+    assert_eq!(err["error"]["code"], "INVALID_ARGUMENT");
+
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Pending as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Pending as i32);
+    assert_eq!(signals(&stack, &placed.workflow_id).await?, 0);
+    Ok(())
 }
 
 #[tokio::test]
@@ -577,5 +682,272 @@ async fn a_slow_gateway_answers_place_order_without_the_link_and_get_order_shows
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    Ok(())
+}
+
+/// The saga's live view (`GetStatus`).
+async fn view(stack: &Stack, workflow_id: &str) -> anyhow::Result<ordersaga_domain::OrderView> {
+    Ok(stack
+        .client
+        .get_workflow_handle::<ordersaga_workflows::OrderWorkflow>(workflow_id.to_string())
+        .query(
+            ordersaga_workflows::OrderWorkflow::get_status,
+            (),
+            temporalio_client::WorkflowQueryOptions::default(),
+        )
+        .await?)
+}
+
+/// Waits until the saga is on `step`.
+async fn reaches(stack: &Stack, workflow_id: &str, step: &str) -> anyhow::Result<()> {
+    eventually(&format!("the saga on {step}"), ORDER_TIMEOUT, || async {
+        Ok((view(stack, workflow_id).await?.step == step).then_some(()))
+    })
+    .await
+}
+
+/// Releases the webhooks the sandbox held, oldest first.
+async fn release_webhooks(stack: &Stack) -> anyhow::Result<()> {
+    let sandbox = stack.sandbox()?;
+    stack
+        .http
+        .post(format!("{}/sandbox/webhooks/release", sandbox.base))
+        .json(&json!({"order": "fifo"}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// A capture the gateway refused for good: the order ends FAILED with
+/// `GATEWAY_REJECTED` naming the gateway's answer, the gateway order is
+/// voided and nothing was taken.
+async fn refused_and_voided(
+    stack: &Stack,
+    placed: &pb::PlaceOrderResponse,
+    answer: &str,
+) -> anyhow::Result<pb::Order> {
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "GATEWAY_REJECTED");
+    assert!(
+        order.failure_reason.contains(answer),
+        "{}",
+        order.failure_reason
+    );
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    let sandbox = stack.sandbox()?;
+    assert_eq!(
+        sandbox.order_status(&placed.approval_url).await?,
+        GatewayStatus::Voided
+    );
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
+    Ok(order)
+}
+
+#[tokio::test]
+async fn a_buyer_who_approves_then_cancels_fails_the_order_as_gateway_rejected()
+-> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"webhook_hold": true})).await?;
+    let placed = place(&stack, "pia", &[("MUG-1", 1)]).await?;
+    // Approve, then Cancel on the same page: the gateway order is voided,
+    // and the saga, told of the approval first, captures a voided order.
+    sandbox.approve(&placed.approval_url).await?;
+    sandbox.cancel(&placed.approval_url).await?;
+    release_webhooks(&stack).await?;
+    refused_and_voided(&stack, &placed, "ORDER_EXPIRED").await?;
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-capture-refused")
+        .await
+}
+
+#[tokio::test]
+async fn a_capture_refused_as_not_approved_fails_the_order() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let placed = place(&stack, "quinn", &[("MUG-1", 1)]).await?;
+    // A genuine approval event for a gateway order nobody approved.
+    let body = approval_event(&placed.transaction_id);
+    let now = unix_seconds(SystemTime::now());
+    stack
+        .http
+        .post(format!("{}/v1/payments/webhook", stack.http_base))
+        .header(TIMESTAMP_HEADER, now.to_string())
+        .header(
+            SIGNATURE_HEADER,
+            sign(TEST_WEBHOOK_SECRET.as_bytes(), now, &body),
+        )
+        .body(body)
+        .send()
+        .await?
+        .error_for_status()?;
+    refused_and_voided(&stack, &placed, "ORDER_NOT_APPROVED").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_capture_refused_for_payer_action_fails_the_order() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox
+        .controls(
+            json!({"refuse_capture_next": 1, "refuse_capture_issue": "PAYER_ACTION_REQUIRED"}),
+        )
+        .await?;
+    let placed = place(&stack, "ruth", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    refused_and_voided(&stack, &placed, "PAYER_ACTION_REQUIRED").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_refused_reconciliation_poll_fails_the_order() -> anyhow::Result<()> {
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 600,
+            poll_secs: 1,
+        })
+        .start()
+        .await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    let placed = place(&stack, "sam", &[("MUG-1", 1)]).await?;
+    // The next call is the poll: refused with a 400.
+    sandbox
+        .controls(json!({"fail_next": 1, "fail_status": 400}))
+        .await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.failure_code, "GATEWAY_REJECTED");
+    assert!(
+        order.failure_reason.contains("400"),
+        "{}",
+        order.failure_reason
+    );
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    Ok(())
+}
+
+/// Also the decision on a "failed" email without a "received" one: a
+/// checkout order's "received" email carries the approval link, so an
+/// order that fails before the link exists (no gateway here, or cancelled
+/// while `CreateCheckout` runs) gets only the "failed" email, which names
+/// the order, its lines and why on its own.
+#[tokio::test]
+async fn a_worker_without_a_checkout_gateway_fails_the_order_at_once() -> anyhow::Result<()> {
+    let mut stack = Stack::builder()
+        .checkout(WEBHOOKS_ONLY)
+        .without_worker()
+        .start()
+        .await?;
+    let mut settings = stack.worker_settings(ordersaga_worker::WorkerSettings::default());
+    settings.paypal = None;
+    stack.start_worker_as_is(settings)?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request("tom", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "GATEWAY_NOT_CONFIGURED");
+    assert!(order.approval_url.is_empty());
+    assert_eq!(stack.on_hand(&mug).await?, 10);
+
+    let dir = stack.mailbox_dir();
+    let failed = dir.join(format!("order-failed.{}.eml", placed.order_id));
+    let eml = eventually("the failed email", ORDER_TIMEOUT, || async {
+        Ok(std::fs::read_to_string(&failed).ok())
+    })
+    .await?;
+    assert!(eml.contains(&placed.order_id), "{eml}");
+    assert!(
+        !dir.join(format!("order-received.{}.eml", placed.order_id))
+            .exists(),
+        "no link, no received email"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_poll_at_the_deadline_still_finds_the_approval() -> anyhow::Result<()> {
+    // No poll before the deadline: only the one at it can see the approval.
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 3,
+            poll_secs: 600,
+        })
+        .start()
+        .await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"webhook_drop_next": 1000})).await?;
+    let placed = place(&stack, "uma", &[("MUG-1", 1)]).await?;
+    sandbox.approve(&placed.approval_url).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
+    stack
+        .replay_check(&placed.workflow_id, "checkout-approved-at-deadline")
+        .await
+}
+
+#[tokio::test]
+async fn a_gateway_outage_ends_the_wait_at_the_deadline() -> anyhow::Result<()> {
+    let stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 4,
+            poll_secs: 1,
+        })
+        .start()
+        .await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    let placed = place(&stack, "vera", &[("MUG-1", 1)]).await?;
+    // Down for good: the polls keep failing, and the wait still ends.
+    sandbox
+        .controls(json!({"fail_next": 1_000_000, "fail_status": 503}))
+        .await?;
+    reaches(&stack, &placed.workflow_id, "Compensating").await?;
+    // Back: the void goes through and the order ends.
+    sandbox.controls(json!({"fail_next": 0})).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.failure_code, "PAYMENT_EXPIRED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Voided as i32);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 0);
+    Ok(())
+}
+
+/// README: an accepted cancel ends the order `CANCELLED`, also when the
+/// charge it interrupted is then declined (the decline stays on the
+/// payment).
+#[tokio::test]
+async fn a_cancel_accepted_during_a_declined_capture_ends_cancelled() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"webhook_hold": true})).await?;
+    // `decline…`: the buyer approves at once, the capture will be declined.
+    let placed = place(&stack, "decline-wes", &[("MUG-1", 1)]).await?;
+    // A slow gateway from now on: the capture takes seconds.
+    sandbox.controls(json!({"latency_ms": 2000})).await?;
+    release_webhooks(&stack).await?;
+    reaches(&stack, &placed.workflow_id, "CapturePayment").await?;
+    let accepted = cancel(&stack, &placed.order_id).await?;
+    assert_eq!(accepted.status, pb::OrderStatus::Pending as i32);
+    sandbox.controls(json!({"latency_ms": 0})).await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "CANCELLED");
+    assert_eq!(order.payment_status, pb::PaymentStatus::Declined as i32);
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (0, 0));
+    assert_eq!(stack.on_hand(&mug).await?, 10);
     Ok(())
 }

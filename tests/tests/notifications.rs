@@ -343,7 +343,14 @@ async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result
     stack.start_smtp(Duration::from_secs(2)).await?;
     stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
     stack.product("MUG-1", 1_000, 10).await?;
-    let env = [("ORDERSAGA_STICKY_TIMEOUT_MS", "1000")];
+    // The killed attempt's claims return when their lease runs out (a
+    // retried slot never takes back a leased row): a short lease, and SMTP
+    // timeouts that fit in it, keep the test short.
+    let env = [
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+        ("ORDERSAGA_RELAY_LEASE_MS", "10000"),
+        ("ORDERSAGA_SMTP_TIMEOUT_MS", "3000"),
+    ];
     let args = ["--queues", "notifications"];
     let mut doomed = stack.spawn_worker_process_with_args(&args, &env)?;
 
@@ -380,6 +387,59 @@ async fn notifications_worker_killed_mid_send_loses_no_email() -> anyhow::Result
         received.attempts >= 2,
         "retried after the kill: {received:?}"
     );
+    stack.stop_workers()
+}
+
+/// The one window SMTP leaves open: the server stores a message at the end
+/// of `DATA`, before its `250` reaches the sender. A worker killed in
+/// between has not recorded the send, so the email goes out again, once:
+/// after the killed attempt's claim lapses, by the one attempt holding it.
+#[tokio::test]
+async fn a_worker_killed_after_the_end_of_data_sends_that_email_exactly_twice() -> anyhow::Result<()>
+{
+    let mut stack = Stack::builder().without_worker().start().await?;
+    // Each message is stored, then its 250 held for 2 s.
+    stack
+        .start_smtp_holding_replies(Duration::from_secs(2))
+        .await?;
+    stack.start_worker(workers(&[Queue::Orders, Queue::Shipping]))?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let env = [
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+        ("ORDERSAGA_RELAY_LEASE_MS", "10000"),
+        ("ORDERSAGA_SMTP_TIMEOUT_MS", "3000"),
+    ];
+    let args = ["--queues", "notifications"];
+    let mut doomed = stack.spawn_worker_process_with_args(&args, &env)?;
+
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place("max", &[("MUG-1", 1)]))
+        .await?
+        .into_inner();
+    let smtp = stack.smtp.as_ref().context("smtp")?;
+    let stored = eventually("a message stored, its 250 held", MAIL_TIMEOUT, || async {
+        Ok(smtp
+            .events()
+            .lines()
+            .find_map(|l| l.strip_prefix("DATA ").map(str::to_string)))
+    })
+    .await?;
+    doomed.start_kill()?; // SIGKILL, waiting for the 250
+    doomed.wait().await?;
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    let _restarted = stack.spawn_worker_process_with_args(&args, &env)?;
+    let mails = mail(&stack, 3, &[&placed.order_id]).await?;
+    let mut copies: HashMap<String, usize> = HashMap::new();
+    for m in &mails {
+        *copies.entry(m.message_id.clone()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(copies.get(&stored), Some(&2), "sent again once: {copies:?}");
+    assert!(copies.values().all(|&n| n <= 2), "{copies:?}");
     stack.stop_workers()
 }
 
@@ -606,5 +666,94 @@ async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<
     // Two alerts, two emails: the replayed receipt raised and sent nothing new.
     let (stored, _) = stack.store.stock().low_stock_alerts(None, 10, None).await?;
     assert_eq!(stored.len(), 2);
+    stack.stop_workers()
+}
+
+/// The last value of a counter of the worker's `/metrics` for `topic`.
+fn counter(metrics: &str, name: &str, topic: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("topic=\"{topic}\"")))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Outbox rows nobody can read (a truncated payload, a newer writer's
+/// topic) sit in the first batch of each relay. They are set aside
+/// (`FAILED` with the reason, counted in `ordersaga_outbox_quarantined`)
+/// and every order's emails and shipping request still go out.
+#[tokio::test]
+async fn unreadable_outbox_rows_are_quarantined_and_the_rest_still_flows() -> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    let raw = sqlx::AnyPool::connect(&stack.database_url).await?;
+    let bad = [
+        (
+            "bad-email",
+            "email",
+            r#"{"topic":"email","message":{"Order":{"stage""#,
+        ),
+        (
+            "bad-shipment",
+            "shipment",
+            r#"{"topic":"fax","message":{}}"#,
+        ),
+    ];
+    for (key, topic, payload) in bad {
+        sqlx::query(
+            "INSERT INTO outbox (message_key, topic, payload, status, available_at, created_at, \
+             updated_at) VALUES ($1, $2, $3, 'PENDING', 0, 0, 0)",
+        )
+        .bind(key)
+        .bind(topic)
+        .bind(payload)
+        .execute(&raw)
+        .await?;
+    }
+    raw.close().await;
+    let addr: std::net::SocketAddr =
+        format!("127.0.0.1:{}", ordersaga_tests::free_port()?).parse()?;
+    stack.start_worker(WorkerSettings {
+        metrics_addr: Some(addr),
+        ..Default::default()
+    })?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let mut ids = Vec::new();
+    for customer in ["kim", "lou"] {
+        let placed = stack
+            .grpc
+            .clone()
+            .place_order(place(customer, &[("MUG-1", 1)]))
+            .await?
+            .into_inner();
+        let order = stack.terminal_order(&placed.order_id).await?;
+        assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+        ids.push(placed.order_id);
+    }
+    for id in &ids {
+        shipment(&stack, id).await?;
+    }
+    let orders: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mails = by_message_id(&mail(&stack, 4, &orders).await?)?;
+    assert_eq!(mails.len(), 4);
+
+    for (key, _, _) in bad {
+        let state = stack.store.outbox().state(key).await?.context("row")?;
+        assert_eq!(state.status, OutboxStatus::Failed, "{key}");
+        let why = state.last_error.unwrap_or_default();
+        assert!(why.starts_with("undecodable payload"), "{key}: {why}");
+    }
+    let url = format!("http://{addr}/metrics");
+    let http = reqwest::Client::new();
+    eventually("each topic's quarantined row counted", MAIL_TIMEOUT, || {
+        let req = http.get(&url);
+        async move {
+            let body = req.send().await?.text().await?;
+            let counted = ["email", "shipment"]
+                .iter()
+                .all(|t| counter(&body, "ordersaga_outbox_quarantined", t) == Some(1.0));
+            Ok(counted.then_some(()))
+        }
+    })
+    .await?;
     stack.stop_workers()
 }

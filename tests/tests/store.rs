@@ -17,11 +17,12 @@ use ordersaga_domain::{
     FindingKind, Money, Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine,
     OrderStatus, Outgoing, PaymentStatus, Sku, Topic, TransactionId,
 };
+use ordersaga_store::Ended;
 use ordersaga_store::NewStockReceipt;
 use ordersaga_store::Store;
 use ordersaga_store::StoreError;
 use ordersaga_store::{Claimed, KeyClaim};
-use ordersaga_store::{NewProduct, OrderQuery, OutboxStatus, PaymentLink};
+use ordersaga_store::{NewProduct, OrderQuery, OutboxStatus, PaymentLink, WebhookClaim};
 use ordersaga_tests::create_product;
 
 ordersaga_tests::both_backends!(
@@ -42,6 +43,8 @@ ordersaga_tests::both_backends!(
     ratings_only_from_buyers_and_replacement_is_exact,
     outbox_commits_with_the_step_and_relays_claim_each_message_once,
     reconciler_queries_find_each_inconsistency_and_findings_open_once,
+    outbox_a_lapsed_claim_settles_nothing,
+    webhook_events_are_signalled_once,
 );
 
 fn eur(minor: i64) -> Money {
@@ -292,24 +295,31 @@ async fn confirm_and_fail_are_final(store: Store) -> anyhow::Result<()> {
     let b = order("alice", &[(&mug, 1)]);
     store.orders().place(&a, &[]).await?;
     store.orders().place(&b, &[]).await?;
+    // Each says whether it changed the row: the business counters count
+    // changes, so a retried step (its workflow task retried) counts once.
+    let ended = |status, changed| Ended { status, changed };
     assert_eq!(
         store.orders().confirm(&a.order_id, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, true)
     );
     assert_eq!(
         store.orders().confirm(&a.order_id, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, false)
     );
     let reason = FailureReason::PaymentDeclined {
         message: "nope".into(),
     };
     assert_eq!(
         store.orders().fail(&a.order_id, &reason, &[]).await?,
-        OrderStatus::Confirmed
+        ended(OrderStatus::Confirmed, false)
     );
     assert_eq!(
         store.orders().fail(&b.order_id, &reason, &[]).await?,
-        OrderStatus::Failed
+        ended(OrderStatus::Failed, true)
+    );
+    assert_eq!(
+        store.orders().fail(&b.order_id, &reason, &[]).await?,
+        ended(OrderStatus::Failed, false)
     );
     let rec = store.orders().get(&b.order_id).await?.context("order")?;
     assert_eq!(
@@ -371,7 +381,7 @@ async fn a_failed_order_keeps_its_reason_and_refuses_confirm_and_deduction(
     assert_eq!(store.stock().ledger_balance(&mug).await?, 10);
     // ... and confirms: the row stays FAILED with its reason.
     assert_eq!(
-        store.orders().confirm(&lost.order_id, &[]).await?,
+        store.orders().confirm(&lost.order_id, &[]).await?.status,
         OrderStatus::Failed
     );
     let rec = store.orders().get(&lost.order_id).await?.context("order")?;
@@ -772,8 +782,9 @@ fn email(o: &OrderInput, stage: EmailStage) -> Outgoing {
 
 /// The outbox: a step's messages commit with it (once, however often the
 /// step runs; none for an order that ended otherwise), concurrent relay
-/// slots never claim one message twice, a slot takes back its own
-/// unsettled claims at once, and settled messages are not claimed again.
+/// slots never claim one message twice, a leased message is nobody else's
+/// (not even a retry of the same slot), and settled messages are not
+/// claimed again.
 async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     store: Store,
 ) -> anyhow::Result<()> {
@@ -814,14 +825,15 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     // PostgreSQL the loser skips rows the winner took); a third takes the
     // rest.
     let (a, b) = tokio::join!(
-        store.outbox().claim(Topic::Email, "email#0", 4, lease),
-        store.outbox().claim(Topic::Email, "email#1", 4, lease)
+        store.outbox().claim(Topic::Email, "email#0/a", 4, lease),
+        store.outbox().claim(Topic::Email, "email#1/a", 4, lease)
     );
-    let (a, b) = (a?, b?);
+    let (a, b) = (a?.entries, b?.entries);
     let c = store
         .outbox()
-        .claim(Topic::Email, "email#2", 10, lease)
-        .await?;
+        .claim(Topic::Email, "email#2/a", 10, lease)
+        .await?
+        .entries;
     let mut keys: Vec<_> = a
         .iter()
         .chain(&b)
@@ -839,42 +851,53 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     assert!(
         store
             .outbox()
-            .claim(Topic::Email, "email#3", 10, lease)
+            .claim(Topic::Email, "email#3/a", 10, lease)
             .await?
+            .entries
             .is_empty(),
         "everything is leased"
     );
 
-    // A slot restarts: its unsettled claims come straight back to it.
-    let (slot, claimed) = [("email#0", &a), ("email#1", &b), ("email#2", &c)]
+    // A slot's retried attempt does not take back what its previous
+    // attempt holds: that one may still be sending (a zombie).
+    let (slot, again) = [("email#0/a", &a), ("email#1/a", &b), ("email#2/a", &c)]
         .into_iter()
         .max_by_key(|(_, claims)| claims.len())
         .context("slots")?;
-    assert!(claimed.len() >= 3, "7 messages over 3 slots");
-    let again = store.outbox().claim(Topic::Email, slot, 10, lease).await?;
-    let mut first: Vec<_> = claimed.iter().map(|e| e.key.clone()).collect();
-    let mut second: Vec<_> = again.iter().map(|e| e.key.clone()).collect();
-    first.sort();
-    second.sort();
-    assert_eq!(first, second);
-    assert!(again.iter().all(|e| e.attempts == 2), "{again:?}");
+    assert!(again.len() >= 3, "7 messages over 3 slots");
+    let retried_slot = format!("{}/b", slot.trim_end_matches("/a"));
+    assert_eq!(
+        store
+            .outbox()
+            .claim(Topic::Email, &retried_slot, 10, lease)
+            .await?,
+        ordersaga_store::OutboxClaim::default(),
+        "still leased by {slot}"
+    );
+    assert!(again.iter().all(|e| e.attempts == 1), "{again:?}");
 
     // Settle: done, retry later, give up. None is claimable right now.
     let done = &again[0].key;
-    store.outbox().complete(done).await?;
-    store
-        .outbox()
-        .retry(&again[1].key, slot, Duration::from_secs(3600), "421 busy")
-        .await?;
-    store
-        .outbox()
-        .fail(&again[2].key, slot, "550 no such user")
-        .await?;
-    // A slot that lost its lease cannot undo another slot's outcome.
-    store
-        .outbox()
-        .retry(done, "email#3", Duration::ZERO, "stale")
-        .await?;
+    assert!(store.outbox().complete(done, slot).await?);
+    assert!(
+        store
+            .outbox()
+            .retry(&again[1].key, slot, Duration::from_secs(3600), "421 busy")
+            .await?
+    );
+    assert!(
+        store
+            .outbox()
+            .fail(&again[2].key, slot, "550 no such user")
+            .await?
+    );
+    // A claimant that does not hold the message cannot undo its outcome.
+    assert!(
+        !store
+            .outbox()
+            .retry(done, "email#3/a", Duration::ZERO, "stale")
+            .await?
+    );
     assert_eq!(
         store.outbox().state(done).await?.context("row")?.status,
         OutboxStatus::Done
@@ -891,8 +914,12 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
             .status,
         OutboxStatus::Failed
     );
-    let rest = store.outbox().claim(Topic::Email, slot, 10, lease).await?;
-    assert_eq!(rest.len(), again.len() - 3, "only the unsettled ones");
+    // The settled ones are nobody's any more; the others stay leased.
+    let rest = store
+        .outbox()
+        .claim(Topic::Email, "email#4/a", 10, lease)
+        .await?;
+    assert!(rest.entries.is_empty(), "{rest:?}");
     assert_eq!(store.outbox().backlog(Topic::Email).await?, 5);
     Ok(())
 }
@@ -975,7 +1002,7 @@ async fn reconciler_queries_find_each_inconsistency_and_findings_open_once(
         .outbox()
         .claim(Topic::Email, "dead-slot", 10, lease)
         .await?;
-    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed.entries.len(), 1);
     let cutoff = ordersaga_store::now_ms() + 1_000;
     let stuck = findings.stuck_messages(cutoff, 10).await?;
     assert_eq!(stuck.len(), 1, "{stuck:?}");
@@ -1004,4 +1031,201 @@ async fn reconciler_queries_find_each_inconsistency_and_findings_open_once(
     // Found again after being resolved: new again.
     assert!(findings.open(&finding).await?);
     Ok(())
+}
+
+/// A zombie relay attempt: its lease ran out while it was still sending,
+/// another attempt claimed the message. Whatever the zombie then settles
+/// changes nothing; the message stays with the attempt that holds it, which
+/// alone settles it, and nobody claims it a third time meanwhile. (The
+/// zombie's send itself is the one duplicate of that crash window.)
+async fn outbox_a_lapsed_claim_settles_nothing(store: Store) -> anyhow::Result<()> {
+    let sku = product(&store, "ZOMBIE-1", 10).await?;
+    let o = order("zed", &[(&sku, 1)]);
+    store
+        .orders()
+        .place(&o, &[email(&o, EmailStage::OrderReceived)])
+        .await?;
+    // The zombie's claim lapses at once; the next attempt's does not.
+    let zombie = store
+        .outbox()
+        .claim(Topic::Email, "email#0/zombie", 10, Duration::ZERO)
+        .await?
+        .entries;
+    assert_eq!(zombie.len(), 1);
+    let key = &zombie[0].key;
+    let lease = Duration::from_secs(60);
+    let current = store
+        .outbox()
+        .claim(Topic::Email, "email#0/current", 10, lease)
+        .await?
+        .entries;
+    assert_eq!(current.len(), 1, "a lapsed lease frees the message");
+    assert_eq!(current[0].attempts, 2);
+
+    let outbox = store.outbox();
+    assert!(!outbox.complete(key, "email#0/zombie").await?);
+    assert!(
+        !outbox
+            .retry(key, "email#0/zombie", Duration::ZERO, "zombie")
+            .await?
+    );
+    assert!(!outbox.fail(key, "email#0/zombie", "zombie").await?);
+    let state = outbox.state(key).await?.context("row")?;
+    assert_eq!(
+        (state.status, state.last_error),
+        (OutboxStatus::Pending, None),
+        "untouched by the zombie"
+    );
+    assert!(
+        outbox
+            .claim(Topic::Email, "email#1/other", 10, lease)
+            .await?
+            .entries
+            .is_empty(),
+        "still leased by the current attempt"
+    );
+    assert!(outbox.complete(key, "email#0/current").await?);
+    assert_eq!(
+        outbox.state(key).await?.context("row")?.status,
+        OutboxStatus::Done
+    );
+    Ok(())
+}
+
+/// Payment webhooks by event id: the first claim signals, a copy while it
+/// signals is told to come back, a copy after it is a duplicate; a failed
+/// signal releases the id, and a claim whose request died lapses after its
+/// hold.
+async fn webhook_events_are_signalled_once(store: Store) -> anyhow::Result<()> {
+    let events = store.webhook_events();
+    let (hold, window) = (Duration::from_secs(30), Duration::from_secs(600));
+    assert_eq!(
+        events.claim("WH-1", hold, window).await?,
+        WebhookClaim::First
+    );
+    assert_eq!(
+        events.claim("WH-1", hold, window).await?,
+        WebhookClaim::InFlight
+    );
+    events.signalled("WH-1").await?;
+    assert_eq!(
+        events.claim("WH-1", hold, window).await?,
+        WebhookClaim::Duplicate
+    );
+    // Released after a failed signal: the redelivery is signalled.
+    assert_eq!(
+        events.claim("WH-2", hold, window).await?,
+        WebhookClaim::First
+    );
+    events.release("WH-2").await?;
+    assert_eq!(
+        events.claim("WH-2", hold, window).await?,
+        WebhookClaim::First
+    );
+    // Its request died mid-signal (no hold left): the next copy takes over.
+    assert_eq!(
+        events.claim("WH-3", Duration::ZERO, window).await?,
+        WebhookClaim::First
+    );
+    assert_eq!(
+        events.claim("WH-3", hold, window).await?,
+        WebhookClaim::First
+    );
+    // Racing copies of a new event: exactly one signals.
+    let racing = futures::future::join_all(
+        (0..10).map(|_| async { events.claim("WH-4", hold, window).await }),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(
+        racing.iter().filter(|c| **c == WebhookClaim::First).count(),
+        1,
+        "{racing:?}"
+    );
+    Ok(())
+}
+
+/// A row whose payload cannot be read (a newer writer, a broken one):
+/// the claim marks it `FAILED` with the reason and hands out the rest, so
+/// the topic keeps flowing; it is never claimed again.
+async fn outbox_quarantines_what_it_cannot_read(
+    db: ordersaga_tests::TestDatabase,
+) -> anyhow::Result<()> {
+    let store = db.store().await?;
+    let sku = product(&store, "BAD-1", 10).await?;
+    let o = order("quinn", &[(&sku, 1)]);
+    store
+        .orders()
+        .place(&o, &[email(&o, EmailStage::OrderReceived)])
+        .await?;
+    // Oldest first, so it sits in the first batch.
+    let raw = sqlx::AnyPool::connect(db.url()).await?;
+    for (key, payload) in [
+        ("bad-truncated", r#"{"Email":{"Order":{"stage""#),
+        (
+            "bad-unknown",
+            r#"{"topic":"fax","message":{"to":"+49 30 123456"}}"#,
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO outbox (message_key, topic, payload, status, available_at, created_at, \
+             updated_at) VALUES ($1, 'email', $2, 'PENDING', 0, 0, 0)",
+        )
+        .bind(key)
+        .bind(payload)
+        .execute(&raw)
+        .await?;
+    }
+    raw.close().await;
+
+    let lease = Duration::from_secs(60);
+    let claimed = store
+        .outbox()
+        .claim(Topic::Email, "email#0/a", 10, lease)
+        .await?;
+    assert_eq!(claimed.entries.len(), 1, "the good message is handed out");
+    let mut bad: Vec<_> = claimed.quarantined.iter().map(|q| q.key.as_str()).collect();
+    bad.sort_unstable();
+    assert_eq!(bad, ["bad-truncated", "bad-unknown"]);
+    for q in &claimed.quarantined {
+        assert!(q.reason.starts_with("undecodable payload"), "{q:?}");
+        assert!(!q.reason.contains("+49"), "no payload content: {q:?}");
+        let state = store.outbox().state(&q.key).await?.context("row")?;
+        assert_eq!(state.status, OutboxStatus::Failed);
+        assert_eq!(state.last_error.as_deref(), Some(q.reason.as_str()));
+    }
+    assert!(
+        store
+            .outbox()
+            .complete(&claimed.entries[0].key, "email#0/a")
+            .await?
+    );
+    assert_eq!(store.outbox().backlog(Topic::Email).await?, 0);
+    assert_eq!(
+        store
+            .outbox()
+            .claim(Topic::Email, "email#1/a", 10, Duration::ZERO)
+            .await?,
+        ordersaga_store::OutboxClaim::default(),
+        "quarantined rows are not claimed again"
+    );
+    store.close().await;
+    Ok(())
+}
+
+mod outbox_quarantine {
+    #[tokio::test]
+    async fn sqlite() -> anyhow::Result<()> {
+        super::outbox_quarantines_what_it_cannot_read(ordersaga_tests::TestDatabase::sqlite()?)
+            .await
+    }
+
+    #[tokio::test]
+    async fn postgres() -> anyhow::Result<()> {
+        super::outbox_quarantines_what_it_cannot_read(
+            ordersaga_tests::TestDatabase::postgres().await?,
+        )
+        .await
+    }
 }

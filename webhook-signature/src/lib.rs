@@ -17,15 +17,21 @@ use sha2::Sha256;
 /// Header carrying the signing time, Unix seconds.
 pub const TIMESTAMP_HEADER: &str = "Ordersaga-Webhook-Timestamp";
 /// Header carrying `v1=<hex>`; several comma-separated values are accepted
-/// so a secret can be rotated without dropping events.
+/// so a secret can be rotated without dropping events, up to
+/// [`MAX_SIGNATURES`].
 pub const SIGNATURE_HEADER: &str = "Ordersaga-Webhook-Signature";
+/// Most values the signature header may carry: each one costs an HMAC
+/// check before the sender is authenticated, so more is refused unread.
+/// Two cover a rotation (old and new secret).
+pub const MAX_SIGNATURES: usize = 4;
 /// How far a timestamp may be from the receiver's clock, either way.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 const SCHEME: &str = "v1=";
 
-/// Why a webhook is not believed. Every variant means "answer 401 and change
-/// nothing".
+/// Why a webhook is not believed. Every variant means "change nothing";
+/// [`WebhookError::TooManySignatures`] is a malformed request (400), every
+/// other one a failed authentication (401).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
     /// The timestamp header is missing or not an integer.
@@ -43,6 +49,13 @@ pub enum WebhookError {
     /// The signature header has no `v1=<hex>` value.
     #[error("webhook signature is missing or malformed")]
     MalformedSignature,
+    /// The signature header carries more than [`MAX_SIGNATURES`] values;
+    /// none was checked.
+    #[error("webhook signature header has {count} values; at most {MAX_SIGNATURES} are accepted")]
+    TooManySignatures {
+        /// Values in the header.
+        count: usize,
+    },
     /// No signature matches the body and timestamp under the secret.
     #[error("webhook signature does not match")]
     BadSignature,
@@ -73,8 +86,9 @@ pub fn unix_seconds(at: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Checks a webhook: the timestamp is within `tolerance` of `now` and one of
-/// the `v1=` signatures is the HMAC of `"{timestamp}.{body}"` under `secret`.
+/// Checks a webhook: the signature header has at most [`MAX_SIGNATURES`]
+/// values, the timestamp is within `tolerance` of `now` and one of the
+/// `v1=` signatures is the HMAC of `"{timestamp}.{body}"` under `secret`.
 /// The comparison is constant-time.
 pub fn verify(
     secret: &[u8],
@@ -84,6 +98,11 @@ pub fn verify(
     now: SystemTime,
     tolerance: Duration,
 ) -> Result<(), WebhookError> {
+    // Counted before anything is decoded or hashed.
+    let count = signature.split(',').count();
+    if count > MAX_SIGNATURES {
+        return Err(WebhookError::TooManySignatures { count });
+    }
     let sent: i64 = timestamp
         .trim()
         .parse()
@@ -176,6 +195,41 @@ mod tests {
         assert_eq!(
             verify(SECRET, &ts.to_string(), body, &rotated, now, tol),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn more_signature_values_than_the_cap_are_refused_unchecked() {
+        let now = SystemTime::now();
+        let ts = unix_seconds(now);
+        let body = br#"{"id":"WH-1"}"#;
+        let sig = sign(SECRET, ts, body);
+        let within = [vec!["v1=00"; MAX_SIGNATURES - 1], vec![sig.as_str()]].concat();
+        assert_eq!(
+            verify(
+                SECRET,
+                &ts.to_string(),
+                body,
+                &within.join(","),
+                now,
+                DEFAULT_TOLERANCE
+            ),
+            Ok(())
+        );
+        // The genuine signature last: refused all the same, by count.
+        let over = [vec!["v1=00"; MAX_SIGNATURES], vec![sig.as_str()]].concat();
+        assert_eq!(
+            verify(
+                SECRET,
+                &ts.to_string(),
+                body,
+                &over.join(","),
+                now,
+                DEFAULT_TOLERANCE
+            ),
+            Err(WebhookError::TooManySignatures {
+                count: MAX_SIGNATURES + 1
+            })
         );
     }
 }

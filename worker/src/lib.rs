@@ -28,8 +28,8 @@ use std::sync::Arc;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    BusinessMetrics, Mailer, NotificationActivities, OrderActivities, ReconcileActivities,
-    RelayActivities, ShippingActivities, SimulatedGateway,
+    BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities, OrderActivities,
+    ReconcileActivities, RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
@@ -65,6 +65,9 @@ pub enum WorkerError {
     /// The mail settings are invalid (e.g. a malformed `From:` address).
     #[error("mail settings")]
     Mail(#[from] MailError),
+    /// The SMTP timeouts do not fit in the outbox relay's lease.
+    #[error("relay settings")]
+    Relay(#[from] LeaseTooShort),
     /// The checkout gateway's HTTP client could not be built.
     #[error("checkout gateway")]
     Checkout(#[from] BuildError),
@@ -109,6 +112,11 @@ fn queue_options(
                 let checkout = Arc::new(PayPalGateway::new(paypal.clone())?);
                 activities = activities.with_checkout(checkout.clone());
                 reconcile = reconcile.with_checkout(checkout);
+            } else {
+                // Said at start-up, not only when the first checkout order fails.
+                tracing::warn!(
+                    "no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL unset): checkout orders on this worker fail with GATEWAY_NOT_CONFIGURED"
+                );
             }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()
@@ -274,6 +282,8 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    // Also checked when loading; settings built in code pass here too.
+    settings.relay.check_delivery(&settings.mail.delivery)?;
     let store = Store::connect(&settings.database_url).await?;
     let client = connect(&settings.temporal).await?;
     ensure_relays(&client, &settings).await?;

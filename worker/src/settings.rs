@@ -15,7 +15,7 @@ use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{Load, Parsed, set};
+use ordersaga_runtime::settings::{Load, Parsed, SettingsError, set};
 use serde::Deserialize;
 
 /// Everything a worker process can be told. Defaults suit the local dev
@@ -315,6 +315,15 @@ impl Load for WorkerSettings {
         set(&mut s.reconcile.grace_secs, v.reconcile_grace_secs);
         set(&mut s.reconcile.limit, v.reconcile_limit);
     }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        self.relay
+            .check_delivery(&self.mail.delivery)
+            .map_err(|e| SettingsError::Invalid {
+                name: "ORDERSAGA_SMTP_TIMEOUT_MS".to_string(),
+                problem: e.to_string(),
+            })
+    }
 }
 
 impl WorkerSettings {
@@ -378,6 +387,29 @@ mod tests {
         assert_eq!(WorkerSettings::default().queues, Queue::ALL);
     }
 
+    /// A send that can outlast its claim's lease lets another relay slot
+    /// claim and send the same email while the first still sends it.
+    #[test]
+    fn smtp_timeouts_that_do_not_fit_in_the_relay_lease_are_refused() {
+        let smtp = [
+            ("ORDERSAGA_SMTP_HOST", "smtp.example.com"),
+            ("ORDERSAGA_SMTP_TIMEOUT_MS", "10000"),
+        ];
+        // Default lease (60 s): a connect and a command (20 s) fit in its
+        // delivery budget (45 s).
+        assert!(load(&smtp).is_ok());
+        let too_short = [smtp.as_slice(), &[("ORDERSAGA_RELAY_LEASE_MS", "20000")]].concat();
+        match load(&too_short) {
+            Err(SettingsError::Invalid { name, problem }) => {
+                assert_eq!(name, "ORDERSAGA_SMTP_TIMEOUT_MS");
+                assert!(problem.contains("20000 ms lease"), "{problem}");
+            }
+            other => panic!("expected the SMTP timeout refused, got {other:?}"),
+        }
+        // The local mailbox has no SMTP timeout to fit.
+        assert!(load(&[("ORDERSAGA_RELAY_LEASE_MS", "20000")]).is_ok());
+    }
+
     #[test]
     fn no_variables_give_the_defaults() {
         let s = load(&[]).unwrap();
@@ -414,7 +446,7 @@ mod tests {
             ("ORDERSAGA_RELAY_BATCH", "9"),
             ("ORDERSAGA_RELAY_POLL_MS", "11"),
             ("ORDERSAGA_RELAY_RUN_MS", "12"),
-            ("ORDERSAGA_RELAY_LEASE_MS", "13"),
+            ("ORDERSAGA_RELAY_LEASE_MS", "13000"),
             ("ORDERSAGA_EMAIL_RELAY_SLOTS", "14"),
             ("ORDERSAGA_SHIPPING_RELAY_SLOTS", "15"),
             ("ORDERSAGA_STICKY_TIMEOUT_MS", "16"),
@@ -482,7 +514,7 @@ mod tests {
         );
         assert_eq!(
             (s.relay.batch, s.relay.poll, s.relay.run_for, s.relay.lease),
-            (9, ms(11), ms(12), ms(13))
+            (9, ms(11), ms(12), ms(13_000))
         );
         assert_eq!((s.email_relay_slots, s.shipping_relay_slots), (14, 15));
         assert_eq!(

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use ordersaga_domain::Topic;
 use ordersaga_domain::contracts::{RelayContract, RelayInput};
-use ordersaga_domain::names::{OUTBOX_RELAY_WORKFLOW_ID_PREFIX, OUTBOX_RELAY_WORKFLOW_TYPE};
+use ordersaga_domain::names::{
+    INDEPENDENT_SLOTS_PATCH, OUTBOX_RELAY_WORKFLOW_ID_PREFIX, OUTBOX_RELAY_WORKFLOW_TYPE,
+};
 use serde::{Deserialize, Serialize};
 use temporalio_workflow::{
-    ActivityOptions, ContinueAsNewOptions, RetryPolicy, WorkflowContext, WorkflowContextView,
-    WorkflowResult, join_all, workflow, workflow_methods,
+    ActivityExecutionError, ActivityOptions, ContinueAsNewOptions, RetryPolicy, WorkflowContext,
+    WorkflowContextView, WorkflowResult, join_all, workflow, workflow_methods,
 };
 
 /// Rounds per run before continuing as new: a round is a few events per
@@ -52,13 +54,17 @@ impl OutboxRelayWorkflow {
     }
 
     /// Runs until cancelled or terminated, continuing as new every
-    /// [`ROUNDS_PER_RUN`] rounds.
+    /// [`ROUNDS_PER_RUN`] rounds of each slot. Each slot runs its rounds on
+    /// its own (patch `relay-independent-slots-v1`): a slot that fails and
+    /// waits out its retry holds no other; runs recorded before the patch
+    /// keep their shape, every slot's round ending together.
     #[run(name = OUTBOX_RELAY_WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
         let input = ctx.state(|s| s.input);
+        let independent_slots = ctx.patched(INDEPENDENT_SLOTS_PATCH);
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(600))
-            // A relay on a dead worker is noticed, and its claims retaken
-            // by the retry, within seconds.
+            // A relay on a dead worker is noticed within seconds and
+            // retried elsewhere; its claims return when their lease ends.
             .heartbeat_timeout(Duration::from_secs(10))
             // An outage is waited out, however long: the messages keep
             // their own backoff and horizon in the outbox.
@@ -71,19 +77,31 @@ impl OutboxRelayWorkflow {
             )
             .summary(format!("RelayOutbox {}", input.topic))
             .build();
-        for _ in 0..ROUNDS_PER_RUN {
-            let slots = (0..input.slots.max(1)).map(|slot| {
-                ctx.execute_activity(
-                    RelayContract::relay_outbox,
-                    RelayInput {
-                        topic: input.topic,
-                        slot,
-                    },
-                    options.clone(),
-                )
+        let round = |slot| {
+            ctx.execute_activity(
+                RelayContract::relay_outbox,
+                RelayInput {
+                    topic: input.topic,
+                    slot,
+                },
+                options.clone(),
+            )
+        };
+        if independent_slots {
+            let slots = (0..input.slots.max(1)).map(|slot| async move {
+                for _ in 0..ROUNDS_PER_RUN {
+                    round(slot).await?;
+                }
+                Ok::<_, ActivityExecutionError>(())
             });
             for done in join_all(slots).await {
                 done?;
+            }
+        } else {
+            for _ in 0..ROUNDS_PER_RUN {
+                for done in join_all((0..input.slots.max(1)).map(round)).await {
+                    done?;
+                }
             }
         }
         ctx.continue_as_new(input, ContinueAsNewOptions::default())?;

@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 pub use ordersaga_webhook_signature::{
-    DEFAULT_TOLERANCE, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookError, event_type, sign,
-    unix_seconds, verify,
+    DEFAULT_TOLERANCE, MAX_SIGNATURES, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookError,
+    event_type, sign, unix_seconds, verify,
 };
 
 /// What happened to a payment, as one webhook tells it.

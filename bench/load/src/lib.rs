@@ -117,6 +117,7 @@ fn failure_kind(reason: &FailureReason) -> &'static str {
         FailureReason::PaymentExpired { .. } => "PaymentExpired",
         FailureReason::OutOfStock { .. } => failure::OUT_OF_STOCK,
         FailureReason::Cancelled { .. } => "Cancelled",
+        FailureReason::Internal { code, .. } => code.as_str(),
     }
 }
 

@@ -14,25 +14,25 @@ pub(crate) struct PayPalError {
     status: StatusCode,
     name: &'static str,
     message: &'static str,
-    issue: Option<(&'static str, String)>,
+    issue: Option<(String, String)>,
 }
 
 impl PayPalError {
-    pub(crate) fn unprocessable(issue: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(issue: impl Into<String>, description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             name: "UNPROCESSABLE_ENTITY",
             message: "The requested action could not be performed, semantically incorrect, or failed business validation.",
-            issue: Some((issue, description.into())),
+            issue: Some((issue.into(), description.into())),
         }
     }
 
-    pub(crate) fn invalid(issue: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn invalid(issue: impl Into<String>, description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             name: "INVALID_REQUEST",
             message: "Request is not well-formed, syntactically incorrect, or violates schema.",
-            issue: Some((issue, description.into())),
+            issue: Some((issue.into(), description.into())),
         }
     }
 
@@ -41,7 +41,7 @@ impl PayPalError {
             status: StatusCode::NOT_FOUND,
             name: "RESOURCE_NOT_FOUND",
             message: "The specified resource does not exist.",
-            issue: Some(("INVALID_RESOURCE_ID", what.into())),
+            issue: Some(("INVALID_RESOURCE_ID".to_string(), what.into())),
         }
     }
 

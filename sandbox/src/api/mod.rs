@@ -409,14 +409,19 @@ async fn capture_order(
         return Ok(replay(status, body));
     }
     let refusal = match order.status.as_str() {
-        "APPROVED" => None,
+        "APPROVED" => app
+            .with_controls(|c| c.take_refused_capture())
+            .map(|issue| (issue, "The capture was refused (test control).")),
         "CREATED" => Some((
-            "ORDER_NOT_APPROVED",
+            "ORDER_NOT_APPROVED".to_string(),
             "Payer has not yet approved the Order for payment.",
         )),
-        "COMPLETED" => Some(("ORDER_ALREADY_CAPTURED", "Order already captured.")),
+        "COMPLETED" => Some((
+            "ORDER_ALREADY_CAPTURED".to_string(),
+            "Order already captured.",
+        )),
         _ => Some((
-            "ORDER_EXPIRED",
+            "ORDER_EXPIRED".to_string(),
             "The order was voided and can no longer be captured.",
         )),
     };

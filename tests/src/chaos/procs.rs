@@ -50,7 +50,13 @@ impl Cluster {
         workers: usize,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir.join("logs"))?;
-        let smtp = SmtpServer::start(free_port()?, dir.join("mail"), Duration::ZERO).await?;
+        let smtp = SmtpServer::start(
+            free_port()?,
+            dir.join("mail"),
+            Duration::ZERO,
+            Duration::ZERO,
+        )
+        .await?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             bin_dir: bin_dir.to_path_buf(),

@@ -10,6 +10,9 @@
 //!   PayPal-style checkout that waits durably for the buyer's approval);
 //! - [`compensation`]: the undo actions;
 //! - [`failures`]: business outcomes read out of activity failures;
+//! - [`outcomes`]: how a stopped saga ends (an accepted cancel wins; a fault
+//!   is recorded as an internal failure first) and the quiet completion of
+//!   a checkout saga;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
 //!
@@ -40,6 +43,7 @@ mod compensation;
 mod failures;
 mod legacy;
 mod options;
+mod outcomes;
 mod payment;
 
 use std::time::Duration;
@@ -48,8 +52,9 @@ use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
-    OUTBOX_PATCH, handler, search_attribute,
+    CHECKOUT_DEADLINE_PATCH, DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH,
+    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler,
+    search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
@@ -118,6 +123,9 @@ pub struct OrderWorkflow {
     /// `finish-db-steps-v1`: a cancelled workflow lets `ProcessInventory`
     /// and `OpenPayment` finish ([`OrderWorkflow::db_step_token`]).
     finish_db_steps: bool,
+    /// `gateway-outcomes-v1`, `checkout-deadline-v1`, `quiet-completion-v1`
+    /// ([`outcomes`], [`payment`]).
+    later: outcomes::Patches,
 }
 
 #[workflow_methods]
@@ -144,6 +152,7 @@ impl OrderWorkflow {
             cancel_requested: None,
             durable_cancel: false,
             finish_db_steps: false,
+            later: outcomes::Patches::default(),
         }
     }
 
@@ -164,21 +173,31 @@ impl OrderWorkflow {
         };
         let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
         let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
+        let later = outcomes::Patches {
+            gateway_outcomes: ctx.patched(GATEWAY_OUTCOMES_PATCH),
+            checkout_deadline: ctx.patched(CHECKOUT_DEADLINE_PATCH),
+            quiet_completion: ctx.patched(QUIET_COMPLETION_PATCH),
+        };
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
             s.finish_db_steps = finish_db_steps;
+            s.later = later;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
             Ok(()) => match Self::confirm(ctx, &input).await? {
-                Ok(outcome) => return Ok(outcome),
+                Ok(outcome) => {
+                    Self::quiet_completion(ctx).await;
+                    return Ok(outcome);
+                }
                 // The database says the order already failed: undo what this
                 // run did and end with the stored reason.
                 Err(reason) => Stop::Business(reason),
             },
             Err(stop) => stop,
         };
+        let stop = Self::cancel_wins(ctx, stop);
         if let Stop::Business(FailureReason::Cancelled { .. }) = &stop {
             Self::cancel_made_durable(ctx).await;
         }
@@ -191,17 +210,16 @@ impl OrderWorkflow {
             Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
         };
         let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
-        let reason = match stop {
-            Stop::Business(reason) => reason,
-            Stop::Cancelled(message) => FailureReason::Cancelled { message },
-            Stop::Broken(err) => return Err((*err).into()),
-            Stop::Terminated(t) => return Err(t),
-        };
+        let (reason, fault) = Self::failure_of(ctx, stop)?;
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
         let email = input.failed_email(&reason, refunded);
         let outgoing = Self::for_outbox(ctx, email.clone().map(Outgoing::Email));
         Self::fail(ctx, &input, &reason, outgoing).await?;
         Self::notify_by_child(ctx, email).await?;
+        Self::quiet_completion(ctx).await;
+        if let Some(fault) = fault {
+            return Err(fault);
+        }
         if cancelled {
             return Err(WorkflowTermination::cancelled());
         }

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use ordersaga_domain::names::failure;
 use temporalio_workflow::{
-    ActivityCancellationType, ActivityOptions, LocalActivityOptions, RetryPolicy,
-    WorkflowCancellationToken,
+    ActivityCancellationType, ActivityCloseTimeouts, ActivityOptions, LocalActivityOptions,
+    RetryPolicy, WorkflowCancellationToken,
 };
+
+/// A gateway call's attempt: it heartbeats, so a dead worker is noticed
+/// long before this.
+const GATEWAY_ATTEMPT: Duration = Duration::from_secs(30);
 
 /// Retries infrastructure errors with backoff for as long as the step's
 /// timeout allows (an outage is waited out, not turned into failed orders);
@@ -48,7 +52,7 @@ pub(super) fn gateway_step(
     summary: &str,
     token: Option<WorkflowCancellationToken>,
 ) -> ActivityOptions {
-    let mut opts = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+    let mut opts = ActivityOptions::with_start_to_close_timeout(GATEWAY_ATTEMPT)
         .heartbeat_timeout(Duration::from_secs(5))
         .retry_policy(retry_policy())
         // On cancellation wait for the charge attempt to end, so a refund
@@ -57,6 +61,18 @@ pub(super) fn gateway_step(
         .summary(summary)
         .build();
     opts.cancellation_token = token;
+    opts
+}
+
+/// A gateway read worth retrying only until `window` has passed, all
+/// attempts together (the checkout wait's reconciliation poll: the deadline
+/// decides, not the gateway's outage).
+pub(super) fn within(summary: &str, window: Duration) -> ActivityOptions {
+    let mut opts = gateway_step(summary, None);
+    opts.close_timeouts = ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: window,
+        start_to_close: GATEWAY_ATTEMPT.min(window),
+    };
     opts
 }
 

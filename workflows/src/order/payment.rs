@@ -18,8 +18,13 @@ use ordersaga_domain::{
 use temporalio_workflow::{TimerOptions, TimerResult, WorkflowContext};
 
 use super::compensation::Compensation;
-use super::options::{db_step, detached, gateway_step};
+use super::options::{db_step, detached, gateway_step, within};
 use super::{OrderWorkflow, Stop};
+
+/// How long the poll at the deadline may take, retries included, when the
+/// gateway does not answer: the wait ends this long after the deadline at
+/// the latest.
+const LAST_POLL_WINDOW: Duration = Duration::from_secs(10);
 
 /// How the wait for the buyer's approval ended.
 enum Approval {
@@ -123,7 +128,12 @@ impl OrderWorkflow {
             transaction_id: input.transaction_id,
             gateway_order_id,
         };
-        let reason = match Self::await_approval(ctx, &gateway, timing).await? {
+        let approval = if ctx.state(|s| s.later.checkout_deadline) {
+            Self::await_approval_until_deadline(ctx, &gateway, timing).await?
+        } else {
+            Self::await_approval(ctx, &gateway, timing).await?
+        };
+        let reason = match approval {
             Approval::Approved => None,
             Approval::Voided => Some(FailureReason::PaymentDeclined {
                 message: "cancelled by the buyer".to_string(),
@@ -151,8 +161,25 @@ impl OrderWorkflow {
                 gateway,
                 gateway_step("CapturePayment", None),
             )
-            .await
-            .map_err(|e| Self::classify(ctx, e))?;
+            .await;
+        let captured = match captured {
+            Ok(captured) => captured,
+            Err(e) => {
+                let stop = Self::classify(ctx, e);
+                if matches!(stop, Stop::Business(_)) && ctx.state(|s| s.later.gateway_outcomes) {
+                    // Refused for good (the buyer cancelled after approving:
+                    // ORDER_EXPIRED; ORDER_NOT_APPROVED; PAYER_ACTION_REQUIRED).
+                    // Nothing was captured (the adapter resolves an earlier
+                    // capture), but the gateway order may still be open:
+                    // void it, after the refund, which stays registered in
+                    // case an unreadable answer hid a capture.
+                    undo.pop();
+                    undo.push(Compensation::VoidPayment);
+                    undo.push(Compensation::RefundPayment);
+                }
+                return Err(stop);
+            }
+        };
         match captured {
             CaptureOutcome::Completed { .. } => {
                 Self::settle(ctx, order_id, Settlement::Captured).await
@@ -177,9 +204,9 @@ impl OrderWorkflow {
         }
     }
 
-    /// Waits for the buyer: a webhook or `CancelOrder` wakes the saga at
-    /// once; every poll interval it asks the gateway itself (a lost webhook
-    /// never leaves the payment stuck); the deadline ends the wait.
+    /// The wait of sagas recorded before `checkout-deadline-v1`: it counted
+    /// only timer time against the deadline (not a poll's retries) and
+    /// skipped the poll at the deadline.
     async fn await_approval(
         ctx: &mut WorkflowContext<Self>,
         gateway: &GatewayPaymentInput,
@@ -188,17 +215,7 @@ impl OrderWorkflow {
         let poll = Duration::from_secs(timing.poll_secs.max(1));
         let mut remaining = Duration::from_secs(timing.deadline_secs);
         loop {
-            let decided = ctx.state(|s| {
-                if let Some(reason) = &s.cancel_requested {
-                    return Some(Approval::CancelRequested(reason.clone()));
-                }
-                match s.payment_event {
-                    Some(GatewayEventKind::Voided) => Some(Approval::Voided),
-                    Some(_) => Some(Approval::Approved),
-                    None => None,
-                }
-            });
-            if let Some(approval) = decided {
+            if let Some(approval) = Self::decided(ctx) {
                 return Ok(approval);
             }
             if remaining.is_zero() {
@@ -248,6 +265,124 @@ impl OrderWorkflow {
                 }
             });
         }
+    }
+
+    /// Waits for the buyer on the workflow clock (`checkout-deadline-v1`): a
+    /// webhook or `CancelOrder` wakes the saga at once; every poll interval,
+    /// and once more at the deadline, it asks the gateway itself. A poll
+    /// retries a gateway outage only until the deadline (the last one for
+    /// [`LAST_POLL_WINDOW`]), so an outage ends the wait on time: nothing
+    /// was captured, and the deadline's void makes sure nothing will be.
+    async fn await_approval_until_deadline(
+        ctx: &mut WorkflowContext<Self>,
+        gateway: &GatewayPaymentInput,
+        timing: CheckoutTiming,
+    ) -> Result<Approval, Stop> {
+        let Some(start) = ctx.workflow_time() else {
+            return Self::await_approval(ctx, gateway, timing).await;
+        };
+        let poll = Duration::from_secs(timing.poll_secs.max(1));
+        let deadline = start + Duration::from_secs(timing.deadline_secs);
+        // The workflow clock: the time of the current task, the same on replay.
+        let remaining = |ctx: &WorkflowContext<Self>| {
+            let now = ctx.workflow_time().unwrap_or(start);
+            deadline.duration_since(now).unwrap_or(Duration::ZERO)
+        };
+        loop {
+            if let Some(approval) = Self::decided(ctx) {
+                return Ok(approval);
+            }
+            let left = remaining(&*ctx);
+            if left.is_zero() {
+                Self::reconcile(ctx, gateway, LAST_POLL_WINDOW).await?;
+                return Ok(Self::decided(ctx).unwrap_or(Approval::Expired));
+            }
+            if !Self::sleep_unless_decided(ctx, poll.min(left)).await? {
+                continue;
+            }
+            let left = remaining(&*ctx);
+            if !left.is_zero() {
+                Self::reconcile(ctx, gateway, left).await?;
+            }
+        }
+    }
+
+    /// How the wait is decided so far: `CancelOrder` first, then the first
+    /// deciding gateway event.
+    fn decided(ctx: &WorkflowContext<Self>) -> Option<Approval> {
+        ctx.state(|s| {
+            if let Some(reason) = &s.cancel_requested {
+                return Some(Approval::CancelRequested(reason.clone()));
+            }
+            match s.payment_event {
+                Some(GatewayEventKind::Voided) => Some(Approval::Voided),
+                Some(_) => Some(Approval::Approved),
+                None => None,
+            }
+        })
+    }
+
+    /// Sleeps `wait` unless a webhook or `CancelOrder` comes first; whether
+    /// the timer fired.
+    async fn sleep_unless_decided(
+        ctx: &mut WorkflowContext<Self>,
+        wait: Duration,
+    ) -> Result<bool, Stop> {
+        let timer = TimerOptions::builder(wait)
+            .summary("payment reconciliation".to_string())
+            .build();
+        temporalio_workflow::workflows::select! {
+            r = ctx.wait_condition(|s: &Self| {
+                s.payment_event.is_some() || s.cancel_requested.is_some()
+            }) => match r {
+                Ok(()) => Ok(false),
+                Err(_) => Err(Self::workflow_cancelled(ctx)),
+            },
+            r = ctx.timer(timer) => match r {
+                TimerResult::Fired => Ok(true),
+                TimerResult::Cancelled => Err(Self::workflow_cancelled(ctx)),
+            },
+        }
+    }
+
+    /// Asks the gateway where its order stands, retrying for at most
+    /// `window`; an approval or void found decides the wait like a webhook.
+    /// No answer in time is no news; a refusal (a 4xx) is the order's
+    /// outcome.
+    async fn reconcile(
+        ctx: &mut WorkflowContext<Self>,
+        gateway: &GatewayPaymentInput,
+        window: Duration,
+    ) -> Result<(), Stop> {
+        let snapshot = ctx
+            .execute_activity(
+                OrderContract::get_checkout,
+                gateway.gateway_order_id.clone(),
+                within("GetCheckout", window),
+            )
+            .await;
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                return match Self::classify(ctx, e) {
+                    Stop::Broken(_) => Ok(()),
+                    stop => Err(stop),
+                };
+            }
+        };
+        let polled = match snapshot.status {
+            CheckoutStatus::Approved | CheckoutStatus::Completed => {
+                Some(GatewayEventKind::Approved)
+            }
+            CheckoutStatus::Voided => Some(GatewayEventKind::Voided),
+            _ => None,
+        };
+        ctx.state_mut(|s| {
+            if s.payment_event.is_none() {
+                s.payment_event = polled;
+            }
+        });
+        Ok(())
     }
 
     /// Records how the checkout payment ended.

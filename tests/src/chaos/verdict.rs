@@ -204,12 +204,17 @@ fn orders(o: &Observed<'_>, v: &mut Verdict) {
 
 fn money(o: &Observed<'_>, v: &mut Verdict) {
     let (mut captures, mut refunds, mut doubles, mut missing, mut wrong) = (0, 0, 0, 0, 0);
+    let mut cancelled_after_capture = 0;
     for a in o.placed.iter().filter_map(|p| p.accepted.as_ref()) {
         let c = o.books.get(&a.order_id).copied().unwrap_or_default();
         captures += c.captures;
         refunds += c.refunds;
         let id = &a.order_id;
         let attention = o.shop.attention.contains_key(id);
+        let shop = o.shop.orders.get(id);
+        if c.captures >= 1 && shop.and_then(|s| s.failure_code.as_deref()) == Some("CANCELLED") {
+            cancelled_after_capture += 1;
+        }
         if c.captures > 1 {
             doubles += 1;
             v.violate(format!("order {id}: {} captures", c.captures));
@@ -238,6 +243,7 @@ fn money(o: &Observed<'_>, v: &mut Verdict) {
     }
     v.figure("money", "captures", captures);
     v.figure("money", "refunds", refunds);
+    v.figure("money", "cancelled after capture", cancelled_after_capture);
     v.figure("money", "double captures", doubles);
     v.figure("money", "missing refunds", missing);
     v.figure("money", "other money mismatches", wrong);

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use rand::Rng;
 use rand::rngs::StdRng;
 use reqwest::StatusCode;
@@ -20,7 +21,9 @@ pub enum Kind {
     OutOfStock,
     /// Cancelled while the buyer has not approved yet.
     CancelBefore,
-    /// Cancelled once the payment is captured (or too late: confirmed).
+    /// Approved by the client on the approval page, then cancelled at
+    /// once: the cancel meets the capture (before, during or after it) or
+    /// comes too late (confirmed).
     CancelAfter,
     /// Several lines.
     MultiLine,
@@ -152,7 +155,7 @@ fn order(
     // The sandbox's buyer acts on the local part; a manual buyer waits.
     let buyer = match kind {
         Kind::Declined => "decline",
-        Kind::CancelBefore => "wait",
+        Kind::CancelBefore | Kind::CancelAfter => "wait",
         _ => "approve",
     };
     PlannedOrder {
@@ -210,8 +213,10 @@ impl Client {
     /// A client of the API at `api` (`http://host:port`).
     pub fn new(api: String) -> anyhow::Result<Self> {
         Ok(Self {
+            // No redirects: the approval page answers the press itself.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             api,
         })
@@ -244,10 +249,16 @@ impl Client {
                 tokio::time::sleep(placed.plan.cancel_delay).await;
                 ready
             }
-            Kind::CancelAfter => {
-                self.wait_for(&placed, |j| j["payment_status"] == "CAPTURED")
-                    .await
-            }
+            Kind::CancelAfter => match self.approve(&placed).await {
+                Ok(()) => {
+                    tokio::time::sleep(placed.plan.cancel_delay / 15).await;
+                    true
+                }
+                Err(e) => {
+                    placed.error = Some(format!("approve: {e:#}"));
+                    false
+                }
+            },
             _ => false,
         };
         if cancel {
@@ -312,6 +323,33 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
+    }
+
+    /// The buyer presses Approve on the approval page (found on the order
+    /// once the saga has it).
+    async fn approve(&self, placed: &Placed) -> anyhow::Result<()> {
+        let Some(a) = &placed.accepted else {
+            anyhow::bail!("not accepted");
+        };
+        let mut link = a.approval_url.clone();
+        let url = format!("{}/v1/orders/{}", self.api, a.order_id);
+        let deadline = Instant::now() + CLIENT_PATIENCE;
+        while link.is_none() && Instant::now() < deadline {
+            if let Ok(r) = self.http.get(&url).send().await
+                && let Ok(j) = r.json::<serde_json::Value>().await
+            {
+                link = j["approval_url"].as_str().map(str::to_string);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let link = link.context("no approval link")?;
+        let press = link.replacen("/checkoutnow?", "/checkoutnow/approve?", 1);
+        let (status, text) = retrying(|| self.http.post(&press).send()).await?;
+        anyhow::ensure!(
+            status.is_success() || status.is_redirection(),
+            "approve: {status}: {text}"
+        );
+        Ok(())
     }
 
     async fn cancel(&self, placed: &Placed) -> anyhow::Result<bool> {

@@ -112,7 +112,7 @@ fn already_failed(reason: FailureReason) -> ActivityError {
     business_failure(failure::ORDER_ALREADY_FAILED, reason)
 }
 
-fn store_failure(e: StoreError) -> ActivityError {
+pub(crate) fn store_failure(e: StoreError) -> ActivityError {
     match e {
         // The workflow created the order first; its absence is a bug that
         // retrying cannot fix.

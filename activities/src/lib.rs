@@ -5,6 +5,8 @@
 //!   refunds, payment wait) recorded through the worker's metrics meter.
 //! - [`activities`]: `OrderActivities`, one Temporal activity per domain
 //!   command (`PlaceOrder`, `ProcessPayment`, ...) plus the compensations.
+//! - [`attention`]: `AttentionActivities`, the records of compensations
+//!   parked for an operator.
 //! - [`mail`], [`notify`]: the notifications service (templates, SMTP or
 //!   local mailbox, the once-per-stage `SendEmail` activity).
 //! - [`relay`]: the outbox relay (`RelayOutbox`) through which both
@@ -15,6 +17,8 @@
 
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod activities;
+#[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod attention;
 pub mod gateway;
 pub mod mail;
 pub mod metrics;
@@ -28,6 +32,7 @@ pub mod relay;
 pub mod shipping;
 
 pub use activities::OrderActivities;
+pub use attention::AttentionActivities;
 pub use gateway::{PaymentGateway, SimulatedGateway};
 pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;

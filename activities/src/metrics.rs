@@ -28,6 +28,12 @@ pub mod name {
     /// Counter: captured payments given back by the refund compensation,
     /// once each.
     pub const REFUNDS: &str = "ordersaga_refunds";
+    /// Counter: compensations parked for an operator (refused for good).
+    pub const COMPENSATIONS_PARKED: &str = "ordersaga_compensations_parked";
+    /// Gauge: orders with a compensation parked for an operator, as this
+    /// worker last counted them in the database (at each park or
+    /// resolution, and every 15 s).
+    pub const ORDERS_NEEDS_ATTENTION: &str = "ordersaga_orders_needs_attention";
     /// Histogram (ms): how long one charge waited for the payment gateway.
     pub const PAYMENT_WAIT: &str = "ordersaga_payment_wait";
     /// Counter, by `topic`: outbox messages delivered by a relay.
@@ -58,6 +64,8 @@ pub struct BusinessMetrics {
     confirmed: Counter,
     failed: Counter,
     refunds: Counter,
+    parked: Counter,
+    needs_attention: Gauge,
     payment_wait: HistogramDuration,
     attributes: MetricAttributes,
     outbox_delivered: Counter,
@@ -95,6 +103,14 @@ impl BusinessMetrics {
             confirmed: meter.counter(params(name::ORDERS_CONFIRMED, "Orders confirmed")),
             failed: meter.counter(params(name::ORDERS_FAILED, "Orders failed")),
             refunds: meter.counter(params(name::REFUNDS, "Captured payments refunded")),
+            parked: meter.counter(params(
+                name::COMPENSATIONS_PARKED,
+                "Compensations parked for an operator",
+            )),
+            needs_attention: meter.gauge(params(
+                name::ORDERS_NEEDS_ATTENTION,
+                "Orders with a compensation parked for an operator",
+            )),
             payment_wait: meter.histogram_duration(params(
                 name::PAYMENT_WAIT,
                 "Time one charge waited for the payment gateway",
@@ -206,6 +222,15 @@ impl BusinessMetrics {
 
     pub(crate) fn refunded(&self) {
         self.refunds.add(1, &self.attributes);
+    }
+
+    pub(crate) fn compensation_parked(&self) {
+        self.parked.add(1, &self.attributes);
+    }
+
+    pub(crate) fn needs_attention(&self, orders: i64) {
+        self.needs_attention
+            .record(u64::try_from(orders).unwrap_or(0), &self.attributes);
     }
 
     pub(crate) fn payment_waited(&self, waited: Duration) {

@@ -4,7 +4,8 @@ use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine,
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::{
-    EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary, Product, StockReceipt,
+    AttentionRecord, EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary, Product,
+    StockReceipt,
 };
 use serde::Serialize;
 
@@ -56,6 +57,7 @@ fn pb_payment(s: Option<PaymentStatus>) -> i32 {
         Some(PaymentStatus::Declined) => pb::PaymentStatus::Declined,
         Some(PaymentStatus::Refunded) => pb::PaymentStatus::Refunded,
         Some(PaymentStatus::Voided) => pb::PaymentStatus::Voided,
+        Some(PaymentStatus::RefundFailed) => pb::PaymentStatus::RefundFailed,
     }) as i32
 }
 
@@ -87,6 +89,18 @@ impl From<OrderDetails> for pb::Order {
         };
         let j = OrderJson::from(d);
         Self {
+            attention: j
+                .attention
+                .iter()
+                .map(|a| pb::ParkedCompensation {
+                    compensation: a.compensation.clone(),
+                    status: a.status.clone(),
+                    reason: a.reason.clone(),
+                    parked_at: Some(timestamp(a.parked_at_ms)),
+                    closed_by: a.closed_by.clone().unwrap_or_default(),
+                    close_reason: a.close_reason.clone().unwrap_or_default(),
+                })
+                .collect(),
             shipment,
             approval_url: j.approval_url.unwrap_or_default(),
             workflow_id: j.workflow_id,
@@ -131,6 +145,7 @@ pub fn pb_summary(o: &OrderSummary) -> pb::OrderSummary {
         total: pb_money(o.total),
         failure_code: o.failure_code.clone().unwrap_or_default(),
         created_at: Some(timestamp(o.created_at_ms)),
+        attention: o.attention.clone().unwrap_or_default(),
     }
 }
 
@@ -258,6 +273,33 @@ impl From<&EventRecord> for EventJson {
     }
 }
 
+/// A parked compensation in JSON.
+#[derive(Debug, Serialize)]
+pub struct AttentionJson {
+    compensation: String,
+    status: String,
+    reason: String,
+    parked_at: String,
+    #[serde(skip)]
+    parked_at_ms: i64,
+    closed_by: Option<String>,
+    close_reason: Option<String>,
+}
+
+impl From<&AttentionRecord> for AttentionJson {
+    fn from(a: &AttentionRecord) -> Self {
+        Self {
+            compensation: a.compensation.to_string(),
+            status: a.status.to_string(),
+            reason: a.reason.clone(),
+            parked_at: rfc3339(a.parked_at_ms),
+            parked_at_ms: a.parked_at_ms,
+            closed_by: a.closed.as_ref().map(|n| n.operator.clone()),
+            close_reason: a.closed.as_ref().map(|n| n.reason.clone()),
+        }
+    }
+}
+
 /// `GET /v1/orders/{id}` (and the source of the proto `Order`).
 #[derive(Debug, Serialize)]
 pub struct OrderJson {
@@ -282,6 +324,8 @@ pub struct OrderJson {
     #[serde(skip)]
     updated_at_ms: Option<i64>,
     shipment: Option<ShipmentJson>,
+    /// Compensations parked for an operator, in any status.
+    attention: Vec<AttentionJson>,
 }
 
 impl From<OrderDetails> for OrderJson {
@@ -326,6 +370,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
         created_at_ms: Some(s.created_at_ms),
         updated_at_ms: Some(s.updated_at_ms),
         shipment: None,
+        attention: r.attention.iter().map(AttentionJson::from).collect(),
     }
 }
 
@@ -348,6 +393,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         created_at_ms: None,
         updated_at_ms: None,
         shipment: None,
+        attention: Vec::new(),
     }
 }
 
@@ -359,6 +405,9 @@ pub struct SummaryJson {
     status: OrderStatus,
     total: MoneyJson,
     failure_code: Option<String>,
+    /// Set while a compensation is parked for an operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attention: Option<String>,
     created_at: String,
 }
 
@@ -370,6 +419,7 @@ impl From<&OrderSummary> for SummaryJson {
             status: o.status,
             total: o.total.into(),
             failure_code: o.failure_code.clone(),
+            attention: o.attention.clone(),
             created_at: rfc3339(o.created_at_ms),
         }
     }

@@ -51,7 +51,13 @@ impl OrderServiceRpc for GrpcOrders {
             .map_err(|_| Status::invalid_argument("page_size must be 0 to 100"))?;
         let (page, next) = self
             .0
-            .list_orders(Some(&r.customer_id), status, page_size, Some(&r.page_token))
+            .list_orders(
+                Some(&r.customer_id),
+                status,
+                r.needs_attention,
+                page_size,
+                Some(&r.page_token),
+            )
             .await?;
         Ok(Response::new(pb::ListOrdersResponse {
             orders: page.iter().map(pb_summary).collect(),
@@ -68,6 +74,34 @@ impl OrderServiceRpc for GrpcOrders {
         Ok(Response::new(pb::CancelOrderResponse {
             order_id: r.order_id,
             status: pb_status(status),
+        }))
+    }
+
+    async fn retry_compensation(
+        &self,
+        request: Request<pb::RetryCompensationRequest>,
+    ) -> Result<Response<pb::OperatorActionResponse>, Status> {
+        let r = request.into_inner();
+        let id = self
+            .0
+            .retry_compensation(&r.order_id, &r.operator, &r.reason)
+            .await?;
+        Ok(Response::new(pb::OperatorActionResponse {
+            order_id: id.to_string(),
+        }))
+    }
+
+    async fn close_attention(
+        &self,
+        request: Request<pb::CloseAttentionRequest>,
+    ) -> Result<Response<pb::OperatorActionResponse>, Status> {
+        let r = request.into_inner();
+        let id = self
+            .0
+            .close_attention(&r.order_id, &r.operator, &r.reason)
+            .await?;
+        Ok(Response::new(pb::OperatorActionResponse {
+            order_id: id.to_string(),
         }))
     }
 

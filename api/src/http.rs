@@ -1,7 +1,9 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
 //! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Payments:
+//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Operators:
+//! `POST /v1/orders/{id}/retry-compensation`,
+//! `POST /v1/orders/{id}/close-attention`. Payments:
 //! `POST /v1/payments/webhook` (the gateway's signed events). Catalog: `POST /v1/products`, `GET /v1/products`,
 //! `GET /v1/products/{sku}`, `POST /v1/products/{sku}/ratings`,
 //! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`.
@@ -58,6 +60,7 @@ struct LineBody {
 struct ListParams {
     customer_id: Option<String>,
     status: Option<String>,
+    needs_attention: Option<bool>,
     page_size: Option<u32>,
     page_token: Option<String>,
 }
@@ -97,6 +100,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", get(list_orders).post(place_order))
         .route("/v1/orders/{order_id}", get(get_order))
         .route("/v1/orders/{order_id}/cancel", post(cancel_order))
+        .route(
+            "/v1/orders/{order_id}/retry-compensation",
+            post(retry_compensation),
+        )
+        .route(
+            "/v1/orders/{order_id}/close-attention",
+            post(close_attention),
+        )
         .route("/v1/payments/webhook", post(payment_webhook))
         .route("/v1/products", get(list_products).post(create_product))
         .route("/v1/products/{sku}", get(get_product))
@@ -170,6 +181,49 @@ async fn cancel_order(
     ))
 }
 
+/// Body of the operator actions: who, and why (required to close).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorBody {
+    #[serde(default)]
+    operator: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `RetryCompensation`: `202` once the saga accepted; the retry runs after.
+async fn retry_compensation(
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    body: Result<Json<OperatorBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let id = service
+        .retry_compensation(&order_id, &b.operator, &b.reason)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "order_id": id.to_string() })),
+    ))
+}
+
+/// `CloseAttention`: `202` once the saga accepted (or, without a saga, the
+/// close is recorded).
+async fn close_attention(
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    body: Result<Json<OperatorBody>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let id = service
+        .close_attention(&order_id, &b.operator, &b.reason)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "order_id": id.to_string() })),
+    ))
+}
+
 /// The gateway's webhook: the raw body is verified before it is parsed.
 /// Any verified event is answered 200 (`delivered` or `ignored`), so the
 /// gateway stops redelivering; bad or stale ones 401.
@@ -205,6 +259,7 @@ async fn list_orders(
         .list_orders(
             p.customer_id.as_deref(),
             status,
+            p.needs_attention.unwrap_or(false),
             p.page_size.unwrap_or(0),
             p.page_token.as_deref(),
         )

@@ -4,8 +4,10 @@
 //! shipping address), starts the order's saga on Temporal and answers at
 //! once (in checkout mode with the buyer's approval link, by
 //! update-with-start); it forwards `CancelOrder` to the saga (an update the
-//! saga may refuse) and the payment gateway's verified webhooks (a signal); it reads orders from the shop store (and, for an order whose first
-//! step has not run yet, asks Temporal), and lists the warehouse's shipping
+//! saga may refuse), operators' decisions on compensations the saga parked
+//! ([`attention`], updates too) and the payment gateway's verified webhooks
+//! (a signal); it reads orders from the shop store (and, for an order whose
+//! first step has not run yet, asks Temporal), and lists the warehouse's shipping
 //! requests (`ListShipments`). The same [`service::OrderService`] and
 //! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
@@ -13,6 +15,7 @@
 //! ([`spans`]); on shutdown, in-flight requests get
 //! [`ApiSettings::graceful_shutdown`] to finish ([`drain_within`]).
 
+pub mod attention;
 pub mod catalog;
 pub mod convert;
 pub mod demo;

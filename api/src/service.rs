@@ -127,8 +127,8 @@ pub enum OrderDetails {
 /// The API's use cases over the store and Temporal.
 #[derive(Clone)]
 pub struct OrderService {
-    store: Store,
-    client: Client,
+    pub(crate) store: Store,
+    pub(crate) client: Client,
     task_queue: String,
     payment: PaymentSettings,
 }
@@ -485,11 +485,13 @@ impl OrderService {
         }
     }
 
-    /// A page of orders, newest first.
+    /// A page of orders, newest first; with `needs_attention` only those
+    /// with a compensation parked for an operator.
     pub async fn list_orders(
         &self,
         customer_id: Option<&str>,
         status: Option<OrderStatus>,
+        needs_attention: bool,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<OrderSummary>, Option<String>), ApiError> {
@@ -502,6 +504,7 @@ impl OrderService {
         let query = OrderQuery {
             customer_id,
             status,
+            needs_attention,
             limit,
             after,
         };

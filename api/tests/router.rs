@@ -2,8 +2,9 @@
 //! through `tower::ServiceExt::oneshot` to [`router`] over a store on a
 //! temporary SQLite file and a Temporal client that never touches the
 //! network. The routes tested answer from validation, the store or the
-//! webhook signature; the one Temporal call among them (`describe` of an
-//! order the store does not know) is answered NOT_FOUND by the fake.
+//! webhook signature; the Temporal calls among them (`describe` of an order
+//! the store does not know, an operator's update of a saga that is gone)
+//! are answered NOT_FOUND by the fake.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -18,6 +19,10 @@ use ordersaga_activities::gateway::webhook::{
 use ordersaga_api::catalog::CatalogService;
 use ordersaga_api::http::{AppState, MAX_BODY_BYTES, router};
 use ordersaga_api::service::{OrderService, PaymentSettings};
+use ordersaga_domain::{
+    AttentionStatus, Compensation, Currency, CustomerId, Money, OrderId, OrderInput, OrderLine,
+    Sku, TransactionId,
+};
 use ordersaga_store::Store;
 use serde_json::{Value, json};
 use temporalio_client::callback_based::{CallbackBasedGrpcService, GrpcRequest};
@@ -30,12 +35,13 @@ const WEBHOOK_SECRET: &str = "router-test-secret";
 /// The router over a fresh store; keep the directory while it runs.
 struct App {
     router: Router,
+    store: Store,
     _dir: tempfile::TempDir,
 }
 
 /// A Temporal client whose every call is answered in this process:
-/// `DescribeWorkflowExecution` with NOT_FOUND (no such workflow), anything
-/// else with UNIMPLEMENTED, so a route that starts reaching Temporal fails
+/// `DescribeWorkflowExecution` and `UpdateWorkflowExecution` with NOT_FOUND
+/// (no such workflow), anything else with UNIMPLEMENTED, so a route that starts reaching Temporal fails
 /// here instead of waiting for a server.
 async fn offline_temporal() -> anyhow::Result<Client> {
     let service = CallbackBasedGrpcService {
@@ -45,7 +51,9 @@ async fn offline_temporal() -> anyhow::Result<Client> {
                     // What a server without the call answers: the client
                     // connects without capabilities.
                     "GetSystemInfo" => Status::unimplemented("unknown method GetSystemInfo"),
-                    "DescribeWorkflowExecution" => Status::not_found("workflow not found"),
+                    "DescribeWorkflowExecution" | "UpdateWorkflowExecution" => {
+                        Status::not_found("workflow not found")
+                    }
                     rpc => Status::unimplemented(format!("{rpc}: no Temporal in router tests")),
                 })
             }
@@ -79,10 +87,11 @@ async fn app() -> anyhow::Result<App> {
     );
     let state = AppState {
         orders,
-        catalog: CatalogService::new(store),
+        catalog: CatalogService::new(store.clone()),
     };
     Ok(App {
         router: router(state),
+        store,
         _dir: dir,
     })
 }
@@ -172,6 +181,34 @@ async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<
     }
     cases.push(("order id not a UUID", get("/v1/orders/not-a-uuid")?));
     cases.push(("unknown status filter", get("/v1/orders?status=SHIPPED")?));
+    cases.push((
+        "needs_attention not a boolean",
+        get("/v1/orders?needs_attention=maybe")?,
+    ));
+    let order = uuid::Uuid::new_v4();
+    let retry = format!("/v1/orders/{order}/retry-compensation");
+    let close = format!("/v1/orders/{order}/close-attention");
+    let operator_cases = [
+        (
+            "retry of an id not a UUID",
+            "/v1/orders/not-a-uuid/retry-compensation".to_string(),
+            json!({"operator": "ops"}),
+        ),
+        ("retry without an operator", retry, json!({})),
+        (
+            "close without a reason",
+            close.clone(),
+            json!({"operator": "ops"}),
+        ),
+        (
+            "close with an unknown field",
+            close,
+            json!({"operator": "ops", "reason": "x", "amount": 1}),
+        ),
+    ];
+    for (what, path, body) in operator_cases {
+        cases.push((what, post_json(&path, body.to_string())?));
+    }
     cases.push((
         "product without a name",
         post_json(
@@ -295,5 +332,115 @@ async fn a_body_over_the_limit_is_413() -> anyhow::Result<()> {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}: {body}");
         assert_error(&body, "PAYLOAD_TOO_LARGE");
     }
+    Ok(())
+}
+
+/// A paid order in the store whose refund the saga parked.
+async fn parked_order(store: &Store, customer: &str) -> anyhow::Result<OrderId> {
+    let eur = Currency::parse("EUR")?;
+    let sku = Sku::parse("MUG-1")?;
+    mug_in_catalog(store, &sku).await?;
+    let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
+    let order = OrderInput {
+        order_id,
+        transaction_id: TransactionId::for_order(&order_id),
+        customer_id: CustomerId::parse(customer)?,
+        lines: vec![OrderLine {
+            sku,
+            quantity: 1,
+            unit_price: Money::new(1_000, eur),
+        }],
+        total: Money::new(1_000, eur),
+        customer_email: None,
+        shipping_address: None,
+        payment: Default::default(),
+    };
+    store.orders().place(&order, &[]).await?;
+    let payments = store.payments();
+    payments
+        .ensure(&order_id, &order.transaction_id, order.total)
+        .await?;
+    payments.record_outcome(&order_id, Ok(())).await?;
+    store
+        .attention()
+        .park(&order_id, Compensation::RefundPayment, "gateway refused")
+        .await?;
+    Ok(order_id)
+}
+
+/// The catalog product the parked orders name (created once).
+async fn mug_in_catalog(store: &Store, sku: &Sku) -> anyhow::Result<()> {
+    if store.catalog().get(sku).await?.is_none() {
+        store
+            .catalog()
+            .create(&ordersaga_store::NewProduct {
+                sku: sku.clone(),
+                name: "Mug".into(),
+                price: Money::new(1_000, Currency::parse("EUR")?),
+                low_stock_threshold: 0,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn needs_attention_lists_parked_orders_and_a_close_without_saga_is_recorded()
+-> anyhow::Result<()> {
+    let app = app().await?;
+    let parked = parked_order(&app.store, "erin").await?;
+    let (status, body) = app.call(get("/v1/orders?needs_attention=true")?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["orders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{body}");
+    assert_eq!(listed[0]["order_id"], parked.to_string());
+    assert_eq!(listed[0]["attention"], "RefundPayment: gateway refused");
+    let (_, all) = app.call(get("/v1/orders?needs_attention=false")?).await?;
+    assert_eq!(all["orders"].as_array().map(Vec::len), Some(1));
+
+    let (status, body) = app.call(get(&format!("/v1/orders/{parked}"))?).await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["payment_status"], "REFUND_FAILED");
+    assert_eq!(body["attention"][0]["status"], "OPEN");
+    assert_eq!(body["attention"][0]["reason"], "gateway refused");
+
+    // The saga is gone: a retry cannot run, a close is recorded directly.
+    let retry = post_json(
+        &format!("/v1/orders/{parked}/retry-compensation"),
+        json!({"operator": "ops-ana"}).to_string(),
+    )?;
+    let (status, body) = app.call(retry).await?;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_error(&body, "FAILED_PRECONDITION");
+    let close = || {
+        post_json(
+            &format!("/v1/orders/{parked}/close-attention"),
+            json!({"operator": "ops-ana", "reason": "refunded by bank transfer"}).to_string(),
+        )
+    };
+    let (status, body) = app.call(close()?).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["order_id"], parked.to_string());
+    let records = app.store.attention().of_order(&parked).await?;
+    assert_eq!(records[0].status, AttentionStatus::Closed);
+    assert_eq!(
+        records[0].closed.as_ref().map(|n| n.reason.as_str()),
+        Some("refunded by bank transfer")
+    );
+    let (_, body) = app.call(get("/v1/orders?needs_attention=true")?).await?;
+    assert_eq!(body["orders"].as_array().map(Vec::len), Some(0), "{body}");
+    let (status, body) = app.call(close()?).await?;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "nothing left to close: {body}"
+    );
+
+    let unknown = post_json(
+        &format!("/v1/orders/{}/close-attention", uuid::Uuid::new_v4()),
+        json!({"operator": "ops", "reason": "x"}).to_string(),
+    )?;
+    let (status, body) = app.call(unknown).await?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! code): validated ids ([`OrderId`], [`CustomerId`], [`Sku`],
 //! [`TransactionId`]), [`Money`] in integer minor units, the order's payloads
 //! (what the API hands the workflow), the lifecycle enums ([`OrderStatus`],
-//! [`PaymentStatus`], [`SagaStep`]) and their allowed transitions, the domain
+//! [`PaymentStatus`], [`SagaStep`]) and their allowed transitions, the
+//! saga's compensations and what parks them for an operator ([`attention`]), the domain
 //! event names ([`OrderEvent`], [`CatalogEvent`]), the product and inventory
 //! rules ([`catalog`]: the low-stock crossing, who may rate), the customer's
 //! contact details ([`contact`]), the payloads of the notification and
@@ -23,6 +24,7 @@ extern crate temporalio_common_wasm as temporalio_common;
 #[macro_use]
 mod text_enum;
 
+pub mod attention;
 pub mod catalog;
 pub mod contact;
 pub mod contracts;
@@ -34,6 +36,7 @@ pub mod notify;
 pub mod order;
 pub mod reconcile;
 
+pub use attention::{AttentionStatus, Compensation, NoteError, OperatorNote};
 pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};

@@ -62,6 +62,12 @@ pub const CHECKOUT_DEADLINE_PATCH: &str = "checkout-deadline-v1";
 /// the server refuse the completion (`UnhandledCommand`) never re-runs
 /// `ConfirmOrder` or `FailOrder`.
 pub const QUIET_COMPLETION_PATCH: &str = "quiet-completion-v1";
+
+/// The `patched()` id of the saga whose compensations never stop the
+/// unwinding: they retry without end, a refusal parks that one compensation
+/// for an operator, money is settled before stock is released, and
+/// `FailOrder` always runs.
+pub const COMPENSATION_PARKING_PATCH: &str = "compensation-parking-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -117,6 +123,12 @@ pub mod activity {
     pub const ACT_ON_FINDING: &str = "ActOnFinding";
     /// Reconciler: clears earlier findings a run no longer sees.
     pub const CLEAR_RESOLVED_FINDINGS: &str = "ClearResolvedFindings";
+    /// Records a compensation the other side refused for good as needing
+    /// an operator (a refused refund: the payment `REFUND_FAILED`).
+    pub const PARK_COMPENSATION: &str = "ParkCompensation";
+    /// Records how an operator settled a parked compensation (retried
+    /// successfully, or closed with a reason).
+    pub const RESOLVE_ATTENTION: &str = "ResolveAttention";
 }
 
 /// Names of the workflow's query and signal handlers.
@@ -129,6 +141,12 @@ pub mod handler {
     pub const PAYMENT_LINK: &str = "PaymentLink";
     /// Update cancelling the order; rejected after the point of no return.
     pub const CANCEL_ORDER: &str = "CancelOrder";
+    /// Update asking the saga to run its parked compensations again;
+    /// rejected when none is parked.
+    pub const RETRY_COMPENSATION: &str = "RetryCompensation";
+    /// Update closing the saga's parked compensations with an operator's
+    /// reason; rejected when none is parked.
+    pub const CLOSE_ATTENTION: &str = "CloseAttention";
 }
 
 /// Application failure type names, matchable in retry policies and the UI.

@@ -144,6 +144,10 @@ text_enum!(
         /// Never approved (buyer cancelled, deadline passed, order
         /// cancelled): the gateway order is voided; no money taken.
         Voided => "VOIDED",
+        /// Money taken, and the gateway refused to give it back for good
+        /// (e.g. a 4xx to the refund): the refund is parked for an
+        /// operator, who retries it or closes it with a reason.
+        RefundFailed => "REFUND_FAILED",
     }
 );
 
@@ -163,14 +167,21 @@ impl PaymentStatus {
     /// payment settles once (captured, declined or voided); money taken can
     /// be given back. A pending payment may also become refunded: the
     /// compensation refunds by `transactionId` when the charge's answer was
-    /// lost, so the shop never recorded the capture.
+    /// lost, so the shop never recorded the capture. A refund the gateway
+    /// refused for good leaves the payment `REFUND_FAILED` (from pending
+    /// for the same reason), and an operator's retry can still refund it.
     pub fn can_become(self, next: PaymentStatus) -> bool {
         matches!(
             (self, next),
             (
                 Self::Pending,
-                Self::Captured | Self::Declined | Self::Voided | Self::Refunded
-            ) | (Self::Captured, Self::Refunded)
+                Self::Captured
+                    | Self::Declined
+                    | Self::Voided
+                    | Self::Refunded
+                    | Self::RefundFailed
+            ) | (Self::Captured, Self::Refunded | Self::RefundFailed)
+                | (Self::RefundFailed, Self::Refunded)
         )
     }
 }
@@ -191,12 +202,18 @@ text_enum!(
         InventoryProcessFailed => "InventoryProcessFailed",
         /// Compensation: deducted stock was put back.
         InventoryReleased => "InventoryReleased",
+        /// Compensation: the gateway refused the refund for good; it is
+        /// parked for an operator.
+        PaymentRefundFailed => "PaymentRefundFailed",
         /// Compensation: the captured payment was refunded.
         PaymentRefunded => "PaymentRefunded",
         /// The order is `CONFIRMED`.
         OrderConfirmed => "OrderConfirmed",
         /// The order is `FAILED`.
         OrderFailed => "OrderFailed",
+        /// An operator closed the order's parked compensations with a
+        /// recorded reason.
+        AttentionClosed => "AttentionClosed",
     }
 );
 
@@ -223,6 +240,9 @@ text_enum!(
         Compensating => "Compensating",
         /// Recording why the order failed.
         FailOrder => "FailOrder",
+        /// Failed, with a compensation parked: waiting for an operator to
+        /// retry or close it.
+        NeedsAttention => "NeedsAttention",
         /// Finished, confirmed or failed.
         Done => "Done",
     }
@@ -235,7 +255,11 @@ impl SagaStep {
     pub fn past_point_of_no_return(self) -> bool {
         matches!(
             self,
-            Self::ConfirmOrder | Self::Compensating | Self::FailOrder | Self::Done
+            Self::ConfirmOrder
+                | Self::Compensating
+                | Self::FailOrder
+                | Self::NeedsAttention
+                | Self::Done
         )
     }
 }
@@ -419,12 +443,18 @@ mod tests {
                 (Pending, Declined),
                 (Pending, Refunded),
                 (Pending, Voided),
+                (Pending, RefundFailed),
                 (Captured, Refunded),
+                (Captured, RefundFailed),
+                (RefundFailed, Refunded),
             ]
         );
         // Declined and voided payments took no money: nothing to refund.
         assert!(!Declined.can_become(Refunded));
         assert!(!Voided.can_become(Refunded));
+        // A refused refund is parked, never forgotten: only a refund ends it.
+        assert!(!Refunded.can_become(RefundFailed));
+        assert_eq!("REFUND_FAILED".parse::<PaymentStatus>(), Ok(RefundFailed));
     }
 
     #[test]
@@ -496,7 +526,13 @@ mod tests {
             .collect();
         assert_eq!(
             refused,
-            ["ConfirmOrder", "Compensating", "FailOrder", "Done"]
+            [
+                "ConfirmOrder",
+                "Compensating",
+                "FailOrder",
+                "NeedsAttention",
+                "Done"
+            ]
         );
     }
 }

@@ -80,6 +80,9 @@ pub struct Controls {
     /// The `details[].issue` of refused captures, e.g.
     /// `PAYER_ACTION_REQUIRED` (the buyer must act at PayPal again).
     pub refuse_capture_issue: String,
+    /// While set, every refund is refused for good (422
+    /// `TRANSACTION_REFUSED`), as PayPal refuses one it will not make.
+    pub refuse_refunds: bool,
     /// Where webhooks go; `None` sends none.
     pub webhook_url: Option<String>,
     /// Each webhook is delivered 1 + N times.
@@ -104,6 +107,7 @@ impl Controls {
             lose_refund_answer_next: 0,
             refuse_capture_next: 0,
             refuse_capture_issue: "PAYER_ACTION_REQUIRED".to_string(),
+            refuse_refunds: false,
             webhook_url,
             webhook_duplicates: 0,
             webhook_hold: false,
@@ -127,6 +131,7 @@ impl Controls {
             lose_refund_answer_next,
             refuse_capture_next,
             refuse_capture_issue,
+            refuse_refunds,
             webhook_duplicates,
             webhook_hold,
             webhook_drop_next
@@ -206,6 +211,8 @@ pub struct ControlsPatch {
     pub refuse_capture_next: Option<u32>,
     /// See [`Controls::refuse_capture_issue`].
     pub refuse_capture_issue: Option<String>,
+    /// See [`Controls::refuse_refunds`].
+    pub refuse_refunds: Option<bool>,
     /// See [`Controls::webhook_url`]; `""` turns webhooks off.
     pub webhook_url: Option<String>,
     /// See [`Controls::webhook_duplicates`].

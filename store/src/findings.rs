@@ -13,6 +13,16 @@ use crate::{Result, Store};
 const OPEN: &str = "OPEN";
 const RESOLVED: &str = "RESOLVED";
 
+/// The orders with an open finding, as a subquery: with the parked
+/// compensations, the needs-attention list.
+pub(crate) const OPEN_FINDING_ORDERS: &str =
+    "SELECT order_id FROM reconciler_findings WHERE status = 'OPEN' AND order_id IS NOT NULL";
+
+/// An order's first open finding (`KIND: detail`), as a correlated
+/// subquery on `orders`.
+pub(crate) const FIRST_OPEN_FINDING: &str = "SELECT MIN(f.kind || ': ' || f.detail) \
+     FROM reconciler_findings f WHERE f.order_id = orders.order_id AND f.status = 'OPEN'";
+
 /// An outbox message claimed by a relay whose lease ran out long ago.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StuckMessage {

@@ -5,6 +5,7 @@
 //! Its handles are the repositories, each in a module of its own:
 //!
 //! - [`Store::orders`]: orders, their lines and status history.
+//! - [`Store::attention`]: compensations parked for an operator.
 //! - [`Store::payments`]: the orders' payments and, beside them, the books
 //!   of the simulated payment gateway.
 //! - [`Store::catalog`]: products, ratings and the catalog's events.
@@ -34,6 +35,7 @@ use ordersaga_domain::{CustomerId, OrderId, OrderStatus, Sku};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+mod attention;
 mod catalog;
 mod db;
 mod findings;
@@ -48,6 +50,7 @@ mod shipments;
 mod stock;
 mod webhook_events;
 
+pub use attention::{Attention, AttentionRecord};
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
 pub use findings::{FindingRecord, Findings, StuckMessage};
@@ -197,6 +200,11 @@ impl Store {
     /// Orders, their lines and status history.
     pub fn orders(&self) -> Orders<'_> {
         Orders::new(self)
+    }
+
+    /// Compensations parked for an operator, and the orders that need one.
+    pub fn attention(&self) -> Attention<'_> {
+        Attention::new(self)
     }
 
     /// Which request each `PlaceOrder` idempotency key belongs to.

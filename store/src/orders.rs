@@ -3,13 +3,15 @@
 //! steps, each committed with the messages it hands to the outbox.
 
 use ordersaga_domain::{
-    CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput, OrderStatus, Outgoing, Sku,
-    TransactionId,
+    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput,
+    OrderStatus, Outgoing, Sku, TransactionId,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::attention::AttentionRecord;
 use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
+use crate::findings::{FIRST_OPEN_FINDING, OPEN_FINDING_ORDERS};
 use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
 use crate::payments::PaymentRecord;
@@ -64,6 +66,9 @@ pub struct OrderSummary {
     pub failure_code: Option<String>,
     /// Failure reason in words when failed.
     pub failure_reason: Option<String>,
+    /// Set while a compensation is parked for an operator: the first one
+    /// and why (`RefundPayment: <the gateway's refusal>`).
+    pub attention: Option<String>,
     /// Placed at, Unix ms.
     pub created_at_ms: i64,
     /// Last change, Unix ms.
@@ -81,6 +86,8 @@ pub struct OrderRecord {
     pub payment: Option<PaymentRecord>,
     /// Its status history, oldest first.
     pub events: Vec<EventRecord>,
+    /// Compensations the saga parked for an operator, in any status.
+    pub attention: Vec<AttentionRecord>,
 }
 
 /// Filter and page of [`Orders::list`].
@@ -90,6 +97,8 @@ pub struct OrderQuery {
     pub customer_id: Option<CustomerId>,
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
+    /// Only orders with a compensation parked for an operator.
+    pub needs_attention: bool,
     /// At most this many (clamped to 1..=100).
     pub limit: u32,
     /// Continue after this cursor (from a previous page).
@@ -260,7 +269,7 @@ impl<'a> Orders<'a> {
     pub async fn get(self, order_id: &OrderId) -> Result<Option<OrderRecord>> {
         let pool = &self.store.pool;
         let id = order_id.to_string();
-        let Some(row) = sqlx::query(&format!("{SUMMARY_SELECT} WHERE order_id = $1"))
+        let Some(row) = sqlx::query(&format!("{} WHERE order_id = $1", summary_select()))
             .bind(&id)
             .fetch_optional(pool)
             .await?
@@ -295,11 +304,13 @@ impl<'a> Orders<'a> {
             let rank = OrderEvent::ALL.iter().position(|x| *x == e.event);
             (e.occurred_at_ms, rank)
         });
+        let attention = self.store.attention().of_order(order_id).await?;
         Ok(Some(OrderRecord {
             summary,
             lines,
             payment,
             events,
+            attention,
         }))
     }
 
@@ -308,12 +319,19 @@ impl<'a> Orders<'a> {
     pub async fn list(self, q: &OrderQuery) -> Result<(Vec<OrderSummary>, Option<OrderCursor>)> {
         let page = Page::new(q.limit);
         let mut p = Placeholders::default();
-        let mut sql = format!("{SUMMARY_SELECT} WHERE 1 = 1");
+        let mut sql = format!("{} WHERE 1 = 1", summary_select());
         if q.customer_id.is_some() {
             sql += &format!(" AND customer_id = {}", p.next());
         }
         if q.status.is_some() {
             sql += &format!(" AND status = {}", p.next());
+        }
+        if q.needs_attention {
+            sql += &format!(
+                " AND (order_id IN (SELECT order_id FROM compensation_attention WHERE status = '{}') \
+                 OR order_id IN ({OPEN_FINDING_ORDERS}))",
+                AttentionStatus::Open
+            );
         }
         if q.after.is_some() {
             sql += &format!(" AND {}", p.older_than("order_id"));
@@ -391,8 +409,19 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
-const SUMMARY_SELECT: &str = "SELECT order_id, customer_id, transaction_id, status, total_minor, \
-     currency, failure_code, failure_reason, created_at, updated_at FROM orders";
+/// An order's header, with why it needs an operator (`attention`): its
+/// first open parked compensation, else its first open reconciler finding.
+fn summary_select() -> String {
+    format!(
+        "SELECT order_id, customer_id, transaction_id, status, total_minor, currency, \
+         failure_code, failure_reason, created_at, updated_at, \
+         COALESCE((SELECT MIN(a.compensation || ': ' || a.reason) FROM compensation_attention a \
+          WHERE a.order_id = orders.order_id AND a.status = '{}'), ({FIRST_OPEN_FINDING})) \
+          AS attention \
+         FROM orders",
+        AttentionStatus::Open
+    )
+}
 
 const LINES_SELECT: &str = "SELECT sku, quantity, unit_price_minor FROM order_lines \
      WHERE order_id = $1 ORDER BY line_no";
@@ -406,6 +435,7 @@ fn summary_from_row(row: &AnyRow) -> Result<OrderSummary> {
         total: money(row, "total_minor")?,
         failure_code: row.try_get("failure_code")?,
         failure_reason: row.try_get("failure_reason")?,
+        attention: row.try_get("attention")?,
         created_at_ms: row.try_get("created_at")?,
         updated_at_ms: row.try_get("updated_at")?,
     })

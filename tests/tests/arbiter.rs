@@ -283,3 +283,77 @@ async fn a_cancel_during_the_deduction_waits_for_it_and_releases_what_it_took() 
     assert_eq!((captures, refunds), (1, 1));
     stack.stop_workers()
 }
+
+/// Issue 11, defect 1: compensations settle the money first and a database
+/// compensation that fails keeps retrying until it finishes. The release's
+/// write is refused by a trigger (a database fault the step cannot tell
+/// from an outage) until the test drops it. Before the fix the release ran
+/// first, so the refund waited behind the stuck release while the money
+/// stayed captured.
+#[tokio::test]
+async fn the_money_goes_back_first_and_a_failing_release_retries_until_it_lands()
+-> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    let mut doomed = stack.spawn_worker_process(&[
+        ("ORDERSAGA_CRASH_AFTER", "ProcessInventory"),
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+    ])?;
+    let placed = stack
+        .grpc
+        .place_order(place_request("uma", &[("MUG-1", 3)], ""))
+        .await?
+        .into_inner();
+    let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
+    assert!(!status.success(), "the worker crashed after the deduction");
+    assert_eq!(stack.on_hand(&mug).await?, 7);
+    fail_behind_the_sagas_back(&stack, &placed.order_id).await?;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&stack.database_url).await?;
+    sqlx::query(
+        "CREATE TRIGGER release_fault BEFORE UPDATE ON inventory_deductions \
+         WHEN NEW.status = 'RELEASED' \
+         BEGIN SELECT RAISE(ABORT, 'injected fault: the release cannot write'); END",
+    )
+    .execute(&pool)
+    .await?;
+    stack.start_worker(WorkerSettings::default())?;
+    let txn = placed.transaction_id.clone();
+    eventually("the refund", SAGA_TIMEOUT, || async {
+        Ok((gateway_counts(&stack, &txn).await?.2 == 1).then_some(()))
+    })
+    .await?;
+    let order = eventually("the refund recorded", SAGA_TIMEOUT, || async {
+        let order = stack.terminal_order(&placed.order_id).await?;
+        Ok((order.payment_status == pb::PaymentStatus::Refunded as i32).then_some(order))
+    })
+    .await?;
+    assert!(
+        !order.events.iter().any(|e| e.name == "InventoryReleased"),
+        "the release is still failing"
+    );
+    assert_eq!(
+        stack.on_hand(&mug).await?,
+        7,
+        "the release is still failing"
+    );
+
+    sqlx::query("DROP TRIGGER release_fault")
+        .execute(&pool)
+        .await?;
+    let handle = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(placed.workflow_id.clone());
+    let ended = handle.get_result(WorkflowGetResultOptions::default()).await;
+    assert!(ended.is_err(), "a cancelled order's saga ends cancelled");
+    assert_eq!(stack.on_hand(&mug).await?, 10, "the stock came back");
+    assert_eq!(stack.store.stock().ledger_balance(&mug).await?, 10);
+    let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
+    assert_eq!((captures, refunds), (1, 1));
+    assert_eq!(
+        order_status_attribute(&stack, &placed.workflow_id).await?,
+        "FAILED"
+    );
+    stack.stop_workers()
+}

@@ -11,11 +11,19 @@ use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
 use ordersaga_activities::gateway::webhook::{
     MAX_SIGNATURES, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, unix_seconds,
 };
-use ordersaga_domain::{CheckoutTiming, OrderId};
+use ordersaga_domain::{CheckoutTiming, EmailStage, FailureReason, OrderId};
 use ordersaga_proto::v1 as pb;
-use ordersaga_tests::{ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, place_request};
+use ordersaga_store::NotificationStatus;
+use ordersaga_tests::{
+    ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, free_port, place_request,
+};
+use ordersaga_worker::WorkerSettings;
+use ordersaga_workflows::OrderWorkflow;
 use serde_json::{Value, json};
-use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions};
+use temporalio_client::{
+    UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+};
+use temporalio_common::search_attributes::SearchAttributeKey;
 use tonic::Code;
 
 /// Long deadline, no poll within a test's life: only webhooks (or the
@@ -950,4 +958,288 @@ async fn a_cancel_accepted_during_a_declined_capture_ends_cancelled() -> anyhow:
     assert_eq!((counts.captures, counts.refunds), (0, 0));
     assert_eq!(stack.on_hand(&mug).await?, 10);
     Ok(())
+}
+
+// ----- compensations the gateway refuses (issue 11, defect 1) ---------------
+
+/// The `OrderStatus` search attribute of the order's workflow.
+async fn order_status_attribute(stack: &Stack, workflow_id: &str) -> anyhow::Result<String> {
+    let description = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+        .describe(WorkflowDescribeOptions::default())
+        .await?;
+    Ok(description
+        .search_attributes()
+        .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
+        .unwrap_or_default())
+}
+
+/// Waits until the saga waits for an operator (its `GetStatus` step).
+async fn needs_attention_step(stack: &Stack, workflow_id: &str) -> anyhow::Result<()> {
+    eventually(
+        "the saga waiting for an operator",
+        ORDER_TIMEOUT,
+        || async {
+            let view = stack
+                .client
+                .get_workflow_handle::<OrderWorkflow>(workflow_id.to_string())
+                .query(
+                    OrderWorkflow::get_status,
+                    (),
+                    temporalio_client::WorkflowQueryOptions::default(),
+                )
+                .await?;
+            Ok((view.step == "NeedsAttention").then_some(()))
+        },
+    )
+    .await
+}
+
+/// The orders `ListOrders` answers with `needs_attention`.
+async fn needing_attention(stack: &Stack) -> anyhow::Result<Vec<pb::OrderSummary>> {
+    Ok(stack
+        .grpc
+        .clone()
+        .list_orders(pb::ListOrdersRequest {
+            needs_attention: true,
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .orders)
+}
+
+/// The value of an unlabelled-or-labelled Prometheus sample `name`.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the worker's `/metrics` at `addr` shows the needs-attention
+/// gauge at `expected`.
+async fn needs_attention_gauge(
+    stack: &Stack,
+    addr: std::net::SocketAddr,
+    expected: f64,
+) -> anyhow::Result<()> {
+    let url = format!("http://{addr}/metrics");
+    eventually("the needs-attention gauge", ORDER_TIMEOUT, || async {
+        let body = stack.http.get(&url).send().await?.text().await?;
+        let value = sample(&body, "ordersaga_orders_needs_attention");
+        Ok((value == Some(expected)).then_some(()))
+    })
+    .await
+}
+
+/// Issue 11, defect 1, as observed: the gateway refuses the refund with a
+/// 422. Before the fix the refusal ended the saga with the order PENDING,
+/// the money captured and the stock still taken. Now the refund is parked
+/// (`REFUND_FAILED`, the reason kept), the stock still comes back, the
+/// order ends FAILED with its email, and it is listed and counted as
+/// needing attention until an operator's retry refunds it.
+#[tokio::test]
+async fn a_refused_refund_is_parked_the_rest_unwinds_and_an_operators_retry_refunds_it()
+-> anyhow::Result<()> {
+    let mut stack = Stack::builder()
+        .checkout(WEBHOOKS_ONLY)
+        .without_worker()
+        .start()
+        .await?;
+    let mug = stack.product("MUG-1", 1_250, 10).await?;
+    let sandbox_base = stack.sandbox()?.base.clone();
+    // Paid and stock deducted, then the worker dies before confirming; the
+    // order is failed in the database as a lost cancel left it (defect 0),
+    // so the next worker unwinds a refund and a release.
+    let mut doomed = stack.spawn_worker_process(&[
+        ("ORDERSAGA_CRASH_AFTER", "ProcessInventory"),
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+        ("ORDERSAGA_PAYPAL_BASE_URL", sandbox_base.as_str()),
+    ])?;
+    let placed = place(&stack, "approve-rosa", &[("MUG-1", 3)]).await?;
+    let crashed = tokio::time::timeout(ORDER_TIMEOUT, doomed.wait()).await??;
+    assert!(!crashed.success(), "the worker crashed after the deduction");
+    assert_eq!(stack.on_hand(&mug).await?, 7);
+    let order_id = OrderId::parse(&placed.order_id)?;
+    let lost_cancel = FailureReason::Cancelled {
+        message: "lost with its workflow task".into(),
+    };
+    stack
+        .store
+        .orders()
+        .fail(&order_id, &lost_cancel, &[])
+        .await?;
+
+    stack
+        .sandbox()?
+        .controls(json!({"refuse_refunds": true}))
+        .await?;
+    let metrics: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    stack.start_worker(WorkerSettings {
+        metrics_addr: Some(metrics),
+        ..WorkerSettings::default()
+    })?;
+    let sandbox = stack.sandbox()?;
+    needs_attention_step(&stack, &placed.workflow_id).await?;
+
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::RefundFailed as i32);
+    assert_eq!(order.attention.len(), 1, "{:?}", order.attention);
+    let parked = &order.attention[0];
+    assert_eq!(
+        (parked.compensation.as_str(), parked.status.as_str()),
+        ("RefundPayment", "OPEN")
+    );
+    assert!(
+        parked.reason.contains("TRANSACTION_REFUSED"),
+        "{}",
+        parked.reason
+    );
+    let events: Vec<&str> = order.events.iter().map(|e| e.name.as_str()).collect();
+    assert!(events.contains(&"PaymentRefundFailed"), "{events:?}");
+    assert!(events.contains(&"InventoryReleased"), "{events:?}");
+    assert_eq!(stack.on_hand(&mug).await?, 10, "the stock came back");
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (1, 0));
+    assert_eq!(
+        order_status_attribute(&stack, &placed.workflow_id).await?,
+        "FAILED"
+    );
+    let listed = needing_attention(&stack).await?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].order_id, placed.order_id);
+    assert!(
+        listed[0].attention.starts_with("RefundPayment: "),
+        "{}",
+        listed[0].attention
+    );
+    needs_attention_gauge(&stack, metrics, 1.0).await?;
+    eventually("the failed email", ORDER_TIMEOUT, || async {
+        let sent = stack
+            .store
+            .notifications()
+            .of_subject(&placed.order_id)
+            .await?
+            .into_iter()
+            .any(|r| r.stage == EmailStage::OrderFailed && r.status == NotificationStatus::Sent);
+        Ok(sent.then_some(()))
+    })
+    .await?;
+
+    // The cause is fixed at the gateway; an operator retries over HTTP.
+    sandbox.controls(json!({"refuse_refunds": false})).await?;
+    let r = stack
+        .http
+        .post(format!(
+            "{}/v1/orders/{}/retry-compensation",
+            stack.http_base, placed.order_id
+        ))
+        .json(&json!({"operator": "ops-ana", "reason": "gateway limit raised"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let handle = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(placed.workflow_id.clone());
+    let ended = handle.get_result(WorkflowGetResultOptions::default()).await;
+    assert!(ended.is_err(), "a cancelled order's saga ends cancelled");
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.payment_status, pb::PaymentStatus::Refunded as i32);
+    assert_eq!(order.attention[0].status, "RESOLVED");
+    let counts = sandbox.counts(&placed.transaction_id).await?;
+    assert_eq!((counts.captures, counts.refunds), (1, 1), "refunded once");
+    assert!(needing_attention(&stack).await?.is_empty());
+    needs_attention_gauge(&stack, metrics, 0.0).await?;
+    stack
+        .replay_check(&placed.workflow_id, "compensation-parked-retried")
+        .await?;
+    stack.stop_workers()
+}
+
+/// An operator who settled a refused refund by hand closes it with a
+/// reason: the saga records who and why and ends; the payment stays
+/// `REFUND_FAILED` (the gateway never refunded it).
+#[tokio::test]
+async fn an_operator_closes_a_refused_refund_with_a_recorded_reason() -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(WEBHOOKS_ONLY).start().await?;
+    let mug = stack.product("MUG-1", 1_250, 1).await?;
+    let sandbox = stack.sandbox()?;
+    sandbox.controls(json!({"refuse_refunds": true})).await?;
+    // Approved and captured at once, then short of stock: the refund is
+    // refused.
+    let placed = place(&stack, "approve-sam", &[("MUG-1", 3)]).await?;
+    needs_attention_step(&stack, &placed.workflow_id).await?;
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Failed as i32);
+    assert_eq!(order.failure_code, "OUT_OF_STOCK");
+    assert_eq!(order.payment_status, pb::PaymentStatus::RefundFailed as i32);
+    assert_eq!(
+        order_status_attribute(&stack, &placed.workflow_id).await?,
+        "FAILED"
+    );
+    assert_eq!(needing_attention(&stack).await?.len(), 1);
+
+    // Retrying an order with nothing parked, or closing without a reason,
+    // is refused.
+    let mut grpc = stack.grpc.clone();
+    let no_reason = grpc
+        .close_attention(pb::CloseAttentionRequest {
+            order_id: placed.order_id.clone(),
+            operator: "ops-ana".into(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("a close needs a reason")?;
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    grpc.close_attention(pb::CloseAttentionRequest {
+        order_id: placed.order_id.clone(),
+        operator: "ops-ana".into(),
+        reason: "refunded by bank transfer".into(),
+    })
+    .await?;
+    let outcome = stack
+        .client
+        .get_workflow_handle::<OrderWorkflow>(placed.workflow_id.clone())
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
+    assert_eq!(outcome.status, ordersaga_domain::OrderStatus::Failed);
+    assert!(!outcome.refunded);
+    let order = get(&stack, &placed.order_id).await?;
+    assert_eq!(order.payment_status, pb::PaymentStatus::RefundFailed as i32);
+    let closed = &order.attention[0];
+    assert_eq!(
+        (
+            closed.status.as_str(),
+            closed.closed_by.as_str(),
+            closed.close_reason.as_str()
+        ),
+        ("CLOSED", "ops-ana", "refunded by bank transfer")
+    );
+    let events: Vec<&str> = order.events.iter().map(|e| e.name.as_str()).collect();
+    assert!(events.contains(&"AttentionClosed"), "{events:?}");
+    assert!(needing_attention(&stack).await?.is_empty());
+    assert_eq!(stack.on_hand(&mug).await?, 1, "nothing was deducted");
+    let again = grpc
+        .retry_compensation(pb::RetryCompensationRequest {
+            order_id: placed.order_id.clone(),
+            operator: "ops-ana".into(),
+            reason: String::new(),
+        })
+        .await
+        .err()
+        .context("nothing left to retry")?;
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    assert_eq!(sandbox.counts(&placed.transaction_id).await?.refunds, 0);
+    stack
+        .replay_check(&placed.workflow_id, "compensation-parked-closed")
+        .await
 }

@@ -13,7 +13,7 @@ use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions};
 
 /// Every name `docs/tuning.md` refers to.
-const TUNING_METRICS: [&str; 15] = [
+const TUNING_METRICS: [&str; 16] = [
     "temporal_workflow_task_schedule_to_start_latency",
     "temporal_activity_schedule_to_start_latency",
     "temporal_worker_task_slots_available",
@@ -29,6 +29,7 @@ const TUNING_METRICS: [&str; 15] = [
     "ordersaga_outbox_delivered",
     "ordersaga_outbox_backlog",
     "ordersaga_outbox_retried",
+    "ordersaga_orders_needs_attention",
 ];
 
 #[tokio::test]

@@ -232,6 +232,44 @@ async fn a_run_flags_what_no_workflow_will_finish_and_clears_it_once_resolved() 
         .await?;
     assert!(of_kept[0].open && of_kept[0].finding.kind == FindingKind::CapturedNotRefunded);
 
+    // Both orders are in the needs-attention list, with the finding as
+    // the reason.
+    let listed: serde_json::Value = stack
+        .http
+        .get(format!(
+            "{}/v1/orders?needs_attention=true",
+            stack.http_base
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut listed: Vec<(String, String)> = listed["orders"]
+        .as_array()
+        .context("orders")?
+        .iter()
+        .map(|o| {
+            (
+                o["order_id"].as_str().unwrap_or_default().to_string(),
+                o["attention"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        (orphan.to_string(), "PENDING_WORKFLOW_MISSING".to_string()),
+        (placed.order_id.clone(), "CAPTURED_NOT_REFUNDED".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|(id, why)| (id.clone(), why.split(':').next().unwrap_or("").to_string()))
+            .collect::<Vec<_>>(),
+        expected
+    );
+
     // Seen again: still open, counted once.
     let second = reconcile(&stack, "2").await?;
     assert_eq!((second.flagged, second.cleared), (3, 0), "{second:?}");

@@ -13,9 +13,10 @@ use ordersaga_activities::gateway::{
     ChargeOutcome, ChargeRefund, ChargeRequest, PaymentGateway, SimulatedGateway,
 };
 use ordersaga_domain::{
-    CatalogEvent, Currency, CustomerId, EmailAddress, EmailStage, FailureReason, Finding,
-    FindingKind, Money, Notification, OrderEmail, OrderEvent, OrderId, OrderInput, OrderLine,
-    OrderStatus, Outgoing, PaymentStatus, Sku, Topic, TransactionId,
+    AttentionStatus, CatalogEvent, Compensation, Currency, CustomerId, EmailAddress, EmailStage,
+    FailureReason, Finding, FindingKind, Money, Notification, OperatorNote, OrderEmail, OrderEvent,
+    OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
+    TransactionId,
 };
 use ordersaga_store::Ended;
 use ordersaga_store::NewStockReceipt;
@@ -45,6 +46,7 @@ ordersaga_tests::both_backends!(
     reconciler_queries_find_each_inconsistency_and_findings_open_once,
     outbox_a_lapsed_claim_settles_nothing,
     webhook_events_are_signalled_once,
+    parked_compensations_need_attention_until_resolved_or_closed,
 );
 
 fn eur(minor: i64) -> Money {
@@ -1228,4 +1230,137 @@ mod outbox_quarantine {
         )
         .await
     }
+}
+
+/// The orders listed with `needs_attention`, newest first.
+async fn needing_attention(store: &Store) -> anyhow::Result<Vec<(OrderId, Option<String>)>> {
+    let (page, _) = store
+        .orders()
+        .list(&OrderQuery {
+            needs_attention: true,
+            limit: 100,
+            ..Default::default()
+        })
+        .await?;
+    Ok(page
+        .into_iter()
+        .map(|o| (o.order_id, o.attention))
+        .collect())
+}
+
+async fn parked_compensations_need_attention_until_resolved_or_closed(
+    store: Store,
+) -> anyhow::Result<()> {
+    let mug = product(&store, "MUG", 10).await?;
+    let paid = order("alice", &[(&mug, 1)]);
+    let other = order("bob", &[(&mug, 1)]);
+    for o in [&paid, &other] {
+        store.orders().place(o, &[]).await?;
+        store
+            .payments()
+            .ensure(&o.order_id, &o.transaction_id, o.total)
+            .await?;
+        store.payments().record_outcome(&o.order_id, Ok(())).await?;
+    }
+    assert!(needing_attention(&store).await?.is_empty());
+
+    // The gateway refused the refund for good: parked, once.
+    let attention = store.attention();
+    let refused = "refund: gateway refused (422 TRANSACTION_REFUSED)";
+    assert!(
+        attention
+            .park(&paid.order_id, Compensation::RefundPayment, refused)
+            .await?
+    );
+    assert!(
+        !attention
+            .park(&paid.order_id, Compensation::RefundPayment, refused)
+            .await?,
+        "a retried park opens nothing new"
+    );
+    let rec = store.orders().get(&paid.order_id).await?.context("order")?;
+    let payment = rec.payment.context("payment")?;
+    assert_eq!(payment.status, PaymentStatus::RefundFailed);
+    assert_eq!(payment.decline_reason.as_deref(), Some(refused));
+    assert_eq!(rec.attention.len(), 1);
+    assert_eq!(rec.attention[0].status, AttentionStatus::Open);
+    assert_eq!(rec.attention[0].reason, refused);
+    assert_eq!(
+        needing_attention(&store).await?,
+        [(paid.order_id, Some(format!("RefundPayment: {refused}")))]
+    );
+    assert_eq!(attention.orders_open().await?, 1);
+
+    // An operator's retry refunds it: the payment moves on, the row resolves.
+    assert!(store.payments().record_refund(&paid.order_id).await?);
+    assert!(
+        attention
+            .resolve(&paid.order_id, Compensation::RefundPayment)
+            .await?
+    );
+    assert!(
+        !attention
+            .resolve(&paid.order_id, Compensation::RefundPayment)
+            .await?
+    );
+    assert!(needing_attention(&store).await?.is_empty());
+    assert_eq!(attention.orders_open().await?, 0);
+    let rec = store.orders().get(&paid.order_id).await?.context("order")?;
+    assert_eq!(
+        rec.payment.context("payment")?.status,
+        PaymentStatus::Refunded
+    );
+    assert_eq!(rec.attention[0].status, AttentionStatus::Resolved);
+    assert_eq!(
+        events(&store, &paid.order_id).await?,
+        [
+            OrderEvent::OrderPlaced,
+            OrderEvent::PaymentProcessed,
+            OrderEvent::PaymentRefundFailed,
+            OrderEvent::PaymentRefunded,
+        ]
+    );
+
+    // Two parked on one order; an operator closes both with a reason.
+    attention
+        .park(&other.order_id, Compensation::RefundPayment, "refused")
+        .await?;
+    attention
+        .park(
+            &other.order_id,
+            Compensation::ReleaseInventory,
+            "order gone",
+        )
+        .await?;
+    assert_eq!(attention.orders_open().await?, 1, "counted per order");
+    let note = OperatorNote::new("ops-ana", "refunded by bank transfer", true)?;
+    assert_eq!(attention.close(&other.order_id, &note).await?, 2);
+    assert_eq!(attention.close(&other.order_id, &note).await?, 0);
+    assert!(needing_attention(&store).await?.is_empty());
+    let rec = store
+        .orders()
+        .get(&other.order_id)
+        .await?
+        .context("order")?;
+    assert!(
+        rec.attention
+            .iter()
+            .all(|a| a.status == AttentionStatus::Closed && a.closed.as_ref() == Some(&note))
+    );
+    let closed: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|e| e.event == OrderEvent::AttentionClosed)
+        .collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        closed[0].detail.as_deref(),
+        Some("closed by ops-ana: refunded by bank transfer")
+    );
+    // Closed, the refund stays refused: nobody pretends the money went back.
+    assert_eq!(
+        rec.payment.context("payment")?.status,
+        PaymentStatus::RefundFailed
+    );
+    Ok(())
 }

@@ -25,11 +25,12 @@ pub use settings::{
 use std::future::Future;
 use std::sync::Arc;
 
+use ordersaga_activities::attention::watch_needs_attention;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
 use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
-    BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities, OrderActivities,
-    ReconcileActivities, RelayActivities, ShippingActivities, SimulatedGateway,
+    AttentionActivities, BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities,
+    OrderActivities, ReconcileActivities, RelayActivities, ShippingActivities, SimulatedGateway,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
@@ -122,6 +123,7 @@ fn queue_options(
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
                 .register_activities(activities)
+                .register_activities(AttentionActivities::new(store.clone(), business.clone()))
                 .register_workflow::<ReconcileOrdersWorkflow>()
                 .map_err(sdk)?
                 .register_activities(reconcile)
@@ -323,6 +325,9 @@ pub async fn run(
     }
     let stops: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
     let names: Vec<&str> = workers.iter().map(|(q, _)| q.as_str()).collect();
+    // The orders service owns the needs-attention gauge (when exported).
+    let gauge = (metrics_server.is_some() && settings.queues.contains(&Queue::Orders))
+        .then(|| tokio::spawn(watch_needs_attention(store.clone(), business.clone())));
     tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
 
     let running = futures::future::join_all(workers.iter_mut().map(|(_, w)| w.run()));
@@ -337,6 +342,9 @@ pub async fn run(
             running.await
         }
     };
+    if let Some(gauge) = gauge {
+        gauge.abort();
+    }
     store.close().await;
     drop(metrics_server);
     results.into_iter().collect::<Result<(), _>>().map_err(sdk)

@@ -10,10 +10,12 @@
 //! recorded sagas stop replaying.
 //!
 //! - [`order`]: the saga's steps and compensations, both payment modes.
+//! - [`attention`]: the records of compensations parked for an operator.
 //! - [`checkout`]: what the checkout gateway's activities return.
 //! - [`notification`], [`shipping`], [`relay`]: the support services.
 //! - [`reconcile`]: the reconciler's checks across orders.
 
+pub mod attention;
 pub mod checkout;
 pub mod notification;
 pub mod order;
@@ -21,6 +23,7 @@ pub mod reconcile;
 pub mod relay;
 pub mod shipping;
 
+pub use attention::{AttentionContract, ParkInput, Resolution, ResolveInput};
 pub use checkout::{
     Capture, CaptureId, CaptureOutcome, CaptureStatus, CheckoutOrder, CheckoutStatus,
     GatewayOrderId, OrderSnapshot, VoidOutcome,

@@ -527,6 +527,15 @@ async fn refund_capture(
         tx.commit().await?;
         return Err(PayPalError::unprocessable(issue, description));
     }
+    // Not remembered under the request id: once the control is lifted, the
+    // same request is served.
+    if app.controls().refuse_refunds {
+        tx.commit().await?;
+        return Err(PayPalError::unprocessable(
+            "TRANSACTION_REFUSED",
+            "The refund was refused (sandbox control refuse_refunds).",
+        ));
+    }
     let refund = RefundRow {
         id: paypal_id(),
         create_time: now_rfc3339(),

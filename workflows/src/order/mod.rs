@@ -8,7 +8,10 @@
 //!   (`run -> forward -> confirm`, or `compensate -> fail`);
 //! - [`payment`]: the payment step in either mode (simulated charge, or a
 //!   PayPal-style checkout that waits durably for the buyer's approval);
-//! - [`compensation`]: the undo actions;
+//! - [`compensation`]: the undo actions, and parking the ones refused for
+//!   good;
+//! - [`attention`]: waiting for an operator to retry or close a parked one;
+//! - [`durable`]: acting on an update only once its acceptance is durable;
 //! - [`failures`]: business outcomes read out of activity failures;
 //! - [`outcomes`]: how a stopped saga ends (an accepted cancel wins; a fault
 //!   is recorded as an internal failure first) and the quiet completion of
@@ -39,37 +42,38 @@
 //! message, so these cost it no server round trip; an email outage or an
 //! absent notifications fleet never delays or fails an order.
 
+mod attention;
 mod compensation;
+mod durable;
 mod failures;
 mod legacy;
 mod options;
 mod outcomes;
 mod payment;
 
-use std::time::Duration;
-
 use ordersaga_domain::contracts::{
     ConfirmOrderInput, FailOrderInput, GatewayOrderId, OrderContract, PlaceOrderInput,
 };
 use ordersaga_domain::names::{
-    CHECKOUT_DEADLINE_PATCH, DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH,
-    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler,
-    search_attribute,
+    CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, DURABLE_CANCEL_PATCH,
+    FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
+    OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
-    FailureReason, GatewayEvent, GatewayEventKind, Notification, OrderEvent, OrderInput,
-    OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus, SagaStep,
+    FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
+    OrderInput, OrderOutcome, OrderStatus, OrderView, Outgoing, PaymentMode, PaymentStatus,
+    SagaStep,
 };
 use temporalio_workflow::common::SearchAttributeKey;
 use temporalio_workflow::{
-    ActivityExecutionError, SyncWorkflowContext, TimerOptions, WorkflowCancellationToken,
-    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination, workflow,
-    workflow_methods,
+    ActivityExecutionError, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination, workflow, workflow_methods,
 };
 
-use compensation::Compensation;
+use attention::OperatorAction;
+use compensation::{Compensation, Parked};
 use failures::{already_failed, business_reason};
-use options::{db_step, detached};
+use options::{db_step, detached, undo_db_step};
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
@@ -126,6 +130,13 @@ pub struct OrderWorkflow {
     /// `gateway-outcomes-v1`, `checkout-deadline-v1`, `quiet-completion-v1`
     /// ([`outcomes`], [`payment`]).
     later: outcomes::Patches,
+    /// `compensation-parking-v1`: compensations never stop the unwinding
+    /// ([`compensation`]).
+    parking: bool,
+    /// Compensations waiting for an operator ([`attention`]).
+    parked: Vec<Parked>,
+    /// The operator's accepted action, until the saga takes it.
+    operator: Option<OperatorAction>,
 }
 
 #[workflow_methods]
@@ -153,6 +164,9 @@ impl OrderWorkflow {
             durable_cancel: false,
             finish_db_steps: false,
             later: outcomes::Patches::default(),
+            parking: false,
+            parked: Vec::new(),
+            operator: None,
         }
     }
 
@@ -178,11 +192,13 @@ impl OrderWorkflow {
             checkout_deadline: ctx.patched(CHECKOUT_DEADLINE_PATCH),
             quiet_completion: ctx.patched(QUIET_COMPLETION_PATCH),
         };
+        let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
             s.finish_db_steps = finish_db_steps;
             s.later = later;
+            s.parking = parking;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -209,13 +225,24 @@ impl OrderWorkflow {
             .to_string(),
             Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
         };
-        let refunded = Self::compensate(ctx, &input, &undo, &why).await?;
-        let (reason, fault) = Self::failure_of(ctx, stop)?;
+        let unwound = Self::compensate(ctx, &input, &undo, &why).await?;
+        let (reason, fault) = match Self::failure_of(ctx, stop) {
+            Ok(failure) => failure,
+            // Before `gateway-outcomes-v1` a fault ended the workflow
+            // without failing the order; what is parked still waits.
+            Err(end) => {
+                Self::attend(ctx, &input, unwound.parked, &why).await?;
+                return Err(end);
+            }
+        };
         let cancelled = matches!(reason, FailureReason::Cancelled { .. });
-        let email = input.failed_email(&reason, refunded);
+        let email = input.failed_email(&reason, unwound.refunded);
         let outgoing = Self::for_outbox(ctx, email.clone().map(Outgoing::Email));
         Self::fail(ctx, &input, &reason, outgoing).await?;
         Self::notify_by_child(ctx, email).await?;
+        // The order is FAILED (and shows so); what is parked waits for an
+        // operator, with the saga open to act on the decision.
+        let refunded = Self::attend(ctx, &input, unwound.parked, &why).await? || unwound.refunded;
         Self::quiet_completion(ctx).await;
         if let Some(fault) = fault {
             return Err(fault);
@@ -303,6 +330,40 @@ impl OrderWorkflow {
         if self.cancel_requested.is_none() {
             self.cancel_requested = Some(reason);
         }
+    }
+
+    /// Refuses `RetryCompensation` unless a compensation is parked.
+    #[update_validator(retry_compensation)]
+    fn validate_retry(
+        &self,
+        _ctx: &WorkflowContextView,
+        _note: &OperatorNote,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.awaiting_operator()
+    }
+
+    /// `RetryCompensation`: runs the parked compensations again (once the
+    /// cause of the refusal is fixed); one refused again is parked again.
+    #[update(name = handler::RETRY_COMPENSATION)]
+    pub fn retry_compensation(&mut self, _ctx: &mut SyncWorkflowContext<Self>, note: OperatorNote) {
+        self.operator = Some(OperatorAction::Retry(note));
+    }
+
+    /// Refuses `CloseAttention` unless a compensation is parked.
+    #[update_validator(close_attention)]
+    fn validate_close(
+        &self,
+        _ctx: &WorkflowContextView,
+        _note: &OperatorNote,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.awaiting_operator()
+    }
+
+    /// `CloseAttention`: the parked compensations are closed with the
+    /// operator's reason (e.g. refunded by hand); the saga ends.
+    #[update(name = handler::CLOSE_ATTENTION)]
+    pub fn close_attention(&mut self, _ctx: &mut SyncWorkflowContext<Self>, note: OperatorNote) {
+        self.operator = Some(OperatorAction::Close(note));
     }
 }
 
@@ -478,6 +539,7 @@ impl OrderWorkflow {
         outgoing: Vec<Outgoing>,
     ) -> WorkflowResult<()> {
         Self::step(ctx, SagaStep::FailOrder);
+        let lasting = ctx.state(|s| s.parking);
         ctx.execute_local_activity(
             OrderContract::fail_order,
             FailOrderInput {
@@ -485,7 +547,7 @@ impl OrderWorkflow {
                 reason: reason.clone(),
                 outgoing,
             },
-            db_step("FailOrder", detached()),
+            undo_db_step("FailOrder", lasting),
         )
         .await?;
         Self::finish(
@@ -524,30 +586,6 @@ impl OrderWorkflow {
             return Err(Stop::Business(FailureReason::Cancelled { message }));
         }
         Ok(())
-    }
-
-    /// A `CancelOrder` update is accepted inside a workflow task, and its
-    /// acceptance is in the history only once that task's completion is
-    /// persisted. Acting on it in the same task is a bet: if the completion
-    /// is lost (server restart, worker killed), the retried task replays
-    /// without the cancel and takes the forward path, while the
-    /// compensations and `FailOrder` the first run executed as local
-    /// activities stay committed (issue 11, defect 0). So the cancel branch
-    /// first ends the task with a short timer: the timer fires only after
-    /// the completion carrying the acceptance was persisted, and only then
-    /// does anything with a lasting effect run. A timer rather than another
-    /// command because it is the cheapest command that forces a new task
-    /// and costs the customer a few milliseconds. Histories recorded before
-    /// `durable-cancel-v1` replay without it.
-    async fn cancel_made_durable(ctx: &mut WorkflowContext<Self>) {
-        let from_update = ctx.state(|s| s.durable_cancel && s.cancel_requested.is_some());
-        if from_update {
-            let barrier = TimerOptions::builder(Duration::from_millis(1))
-                .summary("cancel accepted".to_string())
-                .build();
-            // Fired or cancelled, the task boundary has been crossed.
-            let _ = ctx.timer(barrier).await;
-        }
     }
 
     /// The cancellation token of a forward database step whose effect a

@@ -46,6 +46,19 @@ pub(super) fn db_step(
     opts
 }
 
+/// A compensation's database write, and `FailOrder`: detached (a cancelled
+/// order is still unwound and recorded). Under `compensation-parking-v1`
+/// (`lasting`) with no schedule-to-close: an outage is waited out however
+/// long it lasts, never turned into an order left half undone. (Gateway
+/// steps have no schedule-to-close in any generation.)
+pub(super) fn undo_db_step(summary: &str, lasting: bool) -> LocalActivityOptions {
+    let mut opts = db_step(summary, detached());
+    if lasting {
+        opts.schedule_to_close_timeout = None;
+    }
+    opts
+}
+
 /// Gateway calls: heartbeating, so a dead worker's attempt is retried
 /// elsewhere within seconds.
 pub(super) fn gateway_step(

@@ -21,8 +21,10 @@
 //! - [`replay`]: the saved histories and the replayer.
 //! - [`fixtures`]: products and `PlaceOrder` requests.
 //! - [`browser`]: a real headless Chromium driving the sandbox's pages.
+//! - [`chaos`]: the chaos suite behind the `ordersaga-chaos` binary.
 
 pub mod browser;
+pub mod chaos;
 pub mod db;
 pub mod fixtures;
 pub mod replay;

@@ -43,9 +43,10 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// `rcpt_delay` holds each `RCPT`; `data_reply_delay` holds each `250`
-    /// after `DATA`, the message already stored.
-    pub(crate) async fn start(
+    /// Starts it on `port`, storing messages in `out`. `rcpt_delay` holds
+    /// each `RCPT`; `data_reply_delay` holds each `250` after `DATA`, the
+    /// message already stored.
+    pub async fn start(
         port: u16,
         out: PathBuf,
         rcpt_delay: Duration,

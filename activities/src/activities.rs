@@ -351,6 +351,7 @@ impl OrderActivities {
             .confirm(&order_id, &input.outgoing)
             .await
             .map_err(store_failure)?;
+        crash_point(activity::CONFIRM_ORDER);
         let status = ended.status;
         if status == OrderStatus::Failed {
             // Failed by a step this saga no longer remembers (a cancel whose
@@ -365,6 +366,24 @@ impl OrderActivities {
         }
         tracing::info!(%order_id, %status, changed = ended.changed, "OrderConfirmed");
         Ok(status)
+    }
+
+    /// `GetOrderStatus`: where the order stands in the shop database, the
+    /// arbiter the saga asks before it unwinds.
+    #[activity(definition = contract::GetOrderStatus)]
+    pub async fn get_order_status(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        order_id: OrderId,
+    ) -> Result<OrderStatus, ActivityError> {
+        let order = self
+            .store
+            .orders()
+            .get(&order_id)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| store_failure(StoreError::OrderNotFound(order_id)))?;
+        Ok(order.summary.status)
     }
 
     /// `FailOrder`: `OrderFailed` with its reason. Returns the order's status.

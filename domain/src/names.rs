@@ -68,6 +68,12 @@ pub const QUIET_COMPLETION_PATCH: &str = "quiet-completion-v1";
 /// for an operator, money is settled before stock is released, and
 /// `FailOrder` always runs.
 pub const COMPENSATION_PARKING_PATCH: &str = "compensation-parking-v1";
+
+/// The `patched()` id of the saga asking the database before it unwinds:
+/// an order the database already says `CONFIRMED` (its `ConfirmOrder`
+/// committed in a workflow task that was then lost, and the retried task
+/// took a cancel) is confirmed, not refunded.
+pub const CONFIRMATION_STANDS_PATCH: &str = "confirmation-stands-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -90,6 +96,8 @@ pub mod activity {
     pub const PROCESS_INVENTORY: &str = "ProcessInventory";
     /// Marks the order `CONFIRMED`.
     pub const CONFIRM_ORDER: &str = "ConfirmOrder";
+    /// Reads the order's status in the shop database (the arbiter).
+    pub const GET_ORDER_STATUS: &str = "GetOrderStatus";
     /// Marks the order `FAILED` with its reason.
     pub const FAIL_ORDER: &str = "FailOrder";
     /// Compensation of `ProcessPayment`: refunds a captured payment.

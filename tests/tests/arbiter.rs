@@ -84,9 +84,12 @@ async fn a_saga_whose_order_the_database_failed_refunds_releases_and_ends_failed
     fail_behind_the_sagas_back(&stack, &placed.order_id).await?;
 
     stack.start_worker(WorkerSettings::default())?;
-    let refunded = eventually("the refund", SAGA_TIMEOUT, || async {
+    // The order was FAILED by hand before, so its status says nothing of
+    // the unwinding: wait for the refund and then the release (money first).
+    let refunded = eventually("the refund and the release", SAGA_TIMEOUT, || async {
         let order = stack.terminal_order(&placed.order_id).await?;
-        Ok((order.payment_status == pb::PaymentStatus::Refunded as i32).then_some(order))
+        let refunded = order.payment_status == pb::PaymentStatus::Refunded as i32;
+        Ok((refunded && stack.on_hand(&mug).await? == 10).then_some(order))
     })
     .await?;
     assert_eq!(refunded.status, pb::OrderStatus::Failed as i32);
@@ -111,6 +114,81 @@ async fn a_saga_whose_order_the_database_failed_refunds_releases_and_ends_failed
     );
     stack
         .replay_check(&placed.workflow_id, "confirm-refused-compensated")
+        .await?;
+    stack.stop_workers()
+}
+
+/// The mirror image (found by the chaos suite: 7 orders CONFIRMED and
+/// refunded in 1,000): the workflow task that committed `ConfirmOrder` is
+/// lost (here: the worker dies right after the commit), and the retried
+/// task accepts a `CancelOrder` that arrived meanwhile. The database says
+/// CONFIRMED, and a confirmed order is final: the confirmation stands, no
+/// refund, no release. Before the fix the saga refunded a confirmed order
+/// and kept its stock deducted.
+#[tokio::test]
+async fn a_cancel_accepted_after_a_lost_confirmation_leaves_the_order_confirmed()
+-> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    let mug = stack.product("MUG-1", 1_000, 10).await?;
+    let mut doomed = stack.spawn_worker_process(&[
+        ("ORDERSAGA_CRASH_AFTER", "ConfirmOrder"),
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+    ])?;
+    let placed = stack
+        .grpc
+        .place_order(place_request("tove", &[("MUG-1", 2)], ""))
+        .await?
+        .into_inner();
+    let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
+    assert!(!status.success(), "the worker crashed after ConfirmOrder");
+    let order_id = OrderId::parse(&placed.order_id)?;
+    let stored = stack.store.orders().get(&order_id).await?;
+    assert_eq!(
+        stored.map(|o| o.summary.status),
+        Some(ordersaga_domain::OrderStatus::Confirmed)
+    );
+
+    // The cancel reaches the saga with the retried task.
+    let mut grpc = stack.grpc.clone();
+    let cancel_id = placed.order_id.clone();
+    let cancel = tokio::spawn(async move {
+        grpc.cancel_order(pb::CancelOrderRequest {
+            order_id: cancel_id,
+            reason: "changed my mind".into(),
+        })
+        .await
+    });
+    stack.start_worker(WorkerSettings::default())?;
+    let _ = tokio::time::timeout(SAGA_TIMEOUT, cancel).await?;
+    let outcome = tokio::time::timeout(
+        SAGA_TIMEOUT,
+        stack
+            .client
+            .get_workflow_handle::<ordersaga_workflows::OrderWorkflow>(placed.workflow_id.clone())
+            .get_result(WorkflowGetResultOptions::default()),
+    )
+    .await??;
+    assert_eq!(outcome.status, ordersaga_domain::OrderStatus::Confirmed);
+    let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
+    assert_eq!(
+        (captures, refunds),
+        (1, 0),
+        "a confirmed order keeps its payment"
+    );
+    assert_eq!(
+        stack.on_hand(&mug).await?,
+        8,
+        "and its stock stays deducted"
+    );
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
+    assert_eq!(
+        order_status_attribute(&stack, &placed.workflow_id).await?,
+        "CONFIRMED"
+    );
+    stack
+        .replay_check(&placed.workflow_id, "confirmation-stands-after-cancel")
         .await?;
     stack.stop_workers()
 }

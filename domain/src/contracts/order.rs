@@ -182,6 +182,12 @@ mod definition {
             unimplemented!()
         }
 
+        /// `GetOrderStatus`: the order's status in the shop database.
+        #[activity(name = activity::GET_ORDER_STATUS)]
+        pub fn get_order_status(order_id: OrderId) -> Result<OrderStatus, ActivityError> {
+            unimplemented!()
+        }
+
         /// `FailOrder`: `OrderFailed` with its reason; returns the order's status.
         #[activity(name = activity::FAIL_ORDER)]
         pub fn fail_order(input: FailOrderInput) -> Result<OrderStatus, ActivityError> {

@@ -1,7 +1,8 @@
 //! The saga's last steps: `ConfirmOrder` (the point of no return, with the
 //! confirmed email and the shipping request) or `FailOrder` (with the
 //! failed email), and the end they leave in the live view, the events and
-//! the `OrderStatus` search attribute.
+//! the `OrderStatus` search attribute; and before unwinding, the question
+//! to the database whether the order is confirmed already.
 
 use ordersaga_domain::contracts::{ConfirmOrderInput, FailOrderInput, OrderContract};
 use ordersaga_domain::{
@@ -9,11 +10,50 @@ use ordersaga_domain::{
 };
 use temporalio_workflow::{WorkflowContext, WorkflowResult};
 
+use super::compensation::Compensation;
 use super::failures::already_failed;
 use super::options::{db_step, detached, undo_db_step};
-use super::{ORDER_STATUS_ATTR, OrderWorkflow};
+use super::{ORDER_STATUS_ATTR, OrderWorkflow, Stop};
 
 impl OrderWorkflow {
+    /// Before unwinding, asks the database (the arbiter) where the order
+    /// stands. A workflow task that committed `ConfirmOrder` can be lost
+    /// (the server refuses its completion, the worker dies); the retried
+    /// task may then take a `CancelOrder` that arrived meanwhile, or stop
+    /// on anything else. A confirmed order is final: its confirmation
+    /// stands (`ConfirmOrder` again, which changes nothing), and nothing is
+    /// refunded or released. Only when something was done that a
+    /// compensation would undo, since `ConfirmOrder` comes after them all.
+    pub(super) async fn confirmation_stands(
+        ctx: &mut WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &[Compensation],
+        stop: Stop,
+    ) -> WorkflowResult<Result<OrderOutcome, Stop>> {
+        if !ctx.state(|s| s.confirmation_stands) || undo.is_empty() {
+            return Ok(Err(stop));
+        }
+        let status = ctx
+            .execute_local_activity(
+                OrderContract::get_order_status,
+                input.order_id,
+                db_step("GetOrderStatus", detached()),
+            )
+            .await?;
+        if status != OrderStatus::Confirmed {
+            return Ok(Err(stop));
+        }
+        Ok(match Self::confirm(ctx, input).await? {
+            Ok(confirmed) => {
+                Self::quiet_completion(ctx).await;
+                Ok(confirmed)
+            }
+            // Not reachable (confirmed is final), but if the database says
+            // failed after all, it is the arbiter: unwind with its reason.
+            Err(reason) => Err(Stop::Business(reason)),
+        })
+    }
+
     /// `ConfirmOrder`, or the reason the database gives for refusing it
     /// (the order already failed).
     pub(super) async fn confirm(

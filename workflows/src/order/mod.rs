@@ -55,9 +55,9 @@ mod payment;
 
 use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput};
 use ordersaga_domain::names::{
-    CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, DURABLE_CANCEL_PATCH,
-    FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE,
-    OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler, search_attribute,
+    CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
+    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH,
+    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
@@ -133,6 +133,9 @@ pub struct OrderWorkflow {
     /// `compensation-parking-v1`: compensations never stop the unwinding
     /// ([`compensation`]).
     parking: bool,
+    /// `confirmation-stands-v1`: the database is asked before unwinding
+    /// ([`OrderWorkflow::confirmation_stands`]).
+    confirmation_stands: bool,
     /// Compensations waiting for an operator ([`attention`]).
     parked: Vec<Parked>,
     /// The operator's accepted action, until the saga takes it.
@@ -165,6 +168,7 @@ impl OrderWorkflow {
             finish_db_steps: false,
             later: outcomes::Patches::default(),
             parking: false,
+            confirmation_stands: false,
             parked: Vec::new(),
             operator: None,
         }
@@ -193,12 +197,14 @@ impl OrderWorkflow {
             quiet_completion: ctx.patched(QUIET_COMPLETION_PATCH),
         };
         let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
+        let confirmation_stands = ctx.patched(CONFIRMATION_STANDS_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
             s.finish_db_steps = finish_db_steps;
             s.later = later;
             s.parking = parking;
+            s.confirmation_stands = confirmation_stands;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -224,6 +230,10 @@ impl OrderWorkflow {
             }
             .to_string(),
             Stop::Broken(_) | Stop::Terminated(_) => "the saga stopped".to_string(),
+        };
+        let stop = match Self::confirmation_stands(ctx, &input, &undo, stop).await? {
+            Ok(confirmed) => return Ok(confirmed),
+            Err(stop) => stop,
         };
         let unwound = Self::compensate(ctx, &input, &undo, &why).await?;
         let (reason, fault) = match Self::failure_of(ctx, stop) {

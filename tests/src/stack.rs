@@ -18,7 +18,8 @@ use ordersaga_runtime::Secret;
 use ordersaga_runtime::telemetry::{self, LogFormat};
 use ordersaga_store::Store;
 use ordersaga_worker::WorkerSettings;
-use temporalio_client::Client;
+use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions};
+use temporalio_common::search_attributes::SearchAttributeKey;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
@@ -318,6 +319,20 @@ impl Stack {
             }
         })
         .await
+    }
+
+    /// The `OrderStatus` search attribute of a workflow (what the Web UI's
+    /// filters see).
+    pub async fn order_status_attribute(&self, workflow_id: &str) -> anyhow::Result<String> {
+        let description = self
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+            .describe(WorkflowDescribeOptions::default())
+            .await?;
+        Ok(description
+            .search_attributes()
+            .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
+            .unwrap_or_default())
     }
 
     /// `http://127.0.0.1:<port>` of the API's gRPC server.

@@ -13,11 +13,9 @@ use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{Stack, TestDatabase, eventually, place_request};
 use ordersaga_worker::WorkerSettings;
 use temporalio_client::{
-    UntypedWorkflow, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowFetchHistoryOptions,
-    WorkflowGetResultOptions,
+    UntypedWorkflow, WorkflowCancelOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
 };
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
-use temporalio_common::search_attributes::SearchAttributeKey;
 
 const SAGA_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -31,17 +29,28 @@ async fn gateway_counts(stack: &Stack, transaction_id: &str) -> anyhow::Result<(
         .map_or((0, 0, 0), |l| (l.charge_requests, l.captures, l.refunds)))
 }
 
-/// The `OrderStatus` search attribute of the order's workflow.
-async fn order_status_attribute(stack: &Stack, workflow_id: &str) -> anyhow::Result<String> {
-    let description = stack
-        .client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
-        .describe(WorkflowDescribeOptions::default())
-        .await?;
-    Ok(description
-        .search_attributes()
-        .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
-        .unwrap_or_default())
+/// Places an order of `quantity` MUG-1 with a worker process that dies
+/// right after `step` committed, before Temporal hears of it (the window
+/// recovery must cover); returns once it has died.
+async fn placed_by_a_worker_dying_after(
+    stack: &Stack,
+    step: &str,
+    customer: &str,
+    quantity: i64,
+) -> anyhow::Result<pb::PlaceOrderResponse> {
+    let mut doomed = stack.spawn_worker_process(&[
+        ("ORDERSAGA_CRASH_AFTER", step),
+        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
+    ])?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request(customer, &[("MUG-1", quantity)], ""))
+        .await?
+        .into_inner();
+    let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
+    anyhow::ensure!(!status.success(), "the worker crashed after {step}");
+    Ok(placed)
 }
 
 /// What a lost cancel left behind: its `FailOrder` committed.
@@ -68,17 +77,7 @@ async fn a_saga_whose_order_the_database_failed_refunds_releases_and_ends_failed
 -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
-    let mut doomed = stack.spawn_worker_process(&[
-        ("ORDERSAGA_CRASH_AFTER", "ProcessInventory"),
-        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
-    ])?;
-    let placed = stack
-        .grpc
-        .place_order(place_request("rita", &[("MUG-1", 3)], ""))
-        .await?
-        .into_inner();
-    let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
-    assert!(!status.success(), "the worker crashed after the deduction");
+    let placed = placed_by_a_worker_dying_after(&stack, "ProcessInventory", "rita", 3).await?;
     assert_eq!(stack.on_hand(&mug).await?, 7);
     assert_eq!(gateway_counts(&stack, &placed.transaction_id).await?.1, 1);
     fail_behind_the_sagas_back(&stack, &placed.order_id).await?;
@@ -109,7 +108,7 @@ async fn a_saga_whose_order_the_database_failed_refunds_releases_and_ends_failed
         "a cancelled order's saga ends cancelled"
     );
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "FAILED"
     );
     stack
@@ -130,17 +129,7 @@ async fn a_cancel_accepted_after_a_lost_confirmation_leaves_the_order_confirmed(
 -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
-    let mut doomed = stack.spawn_worker_process(&[
-        ("ORDERSAGA_CRASH_AFTER", "ConfirmOrder"),
-        ("ORDERSAGA_STICKY_TIMEOUT_MS", "1000"),
-    ])?;
-    let placed = stack
-        .grpc
-        .place_order(place_request("tove", &[("MUG-1", 2)], ""))
-        .await?
-        .into_inner();
-    let status = tokio::time::timeout(SAGA_TIMEOUT, doomed.wait()).await??;
-    assert!(!status.success(), "the worker crashed after ConfirmOrder");
+    let placed = placed_by_a_worker_dying_after(&stack, "ConfirmOrder", "tove", 2).await?;
     let order_id = OrderId::parse(&placed.order_id)?;
     let stored = stack.store.orders().get(&order_id).await?;
     assert_eq!(
@@ -184,7 +173,7 @@ async fn a_cancel_accepted_after_a_lost_confirmation_leaves_the_order_confirmed(
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "CONFIRMED"
     );
     stack
@@ -241,7 +230,7 @@ async fn cancel_asks_the_saga_even_when_the_database_says_failed() -> anyhow::Re
     let ended = handle.get_result(WorkflowGetResultOptions::default()).await;
     assert!(ended.is_err(), "a cancelled order's saga ends cancelled");
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "FAILED"
     );
     stack
@@ -430,7 +419,7 @@ async fn the_money_goes_back_first_and_a_failing_release_retries_until_it_lands(
     let (_, captures, refunds) = gateway_counts(&stack, &placed.transaction_id).await?;
     assert_eq!((captures, refunds), (1, 1));
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "FAILED"
     );
     stack.stop_workers()

@@ -20,10 +20,7 @@ use ordersaga_tests::{
 use ordersaga_worker::WorkerSettings;
 use ordersaga_workflows::OrderWorkflow;
 use serde_json::{Value, json};
-use temporalio_client::{
-    UntypedWorkflow, WorkflowDescribeOptions, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
-};
-use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions};
 use tonic::Code;
 
 /// Long deadline, no poll within a test's life: only webhooks (or the
@@ -962,19 +959,6 @@ async fn a_cancel_accepted_during_a_declined_capture_ends_cancelled() -> anyhow:
 
 // ----- compensations the gateway refuses (issue 11, defect 1) ---------------
 
-/// The `OrderStatus` search attribute of the order's workflow.
-async fn order_status_attribute(stack: &Stack, workflow_id: &str) -> anyhow::Result<String> {
-    let description = stack
-        .client
-        .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
-        .describe(WorkflowDescribeOptions::default())
-        .await?;
-    Ok(description
-        .search_attributes()
-        .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
-        .unwrap_or_default())
-}
-
 /// Waits until the saga waits for an operator (its `GetStatus` step).
 async fn needs_attention_step(stack: &Stack, workflow_id: &str) -> anyhow::Result<()> {
     eventually(
@@ -1110,7 +1094,7 @@ async fn a_refused_refund_is_parked_the_rest_unwinds_and_an_operators_retry_refu
     let counts = sandbox.counts(&placed.transaction_id).await?;
     assert_eq!((counts.captures, counts.refunds), (1, 0));
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "FAILED"
     );
     let listed = needing_attention(&stack).await?;
@@ -1182,7 +1166,7 @@ async fn an_operator_closes_a_refused_refund_with_a_recorded_reason() -> anyhow:
     assert_eq!(order.failure_code, "OUT_OF_STOCK");
     assert_eq!(order.payment_status, pb::PaymentStatus::RefundFailed as i32);
     assert_eq!(
-        order_status_attribute(&stack, &placed.workflow_id).await?,
+        stack.order_status_attribute(&placed.workflow_id).await?,
         "FAILED"
     );
     assert_eq!(needing_attention(&stack).await?.len(), 1);

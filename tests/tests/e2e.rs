@@ -707,7 +707,10 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
 #[tokio::test]
 async fn two_workers_on_one_queue_share_the_orders() -> anyhow::Result<()> {
     use temporalio_client::WorkflowFetchHistoryOptions;
+    use temporalio_client::grpc::WorkflowService;
     use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeTaskQueueRequest;
 
     let mut stack = Stack::builder().without_worker().start().await?;
     for name in ["worker-a", "worker-b"] {
@@ -715,6 +718,27 @@ async fn two_workers_on_one_queue_share_the_orders() -> anyhow::Result<()> {
         settings.temporal.identity = Some(name.to_string());
         stack.start_worker(settings)?;
     }
+    // Both must be polling before the orders go in, or the first to start
+    // (the other may still be creating its schedule) can take them all.
+    eventually("both workers polling", Duration::from_secs(30), || async {
+        let mut client = stack.client.clone();
+        let queue = WorkflowService::describe_task_queue(
+            &mut client,
+            tonic::Request::new(DescribeTaskQueueRequest {
+                namespace: stack.namespace.clone(),
+                task_queue: Some(TaskQueue {
+                    name: stack.task_queue.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        )
+        .await?
+        .into_inner();
+        let polling = |name: &str| queue.pollers.iter().any(|p| p.identity == name);
+        Ok((polling("worker-a") && polling("worker-b")).then_some(()))
+    })
+    .await?;
     let mug = stack.product("MUG-1", 1_000, 100).await?;
     let placed = futures::future::try_join_all((0..20).map(|_| {
         let mut grpc = stack.grpc.clone();

@@ -24,7 +24,7 @@ use temporalio_client::{
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::gateway::checkout::CheckoutGateway;
+use crate::gateway::checkout::{CheckoutError, CheckoutGateway};
 use crate::metrics::BusinessMetrics;
 
 /// Where an order's workflow is, as Temporal answers.
@@ -81,45 +81,59 @@ impl ReconcileActivities {
     }
 
     /// Voids the checkout payment of a failed order if the gateway still
-    /// holds it open. Answers `None` when there is nothing the reconciler
-    /// can do on its own (no gateway configured, or money was captured).
+    /// holds it open. `Ok(Err(why))` when the reconciler cannot put it right
+    /// on its own (no gateway here, money captured there, or the gateway
+    /// refused for good): the finding is then flagged with `why`, so one
+    /// refusal never stops a run. Transient gateway errors are retried.
     async fn void_open_checkout(
         &self,
         order_id: &OrderId,
-    ) -> Result<Option<String>, ActivityError> {
+    ) -> Result<Result<String, String>, ActivityError> {
         let Some(gateway) = self.checkout.as_deref() else {
-            return Ok(None);
+            return Ok(Err("no checkout gateway on this worker".to_string()));
         };
         let store = || self.store.payments();
-        let (Some(link), Some(order)) = (
+        let (Some(link), Some(payment)) = (
             store().link(order_id).await?,
-            self.store.orders().get(order_id).await?,
+            self.store
+                .orders()
+                .get(order_id)
+                .await?
+                .and_then(|o| o.payment),
         ) else {
-            return Ok(None);
-        };
-        let Some(payment) = order.payment else {
-            return Ok(None);
+            return Ok(Err("no checkout payment in the shop's books".to_string()));
         };
         let id = GatewayOrderId::new(link.gateway_order_id);
-        let snapshot = gateway.get_order(&id).await?;
+        let refused = |e: CheckoutError| -> Result<Result<String, String>, ActivityError> {
+            if e.is_retryable() {
+                Err(e.into())
+            } else {
+                Ok(Err(format!("the gateway refused: {e}")))
+            }
+        };
+        let snapshot = match gateway.get_order(&id).await {
+            Ok(s) => s,
+            Err(e) => return refused(e),
+        };
         let why = match snapshot.status {
             // Captured at the gateway but not in the books: money to give
             // back, which is an operator's call.
-            CheckoutStatus::Completed => return Ok(None),
+            CheckoutStatus::Completed => {
+                return Ok(Err(format!("gateway order {id} is captured")));
+            }
             CheckoutStatus::Voided => "voided at the gateway; found by the reconciler",
             CheckoutStatus::Created
             | CheckoutStatus::Saved
             | CheckoutStatus::Approved
             | CheckoutStatus::PayerActionRequired => {
-                gateway.void(&id, &payment.transaction_id).await?;
+                if let Err(e) = gateway.void(&id, &payment.transaction_id).await {
+                    return refused(e);
+                }
                 "voided by the reconciler: the order had failed"
             }
         };
         store().record_voided(order_id, why).await?;
-        Ok(Some(format!(
-            "gateway order {id} was {:?}",
-            snapshot.status
-        )))
+        Ok(Ok(format!("gateway order {id} was {:?}", snapshot.status)))
     }
 }
 
@@ -207,19 +221,24 @@ impl ReconcileActivities {
     ) -> Result<FindingAction, ActivityError> {
         let order_id = finding.order_id.map(|o| o.to_string());
         let order_id = order_id.as_deref().unwrap_or("");
+        let mut finding = finding;
         if finding.kind == FindingKind::CheckoutNotSettled
             && let Some(o) = finding.order_id
-            && let Some(what) = self.void_open_checkout(&o).await?
         {
-            tracing::warn!(
-                order_id,
-                kind = %finding.kind,
-                subject = %finding.subject,
-                %what,
-                "reconciler repaired a finding"
-            );
-            self.metrics.reconciler_repaired(finding.kind);
-            return Ok(FindingAction::Repaired);
+            match self.void_open_checkout(&o).await? {
+                Ok(what) => {
+                    tracing::warn!(
+                        order_id,
+                        kind = %finding.kind,
+                        subject = %finding.subject,
+                        %what,
+                        "reconciler repaired a finding"
+                    );
+                    self.metrics.reconciler_repaired(finding.kind);
+                    return Ok(FindingAction::Repaired);
+                }
+                Err(why) => finding.detail = format!("{}; {why}", finding.detail),
+            }
         }
         let new = self.store.findings().open(&finding).await?;
         if new {

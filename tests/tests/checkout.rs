@@ -199,26 +199,32 @@ async fn out_of_stock_after_capture_refunds_exactly_once() -> anyhow::Result<()>
         .await
 }
 
-#[tokio::test]
-async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Result<()> {
-    let stack = Stack::builder()
-        .checkout(CheckoutTiming {
-            deadline_secs: 600,
-            poll_secs: 1,
-        })
-        .start()
-        .await?;
+/// The buyer approves while every webhook is lost: only a poll of the
+/// gateway can find the approval; the order confirms with one capture.
+async fn approved_with_every_webhook_lost(
+    timing: CheckoutTiming,
+    buyer: &str,
+    history: &str,
+) -> anyhow::Result<()> {
+    let stack = Stack::builder().checkout(timing).start().await?;
     stack.product("MUG-1", 1_250, 10).await?;
     let sandbox = stack.sandbox()?;
     sandbox.controls(json!({"webhook_drop_next": 1000})).await?;
-    let placed = place(&stack, "erin", &[("MUG-1", 1)]).await?;
+    let placed = place(&stack, buyer, &[("MUG-1", 1)]).await?;
     sandbox.approve(&placed.approval_url).await?;
     let order = stack.terminal_order(&placed.order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
-    stack
-        .replay_check(&placed.workflow_id, "checkout-polled")
-        .await
+    stack.replay_check(&placed.workflow_id, history).await
+}
+
+#[tokio::test]
+async fn the_poll_completes_the_order_when_every_webhook_is_lost() -> anyhow::Result<()> {
+    let timing = CheckoutTiming {
+        deadline_secs: 600,
+        poll_secs: 1,
+    };
+    approved_with_every_webhook_lost(timing, "erin", "checkout-polled").await
 }
 
 #[tokio::test]
@@ -883,24 +889,11 @@ async fn a_worker_without_a_checkout_gateway_fails_the_order_at_once() -> anyhow
 #[tokio::test]
 async fn the_poll_at_the_deadline_still_finds_the_approval() -> anyhow::Result<()> {
     // No poll before the deadline: only the one at it can see the approval.
-    let stack = Stack::builder()
-        .checkout(CheckoutTiming {
-            deadline_secs: 3,
-            poll_secs: 600,
-        })
-        .start()
-        .await?;
-    stack.product("MUG-1", 1_250, 10).await?;
-    let sandbox = stack.sandbox()?;
-    sandbox.controls(json!({"webhook_drop_next": 1000})).await?;
-    let placed = place(&stack, "uma", &[("MUG-1", 1)]).await?;
-    sandbox.approve(&placed.approval_url).await?;
-    let order = stack.terminal_order(&placed.order_id).await?;
-    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
-    assert_eq!(sandbox.counts(&placed.transaction_id).await?.captures, 1);
-    stack
-        .replay_check(&placed.workflow_id, "checkout-approved-at-deadline")
-        .await
+    let timing = CheckoutTiming {
+        deadline_secs: 3,
+        poll_secs: 600,
+    };
+    approved_with_every_webhook_lost(timing, "uma", "checkout-approved-at-deadline").await
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use ordersaga_domain::{
     OrderLine, PaymentStatus, ReconcileInput, ReconcileReport, Sku, TransactionId,
 };
 use ordersaga_proto::v1 as pb;
+use ordersaga_store::PaymentLink;
 use ordersaga_tests::{Stack, eventually, free_port, place_request};
 use ordersaga_worker::{Queue, WorkerSettings};
 use ordersaga_workflows::ReconcileOrdersWorkflow;
@@ -68,6 +69,34 @@ async fn execute(stack: &Stack, sql: &str, args: &[&str]) -> anyhow::Result<()> 
     query.execute(&pool).await?;
     pool.close().await;
     Ok(())
+}
+
+/// An order stored `PENDING` straight in the shop database, with no saga:
+/// what a lost or deleted workflow leaves behind.
+async fn stored_without_a_saga(
+    stack: &Stack,
+    sku: &Sku,
+    customer: &str,
+) -> anyhow::Result<OrderInput> {
+    let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
+    let currency = Currency::parse("EUR")?;
+    let eur = |minor| Money::new(minor, currency);
+    let order = OrderInput {
+        order_id,
+        transaction_id: TransactionId::for_order(&order_id),
+        customer_id: CustomerId::parse(customer)?,
+        lines: vec![OrderLine {
+            sku: sku.clone(),
+            quantity: 1,
+            unit_price: eur(1_000),
+        }],
+        total: eur(1_000),
+        customer_email: None,
+        shipping_address: None,
+        payment: Default::default(),
+    };
+    stack.store.orders().place(&order, &[]).await?;
+    Ok(order)
 }
 
 /// A Prometheus sample's value, 0 when absent.
@@ -163,29 +192,9 @@ async fn a_run_flags_what_no_workflow_will_finish_and_clears_it_once_resolved() 
     let sku = stack.product("REC-1", 1_000, 10).await?;
 
     // 1. Stored PENDING, but no workflow was ever started for it.
-    let orphan = OrderId::from_uuid(uuid::Uuid::new_v4());
-    let eur = |minor| Money::new(minor, Currency::parse("EUR").expect("EUR"));
-    stack
-        .store
-        .orders()
-        .place(
-            &OrderInput {
-                order_id: orphan,
-                transaction_id: TransactionId::for_order(&orphan),
-                customer_id: CustomerId::parse("orphan")?,
-                lines: vec![OrderLine {
-                    sku: Sku::parse(sku.as_str())?,
-                    quantity: 1,
-                    unit_price: eur(1_000),
-                }],
-                total: eur(1_000),
-                customer_email: None,
-                shipping_address: None,
-                payment: Default::default(),
-            },
-            &[],
-        )
-        .await?;
+    let orphan = stored_without_a_saga(&stack, &sku, "orphan")
+        .await?
+        .order_id;
 
     // 2. Confirmed and captured, then failed behind the saga's back.
     let placed = stack
@@ -350,12 +359,46 @@ async fn a_run_voids_an_approved_checkout_left_behind_by_a_failed_order() -> any
         message: "closed by an operator".into(),
     };
     stack.store.orders().fail(&order_id, &reason, &[]).await?;
+    // And one the gateway has never heard of: its refusal (404) is flagged
+    // for an operator, and the run goes on.
+    let unknown = stored_without_a_saga(&stack, &sku, "ghost").await?;
+    let link = PaymentLink {
+        gateway_order_id: "UNKNOWN-TO-THE-GATEWAY".to_string(),
+        approval_url: "http://gw.test/checkoutnow?token=UNKNOWN-TO-THE-GATEWAY".to_string(),
+    };
+    stack
+        .store
+        .payments()
+        .open_checkout(
+            &unknown.order_id,
+            &unknown.transaction_id,
+            unknown.total,
+            &link,
+            &[],
+        )
+        .await?;
+    stack
+        .store
+        .orders()
+        .fail(&unknown.order_id, &reason, &[])
+        .await?;
     let second = reconcile(&stack, "2").await?;
     assert_eq!(
         kinds_of(&second, &placed.order_id),
         [FindingKind::CheckoutNotSettled]
     );
-    assert_eq!((second.repaired, second.cleared), (1, 1), "{second:?}");
+    assert_eq!(
+        (second.repaired, second.flagged, second.cleared),
+        (1, 1, 1),
+        "{second:?}"
+    );
+    let flagged = stack.store.findings().of_order(&unknown.order_id).await?;
+    assert!(
+        flagged.len() == 1
+            && flagged[0].open
+            && flagged[0].finding.detail.contains("the gateway refused"),
+        "{flagged:?}"
+    );
     assert_eq!(
         sandbox.order_status(&placed.approval_url).await?,
         GatewayStatus::Voided
@@ -374,6 +417,10 @@ async fn a_run_voids_an_approved_checkout_left_behind_by_a_failed_order() -> any
     // Repaired: nothing left open about it.
     let third = reconcile(&stack, "3").await?;
     assert!(kinds_of(&third, &placed.order_id).is_empty(), "{third:?}");
-    assert!(stack.store.findings().open_findings().await?.is_empty());
+    let open = stack.store.findings().open_findings().await?;
+    assert_eq!(
+        open.iter().map(|r| r.finding.order_id).collect::<Vec<_>>(),
+        [Some(unknown.order_id)]
+    );
     Ok(())
 }

@@ -61,7 +61,8 @@ impl Api {
     pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
         let store = Store::connect(&settings.database_url)
             .await
-            .context("shop database")?;
+            .context("shop database")?
+            .with_events(settings.publish_events);
         let mut temporal = settings.temporal.clone();
         temporal
             .identity

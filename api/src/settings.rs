@@ -35,6 +35,10 @@ pub struct ApiSettings {
     /// How long in-flight requests get to finish once shutdown is asked;
     /// those still running then are dropped.
     pub graceful_shutdown: Duration,
+    /// Whether catalog changes write their domain events for the workers'
+    /// relay to publish: on when `ORDERSAGA_NATS_URL` is set (the API only
+    /// writes them; a worker publishes).
+    pub publish_events: bool,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +52,7 @@ impl Default for ApiSettings {
             seed_demo: false,
             payment: PaymentSettings::default(),
             graceful_shutdown: Duration::from_secs(10),
+            publish_events: false,
         }
     }
 }
@@ -77,6 +82,7 @@ pub struct ApiVars {
     payment_link_wait_ms: Option<u64>,
     webhook_secret: Option<Secret>,
     graceful_shutdown_ms: Option<u64>,
+    nats_url: Option<String>,
 }
 
 // Temporal's own `TEMPORAL_*` variables are read by envconfig when
@@ -107,6 +113,7 @@ impl Load for ApiSettings {
             &mut s.graceful_shutdown,
             v.graceful_shutdown_ms.map(Duration::from_millis),
         );
+        s.publish_events = v.nats_url.is_some();
     }
 }
 

@@ -6,7 +6,8 @@
 //! (what the API hands the workflow), the lifecycle enums ([`OrderStatus`],
 //! [`PaymentStatus`], [`SagaStep`]) and their allowed transitions, the
 //! saga's compensations and what parks them for an operator ([`attention`]), the domain
-//! event names ([`OrderEvent`], [`CatalogEvent`]), the product and inventory
+//! event names ([`OrderEvent`], [`CatalogEvent`]) and their published form
+//! ([`events`]: ids, CloudEvents types, NATS subjects, versioned data), the product and inventory
 //! rules ([`catalog`]: the low-stock crossing, who may rate), the customer's
 //! contact details ([`contact`]), the payloads of the notification and
 //! shipping services ([`notify`]) and the messages an order produces for them
@@ -28,6 +29,7 @@ pub mod attention;
 pub mod catalog;
 pub mod contact;
 pub mod contracts;
+pub mod events;
 pub mod ids;
 mod messages;
 pub mod money;

@@ -84,6 +84,7 @@ impl<'a> Attention<'a> {
             if change_status(&mut tx, "payments", &id, to, &columns, now).await? {
                 insert_event(
                     &mut tx,
+                    self.store.events,
                     &id,
                     OrderEvent::PaymentRefundFailed,
                     Some(reason),
@@ -125,6 +126,7 @@ impl<'a> Attention<'a> {
             let id = order_id.to_string();
             insert_event(
                 &mut tx,
+                self.store.events,
                 &id,
                 OrderEvent::AttentionClosed,
                 Some(&detail),

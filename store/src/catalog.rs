@@ -4,11 +4,13 @@
 //! Stock is the [`Stock`](crate::Stock) repository's.
 
 use ordersaga_domain::catalog::may_rate;
+use ordersaga_domain::events::CatalogEventData;
 use ordersaga_domain::{CatalogEvent, CustomerId, Money, OrderStatus, Sku};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::events;
 use crate::db::{Tx, money, now_ms, parse_col};
 use crate::{Result, Store, StoreError};
 
@@ -121,7 +123,15 @@ impl<'a> Catalog<'a> {
             detail: Some(format!("{} at {}", p.name, p.price)),
         };
         let event_id = format!("product-created/{}", p.sku);
-        record_event(&mut tx, &event_id, &p.sku, &event, now).await?;
+        let data = CatalogEventData {
+            sku: Some(p.sku.clone()),
+            name: Some(p.name.clone()),
+            price: Some(p.price),
+            low_stock_threshold: Some(p.low_stock_threshold),
+            ..CatalogEventData::default()
+        };
+        let publish = self.store.events;
+        record_event(&mut tx, publish, &event_id, &p.sku, &event, &data, now).await?;
         tx.commit().await?;
         self.get(&p.sku)
             .await?
@@ -196,14 +206,15 @@ impl<'a> Catalog<'a> {
             event: CatalogEvent::ReviewRatingSubmitted,
             detail: Some(format!("{customer}: {stars} stars")),
         };
-        record_event(
-            &mut tx,
-            &format!("rating/{submission}"),
-            sku,
-            &submitted,
-            now,
-        )
-        .await?;
+        let data = CatalogEventData {
+            sku: Some(sku.clone()),
+            customer_id: Some(customer.clone()),
+            stars: Some(stars),
+            ..CatalogEventData::default()
+        };
+        let publish = self.store.events;
+        let event_id = format!("rating/{submission}");
+        record_event(&mut tx, publish, &event_id, sku, &submitted, &data, now).await?;
         let row = sqlx::query(&format!("{PRODUCT_SELECT} WHERE sku = $1"))
             .bind(sku.as_str())
             .fetch_one(&mut *tx)
@@ -218,7 +229,13 @@ impl<'a> Catalog<'a> {
             )),
         };
         let event_id = format!("rating-updated/{submission}");
-        record_event(&mut tx, &event_id, sku, &updated, now).await?;
+        let data = CatalogEventData {
+            sku: Some(sku.clone()),
+            rating_sum: Some(product.rating_sum),
+            rating_count: Some(product.rating_count),
+            ..CatalogEventData::default()
+        };
+        record_event(&mut tx, publish, &event_id, sku, &updated, &data, now).await?;
         tx.commit().await?;
         Ok(product)
     }
@@ -242,15 +259,19 @@ impl<'a> Catalog<'a> {
     }
 }
 
-/// Records `event` in the product's history unless `event_id` is there.
+/// Records `event` in the product's history unless `event_id` is there,
+/// and, if `publish`, writes it with `data` to the event outbox the first
+/// time.
 pub(crate) async fn record_event(
     tx: &mut Tx,
+    publish: bool,
     event_id: &str,
     sku: &Sku,
     event: &CatalogEventRecord,
+    data: &CatalogEventData,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO catalog_events (event_id, sku, event, detail, occurred_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
     )
@@ -260,7 +281,12 @@ pub(crate) async fn record_event(
     .bind(event.detail.as_deref())
     .bind(now)
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted && publish {
+        events::catalog_event(tx, sku, event.event, event_id, data, now).await?;
+    }
     Ok(())
 }
 

@@ -12,6 +12,8 @@
 //! - [`Store::stock`]: the stock ledger (receipts, deductions, releases)
 //!   and its low-stock alerts.
 //! - [`Store::outbox`]: messages for the notifications and shipping services.
+//! - [`Store::event_outbox`]: domain events waiting for the NATS relay
+//!   (written only when [`Store::with_events`] is on).
 //! - [`Store::notifications`], [`Store::shipments`]: those services' records.
 //! - [`Store::findings`]: the reconciler's checks across orders and what
 //!   it found (the needs-attention list).
@@ -38,6 +40,7 @@ use sqlx::{AnyPool, Executor};
 mod attention;
 mod catalog;
 mod db;
+mod events;
 mod findings;
 mod idempotency;
 mod low_stock;
@@ -53,6 +56,7 @@ mod webhook_events;
 pub use attention::{Attention, AttentionRecord};
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
+pub use events::{EventOutbox, StoredEvent};
 pub use findings::{FindingRecord, Findings, StuckMessage};
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
@@ -133,6 +137,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Whether steps write their domain events to the event outbox.
+    events: bool,
 }
 
 impl Store {
@@ -184,7 +190,30 @@ impl Store {
             Backend::Postgres => None,
         };
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            events: false,
+        })
+    }
+
+    /// `true`: every step also writes its domain events to the event
+    /// outbox, for the relay to publish (`ORDERSAGA_NATS_URL` set);
+    /// `false` (the default): no event rows are written.
+    #[must_use]
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
+    /// Whether steps write their domain events to the event outbox.
+    pub fn publishes_events(&self) -> bool {
+        self.events
+    }
+
+    /// The domain events waiting to be published, and the relay's lease.
+    pub fn event_outbox(&self) -> EventOutbox<'_> {
+        EventOutbox::new(self)
     }
 
     /// The database this store talks to.
@@ -255,10 +284,22 @@ impl Store {
     /// Starts a write transaction. On SQLite it takes the write lock up
     /// front (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for
     /// the lock instead of failing with `SQLITE_BUSY` half-way.
+    ///
+    /// On PostgreSQL with events on, it first locks the event sequence row:
+    /// a step's events take their `seq` from it, and a lock taken later
+    /// (after product rows, say) could deadlock with another transaction
+    /// holding those rows. Taken first, it orders every writer the same way
+    /// (SQLite's `BEGIN IMMEDIATE` already does).
     pub(crate) async fn begin_write(&self) -> Result<db::Tx> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                if self.events {
+                    events::lock_sequence(&mut tx).await?;
+                }
+                tx
+            }
         })
     }
 }

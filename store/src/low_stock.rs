@@ -15,6 +15,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use ordersaga_domain::events::CatalogEventData;
+
 use crate::catalog::{CatalogEventRecord, record_event};
 use crate::db::{Tx, parse_col};
 use crate::outbox::enqueue;
@@ -57,6 +59,7 @@ fn alert_uuid(alert_id: &str) -> Uuid {
 /// the merchant's email; on a recovery, the re-armed flag.
 pub(crate) async fn monitor_low_stock(
     tx: &mut Tx,
+    publish: bool,
     sku: &Sku,
     level: &AnyRow,
     cause: &str,
@@ -99,7 +102,16 @@ pub(crate) async fn monitor_low_stock(
         event: CatalogEvent::LowStockAlertTriggered,
         detail: Some(format!("{on_hand} on hand, threshold {threshold}")),
     };
-    record_event(tx, &format!("low-stock/{alert_id}"), sku, &event, now).await?;
+    let data = CatalogEventData {
+        sku: Some(sku.clone()),
+        on_hand: Some(on_hand),
+        low_stock_threshold: Some(threshold),
+        alert_id: Some(alert_id.clone()),
+        cause: Some(cause.to_string()),
+        ..CatalogEventData::default()
+    };
+    let event_id = format!("low-stock/{alert_id}");
+    record_event(tx, publish, &event_id, sku, &event, &data, now).await?;
     // The merchant's email, committed with the alert.
     let product_name: String = sqlx::query("SELECT name FROM products WHERE sku = $1")
         .bind(sku.as_str())

@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::attention::AttentionRecord;
+use crate::events;
 use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
 use crate::findings::{FIRST_OPEN_FINDING, OPEN_FINDING_ORDERS};
 use crate::outbox::enqueue;
@@ -153,7 +154,7 @@ impl<'a> Orders<'a> {
                 .execute(&mut *tx)
                 .await?;
             }
-            insert_event(&mut tx, &id, OrderEvent::OrderPlaced, None, now).await?;
+            insert_event(&mut tx, self.store.events, &id, OrderEvent::OrderPlaced, None, now).await?;
         }
         enqueue(&mut tx, outgoing, now).await?;
         tx.commit().await?;
@@ -218,7 +219,7 @@ impl<'a> Orders<'a> {
         ];
         let changed = change_status(&mut tx, "orders", &id, status, &columns, now).await?;
         if changed {
-            insert_event(&mut tx, &id, event, text.as_deref(), now).await?;
+            insert_event(&mut tx, self.store.events, &id, event, text.as_deref(), now).await?;
         }
         let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
             .bind(&id)
@@ -388,15 +389,17 @@ pub(crate) async fn lines_of(tx: &mut Tx, order_id: &str) -> Result<Vec<LineReco
         .collect()
 }
 
-/// Records `event` in the order's history unless it is there already.
+/// Records `event` in the order's history unless it is there already,
+/// and, if `publish`, writes it to the event outbox the first time.
 pub(crate) async fn insert_event(
     tx: &mut Tx,
+    publish: bool,
     order_id: &str,
     event: OrderEvent,
     detail: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO order_events (order_id, event, detail, occurred_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (order_id, event) DO NOTHING",
     )
@@ -405,7 +408,12 @@ pub(crate) async fn insert_event(
     .bind(detail)
     .bind(now)
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted && publish {
+        events::order_event(tx, order_id, event, detail, now).await?;
+    }
     Ok(())
 }
 

@@ -230,7 +230,7 @@ impl<'a> Payments<'a> {
         let columns = [("decline_reason", reason)];
         let changed = change_status(&mut tx, "payments", &id, to, &columns, now).await?;
         if changed {
-            insert_event(&mut tx, &id, event, reason, now).await?;
+            insert_event(&mut tx, self.store.events, &id, event, reason, now).await?;
         }
         tx.commit().await?;
         Ok(changed)

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, Sku};
+use ordersaga_domain::events::CatalogEventData;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -156,8 +157,16 @@ impl<'a> Stock<'a> {
                 event: CatalogEvent::StockReceiptCreated,
                 detail: Some(format!("+{qty} ({receipt_id})")),
             };
-            record_event(&mut tx, &movement_id, sku, &event, now).await?;
-            monitor_low_stock(&mut tx, sku, &level, &cause, now).await?;
+            let data = CatalogEventData {
+                sku: Some(sku.clone()),
+                receipt_id: Some(receipt_id.clone()),
+                quantity: Some(qty),
+                on_hand: Some(level.try_get("on_hand")?),
+                ..CatalogEventData::default()
+            };
+            let publish = self.store.events;
+            record_event(&mut tx, publish, &movement_id, sku, &event, &data, now).await?;
+            monitor_low_stock(&mut tx, publish, sku, &level, &cause, now).await?;
         }
         tx.commit().await?;
         let mut receipt = self.receipt(&receipt_id).await?;
@@ -263,7 +272,8 @@ impl<'a> Stock<'a> {
                 };
                 return self.record_shortage(order_id, shortage).await;
             };
-            monitor_low_stock(&mut tx, sku, &level, &format!("order:{id}"), now).await?;
+            let cause = format!("order:{id}");
+            monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?;
             let movement_id = format!("{id}/deduct/{sku}");
             record_movement(
                 &mut tx,
@@ -276,7 +286,7 @@ impl<'a> Stock<'a> {
             )
             .await?;
         }
-        insert_event(&mut tx, &id, OrderEvent::InventoryProcessed, None, now).await?;
+        insert_event(&mut tx, self.store.events, &id, OrderEvent::InventoryProcessed, None, now).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -306,7 +316,7 @@ impl<'a> Stock<'a> {
         if recorded {
             let reason = FailureReason::from(s).to_string();
             let event = OrderEvent::InventoryProcessFailed;
-            insert_event(&mut tx, &id, event, Some(&reason), now).await?;
+            insert_event(&mut tx, self.store.events, &id, event, Some(&reason), now).await?;
         }
         tx.commit().await?;
         self.deduction(order_id).await
@@ -379,7 +389,8 @@ impl<'a> Stock<'a> {
                 .bind(sku.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
-                monitor_low_stock(&mut tx, &sku, &level, &format!("release:{id}"), now).await?;
+                let cause = format!("release:{id}");
+                monitor_low_stock(&mut tx, self.store.events, &sku, &level, &cause, now).await?;
                 let movement_id = format!("{id}/release/{sku}");
                 record_movement(
                     &mut tx,
@@ -392,7 +403,7 @@ impl<'a> Stock<'a> {
                 )
                 .await?;
             }
-            insert_event(&mut tx, &id, OrderEvent::InventoryReleased, None, now).await?;
+            insert_event(&mut tx, self.store.events, &id, OrderEvent::InventoryReleased, None, now).await?;
         }
         tx.commit().await?;
         Ok(released)

@@ -17,6 +17,9 @@
 //! - [`smtp`]: a real SMTP server (`tests/smtp/server.py` on aiosmtpd) that a
 //!   test can stop and start again ([`Stack::start_smtp`]); without it email
 //!   goes to the stack's mailbox folder ([`Stack::mailbox_dir`]).
+//! - [`nats`]: a NATS JetStream server of the test's own ([`NatsServer`]),
+//!   and the shop's event stream read back; a stack publishes its domain
+//!   events there with [`StackBuilder::events`].
 //! - [`db`]: SQLite and PostgreSQL test databases, [`both_backends!`].
 //! - [`replay`]: the saved histories and the replayer.
 //! - [`fixtures`]: products and `PlaceOrder` requests.
@@ -27,6 +30,7 @@ pub mod browser;
 pub mod chaos;
 pub mod db;
 pub mod fixtures;
+pub mod nats;
 pub mod replay;
 pub mod sandbox;
 pub mod server;
@@ -41,6 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub use db::TestDatabase;
+pub use nats::NatsServer;
 pub use fixtures::{create_product, place_request};
 pub use replay::{histories_dir, replayer};
 pub use sandbox::{Sandbox, SandboxCounts, TEST_WEBHOOK_SECRET};

@@ -12,6 +12,7 @@ use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway};
 use ordersaga_api::service::PaymentSettings;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
+use ordersaga_events::NatsSettings;
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_runtime::Secret;
@@ -35,6 +36,10 @@ pub const TEST_EMAIL_RETRY: EmailRetry = EmailRetry {
     horizon: Duration::from_secs(24 * 3600),
 };
 
+/// The event relay's lease in tests: a SIGKILLed relay's successor takes
+/// over after it.
+pub const TEST_RELAY_LEASE: Duration = Duration::from_secs(2);
+
 /// How long a checkout stack's `PlaceOrder` waits for the approval link
 /// unless told otherwise ([`StackBuilder::link_wait`]).
 const CHECKOUT_LINK_WAIT: Duration = Duration::from_secs(30);
@@ -47,6 +52,7 @@ pub struct StackBuilder {
     checkout: Option<CheckoutTiming>,
     link_wait: Option<Duration>,
     worker: bool,
+    nats_url: Option<String>,
 }
 
 impl StackBuilder {
@@ -68,6 +74,14 @@ impl StackBuilder {
     /// without it (checkout stacks wait 30 s unless told otherwise).
     pub fn link_wait(mut self, wait: Duration) -> Self {
         self.link_wait = Some(wait);
+        self
+    }
+
+    /// Publishes domain events to the NATS server at `url`: the API and
+    /// the stack's store write them, and workers relay them (with a short
+    /// relay lease, so a killed relay's successor takes over quickly).
+    pub fn events(mut self, url: impl Into<String>) -> Self {
+        self.nats_url = Some(url.into());
         self
     }
 
@@ -97,7 +111,7 @@ impl StackBuilder {
                 ..defaults
             },
         };
-        let mut stack = Stack::start_api(db, payment).await?;
+        let mut stack = Stack::start_api(db, payment, self.nats_url).await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -167,6 +181,8 @@ pub struct Stack {
     pub smtp: Option<SmtpServer>,
     /// The payments sandbox of a checkout stack.
     pub sandbox: Option<Sandbox>,
+    /// The NATS server events go to, if the stack publishes them.
+    pub nats_url: Option<String>,
     /// Mailbox and SMTP server files.
     dir: tempfile::TempDir,
     _db: TestDatabase,
@@ -190,17 +206,22 @@ impl Stack {
             checkout: None,
             link_wait: None,
             worker: true,
+            nats_url: None,
         }
     }
 
     /// The API over `db` on a fresh namespace; no worker, no sandbox.
-    async fn start_api(db: TestDatabase, payment: PaymentSettings) -> anyhow::Result<Self> {
+    async fn start_api(
+        db: TestDatabase,
+        payment: PaymentSettings,
+        nats_url: Option<String>,
+    ) -> anyhow::Result<Self> {
         init_tracing();
         let server = DevServer::shared().await?;
         let namespace = server.create_namespace().await?;
         let client = server.client(&namespace).await?;
         let database_url = db.url().to_string();
-        let store = db.store().await?;
+        let store = db.store().await?.with_events(nats_url.is_some());
         let dir = tempfile::tempdir()?;
         let task_queue = format!("orders-test-{}", uuid::Uuid::new_v4());
 
@@ -213,6 +234,7 @@ impl Stack {
             seed_demo: false,
             payment,
             graceful_shutdown: Duration::from_secs(10),
+            publish_events: nats_url.is_some(),
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;
@@ -245,6 +267,7 @@ impl Stack {
             workers: Vec::new(),
             smtp: None,
             sandbox: None,
+            nats_url,
             dir,
             _db: db,
         })
@@ -269,6 +292,10 @@ impl Stack {
         base.email_retry = TEST_EMAIL_RETRY;
         if let Some(sandbox) = &self.sandbox {
             base.paypal = Some(sandbox.paypal_settings());
+        }
+        if let Some(url) = &self.nats_url {
+            base.events.nats = Some(NatsSettings::at(url));
+            base.events.relay.lease = TEST_RELAY_LEASE;
         }
         base
     }
@@ -480,6 +507,12 @@ impl Stack {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true);
+        if let Some(url) = &self.nats_url {
+            cmd.env("ORDERSAGA_NATS_URL", url).env(
+                "ORDERSAGA_EVENTS_RELAY_LEASE_MS",
+                TEST_RELAY_LEASE.as_millis().to_string(),
+            );
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

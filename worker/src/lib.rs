@@ -36,6 +36,7 @@ use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
 use ordersaga_domain::names::{RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_ID};
 use ordersaga_runtime::connection::{ConnectError, connect};
+use ordersaga_events::Relay;
 use ordersaga_store::{Store, StoreError};
 use ordersaga_workflows::{
     NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, ReconcileOrdersWorkflow,
@@ -286,7 +287,10 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     // Also checked when loading; settings built in code pass here too.
     settings.relay.check_delivery(&settings.mail.delivery)?;
-    let store = Store::connect(&settings.database_url).await?;
+    let events = settings.events.clone();
+    let store = Store::connect(&settings.database_url)
+        .await?
+        .with_events(events.nats.is_some());
     let client = connect(&settings.temporal).await?;
     ensure_relays(&client, &settings).await?;
     ensure_reconciler(&client, &settings).await?;
@@ -328,6 +332,15 @@ pub async fn run(
     // The orders service owns the needs-attention gauge (when exported).
     let gauge = (metrics_server.is_some() && settings.queues.contains(&Queue::Orders))
         .then(|| tokio::spawn(watch_needs_attention(store.clone(), business.clone())));
+    // The event relay: every worker with NATS configured runs one; a lease
+    // lets one publish at a time.
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = events.nats.map(|nats| {
+        let relay = Relay::new(store.clone(), nats, events.stream, events.relay);
+        tokio::spawn(relay.run(async {
+            let _ = relay_stopped.await;
+        }))
+    });
     tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
 
     let running = futures::future::join_all(workers.iter_mut().map(|(_, w)| w.run()));
@@ -344,6 +357,14 @@ pub async fn run(
     };
     if let Some(gauge) = gauge {
         gauge.abort();
+    }
+    let _ = stop_relay.send(());
+    if let Some(relay) = relay {
+        match relay.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "event relay stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "event relay panicked"),
+        }
     }
     store.close().await;
     drop(metrics_server);

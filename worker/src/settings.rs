@@ -15,7 +15,8 @@ use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{Load, Parsed, SettingsError, set};
+use ordersaga_events::EventSettings;
+use ordersaga_runtime::settings::{Load, Parsed, SettingsError, Sources, set};
 use serde::Deserialize;
 
 /// Everything a worker process can be told. Defaults suit the local dev
@@ -70,6 +71,10 @@ pub struct WorkerSettings {
     pub reconcile_every: Option<Duration>,
     /// What each reconciler run looks at (grace period, limit).
     pub reconcile: ReconcileInput,
+    /// Domain events: published to NATS JetStream by this worker's relay
+    /// when `events.nats` is set (`ORDERSAGA_NATS_URL`); else none are
+    /// written.
+    pub events: EventSettings,
 }
 
 impl Default for WorkerSettings {
@@ -109,6 +114,7 @@ impl Default for WorkerSettings {
             metrics_addr: None,
             reconcile_every: Some(Duration::from_secs(300)),
             reconcile: ReconcileInput::default(),
+            events: EventSettings::default(),
         }
     }
 }
@@ -314,6 +320,14 @@ impl Load for WorkerSettings {
         }
         set(&mut s.reconcile.grace_secs, v.reconcile_grace_secs);
         set(&mut s.reconcile.limit, v.reconcile_limit);
+    }
+
+    fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
+        let mut settings = Self::default();
+        settings.apply(sources.load()?);
+        settings.events = EventSettings::from_sources(sources)?;
+        settings.check()?;
+        Ok(settings)
     }
 
     fn check(&self) -> Result<(), SettingsError> {

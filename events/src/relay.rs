@@ -1,0 +1,179 @@
+//! The event relay: publishes the event outbox to NATS JetStream.
+//!
+//! One relay publishes at a time (a lease in the shop database, so every
+//! worker can run one and a dead one's successor takes over). It reads
+//! unpublished events in commit order, publishes a batch on one connection
+//! with each event's id as `Nats-Msg-Id`, awaits the stream's
+//! acknowledgements in order and marks the acknowledged prefix published.
+//! Whatever was not acknowledged (NATS down, a crash before marking) is
+//! published again later; the stream drops the repeats within its
+//! duplicate window, so each event is stored once and each subject's
+//! events stay in order. The saga never waits for any of this.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use ordersaga_store::{Store, StoredEvent, now_ms};
+
+use crate::cloud::encode;
+use crate::nats::{connect, ensure_stream};
+use crate::settings::{NatsSettings, RelaySettings, StreamSettings};
+use crate::EventsError;
+
+/// How long to wait before trying again after NATS or the database failed.
+const BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long the stream gets to acknowledge a publish.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The relay of one process; see the [module docs](self).
+#[derive(Debug)]
+pub struct Relay {
+    store: Store,
+    nats: NatsSettings,
+    stream: StreamSettings,
+    settings: RelaySettings,
+    holder: String,
+}
+
+/// What one round did.
+enum Round {
+    /// Published this many (and maybe more wait).
+    Published(usize),
+    /// Nothing to do, or another relay holds the lease.
+    Idle,
+}
+
+impl Relay {
+    /// A relay over `store`'s event outbox.
+    pub fn new(
+        store: Store,
+        nats: NatsSettings,
+        stream: StreamSettings,
+        settings: RelaySettings,
+    ) -> Self {
+        Self {
+            store,
+            nats,
+            stream,
+            settings,
+            holder: format!("relay-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
+    /// Publishes until `shutdown` resolves, then lets the lease go. NATS
+    /// being down (at start or later) is waited out, never an error.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), EventsError> {
+        tokio::pin!(shutdown);
+        let client = connect(&self.nats, "ordersaga-event-relay", false).await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .build(client);
+        let mut stream_ready = false;
+        let mut last_prune = 0;
+        loop {
+            let round = async {
+                if !stream_ready {
+                    ensure_stream(&js, &self.stream).await?;
+                    tracing::info!(stream = %self.stream.name, "event stream ready");
+                    stream_ready = true;
+                }
+                self.round(&js).await
+            };
+            let pause = tokio::select! {
+                () = &mut shutdown => break,
+                r = round => match r {
+                    Ok(Round::Published(n)) if n > 0 => Duration::ZERO,
+                    Ok(_) => self.settings.poll,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event relay: will try again");
+                        BACKOFF
+                    }
+                },
+            };
+            if now_ms() - last_prune > 60_000 {
+                last_prune = now_ms();
+                let keep = i64::try_from(self.settings.keep.as_millis()).unwrap_or(i64::MAX);
+                if let Err(e) = self.store.event_outbox().prune(now_ms() - keep).await {
+                    tracing::warn!(error = %e, "event relay: pruning published events failed");
+                }
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        self.store.event_outbox().release_lease(&self.holder).await?;
+        Ok(())
+    }
+
+    /// Takes the lease and publishes one batch.
+    async fn round(&self, js: &jetstream::Context) -> Result<Round, EventsError> {
+        let outbox = self.store.event_outbox();
+        let lease = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
+        if !outbox.take_lease(&self.holder, now_ms() + lease).await? {
+            return Ok(Round::Idle);
+        }
+        let pending = outbox.pending(self.settings.batch).await?;
+        if pending.is_empty() {
+            return Ok(Round::Idle);
+        }
+        let (published, failure) = publish_in_order(js, &pending).await;
+        if !published.is_empty() {
+            outbox.published(&published).await?;
+        }
+        match failure {
+            Some(e) if published.is_empty() => Err(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "event relay: part of a batch waits");
+                Ok(Round::Published(published.len()))
+            }
+            None => Ok(Round::Published(published.len())),
+        }
+    }
+}
+
+/// Publishes `events` in order and returns the seqs of the acknowledged
+/// prefix, and why it stopped short, if it did. An event that cannot be
+/// encoded (a row no writer of this version makes) counts as done, with
+/// an error logged, so it cannot stop the stream.
+async fn publish_in_order(
+    js: &jetstream::Context,
+    events: &[StoredEvent],
+) -> (Vec<i64>, Option<EventsError>) {
+    let mut sent = Vec::with_capacity(events.len());
+    let mut failure = None;
+    for e in events {
+        let payload = match encode(e) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(seq = e.seq, event_id = %e.event_id, error = %err,
+                    "event relay: skipping an event that cannot be encoded");
+                sent.push((e.seq, None));
+                continue;
+            }
+        };
+        let message = PublishMessage::build()
+            .message_id(&e.event_id)
+            .payload(payload.into());
+        match js.send_publish(e.nats_subject.clone(), message).await {
+            Ok(ack) => sent.push((e.seq, Some(ack))),
+            Err(err) => {
+                failure = Some(EventsError::Publish(err.to_string()));
+                break;
+            }
+        }
+    }
+    let mut done = Vec::with_capacity(sent.len());
+    for (seq, ack) in sent {
+        if let Some(ack) = ack
+            && let Err(err) = ack.await
+        {
+            failure = Some(EventsError::Publish(err.to_string()));
+            break;
+        }
+        done.push(seq);
+    }
+    (done, failure)
+}

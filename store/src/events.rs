@@ -1,0 +1,275 @@
+//! The event outbox (`event_outbox`): the shop's domain events waiting to
+//! be published to NATS JetStream (docs/events.md).
+//!
+//! The repositories call [`order_event`] and [`catalog_event`] in the
+//! transaction that makes an event true, right after recording it in the
+//! order's or product's history, and only when the store was told to
+//! publish ([`Store::with_events`]). The relay reads [`EventOutbox::pending`]
+//! in `seq` (commit) order under a lease ([`EventOutbox::take_lease`]), and
+//! marks what the stream acknowledged ([`EventOutbox::published`]).
+
+use ordersaga_domain::events::{DomainEvent, EventLine, OrderEventData};
+use ordersaga_domain::{CatalogEvent, OrderEvent, OrderId, Sku};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Tx, corrupt, money, now_ms, parse_col};
+use crate::{Result, Store};
+
+/// One event waiting in (or read back from) the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Commit order.
+    pub seq: i64,
+    /// Stable id.
+    pub event_id: String,
+    /// CloudEvents `type`.
+    pub event_type: String,
+    /// CloudEvents `source`.
+    pub source: String,
+    /// CloudEvents `subject`.
+    pub subject: String,
+    /// Where it is published.
+    pub nats_subject: String,
+    /// The `data`, JSON.
+    pub data: String,
+    /// When it happened, Unix ms.
+    pub occurred_at_ms: i64,
+}
+
+/// Locks the sequence row until the transaction ends (see
+/// `Store::begin_write`).
+pub(crate) async fn lock_sequence(tx: &mut Tx) -> Result<()> {
+    sqlx::query("UPDATE event_sequence SET last_seq = last_seq WHERE name = 'events'")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Appends `event` with `data` to the outbox in the caller's transaction.
+async fn append(
+    tx: &mut Tx,
+    event: &DomainEvent,
+    data: &impl Serialize,
+    now: i64,
+) -> Result<()> {
+    let data = serde_json::to_string(data).map_err(corrupt)?;
+    // Holds the sequence row's lock until commit: seq order is commit order.
+    let seq: i64 = sqlx::query(
+        "UPDATE event_sequence SET last_seq = last_seq + 1 WHERE name = 'events' \
+         RETURNING last_seq",
+    )
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("last_seq")?;
+    sqlx::query(
+        "INSERT INTO event_outbox (seq, event_id, event_type, source, subject, nats_subject, \
+         data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(event.id.to_string())
+    .bind(&event.event_type)
+    .bind(event.source)
+    .bind(&event.subject)
+    .bind(&event.nats_subject)
+    .bind(data)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes the order's `event` (just recorded in its history) with the
+/// order as it now stands, read in the caller's transaction. `detail` is
+/// the history's detail: published as `reason` only where it is the shop's
+/// or gateway's words.
+pub(crate) async fn order_event(
+    tx: &mut Tx,
+    order_id: &str,
+    event: OrderEvent,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let id: OrderId = order_id.parse().map_err(corrupt)?;
+    let row = sqlx::query(
+        "SELECT o.customer_id, o.transaction_id, o.status, o.total_minor, o.currency, \
+         o.failure_code, p.status AS payment_status, \
+         (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence \
+         FROM orders o LEFT JOIN payments p ON p.order_id = o.order_id WHERE o.order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let lines = sqlx::query(
+        "SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 \
+         ORDER BY line_no",
+    )
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|l| {
+        Ok(EventLine {
+            sku: parse_col(l, "sku")?,
+            quantity: l.try_get("quantity")?,
+            unit_price_minor: l.try_get("unit_price_minor")?,
+        })
+    })
+    .collect::<Result<Vec<_>>>()?;
+    let failure_code: Option<String> = row.try_get("failure_code")?;
+    let payment_status: Option<String> = row.try_get("payment_status")?;
+    let cancelled = failure_code.as_deref() == Some("CANCELLED");
+    // A cancellation's reason, an operator's note and a void's reason may
+    // hold what a person typed; those stay in the shop database.
+    let reason = match event {
+        OrderEvent::InventoryProcessFailed | OrderEvent::PaymentRefundFailed => detail,
+        OrderEvent::PaymentProcessFailed if payment_status.as_deref() == Some("DECLINED") => {
+            detail
+        }
+        OrderEvent::OrderFailed if !cancelled => detail,
+        _ => None,
+    };
+    let is_payment = matches!(
+        event,
+        OrderEvent::PaymentProcessed
+            | OrderEvent::PaymentProcessFailed
+            | OrderEvent::PaymentRefunded
+            | OrderEvent::PaymentRefundFailed
+    );
+    let data = OrderEventData {
+        order_id: id,
+        customer_id: parse_col(&row, "customer_id")?,
+        transaction_id: parse_col(&row, "transaction_id")?,
+        sequence: row.try_get("sequence")?,
+        total: money(&row, "total_minor")?,
+        lines,
+        status: row.try_get("status")?,
+        payment_status: payment_status.filter(|_| is_payment),
+        failure_code: failure_code.filter(|_| event == OrderEvent::OrderFailed),
+        reason: reason.map(str::to_string),
+    };
+    append(tx, &DomainEvent::order(&id, event), &data, now).await
+}
+
+/// Writes a catalog event of `sku` (`key`: its unique key in the product's
+/// history) in the caller's transaction.
+pub(crate) async fn catalog_event(
+    tx: &mut Tx,
+    sku: &Sku,
+    event: CatalogEvent,
+    key: &str,
+    data: &ordersaga_domain::events::CatalogEventData,
+    now: i64,
+) -> Result<()> {
+    append(tx, &DomainEvent::catalog(sku, event, key), data, now).await
+}
+
+/// The event outbox repository; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct EventOutbox<'a> {
+    store: &'a Store,
+}
+
+impl<'a> EventOutbox<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// Takes or renews the relay's lease for `holder` until `until_ms`,
+    /// unless another holder's lease is still running. Returns whether
+    /// `holder` holds it now.
+    pub async fn take_lease(self, holder: &str, until_ms: i64) -> Result<bool> {
+        let taken = sqlx::query(
+            "UPDATE event_relay_lease SET holder = $1, lease_until = $2 \
+             WHERE name = 'relay' AND (holder = $1 OR holder IS NULL OR lease_until < $3)",
+        )
+        .bind(holder)
+        .bind(until_ms)
+        .bind(now_ms())
+        .execute(&self.store.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        Ok(taken)
+    }
+
+    /// Lets the lease go (a relay shutting down), if `holder` has it.
+    pub async fn release_lease(self, holder: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE event_relay_lease SET holder = NULL, lease_until = 0 \
+             WHERE name = 'relay' AND holder = $1",
+        )
+        .bind(holder)
+        .execute(&self.store.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` unpublished events, oldest commit first.
+    pub async fn pending(self, limit: u32) -> Result<Vec<StoredEvent>> {
+        sqlx::query(
+            "SELECT seq, event_id, event_type, source, subject, nats_subject, data, occurred_at \
+             FROM event_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.store.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StoredEvent {
+                seq: r.try_get("seq")?,
+                event_id: r.try_get("event_id")?,
+                event_type: r.try_get("event_type")?,
+                source: r.try_get("source")?,
+                subject: r.try_get("subject")?,
+                nats_subject: r.try_get("nats_subject")?,
+                data: r.try_get("data")?,
+                occurred_at_ms: r.try_get("occurred_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// The stream acknowledged these events: marks them published.
+    pub async fn published(self, seqs: &[i64]) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        for seq in seqs {
+            sqlx::query("UPDATE event_outbox SET published_at = $1 WHERE seq = $2")
+                .bind(now)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes events published before `before_ms` (the stream keeps them).
+    pub async fn prune(self, before_ms: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM event_outbox WHERE published_at IS NOT NULL AND published_at < $1",
+        )
+        .bind(before_ms)
+        .execute(&self.store.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Events not published yet: the relay's backlog.
+    pub async fn backlog(self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM event_outbox WHERE published_at IS NULL")
+            .fetch_one(&self.store.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Every event row, published or not (tests and operators).
+    pub async fn count(self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM event_outbox")
+            .fetch_one(&self.store.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

@@ -1,0 +1,190 @@
+//! The event outbox's contract on both backends (docs/events.md): steps
+//! write their events once, in commit order, only when told to publish;
+//! one relay holds the lease at a time; concurrent writers never deadlock.
+
+// Fixture builders take literals that are valid by construction.
+#![allow(clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+
+use ordersaga_domain::events::{CatalogEventData, DomainEvent, OrderEventData};
+use ordersaga_domain::{
+    CatalogEvent, Currency, CustomerId, Money, OrderEvent, OrderId, OrderInput, OrderLine, Sku,
+    TransactionId,
+};
+use ordersaga_store::{NewStockReceipt, Store, StoredEvent, now_ms};
+use ordersaga_tests::create_product;
+
+ordersaga_tests::both_backends!(
+    steps_write_their_events_once_in_commit_order,
+    without_events_no_rows_are_written,
+    one_relay_holds_the_lease_at_a_time,
+    concurrent_orders_and_receipts_with_alerts_do_not_deadlock,
+);
+
+fn order(customer: &str, sku: &Sku, quantity: i64) -> OrderInput {
+    let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
+    let eur = |minor| Money::new(minor, Currency::parse("EUR").expect("EUR"));
+    OrderInput {
+        order_id,
+        transaction_id: TransactionId::for_order(&order_id),
+        customer_id: CustomerId::parse(customer).expect("valid customer"),
+        lines: vec![OrderLine {
+            sku: sku.clone(),
+            quantity,
+            unit_price: eur(1_000),
+        }],
+        total: eur(quantity * 1_000),
+        customer_email: None,
+        shipping_address: None,
+        payment: Default::default(),
+    }
+}
+
+async fn pending(store: &Store) -> anyhow::Result<Vec<StoredEvent>> {
+    Ok(store.event_outbox().pending(10_000).await?)
+}
+
+fn name(e: &StoredEvent) -> &str {
+    e.nats_subject.rsplit('.').next().unwrap_or_default()
+}
+
+async fn steps_write_their_events_once_in_commit_order(store: Store) -> anyhow::Result<()> {
+    let store = store.with_events(true);
+    let mug = create_product(&store, "MUG.1", 1_000, 3, 1).await?;
+    let o = order("alice", &mug, 2);
+    // Each step twice: a retried step writes nothing again.
+    for _ in 0..2 {
+        store.orders().place(&o, &[]).await?;
+        store
+            .payments()
+            .ensure(&o.order_id, &o.transaction_id, o.total)
+            .await?;
+        store.payments().record_outcome(&o.order_id, Ok(())).await?;
+        store.stock().deduct(&o.order_id).await?.expect("in stock");
+        store.orders().confirm(&o.order_id, &[]).await?;
+    }
+    let events = pending(&store).await?;
+    let names: Vec<&str> = events.iter().map(name).collect();
+    assert_eq!(
+        names,
+        [
+            "ProductCreated",
+            "StockReceiptCreated",
+            "OrderPlaced",
+            "PaymentProcessed",
+            // 3 - 2 = 1 <= threshold 1, in the deduction's transaction.
+            "LowStockAlertTriggered",
+            "InventoryProcessed",
+            "OrderConfirmed",
+        ]
+    );
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    let placed = &events[2];
+    let expected = DomainEvent::order(&o.order_id, OrderEvent::OrderPlaced);
+    assert_eq!(placed.event_id, expected.id.to_string());
+    assert_eq!(placed.event_type, "shop.order.placed.v1");
+    assert_eq!(placed.subject, o.order_id.to_string());
+    let confirmed: OrderEventData = serde_json::from_str(&events[6].data)?;
+    assert_eq!(confirmed.sequence, 4);
+    assert_eq!(confirmed.status, "CONFIRMED");
+    assert_eq!(confirmed.customer_id.as_str(), "alice");
+    assert_eq!(confirmed.lines[0].quantity, 2);
+    let paid: OrderEventData = serde_json::from_str(&events[3].data)?;
+    assert_eq!(paid.payment_status.as_deref(), Some("CAPTURED"));
+    let created: CatalogEventData = serde_json::from_str(&events[0].data)?;
+    assert_eq!(created.low_stock_threshold, Some(1));
+    assert_eq!(events[0].nats_subject, "shop.catalog.MUG~1.ProductCreated");
+    assert_eq!(
+        events[0].event_id,
+        DomainEvent::catalog(&mug, CatalogEvent::ProductCreated, "product-created/MUG.1")
+            .id
+            .to_string()
+    );
+
+    // Published ones leave the backlog and are pruned once old enough.
+    store
+        .event_outbox()
+        .published(&seqs[..3])
+        .await?;
+    assert_eq!(store.event_outbox().backlog().await?, 4);
+    assert_eq!(pending(&store).await?[0].seq, seqs[3]);
+    assert_eq!(store.event_outbox().prune(now_ms() + 1).await?, 3);
+    assert_eq!(store.event_outbox().count().await?, 4);
+    Ok(())
+}
+
+async fn without_events_no_rows_are_written(store: Store) -> anyhow::Result<()> {
+    assert!(!store.publishes_events());
+    let mug = create_product(&store, "MUG", 1_000, 3, 5).await?;
+    let o = order("bob", &mug, 1);
+    store.orders().place(&o, &[]).await?;
+    store.stock().deduct(&o.order_id).await?.expect("in stock");
+    assert_eq!(store.event_outbox().count().await?, 0);
+    Ok(())
+}
+
+async fn one_relay_holds_the_lease_at_a_time(store: Store) -> anyhow::Result<()> {
+    let outbox = store.event_outbox();
+    let later = now_ms() + 60_000;
+    assert!(outbox.take_lease("a", later).await?);
+    assert!(!outbox.take_lease("b", later).await?, "a holds it");
+    assert!(outbox.take_lease("a", later + 1).await?, "a renews");
+    outbox.release_lease("b").await?;
+    assert!(!outbox.take_lease("b", later).await?, "only a lets it go");
+    outbox.release_lease("a").await?;
+    assert!(outbox.take_lease("b", now_ms() - 1).await?);
+    // b's lease has run out (a crashed relay): a takes over.
+    assert!(outbox.take_lease("a", later).await?);
+    Ok(())
+}
+
+async fn concurrent_orders_and_receipts_with_alerts_do_not_deadlock(
+    store: Store,
+) -> anyhow::Result<()> {
+    let store = store.with_events(true);
+    // Thresholds high enough that most stock changes cross them: alerts
+    // (catalog events) in the middle of multi-sku transactions.
+    let a = create_product(&store, "A", 1_000, 40, 30).await?;
+    let b = create_product(&store, "B", 1_000, 40, 30).await?;
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        let (a, b) = (a.clone(), b.clone());
+        tasks.push(tokio::spawn(async move {
+            if n % 4 == 0 {
+                store
+                    .stock()
+                    .receive(&NewStockReceipt {
+                        idempotency_key: format!("delivery-{n}"),
+                        lines: vec![(b.clone(), 5), (a.clone(), 5)],
+                    })
+                    .await?;
+                return anyhow::Ok(());
+            }
+            let sku = if n % 2 == 0 { &a } else { &b };
+            let o = order(&format!("c{n}"), sku, 2);
+            store.orders().place(&o, &[]).await?;
+            store.stock().deduct(&o.order_id).await?.expect("in stock");
+            store.stock().release(&o.order_id).await?;
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let events = pending(&store).await?;
+    let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "every event once");
+    // Each order's events in its own order.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.source == "/ordersaga/orders") {
+        let data: OrderEventData = serde_json::from_str(&e.data)?;
+        let prev = last.insert(e.subject.clone(), data.sequence).unwrap_or(0);
+        assert_eq!(data.sequence, prev + 1, "{}", name(e));
+    }
+    assert_eq!(last.len(), 12);
+    Ok(())
+}

@@ -15,8 +15,8 @@ pub fn to_cloud_event(e: &StoredEvent) -> Result<Event, EventsError> {
     let bad = |what: &str| EventsError::Malformed(format!("event {} {what}", e.event_id));
     let data: serde_json::Value =
         serde_json::from_str(&e.data).map_err(|_| bad("has data that is not JSON"))?;
-    let time: DateTime<Utc> =
-        DateTime::from_timestamp_millis(e.occurred_at_ms).ok_or_else(|| bad("has no valid time"))?;
+    let time: DateTime<Utc> = DateTime::from_timestamp_millis(e.occurred_at_ms)
+        .ok_or_else(|| bad("has no valid time"))?;
     EventBuilderV10::new()
         .id(e.event_id.clone())
         .source(e.source.clone())
@@ -88,7 +88,12 @@ mod tests {
         assert_eq!(json["subject"], "8caf");
         assert_eq!(json["datacontenttype"], "application/json");
         assert_eq!(json["data"]["order_id"], "8caf");
-        assert!(json["time"].as_str().unwrap().starts_with("2023-11-14T22:13:20.123"));
+        assert!(
+            json["time"]
+                .as_str()
+                .unwrap()
+                .starts_with("2023-11-14T22:13:20.123")
+        );
         let back = decode(&bytes).unwrap();
         assert_eq!(back.id(), stored.event_id);
         assert_eq!(data_json(&back).unwrap()["order_id"], "8caf");

@@ -84,10 +84,15 @@ async fn main() -> anyhow::Result<()> {
         .context("ORDERSAGA_NATS_URL is not set: there is no event stream to read")?;
     let js = connect(&nats_settings).await?;
     let stream = &settings.stream.name;
-    let filter = opts.subject.clone().unwrap_or_else(|| nats::ALL_SUBJECTS.to_string());
+    let filter = opts
+        .subject
+        .clone()
+        .unwrap_or_else(|| nats::ALL_SUBJECTS.to_string());
     match command.as_str() {
         "tail" => {
-            let tailing = read::tail(&js, stream, &filter, |e| println!("{}", cloud::pretty(&e.event)));
+            let tailing = read::tail(&js, stream, &filter, |e| {
+                println!("{}", cloud::pretty(&e.event))
+            });
             tokio::select! {
                 r = tailing => r?,
                 () = ordersaga_runtime::process::shutdown_signal() => {}

@@ -16,9 +16,7 @@ pub const ALL_SUBJECTS: &str = "shop.>";
 /// events wait in the outbox); with `wait` true a server that does not
 /// answer is an error (the CLI).
 pub async fn connect(s: &NatsSettings, name: &str, wait: bool) -> Result<Client, EventsError> {
-    let mut options = ConnectOptions::new()
-        .name(name)
-        .require_tls(s.require_tls);
+    let mut options = ConnectOptions::new().name(name).require_tls(s.require_tls);
     if !wait {
         options = options.retry_on_initial_connect();
     }

@@ -249,7 +249,8 @@ pub async fn run(
             .await
             .map_err(|e| EventsError::Consumer(String::new(), e.to_string()))?;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| EventsError::Consumer(String::new(), e.to_string()))?;
+            let message =
+                message.map_err(|e| EventsError::Consumer(String::new(), e.to_string()))?;
             match decode(&message.payload) {
                 Ok(event) => {
                     let data = data_json(&event)
@@ -260,10 +261,15 @@ pub async fn run(
                                 applied += 1;
                             }
                         }
-                        _ => tracing::error!(id = event.id(), "skipping an event without order data or time"),
+                        _ => tracing::error!(
+                            id = event.id(),
+                            "skipping an event without order data or time"
+                        ),
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "skipping a message that is not a CloudEvent"),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping a message that is not a CloudEvent")
+                }
             }
             message
                 .ack()

@@ -16,10 +16,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, message::PublishMessage};
 use ordersaga_store::{Store, StoredEvent, now_ms};
 
+use crate::EventsError;
 use crate::cloud::encode;
 use crate::nats::{connect, ensure_stream};
 use crate::settings::{NatsSettings, RelaySettings, StreamSettings};
-use crate::EventsError;
 
 /// How long to wait before trying again after NATS or the database failed.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -104,7 +104,10 @@ impl Relay {
                 () = tokio::time::sleep(pause) => {}
             }
         }
-        self.store.event_outbox().release_lease(&self.holder).await?;
+        self.store
+            .event_outbox()
+            .release_lease(&self.holder)
+            .await?;
         Ok(())
     }
 

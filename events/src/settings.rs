@@ -153,7 +153,10 @@ impl Load for EventSettings {
         });
         let s = &mut self.stream;
         set(&mut s.name, v.events_stream);
-        set(&mut s.max_age, v.events_max_age_secs.map(Duration::from_secs));
+        set(
+            &mut s.max_age,
+            v.events_max_age_secs.map(Duration::from_secs),
+        );
         set(&mut s.max_bytes, v.events_max_bytes);
         set(&mut s.replicas, v.events_replicas);
         set(
@@ -162,8 +165,14 @@ impl Load for EventSettings {
         );
         let r = &mut self.relay;
         set(&mut r.batch, v.events_relay_batch);
-        set(&mut r.poll, v.events_relay_poll_ms.map(Duration::from_millis));
-        set(&mut r.lease, v.events_relay_lease_ms.map(Duration::from_millis));
+        set(
+            &mut r.poll,
+            v.events_relay_poll_ms.map(Duration::from_millis),
+        );
+        set(
+            &mut r.lease,
+            v.events_relay_lease_ms.map(Duration::from_millis),
+        );
     }
 
     fn check(&self) -> Result<(), SettingsError> {
@@ -178,7 +187,10 @@ impl Load for EventSettings {
             ));
         }
         if self.relay.batch == 0 {
-            return Err(invalid("ORDERSAGA_EVENTS_RELAY_BATCH", "expected at least 1"));
+            return Err(invalid(
+                "ORDERSAGA_EVENTS_RELAY_BATCH",
+                "expected at least 1",
+            ));
         }
         let name_ok = !self.stream.name.is_empty()
             && self

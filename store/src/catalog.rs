@@ -10,8 +10,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::events;
 use crate::db::{Tx, money, now_ms, parse_col};
+use crate::events;
 use crate::{Result, Store, StoreError};
 
 /// A product as the catalog shows it.

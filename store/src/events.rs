@@ -47,12 +47,7 @@ pub(crate) async fn lock_sequence(tx: &mut Tx) -> Result<()> {
 }
 
 /// Appends `event` with `data` to the outbox in the caller's transaction.
-async fn append(
-    tx: &mut Tx,
-    event: &DomainEvent,
-    data: &impl Serialize,
-    now: i64,
-) -> Result<()> {
+async fn append(tx: &mut Tx, event: &DomainEvent, data: &impl Serialize, now: i64) -> Result<()> {
     let data = serde_json::to_string(data).map_err(corrupt)?;
     // Holds the sequence row's lock until commit: seq order is commit order.
     let seq: i64 = sqlx::query(
@@ -124,9 +119,7 @@ pub(crate) async fn order_event(
     // hold what a person typed; those stay in the shop database.
     let reason = match event {
         OrderEvent::InventoryProcessFailed | OrderEvent::PaymentRefundFailed => detail,
-        OrderEvent::PaymentProcessFailed if payment_status.as_deref() == Some("DECLINED") => {
-            detail
-        }
+        OrderEvent::PaymentProcessFailed if payment_status.as_deref() == Some("DECLINED") => detail,
         OrderEvent::OrderFailed if !cancelled => detail,
         _ => None,
     };

@@ -10,8 +10,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::attention::AttentionRecord;
-use crate::events;
 use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
+use crate::events;
 use crate::findings::{FIRST_OPEN_FINDING, OPEN_FINDING_ORDERS};
 use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
@@ -154,7 +154,15 @@ impl<'a> Orders<'a> {
                 .execute(&mut *tx)
                 .await?;
             }
-            insert_event(&mut tx, self.store.events, &id, OrderEvent::OrderPlaced, None, now).await?;
+            insert_event(
+                &mut tx,
+                self.store.events,
+                &id,
+                OrderEvent::OrderPlaced,
+                None,
+                now,
+            )
+            .await?;
         }
         enqueue(&mut tx, outgoing, now).await?;
         tx.commit().await?;

@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, Sku};
 use ordersaga_domain::events::CatalogEventData;
+use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, Sku};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -286,7 +286,15 @@ impl<'a> Stock<'a> {
             )
             .await?;
         }
-        insert_event(&mut tx, self.store.events, &id, OrderEvent::InventoryProcessed, None, now).await?;
+        insert_event(
+            &mut tx,
+            self.store.events,
+            &id,
+            OrderEvent::InventoryProcessed,
+            None,
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -403,7 +411,15 @@ impl<'a> Stock<'a> {
                 )
                 .await?;
             }
-            insert_event(&mut tx, self.store.events, &id, OrderEvent::InventoryReleased, None, now).await?;
+            insert_event(
+                &mut tx,
+                self.store.events,
+                &id,
+                OrderEvent::InventoryReleased,
+                None,
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(released)

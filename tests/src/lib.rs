@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 pub use db::TestDatabase;
-pub use nats::NatsServer;
 pub use fixtures::{create_product, place_request};
+pub use nats::NatsServer;
 pub use replay::{histories_dir, replayer};
 pub use sandbox::{Sandbox, SandboxCounts, TEST_WEBHOOK_SECRET};
 pub use server::DevServer;

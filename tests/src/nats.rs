@@ -66,12 +66,19 @@ impl NatsServer {
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         let bin = server_binary();
         let mut cmd = Command::new(&bin);
-        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-js",
+            "-sd",
+        ])
+        .arg(self.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
         die_with_parent(cmd.as_std_mut());
         let mut child = cmd
             .spawn()

@@ -21,10 +21,14 @@ use serde_json::{Value, json};
 
 /// Waits until the stream holds `n` events and returns them.
 async fn stream_with(nats: &NatsServer, n: usize) -> anyhow::Result<Vec<StreamEvent>> {
-    eventually(&format!("{n} events in the stream"), ORDER_TIMEOUT, || async {
-        let events = nats.events().await?;
-        Ok((events.len() >= n).then_some(events))
-    })
+    eventually(
+        &format!("{n} events in the stream"),
+        ORDER_TIMEOUT,
+        || async {
+            let events = nats.events().await?;
+            Ok((events.len() >= n).then_some(events))
+        },
+    )
     .await
 }
 
@@ -47,22 +51,40 @@ fn of_order(events: &[StreamEvent], order_id: &str) -> Vec<String> {
 fn assert_unique(events: &[StreamEvent]) {
     let mut seen = HashSet::new();
     for e in events {
-        assert!(seen.insert(e.event.id().to_string()), "duplicate {}", e.event.id());
+        assert!(
+            seen.insert(e.event.id().to_string()),
+            "duplicate {}",
+            e.event.id()
+        );
     }
 }
 
 /// Every order's events are in the order of its `sequence` (commit order).
 fn assert_ordered_per_order(events: &[StreamEvent]) {
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.nats_subject.starts_with("shop.orders.")) {
+    for e in events
+        .iter()
+        .filter(|e| e.nats_subject.starts_with("shop.orders."))
+    {
         let data: OrderEventData = serde_json::from_value(data_json(&e.event).unwrap_or_default())
             .unwrap_or_else(|err| panic!("order data of {}: {err}", e.nats_subject));
-        let prev = last.insert(data.order_id.to_string(), data.sequence).unwrap_or(0);
-        assert_eq!(data.sequence, prev + 1, "gap or reorder at {}", e.nats_subject);
+        let prev = last
+            .insert(data.order_id.to_string(), data.sequence)
+            .unwrap_or(0);
+        assert_eq!(
+            data.sequence,
+            prev + 1,
+            "gap or reorder at {}",
+            e.nats_subject
+        );
     }
 }
 
-async fn place(stack: &Stack, customer: &str, lines: &[(&str, i64)]) -> anyhow::Result<pb::PlaceOrderResponse> {
+async fn place(
+    stack: &Stack,
+    customer: &str,
+    lines: &[(&str, i64)],
+) -> anyhow::Result<pb::PlaceOrderResponse> {
     Ok(stack
         .grpc
         .clone()
@@ -72,7 +94,8 @@ async fn place(stack: &Stack, customer: &str, lines: &[(&str, i64)]) -> anyhow::
 }
 
 #[tokio::test]
-async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -> anyhow::Result<()> {
+async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -> anyhow::Result<()>
+{
     let nats = NatsServer::start().await?;
     let stack = Stack::builder().events(nats.url()).start().await?;
     // Catalog changes through the API: each is its event.
@@ -104,11 +127,28 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
     }
 
     let want = [
-        (&confirmed, vec!["OrderPlaced", "PaymentProcessed", "InventoryProcessed", "OrderConfirmed"]),
-        (&declined, vec!["OrderPlaced", "PaymentProcessFailed", "OrderFailed"]),
+        (
+            &confirmed,
+            vec![
+                "OrderPlaced",
+                "PaymentProcessed",
+                "InventoryProcessed",
+                "OrderConfirmed",
+            ],
+        ),
+        (
+            &declined,
+            vec!["OrderPlaced", "PaymentProcessFailed", "OrderFailed"],
+        ),
         (
             &refunded,
-            vec!["OrderPlaced", "PaymentProcessed", "InventoryProcessFailed", "PaymentRefunded", "OrderFailed"],
+            vec![
+                "OrderPlaced",
+                "PaymentProcessed",
+                "InventoryProcessFailed",
+                "PaymentRefunded",
+                "OrderFailed",
+            ],
         ),
     ];
     // 3 + 1 + 1 catalog events (CAP.BLUE created, received, alerted; the
@@ -121,17 +161,38 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
     assert_ordered_per_order(&events);
 
     for (placed, names) in &want {
-        assert_eq!(of_order(&events, &placed.order_id), *names, "{}", placed.order_id);
+        assert_eq!(
+            of_order(&events, &placed.order_id),
+            *names,
+            "{}",
+            placed.order_id
+        );
         let order_id = OrderId::parse(&placed.order_id)?;
-        for e in events.iter().filter(|e| e.event.subject() == Some(placed.order_id.as_str())) {
-            let name: OrderEvent = e.nats_subject.rsplit('.').next().unwrap_or_default().parse()?;
+        for e in events
+            .iter()
+            .filter(|e| e.event.subject() == Some(placed.order_id.as_str()))
+        {
+            let name: OrderEvent = e
+                .nats_subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .map_err(anyhow::Error::msg)?;
             // Stable ids: derived from the order and the event, nothing else.
-            assert_eq!(e.event.id(), DomainEvent::order(&order_id, name).id.to_string());
-            assert_eq!(e.event.ty(), ordersaga_domain::events::order_event_type(name));
+            assert_eq!(
+                e.event.id(),
+                DomainEvent::order(&order_id, name).id.to_string()
+            );
+            assert_eq!(
+                e.event.ty(),
+                ordersaga_domain::events::order_event_type(name)
+            );
             assert_eq!(e.event.source().to_string(), "/ordersaga/orders");
             assert_eq!(e.event.datacontenttype(), Some("application/json"));
             assert!(e.event.time().is_some());
-            let data: OrderEventData = serde_json::from_value(data_json(&e.event).context("data")?)?;
+            let data: OrderEventData =
+                serde_json::from_value(data_json(&e.event).context("data")?)?;
             assert_eq!(data.transaction_id.to_string(), placed.transaction_id);
             // No personal data beyond the customer id.
             let raw = serde_json::to_string(&e.event)?;
@@ -149,7 +210,13 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
     assert_eq!(confirmed_data.customer_id.as_str(), "alice");
     assert_eq!(confirmed_data.status, "CONFIRMED");
     assert_eq!(confirmed_data.lines.len(), 1);
-    assert_eq!((confirmed_data.lines[0].quantity, confirmed_data.lines[0].unit_price_minor), (2, 1_999));
+    assert_eq!(
+        (
+            confirmed_data.lines[0].quantity,
+            confirmed_data.lines[0].unit_price_minor
+        ),
+        (2, 1_999)
+    );
     let declined_failed = events
         .iter()
         .find(|e| e.nats_subject == format!("shop.orders.{}.OrderFailed", declined.order_id))
@@ -159,7 +226,10 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
 
     // The catalog: the product's events on its subject (the sku's dot
     // becomes `~`), with the sku as CloudEvents subject.
-    let cap: Vec<&StreamEvent> = events.iter().filter(|e| e.event.subject() == Some("CAP.BLUE")).collect();
+    let cap: Vec<&StreamEvent> = events
+        .iter()
+        .filter(|e| e.event.subject() == Some("CAP.BLUE"))
+        .collect();
     let cap_subjects: Vec<&str> = cap.iter().map(|e| e.nats_subject.as_str()).collect();
     assert_eq!(
         cap_subjects,
@@ -179,7 +249,13 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
     let sku = Sku::parse("CAP.BLUE")?;
     assert_eq!(
         cap[0].event.id(),
-        DomainEvent::catalog(&sku, CatalogEvent::ProductCreated, "product-created/CAP.BLUE").id.to_string()
+        DomainEvent::catalog(
+            &sku,
+            CatalogEvent::ProductCreated,
+            "product-created/CAP.BLUE"
+        )
+        .id
+        .to_string()
     );
 
     // The CLI reads the same: `replay` prints every event as CloudEvents JSON.
@@ -188,7 +264,11 @@ async fn confirmed_declined_and_refunded_orders_publish_exactly_their_events() -
         .env("ORDERSAGA_NATS_URL", nats.url())
         .output()
         .await?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<Value> = String::from_utf8(out.stdout)?
         .lines()
         .map(serde_json::from_str)
@@ -228,7 +308,11 @@ async fn nats_down_while_orders_run_then_every_event_arrives_once() -> anyhow::R
         let order = stack.terminal_order(&p.order_id).await?;
         assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
     }
-    assert_eq!(stack.store.event_outbox().backlog().await?, 6 * 4, "events wait in the outbox");
+    assert_eq!(
+        stack.store.event_outbox().backlog().await?,
+        6 * 4,
+        "events wait in the outbox"
+    );
 
     nats.start_again().await?;
     let total = 2 + 6 * 4;
@@ -237,23 +321,37 @@ async fn nats_down_while_orders_run_then_every_event_arrives_once() -> anyhow::R
         Ok((stack.store.event_outbox().backlog().await? == 0).then_some(()))
     })
     .await?;
-    let events = if events.len() < total { nats.events().await? } else { events };
+    let events = if events.len() < total {
+        nats.events().await?
+    } else {
+        events
+    };
     assert_eq!(events.len(), total, "no gap, no duplicate");
     assert_unique(&events);
     assert_ordered_per_order(&events);
     for p in &placed {
         assert_eq!(
             of_order(&events, &p.order_id),
-            ["OrderPlaced", "PaymentProcessed", "InventoryProcessed", "OrderConfirmed"]
+            [
+                "OrderPlaced",
+                "PaymentProcessed",
+                "InventoryProcessed",
+                "OrderConfirmed"
+            ]
         );
     }
     Ok(())
 }
 
 #[tokio::test]
-async fn a_worker_killed_while_relaying_loses_nothing_and_repeats_are_dropped() -> anyhow::Result<()> {
+async fn a_worker_killed_while_relaying_loses_nothing_and_repeats_are_dropped() -> anyhow::Result<()>
+{
     let nats = NatsServer::start().await?;
-    let mut stack = Stack::builder().events(nats.url()).without_worker().start().await?;
+    let stack = Stack::builder()
+        .events(nats.url())
+        .without_worker()
+        .start()
+        .await?;
     stack.product("MUG-1", 1_000, 1_000).await?;
     let mut doomed = stack.spawn_worker_process(&[])?;
     let mut placed = Vec::new();
@@ -272,7 +370,9 @@ async fn a_worker_killed_while_relaying_loses_nothing_and_repeats_are_dropped() 
     // that window as wide as it gets; the stream must drop every repeat.
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&stack.database_url).await?;
-    sqlx::query("UPDATE event_outbox SET published_at = NULL").execute(&pool).await?;
+    sqlx::query("UPDATE event_outbox SET published_at = NULL")
+        .execute(&pool)
+        .await?;
     pool.close().await;
 
     let mut successor = stack.spawn_worker_process(&[])?;
@@ -306,7 +406,13 @@ async fn publish_confirmed(
     let currency = Currency::parse(currency)?;
     let lines: Vec<EventLine> = lines
         .iter()
-        .map(|(sku, q, p)| Ok(EventLine { sku: Sku::parse(sku)?, quantity: *q, unit_price_minor: *p }))
+        .map(|(sku, q, p)| {
+            Ok(EventLine {
+                sku: Sku::parse(sku)?,
+                quantity: *q,
+                unit_price_minor: *p,
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     let total = lines.iter().map(|l| l.quantity * l.unit_price_minor).sum();
     let data = OrderEventData {
@@ -340,7 +446,12 @@ async fn publish_confirmed(
     Ok(())
 }
 
-fn projection_cmd(nats: &NatsServer, durable: &str, db: &Path, extra: &[&str]) -> anyhow::Result<tokio::process::Command> {
+fn projection_cmd(
+    nats: &NatsServer,
+    durable: &str,
+    db: &Path,
+    extra: &[&str],
+) -> anyhow::Result<tokio::process::Command> {
     let mut cmd = tokio::process::Command::new(built_binary("ordersaga-events")?);
     cmd.args(["project", "--durable", durable, "--db"])
         .arg(format!("sqlite://{}?mode=rwc", db.display()))
@@ -354,7 +465,9 @@ fn projection_cmd(nats: &NatsServer, durable: &str, db: &Path, extra: &[&str]) -
 }
 
 async fn sales(db: &Path) -> anyhow::Result<Vec<ordersaga_events::projection::SalesRow>> {
-    let db = ordersaga_events::projection::SalesDb::open(&format!("sqlite://{}?mode=rwc", db.display())).await?;
+    let db =
+        ordersaga_events::projection::SalesDb::open(&format!("sqlite://{}?mode=rwc", db.display()))
+            .await?;
     Ok(db.totals(None).await?)
 }
 
@@ -371,7 +484,11 @@ async fn the_projection_restarted_mid_stream_ends_with_the_same_totals() -> anyh
         let day = days[n as usize % 3];
         let currency = if n % 7 == 0 { "USD" } else { "EUR" };
         let q = i64::from(n % 5) + 1;
-        let lines = [("MUG-1", q, 1_299), ("TEE-1", 1, 2_499), ("MUG-1", 1, 1_299)];
+        let lines = [
+            ("MUG-1", q, 1_299),
+            ("TEE-1", 1, 2_499),
+            ("MUG-1", 1, 1_299),
+        ];
         let lines = if n % 2 == 0 { &lines[..] } else { &lines[..1] };
         publish_confirmed(&js, n, day, lines, currency).await?;
         let mut per_sku: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
@@ -381,7 +498,9 @@ async fn the_projection_restarted_mid_stream_ends_with_the_same_totals() -> anyh
             e.1 += q * p;
         }
         for (sku, (units, revenue)) in per_sku {
-            let e = expected.entry((day.to_string(), sku.to_string(), currency.to_string())).or_default();
+            let e = expected
+                .entry((day.to_string(), sku.to_string(), currency.to_string()))
+                .or_default();
             *e = (e.0 + units, e.1 + revenue, e.2 + 1);
         }
     }
@@ -400,15 +519,22 @@ async fn the_projection_restarted_mid_stream_ends_with_the_same_totals() -> anyh
     let dir = tempfile::tempdir()?;
     // Uninterrupted.
     let straight = dir.path().join("straight.db");
-    let status = projection_cmd(&nats, "straight", &straight, &["--until-caught-up"])?.status().await?;
+    let status = projection_cmd(&nats, "straight", &straight, &["--until-caught-up"])?
+        .status()
+        .await?;
     assert!(status.success());
     assert_eq!(rows(sales(&straight).await?), expected);
 
     // SIGKILLed mid-stream (one event per fetch, so it is slow enough to
     // catch half-way), then restarted.
     let interrupted = dir.path().join("interrupted.db");
-    let mut first = projection_cmd(&nats, "interrupted", &interrupted, &["--batch", "1"])?.spawn()?;
-    let db = ordersaga_events::projection::SalesDb::open(&format!("sqlite://{}?mode=rwc", interrupted.display())).await?;
+    let mut first =
+        projection_cmd(&nats, "interrupted", &interrupted, &["--batch", "1"])?.spawn()?;
+    let db = ordersaga_events::projection::SalesDb::open(&format!(
+        "sqlite://{}?mode=rwc",
+        interrupted.display()
+    ))
+    .await?;
     eventually("the projection half-way", ORDER_TIMEOUT, || async {
         Ok((db.applied().await? >= 50).then_some(()))
     })
@@ -417,21 +543,37 @@ async fn the_projection_restarted_mid_stream_ends_with_the_same_totals() -> anyh
     first.wait().await?;
     let applied = db.applied().await?;
     assert!(applied < 400, "killed mid-stream ({applied} applied)");
-    let status = projection_cmd(&nats, "interrupted", &interrupted, &["--until-caught-up"])?.status().await?;
+    let status = projection_cmd(&nats, "interrupted", &interrupted, &["--until-caught-up"])?
+        .status()
+        .await?;
     assert!(status.success());
     assert_eq!(rows(sales(&interrupted).await?), expected);
     assert_eq!(db.applied().await?, 400);
 
     // `sales` shows the totals and no lag.
     let out = tokio::process::Command::new(built_binary("ordersaga-events")?)
-        .args(["sales", "--durable", "interrupted", "--day", "2026-12-01", "--db"])
+        .args([
+            "sales",
+            "--durable",
+            "interrupted",
+            "--day",
+            "2026-12-01",
+            "--db",
+        ])
         .arg(format!("sqlite://{}?mode=rwc", interrupted.display()))
         .env("ORDERSAGA_NATS_URL", nats.url())
         .output()
         .await?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout)?;
     assert!(text.contains("lag: 0"), "{text}");
-    assert!(text.contains("2026-12-01") && !text.contains("2026-11-30"), "{text}");
+    assert!(
+        text.contains("2026-12-01") && !text.contains("2026-11-30"),
+        "{text}"
+    );
     Ok(())
 }

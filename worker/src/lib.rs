@@ -35,8 +35,8 @@ use ordersaga_activities::{
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
 use ordersaga_domain::names::{RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_ID};
-use ordersaga_runtime::connection::{ConnectError, connect};
 use ordersaga_events::Relay;
+use ordersaga_runtime::connection::{ConnectError, connect};
 use ordersaga_store::{Store, StoreError};
 use ordersaga_workflows::{
     NotificationWorkflow, OrderWorkflow, OutboxRelayWorkflow, ReconcileOrdersWorkflow,

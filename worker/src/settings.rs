@@ -13,9 +13,9 @@ use ordersaga_activities::{
 };
 use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
+use ordersaga_events::EventSettings;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_events::EventSettings;
 use ordersaga_runtime::settings::{Load, Parsed, SettingsError, Sources, set};
 use serde::Deserialize;
 

@@ -132,6 +132,7 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(format!("{s:?}"), format!("{:?}", ApiSettings::default()));
         assert_eq!(s.payment.mode, PaymentMode::Simulated);
+        assert!(!s.publish_events, "no NATS URL: no events written");
     }
 
     #[test]
@@ -148,8 +149,10 @@ mod tests {
             ("ORDERSAGA_PAYMENT_LINK_WAIT_MS", "250"),
             ("ORDERSAGA_WEBHOOK_SECRET", "whsec"),
             ("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", "1500"),
+            ("ORDERSAGA_NATS_URL", "nats://127.0.0.1:4222"),
         ])
         .unwrap();
+        assert!(s.publish_events);
         assert_eq!(s.database_url, "postgres://db/shop");
         assert_eq!(s.task_queue, "orders-b");
         assert_eq!(s.grpc_addr, "0.0.0.0:1".parse().unwrap());

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use ordersaga_domain::events::{CatalogEventData, DomainEvent, OrderEventData};
 use ordersaga_domain::{
-    CatalogEvent, Currency, CustomerId, Money, OrderEvent, OrderId, OrderInput, OrderLine, Sku,
-    TransactionId,
+    CatalogEvent, Compensation, Currency, CustomerId, FailureReason, Money, OperatorNote,
+    OrderEvent, OrderId, OrderInput, OrderLine, Sku, TransactionId,
 };
 use ordersaga_store::{NewStockReceipt, Store, StoredEvent, now_ms};
 use ordersaga_tests::create_product;
@@ -19,6 +19,7 @@ ordersaga_tests::both_backends!(
     steps_write_their_events_once_in_commit_order,
     without_events_no_rows_are_written,
     one_relay_holds_the_lease_at_a_time,
+    needs_attention_events_carry_no_operator_text,
     concurrent_orders_and_receipts_with_alerts_do_not_deadlock,
 );
 
@@ -110,6 +111,62 @@ async fn steps_write_their_events_once_in_commit_order(store: Store) -> anyhow::
     assert_eq!(pending(&store).await?[0].seq, seqs[3]);
     assert_eq!(store.event_outbox().prune(now_ms() + 1).await?, 3);
     assert_eq!(store.event_outbox().count().await?, 4);
+    Ok(())
+}
+
+async fn needs_attention_events_carry_no_operator_text(store: Store) -> anyhow::Result<()> {
+    let store = store.with_events(true);
+    let mug = create_product(&store, "MUG", 1_000, 1, 0).await?;
+    let o = order("carol", &mug, 2);
+    store.orders().place(&o, &[]).await?;
+    store
+        .payments()
+        .ensure(&o.order_id, &o.transaction_id, o.total)
+        .await?;
+    store.payments().record_outcome(&o.order_id, Ok(())).await?;
+    let short = store.stock().deduct(&o.order_id).await?;
+    assert!(short.is_err());
+    let refused = "gateway refused (422 REFUND_DENIED)";
+    store
+        .attention()
+        .park(&o.order_id, Compensation::RefundPayment, refused)
+        .await?;
+    let cancel = FailureReason::Cancelled {
+        message: "call me on +49 30 1234".to_string(),
+    };
+    store.orders().fail(&o.order_id, &cancel, &[]).await?;
+    let note = OperatorNote::new("ops-ana", "refunded to IBAN DE02 1234", true)?;
+    store.attention().close(&o.order_id, &note).await?;
+
+    let events = pending(&store).await?;
+    let of_order: Vec<&StoredEvent> = events
+        .iter()
+        .filter(|e| e.subject == o.order_id.to_string())
+        .collect();
+    let names: Vec<&str> = of_order.iter().map(|e| name(e)).collect();
+    assert_eq!(
+        names,
+        [
+            "OrderPlaced",
+            "PaymentProcessed",
+            "InventoryProcessFailed",
+            "PaymentRefundFailed",
+            "OrderFailed",
+            "AttentionClosed"
+        ]
+    );
+    let parked: OrderEventData = serde_json::from_str(&of_order[3].data)?;
+    assert_eq!(parked.reason.as_deref(), Some(refused));
+    assert_eq!(parked.payment_status.as_deref(), Some("REFUND_FAILED"));
+    assert_eq!(of_order[3].event_type, "shop.payment.refund_failed.v1");
+    assert_eq!(of_order[5].event_type, "shop.attention.closed.v1");
+    let failed: OrderEventData = serde_json::from_str(&of_order[4].data)?;
+    assert_eq!(failed.failure_code.as_deref(), Some("CANCELLED"));
+    for e in &of_order {
+        for typed in ["+49", "IBAN", "ops-ana"] {
+            assert!(!e.data.contains(typed), "{typed} in {}", e.data);
+        }
+    }
     Ok(())
 }
 

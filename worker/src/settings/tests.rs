@@ -96,9 +96,17 @@ fn every_documented_variable_lands_in_its_setting() {
         ("ORDERSAGA_RECONCILE_EVERY_SECS", "20"),
         ("ORDERSAGA_RECONCILE_GRACE_SECS", "21"),
         ("ORDERSAGA_RECONCILE_LIMIT", "22"),
+        ("ORDERSAGA_NATS_URL", "nats://nats.internal:4222"),
+        ("ORDERSAGA_EVENTS_RELAY_LEASE_MS", "3000"),
     ])
     .unwrap();
     let ms = Duration::from_millis;
+    // The events' own variables (events/src/settings.rs tests them all).
+    assert_eq!(
+        s.events.nats.as_ref().map(|n| n.url.as_str()),
+        Some("nats://nats.internal:4222")
+    );
+    assert_eq!(s.events.relay.lease, ms(3000));
     assert_eq!(s.database_url, "postgres://db/shop");
     assert_eq!(s.queues, [Queue::Shipping, Queue::Orders]);
     assert_eq!(s.task_queue, "orders-b");

@@ -106,11 +106,12 @@ async fn app() -> anyhow::Result<App> {
 }
 
 /// A token signed with the router's secret.
-fn token(role: Role, subject: &str) -> String {
+fn token(role: Role, subject: &str) -> anyhow::Result<String> {
     let settings = AuthSettings::hs256(Secret::new(AUTH_SECRET));
-    Claims::new(&settings, subject, role, Duration::from_secs(600))
-        .sign_hs256(&Secret::new(AUTH_SECRET))
-        .unwrap()
+    Ok(
+        Claims::new(&settings, subject, role, Duration::from_secs(600))
+            .sign_hs256(&Secret::new(AUTH_SECRET))?,
+    )
 }
 
 impl App {
@@ -120,7 +121,7 @@ impl App {
         if !request.headers().contains_key(header::AUTHORIZATION) {
             request.headers_mut().insert(
                 header::AUTHORIZATION,
-                format!("Bearer {}", token(Role::Operator, "router-operator")).parse()?,
+                format!("Bearer {}", token(Role::Operator, "router-operator")?).parse()?,
             );
         }
         let response = self.router.clone().oneshot(request).await?;
@@ -514,7 +515,7 @@ async fn routes_refuse_missing_tokens_and_wrong_roles() -> anyhow::Result<()> {
             assert_error(&body, "UNAUTHENTICATED");
         }
     }
-    let customer = format!("Bearer {}", token(Role::Customer, "erin"));
+    let customer = format!("Bearer {}", token(Role::Customer, "erin")?);
     let operator = r#"{"operator":"x","reason":"y"}"#;
     let product = r#"{"sku":"NEW-1","name":"New","price":{"minor_units":1,"currency":"EUR"}}"#;
     let staff_only = [

@@ -6,10 +6,12 @@
 //! `needs_attention` lists the orders waiting for one.
 
 use ordersaga_domain::{OperatorNote, OrderId};
+use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::WorkflowExecuteUpdateOptions;
 use temporalio_client::errors::WorkflowUpdateError;
 
+use crate::access::require;
 use crate::error::{ApiError, invalid};
 use crate::service::OrderService;
 
@@ -27,12 +29,14 @@ impl OrderService {
     /// when nothing is parked or the saga has ended.
     pub async fn retry_compensation(
         &self,
+        caller: &Principal,
         order_id: &str,
         operator: &str,
         reason: &str,
     ) -> Result<OrderId, ApiError> {
-        let note =
-            OperatorNote::new(operator, reason, false).map_err(|e| invalid(e.to_string()))?;
+        require(caller, &[Role::Operator], "retry compensations")?;
+        let note = OperatorNote::new(operator_name(caller, operator), reason, false)
+            .map_err(|e| invalid(e.to_string()))?;
         self.operator_action(order_id, Action::Retry, note).await
     }
 
@@ -42,11 +46,14 @@ impl OrderService {
     /// close is recorded in the database directly: it moves no money.
     pub async fn close_attention(
         &self,
+        caller: &Principal,
         order_id: &str,
         operator: &str,
         reason: &str,
     ) -> Result<OrderId, ApiError> {
-        let note = OperatorNote::new(operator, reason, true).map_err(|e| invalid(e.to_string()))?;
+        require(caller, &[Role::Operator], "close attention")?;
+        let note = OperatorNote::new(operator_name(caller, operator), reason, true)
+            .map_err(|e| invalid(e.to_string()))?;
         self.operator_action(order_id, Action::Close, note).await
     }
 
@@ -121,5 +128,14 @@ impl OrderService {
                 "order {id} has no compensation waiting for an operator"
             ))),
         }
+    }
+}
+
+/// Who acts: the name given, or else the token's subject.
+fn operator_name<'a>(caller: &'a Principal, given: &'a str) -> &'a str {
+    if given.trim().is_empty() {
+        &caller.subject
+    } else {
+        given
     }
 }

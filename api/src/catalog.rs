@@ -2,12 +2,14 @@
 //! `CreateStockReceipt`, reads with stock and ratings, low-stock alerts and
 //! `SubmitReviewRating`. Bad input is rejected before anything is stored.
 
-use ordersaga_domain::{Currency, CustomerId, Money, Sku};
+use ordersaga_domain::{Currency, Money, Sku};
+use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_store::Store;
 use ordersaga_store::{
     LowStockAlertRecord, NewProduct, NewStockReceipt, Product, StockReceipt, StoreError,
 };
 
+use crate::access::{ANYONE, STAFF, acting_customer, require};
 use crate::error::{ApiError, invalid};
 use crate::page::page_request;
 
@@ -75,7 +77,12 @@ impl CatalogService {
     }
 
     /// `CreateProduct`.
-    pub async fn create_product(&self, cmd: CreateProductCommand) -> Result<Product, ApiError> {
+    pub async fn create_product(
+        &self,
+        caller: &Principal,
+        cmd: CreateProductCommand,
+    ) -> Result<Product, ApiError> {
+        require(caller, STAFF, "create products")?;
         let sku = sku(&cmd.sku)?;
         let name = cmd.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control)
@@ -110,7 +117,12 @@ impl CatalogService {
     }
 
     /// One product.
-    pub async fn get_product(&self, sku_text: &str) -> Result<Product, ApiError> {
+    pub async fn get_product(
+        &self,
+        caller: &Principal,
+        sku_text: &str,
+    ) -> Result<Product, ApiError> {
+        require(caller, ANYONE, "read the catalog")?;
         let sku = sku(sku_text)?;
         self.store
             .catalog()
@@ -131,7 +143,8 @@ impl CatalogService {
     }
 
     /// The whole catalog.
-    pub async fn list_products(&self) -> Result<Vec<Product>, ApiError> {
+    pub async fn list_products(&self, caller: &Principal) -> Result<Vec<Product>, ApiError> {
+        require(caller, ANYONE, "read the catalog")?;
         self.store.catalog().list().await.map_err(store_error)
     }
 
@@ -139,8 +152,10 @@ impl CatalogService {
     /// INVALID_ARGUMENT and store nothing.
     pub async fn create_stock_receipt(
         &self,
+        caller: &Principal,
         cmd: StockReceiptCommand,
     ) -> Result<StockReceipt, ApiError> {
+        require(caller, STAFF, "receive stock")?;
         let key = match cmd.idempotency_key.as_deref().map(str::trim) {
             Some(k) if !k.is_empty() && k.len() <= 128 && !k.chars().any(char::is_control) => k,
             _ => {
@@ -194,10 +209,12 @@ impl CatalogService {
     /// Low-stock alerts, newest first.
     pub async fn list_low_stock_alerts(
         &self,
+        caller: &Principal,
         sku_text: Option<&str>,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<AlertPage, ApiError> {
+        require(caller, STAFF, "list low-stock alerts")?;
         let sku = sku_text.filter(|s| !s.is_empty()).map(sku).transpose()?;
         let (limit, after) = page_request(page_size, page_token)?;
         let (alerts, next) = self
@@ -212,11 +229,12 @@ impl CatalogService {
     /// `SubmitReviewRating`.
     pub async fn submit_rating(
         &self,
+        caller: &Principal,
         customer_id: &str,
         sku_text: &str,
         stars: i64,
     ) -> Result<Product, ApiError> {
-        let customer = CustomerId::parse(customer_id).map_err(|e| invalid(e.to_string()))?;
+        let customer = acting_customer(caller, customer_id, &[Role::Operator], "rate products")?;
         let sku = sku(sku_text)?;
         if !(1..=5).contains(&stars) {
             return Err(invalid(format!("stars must be 1 to 5, got {stars}")));

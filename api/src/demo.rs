@@ -2,6 +2,7 @@
 //! It goes through the same use cases as `CreateProduct` and
 //! `CreateStockReceipt`.
 
+use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_store::Store;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
@@ -22,25 +23,36 @@ pub const DEMO_PRODUCTS: [(&str, &str, i64, i64, i64); 5] = [
 /// stock receipt (idempotent: `demo-opening-<sku>`).
 pub async fn seed(store: &Store) -> anyhow::Result<()> {
     let catalog = CatalogService::new(store.clone());
+    // The API itself, acting as the merchant that stocks the shop.
+    let seeder = Principal {
+        subject: "demo-seed".to_string(),
+        role: Role::Merchant,
+    };
     for (sku, name, price, stock, threshold) in DEMO_PRODUCTS {
         let created = catalog
-            .create_product(CreateProductCommand {
-                sku: sku.to_string(),
-                name: name.to_string(),
-                price_minor: price,
-                currency: "EUR".to_string(),
-                low_stock_threshold: threshold,
-            })
+            .create_product(
+                &seeder,
+                CreateProductCommand {
+                    sku: sku.to_string(),
+                    name: name.to_string(),
+                    price_minor: price,
+                    currency: "EUR".to_string(),
+                    low_stock_threshold: threshold,
+                },
+            )
             .await;
         match created {
             Ok(_) | Err(ApiError::AlreadyExists(_)) => {}
             Err(e) => return Err(e.into()),
         }
         catalog
-            .create_stock_receipt(StockReceiptCommand {
-                idempotency_key: Some(format!("demo-opening-{sku}")),
-                lines: vec![(sku.to_string(), stock)],
-            })
+            .create_stock_receipt(
+                &seeder,
+                StockReceiptCommand {
+                    idempotency_key: Some(format!("demo-opening-{sku}")),
+                    lines: vec![(sku.to_string(), stock)],
+                },
+            )
             .await?;
     }
     Ok(())

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use ordersaga_runtime::auth::AuthError;
 
 /// What went wrong, classified for the caller.
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +22,17 @@ pub enum ApiError {
     /// allows it (e.g. rating a product one has not bought).
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The caller could not be authenticated (e.g. a webhook whose
-    /// signature or timestamp does not verify); nothing changed.
+    /// The caller could not be authenticated (no, or an invalid, bearer
+    /// token; a webhook whose signature or timestamp does not verify);
+    /// nothing changed.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller's role may not do this; nothing changed.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The caller sent too many requests of this kind; retry later.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The request body exceeds the size limit.
     #[error("{0}")]
     TooLarge(String),
@@ -53,6 +61,8 @@ impl ApiError {
             Self::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Self::TooLarge(_) => "PAYLOAD_TOO_LARGE",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::PermissionDenied(_) => "PERMISSION_DENIED",
+            Self::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -60,6 +70,16 @@ impl ApiError {
     fn log(&self) {
         if let Self::Internal(e) = self {
             tracing::error!(error = format!("{e:#}"), "request failed");
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        if e.is_unauthenticated() {
+            Self::Unauthenticated(e.to_string())
+        } else {
+            Self::PermissionDenied(e.to_string())
         }
     }
 }
@@ -76,6 +96,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists(_) => tonic::Status::already_exists(message),
             ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ApiError::Unauthenticated(_) => tonic::Status::unauthenticated(message),
+            ApiError::PermissionDenied(_) => tonic::Status::permission_denied(message),
+            ApiError::ResourceExhausted(_) => tonic::Status::resource_exhausted(message),
             ApiError::Internal(_) => tonic::Status::internal(message),
         }
     }
@@ -90,11 +112,21 @@ impl IntoResponse for ApiError {
             Self::AlreadyExists(_) | Self::FailedPrecondition(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            Self::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = serde_json::json!({
             "error": { "code": self.code(), "message": self.to_string() }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        // RFC 6750: a 401 names the scheme the caller should use.
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

@@ -1,8 +1,13 @@
-//! The gRPC face of the API: `ordersaga.v1.OrderService`.
+//! The gRPC face of the API: `ordersaga.v1.OrderService` and
+//! `ordersaga.v1.CatalogService`. Both sit behind [`authenticate`], which
+//! turns the call's `authorization` metadata (`Bearer <token>`) into the
+//! [`Principal`] the use cases check ([`crate::access`]); health and
+//! reflection do not.
 
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::catalog_service_server::CatalogService as CatalogServiceRpc;
 use ordersaga_proto::v1::order_service_server::OrderService as OrderServiceRpc;
+use ordersaga_runtime::auth::{AuthError, Authenticator, Principal};
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
@@ -10,7 +15,35 @@ use crate::convert::{
     address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_status, pb_summary,
     status_from_pb,
 };
+use crate::error::ApiError;
 use crate::service::{OrderService, PlaceOrderCommand};
+
+/// The interceptor of the shop's services: a call without a valid bearer
+/// token is refused `UNAUTHENTICATED` before its message is decoded.
+pub fn authenticate(
+    auth: Authenticator,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut request: Request<()>| {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
+            .transpose()
+            .map_err(ApiError::from)?;
+        let principal = auth.authenticate(header).map_err(ApiError::from)?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The caller [`authenticate`] found.
+fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| ApiError::from(AuthError::Missing).into())
+}
 
 /// Adapts [`OrderService`] to the generated tonic trait.
 pub struct GrpcOrders(pub OrderService);
@@ -21,6 +54,7 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::PlaceOrderRequest>,
     ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let cmd = PlaceOrderCommand {
             customer_id: r.customer_id,
@@ -29,7 +63,7 @@ impl OrderServiceRpc for GrpcOrders {
             customer_email: r.customer_email,
             shipping_address: r.shipping_address.map(address_from_pb),
         };
-        let placed = self.0.place_order(cmd).await?;
+        let placed = self.0.place_order(&caller, cmd).await?;
         Ok(Response::new(placed.into()))
     }
 
@@ -37,7 +71,11 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let details = self.0.get_order(&request.into_inner().order_id).await?;
+        let caller = caller(&request)?;
+        let details = self
+            .0
+            .get_order(&caller, &request.into_inner().order_id)
+            .await?;
         Ok(Response::new(details.into()))
     }
 
@@ -45,6 +83,7 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let status = status_from_pb(r.status)?;
         let page_size = u32::try_from(r.page_size)
@@ -52,6 +91,7 @@ impl OrderServiceRpc for GrpcOrders {
         let (page, next) = self
             .0
             .list_orders(
+                &caller,
                 Some(&r.customer_id),
                 status,
                 r.needs_attention,
@@ -69,8 +109,9 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
-        let status = self.0.cancel_order(&r.order_id, &r.reason).await?;
+        let status = self.0.cancel_order(&caller, &r.order_id, &r.reason).await?;
         Ok(Response::new(pb::CancelOrderResponse {
             order_id: r.order_id,
             status: pb_status(status),
@@ -81,10 +122,11 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::RetryCompensationRequest>,
     ) -> Result<Response<pb::OperatorActionResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let id = self
             .0
-            .retry_compensation(&r.order_id, &r.operator, &r.reason)
+            .retry_compensation(&caller, &r.order_id, &r.operator, &r.reason)
             .await?;
         Ok(Response::new(pb::OperatorActionResponse {
             order_id: id.to_string(),
@@ -95,10 +137,11 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::CloseAttentionRequest>,
     ) -> Result<Response<pb::OperatorActionResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let id = self
             .0
-            .close_attention(&r.order_id, &r.operator, &r.reason)
+            .close_attention(&caller, &r.order_id, &r.operator, &r.reason)
             .await?;
         Ok(Response::new(pb::OperatorActionResponse {
             order_id: id.to_string(),
@@ -111,12 +154,13 @@ impl OrderServiceRpc for GrpcOrders {
         &self,
         request: Request<pb::ListShipmentsRequest>,
     ) -> Result<Response<pb::ListShipmentsResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let page_size = u32::try_from(r.page_size)
             .map_err(|_| Status::invalid_argument("page_size must be 0 to 100"))?;
         let (page, next) = self
             .0
-            .list_shipments(page_size, Some(&r.page_token))
+            .list_shipments(&caller, page_size, Some(&r.page_token))
             .await?;
         Ok(Response::new(pb::ListShipmentsResponse {
             shipments: page.iter().map(pb_shipment).collect(),
@@ -134,17 +178,21 @@ impl CatalogServiceRpc for GrpcCatalog {
         &self,
         request: Request<pb::CreateProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let price = r.price.unwrap_or_default();
         let product = self
             .0
-            .create_product(CreateProductCommand {
-                sku: r.sku,
-                name: r.name,
-                price_minor: price.minor_units,
-                currency: price.currency,
-                low_stock_threshold: r.low_stock_threshold,
-            })
+            .create_product(
+                &caller,
+                CreateProductCommand {
+                    sku: r.sku,
+                    name: r.name,
+                    price_minor: price.minor_units,
+                    currency: price.currency,
+                    low_stock_threshold: r.low_stock_threshold,
+                },
+            )
             .await?;
         Ok(Response::new(pb_product(&product)))
     }
@@ -153,15 +201,20 @@ impl CatalogServiceRpc for GrpcCatalog {
         &self,
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
-        let product = self.0.get_product(&request.into_inner().sku).await?;
+        let caller = caller(&request)?;
+        let product = self
+            .0
+            .get_product(&caller, &request.into_inner().sku)
+            .await?;
         Ok(Response::new(pb_product(&product)))
     }
 
     async fn list_products(
         &self,
-        _request: Request<pb::ListProductsRequest>,
+        request: Request<pb::ListProductsRequest>,
     ) -> Result<Response<pb::ListProductsResponse>, Status> {
-        let products = self.0.list_products().await?;
+        let caller = caller(&request)?;
+        let products = self.0.list_products(&caller).await?;
         Ok(Response::new(pb::ListProductsResponse {
             products: products.iter().map(pb_product).collect(),
         }))
@@ -171,13 +224,17 @@ impl CatalogServiceRpc for GrpcCatalog {
         &self,
         request: Request<pb::CreateStockReceiptRequest>,
     ) -> Result<Response<pb::StockReceipt>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let receipt = self
             .0
-            .create_stock_receipt(StockReceiptCommand {
-                idempotency_key: Some(r.idempotency_key),
-                lines: r.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
-            })
+            .create_stock_receipt(
+                &caller,
+                StockReceiptCommand {
+                    idempotency_key: Some(r.idempotency_key),
+                    lines: r.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
+                },
+            )
             .await?;
         Ok(Response::new(pb_receipt(&receipt)))
     }
@@ -186,12 +243,13 @@ impl CatalogServiceRpc for GrpcCatalog {
         &self,
         request: Request<pb::ListLowStockAlertsRequest>,
     ) -> Result<Response<pb::ListLowStockAlertsResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let page_size = u32::try_from(r.page_size)
             .map_err(|_| Status::invalid_argument("page_size must be 0 to 100"))?;
         let (alerts, next) = self
             .0
-            .list_low_stock_alerts(Some(&r.sku), page_size, Some(&r.page_token))
+            .list_low_stock_alerts(&caller, Some(&r.sku), page_size, Some(&r.page_token))
             .await?;
         Ok(Response::new(pb::ListLowStockAlertsResponse {
             alerts: alerts.iter().map(pb_alert).collect(),
@@ -203,10 +261,11 @@ impl CatalogServiceRpc for GrpcCatalog {
         &self,
         request: Request<pb::SubmitReviewRatingRequest>,
     ) -> Result<Response<pb::Product>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let product = self
             .0
-            .submit_rating(&r.customer_id, &r.sku, i64::from(r.stars))
+            .submit_rating(&caller, &r.customer_id, &r.sku, i64::from(r.stars))
             .await?;
         Ok(Response::new(pb_product(&product)))
     }

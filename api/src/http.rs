@@ -9,16 +9,23 @@
 //! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`.
 //! Errors are JSON:
 //! `{"error": {"code": "INVALID_ARGUMENT", "message": "..."}}`.
+//!
+//! Every route but `/healthz` and the webhook (signed by the gateway)
+//! takes a bearer token: a handler that needs one extracts [`Caller`]
+//! first, so an unauthenticated request is refused (`401`) before its body
+//! is read; what the caller may do is [`crate::access`]'s.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ordersaga_activities::gateway::webhook;
 use ordersaga_domain::{OrderStatus, ShippingAddress};
+use ordersaga_runtime::auth::{AuthError, Authenticator, Principal};
 use serde::Deserialize;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
@@ -36,6 +43,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PlaceOrderBody {
+    // A customer's token names it; an operator names the customer.
+    #[serde(default)]
     customer_id: String,
     lines: Vec<LineBody>,
     #[serde(default)]
@@ -73,13 +82,32 @@ fn body_error(e: &JsonRejection) -> ApiError {
     }
 }
 
-/// Both services, shared by the handlers.
+/// Both services and the token verifier, shared by the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// Orders.
     pub orders: OrderService,
     /// Catalog.
     pub catalog: CatalogService,
+    /// Verifies the callers' bearer tokens.
+    pub auth: Authenticator,
+}
+
+/// The authenticated caller of a request (its `Authorization: Bearer`
+/// token); a request without a valid one is answered `401`.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().map_err(|_| AuthError::Malformed))
+            .transpose()?;
+        Ok(Self(state.auth.authenticate(header)?))
+    }
 }
 
 impl FromRef<AppState> for OrderService {
@@ -122,6 +150,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn place_order(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     headers: HeaderMap,
     body: Result<Json<PlaceOrderBody>, JsonRejection>,
@@ -141,7 +170,7 @@ async fn place_order(
         customer_email: body.customer_email,
         shipping_address: body.shipping_address,
     };
-    let placed = service.place_order(cmd).await?;
+    let placed = service.place_order(&caller, cmd).await?;
     let location = format!("/v1/orders/{}", placed.order_id);
     Ok((
         StatusCode::ACCEPTED,
@@ -151,10 +180,11 @@ async fn place_order(
 }
 
 async fn get_order(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    Ok(Json(service.get_order(&order_id).await?.into()))
+    Ok(Json(service.get_order(&caller, &order_id).await?.into()))
 }
 
 /// Body of `POST /v1/orders/{id}/cancel` (optional).
@@ -166,6 +196,7 @@ struct CancelBody {
 }
 
 async fn cancel_order(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
     body: Bytes,
@@ -175,7 +206,9 @@ async fn cancel_order(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidArgument(e.to_string()))?
     };
-    let status = service.cancel_order(&order_id, &body.reason).await?;
+    let status = service
+        .cancel_order(&caller, &order_id, &body.reason)
+        .await?;
     Ok(Json(
         serde_json::json!({ "order_id": order_id, "status": status }),
     ))
@@ -193,13 +226,14 @@ struct OperatorBody {
 
 /// `RetryCompensation`: `202` once the saga accepted; the retry runs after.
 async fn retry_compensation(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
     body: Result<Json<OperatorBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(b) = body.map_err(|e| body_error(&e))?;
     let id = service
-        .retry_compensation(&order_id, &b.operator, &b.reason)
+        .retry_compensation(&caller, &order_id, &b.operator, &b.reason)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -210,13 +244,14 @@ async fn retry_compensation(
 /// `CloseAttention`: `202` once the saga accepted (or, without a saga, the
 /// close is recorded).
 async fn close_attention(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     Path(order_id): Path<String>,
     body: Result<Json<OperatorBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(b) = body.map_err(|e| body_error(&e))?;
     let id = service
-        .close_attention(&order_id, &b.operator, &b.reason)
+        .close_attention(&caller, &order_id, &b.operator, &b.reason)
         .await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -244,6 +279,7 @@ async fn payment_webhook(
 }
 
 async fn list_orders(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -257,6 +293,7 @@ async fn list_orders(
         .map_err(ApiError::InvalidArgument)?;
     let (page, next) = service
         .list_orders(
+            &caller,
             p.customer_id.as_deref(),
             status,
             p.needs_attention.unwrap_or(false),
@@ -308,6 +345,7 @@ struct ReceiptBody {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RatingBody {
+    #[serde(default)]
     customer_id: String,
     stars: i64,
 }
@@ -333,18 +371,22 @@ fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 async fn create_product(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
     body: Result<Json<CreateProductBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(b) = body.map_err(|e| body_error(&e))?;
     let product = catalog
-        .create_product(CreateProductCommand {
-            sku: b.sku,
-            name: b.name,
-            price_minor: b.price.minor_units,
-            currency: b.price.currency,
-            low_stock_threshold: b.low_stock_threshold,
-        })
+        .create_product(
+            &caller,
+            CreateProductCommand {
+                sku: b.sku,
+                name: b.name,
+                price_minor: b.price.minor_units,
+                currency: b.price.currency,
+                low_stock_threshold: b.low_stock_threshold,
+            },
+        )
         .await?;
     let location = format!("/v1/products/{}", product.sku);
     Ok((
@@ -355,17 +397,21 @@ async fn create_product(
 }
 
 async fn get_product(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
     Path(sku): Path<String>,
 ) -> Result<Json<ProductJson>, ApiError> {
-    Ok(Json(ProductJson::from(&catalog.get_product(&sku).await?)))
+    Ok(Json(ProductJson::from(
+        &catalog.get_product(&caller, &sku).await?,
+    )))
 }
 
 async fn list_products(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let products: Vec<ProductJson> = catalog
-        .list_products()
+        .list_products(&caller)
         .await?
         .iter()
         .map(Into::into)
@@ -374,16 +420,20 @@ async fn list_products(
 }
 
 async fn create_stock_receipt(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
     headers: HeaderMap,
     body: Result<Json<ReceiptBody>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(b) = body.map_err(|e| body_error(&e))?;
     let receipt = catalog
-        .create_stock_receipt(StockReceiptCommand {
-            idempotency_key: idempotency_header(&headers)?.or(b.idempotency_key),
-            lines: b.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
-        })
+        .create_stock_receipt(
+            &caller,
+            StockReceiptCommand {
+                idempotency_key: idempotency_header(&headers)?.or(b.idempotency_key),
+                lines: b.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
+            },
+        )
         .await?;
     let status = if receipt.created {
         StatusCode::CREATED
@@ -394,12 +444,14 @@ async fn create_stock_receipt(
 }
 
 async fn list_low_stock_alerts(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
     params: Result<Query<AlertParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
     let (alerts, next) = catalog
         .list_low_stock_alerts(
+            &caller,
             p.sku.as_deref(),
             p.page_size.unwrap_or(0),
             p.page_token.as_deref(),
@@ -412,12 +464,15 @@ async fn list_low_stock_alerts(
 }
 
 async fn submit_rating(
+    Caller(caller): Caller,
     State(catalog): State<CatalogService>,
     Path(sku): Path<String>,
     body: Result<Json<RatingBody>, JsonRejection>,
 ) -> Result<Json<ProductJson>, ApiError> {
     let Json(b) = body.map_err(|e| body_error(&e))?;
-    let product = catalog.submit_rating(&b.customer_id, &sku, b.stars).await?;
+    let product = catalog
+        .submit_rating(&caller, &b.customer_id, &sku, b.stars)
+        .await?;
     Ok(Json(ProductJson::from(&product)))
 }
 
@@ -432,12 +487,13 @@ struct ShipmentParams {
 }
 
 async fn list_shipments(
+    Caller(caller): Caller,
     State(service): State<OrderService>,
     params: Result<Query<ShipmentParams>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::InvalidArgument(e.body_text()))?;
     let (page, next) = service
-        .list_shipments(p.page_size.unwrap_or(0), p.page_token.as_deref())
+        .list_shipments(&caller, p.page_size.unwrap_or(0), p.page_token.as_deref())
         .await?;
     let shipments: Vec<ShipmentJson> = page.iter().map(Into::into).collect();
     Ok(Json(

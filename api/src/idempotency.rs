@@ -5,7 +5,7 @@
 //! yet, and racing calls are settled by the database.
 
 use ordersaga_domain::{
-    CustomerId, EmailAddress, Money, OrderInput, OrderLine, ShippingAddress, Sku,
+    CustomerId, EmailAddress, Money, OrderId, OrderInput, OrderLine, ShippingAddress, Sku,
 };
 use ordersaga_store::{Claimed, KeyClaim, Store};
 use serde::Serialize;
@@ -19,6 +19,9 @@ pub(crate) enum KeyCheck {
     /// Start the saga (idempotently: a replay attaches to the running
     /// one) and answer `PENDING` with this total, the first request's.
     Start {
+        /// The order the key names: the request's own (random) id when it
+        /// is the first, the first request's on a replay.
+        order_id: OrderId,
         /// The total the key's first request was answered with.
         first_total: Money,
     },
@@ -46,23 +49,26 @@ pub(crate) async fn check_key(
         order_id: input.order_id,
         total: input.total,
     };
-    let first_total = match store
+    let (order_id, first_total) = match store
         .idempotency_keys()
         .claim(&claim)
         .await
         .map_err(ApiError::internal)?
     {
         Claimed::Conflict => return Err(reused()),
-        Claimed::Replay { total } => total,
-        Claimed::First => input.total,
+        Claimed::Replay { order_id, total } => (order_id, total),
+        Claimed::First => (input.order_id, input.total),
     };
     let Some(existing) = store
         .orders()
-        .get(&input.order_id)
+        .get(&order_id)
         .await
         .map_err(ApiError::internal)?
     else {
-        return Ok(KeyCheck::Start { first_total });
+        return Ok(KeyCheck::Start {
+            order_id,
+            first_total,
+        });
     };
     // Keys claimed before fingerprints were recorded (migration 0007)
     // have only the stored lines to be checked against.
@@ -76,11 +82,11 @@ pub(crate) async fn check_key(
         return Err(reused());
     }
     Ok(KeyCheck::Answer(Box::new(PlacedOrder {
-        order_id: input.order_id,
+        order_id,
         transaction_id: existing.summary.transaction_id,
         status: existing.summary.status,
         total: existing.summary.total,
-        workflow_id: input.order_id.workflow_id(),
+        workflow_id: order_id.workflow_id(),
         approval_url: pending_link(existing.payment.as_ref()),
     })))
 }

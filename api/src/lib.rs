@@ -14,7 +14,13 @@
 //! failures for both. Each request runs in a span that names its order
 //! ([`spans`]); on shutdown, in-flight requests get
 //! [`ApiSettings::graceful_shutdown`] to finish ([`drain_within`]).
+//!
+//! Every call but health, reflection, `/healthz` and the signed payment
+//! webhook carries a bearer token; [`access`] says who may do what, [`rate`]
+//! how fast a customer may order, and [`tls`] serves both over TLS when a
+//! certificate is configured.
 
+pub mod access;
 pub mod attention;
 pub mod catalog;
 pub mod convert;
@@ -24,9 +30,11 @@ pub mod grpc;
 pub mod http;
 mod idempotency;
 mod page;
+pub mod rate;
 pub mod service;
 pub mod settings;
 pub mod spans;
+pub mod tls;
 
 pub use settings::ApiSettings;
 
@@ -39,18 +47,27 @@ use ordersaga_domain::PaymentMode;
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
 use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
+use ordersaga_runtime::auth::Authenticator;
 use ordersaga_runtime::connection::connect;
 use ordersaga_store::Store;
 use tokio::net::TcpListener;
 
 use crate::catalog::CatalogService;
 use crate::grpc::{GrpcCatalog, GrpcOrders};
+use crate::rate::PlaceOrderLimit;
 use crate::service::OrderService;
+use crate::tls::Tls;
+
+/// How often keys fetched from a JWKS URL are reloaded (identity
+/// providers publish a new key well before they sign with it).
+const JWKS_REFRESH: Duration = Duration::from_secs(300);
 
 /// A built API: listeners bound, store and Temporal connected.
 pub struct Api {
     service: OrderService,
     catalog: CatalogService,
+    auth: Authenticator,
+    tls: Option<Tls>,
     grpc: TcpListener,
     http: TcpListener,
     graceful_shutdown: Duration,
@@ -59,6 +76,13 @@ pub struct Api {
 impl Api {
     /// Connects the store and Temporal and binds both listeners.
     pub async fn build(settings: ApiSettings) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(&settings.auth)
+            .await
+            .context("bearer token keys")?;
+        let tls = settings.tls.as_ref().map(Tls::load).transpose()?;
+        if tls.is_none() {
+            tracing::warn!("no TLS certificate: gRPC and HTTP are served in plain text");
+        }
         let store = Store::connect(&settings.database_url)
             .await
             .context("shop database")?
@@ -94,7 +118,15 @@ impl Api {
             .with_context(|| format!("binding HTTP on {}", settings.http_addr))?;
         Ok(Self {
             catalog: CatalogService::new(store.clone()),
-            service: OrderService::new(store, client, settings.task_queue, settings.payment),
+            service: OrderService::new(
+                store,
+                client,
+                settings.task_queue,
+                settings.payment,
+                PlaceOrderLimit::new(settings.place_order_rate),
+            ),
+            auth,
+            tls,
             grpc,
             http,
             graceful_shutdown: settings.graceful_shutdown,
@@ -141,14 +173,45 @@ impl Api {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("gRPC reflection (v1alpha)")?;
-        let orders = OrderServiceServer::new(GrpcOrders(self.service.clone()))
-            .max_decoding_message_size(http::MAX_BODY_BYTES);
-        let catalog = CatalogServiceServer::new(GrpcCatalog(self.catalog.clone()))
-            .max_decoding_message_size(http::MAX_BODY_BYTES);
+        let orders = tonic::service::interceptor::InterceptedService::new(
+            OrderServiceServer::new(GrpcOrders(self.service.clone()))
+                .max_decoding_message_size(http::MAX_BODY_BYTES),
+            grpc::authenticate(self.auth.clone()),
+        );
+        let catalog = tonic::service::interceptor::InterceptedService::new(
+            CatalogServiceServer::new(GrpcCatalog(self.catalog.clone()))
+                .max_decoding_message_size(http::MAX_BODY_BYTES),
+            grpc::authenticate(self.auth.clone()),
+        );
+        if self.auth.fetches_keys() {
+            let auth = self.auth.clone();
+            let stop = stopped();
+            tokio::spawn(async move {
+                tokio::pin!(stop);
+                let mut every = tokio::time::interval(JWKS_REFRESH);
+                every.tick().await;
+                loop {
+                    tokio::select! {
+                        () = &mut stop => return,
+                        _ = every.tick() => {}
+                    }
+                    if let Err(e) = auth.refresh().await {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "JWKS refresh failed; keeping the keys in use"
+                        );
+                    }
+                }
+            });
+        }
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            grpc_server = grpc_server.tls_config(tls.grpc()).context("gRPC TLS")?;
+        }
         health
             .set_serving::<CatalogServiceServer<GrpcCatalog>>()
             .await;
-        let grpc = tonic::transport::Server::builder()
+        let grpc = grpc_server
             .trace_fn(spans::grpc)
             .layer(tower::util::MapFutureLayer::new(spans::grpc_answered))
             .add_service(health_service)
@@ -163,9 +226,23 @@ impl Api {
         let state = http::AppState {
             orders: self.service,
             catalog: self.catalog,
+            auth: self.auth,
         };
         let router = http::router(state).layer(axum::middleware::from_fn(spans::http));
-        let http = axum::serve(self.http, router).with_graceful_shutdown(stopped());
+        let http = async {
+            match &self.tls {
+                Some(tls) => {
+                    axum::serve(tls.listener(self.http)?, router)
+                        .with_graceful_shutdown(stopped())
+                        .await
+                }
+                None => {
+                    axum::serve(self.http, router)
+                        .with_graceful_shutdown(stopped())
+                        .await
+                }
+            }
+        };
         let serving = async {
             let (g, h) = tokio::join!(grpc, http);
             g.context("gRPC server")?;

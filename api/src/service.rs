@@ -11,6 +11,7 @@ use ordersaga_domain::{
     PaymentStatus, ShippingAddress, Sku, TransactionId,
 };
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::Store;
 use ordersaga_store::{OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
@@ -25,9 +26,11 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
+use crate::access::{STAFF, acting_customer, may_see, require};
 use crate::error::{ApiError, invalid};
 use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
+use crate::rate::PlaceOrderLimit;
 
 mod webhook;
 pub use webhook::{MAX_EVENT_ID, WebhookAck};
@@ -45,7 +48,8 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// A `PlaceOrder` as it arrives, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct PlaceOrderCommand {
-    /// Who orders.
+    /// Who orders: a customer's own id or empty (then the token's subject);
+    /// required from an operator.
     pub customer_id: String,
     /// `(sku, quantity)` per line.
     pub lines: Vec<(String, i64)>,
@@ -131,6 +135,7 @@ pub struct OrderService {
     pub(crate) client: Client,
     task_queue: String,
     payment: PaymentSettings,
+    limit: PlaceOrderLimit,
 }
 
 // ----- contact details and shipping (notifications/shipping services) ------
@@ -151,12 +156,15 @@ fn contact_details(cmd: &PlaceOrderCommand) -> Result<(EmailAddress, ShippingAdd
 }
 
 impl OrderService {
-    /// A page of shipping requests, newest first.
+    /// A page of shipping requests, newest first (staff only: they hold
+    /// postal addresses).
     pub async fn list_shipments(
         &self,
+        caller: &Principal,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<ShipmentRecord>, Option<String>), ApiError> {
+        require(caller, STAFF, "list shipments")?;
         let (limit, after) = page_request(page_size, page_token)?;
         let (page, next) = self
             .store
@@ -171,21 +179,36 @@ impl OrderService {
 // ----- end of contact details and shipping -----------------------------------
 
 impl OrderService {
-    /// A service starting sagas on `task_queue`.
-    pub fn new(store: Store, client: Client, task_queue: String, payment: PaymentSettings) -> Self {
+    /// A service starting sagas on `task_queue`, placing at most what
+    /// `limit` lets each customer.
+    pub fn new(
+        store: Store,
+        client: Client,
+        task_queue: String,
+        payment: PaymentSettings,
+        limit: PlaceOrderLimit,
+    ) -> Self {
         Self {
             store,
             client,
             task_queue,
             payment,
+            limit,
         }
     }
 
-    /// Validates and prices the order, then starts its saga. Bad input is
-    /// rejected before anything is started or stored.
-    pub async fn place_order(&self, cmd: PlaceOrderCommand) -> Result<PlacedOrder, ApiError> {
+    /// Validates and prices the order, then starts its saga. A customer
+    /// orders for itself, an operator for anyone; bad input, a wrong role
+    /// and a customer over its rate limit are refused before anything is
+    /// started or stored.
+    pub async fn place_order(
+        &self,
+        caller: &Principal,
+        cmd: PlaceOrderCommand,
+    ) -> Result<PlacedOrder, ApiError> {
         let customer_id =
-            CustomerId::parse(&cmd.customer_id).map_err(|e| invalid(e.to_string()))?;
+            acting_customer(caller, &cmd.customer_id, &[Role::Operator], "place orders")?;
+        self.limit.check(&customer_id)?;
         let (customer_email, shipping_address) = contact_details(&cmd)?;
         if cmd.lines.is_empty() {
             return Err(invalid("an order needs at least one line"));
@@ -231,12 +254,10 @@ impl OrderService {
             .check_gateway_limit()
             .map_err(|e| invalid(e.to_string()))?;
 
-        let order_id = match key {
-            Some(k) => OrderId::for_idempotency_key(&customer_id, k),
-            None => OrderId::from_uuid(uuid::Uuid::new_v4()),
-        };
-        crate::spans::record_order(&order_id);
-        let input = OrderInput {
+        // Random, so nobody can name another customer's order; a key maps
+        // to its order in the shop database (`check_key`).
+        let order_id = OrderId::from_uuid(uuid::Uuid::new_v4());
+        let mut input = OrderInput {
             order_id,
             transaction_id: TransactionId::for_order(&order_id),
             customer_id,
@@ -246,14 +267,23 @@ impl OrderService {
             shipping_address: Some(shipping_address),
             payment: self.payment.mode,
         };
-        let workflow_id = order_id.workflow_id();
         let mut total = input.total;
         if let Some(key) = key {
             match check_key(&self.store, key, &input).await? {
-                KeyCheck::Start { first_total } => total = first_total,
+                KeyCheck::Start {
+                    order_id,
+                    first_total,
+                } => {
+                    input.order_id = order_id;
+                    input.transaction_id = TransactionId::for_order(&order_id);
+                    total = first_total;
+                }
                 KeyCheck::Answer(existing) => return Ok(*existing),
             }
         }
+        let order_id = input.order_id;
+        crate::spans::record_order(&order_id);
+        let workflow_id = order_id.workflow_id();
         // Starting is idempotent too (same workflow id): a retry that races
         // the first call's saga before it stored the order starts nothing.
         let approval_url = match self.payment.mode {
@@ -385,8 +415,13 @@ impl OrderService {
         }
     }
 
-    /// One order; NOT_FOUND when neither the store nor Temporal knows it.
-    pub async fn get_order(&self, order_id: &str) -> Result<OrderDetails, ApiError> {
+    /// One order; NOT_FOUND when neither the store nor Temporal knows it,
+    /// or when it is another customer's.
+    pub async fn get_order(
+        &self,
+        caller: &Principal,
+        order_id: &str,
+    ) -> Result<OrderDetails, ApiError> {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
         crate::spans::record_order(&id);
         if let Some(record) = self
@@ -396,6 +431,9 @@ impl OrderService {
             .await
             .map_err(ApiError::internal)?
         {
+            if !may_see(caller, &record.summary.customer_id) {
+                return Err(not_found(&id));
+            }
             let shipment = self
                 .store
                 .shipments()
@@ -415,13 +453,46 @@ impl OrderService {
             .client
             .get_workflow_handle::<UntypedWorkflow>(id.workflow_id());
         match handle.describe(WorkflowDescribeOptions::default()).await {
-            Ok(d) if d.status() == WorkflowExecutionStatus::Running => {
+            Ok(d)
+                if d.status() == WorkflowExecutionStatus::Running
+                    && saga_owner(&d.search_attributes()).is_some_and(|c| may_see(caller, &c)) =>
+            {
                 Ok(OrderDetails::Accepted(id))
             }
-            Ok(_) | Err(WorkflowInteractionError::NotFound(_)) => {
-                Err(ApiError::NotFound(format!("order {id} not found")))
-            }
+            Ok(_) | Err(WorkflowInteractionError::NotFound(_)) => Err(not_found(&id)),
             Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// Refuses a customer an order that is not its own (or that does not
+    /// exist) with NOT_FOUND, before anything is sent to its saga; staff
+    /// pass.
+    async fn check_owner(&self, caller: &Principal, id: &OrderId) -> Result<(), ApiError> {
+        if caller.role != Role::Customer {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .orders()
+            .get(id)
+            .await
+            .map_err(ApiError::internal)?;
+        let owner = match stored {
+            Some(record) => Some(record.summary.customer_id),
+            None => {
+                let handle = self
+                    .client
+                    .get_workflow_handle::<UntypedWorkflow>(id.workflow_id());
+                match handle.describe(WorkflowDescribeOptions::default()).await {
+                    Ok(d) => saga_owner(&d.search_attributes()),
+                    Err(WorkflowInteractionError::NotFound(_)) => None,
+                    Err(e) => return Err(ApiError::internal(e)),
+                }
+            }
+        };
+        match owner {
+            Some(owner) if may_see(caller, &owner) => Ok(()),
+            _ => Err(not_found(id)),
         }
     }
 
@@ -432,11 +503,13 @@ impl OrderService {
     /// accepted; it then unwinds on its own.
     pub async fn cancel_order(
         &self,
+        caller: &Principal,
         order_id: &str,
         reason: &str,
     ) -> Result<OrderStatus, ApiError> {
         let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
         crate::spans::record_order(&id);
+        self.check_owner(caller, &id).await?;
         let reason = reason.trim();
         if reason.len() > MAX_CANCEL_REASON || reason.chars().any(char::is_control) {
             return Err(invalid(format!(
@@ -478,28 +551,38 @@ impl OrderService {
                         "order {id} is {} and can no longer be cancelled",
                         record.summary.status
                     ))),
-                    None => Err(ApiError::NotFound(format!("order {id} not found"))),
+                    None => Err(not_found(&id)),
                 }
             }
             Err(e) => Err(ApiError::internal(e)),
         }
     }
 
-    /// A page of orders, newest first; with `needs_attention` only those
-    /// with a compensation parked for an operator.
+    /// A page of orders, newest first; with `needs_attention` (operators
+    /// only) only those with a compensation parked for an operator. A
+    /// customer lists its own orders.
     pub async fn list_orders(
         &self,
+        caller: &Principal,
         customer_id: Option<&str>,
         status: Option<OrderStatus>,
         needs_attention: bool,
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<OrderSummary>, Option<String>), ApiError> {
-        let customer_id = customer_id
-            .filter(|c| !c.is_empty())
-            .map(CustomerId::parse)
-            .transpose()
-            .map_err(|e| invalid(e.to_string()))?;
+        if needs_attention {
+            require(
+                caller,
+                &[Role::Operator],
+                "list the orders that need attention",
+            )?;
+        }
+        let given = customer_id.unwrap_or_default();
+        let customer_id = if caller.role == Role::Customer || !given.trim().is_empty() {
+            Some(acting_customer(caller, given, STAFF, "list orders")?)
+        } else {
+            None
+        };
         let (limit, after) = page_request(page_size, page_token)?;
         let query = OrderQuery {
             customer_id,
@@ -516,4 +599,18 @@ impl OrderService {
             .map_err(ApiError::internal)?;
         Ok((page, next.map(|c| c.to_token())))
     }
+}
+
+fn not_found(id: &OrderId) -> ApiError {
+    ApiError::NotFound(format!("order {id} not found"))
+}
+
+/// The customer a saga was started for (its `CustomerId` search
+/// attribute, set at the start).
+fn saga_owner(attrs: &SearchAttributes) -> Option<CustomerId> {
+    attrs
+        .get(&SearchAttributeKey::<String>::keyword(
+            search_attribute::CUSTOMER_ID,
+        ))
+        .and_then(|c| CustomerId::parse(&c).ok())
 }

@@ -3,16 +3,20 @@
 //! variables; see the README's table).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::{AuthSettings, AuthVars};
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{Load, set};
+use ordersaga_runtime::settings::{Load, SettingsError, set};
 use serde::Deserialize;
 
+use crate::rate::RateSettings;
 use crate::service::PaymentSettings;
+use crate::tls::TlsSettings;
 
 /// Everything the API process can be told; each field has an
 /// `ORDERSAGA_*` variable (see the README).
@@ -39,6 +43,12 @@ pub struct ApiSettings {
     /// relay to publish: on when `ORDERSAGA_NATS_URL` is set (the API only
     /// writes them; a worker publishes).
     pub publish_events: bool,
+    /// How callers' bearer tokens are verified (required).
+    pub auth: AuthSettings,
+    /// `PlaceOrder`'s rate limit per customer.
+    pub place_order_rate: RateSettings,
+    /// Serve both listeners over TLS with this certificate.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ApiSettings {
@@ -53,6 +63,9 @@ impl Default for ApiSettings {
             payment: PaymentSettings::default(),
             graceful_shutdown: Duration::from_secs(10),
             publish_events: false,
+            auth: AuthSettings::default(),
+            place_order_rate: RateSettings::default(),
+            tls: None,
         }
     }
 }
@@ -83,6 +96,12 @@ pub struct ApiVars {
     webhook_secret: Option<Secret>,
     graceful_shutdown_ms: Option<u64>,
     nats_url: Option<String>,
+    place_order_per_minute: Option<u32>,
+    place_order_burst: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(flatten)]
+    auth: AuthVars,
 }
 
 // Temporal's own `TEMPORAL_*` variables are read by envconfig when
@@ -114,6 +133,31 @@ impl Load for ApiSettings {
             v.graceful_shutdown_ms.map(Duration::from_millis),
         );
         s.publish_events = v.nats_url.is_some();
+        set(&mut s.place_order_rate.per_minute, v.place_order_per_minute);
+        set(&mut s.place_order_rate.burst, v.place_order_burst);
+        match (v.tls_cert, v.tls_key) {
+            (None, None) => {}
+            (cert, key) => {
+                s.tls = Some(TlsSettings {
+                    cert: cert.unwrap_or_default(),
+                    key: key.unwrap_or_default(),
+                });
+            }
+        }
+        s.auth.apply(v.auth);
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        self.auth.check()?;
+        if let Some(tls) = &self.tls
+            && (tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty())
+        {
+            return Err(SettingsError::Invalid {
+                name: "ORDERSAGA_TLS_CERT, ORDERSAGA_TLS_KEY".into(),
+                problem: "set both or neither".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -150,6 +194,16 @@ mod tests {
             ("ORDERSAGA_WEBHOOK_SECRET", "whsec"),
             ("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", "1500"),
             ("ORDERSAGA_NATS_URL", "nats://127.0.0.1:4222"),
+            ("ORDERSAGA_PLACE_ORDER_PER_MINUTE", "120"),
+            ("ORDERSAGA_PLACE_ORDER_BURST", "40"),
+            ("ORDERSAGA_TLS_CERT", "/etc/shop/cert.pem"),
+            ("ORDERSAGA_TLS_KEY", "/etc/shop/key.pem"),
+            ("ORDERSAGA_AUTH_ISSUER", "https://idp.example"),
+            ("ORDERSAGA_AUTH_AUDIENCE", "shop-api"),
+            (
+                "ORDERSAGA_AUTH_HS256_SECRET",
+                "hs256-secret-for-tests-32-bytes-long",
+            ),
         ])
         .unwrap();
         assert!(s.publish_events);
@@ -172,6 +226,29 @@ mod tests {
         );
         assert_eq!(s.graceful_shutdown, Duration::from_millis(1500));
         assert!(!format!("{s:?}").contains("whsec"));
+        assert_eq!(
+            s.place_order_rate,
+            RateSettings {
+                per_minute: 120,
+                burst: 40
+            }
+        );
+        assert_eq!(
+            s.tls,
+            Some(TlsSettings {
+                cert: "/etc/shop/cert.pem".into(),
+                key: "/etc/shop/key.pem".into()
+            })
+        );
+        assert_eq!(s.auth.issuer, "https://idp.example");
+        assert_eq!(s.auth.audience, "shop-api");
+        assert_eq!(
+            s.auth.keys,
+            Some(ordersaga_runtime::auth::KeySource::Hs256(Secret::new(
+                "hs256-secret-for-tests-32-bytes-long"
+            )))
+        );
+        assert!(!format!("{s:?}").contains("hs256-secret"));
 
         // The timing only matters in checkout mode; `1`/`true` seed too.
         let s = load(&[
@@ -191,9 +268,12 @@ mod tests {
             ("ORDERSAGA_GRPC_ADDR", "localhost"),
             ("ORDERSAGA_PAYMENT_DEADLINE_SECS", "soon"),
             ("ORDERSAGA_GRACEFUL_SHUTDOWN_MS", "-1"),
+            ("ORDERSAGA_PLACE_ORDER_PER_MINUTE", "lots"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");
         }
+        let err = load(&[("ORDERSAGA_TLS_CERT", "/only/the/cert.pem")]).unwrap_err();
+        assert!(err.to_string().contains("set both or neither"), "{err}");
     }
 }

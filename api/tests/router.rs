@@ -7,7 +7,7 @@
 //! are answered NOT_FOUND by the fake.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,11 +18,14 @@ use ordersaga_activities::gateway::webhook::{
 };
 use ordersaga_api::catalog::CatalogService;
 use ordersaga_api::http::{AppState, MAX_BODY_BYTES, router};
+use ordersaga_api::rate::{PlaceOrderLimit, RateSettings};
 use ordersaga_api::service::{OrderService, PaymentSettings};
 use ordersaga_domain::{
     AttentionStatus, Compensation, Currency, CustomerId, Money, OrderId, OrderInput, OrderLine,
     Sku, TransactionId,
 };
+use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::{AuthSettings, Authenticator, Claims, Role};
 use ordersaga_store::Store;
 use serde_json::{Value, json};
 use temporalio_client::callback_based::{CallbackBasedGrpcService, GrpcRequest};
@@ -31,6 +34,7 @@ use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Ur
 use tower::ServiceExt;
 
 const WEBHOOK_SECRET: &str = "router-test-secret";
+const AUTH_SECRET: &str = "router-test-hs256-secret-32-bytes-long";
 
 /// The router over a fresh store; keep the directory while it runs.
 struct App {
@@ -76,7 +80,7 @@ async fn app() -> anyhow::Result<App> {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("shop.db").display());
     let store = Store::connect(&url).await?;
     let payment = PaymentSettings {
-        webhook_secret: Some(ordersaga_runtime::Secret::new(WEBHOOK_SECRET)),
+        webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
         ..PaymentSettings::default()
     };
     let orders = OrderService::new(
@@ -84,10 +88,15 @@ async fn app() -> anyhow::Result<App> {
         offline_temporal().await?,
         "orders".to_string(),
         payment,
+        PlaceOrderLimit::new(RateSettings {
+            per_minute: 0,
+            burst: 0,
+        }),
     );
     let state = AppState {
         orders,
         catalog: CatalogService::new(store.clone()),
+        auth: Authenticator::new(&AuthSettings::hs256(Secret::new(AUTH_SECRET))).await?,
     };
     Ok(App {
         router: router(state),
@@ -96,9 +105,25 @@ async fn app() -> anyhow::Result<App> {
     })
 }
 
+/// A token signed with the router's secret.
+fn token(role: Role, subject: &str) -> anyhow::Result<String> {
+    let settings = AuthSettings::hs256(Secret::new(AUTH_SECRET));
+    Ok(
+        Claims::new(&settings, subject, role, Duration::from_secs(600))
+            .sign_hs256(&Secret::new(AUTH_SECRET))?,
+    )
+}
+
 impl App {
-    /// Sends one request; returns the status and the JSON body.
-    async fn call(&self, request: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
+    /// Sends one request (as an operator unless it carries a token);
+    /// returns the status and the JSON body.
+    async fn call(&self, mut request: Request<Body>) -> anyhow::Result<(StatusCode, Value)> {
+        if !request.headers().contains_key(header::AUTHORIZATION) {
+            request.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {}", token(Role::Operator, "router-operator")?).parse()?,
+            );
+        }
         let response = self.router.clone().oneshot(request).await?;
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
@@ -194,7 +219,12 @@ async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<
             "/v1/orders/not-a-uuid/retry-compensation".to_string(),
             json!({"operator": "ops"}),
         ),
-        ("retry without an operator", retry, json!({})),
+        // Without one, the operator is the token's subject.
+        (
+            "retry by an unprintable operator",
+            retry,
+            json!({"operator": "ops\u{7}"}),
+        ),
         (
             "close without a reason",
             close.clone(),
@@ -442,5 +472,73 @@ async fn needs_attention_lists_parked_orders_and_a_close_without_saga_is_recorde
     )?;
     let (status, body) = app.call(unknown).await?;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    Ok(())
+}
+
+/// Every route but `/healthz` and the webhook: no token or a bad one is
+/// `401` (before the body is read: these bodies are not even JSON), a
+/// customer on the staff's routes `403`, all in the JSON error shape.
+#[tokio::test]
+async fn routes_refuse_missing_tokens_and_wrong_roles() -> anyhow::Result<()> {
+    let app = app().await?;
+    let id = uuid::Uuid::new_v4();
+    let routes = [
+        ("POST", "/v1/orders".to_string()),
+        ("GET", format!("/v1/orders/{id}")),
+        ("GET", "/v1/orders".to_string()),
+        ("POST", format!("/v1/orders/{id}/cancel")),
+        ("POST", format!("/v1/orders/{id}/retry-compensation")),
+        ("POST", format!("/v1/orders/{id}/close-attention")),
+        ("GET", "/v1/shipments".to_string()),
+        ("POST", "/v1/products".to_string()),
+        ("GET", "/v1/products".to_string()),
+        ("GET", "/v1/products/MUG-1".to_string()),
+        ("POST", "/v1/products/MUG-1/ratings".to_string()),
+        ("POST", "/v1/stock-receipts".to_string()),
+        ("GET", "/v1/low-stock-alerts".to_string()),
+    ];
+    let forged = {
+        let other = AuthSettings::hs256(Secret::new("not-the-router-secret-32-bytes-long!"));
+        Claims::new(&other, "x", Role::Operator, Duration::from_secs(60))
+            .sign_hs256(&Secret::new("not-the-router-secret-32-bytes-long!"))?
+    };
+    for (method, uri) in &routes {
+        for header in ["Basic abc".to_string(), format!("Bearer {forged}")] {
+            let request = Request::builder()
+                .method(*method)
+                .uri(uri)
+                .header(header::AUTHORIZATION, header)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("not json"))?;
+            let (status, body) = app.call(request).await?;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            assert_error(&body, "UNAUTHENTICATED");
+        }
+    }
+    let customer = format!("Bearer {}", token(Role::Customer, "erin")?);
+    let operator = r#"{"operator":"x","reason":"y"}"#;
+    let product = r#"{"sku":"NEW-1","name":"New","price":{"minor_units":1,"currency":"EUR"}}"#;
+    let staff_only = [
+        (&routes[4], operator),
+        (&routes[5], operator),
+        (&routes[6], ""),
+        (&routes[7], product),
+        (
+            &routes[11],
+            r#"{"idempotency_key":"r","lines":[{"sku":"MUG-1","quantity":1}]}"#,
+        ),
+        (&routes[12], ""),
+    ];
+    for ((method, uri), body) in staff_only {
+        let request = Request::builder()
+            .method(*method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, &customer)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))?;
+        let (status, body) = app.call(request).await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
+        assert_error(&body, "PERMISSION_DENIED");
+    }
     Ok(())
 }

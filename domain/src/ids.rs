@@ -108,19 +108,10 @@ uuid_id!(
     "transaction_id"
 );
 
-/// Namespace for ids derived from a client's idempotency key (UUIDv5), so the
-/// same key always names the same order.
+/// Namespace of the transaction ids derived from order ids (UUIDv5).
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_7273_6167_612d_6964_656d_706f);
 
 impl OrderId {
-    /// The order a client idempotency key stands for: the same (customer, key)
-    /// always yields the same order id, so a retried `PlaceOrder` finds the
-    /// order the first call started instead of starting a second one.
-    pub fn for_idempotency_key(customer: &CustomerId, key: &str) -> Self {
-        let name = format!("{}\u{0}{}", customer.as_str(), key);
-        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, name.as_bytes()))
-    }
-
     /// The Temporal workflow id of this order's saga: `order-{order_id}`.
     pub fn workflow_id(&self) -> String {
         format!("{}{}", crate::names::ORDER_WORKFLOW_ID_PREFIX, self)
@@ -224,13 +215,8 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_key_names_one_order_per_customer() {
-        let alice = CustomerId::parse("alice").unwrap();
-        let bob = CustomerId::parse("bob").unwrap();
-        let a1 = OrderId::for_idempotency_key(&alice, "k1");
-        assert_eq!(a1, OrderId::for_idempotency_key(&alice, "k1"));
-        assert_ne!(a1, OrderId::for_idempotency_key(&alice, "k2"));
-        assert_ne!(a1, OrderId::for_idempotency_key(&bob, "k1"));
+    fn an_order_has_one_transaction_id() {
+        let a1 = OrderId::from_uuid(Uuid::new_v4());
         assert_eq!(TransactionId::for_order(&a1), TransactionId::for_order(&a1));
         assert_ne!(TransactionId::for_order(&a1).as_uuid(), a1.as_uuid());
     }

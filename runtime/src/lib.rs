@@ -5,11 +5,14 @@
 //! - [`secret`]: [`Secret`], a setting that cannot be printed;
 //! - [`telemetry`]: logging set-up, text or JSON;
 //! - [`connection`]: the Temporal client, through the SDK's envconfig;
-//! - [`process`]: the shutdown signal.
+//! - [`process`]: the shutdown signal;
+//! - [`auth`]: bearer tokens verified into a [`auth::Principal`] (who calls,
+//!   in which role), for the API and the codec server.
 //!
 //! The payments sandbox does not use it: it plays an outside company and
 //! shares nothing with the shop but the wire format.
 
+pub mod auth;
 pub mod connection;
 pub mod process;
 pub mod secret;

@@ -4,7 +4,7 @@
 
 use ordersaga_domain::{CustomerId, Money, OrderId};
 
-use crate::db::{money, now_ms};
+use crate::db::{money, now_ms, parse_col};
 use crate::{Result, Store};
 
 /// A `PlaceOrder` that carries an idempotency key.
@@ -27,8 +27,11 @@ pub struct KeyClaim {
 pub enum Claimed {
     /// The key was free: it is now this request's.
     First,
-    /// The same request claimed it before: answer as then, with its total.
+    /// The same request claimed it before: answer as then, with its order
+    /// and total.
     Replay {
+        /// The order the first request was given.
+        order_id: OrderId,
         /// The total the first request was answered with.
         total: Money,
     },
@@ -73,7 +76,7 @@ impl<'a> IdempotencyKeys<'a> {
             return Ok(Claimed::First);
         }
         let row = sqlx::query(
-            "SELECT fingerprint, total_minor, currency FROM idempotency_keys \
+            "SELECT fingerprint, order_id, total_minor, currency FROM idempotency_keys \
              WHERE customer_id = $1 AND idem_key = $2",
         )
         .bind(c.customer_id.as_str())
@@ -83,6 +86,7 @@ impl<'a> IdempotencyKeys<'a> {
         let fingerprint: String = sqlx::Row::try_get(&row, "fingerprint")?;
         if fingerprint == c.fingerprint {
             Ok(Claimed::Replay {
+                order_id: parse_col(&row, "order_id")?,
                 total: money(&row, "total_minor")?,
             })
         } else {

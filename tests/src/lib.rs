@@ -25,7 +25,10 @@
 //! - [`fixtures`]: products and `PlaceOrder` requests.
 //! - [`browser`]: a real headless Chromium driving the sandbox's pages.
 //! - [`chaos`]: the chaos suite behind the `ordersaga-chaos` binary.
+//! - [`auth`]: test tokens and the clients that send them (the stack's
+//!   default clients act as an operator).
 
+pub mod auth;
 pub mod browser;
 pub mod chaos;
 pub mod db;

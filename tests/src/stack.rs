@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway};
+use ordersaga_api::rate::RateSettings;
 use ordersaga_api::service::PaymentSettings;
+use ordersaga_api::tls::TlsSettings;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
 use ordersaga_events::NatsSettings;
 use ordersaga_proto::v1 as pb;
+use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::Role;
 use ordersaga_runtime::telemetry::{self, LogFormat};
 use ordersaga_store::Store;
 use ordersaga_worker::WorkerSettings;
@@ -24,6 +28,10 @@ use temporalio_common::search_attributes::SearchAttributeKey;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
+use crate::auth::{
+    Bearer, CatalogClient, OrdersClient, TEST_AUTH_SECRET, http_client, operator_token, test_auth,
+    token,
+};
 use crate::{
     DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
     create_product, die_with_parent, eventually, free_port, worker_binary,
@@ -53,6 +61,8 @@ pub struct StackBuilder {
     link_wait: Option<Duration>,
     worker: bool,
     nats_url: Option<String>,
+    rate: RateSettings,
+    tls: Option<TlsSettings>,
 }
 
 impl StackBuilder {
@@ -85,6 +95,20 @@ impl StackBuilder {
         self
     }
 
+    /// Limits `PlaceOrder` per customer (off unless told).
+    pub fn rate(mut self, rate: RateSettings) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    /// Serves the API over TLS with this certificate; the stack's own
+    /// clients ([`Stack::grpc`], [`Stack::http`]) then speak plain text to
+    /// a TLS port and fail: the test brings TLS clients.
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Starts no worker: the test starts its own
     /// ([`Stack::start_worker`], [`Stack::spawn_worker_process`]).
     pub fn without_worker(mut self) -> Self {
@@ -111,7 +135,7 @@ impl StackBuilder {
                 ..defaults
             },
         };
-        let mut stack = Stack::start_api(db, payment, self.nats_url).await?;
+        let mut stack = Stack::start_api(db, payment, self.nats_url, self.rate, self.tls).await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -168,13 +192,14 @@ pub struct Stack {
     pub database_url: String,
     /// This test's task queue.
     pub task_queue: String,
-    /// gRPC client of the API.
-    pub grpc: OrderServiceClient<Channel>,
+    /// gRPC client of the API, as an operator.
+    pub grpc: OrdersClient,
     /// `http://127.0.0.1:<port>` of the API.
     pub http_base: String,
     grpc_addr: std::net::SocketAddr,
-    /// HTTP client.
+    /// HTTP client, as an operator.
     pub http: reqwest::Client,
+    channel: Channel,
     api_stop: Option<tokio::sync::oneshot::Sender<()>>,
     workers: Vec<InProcessWorker>,
     /// The test SMTP server, once started.
@@ -207,6 +232,11 @@ impl Stack {
             link_wait: None,
             worker: true,
             nats_url: None,
+            rate: RateSettings {
+                per_minute: 0,
+                burst: 0,
+            },
+            tls: None,
         }
     }
 
@@ -215,6 +245,8 @@ impl Stack {
         db: TestDatabase,
         payment: PaymentSettings,
         nats_url: Option<String>,
+        place_order_rate: RateSettings,
+        tls: Option<TlsSettings>,
     ) -> anyhow::Result<Self> {
         init_tracing();
         let server = DevServer::shared().await?;
@@ -235,6 +267,9 @@ impl Stack {
             payment,
             graceful_shutdown: Duration::from_secs(10),
             publish_events: nats_url.is_some(),
+            auth: test_auth(),
+            place_order_rate,
+            tls,
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;
@@ -250,7 +285,10 @@ impl Stack {
                 eprintln!("API stopped with an error: {e:#}");
             }
         });
-        let grpc = OrderServiceClient::connect(format!("http://{grpc_addr}")).await?;
+        // Lazy: a TLS stack's test connects with its own TLS clients.
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))?.connect_lazy();
+        let grpc =
+            OrderServiceClient::with_interceptor(channel.clone(), Bearer::new(&operator_token()));
         Ok(Self {
             gateway: SimulatedGateway::new(store.clone(), Duration::ZERO),
             server,
@@ -262,7 +300,8 @@ impl Stack {
             grpc,
             http_base: format!("http://{http_addr}"),
             grpc_addr,
-            http: reqwest::Client::new(),
+            http: http_client(&operator_token())?,
+            channel,
             api_stop: Some(api_stop),
             workers: Vec::new(),
             smtp: None,
@@ -367,6 +406,31 @@ impl Stack {
         format!("http://{}", self.grpc_addr)
     }
 
+    /// `host:port` of the API's gRPC server.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.grpc_addr
+    }
+
+    /// An `OrderService` client calling with `token`.
+    pub fn orders_with(&self, token: &str) -> OrdersClient {
+        OrderServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+    }
+
+    /// An `OrderService` client calling as `subject` in `role`.
+    pub fn orders_as(&self, role: Role, subject: &str) -> OrdersClient {
+        self.orders_with(&token(role, subject))
+    }
+
+    /// A `CatalogService` client calling with `token`.
+    pub fn catalog_with(&self, token: &str) -> CatalogClient {
+        CatalogServiceClient::with_interceptor(self.channel.clone(), Bearer::new(token))
+    }
+
+    /// A `CatalogService` client calling as an operator.
+    pub fn catalog(&self) -> CatalogClient {
+        self.catalog_with(&operator_token())
+    }
+
     /// Starts another in-process worker on this stack's task queue.
     pub fn start_worker(&mut self, base: WorkerSettings) -> anyhow::Result<()> {
         let settings = self.worker_settings(base);
@@ -454,6 +518,7 @@ impl Stack {
             .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
             .env("ORDERSAGA_GRPC_ADDR", format!("127.0.0.1:{}", free_port()?))
             .env("ORDERSAGA_HTTP_ADDR", &http_addr)
+            .env("ORDERSAGA_AUTH_HS256_SECRET", TEST_AUTH_SECRET)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

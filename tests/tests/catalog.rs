@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_proto::v1 as pb;
-use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
+use ordersaga_tests::auth::CatalogClient;
 use ordersaga_tests::{Stack, TestDatabase, create_product, place_request};
 use ordersaga_worker::WorkerSettings;
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::transport::Channel;
 
 const SAGA_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn catalog(stack: &Stack) -> anyhow::Result<CatalogServiceClient<Channel>> {
-    Ok(CatalogServiceClient::connect(stack.grpc_endpoint()).await?)
+async fn catalog(stack: &Stack) -> anyhow::Result<CatalogClient> {
+    Ok(stack.catalog())
 }
 
 fn new_product(sku: &str, cents: i64, threshold: i64) -> pb::CreateProductRequest {

@@ -10,6 +10,8 @@ use anyhow::{Context, ensure};
 use ordersaga_activities::gateway::webhook;
 use ordersaga_domain::CheckoutTiming;
 use ordersaga_proto::v1 as pb;
+use ordersaga_runtime::auth::Role;
+use ordersaga_tests::auth::{TEST_AUTH_SECRET, token};
 use ordersaga_tests::{ORDER_TIMEOUT, Stack, TestDatabase, place_request};
 use ordersaga_worker::WorkerSettings;
 use serde_json::json;
@@ -208,9 +210,11 @@ async fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
 
     // An order through the API process, approved by the buyer, paid
     // through the PayPal adapter with the client secret.
+    let bearer = token(Role::Customer, "gina");
     let placed: serde_json::Value = stack
         .http
         .post(format!("{api_base}/v1/orders"))
+        .bearer_auth(&bearer)
         .json(&json!({
             "customer_id": "gina", "customer_email": "gina@example.com",
             "shipping_address": {"name": "Gina", "line1": "1 Test Street",
@@ -267,6 +271,8 @@ async fn secrets_never_reach_the_logs() -> anyhow::Result<()> {
         (WEBHOOK_SECRET, "webhook secret"),
         (SMTP_PASSWORD, "SMTP password"),
         (PAYPAL_SECRET, "PayPal client secret"),
+        (TEST_AUTH_SECRET, "token secret"),
+        (bearer.as_str(), "bearer token"),
     ] {
         for (out, who) in [
             (&api_out, "API"),

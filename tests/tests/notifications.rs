@@ -596,8 +596,6 @@ async fn a_refused_recipient_fails_only_the_email_never_the_order() -> anyhow::R
 /// retried with its key hands its alert over again and sends nothing new.
 #[tokio::test]
 async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<()> {
-    use ordersaga_proto::v1::catalog_service_client::CatalogServiceClient;
-
     let mut stack = Stack::builder().without_worker().start().await?;
     let mut settings = WorkerSettings::default();
     settings.mail.merchant = Some("merchant@example.com".to_string());
@@ -615,7 +613,7 @@ async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
 
     // A new product whose first receipt leaves it low, received twice.
-    let mut catalog = CatalogServiceClient::connect(stack.grpc_endpoint()).await?;
+    let mut catalog = stack.catalog();
     catalog
         .create_product(pb::CreateProductRequest {
             sku: "BOLT-1".into(),

@@ -62,6 +62,9 @@ pub struct BenchSettings {
     pub mode: Mode,
     /// The API's gRPC endpoint (`http://host:port`), mode `api`.
     pub grpc: String,
+    /// The bearer token sent with every `PlaceOrder` (an operator's: it
+    /// orders for 100 customers), mode `api`.
+    pub token: Option<String>,
     /// Temporal frontend `host:port` (results are awaited there).
     pub temporal: String,
     /// Task queue of the sagas (mode `start`).
@@ -181,6 +184,13 @@ impl Shared {
                 country: "DE".to_string(),
             }),
         };
+        let mut request = tonic::Request::new(request);
+        if let Some(token) = &self.settings.token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| "bad_token".to_string())?;
+            request.metadata_mut().insert("authorization", value);
+        }
         let response = grpc
             .clone()
             .place_order(request)

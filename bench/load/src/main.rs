@@ -2,7 +2,7 @@
 //! end, then prints what it measured.
 //!
 //! ```text
-//! ordersaga-bench [--mode api|start] [--grpc http://127.0.0.1:50051]
+//! ordersaga-bench [--mode api|start] [--grpc http://127.0.0.1:50051] [--token JWT]
 //!     [--temporal 127.0.0.1:7233] [--task-queue orders] [-n 1000] [-c 100 | --rate R]
 //!     [--warmup 20] [--sku STICKER-01] [--unit-price-cents 399]
 //!     [--pid worker=PID --pid api=PID --pid server=PID]
@@ -19,6 +19,7 @@ fn parse_args() -> anyhow::Result<(BenchSettings, bool)> {
     let mut s = BenchSettings {
         mode: Mode::Api,
         grpc: "http://127.0.0.1:50051".to_string(),
+        token: None,
         temporal: "127.0.0.1:7233".to_string(),
         task_queue: "orders".to_string(),
         n: 1000,
@@ -45,6 +46,7 @@ fn parse_args() -> anyhow::Result<(BenchSettings, bool)> {
                 }
             }
             "--grpc" => s.grpc = value()?,
+            "--token" => s.token = Some(value()?),
             "--temporal" => s.temporal = value()?,
             "--task-queue" => s.task_queue = value()?,
             "-n" => s.n = value()?.parse().context("-n")?,

@@ -12,6 +12,7 @@ use ordersaga_domain::names::search_attribute;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use tokio::process::{Child, Command};
 
+use crate::auth::TEST_AUTH_SECRET;
 use crate::server::temporal_binary;
 use crate::{SmtpServer, TEST_WEBHOOK_SECRET, die_with_parent, eventually, free_port};
 
@@ -210,6 +211,9 @@ impl Cluster {
         cmd.env("ORDERSAGA_GRPC_ADDR", &self.api_grpc)
             .env("ORDERSAGA_HTTP_ADDR", &self.api_http)
             .env("ORDERSAGA_WEBHOOK_SECRET", TEST_WEBHOOK_SECRET)
+            .env("ORDERSAGA_AUTH_HS256_SECRET", TEST_AUTH_SECRET)
+            // The workload is the load it means to be: no rate limit.
+            .env("ORDERSAGA_PLACE_ORDER_PER_MINUTE", "0")
             .env("ORDERSAGA_PAYMENT_POLL_SECS", "2")
             .env("ORDERSAGA_PAYMENT_DEADLINE_SECS", "120")
             .env("ORDERSAGA_PAYMENT_LINK_WAIT_MS", "2000");

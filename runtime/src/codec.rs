@@ -135,7 +135,10 @@ impl KeyRing {
             let (id, key) = entry
                 .split_once(':')
                 .ok_or_else(|| bad("expected `id:base64key`"))?;
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             {
                 return Err(bad("the id must be letters, digits, `-`, `_` or `.`"));
             }
@@ -428,7 +431,9 @@ mod tests {
     fn rotation_decrypts_old_payloads_and_encrypts_with_the_new_key() {
         let before = ring(OLD);
         let written_before = before.encrypt(json("1")).unwrap();
-        let after = ring(&format!("{NEW}\n# kept until old histories are gone\n{OLD}"));
+        let after = ring(&format!(
+            "{NEW}\n# kept until old histories are gone\n{OLD}"
+        ));
         assert_eq!(after.current_id(), "k2");
         assert_eq!(after.decrypt(written_before).unwrap(), json("1"));
         let written_after = after.encrypt(json("2")).unwrap();

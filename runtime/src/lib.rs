@@ -6,11 +6,14 @@
 //! - [`telemetry`]: logging set-up, text or JSON;
 //! - [`connection`]: the Temporal client, through the SDK's envconfig;
 //! - [`codec`]: payload encryption (AES-256-GCM key ring, the SDK codec);
-//! - [`process`]: the shutdown signal.
+//! - [`process`]: the shutdown signal;
+//! - [`auth`]: bearer tokens verified into a [`auth::Principal`] (who calls,
+//!   in which role), for the API and the codec server.
 //!
 //! The payments sandbox does not use it: it plays an outside company and
 //! shares nothing with the shop but the wire format.
 
+pub mod auth;
 pub mod codec;
 pub mod connection;
 pub mod process;

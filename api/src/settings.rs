@@ -9,6 +9,7 @@ use std::time::Duration;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::{AuthSettings, AuthVars};
 use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::TemporalSettings;
 use ordersaga_runtime::settings::{Load, SettingsError, set};
@@ -43,6 +44,8 @@ pub struct ApiSettings {
     pub graceful_shutdown: Duration,
     /// Origins whose pages may call the codec server (the Temporal UI's).
     pub codec_cors_origins: Vec<String>,
+    /// How callers' bearer tokens are verified (required).
+    pub auth: AuthSettings,
 }
 
 impl Default for ApiSettings {
@@ -57,6 +60,7 @@ impl Default for ApiSettings {
             payment: PaymentSettings::default(),
             graceful_shutdown: Duration::from_secs(10),
             codec_cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -89,6 +93,8 @@ pub struct ApiVars {
     codec_keys: Option<Secret>,
     codec_keys_file: Option<PathBuf>,
     codec_cors_origins: Option<String>,
+    #[serde(flatten)]
+    auth: AuthVars,
 }
 
 // Temporal's own `TEMPORAL_*` variables are read by envconfig when
@@ -127,6 +133,7 @@ impl Load for ApiSettings {
                 .map(str::to_string)
                 .collect();
         }
+        s.auth.apply(v.auth);
         s.temporal.codec = CodecSettings {
             keys: v.codec_keys,
             keys_file: v.codec_keys_file,
@@ -134,6 +141,7 @@ impl Load for ApiSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.auth.check()?;
         self.temporal.codec.check()
     }
 }

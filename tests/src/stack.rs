@@ -15,6 +15,7 @@ use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::auth::AuthSettings;
 use ordersaga_runtime::telemetry::{self, LogFormat};
 use ordersaga_store::Store;
 use ordersaga_worker::WorkerSettings;
@@ -36,6 +37,9 @@ pub const TEST_EMAIL_RETRY: EmailRetry = EmailRetry {
     horizon: Duration::from_secs(24 * 3600),
 };
 
+/// The HS256 secret the stack's API verifies bearer tokens with.
+pub const TEST_AUTH_SECRET: &str = "ordersaga-tests-hs256-secret-of-at-least-32-bytes";
+
 /// How long a checkout stack's `PlaceOrder` waits for the approval link
 /// unless told otherwise ([`StackBuilder::link_wait`]).
 const CHECKOUT_LINK_WAIT: Duration = Duration::from_secs(30);
@@ -48,6 +52,8 @@ pub struct StackBuilder {
     checkout: Option<CheckoutTiming>,
     link_wait: Option<Duration>,
     worker: bool,
+    server: Option<&'static DevServer>,
+    http_addr: Option<std::net::SocketAddr>,
 }
 
 impl StackBuilder {
@@ -69,6 +75,20 @@ impl StackBuilder {
     /// without it (checkout stacks wait 30 s unless told otherwise).
     pub fn link_wait(mut self, wait: Duration) -> Self {
         self.link_wait = Some(wait);
+        self
+    }
+
+    /// Runs on `server` instead of the test binary's shared dev server
+    /// (e.g. one with the Web UI, [`DevServer::with_ui`]).
+    pub fn server(mut self, server: &'static DevServer) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// Serves the API's HTTP side on `addr` instead of a free port (e.g.
+    /// the codec endpoint a dev server was started with).
+    pub fn http_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http_addr = Some(addr);
         self
     }
 
@@ -98,7 +118,12 @@ impl StackBuilder {
                 ..defaults
             },
         };
-        let mut stack = Stack::start_api(db, payment).await?;
+        let server = match self.server {
+            Some(server) => server,
+            None => DevServer::shared().await?,
+        };
+        let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 0).into());
+        let mut stack = Stack::start_api(server, http_addr, db, payment).await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -191,13 +216,19 @@ impl Stack {
             checkout: None,
             link_wait: None,
             worker: true,
+            server: None,
+            http_addr: None,
         }
     }
 
     /// The API over `db` on a fresh namespace; no worker, no sandbox.
-    async fn start_api(db: TestDatabase, payment: PaymentSettings) -> anyhow::Result<Self> {
+    async fn start_api(
+        server: &'static DevServer,
+        http_addr: std::net::SocketAddr,
+        db: TestDatabase,
+        payment: PaymentSettings,
+    ) -> anyhow::Result<Self> {
         init_tracing();
-        let server = DevServer::shared().await?;
         let namespace = server.create_namespace().await?;
         let client = server.client(&namespace).await?;
         let database_url = db.url().to_string();
@@ -210,10 +241,11 @@ impl Stack {
             database_url: database_url.clone(),
             task_queue: task_queue.clone(),
             grpc_addr: "127.0.0.1:0".parse()?,
-            http_addr: "127.0.0.1:0".parse()?,
+            http_addr,
             seed_demo: false,
             payment,
             graceful_shutdown: Duration::from_secs(10),
+            auth: AuthSettings::hs256(Secret::new(TEST_AUTH_SECRET)),
             ..ApiSettings::default()
         })
         .await?;
@@ -335,6 +367,13 @@ impl Stack {
             .search_attributes()
             .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
             .unwrap_or_default())
+    }
+
+    /// Stops the API (gracefully); the workers keep running.
+    pub fn stop_api(&mut self) {
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     /// Runs the `temporal` CLI against this stack's namespace (without a

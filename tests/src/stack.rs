@@ -54,6 +54,7 @@ pub struct StackBuilder {
     worker: bool,
     server: Option<&'static DevServer>,
     http_addr: Option<std::net::SocketAddr>,
+    cors_origins: Vec<String>,
 }
 
 impl StackBuilder {
@@ -92,6 +93,13 @@ impl StackBuilder {
         self
     }
 
+    /// Lets pages from `origin` call the API's codec server (a dev
+    /// server's UI on a free port).
+    pub fn codec_cors_origin(mut self, origin: String) -> Self {
+        self.cors_origins.push(origin);
+        self
+    }
+
     /// Starts no worker: the test starts its own
     /// ([`Stack::start_worker`], [`Stack::spawn_worker_process`]).
     pub fn without_worker(mut self) -> Self {
@@ -123,7 +131,7 @@ impl StackBuilder {
             None => DevServer::shared().await?,
         };
         let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 0).into());
-        let mut stack = Stack::start_api(server, http_addr, db, payment).await?;
+        let mut stack = Stack::start_api(server, http_addr, self.cors_origins, db, payment).await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -218,6 +226,7 @@ impl Stack {
             worker: true,
             server: None,
             http_addr: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -225,6 +234,7 @@ impl Stack {
     async fn start_api(
         server: &'static DevServer,
         http_addr: std::net::SocketAddr,
+        cors_origins: Vec<String>,
         db: TestDatabase,
         payment: PaymentSettings,
     ) -> anyhow::Result<Self> {
@@ -246,6 +256,7 @@ impl Stack {
             payment,
             graceful_shutdown: Duration::from_secs(10),
             auth: AuthSettings::hs256(Secret::new(TEST_AUTH_SECRET)),
+            codec_cors_origins: cors_origins,
             ..ApiSettings::default()
         })
         .await?;

@@ -237,21 +237,28 @@ async fn the_codec_server_decodes_for_operators_only() -> anyhow::Result<()> {
     assert_eq!(opened, plain);
 
     // The Temporal CLI through the codec server: the history decoded.
-    let decoded_history = stack
-        .temporal_cli(&[
-            "workflow",
-            "show",
-            "-w",
-            &placed.workflow_id,
-            "--output",
-            "json",
-            "--codec-endpoint",
-            &format!("{}/codec", stack.http_base),
-            "--codec-auth",
-            &format!("Bearer {operator}"),
-        ])
-        .await?;
-    assert!(decoded_history.contains(EMAIL), "{decoded_history}");
+    let decoded_history: Value = serde_json::from_str(
+        &stack
+            .temporal_cli(&[
+                "workflow",
+                "show",
+                "-w",
+                &placed.workflow_id,
+                "--output",
+                "json",
+                "--codec-endpoint",
+                &format!("{}/codec", stack.http_base),
+                "--codec-auth",
+                &format!("Bearer {operator}"),
+            ])
+            .await?,
+    )?;
+    let payload = &decoded_history["events"][0]["workflowExecutionStartedEventAttributes"]["input"]
+        ["payloads"][0];
+    let data = String::from_utf8(base64_decode(
+        payload["data"].as_str().context("input data")?,
+    )?)?;
+    assert!(data.contains(EMAIL), "{payload}");
 
     // The browser's preflight from the Temporal UI.
     let preflight = http
@@ -298,6 +305,7 @@ async fn the_temporal_ui_shows_the_order_decoded_through_the_codec_server() -> a
     let mut stack = Stack::builder()
         .server(server)
         .http_addr(api_addr)
+        .codec_cors_origin(format!("http://127.0.0.1:{ui_port}"))
         .start()
         .await?;
     stack.product("MUG-U", 1_250, 10).await?;
@@ -322,11 +330,15 @@ async fn the_temporal_ui_shows_the_order_decoded_through_the_codec_server() -> a
 
     let browser = Browser::start().await?;
     browser.open(&page).await?;
-    eventually("the decoded input in the UI", ORDER_TIMEOUT, || async {
+    let shown = eventually("the decoded input in the UI", ORDER_TIMEOUT, || async {
         let text = browser.text("body").await.unwrap_or_default();
         Ok(text.contains(EMAIL).then_some(()))
     })
-    .await?;
+    .await;
+    if let Err(e) = shown {
+        let text = browser.text("body").await.unwrap_or_default();
+        anyhow::bail!("{e}: the page ({page}) shows:\n{text}");
+    }
 
     // Without a codec server to answer, the UI has only what Temporal stores.
     stack.stop_api();
@@ -340,9 +352,17 @@ async fn the_temporal_ui_shows_the_order_decoded_through_the_codec_server() -> a
     browser.open(&page).await?;
     let text = eventually("the encrypted input in the UI", ORDER_TIMEOUT, || async {
         let text = browser.text("body").await.unwrap_or_default();
-        Ok(text.contains("binary/encrypted").then_some(text))
+        let encrypted = text.contains("binary/encrypted") || text.contains(ENCRYPTED_B64);
+        Ok(encrypted.then_some(text))
     })
-    .await?;
+    .await;
+    let text = match text {
+        Ok(text) => text,
+        Err(e) => {
+            let text = browser.text("body").await.unwrap_or_default();
+            anyhow::bail!("{e}: the page shows:\n{text}");
+        }
+    };
     assert!(!text.contains(EMAIL), "{text}");
     browser.close().await?;
     Ok(())

@@ -257,7 +257,6 @@ impl Stack {
             graceful_shutdown: Duration::from_secs(10),
             auth: AuthSettings::hs256(Secret::new(TEST_AUTH_SECRET)),
             codec_cors_origins: cors_origins,
-            ..ApiSettings::default()
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;

@@ -256,7 +256,12 @@ impl Stack {
             payment,
             graceful_shutdown: Duration::from_secs(10),
             auth: AuthSettings::hs256(Secret::new(TEST_AUTH_SECRET)),
-            codec_cors_origins: cors_origins,
+            // The local UI's origins, and the test's.
+            codec_cors_origins: ApiSettings::default()
+                .codec_cors_origins
+                .into_iter()
+                .chain(cors_origins)
+                .collect(),
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;

@@ -82,6 +82,15 @@ fn undeliverable(message: String) -> ActivityError {
     )
 }
 
+/// An SMTP server's answer may quote the recipient ("550 <a@b> unknown");
+/// the error is logged and stored, so the address is masked.
+fn without_recipient(error: &str, to: &str) -> String {
+    if to.is_empty() {
+        return error.to_string();
+    }
+    error.replace(to, "<recipient>")
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -192,14 +201,15 @@ impl NotificationActivities {
                     .notifications()
                     .settle(&subject_id, stage, NotificationStatus::Sent, None)
                     .await?;
-                tracing::info!(%subject_id, %stage, to = %email.to, message_id = %email.message_id, "email sent");
+                // No recipient: an email address is personal data, kept out of logs.
+                tracing::info!(%subject_id, %stage, message_id = %email.message_id, "email sent");
                 Ok(EmailOutcome::Sent(EmailReceipt {
                     message_id: email.message_id,
                     already_sent: false,
                 }))
             }
             Err(e) if e.is_permanent() => {
-                let why = error_chain(&e);
+                let why = without_recipient(&error_chain(&e), &email.to);
                 self.store
                     .notifications()
                     .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
@@ -208,7 +218,7 @@ impl NotificationActivities {
                 Ok(EmailOutcome::GiveUp(why))
             }
             Err(e) => {
-                let why = error_chain(&e);
+                let why = without_recipient(&error_chain(&e), &email.to);
                 self.store
                     .notifications()
                     .note_error(&subject_id, stage, &why)

@@ -23,6 +23,7 @@
 pub mod access;
 pub mod attention;
 pub mod catalog;
+pub mod codec;
 pub mod convert;
 pub mod demo;
 pub mod error;
@@ -47,12 +48,13 @@ use ordersaga_domain::PaymentMode;
 use ordersaga_proto::v1::FILE_DESCRIPTOR_SET;
 use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderServiceServer;
-use ordersaga_runtime::auth::Authenticator;
+use ordersaga_runtime::auth::{Authenticator, Role};
 use ordersaga_runtime::connection::connect;
 use ordersaga_store::Store;
 use tokio::net::TcpListener;
 
 use crate::catalog::CatalogService;
+use crate::codec::{CodecServer, OperatorCheck};
 use crate::grpc::{GrpcCatalog, GrpcOrders};
 use crate::rate::PlaceOrderLimit;
 use crate::service::OrderService;
@@ -71,6 +73,17 @@ pub struct Api {
     grpc: TcpListener,
     http: TcpListener,
     graceful_shutdown: Duration,
+    /// The codec server, when there are payload keys and token keys.
+    codec: Option<CodecServer>,
+    codec_cors_origins: Vec<String>,
+}
+
+/// The codec server's gate: a bearer token with the operator role.
+fn operator_check(auth: Authenticator) -> OperatorCheck {
+    std::sync::Arc::new(move |header| {
+        auth.authenticate(header)
+            .is_ok_and(|caller| caller.role == Role::Operator)
+    })
 }
 
 impl Api {
@@ -92,6 +105,19 @@ impl Api {
             .identity
             .get_or_insert_with(|| "ordersaga-api".to_string());
         let client = connect(&temporal).await?;
+        let codec = match (temporal.codec.key_ring()?, &settings.auth.keys) {
+            (Some(ring), Some(_)) => {
+                let auth = Authenticator::new(&settings.auth)
+                    .await
+                    .context("bearer token keys")?;
+                Some(CodecServer::new(ring, operator_check(auth)))
+            }
+            (Some(_), None) => {
+                tracing::warn!("no bearer token keys: the codec server is off");
+                None
+            }
+            (None, _) => None,
+        };
         if settings.seed_demo {
             demo::seed(&store)
                 .await
@@ -130,6 +156,8 @@ impl Api {
             grpc,
             http,
             graceful_shutdown: settings.graceful_shutdown,
+            codec,
+            codec_cors_origins: settings.codec_cors_origins,
         })
     }
 
@@ -228,7 +256,11 @@ impl Api {
             catalog: self.catalog,
             auth: self.auth,
         };
-        let router = http::router(state).layer(axum::middleware::from_fn(spans::http));
+        let mut router = http::router(state).layer(axum::middleware::from_fn(spans::http));
+        // Outside the `http` span: its path may hold a token.
+        if let Some(codec) = self.codec {
+            router = router.merge(codec.router(&self.codec_cors_origins));
+        }
         let http = async {
             match &self.tls {
                 Some(tls) => {

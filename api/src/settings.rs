@@ -10,6 +10,7 @@ use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_domain::{CheckoutTiming, PaymentMode};
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::auth::{AuthSettings, AuthVars};
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::TemporalSettings;
 use ordersaga_runtime::settings::{Load, SettingsError, set};
 use serde::Deserialize;
@@ -17,6 +18,10 @@ use serde::Deserialize;
 use crate::rate::RateSettings;
 use crate::service::PaymentSettings;
 use crate::tls::TlsSettings;
+
+/// The origins whose pages may call the codec server by default: the
+/// local Temporal UI.
+pub const DEFAULT_CORS_ORIGINS: &[&str] = &["http://127.0.0.1:8233", "http://localhost:8233"];
 
 /// Everything the API process can be told; each field has an
 /// `ORDERSAGA_*` variable (see the README).
@@ -49,6 +54,8 @@ pub struct ApiSettings {
     pub place_order_rate: RateSettings,
     /// Serve both listeners over TLS with this certificate.
     pub tls: Option<TlsSettings>,
+    /// Origins whose pages may call the codec server (the Temporal UI's).
+    pub codec_cors_origins: Vec<String>,
 }
 
 impl Default for ApiSettings {
@@ -66,6 +73,7 @@ impl Default for ApiSettings {
             auth: AuthSettings::default(),
             place_order_rate: RateSettings::default(),
             tls: None,
+            codec_cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
         }
     }
 }
@@ -100,6 +108,9 @@ pub struct ApiVars {
     place_order_burst: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    codec_keys: Option<Secret>,
+    codec_keys_file: Option<PathBuf>,
+    codec_cors_origins: Option<String>,
     #[serde(flatten)]
     auth: AuthVars,
 }
@@ -144,7 +155,19 @@ impl Load for ApiSettings {
                 });
             }
         }
+        if let Some(origins) = v.codec_cors_origins {
+            s.codec_cors_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
         s.auth.apply(v.auth);
+        s.temporal.codec = CodecSettings {
+            keys: v.codec_keys,
+            keys_file: v.codec_keys_file,
+        };
     }
 
     fn check(&self) -> Result<(), SettingsError> {
@@ -157,7 +180,7 @@ impl Load for ApiSettings {
                 problem: "set both or neither".into(),
             });
         }
-        Ok(())
+        self.temporal.codec.check()
     }
 }
 

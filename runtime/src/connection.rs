@@ -1,9 +1,13 @@
 //! How every ordersaga process reaches Temporal: the SDK's envconfig
 //! (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS
-//! variables, `temporal.toml` profiles), optionally overridden per process.
+//! variables, `temporal.toml` profiles), optionally overridden per process,
+//! with the shop's payload encryption ([`crate::codec`]) on every client and
+//! so on every worker made from one.
 
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{Client, ClientOptions, Connection, Url};
+
+use crate::codec::{CodecError, CodecSettings, data_converter};
 
 /// Overrides on top of envconfig; `None` keeps what envconfig says
 /// (default `localhost:7233`, namespace `default`).
@@ -15,6 +19,8 @@ pub struct TemporalSettings {
     pub namespace: Option<String>,
     /// Identity shown in the Temporal UI for this process.
     pub identity: Option<String>,
+    /// The payload encryption keys (none: payloads in clear).
+    pub codec: CodecSettings,
 }
 
 /// Why a Temporal client could not be made.
@@ -23,6 +29,9 @@ pub enum ConnectError {
     /// The envconfig profile or variables are invalid.
     #[error("invalid Temporal client configuration: {0}")]
     Config(String),
+    /// The key ring could not be loaded.
+    #[error("payload encryption: {0}")]
+    Codec(#[from] CodecError),
     /// The address is not a URL.
     #[error("invalid Temporal address {0:?}")]
     Address(String),
@@ -62,6 +71,15 @@ pub async fn connect(settings: &TemporalSettings) -> Result<Client, ConnectError
     if let Some(identity) = &settings.identity {
         conn.identity = identity.clone();
     }
+    let ring = settings.codec.key_ring()?;
+    match &ring {
+        Some(ring) => tracing::info!(current_key = ring.current_id(), "payloads encrypted"),
+        None => tracing::warn!(
+            "no payload key ring (ORDERSAGA_CODEC_KEYS or ORDERSAGA_CODEC_KEYS_FILE): \
+             payloads, customers' emails and addresses included, reach Temporal in clear"
+        ),
+    }
+    opts.data_converter = data_converter(ring);
     let address = conn.target.to_string();
     let connection = Connection::connect(conn)
         .await

@@ -5,6 +5,7 @@
 //! - [`secret`]: [`Secret`], a setting that cannot be printed;
 //! - [`telemetry`]: logging set-up, text or JSON;
 //! - [`connection`]: the Temporal client, through the SDK's envconfig;
+//! - [`codec`]: payload encryption (AES-256-GCM key ring, the SDK codec);
 //! - [`process`]: the shutdown signal;
 //! - [`auth`]: bearer tokens verified into a [`auth::Principal`] (who calls,
 //!   in which role), for the API and the codec server.
@@ -13,6 +14,7 @@
 //! shares nothing with the shop but the wire format.
 
 pub mod auth;
+pub mod codec;
 pub mod connection;
 pub mod process;
 pub mod secret;

@@ -50,7 +50,7 @@ use anyhow::{Context, bail};
 pub use db::TestDatabase;
 pub use fixtures::{create_product, place_request};
 pub use nats::NatsServer;
-pub use replay::{histories_dir, replayer};
+pub use replay::{TEST_CODEC_KEYS, histories_dir, replayer};
 pub use sandbox::{Sandbox, SandboxCounts, TEST_WEBHOOK_SECRET};
 pub use server::DevServer;
 pub use smtp::{ReceivedMail, SmtpServer};

@@ -4,22 +4,32 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use ordersaga_runtime::codec::{CodecSettings, data_converter};
 use ordersaga_workflows::OrderWorkflow;
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
 use crate::Stack;
 
+/// The key ring every test process encrypts payloads with (a test key,
+/// public on purpose): the recorded histories of encrypted sagas decrypt
+/// with it.
+pub const TEST_CODEC_KEYS: &str = "test-1:l9JejCTYl4tNuZFWw7pI0PAHdQ7SoNDUiZ8CCSY+jJc=";
+
 /// Where the saved workflow histories live (replayed by `tests/replay.rs`).
 pub fn histories_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("histories")
 }
 
-/// A replayer for the order workflow as the code stands now.
+/// A replayer for the order workflow as the code stands now, decrypting
+/// with [`TEST_CODEC_KEYS`] (histories recorded before encryption pass
+/// through).
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
+    let ring = CodecSettings::with_keys(TEST_CODEC_KEYS).key_ring()?;
     Ok(WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
             .register_workflow::<OrderWorkflow>()?
+            .data_converter(data_converter(ring))
             .build(),
     )?)
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_domain::names::search_attribute;
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use temporalio_client::Client;
 use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
@@ -21,7 +22,7 @@ use temporalio_common::protos::temporal::api::operatorservice::v1::AddSearchAttr
 use temporalio_common::protos::temporal::api::workflowservice::v1::RegisterNamespaceRequest;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::{die_with_parent, eventually, free_port};
+use crate::{TEST_CODEC_KEYS, die_with_parent, eventually, free_port};
 
 /// The real `temporal` binary: `$ORDERSAGA_TEMPORAL_BIN`, else what pyenv
 /// resolves its shim to, else `temporal` on `PATH`.
@@ -63,15 +64,38 @@ impl DevServer {
     /// killed when the binary exits. Each `#[tokio::test]` has a runtime of
     /// its own, so nothing here is tied to one: callers make their clients.
     pub async fn shared() -> anyhow::Result<&'static Self> {
-        SHARED.get_or_try_init(Self::start).await
+        SHARED.get_or_try_init(|| Self::start(None)).await
     }
 
-    async fn start() -> anyhow::Result<Self> {
+    /// A dev server of the caller's own with the Web UI on `ui_port`,
+    /// decoding payloads through the codec server at `codec_endpoint`
+    /// (`None`: the UI shows them as stored). It lives as long as the test
+    /// binary (the stack wants a `'static` one).
+    pub async fn with_ui(
+        ui_port: u16,
+        codec_endpoint: Option<&str>,
+    ) -> anyhow::Result<&'static Self> {
+        let server = Self::start(Some((ui_port, codec_endpoint))).await?;
+        Ok(Box::leak(Box::new(server)))
+    }
+
+    async fn start(ui: Option<(u16, Option<&str>)>) -> anyhow::Result<Self> {
         let port = free_port()?;
         let address = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(temporal_binary()?);
-        cmd.args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
-            .args(["--port", &port.to_string(), "--log-level", "error"])
+        cmd.args(["server", "start-dev", "--ip", "127.0.0.1"]);
+        match ui {
+            None => {
+                cmd.arg("--headless");
+            }
+            Some((ui_port, codec_endpoint)) => {
+                cmd.args(["--ui-port", &ui_port.to_string()]);
+                if let Some(endpoint) = codec_endpoint {
+                    cmd.args(["--ui-codec-endpoint", endpoint]);
+                }
+            }
+        }
+        cmd.args(["--port", &port.to_string(), "--log-level", "error"])
             .args([
                 "--dynamic-config-value",
                 "history.transferProcessorMaxPollRPS=1000",
@@ -100,6 +124,7 @@ impl DevServer {
             address: Some(self.address.clone()),
             namespace: Some(namespace.to_string()),
             identity: Some("ordersaga-tests".to_string()),
+            codec: CodecSettings::with_keys(TEST_CODEC_KEYS),
         }
     }
 

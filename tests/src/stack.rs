@@ -33,8 +33,9 @@ use crate::auth::{
     token,
 };
 use crate::{
-    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_WEBHOOK_SECRET, TestDatabase, built_binary,
-    create_product, die_with_parent, eventually, free_port, worker_binary,
+    DevServer, ORDER_TIMEOUT, Sandbox, SmtpServer, TEST_CODEC_KEYS, TEST_WEBHOOK_SECRET,
+    TestDatabase, built_binary, create_product, die_with_parent, eventually, free_port,
+    worker_binary,
 };
 
 /// Delivery retries in tests: fast, so an SMTP outage ends in seconds.
@@ -63,6 +64,9 @@ pub struct StackBuilder {
     nats_url: Option<String>,
     rate: RateSettings,
     tls: Option<TlsSettings>,
+    server: Option<&'static DevServer>,
+    http_addr: Option<std::net::SocketAddr>,
+    cors_origins: Vec<String>,
 }
 
 impl StackBuilder {
@@ -109,6 +113,27 @@ impl StackBuilder {
         self
     }
 
+    /// Runs on `server` instead of the test binary's shared dev server
+    /// (e.g. one with the Web UI, [`DevServer::with_ui`]).
+    pub fn server(mut self, server: &'static DevServer) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    /// Serves the API's HTTP side on `addr` instead of a free port (e.g.
+    /// the codec endpoint a dev server was started with).
+    pub fn http_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http_addr = Some(addr);
+        self
+    }
+
+    /// Lets pages from `origin` call the API's codec server (a dev
+    /// server's UI on a free port).
+    pub fn codec_cors_origin(mut self, origin: String) -> Self {
+        self.cors_origins.push(origin);
+        self
+    }
+
     /// Starts no worker: the test starts its own
     /// ([`Stack::start_worker`], [`Stack::spawn_worker_process`]).
     pub fn without_worker(mut self) -> Self {
@@ -135,7 +160,22 @@ impl StackBuilder {
                 ..defaults
             },
         };
-        let mut stack = Stack::start_api(db, payment, self.nats_url, self.rate, self.tls).await?;
+        let server = match self.server {
+            Some(server) => server,
+            None => DevServer::shared().await?,
+        };
+        let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 0).into());
+        let mut stack = Stack::start_api(
+            server,
+            http_addr,
+            self.cors_origins,
+            db,
+            payment,
+            self.nats_url,
+            self.rate,
+            self.tls,
+        )
+        .await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -237,11 +277,17 @@ impl Stack {
                 burst: 0,
             },
             tls: None,
+            server: None,
+            http_addr: None,
+            cors_origins: Vec::new(),
         }
     }
 
     /// The API over `db` on a fresh namespace; no worker, no sandbox.
     async fn start_api(
+        server: &'static DevServer,
+        http_addr: std::net::SocketAddr,
+        cors_origins: Vec<String>,
         db: TestDatabase,
         payment: PaymentSettings,
         nats_url: Option<String>,
@@ -249,7 +295,6 @@ impl Stack {
         tls: Option<TlsSettings>,
     ) -> anyhow::Result<Self> {
         init_tracing();
-        let server = DevServer::shared().await?;
         let namespace = server.create_namespace().await?;
         let client = server.client(&namespace).await?;
         let database_url = db.url().to_string();
@@ -262,7 +307,7 @@ impl Stack {
             database_url: database_url.clone(),
             task_queue: task_queue.clone(),
             grpc_addr: "127.0.0.1:0".parse()?,
-            http_addr: "127.0.0.1:0".parse()?,
+            http_addr,
             seed_demo: false,
             payment,
             graceful_shutdown: Duration::from_secs(10),
@@ -270,6 +315,12 @@ impl Stack {
             auth: test_auth(),
             place_order_rate,
             tls,
+            // The local UI's origins, and the test's.
+            codec_cors_origins: ApiSettings::default()
+                .codec_cors_origins
+                .into_iter()
+                .chain(cors_origins)
+                .collect(),
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;
@@ -401,6 +452,33 @@ impl Stack {
             .unwrap_or_default())
     }
 
+    /// Stops the API (gracefully); the workers keep running.
+    pub fn stop_api(&mut self) {
+        if let Some(stop) = self.api_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Runs the `temporal` CLI against this stack's namespace (without a
+    /// codec: what anyone with access to the server sees) and returns its
+    /// standard output.
+    pub async fn temporal_cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(crate::server::temporal_binary()?)
+            .args(args)
+            .args(["--address", &self.server.address])
+            .args(["--namespace", &self.namespace])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running the temporal CLI")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "temporal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// `http://127.0.0.1:<port>` of the API's gRPC server.
     pub fn grpc_endpoint(&self) -> String {
         format!("http://{}", self.grpc_addr)
@@ -514,6 +592,7 @@ impl Stack {
         let (out, err) = log_files(log)?;
         cmd.env("TEMPORAL_ADDRESS", &self.server.address)
             .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_CODEC_KEYS", TEST_CODEC_KEYS)
             .env("ORDERSAGA_DATABASE_URL", &self.database_url)
             .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
             .env("ORDERSAGA_GRPC_ADDR", format!("127.0.0.1:{}", free_port()?))
@@ -565,6 +644,7 @@ impl Stack {
         );
         cmd.env("TEMPORAL_ADDRESS", &self.server.address)
             .env("TEMPORAL_NAMESPACE", &self.namespace)
+            .env("ORDERSAGA_CODEC_KEYS", TEST_CODEC_KEYS)
             .env("ORDERSAGA_DATABASE_URL", &self.database_url)
             .env("ORDERSAGA_TASK_QUEUE", &self.task_queue)
             .env("RUST_LOG", "warn")

@@ -40,6 +40,17 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
             "missing history {checkout}.json"
         );
     }
+    // Sagas recorded with payload encryption on: encrypted, and they
+    // replay (decrypted with the tests' key ring) like the others.
+    for encrypted in ["encrypted-confirmed", "encrypted-payment-declined"] {
+        let path = histories_dir().join(format!("{encrypted}.json"));
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("missing {encrypted}.json"))?;
+        assert!(
+            text.contains("YmluYXJ5L2VuY3J5cHRlZA==") && !text.contains("@example.com"),
+            "{encrypted}.json holds binary/encrypted payloads and no email in clear"
+        );
+    }
     let results = replayer()?.replay_workflows(histories).await?;
     let failures: Vec<String> = results
         .iter()

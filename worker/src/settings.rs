@@ -15,6 +15,7 @@ use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::ORDERS_TASK_QUEUE;
 use ordersaga_events::EventSettings;
 use ordersaga_runtime::Secret;
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::TemporalSettings;
 use ordersaga_runtime::settings::{Load, Parsed, SettingsError, Sources, set};
 use serde::Deserialize;
@@ -222,6 +223,8 @@ pub struct WorkerVars {
     reconcile_every_secs: Option<u64>,
     reconcile_grace_secs: Option<u64>,
     reconcile_limit: Option<u32>,
+    codec_keys: Option<Secret>,
+    codec_keys_file: Option<PathBuf>,
 }
 
 fn millis(ms: Option<u64>) -> Option<Duration> {
@@ -320,6 +323,10 @@ impl Load for WorkerSettings {
         }
         set(&mut s.reconcile.grace_secs, v.reconcile_grace_secs);
         set(&mut s.reconcile.limit, v.reconcile_limit);
+        s.temporal.codec = CodecSettings {
+            keys: v.codec_keys,
+            keys_file: v.codec_keys_file,
+        };
     }
 
     fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
@@ -331,6 +338,7 @@ impl Load for WorkerSettings {
     }
 
     fn check(&self) -> Result<(), SettingsError> {
+        self.temporal.codec.check()?;
         self.relay
             .check_delivery(&self.mail.delivery)
             .map_err(|e| SettingsError::Invalid {

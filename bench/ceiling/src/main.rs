@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use ordersaga_ceiling::{NoopWorkflow, OrderSaga, SagaActivities, SingleActivityWorkflow};
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
@@ -70,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         address: Some(args.address.clone()),
         namespace: Some("default".to_string()),
         identity: Some("ordersaga-ceiling".to_string()),
+        codec: CodecSettings::load()?,
     })
     .await?;
     let metrics_server = args

@@ -30,6 +30,7 @@ use ordersaga_domain::{
 };
 use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_proto::v1::{OrderLineRequest, PlaceOrderRequest};
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use ordersaga_workflows::OrderWorkflow;
 use serde_json::{Map, Value, json};
@@ -381,6 +382,7 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Map<String, Value>> 
         address: Some(settings.temporal.clone()),
         namespace: Some("default".to_string()),
         identity: Some("ordersaga-bench".to_string()),
+        codec: CodecSettings::load()?,
     })
     .await
     .context("connecting to Temporal")?;

@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_domain::names::search_attribute;
+use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
 use tokio::process::{Child, Command};
 
 use crate::auth::TEST_AUTH_SECRET;
 use crate::server::temporal_binary;
-use crate::{SmtpServer, TEST_WEBHOOK_SECRET, die_with_parent, eventually, free_port};
+use crate::{
+    SmtpServer, TEST_CODEC_KEYS, TEST_WEBHOOK_SECRET, die_with_parent, eventually, free_port,
+};
 
 /// How long a (re)started process gets to answer.
 const STARTUP: Duration = Duration::from_secs(90);
@@ -100,6 +103,7 @@ impl Cluster {
             address: Some(format!("127.0.0.1:{}", self.temporal_port)),
             namespace: Some("default".to_string()),
             identity: Some("ordersaga-chaos".to_string()),
+            codec: CodecSettings::with_keys(TEST_CODEC_KEYS),
         }
     }
 
@@ -183,7 +187,8 @@ impl Cluster {
         .env("TEMPORAL_NAMESPACE", "default")
         .env("ORDERSAGA_DATABASE_URL", &self.database_url)
         .env("ORDERSAGA_TASK_QUEUE", TASK_QUEUE)
-        .env("ORDERSAGA_PAYMENT_MODE", "checkout");
+        .env("ORDERSAGA_PAYMENT_MODE", "checkout")
+        .env("ORDERSAGA_CODEC_KEYS", TEST_CODEC_KEYS);
     }
 
     fn start_worker(&mut self, i: usize) -> anyhow::Result<()> {

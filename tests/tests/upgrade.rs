@@ -58,14 +58,23 @@ async fn previous_build() -> anyhow::Result<PathBuf> {
         .join("previous-build");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = tokio::process::Command::new(cargo)
-        .args(["build", "-p", "ordersaga-worker", "--features", "previous-build"])
+        .args([
+            "build",
+            "-p",
+            "ordersaga-worker",
+            "--features",
+            "previous-build",
+        ])
         .args(["--bin", "ordersaga-worker-previous", "--target-dir"])
         .arg(&target)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
         .await
         .context("running cargo")?;
-    ensure!(status.success(), "building ordersaga-worker-previous failed");
+    ensure!(
+        status.success(),
+        "building ordersaga-worker-previous failed"
+    );
     Ok(target.join("debug").join("ordersaga-worker-previous"))
 }
 
@@ -158,36 +167,42 @@ async fn drainage(stack: &Stack, build_id: &str) -> anyhow::Result<String> {
         .as_str()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    Ok(status.trim_start_matches("version_drainage_status_").to_string())
+    Ok(status
+        .trim_start_matches("version_drainage_status_")
+        .to_string())
 }
 
 /// Waits until the deployment knows `build_id` with pollers on every
 /// queue of a full worker (orders, reconciler, notifications, shipping;
 /// workflow and activity pollers of each).
 async fn wait_for_pollers(stack: &Stack, build_id: &str) -> anyhow::Result<()> {
-    eventually(&format!("build {build_id} polling"), ROUTING_WAIT, || async {
-        let out = stack
-            .temporal_cli(&[
-                "worker",
-                "deployment",
-                "describe-version",
-                "--deployment-name",
-                WORKER_DEPLOYMENT_NAME,
-                "--build-id",
-                build_id,
-                "-o",
-                "json",
-            ])
-            .await?;
-        let info: Value = serde_json::from_str(&out)?;
-        let queues: BTreeSet<(&str, &str)> = info["taskQueuesInfos"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|q| Some((q["name"].as_str()?, q["type"].as_str()?)))
-            .collect();
-        Ok((queues.len() >= 8).then_some(()))
-    })
+    eventually(
+        &format!("build {build_id} polling"),
+        ROUTING_WAIT,
+        || async {
+            let out = stack
+                .temporal_cli(&[
+                    "worker",
+                    "deployment",
+                    "describe-version",
+                    "--deployment-name",
+                    WORKER_DEPLOYMENT_NAME,
+                    "--build-id",
+                    build_id,
+                    "-o",
+                    "json",
+                ])
+                .await?;
+            let info: Value = serde_json::from_str(&out)?;
+            let queues: BTreeSet<(&str, &str)> = info["taskQueuesInfos"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|q| Some((q["name"].as_str()?, q["type"].as_str()?)))
+                .collect();
+            Ok((queues.len() >= 8).then_some(()))
+        },
+    )
     .await
 }
 
@@ -204,7 +219,11 @@ async fn place(stack: &Stack, count: usize, customer: &str) -> anyhow::Result<Ve
             let placed = stack
                 .grpc
                 .clone()
-                .place_order(place_request(&format!("{customer}-{i}"), &[("MUG-1", 1)], ""))
+                .place_order(place_request(
+                    &format!("{customer}-{i}"),
+                    &[("MUG-1", 1)],
+                    "",
+                ))
                 .await?
                 .into_inner();
             ensure!(
@@ -321,8 +340,8 @@ async fn started_on(stack: &Stack, workflow_id: &str) -> anyhow::Result<String> 
 }
 
 #[tokio::test]
-async fn an_upgrade_loses_no_order_and_keeps_each_on_the_build_it_started_on()
--> anyhow::Result<()> {
+async fn an_upgrade_loses_no_order_and_keeps_each_on_the_build_it_started_on() -> anyhow::Result<()>
+{
     let previous = previous_build().await?;
     let current = built_binary("ordersaga-worker")?;
     let stack = Stack::builder()
@@ -347,7 +366,13 @@ async fn an_upgrade_loses_no_order_and_keeps_each_on_the_build_it_started_on()
     wait_for_pollers(&stack, BUILD_B).await?;
     deployment(
         &stack,
-        &["describe-version", "--deployment-name", WORKER_DEPLOYMENT_NAME, "--build-id", BUILD_B],
+        &[
+            "describe-version",
+            "--deployment-name",
+            WORKER_DEPLOYMENT_NAME,
+            "--build-id",
+            BUILD_B,
+        ],
     )
     .await?;
     deployment(
@@ -382,7 +407,13 @@ async fn an_upgrade_loses_no_order_and_keeps_each_on_the_build_it_started_on()
     .await?;
     deployment(
         &stack,
-        &["describe-version", "--deployment-name", WORKER_DEPLOYMENT_NAME, "--build-id", BUILD_A],
+        &[
+            "describe-version",
+            "--deployment-name",
+            WORKER_DEPLOYMENT_NAME,
+            "--build-id",
+            BUILD_A,
+        ],
     )
     .await?;
     stop(a).await?;
@@ -402,8 +433,7 @@ async fn an_upgrade_loses_no_order_and_keeps_each_on_the_build_it_started_on()
 }
 
 #[tokio::test]
-async fn a_ramp_sends_some_new_orders_to_the_new_build_and_a_rollback_none()
--> anyhow::Result<()> {
+async fn a_ramp_sends_some_new_orders_to_the_new_build_and_a_rollback_none() -> anyhow::Result<()> {
     let previous = previous_build().await?;
     let current = built_binary("ordersaga-worker")?;
     let stack = Stack::builder()

@@ -18,8 +18,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::{
     DescribeWorkerDeploymentRequest, SetWorkerDeploymentCurrentVersionRequest,
 };
 use temporalio_common::worker::{
-    VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion,
-    build_id_from_current_exe,
+    VersioningBehavior, WorkerDeploymentOptions, WorkerDeploymentVersion, build_id_from_current_exe,
 };
 
 /// The build id a worker runs under unless configured: the crate version
@@ -66,7 +65,10 @@ pub fn behaviour(runs: Runs) -> VersioningBehavior {
 
 /// The SDK's deployment options of a worker of `version` on a queue that
 /// carries `runs`.
-pub fn deployment_options(version: &WorkerDeploymentVersion, runs: Runs) -> WorkerDeploymentOptions {
+pub fn deployment_options(
+    version: &WorkerDeploymentVersion,
+    runs: Runs,
+) -> WorkerDeploymentOptions {
     WorkerDeploymentOptions::new(version.clone())
         .use_worker_versioning(true)
         .default_versioning_behavior(behaviour(runs))
@@ -130,7 +132,8 @@ async fn try_become_current(
         .worker_deployment_info
         .and_then(|info| info.routing_config)
         .unwrap_or_default();
-    if routing.current_deployment_version.is_some() || routing.current_version_changed_time.is_some()
+    if routing.current_deployment_version.is_some()
+        || routing.current_version_changed_time.is_some()
     {
         return Ok(Routed::Already);
     }

@@ -265,7 +265,12 @@ fn the_deployment_and_build_are_configurable_and_never_empty() {
         ("ORDERSAGA_BUILD_ID", "2026-12-02.1"),
     ])
     .unwrap();
-    assert_eq!((set.deployment_name.as_str(), set.build_id.as_str()), ("shop", "2026-12-02.1"));
+    assert_eq!(
+        (set.deployment_name.as_str(), set.build_id.as_str()),
+        ("shop", "2026-12-02.1")
+    );
     assert!(load(&[("ORDERSAGA_BUILD_ID", " ")]).is_err());
-    assert!(load(&[("ORDERSAGA_DEPLOYMENT_NAME", "")]).is_err());
+    // An empty variable counts as unset.
+    let empty = load(&[("ORDERSAGA_DEPLOYMENT_NAME", "")]).unwrap();
+    assert_eq!(empty.deployment_name, "ordersaga");
 }

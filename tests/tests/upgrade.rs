@@ -13,7 +13,7 @@
 //! the build it started on, whatever the routing does meanwhile.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
@@ -79,7 +79,7 @@ async fn previous_build() -> anyhow::Result<PathBuf> {
 }
 
 /// Starts a worker process of `exe` as build `build_id` on all queues.
-fn start_build(stack: &Stack, exe: &PathBuf, build_id: &str) -> anyhow::Result<Child> {
+fn start_build(stack: &Stack, exe: &Path, build_id: &str) -> anyhow::Result<Child> {
     let sandbox = stack.sandbox()?.paypal_settings().base_url;
     stack.spawn_worker_build(
         exe,

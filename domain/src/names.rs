@@ -10,6 +10,10 @@ pub const ORDER_WORKFLOW_ID_PREFIX: &str = "order-";
 
 // ----- notifications and shipping (their own services and task queues) --
 
+/// The Worker Deployment the workers announce by default (Worker
+/// Deployment Versioning: docs/operations.md).
+pub const WORKER_DEPLOYMENT_NAME: &str = "ordersaga";
+
 /// Task queue of the notifications service (customer and merchant email).
 pub const NOTIFICATIONS_TASK_QUEUE: &str = "notifications";
 /// Task queue of the shipping service (shipping requests to the warehouse).
@@ -74,11 +78,22 @@ pub const COMPENSATION_PARKING_PATCH: &str = "compensation-parking-v1";
 /// committed in a workflow task that was then lost, and the retried task
 /// took a cancel) is confirmed, not refunded.
 pub const CONFIRMATION_STANDS_PATCH: &str = "confirmation-stands-v1";
+
+/// The `patched()` id of the saga keeping the payment's status in the
+/// `PaymentStatus` search attribute once the payment is decided (captured,
+/// declined, voided, refunded or refund failed), so the Web UI can list
+/// e.g. the failed orders whose money is still taken.
+pub const PAYMENT_STATUS_PATCH: &str = "payment-status-attribute-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
 pub const OUTBOX_RELAY_WORKFLOW_ID_PREFIX: &str = "outbox-relay-";
 
+/// Task queue of the reconciler's runs: a queue (and SDK worker) of its
+/// own, because its runs move to a new build at once (auto-upgrade) while
+/// the sagas on the orders queue stay on the build that started them
+/// (pinned); the SDK sets the versioning behaviour per worker.
+pub const RECONCILER_TASK_QUEUE: &str = "reconciler";
 /// Workflow type of the reconciler's runs.
 pub const RECONCILE_WORKFLOW_TYPE: &str = "ReconcileOrders";
 /// Workflow id of the reconciler's runs (the schedule appends the time).
@@ -197,11 +212,15 @@ pub mod search_attribute {
     pub const CUSTOMER_ID: &str = "CustomerId";
     /// Keyword: the order's current [`crate::OrderStatus`].
     pub const ORDER_STATUS: &str = "OrderStatus";
+    /// Keyword: the payment's [`crate::PaymentStatus`] once decided
+    /// (sagas with `payment-status-attribute-v1`).
+    pub const PAYMENT_STATUS: &str = "PaymentStatus";
     /// All of them with their Temporal type, as `temporal server start-dev
     /// --search-attribute NAME=TYPE` takes them.
-    pub const ALL: [(&str, &str); 3] = [
+    pub const ALL: [(&str, &str); 4] = [
         (ORDER_ID, "Keyword"),
         (CUSTOMER_ID, "Keyword"),
         (ORDER_STATUS, "Keyword"),
+        (PAYMENT_STATUS, "Keyword"),
     ];
 }

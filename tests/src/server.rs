@@ -99,6 +99,13 @@ impl DevServer {
             .args([
                 "--dynamic-config-value",
                 "history.transferProcessorMaxPollRPS=1000",
+                // A build no longer current reports DRAINED within seconds of
+                // its last pinned workflow closing (default: minutes), for
+                // the upgrade tests (tests/upgrade.rs).
+                "--dynamic-config-value",
+                "matching.wv.VersionDrainageStatusRefreshInterval=\"1s\"",
+                "--dynamic-config-value",
+                "matching.wv.VersionDrainageStatusVisibilityGracePeriod=\"1s\"",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

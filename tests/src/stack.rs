@@ -460,8 +460,9 @@ impl Stack {
     }
 
     /// Runs the `temporal` CLI against this stack's namespace (without a
-    /// codec: what anyone with access to the server sees) and returns its
-    /// standard output.
+    /// codec: what anyone with access to the server sees; or e.g.
+    /// `worker deployment describe --name ordersaga`) and returns its
+    /// standard output; fails with its error output if it fails.
     pub async fn temporal_cli(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(crate::server::temporal_binary()?)
             .args(args)
@@ -619,10 +620,27 @@ impl Stack {
         Ok((child, base))
     }
 
+    /// Starts another build of the worker (e.g. `ordersaga-worker-previous`)
+    /// on this stack, as [`Self::spawn_worker_process`] does.
+    pub fn spawn_worker_build(&self, exe: &Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+        self.worker_command_of(exe, &[], env)?
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))
+    }
+
     /// The worker binary's command on this stack.
     fn worker_command(&self, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Command> {
-        let exe = worker_binary()?;
-        let mut cmd = Command::new(&exe);
+        self.worker_command_of(&worker_binary()?, args, env)
+    }
+
+    /// The command of the worker binary `exe` on this stack.
+    fn worker_command_of(
+        &self,
+        exe: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(exe);
         cmd.args(args);
         match &self.smtp {
             Some(smtp) => {

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::gateway::checkout::CheckoutStatus as GatewayStatus;
-use ordersaga_domain::names::{RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_TYPE};
+use ordersaga_domain::names::{
+    RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_TYPE, RECONCILER_TASK_QUEUE,
+};
 use ordersaga_domain::{
     CheckoutTiming, Currency, CustomerId, FailureReason, FindingKind, Money, OrderId, OrderInput,
     OrderLine, PaymentStatus, ReconcileInput, ReconcileReport, Sku, TransactionId,
@@ -29,8 +31,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// One reconciler run, started by hand, and its report.
 async fn reconcile(stack: &Stack, run: &str) -> anyhow::Result<ReconcileReport> {
     let options =
-        WorkflowStartOptions::new(stack.task_queue.as_str(), format!("reconcile-test-{run}"))
-            .build();
+        WorkflowStartOptions::new(RECONCILER_TASK_QUEUE, format!("reconcile-test-{run}")).build();
     let input = ReconcileInput {
         grace_secs: 0,
         limit: 50,
@@ -144,7 +145,7 @@ async fn the_worker_creates_one_reconciler_schedule_and_keeps_it_to_its_settings
         created,
         (
             RECONCILE_WORKFLOW_TYPE.to_string(),
-            stack.task_queue.clone(),
+            RECONCILER_TASK_QUEUE.to_string(),
             Some(300)
         )
     );

@@ -32,6 +32,7 @@ async fn saved_histories_replay_against_current_code() -> anyhow::Result<()> {
         "checkout-capture-answer-lost",
         "checkout-capture-declined",
         "checkout-cancelled-before-payment",
+        "checkout-confirmed-payment-status",
     ] {
         assert!(
             names

@@ -2,8 +2,9 @@
 //! carries. Run as many as you like per queue; Temporal spreads the work.
 //!
 //! - `orders`: the order saga ([`OrderWorkflow`]) and its activities, and
-//!   the reconciler ([`ReconcileOrdersWorkflow`]) that a Temporal Schedule
-//!   starts every few minutes ([`ensure_reconciler`]);
+//!   on the `reconciler` queue the reconciler ([`ReconcileOrdersWorkflow`])
+//!   that a Temporal Schedule starts every few minutes
+//!   ([`ensure_reconciler`]);
 //! - `notifications`: [`NotificationWorkflow`] and `SendEmail` (SMTP or the
 //!   local mailbox);
 //! - `shipping`: [`ShippingWorkflow`] and `RequestShipment`.
@@ -13,10 +14,14 @@
 //! concurrency limits. [`WorkerSettings::load`] reads the configuration
 //! ([`settings`]), [`run`] runs until its shutdown future resolves and then
 //! drains in-flight work; every activity runs in a span naming its order
-//! ([`spans`]).
+//! ([`spans`]). Workers announce a Worker Deployment Version and opt into
+//! versioning: sagas stay on the build that started them, the relays and
+//! the reconciler follow the current build ([`versioning`],
+//! docs/operations.md).
 
 pub mod settings;
 pub mod spans;
+pub mod versioning;
 
 pub use settings::{
     ArgsError, Queue, QueueLimits, QueuesError, USAGE, WorkerSettings, parse_queues,
@@ -24,6 +29,7 @@ pub use settings::{
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ordersaga_activities::attention::watch_needs_attention;
 use ordersaga_activities::gateway::paypal::{BuildError, PayPalGateway};
@@ -34,7 +40,9 @@ use ordersaga_activities::{
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
-use ordersaga_domain::names::{RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_ID};
+use ordersaga_domain::names::{
+    RECONCILE_SCHEDULE_ID, RECONCILE_WORKFLOW_ID, RECONCILER_TASK_QUEUE,
+};
 use ordersaga_events::Relay;
 use ordersaga_runtime::connection::{ConnectError, connect};
 use ordersaga_store::{Store, StoreError};
@@ -54,6 +62,7 @@ use temporalio_common::telemetry::{
 use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use versioning::Runs;
 
 /// Why the worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,50 +100,105 @@ fn tuner(workflow_tasks: usize, activities: usize, local_activities: usize) -> T
         .build()
 }
 
-/// The SDK worker options of one service.
-fn queue_options(
-    queue: Queue,
+/// One SDK worker of a service: a task queue, what runs on it, and so its
+/// versioning behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SdkWorker {
+    /// The orders queue: the sagas (pinned).
+    Sagas,
+    /// The reconciler's queue (auto-upgrade), served with the orders.
+    Reconciler,
+    /// The notifications queue: the email relay (auto-upgrade).
+    Notifications,
+    /// The shipping queue: the shipping relay (auto-upgrade).
+    Shipping,
+}
+
+impl SdkWorker {
+    /// The SDK workers a service runs.
+    fn of(queue: Queue) -> &'static [SdkWorker] {
+        match queue {
+            Queue::Orders => &[SdkWorker::Sagas, SdkWorker::Reconciler],
+            Queue::Notifications => &[SdkWorker::Notifications],
+            Queue::Shipping => &[SdkWorker::Shipping],
+        }
+    }
+
+    fn runs(self) -> Runs {
+        match self {
+            SdkWorker::Sagas => Runs::Sagas,
+            SdkWorker::Reconciler | SdkWorker::Notifications | SdkWorker::Shipping => {
+                Runs::Services
+            }
+        }
+    }
+}
+
+/// The SDK worker options of one SDK worker.
+fn worker_options(
+    worker: SdkWorker,
     settings: &WorkerSettings,
     store: &Store,
     client: &Client,
     business: &BusinessMetrics,
 ) -> Result<WorkerOptions, WorkerError> {
-    let options = match queue {
-        Queue::Orders => {
+    let checkout = || -> Result<_, WorkerError> {
+        Ok(match &settings.paypal {
+            Some(paypal) => Some(Arc::new(PayPalGateway::new(paypal.clone())?)),
+            None => None,
+        })
+    };
+    let reconcile = |checkout: Option<Arc<PayPalGateway>>| {
+        let reconcile =
+            ReconcileActivities::new(store.clone(), client.clone()).with_metrics(business.clone());
+        match checkout {
+            Some(checkout) => reconcile.with_checkout(checkout),
+            None => reconcile,
+        }
+    };
+    let options = match worker {
+        SdkWorker::Sagas => {
             let gateway = Arc::new(SimulatedGateway::new(
                 store.clone(),
                 settings.gateway_latency,
             ));
             let mut activities =
                 OrderActivities::new(store.clone(), gateway).with_metrics(business.clone());
-            let mut reconcile = ReconcileActivities::new(store.clone(), client.clone())
-                .with_metrics(business.clone());
+            let checkout = checkout()?;
             if let Some(paypal) = &settings.paypal {
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");
-                let checkout = Arc::new(PayPalGateway::new(paypal.clone())?);
-                activities = activities.with_checkout(checkout.clone());
-                reconcile = reconcile.with_checkout(checkout);
             } else {
                 // Said at start-up, not only when the first checkout order fails.
                 tracing::warn!(
                     "no checkout gateway (ORDERSAGA_PAYPAL_BASE_URL unset): checkout orders on this worker fail with GATEWAY_NOT_CONFIGURED"
                 );
             }
+            if let Some(checkout) = &checkout {
+                activities = activities.with_checkout(checkout.clone());
+            }
             WorkerOptions::new(settings.task_queue.as_str())
                 .register_workflow::<OrderWorkflow>()
                 .map_err(sdk)?
                 .register_activities(activities)
                 .register_activities(AttentionActivities::new(store.clone(), business.clone()))
+                // Reconciler runs that the schedule started on this queue
+                // before the reconciler had a queue of its own.
                 .register_workflow::<ReconcileOrdersWorkflow>()
                 .map_err(sdk)?
-                .register_activities(reconcile)
+                .register_activities(reconcile(checkout))
                 .tuner(tuner(
                     settings.max_concurrent_workflow_tasks,
                     settings.max_concurrent_activities,
                     settings.max_concurrent_local_activities,
                 ))
         }
-        Queue::Notifications => {
+        // One run at a time (the schedule skips overlaps), a step at a time.
+        SdkWorker::Reconciler => WorkerOptions::new(RECONCILER_TASK_QUEUE)
+            .register_workflow::<ReconcileOrdersWorkflow>()
+            .map_err(sdk)?
+            .register_activities(reconcile(checkout()?))
+            .tuner(tuner(2, 2, 1)),
+        SdkWorker::Notifications => {
             let mailer = Arc::new(Mailer::new(settings.mail.clone())?);
             let notifications =
                 || NotificationActivities::new(store.clone(), mailer.clone(), settings.email_retry);
@@ -156,7 +220,7 @@ fn queue_options(
                     1,
                 ))
         }
-        Queue::Shipping => WorkerOptions::new(SHIPPING_TASK_QUEUE)
+        SdkWorker::Shipping => WorkerOptions::new(SHIPPING_TASK_QUEUE)
             .register_workflow::<OutboxRelayWorkflow>()
             .map_err(sdk)?
             .register_activities(
@@ -179,6 +243,10 @@ fn queue_options(
         .max_cached_workflows(settings.max_cached_workflows)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         .graceful_shutdown_period(settings.graceful_shutdown)
+        .deployment_options(versioning::deployment_options(
+            &settings.deployment_version(),
+            worker.runs(),
+        ))
         .build())
 }
 
@@ -238,7 +306,7 @@ pub async fn ensure_reconciler(
         ScheduleAction::start_workflow(
             ReconcileOrdersWorkflow::run,
             settings.reconcile,
-            settings.task_queue.as_str(),
+            RECONCILER_TASK_QUEUE,
             RECONCILE_WORKFLOW_ID,
         )
     };
@@ -321,14 +389,16 @@ pub async fn run(
         .map_err(sdk)?;
     let runtime = Runtime::from_current_tokio(runtime_options).map_err(sdk)?;
 
-    let mut workers = Vec::with_capacity(settings.queues.len());
+    let mut workers = Vec::with_capacity(settings.queues.len() + 1);
     for queue in &settings.queues {
-        let options = queue_options(*queue, &settings, &store, &client, &business)?;
-        let worker = Worker::new(&runtime, client.clone(), options).map_err(sdk)?;
-        workers.push((*queue, worker));
+        for sdk_worker in SdkWorker::of(*queue) {
+            let options = worker_options(*sdk_worker, &settings, &store, &client, &business)?;
+            let worker = Worker::new(&runtime, client.clone(), options).map_err(sdk)?;
+            workers.push(worker);
+        }
     }
-    let stops: Vec<_> = workers.iter().map(|(_, w)| w.shutdown_handle()).collect();
-    let names: Vec<&str> = workers.iter().map(|(q, _)| q.as_str()).collect();
+    let stops: Vec<_> = workers.iter().map(|w| w.shutdown_handle()).collect();
+    let names: Vec<&str> = settings.queues.iter().map(|q| q.as_str()).collect();
     // The orders service owns the needs-attention gauge (when exported).
     let gauge = (metrics_server.is_some() && settings.queues.contains(&Queue::Orders))
         .then(|| tokio::spawn(watch_needs_attention(store.clone(), business.clone())));
@@ -341,9 +411,21 @@ pub async fn run(
             let _ = relay_stopped.await;
         }))
     });
-    tracing::info!(queues = ?names, orders_task_queue = %settings.task_queue, "worker polling");
+    // Runs until the deployment is routed (at once, unless it is new).
+    let routing = tokio::spawn(versioning::become_current_if_unrouted(
+        client.clone(),
+        settings.deployment_version(),
+        Duration::from_millis(200),
+    ));
+    tracing::info!(
+        queues = ?names,
+        orders_task_queue = %settings.task_queue,
+        deployment = %settings.deployment_name,
+        build_id = %settings.build_id,
+        "worker polling"
+    );
 
-    let running = futures::future::join_all(workers.iter_mut().map(|(_, w)| w.run()));
+    let running = futures::future::join_all(workers.iter_mut().map(|w| w.run()));
     tokio::pin!(running);
     let results = tokio::select! {
         r = &mut running => r,
@@ -355,6 +437,7 @@ pub async fn run(
             running.await
         }
     };
+    routing.abort();
     if let Some(gauge) = gauge {
         gauge.abort();
     }

@@ -12,13 +12,14 @@ use ordersaga_activities::{
     Delivery, EmailRetry, MailSettings, RelaySettings, SmtpSettings, SmtpTls,
 };
 use ordersaga_domain::ReconcileInput;
-use ordersaga_domain::names::ORDERS_TASK_QUEUE;
+use ordersaga_domain::names::{ORDERS_TASK_QUEUE, WORKER_DEPLOYMENT_NAME};
 use ordersaga_events::EventSettings;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::TemporalSettings;
 use ordersaga_runtime::settings::{Load, Parsed, SettingsError, Sources, set};
 use serde::Deserialize;
+use temporalio_common::worker::WorkerDeploymentVersion;
 
 /// Everything a worker process can be told. Defaults suit the local dev
 /// stack; each field has an `ORDERSAGA_*` variable (see the README).
@@ -76,6 +77,12 @@ pub struct WorkerSettings {
     /// when `events.nats` is set (`ORDERSAGA_NATS_URL`); else none are
     /// written.
     pub events: EventSettings,
+    /// The Worker Deployment this worker belongs to (docs/operations.md).
+    pub deployment_name: String,
+    /// This worker's build within the deployment: one id per build of the
+    /// code, the same on every host running it
+    /// ([`crate::versioning::default_build_id`] unless configured).
+    pub build_id: String,
 }
 
 impl Default for WorkerSettings {
@@ -116,6 +123,8 @@ impl Default for WorkerSettings {
             reconcile_every: Some(Duration::from_secs(300)),
             reconcile: ReconcileInput::default(),
             events: EventSettings::default(),
+            deployment_name: WORKER_DEPLOYMENT_NAME.to_string(),
+            build_id: crate::versioning::default_build_id(),
         }
     }
 }
@@ -225,6 +234,8 @@ pub struct WorkerVars {
     reconcile_limit: Option<u32>,
     codec_keys: Option<Secret>,
     codec_keys_file: Option<PathBuf>,
+    deployment_name: Option<String>,
+    build_id: Option<String>,
 }
 
 fn millis(ms: Option<u64>) -> Option<Duration> {
@@ -327,6 +338,8 @@ impl Load for WorkerSettings {
             keys: v.codec_keys,
             keys_file: v.codec_keys_file,
         };
+        set(&mut s.deployment_name, v.deployment_name);
+        set(&mut s.build_id, v.build_id);
     }
 
     fn from_sources(sources: &Sources) -> Result<Self, SettingsError> {
@@ -339,6 +352,17 @@ impl Load for WorkerSettings {
 
     fn check(&self) -> Result<(), SettingsError> {
         self.temporal.codec.check()?;
+        for (name, value) in [
+            ("ORDERSAGA_DEPLOYMENT_NAME", &self.deployment_name),
+            ("ORDERSAGA_BUILD_ID", &self.build_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(SettingsError::Invalid {
+                    name: name.to_string(),
+                    problem: "must not be empty (Worker Deployment Versioning)".to_string(),
+                });
+            }
+        }
         self.relay
             .check_delivery(&self.mail.delivery)
             .map_err(|e| SettingsError::Invalid {
@@ -349,6 +373,14 @@ impl Load for WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// The Worker Deployment Version this worker announces.
+    pub fn deployment_version(&self) -> WorkerDeploymentVersion {
+        WorkerDeploymentVersion::builder()
+            .deployment_name(self.deployment_name.clone())
+            .build_id(self.build_id.clone())
+            .build()
+    }
+
     /// Applies the command line (`--queues a,b`) on top of the settings.
     pub fn apply_args(&mut self, args: impl IntoIterator<Item = String>) -> Result<(), ArgsError> {
         let mut args = args.into_iter();

@@ -24,7 +24,7 @@ pub mod relay;
 pub mod shipping;
 
 pub use notification::NotificationWorkflow;
-pub use order::{ORDER_STATUS_ATTR, OrderWorkflow};
+pub use order::{ORDER_STATUS_ATTR, OrderWorkflow, PAYMENT_STATUS_ATTR};
 pub use reconcile::ReconcileOrdersWorkflow;
 pub use relay::{OutboxRelayWorkflow, RelayWorkflowInput};
 pub use shipping::ShippingWorkflow;

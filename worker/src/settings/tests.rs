@@ -262,3 +262,23 @@ fn the_command_line_picks_the_queues() {
         Err(ArgsError::Unknown(_))
     ));
 }
+
+#[test]
+fn the_deployment_and_build_are_configurable_and_never_empty() {
+    let defaults = load(&[]).unwrap();
+    assert_eq!(defaults.deployment_name, "ordersaga");
+    assert_eq!(defaults.build_id, crate::versioning::default_build_id());
+    let set = load(&[
+        ("ORDERSAGA_DEPLOYMENT_NAME", "shop"),
+        ("ORDERSAGA_BUILD_ID", "2026-12-02.1"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (set.deployment_name.as_str(), set.build_id.as_str()),
+        ("shop", "2026-12-02.1")
+    );
+    assert!(load(&[("ORDERSAGA_BUILD_ID", " ")]).is_err());
+    // An empty variable counts as unset.
+    let empty = load(&[("ORDERSAGA_DEPLOYMENT_NAME", "")]).unwrap();
+    assert_eq!(empty.deployment_name, "ordersaga");
+}

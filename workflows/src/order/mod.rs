@@ -57,7 +57,8 @@ use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
     DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH,
-    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, QUIET_COMPLETION_PATCH, handler, search_attribute,
+    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH, QUIET_COMPLETION_PATCH, handler,
+    search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
@@ -78,6 +79,10 @@ use options::{db_step, detached};
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =
     SearchAttributeKey::keyword(search_attribute::ORDER_STATUS);
+
+/// The `PaymentStatus` search attribute (`payment-status-attribute-v1`).
+pub const PAYMENT_STATUS_ATTR: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword(search_attribute::PAYMENT_STATUS);
 
 /// The generation of the saga a run belongs to, decided once from its
 /// patches before the first command, so recorded sagas replay what they did.
@@ -136,6 +141,9 @@ pub struct OrderWorkflow {
     /// `confirmation-stands-v1`: the database is asked before unwinding
     /// ([`OrderWorkflow::confirmation_stands`]).
     confirmation_stands: bool,
+    /// `payment-status-attribute-v1`: a decided payment status is also the
+    /// `PaymentStatus` search attribute ([`OrderWorkflow::set_payment`]).
+    payment_attribute: bool,
     /// Compensations waiting for an operator ([`attention`]).
     parked: Vec<Parked>,
     /// The operator's accepted action, until the saga takes it.
@@ -169,6 +177,7 @@ impl OrderWorkflow {
             later: outcomes::Patches::default(),
             parking: false,
             confirmation_stands: false,
+            payment_attribute: false,
             parked: Vec::new(),
             operator: None,
         }
@@ -198,6 +207,10 @@ impl OrderWorkflow {
         };
         let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
         let confirmation_stands = ctx.patched(CONFIRMATION_STANDS_PATCH);
+        // The build before this change (the `previous-build` feature, which
+        // only the upgrade test builds) does not know the patch at all.
+        let payment_attribute =
+            cfg!(not(feature = "previous-build")) && ctx.patched(PAYMENT_STATUS_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
@@ -205,6 +218,7 @@ impl OrderWorkflow {
             s.later = later;
             s.parking = parking;
             s.confirmation_stands = confirmation_stands;
+            s.payment_attribute = payment_attribute;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -392,8 +406,13 @@ impl OrderWorkflow {
         ctx.state_mut(|s| s.view.events.push(event));
     }
 
+    /// The payment's status in the live view and, once decided (not
+    /// `PENDING`), in the `PaymentStatus` search attribute.
     fn set_payment(ctx: &mut WorkflowContext<Self>, status: PaymentStatus) {
         ctx.state_mut(|s| s.view.payment_status = Some(status));
+        if ctx.state(|s| s.payment_attribute) && status != PaymentStatus::Pending {
+            ctx.upsert_search_attributes([PAYMENT_STATUS_ATTR.value_set(status.to_string())]);
+        }
     }
 
     /// The messages a step commits to the outbox: all of them in the

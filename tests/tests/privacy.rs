@@ -11,8 +11,8 @@ use anyhow::Context;
 use ordersaga_proto::v1 as pb;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::auth::{AuthSettings, Claims, Role};
-use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};
 use ordersaga_tests::auth::TEST_AUTH_SECRET;
+use ordersaga_tests::browser::{Browser, WAIT_TIMEOUT};
 use ordersaga_tests::{
     DevServer, ORDER_TIMEOUT, Stack, TEST_CODEC_KEYS, eventually, free_port, place_request,
 };

@@ -69,6 +69,16 @@ pub struct StackBuilder {
     cors_origins: Vec<String>,
 }
 
+/// How [`Stack::start_api`] configures the API beyond its database and
+/// payments.
+struct ApiOptions {
+    http_addr: std::net::SocketAddr,
+    cors_origins: Vec<String>,
+    nats_url: Option<String>,
+    place_order_rate: RateSettings,
+    tls: Option<TlsSettings>,
+}
+
 impl StackBuilder {
     /// Runs the shop on `db` instead of a fresh SQLite file.
     pub fn database(mut self, db: TestDatabase) -> Self {
@@ -165,17 +175,14 @@ impl StackBuilder {
             None => DevServer::shared().await?,
         };
         let http_addr = self.http_addr.unwrap_or(([127, 0, 0, 1], 0).into());
-        let mut stack = Stack::start_api(
-            server,
+        let options = ApiOptions {
             http_addr,
-            self.cors_origins,
-            db,
-            payment,
-            self.nats_url,
-            self.rate,
-            self.tls,
-        )
-        .await?;
+            cors_origins: self.cors_origins,
+            nats_url: self.nats_url,
+            place_order_rate: self.rate,
+            tls: self.tls,
+        };
+        let mut stack = Stack::start_api(server, db, payment, options).await?;
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -286,14 +293,17 @@ impl Stack {
     /// The API over `db` on a fresh namespace; no worker, no sandbox.
     async fn start_api(
         server: &'static DevServer,
-        http_addr: std::net::SocketAddr,
-        cors_origins: Vec<String>,
         db: TestDatabase,
         payment: PaymentSettings,
-        nats_url: Option<String>,
-        place_order_rate: RateSettings,
-        tls: Option<TlsSettings>,
+        options: ApiOptions,
     ) -> anyhow::Result<Self> {
+        let ApiOptions {
+            http_addr,
+            cors_origins,
+            nats_url,
+            place_order_rate,
+            tls,
+        } = options;
         init_tracing();
         let namespace = server.create_namespace().await?;
         let client = server.client(&namespace).await?;

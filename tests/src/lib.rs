@@ -89,6 +89,30 @@ where
     }
 }
 
+/// Waits until the server `child` just spawned accepts connections on
+/// `port`; kills it and says why (`hint` when it exited) if it never does.
+async fn until_listening(
+    what: &str,
+    port: u16,
+    child: &mut tokio::process::Child,
+    hint: &str,
+) -> anyhow::Result<()> {
+    let addr = format!("127.0.0.1:{port}");
+    let ready = eventually(what, Duration::from_secs(15), || {
+        let addr = addr.clone();
+        async move { Ok(tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ())) }
+    })
+    .await;
+    if let Err(e) = ready {
+        let _ = child.start_kill();
+        if let Ok(Some(status)) = child.try_wait() {
+            anyhow::bail!("{what} exited with {status}{hint}");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Makes a child die with the thread that spawns it (so with the test, or
 /// with the test binary for a thread that lives as long), even on SIGKILL
 /// or abort.

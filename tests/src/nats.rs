@@ -5,15 +5,14 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_nats::jetstream;
 use ordersaga_events::read::{self, Since, StreamEvent};
 use ordersaga_events::{NatsSettings, StreamSettings, nats};
 use tokio::process::{Child, Command};
 
-use crate::{die_with_parent, eventually, free_port};
+use crate::{die_with_parent, free_port, until_listening};
 
 /// `$ORDERSAGA_TEST_NATS_SERVER`, else `nats-server` on `PATH`, else the
 /// Debian package's `/usr/sbin/nats-server`.
@@ -83,19 +82,7 @@ impl NatsServer {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {} (apt-get install nats-server)", bin.display()))?;
-        let addr = format!("127.0.0.1:{}", self.port);
-        let ready = eventually("the test NATS server", Duration::from_secs(15), || {
-            let addr = addr.clone();
-            async move { Ok(tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ())) }
-        })
-        .await;
-        if let Err(e) = ready {
-            let _ = child.start_kill();
-            if let Ok(Some(status)) = child.try_wait() {
-                bail!("the test NATS server exited with {status}");
-            }
-            return Err(e);
-        }
+        until_listening("the test NATS server", self.port, &mut child, "").await?;
         self.child = Some(child);
         Ok(())
     }

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use ordersaga_activities::{SmtpSettings, SmtpTls};
 use tokio::process::{Child, Command};
 
-use crate::{die_with_parent, eventually};
+use crate::{die_with_parent, until_listening};
 
 /// One message as the test SMTP server received and decoded it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -84,19 +84,13 @@ impl SmtpServer {
         let mut child = cmd
             .spawn()
             .context("starting tests/smtp/server.py (needs `pip install aiosmtpd`)")?;
-        let addr = format!("127.0.0.1:{}", self.port);
-        let ready = eventually("the test SMTP server", Duration::from_secs(15), || {
-            let addr = addr.clone();
-            async move { Ok(tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ())) }
-        })
-        .await;
-        if let Err(e) = ready {
-            let _ = child.start_kill();
-            if let Ok(Some(status)) = child.try_wait() {
-                bail!("the test SMTP server exited with {status} (is aiosmtpd installed?)");
-            }
-            return Err(e);
-        }
+        until_listening(
+            "the test SMTP server",
+            self.port,
+            &mut child,
+            " (is aiosmtpd installed?)",
+        )
+        .await?;
         self.child = Some(child);
         Ok(())
     }

@@ -578,10 +578,10 @@ async fn list_orders(
     State(service): State<OrderService>,
     ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<OrderPage>, ApiError> {
+    // `status=` (empty) is not a status: the document says which are.
     let status = p
         .status
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(str::parse::<OrderStatus>)
         .transpose()
         .map_err(ApiError::InvalidArgument)?;

@@ -206,6 +206,7 @@ async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<
     }
     cases.push(("order id not a UUID", get("/v1/orders/not-a-uuid")?));
     cases.push(("unknown status filter", get("/v1/orders?status=SHIPPED")?));
+    cases.push(("empty status filter", get("/v1/orders?status=")?));
     cases.push((
         "needs_attention not a boolean",
         get("/v1/orders?needs_attention=maybe")?,

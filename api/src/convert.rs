@@ -461,8 +461,10 @@ impl From<&Product> for ProductJson {
 #[serde(deny_unknown_fields)]
 pub struct ReceiptLineJson {
     /// The product.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     /// Units received.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 

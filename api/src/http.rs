@@ -258,12 +258,15 @@ struct PlaceOrderBody {
     /// The customer; a customer's token names it (leave it out or repeat
     /// it), an operator names the customer here.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{0,64}$")]
     customer_id: String,
-    /// 1 to 50 lines.
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<LineBody>,
     /// The request's key (the `Idempotency-Key` header wins): the same key
     /// and body answer the same order.
     #[serde(default)]
+    #[schema(max_length = 128)]
     idempotency_key: Option<String>,
     /// Required; optional here so that a missing one gets the service's
     /// clear message.
@@ -278,7 +281,9 @@ struct PlaceOrderBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LineBody {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     quantity: i64,
 }
 
@@ -296,6 +301,7 @@ struct ListParams {
     /// Only orders with a compensation parked for an operator (operators).
     needs_attention: Option<bool>,
     /// 0 (the default, 20) to 100.
+    #[param(maximum = 100)]
     page_size: Option<u32>,
     /// The `next_page_token` of the page before.
     page_token: Option<String>,
@@ -373,7 +379,7 @@ async fn place_order(
     path = "/v1/orders/{order_id}",
     tag = "orders",
     security(("bearer" = [])),
-    params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
     responses(
         (status = 200, description = "The order", body = OrderJson),
         BadRequest, Unauthenticated, NotFound, UriTooLong, Internal
@@ -393,6 +399,7 @@ async fn get_order(
 struct CancelBody {
     /// Why (at most 500 printable characters).
     #[serde(default)]
+    #[schema(max_length = 500)]
     reason: String,
 }
 
@@ -412,7 +419,7 @@ struct CancelledJson {
     path = "/v1/orders/{order_id}/cancel",
     tag = "orders",
     security(("bearer" = [])),
-    params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
     request_body(content = Option<CancelBody>, description = "Optional; any content type"),
     responses(
         (status = 200, description = "Accepted by the saga", body = CancelledJson),
@@ -461,7 +468,7 @@ struct OperatorActionJson {
     path = "/v1/orders/{order_id}/retry-compensation",
     tag = "operators",
     security(("bearer" = [])),
-    params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
     request_body = OperatorBody,
     responses(
         (status = 202, description = "Accepted by the saga", body = OperatorActionJson),
@@ -493,7 +500,7 @@ async fn retry_compensation(
     path = "/v1/orders/{order_id}/close-attention",
     tag = "operators",
     security(("bearer" = [])),
-    params(("order_id" = String, Path, description = "The order's id (a UUID)")),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
     request_body = OperatorBody,
     responses(
         (status = 202, description = "Accepted by the saga, or recorded", body = OperatorActionJson),
@@ -639,12 +646,15 @@ async fn openapi_json() -> Json<Document> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateProductBody {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     sku: String,
     /// 1 to 200 printable characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     price: PriceBody,
     /// At or below this many units on hand the merchant is alerted.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     low_stock_threshold: i64,
 }
 
@@ -653,8 +663,10 @@ struct CreateProductBody {
 #[serde(deny_unknown_fields)]
 struct PriceBody {
     /// In the currency's minor units (cents), more than 0.
+    #[schema(minimum = 1)]
     minor_units: i64,
     /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: String,
 }
 
@@ -665,8 +677,10 @@ struct ReceiptBody {
     /// The document's key (the `Idempotency-Key` header wins); required one
     /// way or the other.
     #[serde(default)]
+    #[schema(max_length = 128)]
     idempotency_key: Option<String>,
     /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     lines: Vec<ReceiptLineJson>,
 }
 
@@ -676,8 +690,10 @@ struct ReceiptBody {
 struct RatingBody {
     /// The customer; a customer's token names it.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9._-]{0,64}$")]
     customer_id: String,
     /// 1 to 5.
+    #[schema(minimum = 1, maximum = 5)]
     stars: i64,
 }
 
@@ -689,6 +705,7 @@ struct AlertParams {
     /// Only this product's alerts.
     sku: Option<String>,
     /// 0 (the default, 20) to 100.
+    #[param(maximum = 100)]
     page_size: Option<u32>,
     /// The `next_page_token` of the page before.
     page_token: Option<String>,
@@ -753,7 +770,8 @@ async fn create_product(
     path = "/v1/products/{sku}",
     tag = "catalog",
     security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The product's stock keeping unit")),
+    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$",
+            description = "The product's stock keeping unit")),
     responses(
         (status = 200, description = "The product", body = ProductJson),
         BadRequest, Unauthenticated, NotFound, UriTooLong, Internal
@@ -869,7 +887,8 @@ async fn list_low_stock_alerts(
     path = "/v1/products/{sku}/ratings",
     tag = "catalog",
     security(("bearer" = [])),
-    params(("sku" = String, Path, description = "The product's stock keeping unit")),
+    params(("sku" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$",
+            description = "The product's stock keeping unit")),
     request_body = RatingBody,
     responses(
         (status = 200, description = "The product with its new rating", body = ProductJson),
@@ -897,6 +916,7 @@ async fn submit_rating(
 #[into_params(parameter_in = Query)]
 struct ShipmentParams {
     /// 0 (the default, 20) to 100.
+    #[param(maximum = 100)]
     page_size: Option<u32>,
     /// The `next_page_token` of the page before.
     page_token: Option<String>,

@@ -788,3 +788,48 @@ async fn framework_answers_are_in_the_json_error_shape() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The limits the document states are the ones the services check.
+#[tokio::test]
+async fn the_documented_limits_are_the_services_limits() -> anyhow::Result<()> {
+    use ordersaga_api::catalog::{MAX_NAME, MAX_RECEIPT_LINES, MAX_RECEIPT_QUANTITY};
+    use ordersaga_api::service::{MAX_CANCEL_REASON, MAX_IDEMPOTENCY_KEY, MAX_LINES, MAX_QUANTITY};
+    let app = app().await?;
+    let (json, _) = served_document(&app).await?;
+    let schemas = &json["components"]["schemas"];
+    let cases = [
+        ("PlaceOrderBody", "lines", "maxItems", json!(MAX_LINES)),
+        (
+            "PlaceOrderBody",
+            "idempotency_key",
+            "maxLength",
+            json!(MAX_IDEMPOTENCY_KEY),
+        ),
+        ("LineBody", "quantity", "maximum", json!(MAX_QUANTITY)),
+        (
+            "CancelBody",
+            "reason",
+            "maxLength",
+            json!(MAX_CANCEL_REASON),
+        ),
+        ("CreateProductBody", "name", "maxLength", json!(MAX_NAME)),
+        (
+            "CreateProductBody",
+            "low_stock_threshold",
+            "maximum",
+            json!(MAX_RECEIPT_QUANTITY),
+        ),
+        ("ReceiptBody", "lines", "maxItems", json!(MAX_RECEIPT_LINES)),
+        (
+            "ReceiptLineJson",
+            "quantity",
+            "maximum",
+            json!(MAX_RECEIPT_QUANTITY),
+        ),
+    ];
+    for (schema, field, keyword, limit) in cases {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(property[keyword], limit, "{schema}.{field}: {property}");
+    }
+    Ok(())
+}

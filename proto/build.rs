@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(["ordersaga/v1/orders.proto"], ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("ordersaga_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Undecodable requests are INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+    tonic_prost_build::configure()
+        .codec_path("crate::codec::InvalidArgumentCodec")
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -8,6 +8,7 @@ use ordersaga_store::{
     StockReceipt,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::service::{OrderDetails, PlacedOrder, pending_link};
@@ -193,7 +194,7 @@ pub fn pb_alert(a: &LowStockAlertRecord) -> pb::LowStockAlert {
 // ----- JSON (HTTP mirror) ------------------------------------------------
 
 /// Money in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MoneyJson {
     /// Minor units.
     pub minor_units: i64,
@@ -220,10 +221,11 @@ impl From<MoneyJson> for pb::Money {
 }
 
 /// The answer to `POST /v1/orders`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PlacedJson {
     order_id: String,
     transaction_id: String,
+    #[schema(schema_with = crate::openapi::order_status)]
     status: OrderStatus,
     total: MoneyJson,
     workflow_id: String,
@@ -245,7 +247,7 @@ impl From<PlacedOrder> for PlacedJson {
 }
 
 /// An order line in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LineJson {
     sku: String,
     quantity: i64,
@@ -253,7 +255,7 @@ pub struct LineJson {
 }
 
 /// A history entry in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EventJson {
     name: String,
     detail: Option<String>,
@@ -274,7 +276,7 @@ impl From<&EventRecord> for EventJson {
 }
 
 /// A parked compensation in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AttentionJson {
     compensation: String,
     status: String,
@@ -301,15 +303,17 @@ impl From<&AttentionRecord> for AttentionJson {
 }
 
 /// `GET /v1/orders/{id}` (and the source of the proto `Order`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderJson {
     order_id: String,
     workflow_id: String,
     customer_id: Option<String>,
     transaction_id: Option<String>,
+    #[schema(schema_with = crate::openapi::order_status)]
     status: OrderStatus,
     lines: Vec<LineJson>,
     total: Option<MoneyJson>,
+    #[schema(schema_with = crate::openapi::payment_status)]
     payment_status: Option<PaymentStatus>,
     /// Checkout mode, while the payment waits for the buyer.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -398,10 +402,11 @@ fn accepted_json(id: OrderId) -> OrderJson {
 }
 
 /// An order in a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SummaryJson {
     order_id: String,
     customer_id: String,
+    #[schema(schema_with = crate::openapi::order_status)]
     status: OrderStatus,
     total: MoneyJson,
     failure_code: Option<String>,
@@ -426,7 +431,7 @@ impl From<&OrderSummary> for SummaryJson {
 }
 
 /// A product in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProductJson {
     sku: String,
     name: String,
@@ -452,17 +457,19 @@ impl From<&Product> for ProductJson {
 }
 
 /// A receipt line in JSON (also the request form).
-#[derive(Debug, Serialize, serde::Deserialize)]
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptLineJson {
     /// The product.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     /// Units received.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
 }
 
 /// A stock receipt in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptJson {
     receipt_id: String,
     lines: Vec<ReceiptLineJson>,
@@ -487,7 +494,7 @@ impl From<&StockReceipt> for ReceiptJson {
 }
 
 /// A low-stock alert in JSON.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlertJson {
     alert_id: String,
     sku: String,
@@ -556,7 +563,7 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
 }
 
 /// A shipping request in JSON (`GET /v1/shipments`, and inside an order).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ShipmentJson {
     order_id: String,
     customer_id: String,

@@ -6,8 +6,12 @@
 
 use ordersaga_proto::v1 as pb;
 use ordersaga_proto::v1::catalog_service_server::CatalogService as CatalogServiceRpc;
+use ordersaga_proto::v1::catalog_service_server::CatalogServiceServer;
 use ordersaga_proto::v1::order_service_server::OrderService as OrderServiceRpc;
+use ordersaga_proto::v1::order_service_server::OrderServiceServer;
 use ordersaga_runtime::auth::{AuthError, Authenticator, Principal};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
@@ -16,6 +20,7 @@ use crate::convert::{
     status_from_pb,
 };
 use crate::error::ApiError;
+use crate::http::MAX_BODY_BYTES;
 use crate::service::{OrderService, PlaceOrderCommand};
 
 /// The interceptor of the shop's services: a call without a valid bearer
@@ -34,6 +39,30 @@ pub fn authenticate(
         request.extensions_mut().insert(principal);
         Ok(request)
     }
+}
+
+/// `OrderService` as served: behind [`authenticate`], messages up to
+/// [`MAX_BODY_BYTES`], undecodable ones `INVALID_ARGUMENT` (the proto
+/// crate's codec).
+pub fn order_service(
+    service: OrderService,
+    auth: Authenticator,
+) -> InterceptedService<OrderServiceServer<GrpcOrders>, impl Interceptor + Clone> {
+    InterceptedService::new(
+        OrderServiceServer::new(GrpcOrders(service)).max_decoding_message_size(MAX_BODY_BYTES),
+        authenticate(auth),
+    )
+}
+
+/// `CatalogService` as served, like [`order_service`].
+pub fn catalog_service(
+    service: CatalogService,
+    auth: Authenticator,
+) -> InterceptedService<CatalogServiceServer<GrpcCatalog>, impl Interceptor + Clone> {
+    InterceptedService::new(
+        CatalogServiceServer::new(GrpcCatalog(service)).max_decoding_message_size(MAX_BODY_BYTES),
+        authenticate(auth),
+    )
 }
 
 /// The caller [`authenticate`] found.

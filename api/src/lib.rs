@@ -30,6 +30,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 mod idempotency;
+pub mod openapi;
 mod page;
 pub mod rate;
 pub mod service;
@@ -201,16 +202,8 @@ impl Api {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("gRPC reflection (v1alpha)")?;
-        let orders = tonic::service::interceptor::InterceptedService::new(
-            OrderServiceServer::new(GrpcOrders(self.service.clone()))
-                .max_decoding_message_size(http::MAX_BODY_BYTES),
-            grpc::authenticate(self.auth.clone()),
-        );
-        let catalog = tonic::service::interceptor::InterceptedService::new(
-            CatalogServiceServer::new(GrpcCatalog(self.catalog.clone()))
-                .max_decoding_message_size(http::MAX_BODY_BYTES),
-            grpc::authenticate(self.auth.clone()),
-        );
+        let orders = grpc::order_service(self.service.clone(), self.auth.clone());
+        let catalog = grpc::catalog_service(self.catalog.clone(), self.auth.clone());
         if self.auth.fetches_keys() {
             let auth = self.auth.clone();
             let stop = stopped();

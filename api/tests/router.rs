@@ -206,6 +206,7 @@ async fn invalid_requests_are_400_with_the_json_error_shape() -> anyhow::Result<
     }
     cases.push(("order id not a UUID", get("/v1/orders/not-a-uuid")?));
     cases.push(("unknown status filter", get("/v1/orders?status=SHIPPED")?));
+    cases.push(("empty status filter", get("/v1/orders?status=")?));
     cases.push((
         "needs_attention not a boolean",
         get("/v1/orders?needs_attention=maybe")?,
@@ -355,6 +356,17 @@ async fn a_body_over_the_limit_is_413() -> anyhow::Result<()> {
         (
             "product",
             post_json("/v1/products", format!("{{\"sku\":\"{padding}\"}}"))?,
+        ),
+        (
+            "cancel",
+            post_json(
+                &format!("/v1/orders/{}/cancel", uuid::Uuid::new_v4()),
+                format!("{{\"reason\":\"{padding}\"}}"),
+            )?,
+        ),
+        (
+            "webhook",
+            webhook(None, None, format!("{{\"id\":\"{padding}\"}}").as_bytes())?,
         ),
     ];
     for (what, request) in cases {
@@ -539,6 +551,285 @@ async fn routes_refuse_missing_tokens_and_wrong_roles() -> anyhow::Result<()> {
         let (status, body) = app.call(request).await?;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri}: {body}");
         assert_error(&body, "PERMISSION_DENIED");
+    }
+    Ok(())
+}
+
+/// Sends one request as it is (no token added): status, headers, body.
+async fn raw(
+    app: &App,
+    request: Request<Body>,
+) -> anyhow::Result<(StatusCode, axum::http::HeaderMap, Vec<u8>)> {
+    let response = app.router.clone().oneshot(request).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok((status, headers, body.to_vec()))
+}
+
+/// The document, as `GET /openapi.json` serves it without a token.
+async fn served_document(app: &App) -> anyhow::Result<(Value, oas3::Spec)> {
+    let (status, headers, body) = raw(app, get("/openapi.json")?).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let text = String::from_utf8(body)?;
+    Ok((serde_json::from_str(&text)?, oas3::from_json(&text)?))
+}
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// The document's path with a value in each `{parameter}`.
+fn concrete(path: &str) -> String {
+    path.replace("{order_id}", &uuid::Uuid::new_v4().to_string())
+        .replace("{sku}", "MUG-1")
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_with_the_bearer_scheme_where_a_token_is_needed()
+-> anyhow::Result<()> {
+    let app = app().await?;
+    let (json, spec) = served_document(&app).await?;
+    let version = spec.validate_version()?;
+    assert_eq!((version.major, version.minor), (3, 1), "{version}");
+    assert_eq!(
+        json["components"]["securitySchemes"]["bearer"],
+        json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": "A JWT naming the caller's role (customer, merchant, operator)"})
+    );
+    let open = [
+        ("GET", "/healthz"),
+        ("GET", "/openapi.json"),
+        ("POST", "/v1/payments/webhook"),
+    ];
+    let mut operations = 0;
+    for (path, method, operation) in spec.operations() {
+        operations += 1;
+        let is_open = open.contains(&(method.as_str(), path.as_str()));
+        let schemes: Vec<&String> = operation
+            .security
+            .iter()
+            .flat_map(|requirement| requirement.0.keys())
+            .collect();
+        if is_open {
+            assert!(schemes.is_empty(), "{method} {path} is open: {schemes:?}");
+        } else {
+            assert_eq!(schemes, ["bearer"], "{method} {path}");
+        }
+        // Every answer resolves; every error answer is the error schema.
+        let responses = operation.responses(&spec);
+        assert_eq!(
+            responses.len(),
+            operation.responses.as_ref().map_or(0, |r| r.len()),
+            "{method} {path}: a response does not resolve"
+        );
+        let statuses: Vec<&str> = responses.keys().map(String::as_str).collect();
+        assert!(statuses.contains(&"414"), "{method} {path}: {statuses:?}");
+        if !is_open {
+            assert!(statuses.contains(&"401"), "{method} {path}: {statuses:?}");
+        }
+        if path != "/openapi.json" {
+            let dependency_failed = statuses.contains(&"500") || statuses.contains(&"503");
+            assert!(dependency_failed, "{method} {path}: {statuses:?}");
+        }
+        for (status, response) in &responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                let schema = &json["paths"][&path][method.as_str().to_lowercase()]["responses"]
+                    [status]["content"]["application/json"]["schema"];
+                assert_eq!(
+                    schema["$ref"], "#/components/schemas/ErrorBody",
+                    "{method} {path} {status}: {response:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(operations, 16, "{json}");
+    Ok(())
+}
+
+/// The router serves exactly the document's operations: each documented
+/// one reaches its handler (not the unknown-route fallback, not `405`),
+/// and each other method on a documented path is `405` with an `Allow` of
+/// the documented methods.
+#[tokio::test]
+async fn the_document_lists_every_route_the_router_serves() -> anyhow::Result<()> {
+    let app = app().await?;
+    let (json, _) = served_document(&app).await?;
+    let paths = json["paths"].as_object().cloned().unwrap_or_default();
+    assert!(paths.len() >= 13, "{json}");
+    for (path, item) in &paths {
+        let documented: Vec<String> = METHODS
+            .iter()
+            .filter(|m| item.get(m.to_lowercase()).is_some())
+            .map(|m| (*m).to_string())
+            .collect();
+        assert!(!documented.is_empty(), "{path}");
+        for method in METHODS {
+            let request = Request::builder()
+                .method(method)
+                .uri(concrete(path))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{}"))?;
+            let (status, headers, body) = raw(&app, request).await?;
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if documented.iter().any(|m| m == method) {
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                assert_ne!(
+                    body["error"]["message"], "no such route",
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is routed but not documented"
+                );
+                assert_error(&body, "METHOD_NOT_ALLOWED");
+                let mut allowed: Vec<String> = headers[header::ALLOW]
+                    .to_str()?
+                    .split(',')
+                    .map(|m| m.trim().to_string())
+                    .filter(|m| m != "HEAD")
+                    .collect();
+                allowed.sort();
+                let mut expected = documented.clone();
+                expected.sort();
+                assert_eq!(allowed, expected, "{path}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What axum answers by itself today as text or an empty body: each in the
+/// JSON error shape, with a JSON content type.
+#[tokio::test]
+async fn framework_answers_are_in_the_json_error_shape() -> anyhow::Result<()> {
+    let app = app().await?;
+    let id = uuid::Uuid::new_v4();
+    let long = format!("/v1/orders?page_token={}", "t".repeat(9 * 1024));
+    let cases = [
+        (
+            "a path segment that is not UTF-8",
+            get("/v1/orders/%FF%FE")?,
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a sku that is not UTF-8",
+            get("/v1/products/%C0")?,
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a method the route does not have",
+            Request::delete("/v1/orders").body(Body::empty())?,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+        ),
+        (
+            "a request target over the limit",
+            get(&long)?,
+            StatusCode::URI_TOO_LONG,
+            "URI_TOO_LONG",
+        ),
+        (
+            "an unknown route",
+            get("/nope")?,
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+        (
+            "a body that is not JSON by its content type",
+            Request::post("/v1/orders")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from(order_with(&[])))?,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "a body without a content type",
+            Request::post(format!("/v1/orders/{id}/close-attention"))
+                .body(Body::from(r#"{"reason":"x"}"#))?,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            "a cancel body that is not JSON",
+            post_json(&format!("/v1/orders/{id}/cancel"), "{not json")?,
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "a query value of the wrong type",
+            get("/v1/shipments?page_size=many")?,
+            StatusCode::BAD_REQUEST,
+            "INVALID_ARGUMENT",
+        ),
+    ];
+    let operator = format!("Bearer {}", token(Role::Operator, "router-operator")?);
+    for (what, mut request, expected, code) in cases {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, operator.parse()?);
+        let (status, headers, body) = raw(&app, request).await?;
+        let body: Value = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("{what}: {e}: {}", String::from_utf8_lossy(&body)))?;
+        assert_eq!(status, expected, "{what}: {body}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{what}");
+        assert_error(&body, code);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert_eq!(headers[header::ALLOW], "GET,HEAD,POST", "{what}");
+        }
+    }
+    assert_eq!(
+        app.store.catalog().list().await?.len(),
+        0,
+        "nothing written"
+    );
+    Ok(())
+}
+
+/// The limits the document states are the ones the services check.
+#[tokio::test]
+async fn the_documented_limits_are_the_services_limits() -> anyhow::Result<()> {
+    use ordersaga_api::catalog::{MAX_NAME, MAX_RECEIPT_LINES, MAX_RECEIPT_QUANTITY};
+    use ordersaga_api::service::{MAX_CANCEL_REASON, MAX_IDEMPOTENCY_KEY, MAX_LINES, MAX_QUANTITY};
+    let app = app().await?;
+    let (json, _) = served_document(&app).await?;
+    let schemas = &json["components"]["schemas"];
+    let cases = [
+        ("PlaceOrderBody", "lines", "maxItems", json!(MAX_LINES)),
+        (
+            "PlaceOrderBody",
+            "idempotency_key",
+            "maxLength",
+            json!(MAX_IDEMPOTENCY_KEY),
+        ),
+        ("LineBody", "quantity", "maximum", json!(MAX_QUANTITY)),
+        (
+            "CancelBody",
+            "reason",
+            "maxLength",
+            json!(MAX_CANCEL_REASON),
+        ),
+        ("CreateProductBody", "name", "maxLength", json!(MAX_NAME)),
+        (
+            "CreateProductBody",
+            "low_stock_threshold",
+            "maximum",
+            json!(MAX_RECEIPT_QUANTITY),
+        ),
+        ("ReceiptBody", "lines", "maxItems", json!(MAX_RECEIPT_LINES)),
+        (
+            "ReceiptLineJson",
+            "quantity",
+            "maximum",
+            json!(MAX_RECEIPT_QUANTITY),
+        ),
+    ];
+    for (schema, field, keyword, limit) in cases {
+        let property = &schemas[schema]["properties"][field];
+        assert_eq!(property[keyword], limit, "{schema}.{field}: {property}");
     }
     Ok(())
 }

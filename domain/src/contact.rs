@@ -101,6 +101,7 @@ impl fmt::Display for EmailAddress {
 
 /// Where an order ships to, as the customer gave it at `PlaceOrder`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShippingAddress {
     /// Recipient's name.
     pub name: String,

@@ -135,8 +135,10 @@ impl Notification {
 
 /// One line of a shipping request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShipmentLine {
     /// The product.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub sku: Sku,
     /// Units to ship.
     pub quantity: i64,

@@ -2,6 +2,8 @@
 //! `proto/` at build time without `protoc`. Depends on nothing internal; the
 //! API crate owns the conversions between these types and the domain.
 
+pub mod codec;
+
 /// `ordersaga.v1`: the order service, its messages, client and server.
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {

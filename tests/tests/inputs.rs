@@ -323,3 +323,106 @@ async fn a_total_over_the_gateway_limit_is_refused_at_the_door() -> anyhow::Resu
     assert!(fine.is_ok(), "{fine:?}");
     Ok(())
 }
+
+/// Sends message bytes as they are: the encoder writes them unchanged and
+/// the decoder keeps whatever comes back.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let remaining = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, remaining).to_vec()))
+    }
+}
+
+/// A message that does not decode — a string field that is not UTF-8,
+/// bytes cut short, garbage — is the caller's mistake on both services:
+/// `INVALID_ARGUMENT` (tonic's prost codec says `INTERNAL`), and nothing is
+/// written.
+#[tokio::test]
+async fn undecodable_grpc_messages_are_invalid_argument() -> anyhow::Result<()> {
+    let stack = Stack::builder().without_worker().start().await?;
+    let channel = tonic::transport::Channel::from_shared(stack.grpc_endpoint())?
+        .connect()
+        .await?;
+    let bearer: tonic::metadata::MetadataValue<_> =
+        format!("Bearer {}", token(Role::Operator, "ops")).parse()?;
+    let messages: [(&str, Vec<u8>); 3] = [
+        // Field 1 (customer_id, sku: strings), two bytes that are not UTF-8.
+        ("a string that is not UTF-8", vec![0x0a, 0x02, 0xff, 0xfe]),
+        // Field 1 announces five bytes, one follows.
+        ("a truncated message", vec![0x0a, 0x05, b'a']),
+        ("garbage", vec![0xff; 12]),
+    ];
+    for method in [
+        "/ordersaga.v1.OrderService/PlaceOrder",
+        "/ordersaga.v1.CatalogService/CreateProduct",
+    ] {
+        for (what, message) in &messages {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await?;
+            let mut request = tonic::Request::new(message.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+            let answer = grpc.unary(request, path, RawCodec).await;
+            let status = answer.err().context("an undecodable message is refused")?;
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "{method}, {what}: {status:?}"
+            );
+        }
+    }
+    let products = stack
+        .catalog()
+        .list_products(pb::ListProductsRequest {})
+        .await?
+        .into_inner();
+    assert!(products.products.is_empty(), "nothing created");
+    let orders = stack
+        .grpc
+        .clone()
+        .list_orders(pb::ListOrdersRequest::default())
+        .await?
+        .into_inner();
+    assert!(orders.orders.is_empty(), "nothing placed");
+    Ok(())
+}

@@ -21,7 +21,7 @@ use crate::error::{ApiError, invalid};
 
 /// What `POST /v1/payments/webhook` did with a verified event. Every
 /// outcome is a 2xx, so the gateway stops redelivering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookAck {
     /// Signalled to the order's saga.

@@ -413,7 +413,13 @@ impl Mailer {
             )?)
     }
 
-    /// Delivers the email once (no retries here).
+    /// Delivers the email once (no retries here), in a span of its own
+    /// (the message key names it, never the recipient).
+    #[tracing::instrument(
+        name = "smtp",
+        skip_all,
+        fields(otel.name = "smtp send", otel.kind = "client", key = %email.key)
+    )]
     pub async fn send(&self, email: &RenderedEmail) -> Result<(), MailError> {
         let message = self.message(email)?;
         match &self.transport {

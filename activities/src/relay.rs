@@ -400,5 +400,7 @@ fn message_span(entry: &OutboxEntry) -> tracing::Span {
     if let Some(order_id) = order_id {
         span.record("order_id", tracing::field::display(order_id));
     }
+    // The delivery belongs to the trace of the step that wrote the message.
+    ordersaga_runtime::telemetry::follow(&span, entry.traceparent.as_deref());
     span
 }

@@ -33,7 +33,9 @@ async fn serve() -> anyhow::Result<()> {
     let settings = ApiSettings::load().context("API configuration")?;
     let api = Api::build(settings).await?;
     tracing::info!(grpc = %api.grpc_addr()?, http = %api.http_addr()?, "API listening");
-    api.run(shutdown_signal()).await?;
+    let ran = api.run(shutdown_signal()).await;
+    telemetry::shutdown().await;
+    ran?;
     tracing::info!("API stopped");
     Ok(())
 }

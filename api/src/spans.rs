@@ -5,11 +5,16 @@
 //! idempotency key or a webhook's transaction), so every line logged while
 //! answering, the error log included, carries them and `grep <order_id>`
 //! follows an order from the API into the worker's log.
+//!
+//! With traces on (`ordersaga_runtime::telemetry`) each request span is the
+//! root of a trace, named after its method (`OrderService/PlaceOrder`,
+//! `POST /v1/orders`): a `PlaceOrder`'s trace then follows its workflow
+//! through Temporal to every activity on any worker.
 
 use std::future::Future;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use ordersaga_domain::OrderId;
@@ -18,9 +23,12 @@ use tracing::field::Empty;
 
 /// The span of one gRPC call (tonic's `trace_fn`).
 pub fn grpc<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let method = request.uri().path();
     tracing::info_span!(
         "grpc",
-        method = %request.uri().path(),
+        otel.name = method.rsplit('.').next().unwrap_or(method),
+        otel.kind = "server",
+        method = %method,
         order_id = Empty,
         workflow_id = Empty,
     )
@@ -43,8 +51,15 @@ pub async fn grpc_answered<B, E>(
 
 /// Runs one HTTP request in its span and logs its answer (at `debug`).
 pub async fn http(request: Request, next: Next) -> Response {
+    // The route, not the path: an order's id is no span name.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("", MatchedPath::as_str);
     let span = tracing::info_span!(
         "http",
+        otel.name = %format_args!("{} {route}", request.method()),
+        otel.kind = "server",
         method = %request.method(),
         path = %request.uri().path(),
         order_id = Empty,

@@ -2,10 +2,13 @@
 //! (`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS
 //! variables, `temporal.toml` profiles), optionally overridden per process,
 //! with the shop's payload encryption ([`crate::codec`]) on every client and
-//! so on every worker made from one.
+//! so on every worker made from one, and, when traces are on
+//! ([`crate::telemetry::tracing_on`]), the SDK's OpenTelemetry plugin, which
+//! carries the trace context through Temporal headers.
 
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
 use temporalio_client::{Client, ClientOptions, Connection, Url};
+use temporalio_sdk::opentelemetry::OpenTelemetryPlugin;
 
 use crate::codec::{CodecError, CodecSettings, data_converter};
 
@@ -49,7 +52,7 @@ pub enum ConnectError {
 /// Connects a client as envconfig and `settings` say.
 pub async fn connect(settings: &TemporalSettings) -> Result<Client, ConnectError> {
     // ConfigError is !Send: render it here.
-    let (mut conn, mut opts) =
+    let (mut conn, opts) =
         ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
             .map_err(|e| ConnectError::Config(e.to_string()))?;
     if let Some(address) = &settings.address {
@@ -65,9 +68,7 @@ pub async fn connect(settings: &TemporalSettings) -> Result<Client, ConnectError
         };
         conn.target = Url::parse(&url).map_err(|_| ConnectError::Address(address.clone()))?;
     }
-    if let Some(namespace) = &settings.namespace {
-        opts.namespace = namespace.clone();
-    }
+    let namespace = settings.namespace.clone().unwrap_or(opts.namespace);
     if let Some(identity) = &settings.identity {
         conn.identity = identity.clone();
     }
@@ -79,7 +80,13 @@ pub async fn connect(settings: &TemporalSettings) -> Result<Client, ConnectError
              payloads, customers' emails and addresses included, reach Temporal in clear"
         ),
     }
-    opts.data_converter = data_converter(ring);
+    let mut options = ClientOptions::new(namespace).data_converter(data_converter(ring));
+    if crate::telemetry::tracing_on() {
+        // Experimental in the SDK; the W3C context in the `_tracer-data`
+        // header, as the other Temporal SDKs read it (docs/tuning.md).
+        options = options.plugin(OpenTelemetryPlugin::builder().build());
+    }
+    let opts = options.build();
     let address = conn.target.to_string();
     let connection = Connection::connect(conn)
         .await

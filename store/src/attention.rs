@@ -47,6 +47,7 @@ impl<'a> Attention<'a> {
     /// wins on a repeat). A refused refund moves the payment to
     /// `REFUND_FAILED` with the reason, once (`PaymentRefundFailed`).
     /// Returns whether this call opened it (it was not open before).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "attention.park", otel.kind = "client"))]
     pub async fn park(
         self,
         order_id: &OrderId,
@@ -100,6 +101,7 @@ impl<'a> Attention<'a> {
     /// The operator's retry of `compensation` succeeded: it is resolved.
     /// (The compensation's own step recorded its effect, e.g. the refund.)
     /// Returns whether this call resolved it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "attention.resolve", otel.kind = "client"))]
     pub async fn resolve(self, order_id: &OrderId, compensation: Compensation) -> Result<bool> {
         let mut tx = self.store.begin_write().await?;
         let resolved = settle_open(
@@ -116,6 +118,7 @@ impl<'a> Attention<'a> {
 
     /// An operator closes every open compensation of the order with `note`
     /// (`AttentionClosed`, once). Returns how many this call closed.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "attention.close", otel.kind = "client"))]
     pub async fn close(self, order_id: &OrderId, note: &OperatorNote) -> Result<u64> {
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
@@ -139,6 +142,7 @@ impl<'a> Attention<'a> {
     }
 
     /// Every parked compensation of the order, in any status.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "attention.of_order", otel.kind = "client"))]
     pub async fn of_order(self, order_id: &OrderId) -> Result<Vec<AttentionRecord>> {
         sqlx::query(
             "SELECT compensation, status, reason, parked_at, resolved_at, closed_by, close_reason \
@@ -154,6 +158,7 @@ impl<'a> Attention<'a> {
 
     /// How many orders need an operator: an open compensation or an open
     /// reconciler finding (the needs-attention gauge).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "attention.orders_open", otel.kind = "client"))]
     pub async fn orders_open(self) -> Result<i64> {
         let row = sqlx::query(&format!(
             "SELECT COUNT(DISTINCT order_id) AS n FROM (SELECT order_id FROM \

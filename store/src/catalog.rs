@@ -75,6 +75,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// All products, by sku.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "catalog.list", otel.kind = "client"))]
     pub async fn list(self) -> Result<Vec<Product>> {
         sqlx::query(&format!("{PRODUCT_SELECT} ORDER BY sku"))
             .fetch_all(&self.store.pool)
@@ -85,6 +86,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// One product, if it exists.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "catalog.get", otel.kind = "client"))]
     pub async fn get(self, sku: &Sku) -> Result<Option<Product>> {
         sqlx::query(&format!("{PRODUCT_SELECT} WHERE sku = $1"))
             .bind(sku.as_str())
@@ -97,6 +99,7 @@ impl<'a> Catalog<'a> {
 
     /// `CreateProduct`: a new product with no stock; `ProductCreated`.
     /// A taken sku is [`StoreError::ProductExists`].
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "catalog.create", otel.kind = "client"))]
     pub async fn create(self, p: &NewProduct) -> Result<Product> {
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
@@ -142,6 +145,7 @@ impl<'a> Catalog<'a> {
     /// customer who may rate the product (a buyer); a second rating
     /// replaces the first. The product's sum and count change in the same
     /// transaction; `ReviewRatingSubmitted`, `ProductRatingUpdated`.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "catalog.rate", otel.kind = "client"))]
     pub async fn rate(self, customer: &CustomerId, sku: &Sku, stars: i64) -> Result<Product> {
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
@@ -241,6 +245,7 @@ impl<'a> Catalog<'a> {
     }
 
     /// The product's history, oldest first.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "catalog.events", otel.kind = "client"))]
     pub async fn events(self, sku: &Sku) -> Result<Vec<CatalogEventRecord>> {
         sqlx::query(
             "SELECT event, detail FROM catalog_events WHERE sku = $1 ORDER BY occurred_at, event_id",

@@ -53,6 +53,7 @@ impl<'a> IdempotencyKeys<'a> {
     /// Claims the key for this request, or reports who holds it. Racing
     /// claims are settled by the primary key: exactly one inserts, the
     /// others read its row and compare fingerprints.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "idempotency.claim", otel.kind = "client"))]
     pub async fn claim(self, c: &KeyClaim) -> Result<Claimed> {
         let pool = &self.store.pool;
         let inserted = sqlx::query(

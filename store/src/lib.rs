@@ -29,6 +29,10 @@
 //! status changes come from the domain's rules
 //! ([`ordersaga_domain::PaymentStatus::can_become`], ...), not from SQL of
 //! their own.
+//!
+//! Each repository call the saga, the relays and the API make runs in a
+//! `db` span at `debug` (named `<repository>.<method>`): off in the log by
+//! default, in the order's trace when traces are on.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

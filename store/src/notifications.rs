@@ -75,6 +75,7 @@ impl<'a> Notifications<'a> {
     /// Records the email `PENDING` unless it is recorded already, and
     /// returns the record as it stands. This is the "written before
     /// sending" half of exactly-once.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.claim", otel.kind = "client"))]
     pub async fn claim(
         self,
         subject_id: &str,
@@ -104,11 +105,13 @@ impl<'a> Notifications<'a> {
     }
 
     /// Counts a send attempt that is starting.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.start_attempt", otel.kind = "client"))]
     pub async fn start_attempt(self, subject_id: &str, stage: EmailStage) -> Result<()> {
         self.note(subject_id, stage, 1, None).await
     }
 
     /// Keeps the error of a failed attempt that will be retried.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.note_error", otel.kind = "client"))]
     pub async fn note_error(self, subject_id: &str, stage: EmailStage, error: &str) -> Result<()> {
         self.note(subject_id, stage, 0, Some(error)).await
     }
@@ -137,6 +140,7 @@ impl<'a> Notifications<'a> {
     }
 
     /// `PENDING` -> `SENT` or `FAILED`. Returns whether this call changed it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.settle", otel.kind = "client"))]
     pub async fn settle(
         self,
         subject_id: &str,
@@ -164,6 +168,7 @@ impl<'a> Notifications<'a> {
     }
 
     /// One email's record.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.get", otel.kind = "client"))]
     pub async fn get(
         self,
         subject_id: &str,
@@ -182,6 +187,7 @@ impl<'a> Notifications<'a> {
     }
 
     /// Every email recorded about a subject (an order), oldest first.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.of_subject", otel.kind = "client"))]
     pub async fn of_subject(self, subject_id: &str) -> Result<Vec<NotificationRecord>> {
         sqlx::query(&format!(
             "{NOTIFICATION_SELECT} WHERE subject_id = $1 ORDER BY created_at, stage"

@@ -120,6 +120,7 @@ impl<'a> Orders<'a> {
     /// `PlaceOrder`: stores the order `PENDING` with its lines, records
     /// `OrderPlaced` and commits `outgoing` to the outbox with it. Returns
     /// whether this call created the order.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.place", otel.kind = "client"))]
     pub async fn place(self, order: &OrderInput, outgoing: &[Outgoing]) -> Result<bool> {
         let now = now_ms();
         let id = order.order_id.to_string();
@@ -172,6 +173,7 @@ impl<'a> Orders<'a> {
     /// `ConfirmOrder`: `PENDING` -> `CONFIRMED`, `OrderConfirmed` once, and
     /// `outgoing` committed to the outbox with it. Returns the order's
     /// status afterwards and whether this call changed it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.confirm", otel.kind = "client"))]
     pub async fn confirm(self, order_id: &OrderId, outgoing: &[Outgoing]) -> Result<Ended> {
         self.finish(
             order_id,
@@ -186,6 +188,7 @@ impl<'a> Orders<'a> {
     /// `FailOrder`: `PENDING` -> `FAILED` with its reason, `OrderFailed`
     /// once, and `outgoing` committed to the outbox with it. Returns the
     /// order's status afterwards and whether this call changed it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.fail", otel.kind = "client"))]
     pub async fn fail(
         self,
         order_id: &OrderId,
@@ -251,6 +254,7 @@ impl<'a> Orders<'a> {
     /// `FailOrder` recorded. A step that finds its order already failed
     /// answers with this, and the saga follows it. (Orders failed before
     /// reasons were kept whole answer a cancellation in the stored words.)
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.failure", otel.kind = "client"))]
     pub async fn failure(self, order_id: &OrderId) -> Result<Option<FailureReason>> {
         let row = sqlx::query(
             "SELECT status, failure_reason, failure_detail FROM orders WHERE order_id = $1",
@@ -275,6 +279,7 @@ impl<'a> Orders<'a> {
     }
 
     /// Everything about one order, or `None` if it is not stored (yet).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.get", otel.kind = "client"))]
     pub async fn get(self, order_id: &OrderId) -> Result<Option<OrderRecord>> {
         let pool = &self.store.pool;
         let id = order_id.to_string();
@@ -325,6 +330,7 @@ impl<'a> Orders<'a> {
 
     /// Orders newest first, filtered, one page at a time. Returns the page
     /// and the cursor of the next page, if there is one.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.list", otel.kind = "client"))]
     pub async fn list(self, q: &OrderQuery) -> Result<(Vec<OrderSummary>, Option<OrderCursor>)> {
         let page = Page::new(q.limit);
         let mut p = Placeholders::default();
@@ -376,6 +382,7 @@ impl<'a> Orders<'a> {
 
     /// The order paid by `transaction_id` (a webhook names the payment, not
     /// the order).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "orders.paid_by", otel.kind = "client"))]
     pub async fn paid_by(self, transaction_id: &TransactionId) -> Result<Option<OrderId>> {
         sqlx::query("SELECT order_id FROM orders WHERE transaction_id = $1")
             .bind(transaction_id.to_string())

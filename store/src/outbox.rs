@@ -47,6 +47,20 @@ pub struct OutboxEntry {
     /// When the step that caused it committed, Unix ms (retry horizons
     /// count from here).
     pub created_at_ms: i64,
+    /// The W3C `traceparent` of the step that wrote it, when traces were
+    /// on: its delivery continues that trace.
+    pub traceparent: Option<String>,
+}
+
+/// The current span's W3C `traceparent` through the global propagator the
+/// process's telemetry installed; none with traces off (the default
+/// propagator injects nothing).
+fn current_traceparent() -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let mut carrier = std::collections::HashMap::new();
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut carrier));
+    carrier.remove("traceparent")
 }
 
 /// A claimed row whose payload does not decode (written by a newer or
@@ -82,17 +96,20 @@ pub struct OutboxState {
 /// Inserts `messages` in the caller's transaction, skipping any already
 /// there (a retried step).
 pub(crate) async fn enqueue(tx: &mut Tx, messages: &[Outgoing], now: i64) -> Result<()> {
+    let traceparent = current_traceparent();
     for message in messages {
         let payload = serde_json::to_string(message).map_err(corrupt)?;
         sqlx::query(
             "INSERT INTO outbox (message_key, topic, payload, status, available_at, created_at, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $5, $5) ON CONFLICT (message_key) DO NOTHING",
+             updated_at, trace_context) VALUES ($1, $2, $3, $4, $5, $5, $5, $6) \
+             ON CONFLICT (message_key) DO NOTHING",
         )
         .bind(message.key())
         .bind(message.topic().as_str())
         .bind(payload)
         .bind(OutboxStatus::Pending.as_str())
         .bind(now)
+        .bind(traceparent.clone())
         .execute(&mut **tx)
         .await?;
     }
@@ -121,6 +138,7 @@ fn entry_from_row(row: &AnyRow) -> Result<std::result::Result<OutboxEntry, Quara
         message,
         attempts: row.try_get("attempts")?,
         created_at_ms: row.try_get("created_at")?,
+        traceparent: row.try_get("trace_context")?,
     }))
 }
 
@@ -161,7 +179,7 @@ impl<'a> Outbox<'a> {
              updated_at = $3 WHERE message_key IN (SELECT message_key FROM outbox \
              WHERE topic = $5 AND {claimable} ORDER BY available_at, message_key LIMIT $6) \
              AND {claimable} \
-             RETURNING message_key, payload, attempts, created_at"
+             RETURNING message_key, payload, attempts, created_at, trace_context"
         ))
         .bind(claimant)
         .bind(now.saturating_add(millis(lease)))
@@ -194,6 +212,7 @@ impl<'a> Outbox<'a> {
 
     /// `claimant` delivered the message (or found it delivered). `false`:
     /// the claim was no longer `claimant`'s and nothing changed.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "outbox.complete", otel.kind = "client"))]
     pub async fn complete(self, key: &str, claimant: &str) -> Result<bool> {
         self.settle(key, claimant, OutboxStatus::Done, 0, None)
             .await
@@ -201,6 +220,7 @@ impl<'a> Outbox<'a> {
 
     /// `claimant`'s delivery failed for now: try again from `after` on.
     /// `false`: the claim was no longer `claimant`'s and nothing changed.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "outbox.retry", otel.kind = "client"))]
     pub async fn retry(
         self,
         key: &str,
@@ -216,6 +236,7 @@ impl<'a> Outbox<'a> {
     /// `claimant` gives up for good (refused, or not delivered within the
     /// horizon). `false`: the claim was no longer `claimant`'s and nothing
     /// changed.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "outbox.fail", otel.kind = "client"))]
     pub async fn fail(self, key: &str, claimant: &str, error: &str) -> Result<bool> {
         self.settle(key, claimant, OutboxStatus::Failed, 0, Some(error))
             .await

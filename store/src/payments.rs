@@ -59,6 +59,7 @@ impl<'a> Payments<'a> {
 
     /// First half of `ProcessPayment`: the payment exists `PENDING` with the
     /// order's `transactionId`. Returns the payment as it now stands.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.ensure", otel.kind = "client"))]
     pub async fn ensure(
         self,
         order_id: &OrderId,
@@ -85,6 +86,7 @@ impl<'a> Payments<'a> {
     /// Second half of `ProcessPayment`: records the gateway's answer once
     /// (`PaymentProcessed` or `PaymentProcessFailed`). A payment already
     /// settled keeps its status. Returns the payment as it now stands.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.record_outcome", otel.kind = "client"))]
     pub async fn record_outcome(
         self,
         order_id: &OrderId,
@@ -116,6 +118,7 @@ impl<'a> Payments<'a> {
     /// Checkout's `OpenPayment`: the payment exists `PENDING` with the
     /// order's `transactionId`, the gateway's order id and the buyer's
     /// approval link. Idempotent; a settled payment keeps its status.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.open_checkout", otel.kind = "client"))]
     pub async fn open_checkout(
         self,
         order_id: &OrderId,
@@ -144,6 +147,7 @@ impl<'a> Payments<'a> {
     /// Records that a pending payment was never approved and its gateway
     /// order is voided (`PaymentProcessFailed` with `reason`), once.
     /// Returns whether this call recorded it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.record_voided", otel.kind = "client"))]
     pub async fn record_voided(self, order_id: &OrderId, reason: &str) -> Result<bool> {
         self.settle(
             order_id,
@@ -156,6 +160,7 @@ impl<'a> Payments<'a> {
 
     /// Records the refund of a payment (`PaymentRefunded`) once.
     /// Returns whether this call recorded it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.record_refund", otel.kind = "client"))]
     pub async fn record_refund(self, order_id: &OrderId) -> Result<bool> {
         self.settle(
             order_id,
@@ -167,6 +172,7 @@ impl<'a> Payments<'a> {
     }
 
     /// The approval link of an order's checkout payment, if it has one.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.link", otel.kind = "client"))]
     pub async fn link(self, order_id: &OrderId) -> Result<Option<PaymentLink>> {
         let row = sqlx::query(
             "SELECT gateway_order_id, approval_url FROM payments \

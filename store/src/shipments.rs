@@ -37,6 +37,7 @@ impl<'a> Shipments<'a> {
 
     /// Creates the order's shipping request unless it exists. Returns
     /// whether this call created it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.request", otel.kind = "client"))]
     pub async fn request(self, r: &ShipmentRequest) -> Result<bool> {
         let id = r.order_id.to_string();
         let mut tx = self.store.begin_write().await?;
@@ -114,6 +115,7 @@ impl<'a> Shipments<'a> {
     }
 
     /// The order's shipping request, if one was made.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.get", otel.kind = "client"))]
     pub async fn get(self, order_id: &OrderId) -> Result<Option<ShipmentRecord>> {
         let row = sqlx::query(&format!("{SHIPMENT_SELECT} WHERE order_id = $1"))
             .bind(order_id.to_string())
@@ -127,6 +129,7 @@ impl<'a> Shipments<'a> {
 
     /// Shipping requests newest first, one page (`limit` clamped to
     /// 1..=100) at a time, with the cursor of the next page if any.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.list", otel.kind = "client"))]
     pub async fn list(
         self,
         limit: u32,

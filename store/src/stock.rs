@@ -84,6 +84,7 @@ impl<'a> Stock<'a> {
     /// and changes nothing; with other lines it is
     /// [`StoreError::KeyReused`].
     /// An unknown sku stores nothing ([`StoreError::UnknownProduct`]).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.receive", otel.kind = "client"))]
     pub async fn receive(self, r: &NewStockReceipt) -> Result<StockReceipt> {
         let now = now_ms();
         let receipt_id = format!(
@@ -204,6 +205,7 @@ impl<'a> Stock<'a> {
     /// the same and never deducts twice. An order that is no longer
     /// `PENDING` is refused ([`StoreError::OrderEnded`]) unless an earlier
     /// attempt already decided.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.deduct", otel.kind = "client"))]
     pub async fn deduct(self, order_id: &OrderId) -> Result<Result<(), Shortage>> {
         let now = now_ms();
         let id = order_id.to_string();
@@ -373,6 +375,7 @@ impl<'a> Stock<'a> {
     /// Compensation of `ProcessInventory`: puts back what the order deducted
     /// and records `InventoryReleased`. Nothing deducted, or already put
     /// back: nothing to do. Returns whether this call put stock back.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.release", otel.kind = "client"))]
     pub async fn release(self, order_id: &OrderId) -> Result<bool> {
         let now = now_ms();
         let id = order_id.to_string();
@@ -426,6 +429,7 @@ impl<'a> Stock<'a> {
     }
 
     /// The sum of a product's stock ledger (must equal its on-hand).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.ledger_balance", otel.kind = "client"))]
     pub async fn ledger_balance(self, sku: &Sku) -> Result<i64> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS balance \

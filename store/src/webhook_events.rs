@@ -54,6 +54,7 @@ impl<'a> WebhookEvents<'a> {
     /// Claims `event_id` for signalling, holding it for `hold`, unless it
     /// was signalled (or is held) within the last `window`. Racing claims
     /// are settled by the primary key: one wins, the others see its row.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "webhook_events.claim", otel.kind = "client"))]
     pub async fn claim(
         self,
         event_id: &str,
@@ -102,6 +103,7 @@ impl<'a> WebhookEvents<'a> {
 
     /// The event reached its saga (or there was nothing left to tell it):
     /// later copies inside the window are duplicates.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "webhook_events.signalled", otel.kind = "client"))]
     pub async fn signalled(self, event_id: &str) -> Result<()> {
         sqlx::query("UPDATE webhook_events SET status = $1 WHERE event_id = $2")
             .bind(WebhookEventStatus::Signalled.as_str())
@@ -112,6 +114,7 @@ impl<'a> WebhookEvents<'a> {
     }
 
     /// The signal failed: forget the claim so a redelivery is signalled.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "webhook_events.release", otel.kind = "client"))]
     pub async fn release(self, event_id: &str) -> Result<()> {
         sqlx::query("DELETE FROM webhook_events WHERE event_id = $1 AND status = $2")
             .bind(event_id)

@@ -25,9 +25,12 @@
 //! - [`fixtures`]: products and `PlaceOrder` requests.
 //! - [`browser`]: a real headless Chromium driving the sandbox's pages.
 //! - [`chaos`]: the chaos suite behind the `ordersaga-chaos` binary.
+//! - [`actions`]: Temporal Cloud billable Actions of a history, behind the
+//!   `ordersaga-actions` binary.
 //! - [`auth`]: test tokens and the clients that send them (the stack's
 //!   default clients act as an operator).
 
+pub mod actions;
 pub mod auth;
 pub mod browser;
 pub mod chaos;

@@ -14,7 +14,9 @@ pub async fn main() -> anyhow::Result<()> {
         Err(ArgsError::Help) => println!("{USAGE}"),
         other => {
             other?;
-            run(settings, shutdown_signal()).await.context("worker")?;
+            let ran = run(settings, shutdown_signal()).await.context("worker");
+            telemetry::shutdown().await;
+            ran?;
             tracing::info!("worker stopped");
         }
     }

@@ -239,7 +239,7 @@ fn worker_options(
             )),
     };
     Ok(options
-        .activity_inbound_interceptor(spans::ActivitySpans)
+        .worker_plugin(spans::ActivitySpans::plugin())
         .max_cached_workflows(settings.max_cached_workflows)
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         .graceful_shutdown_period(settings.graceful_shutdown)

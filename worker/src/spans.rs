@@ -5,16 +5,39 @@
 //! `grep <order_id>` follows an order through the worker's log. The
 //! outbox relay, whose one activity serves many orders, opens a span per
 //! message instead (`ordersaga_activities::relay`).
+//!
+//! With traces on, the SDK's OpenTelemetry interceptor (registered by the
+//! client's plugin) runs outside this one: it opens the activity's
+//! `RunActivity:<type>` span from the trace context in the activity's
+//! Temporal headers, and this span, opened once that context is current,
+//! becomes its child, so the activity's own spans (gateway calls, SMTP,
+//! database) join the order's trace.
+
+use std::sync::Arc;
 
 use ordersaga_domain::names::{ORDER_WORKFLOW_ID_PREFIX, SHIPPING_WORKFLOW_ID_PREFIX};
+use temporalio_sdk::SimplePlugin;
 use temporalio_sdk::interceptors::{
     ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next,
 };
 use tracing::Instrument;
 
-/// The interceptor; register it on every worker.
+/// The interceptor; register it on every worker through [`Self::plugin`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ActivitySpans;
+
+impl ActivitySpans {
+    /// The interceptor as a worker plugin: the SDK applies a worker's own
+    /// plugins after its client's, so this runs inside the OpenTelemetry
+    /// interceptor of a traced client.
+    pub fn plugin() -> SimplePlugin {
+        SimplePlugin::builder("ordersaga-activity-spans")
+            .activity_inbound_interceptors(vec![
+                Arc::new(ActivitySpans) as Arc<dyn ActivityInboundInterceptor>
+            ])
+            .build()
+    }
+}
 
 /// The order a workflow id belongs to, if it is an order's own workflow.
 pub fn order_of(workflow_id: &str) -> Option<&str> {
@@ -29,19 +52,22 @@ impl ActivityInboundInterceptor for ActivitySpans {
         input: ExecuteActivityInput,
         next: Next<'a, ExecuteActivityInput, ExecuteActivityOutput<'a>>,
     ) -> ExecuteActivityOutput<'a> {
-        let info = input.activity_info();
-        let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
-        let span = tracing::info_span!(
-            "activity",
-            activity_type = %info.activity_type,
-            attempt = info.attempt,
-            workflow_id,
-            order_id = tracing::field::Empty,
-        );
-        if let Some(order_id) = order_of(workflow_id) {
-            span.record("order_id", order_id);
-        }
-        Box::pin(next.run(input).instrument(span))
+        // Opened when first polled, inside the outer interceptor's context.
+        Box::pin(async move {
+            let info = input.activity_info();
+            let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
+            let span = tracing::info_span!(
+                "activity",
+                activity_type = %info.activity_type,
+                attempt = info.attempt,
+                workflow_id,
+                order_id = tracing::field::Empty,
+            );
+            if let Some(order_id) = order_of(workflow_id) {
+                span.record("order_id", order_id);
+            }
+            next.run(input).instrument(span).await
+        })
     }
 }
 

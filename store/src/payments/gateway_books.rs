@@ -38,6 +38,7 @@ impl<'a> GatewayBooks<'a> {
     /// captured, or declined with `decline` as the reason; later calls only
     /// count as requests. Returns how the transaction's charge went:
     /// `Ok(())` captured (refunded since, perhaps), `Err(reason)` declined.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "gateway_books.charge", otel.kind = "client"))]
     pub async fn charge(
         self,
         transaction_id: &TransactionId,
@@ -92,6 +93,7 @@ impl<'a> GatewayBooks<'a> {
     /// Books the refund of the transaction's capture, once. Returns whether
     /// the capture is refunded (by this call or an earlier one); `false`:
     /// nothing was captured under this transaction.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "gateway_books.refund", otel.kind = "client"))]
     pub async fn refund(self, transaction_id: &TransactionId) -> Result<bool> {
         let txn = transaction_id.to_string();
         let mut tx = self.store.begin_write().await?;
@@ -116,6 +118,7 @@ impl<'a> GatewayBooks<'a> {
     }
 
     /// The books for one transaction, if the gateway ever saw it.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "gateway_books.ledger", otel.kind = "client"))]
     pub async fn ledger(self, transaction_id: &TransactionId) -> Result<Option<GatewayLedger>> {
         sqlx::query(
             "SELECT status, charge_requests, captures, refunds FROM simulated_gateway \

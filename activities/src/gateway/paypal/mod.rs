@@ -203,6 +203,14 @@ impl PayPalGateway {
     /// Sends one API call. `key` is the `PayPal-Request-Id` of a mutating
     /// call; its presence is what turns a lost answer into an unknown
     /// outcome rather than a transient failure.
+    ///
+    /// One span per call (the token fetch inside it), its W3C trace context
+    /// sent along as `traceparent`.
+    #[tracing::instrument(
+        name = "gateway",
+        skip_all,
+        fields(otel.name = operation, otel.kind = "client", http.request.method = %method)
+    )]
     async fn call(
         &self,
         operation: &'static str,
@@ -218,6 +226,9 @@ impl PayPalGateway {
             .request(method, self.url(path))
             .bearer_auth(token)
             .header("Prefer", "return=representation");
+        for (name, value) in ordersaga_runtime::telemetry::trace_context() {
+            request = request.header(name, value);
+        }
         if let Some(key) = key {
             request = request.header("PayPal-Request-Id", key);
         }

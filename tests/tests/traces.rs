@@ -1,0 +1,371 @@
+//! One trace per order: with traces on, an order's spans — the API's
+//! `PlaceOrder` request, the Temporal client call, the workflow and its
+//! activities on the worker, the gateway's HTTP calls, the database
+//! transactions, the relay's delivery and its SMTP send — reach an OTLP
+//! receiver as one trace rooted at the API's span, every parent present.
+//! The API runs in this process (traces on, exporting to the receiver);
+//! the worker is the real binary, so the context crosses processes through
+//! Temporal's headers. A worker with traces switched off sends nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use ordersaga_domain::CheckoutTiming;
+use ordersaga_proto::v1 as pb;
+use ordersaga_runtime::telemetry::{self, LogFormat, TraceSettings};
+use ordersaga_tests::{ORDER_TIMEOUT, Stack, eventually, place_request};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// The API's service name here (the test process's spans).
+const API_SERVICE: &str = "ordersaga-api-test";
+
+/// One received span, flattened.
+#[derive(Debug, Clone)]
+struct Received {
+    service: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent: Vec<u8>,
+    name: String,
+    attributes: HashMap<String, String>,
+}
+
+/// The OTLP/gRPC receiver: keeps every span it is sent.
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<Received>>>);
+
+fn text(attributes: &[KeyValue]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            AnyValue::StringValue(s) => Some((kv.key.clone(), s.clone())),
+            AnyValue::IntValue(i) => Some((kv.key.clone(), i.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = Vec::new();
+        for resource_spans in request.into_inner().resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| text(&r.attributes))
+                .unwrap_or_default();
+            let service = resource.get("service.name").cloned().unwrap_or_default();
+            for span in resource_spans
+                .scope_spans
+                .into_iter()
+                .flat_map(|scope| scope.spans)
+            {
+                received.push(Received {
+                    service: service.clone(),
+                    trace_id: span.trace_id,
+                    span_id: span.span_id,
+                    parent: span.parent_span_id,
+                    name: span.name,
+                    attributes: text(&span.attributes),
+                });
+            }
+        }
+        self.0
+            .lock()
+            .map_err(|_| Status::internal("poisoned"))?
+            .extend(received);
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Receiver {
+    fn spans(&self) -> Vec<Received> {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The spans of the trace whose root is the API's `PlaceOrder` span
+    /// for `order_id` (the root names the order once the use case knows it).
+    fn trace_of(&self, order_id: &str) -> Option<(Received, Vec<Received>)> {
+        let spans = self.spans();
+        let root = spans
+            .iter()
+            .find(|s| {
+                s.service == API_SERVICE
+                    && s.parent.is_empty()
+                    && (s.name.ends_with("PlaceOrder") || s.name == "POST /v1/orders")
+                    && s.attributes.get("order_id").map(String::as_str) == Some(order_id)
+            })?
+            .clone();
+        let trace = spans
+            .into_iter()
+            .filter(|s| s.trace_id == root.trace_id)
+            .collect();
+        Some((root, trace))
+    }
+}
+
+/// The receiver, started once per test binary, and its endpoint; the
+/// test process's own spans (the API's) go there. Both the receiver and
+/// the exporter's channel live on a runtime of their own, which outlives
+/// each test's.
+async fn receiver() -> anyhow::Result<&'static (Receiver, String)> {
+    static RECEIVER: OnceCell<(Receiver, String)> = OnceCell::const_new();
+    RECEIVER
+        .get_or_try_init(|| async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.set_nonblocking(true)?;
+            let endpoint = format!("http://{}", listener.local_addr()?);
+            let receiver = Receiver::default();
+            let service = TraceServiceServer::new(receiver.clone());
+            let settings = TraceSettings {
+                endpoint: endpoint.clone(),
+                service_name: API_SERVICE.to_string(),
+            };
+            let (ready, started) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("otlp-receiver".into())
+                .spawn(move || -> anyhow::Result<()> {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    rt.block_on(async move {
+                        let traced = telemetry::init_traced(
+                            LogFormat::Text,
+                            telemetry::env_filter("warn"),
+                            tracing_subscriber::fmt::TestWriter::new(),
+                            Some(&settings),
+                        );
+                        let _ = ready.send(traced);
+                        let listener = TcpListener::from_std(listener)?;
+                        tonic::transport::Server::builder()
+                            .add_service(service)
+                            .serve_with_incoming(TcpIncoming::from(listener))
+                            .await?;
+                        anyhow::Ok(())
+                    })
+                })?;
+            started.await??;
+            anyhow::Ok((receiver, endpoint))
+        })
+        .await
+}
+
+/// Every span's parent is in the trace, but the root's.
+fn assert_linked(root: &Received, trace: &[Received]) {
+    let ids: HashSet<&[u8]> = trace.iter().map(|s| s.span_id.as_slice()).collect();
+    for span in trace {
+        if span.span_id == root.span_id {
+            continue;
+        }
+        assert!(
+            ids.contains(span.parent.as_slice()),
+            "{} ({}) has a parent outside the trace: {:#?}",
+            span.name,
+            span.service,
+            trace
+                .iter()
+                .map(|s| (&s.name, hex(&s.span_id), hex(&s.parent)))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `span` descends from `ancestor` through parents in `trace`.
+fn descends(span: &Received, ancestor: &Received, trace: &[Received]) -> bool {
+    let by_id: HashMap<&[u8], &Received> =
+        trace.iter().map(|s| (s.span_id.as_slice(), s)).collect();
+    let mut at = span;
+    for _ in 0..trace.len() {
+        if at.parent == ancestor.span_id {
+            return true;
+        }
+        match by_id.get(at.parent.as_slice()) {
+            Some(parent) => at = parent,
+            None => return false,
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyhow::Result<()> {
+    let (receiver, endpoint) = receiver().await?;
+    let mut stack = Stack::builder()
+        .checkout(CheckoutTiming {
+            deadline_secs: 600,
+            poll_secs: 600,
+        })
+        .without_worker()
+        .start()
+        .await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.product("MUG-1", 1_250, 10).await?;
+    let gateway = stack.sandbox()?.paypal_settings().base_url;
+    let _worker = stack.spawn_worker_process(&[
+        ("ORDERSAGA_PAYPAL_BASE_URL", gateway.as_str()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "ordersaga-worker-traced"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])?;
+
+    let placed: Value = stack
+        .http
+        .post(format!("{}/v1/orders", stack.http_base))
+        .json(&json!({
+            "customer_id": "tess", "customer_email": "tess@example.com",
+            "shipping_address": {"name": "Tess", "line1": "1 Test Street", "city": "Berlin",
+                                 "postal_code": "10115", "country": "DE"},
+            "lines": [{"sku": "MUG-1", "quantity": 1}]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let order_id = placed["order_id"].as_str().context("order_id")?.to_string();
+    let approval = placed["approval_url"].as_str().context("approval_url")?;
+    stack.sandbox()?.approve(approval).await?;
+    let order = stack.terminal_order(&order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    // The worker exports every 100 ms, the API every 5 s; the workflow's
+    // span ends with it, and the relay sends the confirmation after the
+    // last step.
+    let (root, trace) = eventually("the order's whole trace", ORDER_TIMEOUT, || {
+        let found = receiver.trace_of(&order_id).filter(|(_, trace)| {
+            let names: HashSet<&str> = trace.iter().map(|s| s.name.as_str()).collect();
+            [
+                "smtp send",
+                "RunActivity:ConfirmOrder",
+                "orders.confirm",
+                "RunWorkflow:OrderWorkflow",
+            ]
+            .iter()
+            .all(|n| names.contains(n))
+        });
+        async move { Ok(found) }
+    })
+    .await?;
+
+    assert_eq!(root.name, "POST /v1/orders");
+    assert_eq!(root.service, API_SERVICE);
+    assert_linked(&root, &trace);
+    let worker: Vec<&Received> = trace
+        .iter()
+        .filter(|s| s.service == "ordersaga-worker-traced")
+        .collect();
+    let of_worker = |name: &str| worker.iter().any(|s| s.name == name);
+    // The workflow and its activities, regular and local, on the worker.
+    for name in [
+        "RunWorkflow:OrderWorkflow",
+        "RunActivity:PlaceOrder",
+        "RunActivity:CreateCheckout",
+        "RunActivity:CapturePayment",
+        "RunActivity:ConfirmOrder",
+        "activity",
+        "smtp send",
+        "outbox_message",
+    ] {
+        assert!(
+            of_worker(name),
+            "no {name} span from the worker: {worker:#?}"
+        );
+    }
+    for span in worker.iter().filter(|s| s.name.starts_with("RunActivity:")) {
+        assert!(
+            descends(span, &root, &trace),
+            "{} does not descend from the API's span",
+            span.name
+        );
+    }
+    // The gateway's HTTP calls, each a client span with its method.
+    assert!(
+        worker
+            .iter()
+            .any(|s| s.attributes.contains_key("http.request.method")),
+        "no gateway call in the trace"
+    );
+    // Database transactions on both sides.
+    assert!(worker.iter().any(|s| s.name == "orders.place"));
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.service == API_SERVICE && s.name == "catalog.get"),
+        "no database span from the API"
+    );
+    // The temporal client call in the API, between the request and the run.
+    assert!(
+        trace
+            .iter()
+            .any(|s| s.service == API_SERVICE && s.name.starts_with("UpdateWithStartWorkflow"))
+    );
+    // The confirmation the traced SMTP send delivered.
+    let mails = stack.smtp.as_ref().context("smtp")?.messages()?;
+    assert!(mails.iter().any(|m| m.to.contains("tess@example.com")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_with_traces_off_sends_nothing() -> anyhow::Result<()> {
+    let (receiver, endpoint) = receiver().await?;
+    let stack = Stack::builder().without_worker().start().await?;
+    stack.product("MUG-1", 1_000, 10).await?;
+    let mut worker = stack.spawn_worker_process(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_SERVICE_NAME", "ordersaga-worker-off"),
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])?;
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request("uma", &[("MUG-1", 1)], ""))
+        .await?
+        .into_inner();
+    let order = stack.terminal_order(&placed.order_id).await?;
+    assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+
+    // The API's side of the same order arrives (the receiver works) ...
+    let (root, _) = eventually("the API's spans", ORDER_TIMEOUT, || {
+        let found = receiver.trace_of(&placed.order_id);
+        async move { Ok(found) }
+    })
+    .await?;
+    assert_eq!(root.name, "OrderService/PlaceOrder");
+    // ... and the worker, stopped (which flushes an exporter), sent none.
+    let pid = i32::try_from(worker.id().context("worker pid")?)?;
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child's pid; no memory is touched.
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await??;
+    assert!(status.success(), "worker exited with {status}");
+    let from_worker: Vec<String> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.service == "ordersaga-worker-off")
+        .map(|s| s.name)
+        .collect();
+    assert!(from_worker.is_empty(), "sent: {from_worker:?}");
+    Ok(())
+}

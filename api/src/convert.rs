@@ -166,6 +166,7 @@ pub fn pb_product(p: &Product) -> pb::Product {
 pub fn pb_receipt(r: &StockReceipt) -> pb::StockReceipt {
     pb::StockReceipt {
         receipt_id: r.receipt_id.clone(),
+        warehouse: r.warehouse_id.to_string(),
         lines: r
             .lines
             .iter()
@@ -465,6 +466,7 @@ pub struct ReceiptLineJson {
 #[derive(Debug, Serialize)]
 pub struct ReceiptJson {
     receipt_id: String,
+    warehouse: String,
     lines: Vec<ReceiptLineJson>,
     created_at: String,
 }
@@ -473,6 +475,7 @@ impl From<&StockReceipt> for ReceiptJson {
     fn from(r: &StockReceipt) -> Self {
         Self {
             receipt_id: r.receipt_id.clone(),
+            warehouse: r.warehouse_id.to_string(),
             lines: r
                 .lines
                 .iter()

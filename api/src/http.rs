@@ -338,6 +338,8 @@ struct PriceBody {
 struct ReceiptBody {
     #[serde(default)]
     idempotency_key: Option<String>,
+    #[serde(default)]
+    warehouse: Option<String>,
     lines: Vec<ReceiptLineJson>,
 }
 
@@ -431,6 +433,7 @@ async fn create_stock_receipt(
             &caller,
             StockReceiptCommand {
                 idempotency_key: idempotency_header(&headers)?.or(b.idempotency_key),
+                warehouse: b.warehouse,
                 lines: b.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
             },
         )

@@ -298,9 +298,10 @@ impl OrderActivities {
         }
     }
 
-    /// `ProcessInventory`: deducts stock for every line, all or nothing;
-    /// `InventoryProcessed`, or `InventoryProcessFailed` and an `OutOfStock`
-    /// failure.
+    /// `ProcessInventory`: deducts stock for every line, all or nothing,
+    /// from the warehouses the allocation policy picks; `InventoryProcessed`
+    /// with the allocation (one entry per warehouse), or
+    /// `InventoryProcessFailed` and an `OutOfStock` failure.
     #[activity(definition = contract::ProcessInventory)]
     pub async fn process_inventory(
         self: Arc<Self>,
@@ -327,8 +328,17 @@ impl OrderActivities {
                     .low_stock_notices(&format!("order:{order_id}"))
                     .await
                     .map_err(store_failure)?;
-                tracing::info!(%order_id, alerts = low_stock_alerts.len(), "InventoryProcessed");
-                Ok(Some(InventoryProcessed { low_stock_alerts }))
+                let allocations = self
+                    .store
+                    .stock()
+                    .allocation(&order_id)
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed");
+                Ok(Some(InventoryProcessed {
+                    low_stock_alerts,
+                    allocations,
+                }))
             }
             Err(shortage) => {
                 tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");

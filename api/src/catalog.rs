@@ -2,7 +2,7 @@
 //! `CreateStockReceipt`, reads with stock and ratings, low-stock alerts and
 //! `SubmitReviewRating`. Bad input is rejected before anything is stored.
 
-use ordersaga_domain::{Currency, Money, Sku};
+use ordersaga_domain::{Currency, Money, Sku, WarehouseId};
 use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_store::Store;
 use ordersaga_store::{
@@ -40,6 +40,8 @@ pub struct CreateProductCommand {
 pub struct StockReceiptCommand {
     /// Required merchant key of the document.
     pub idempotency_key: Option<String>,
+    /// The warehouse the goods came into; none or empty: `main`.
+    pub warehouse: Option<String>,
     /// `(sku, units)`.
     pub lines: Vec<(String, i64)>,
 }
@@ -148,8 +150,9 @@ impl CatalogService {
         self.store.catalog().list().await.map_err(store_error)
     }
 
-    /// `CreateStockReceipt`. Unknown skus and quantities <= 0 are
-    /// INVALID_ARGUMENT and store nothing.
+    /// `CreateStockReceipt`. Unknown skus, quantities <= 0 and malformed
+    /// warehouse ids are INVALID_ARGUMENT and store nothing. A warehouse
+    /// not seen before is opened by its first receipt.
     pub async fn create_stock_receipt(
         &self,
         caller: &Principal,
@@ -163,6 +166,10 @@ impl CatalogService {
                     "idempotency_key must be 1 to 128 printable characters",
                 ));
             }
+        };
+        let warehouse_id = match cmd.warehouse.as_deref() {
+            None | Some("") => WarehouseId::main(),
+            Some(w) => WarehouseId::parse(w).map_err(|e| invalid(e.to_string()))?,
         };
         if cmd.lines.is_empty() || cmd.lines.len() > MAX_RECEIPT_LINES {
             return Err(invalid(format!(
@@ -195,6 +202,7 @@ impl CatalogService {
             .stock()
             .receive(&NewStockReceipt {
                 idempotency_key: key.to_string(),
+                warehouse_id,
                 lines,
             })
             .await

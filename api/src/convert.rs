@@ -167,6 +167,7 @@ pub fn pb_product(p: &Product) -> pb::Product {
 pub fn pb_receipt(r: &StockReceipt) -> pb::StockReceipt {
     pb::StockReceipt {
         receipt_id: r.receipt_id.clone(),
+        warehouse: r.warehouse_id.to_string(),
         lines: r
             .lines
             .iter()
@@ -472,6 +473,7 @@ pub struct ReceiptLineJson {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ReceiptJson {
     receipt_id: String,
+    warehouse: String,
     lines: Vec<ReceiptLineJson>,
     created_at: String,
 }
@@ -480,6 +482,7 @@ impl From<&StockReceipt> for ReceiptJson {
     fn from(r: &StockReceipt) -> Self {
         Self {
             receipt_id: r.receipt_id.clone(),
+            warehouse: r.warehouse_id.to_string(),
             lines: r
                 .lines
                 .iter()

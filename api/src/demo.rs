@@ -50,6 +50,7 @@ pub async fn seed(store: &Store) -> anyhow::Result<()> {
                 &seeder,
                 StockReceiptCommand {
                     idempotency_key: Some(format!("demo-opening-{sku}")),
+                    warehouse: None,
                     lines: vec![(sku.to_string(), stock)],
                 },
             )

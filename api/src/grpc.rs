@@ -261,6 +261,7 @@ impl CatalogServiceRpc for GrpcCatalog {
                 &caller,
                 StockReceiptCommand {
                     idempotency_key: Some(r.idempotency_key),
+                    warehouse: Some(r.warehouse),
                     lines: r.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
                 },
             )

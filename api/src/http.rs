@@ -679,6 +679,10 @@ struct ReceiptBody {
     #[serde(default)]
     #[schema(max_length = 128)]
     idempotency_key: Option<String>,
+    /// The warehouse that receives the goods (default `main`).
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    warehouse: Option<String>,
     /// 1 to 100 lines.
     #[schema(min_items = 1, max_items = 100)]
     lines: Vec<ReceiptLineJson>,
@@ -838,6 +842,7 @@ async fn create_stock_receipt(
             &caller,
             StockReceiptCommand {
                 idempotency_key: idempotency_header(&headers)?.or(b.idempotency_key),
+                warehouse: b.warehouse,
                 lines: b.lines.into_iter().map(|l| (l.sku, l.quantity)).collect(),
             },
         )

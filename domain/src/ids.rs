@@ -185,6 +185,20 @@ token_id!(
     "sku",
     64
 );
+token_id!(
+    /// A warehouse that holds stock, as stock receipts name it.
+    WarehouseId,
+    "warehouse",
+    64
+);
+
+impl WarehouseId {
+    /// The warehouse of stock recorded before there were several, and of
+    /// receipts that name none: `main`.
+    pub fn main() -> Self {
+        Self(crate::allocation::DEFAULT_WAREHOUSE.to_owned())
+    }
+}
 
 #[cfg(test)]
 mod tests {

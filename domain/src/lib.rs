@@ -25,6 +25,7 @@ extern crate temporalio_common_wasm as temporalio_common;
 #[macro_use]
 mod text_enum;
 
+pub mod allocation;
 pub mod attention;
 pub mod catalog;
 pub mod contact;
@@ -38,10 +39,11 @@ pub mod notify;
 pub mod order;
 pub mod reconcile;
 
+pub use allocation::{WarehouseAllocation, WarehouseStock, allocate};
 pub use attention::{AttentionStatus, Compensation, NoteError, OperatorNote};
 pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};
-pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId};
+pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId, WarehouseId};
 pub use money::{Currency, GATEWAY_MAX_MAJOR_UNITS, Money, MoneyError};
 pub use notify::{
     EmailStage, LowStockAlert, Notification, OrderEmail, Outgoing, ShipmentLine, ShipmentRequest,

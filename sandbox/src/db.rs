@@ -14,7 +14,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::SandboxError;
 
-/// An order as stored, with its capture and refund.
+/// An order as stored, with its capture and refunds.
 #[derive(Debug, Clone)]
 pub(crate) struct OrderRow {
     pub id: String,
@@ -31,7 +31,8 @@ pub(crate) struct OrderRow {
     pub create_time: String,
     pub update_time: String,
     pub capture: Option<CaptureRow>,
-    pub refund: Option<RefundRow>,
+    /// Its capture's refunds, oldest first.
+    pub refunds: Vec<RefundRow>,
 }
 
 /// An order's capture.
@@ -42,10 +43,12 @@ pub(crate) struct CaptureRow {
     pub create_time: String,
 }
 
-/// A capture's refund.
+/// One refund of a capture (of all of it, or a part).
 #[derive(Debug, Clone)]
 pub(crate) struct RefundRow {
     pub id: String,
+    /// Decimal string in the order's currency.
+    pub value: String,
     pub create_time: String,
 }
 
@@ -60,7 +63,8 @@ pub struct Counts {
     pub captures: i64,
     /// Refund calls received, replays and refusals included.
     pub refund_requests: i64,
-    /// Refunds that gave money back (at most 1).
+    /// Refunds that gave money back (each partial refund counts; at most
+    /// 1 for full refunds if idempotency holds).
     pub refunds: i64,
 }
 
@@ -109,10 +113,9 @@ pub(crate) async fn connect(url: &str) -> Result<SqlitePool, SandboxError> {
 const ORDER_COLUMNS: &str = "o.id, o.status, o.custom_id, o.invoice_id, o.description, \
     o.currency, o.value, o.return_url, o.cancel_url, o.behavior, o.payer_email, \
     o.create_time, o.update_time, c.id AS capture_id, c.status AS capture_status, \
-    c.create_time AS capture_time, r.id AS refund_id, r.create_time AS refund_time";
+    c.create_time AS capture_time";
 
-const ORDER_FROM: &str = "FROM orders o LEFT JOIN captures c ON c.order_id = o.id \
-    LEFT JOIN refunds r ON r.capture_id = c.id";
+const ORDER_FROM: &str = "FROM orders o LEFT JOIN captures c ON c.order_id = o.id";
 
 fn order_row(row: &sqlx::sqlite::SqliteRow) -> Result<OrderRow, sqlx::Error> {
     let capture = match row.try_get::<Option<String>, _>("capture_id")? {
@@ -120,13 +123,6 @@ fn order_row(row: &sqlx::sqlite::SqliteRow) -> Result<OrderRow, sqlx::Error> {
             id,
             status: row.try_get("capture_status")?,
             create_time: row.try_get("capture_time")?,
-        }),
-        None => None,
-    };
-    let refund = match row.try_get::<Option<String>, _>("refund_id")? {
-        Some(id) => Some(RefundRow {
-            id,
-            create_time: row.try_get("refund_time")?,
         }),
         None => None,
     };
@@ -145,8 +141,37 @@ fn order_row(row: &sqlx::sqlite::SqliteRow) -> Result<OrderRow, sqlx::Error> {
         create_time: row.try_get("create_time")?,
         update_time: row.try_get("update_time")?,
         capture,
-        refund,
+        refunds: Vec::new(),
     })
+}
+
+/// The order of `row` with its capture's refunds.
+async fn with_refunds(
+    conn: &mut SqliteConnection,
+    row: Option<sqlx::sqlite::SqliteRow>,
+) -> Result<Option<OrderRow>, sqlx::Error> {
+    let Some(mut order) = row.as_ref().map(order_row).transpose()? else {
+        return Ok(None);
+    };
+    if let Some(capture) = &order.capture {
+        order.refunds = sqlx::query(
+            "SELECT id, value, create_time FROM refunds WHERE capture_id = $1 \
+             ORDER BY create_time, id",
+        )
+        .bind(&capture.id)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RefundRow {
+                id: r.try_get("id")?,
+                value: r.try_get("value")?,
+                create_time: r.try_get("create_time")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    }
+    Ok(Some(order))
 }
 
 /// One order by id.
@@ -154,15 +179,13 @@ pub(crate) async fn order(
     conn: &mut SqliteConnection,
     id: &str,
 ) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query(&format!(
+    let row = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS} {ORDER_FROM} WHERE o.id = $1"
     ))
     .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .as_ref()
-    .map(order_row)
-    .transpose()
+    .fetch_optional(&mut *conn)
+    .await?;
+    with_refunds(conn, row).await
 }
 
 /// The order a capture belongs to.
@@ -170,15 +193,13 @@ pub(crate) async fn order_of_capture(
     conn: &mut SqliteConnection,
     capture_id: &str,
 ) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query(&format!(
+    let row = sqlx::query(&format!(
         "SELECT {ORDER_COLUMNS} {ORDER_FROM} WHERE c.id = $1"
     ))
     .bind(capture_id)
-    .fetch_optional(conn)
-    .await?
-    .as_ref()
-    .map(order_row)
-    .transpose()
+    .fetch_optional(&mut *conn)
+    .await?;
+    with_refunds(conn, row).await
 }
 
 /// Stores a new order (without capture or refund).
@@ -246,19 +267,28 @@ pub(crate) async fn insert_capture(
     Ok(())
 }
 
-/// Records a capture's refund and marks the capture `REFUNDED`.
+/// Records a refund of a capture and sets the capture's status:
+/// `REFUNDED` when nothing is left to refund, else `PARTIALLY_REFUNDED`.
 pub(crate) async fn insert_refund(
     conn: &mut SqliteConnection,
     capture_id: &str,
     refund: &RefundRow,
+    fully_refunded: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO refunds (id, capture_id, create_time) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO refunds (id, capture_id, value, create_time) VALUES ($1, $2, $3, $4)")
         .bind(&refund.id)
         .bind(capture_id)
+        .bind(&refund.value)
         .bind(&refund.create_time)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE captures SET status = 'REFUNDED' WHERE id = $1")
+    let status = if fully_refunded {
+        "REFUNDED"
+    } else {
+        "PARTIALLY_REFUNDED"
+    };
+    sqlx::query("UPDATE captures SET status = $1 WHERE id = $2")
+        .bind(status)
         .bind(capture_id)
         .execute(conn)
         .await?;

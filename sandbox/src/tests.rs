@@ -458,3 +458,110 @@ async fn the_behavior_header_picks_the_simulated_buyer() {
     }
     assert_eq!(status, "APPROVED");
 }
+
+#[tokio::test]
+async fn partial_refunds_add_up_to_the_capture_at_most() {
+    let s = sandbox().await;
+    let id = s.create("txn-5-create", "txn-5").await.json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.page_post(&format!("/checkoutnow/approve?token={id}"))
+        .await;
+    let captured = s
+        .api(
+            Method::POST,
+            &format!("/v2/checkout/orders/{id}/capture"),
+            Some("txn-5-capture"),
+            None,
+        )
+        .await;
+    let capture_id = captured.json()["purchase_units"][0]["payments"]["captures"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refund_uri = format!("/v2/payments/captures/{capture_id}/refund");
+    let refund = |key: &'static str, value: &'static str, currency: &'static str| {
+        let body = json!({"amount": {"value": value, "currency_code": currency}});
+        s.api(Method::POST, &refund_uri, Some(key), Some(body))
+    };
+    let capture_status = || async {
+        s.api(
+            Method::GET,
+            &format!("/v2/checkout/orders/{id}"),
+            None,
+            None,
+        )
+        .await
+        .json()["purchase_units"][0]["payments"]["captures"][0]["status"]
+            .clone()
+    };
+
+    // 12.34 captured: 2.50 back, replayed under its key, then 9.84 more.
+    let first = refund("part-1", "2.50", "EUR").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
+    assert_eq!(first.json()["amount"]["value"], "2.50");
+    assert_eq!(first.json()["status"], "COMPLETED");
+    let replayed = refund("part-1", "2.50", "EUR").await;
+    assert_eq!(
+        replayed.json(),
+        first.json(),
+        "the same refund, not a second"
+    );
+    assert_eq!(capture_status().await, "PARTIALLY_REFUNDED");
+
+    // Bad amounts: refused, nothing refunded.
+    for (key, value, currency, status, issue) in [
+        (
+            "bad-1",
+            "9.85",
+            "EUR",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "REFUND_AMOUNT_EXCEEDED",
+        ),
+        (
+            "bad-2",
+            "1.00",
+            "USD",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "REFUND_CURRENCY_MISMATCH",
+        ),
+        (
+            "bad-3",
+            "0.00",
+            "EUR",
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+        ),
+        (
+            "bad-4",
+            "1.001",
+            "EUR",
+            StatusCode::BAD_REQUEST,
+            "DECIMAL_PRECISION",
+        ),
+    ] {
+        let refused = refund(key, value, currency).await;
+        assert_eq!(refused.status, status, "{value} {currency}");
+        assert_eq!(
+            refused.json()["details"][0]["issue"],
+            issue,
+            "{value} {currency}"
+        );
+    }
+    assert_eq!(capture_status().await, "PARTIALLY_REFUNDED");
+
+    // No amount: what is left, 9.84; then nothing is left.
+    let rest = s
+        .api(Method::POST, &refund_uri, Some("rest"), Some(json!({})))
+        .await;
+    assert_eq!(rest.status, StatusCode::CREATED, "{}", rest.text());
+    assert_eq!(rest.json()["amount"]["value"], "9.84");
+    assert_eq!(capture_status().await, "REFUNDED");
+    let more = refund("part-3", "0.01", "EUR").await;
+    assert_eq!(more.json()["details"][0]["issue"], "CAPTURE_FULLY_REFUNDED");
+
+    let counts = s.counts("txn-5").await;
+    assert_eq!(counts["refunds"], 2, "2.50 and 9.84");
+    assert_eq!(counts["refund_requests"], 8);
+}

@@ -1,16 +1,27 @@
-//! The stock repository: the ledger of every change of on-hand
-//! (`stock_movements`) and the three things that change it, each in one
-//! transaction with its ledger entries and the `MonitorLowStock` policy
-//! ([`crate::low_stock`]): goods in (`CreateStockReceipt`), an order's
-//! deduction (`ProcessInventory`) and its compensation (the release).
+//! The stock repository: stock per warehouse, the ledger of every change
+//! of on-hand (`stock_movements`, each entry naming its warehouse) and the
+//! three things that change it, each in one transaction with its ledger
+//! entries and the `MonitorLowStock` policy ([`crate::low_stock`]): goods
+//! in (`CreateStockReceipt`, into one warehouse), an order's deduction
+//! (`ProcessInventory`, allocated over the warehouses by
+//! [`ordersaga_domain::allocation`]) and its compensation (the release,
+//! back into the warehouses the units came from).
 //!
-//! A product's `on_hand` is kept beside the ledger so a deduction is one
-//! guarded `UPDATE`; it always equals the sum of the product's movements.
+//! A warehouse's stock of a product is a `warehouse_stock` row; the
+//! product's `on_hand` is kept beside them as their sum (what the catalog
+//! shows and the low-stock policy watches). Both always equal the sums of
+//! the matching ledger entries. Every writer updates the product's row
+//! first, in sku order: on PostgreSQL that row lock serialises everything
+//! that moves the product's stock in any warehouse, so an allocation reads
+//! warehouse stock that cannot change under it, and nothing oversells.
 
 use std::collections::BTreeMap;
 
 use ordersaga_domain::events::CatalogEventData;
-use ordersaga_domain::{CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, Sku};
+use ordersaga_domain::{
+    CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, ShipmentLine, Sku,
+    WarehouseAllocation, WarehouseId, WarehouseStock, allocate,
+};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -25,6 +36,9 @@ use crate::{Result, Store, StoreError};
 pub struct NewStockReceipt {
     /// The merchant's key: the same key twice records one receipt.
     pub idempotency_key: String,
+    /// The warehouse the goods came into; one not seen before is opened
+    /// (last in the fixed warehouse order).
+    pub warehouse_id: WarehouseId,
     /// `(sku, units)`; every sku must exist, every quantity be > 0.
     pub lines: Vec<(Sku, i64)>,
 }
@@ -34,6 +48,8 @@ pub struct NewStockReceipt {
 pub struct StockReceipt {
     /// The receipt's id (derived from its idempotency key).
     pub receipt_id: String,
+    /// The warehouse the goods came into.
+    pub warehouse_id: WarehouseId,
     /// Its lines, as recorded.
     pub lines: Vec<(Sku, i64)>,
     /// When it was recorded, Unix ms.
@@ -77,12 +93,12 @@ impl<'a> Stock<'a> {
         Self { store }
     }
 
-    /// `CreateStockReceipt`: records the receipt, raises on-hand for each
-    /// line in the same transaction (ledger entries `receipt/<id>/<sku>`),
-    /// applies `MonitorLowStock`; `StockReceiptCreated`. The same
-    /// idempotency key again with the same lines returns the first receipt
-    /// and changes nothing; with other lines it is
-    /// [`StoreError::KeyReused`].
+    /// `CreateStockReceipt`: records the receipt, raises the warehouse's
+    /// and the product's on-hand for each line in the same transaction
+    /// (ledger entries `receipt/<id>/<sku>`), applies `MonitorLowStock`;
+    /// `StockReceiptCreated`. The same idempotency key again with the same
+    /// warehouse and lines returns the first receipt and changes nothing;
+    /// with others it is [`StoreError::KeyReused`].
     /// An unknown sku stores nothing ([`StoreError::UnknownProduct`]).
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.receive", otel.kind = "client"))]
     pub async fn receive(self, r: &NewStockReceipt) -> Result<StockReceipt> {
@@ -93,11 +109,12 @@ impl<'a> Stock<'a> {
         );
         let mut tx = self.store.begin_write().await?;
         let created = sqlx::query(
-            "INSERT INTO stock_receipts (receipt_id, idempotency_key, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (receipt_id) DO NOTHING",
+            "INSERT INTO stock_receipts (receipt_id, idempotency_key, warehouse_id, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (receipt_id) DO NOTHING",
         )
         .bind(&receipt_id)
         .bind(&r.idempotency_key)
+        .bind(r.warehouse_id.as_str())
         .bind(now)
         .execute(&mut *tx)
         .await?
@@ -109,11 +126,12 @@ impl<'a> Stock<'a> {
             // lines is a client bug, and answering the old receipt would
             // hide that the new goods were never booked.
             let first = self.receipt(&receipt_id).await?;
-            if first.lines != r.lines {
+            if first.lines != r.lines || first.warehouse_id != r.warehouse_id {
                 return Err(StoreError::KeyReused(r.idempotency_key.clone()));
             }
             return Ok(first);
         }
+        open_warehouse(&mut tx, &r.warehouse_id, now).await?;
         for (n, (sku, qty)) in r.lines.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO stock_receipt_lines (receipt_id, line_no, sku, quantity) \
@@ -143,13 +161,14 @@ impl<'a> Stock<'a> {
                 // Dropping the transaction rolls everything back.
                 return Err(StoreError::UnknownProduct(sku.clone()));
             };
+            put_into(&mut tx, &r.warehouse_id, sku, qty).await?;
             let movement_id = format!("receipt/{receipt_id}/{sku}");
             record_movement(
                 &mut tx,
                 &movement_id,
                 sku,
                 qty,
-                Movement::Receipt,
+                (Movement::Receipt, &r.warehouse_id),
                 None,
                 now,
             )
@@ -177,10 +196,12 @@ impl<'a> Stock<'a> {
 
     async fn receipt(self, receipt_id: &str) -> Result<StockReceipt> {
         let pool = &self.store.pool;
-        let header = sqlx::query("SELECT created_at FROM stock_receipts WHERE receipt_id = $1")
-            .bind(receipt_id)
-            .fetch_one(pool)
-            .await?;
+        let header = sqlx::query(
+            "SELECT warehouse_id, created_at FROM stock_receipts WHERE receipt_id = $1",
+        )
+        .bind(receipt_id)
+        .fetch_one(pool)
+        .await?;
         let lines = sqlx::query(
             "SELECT sku, quantity FROM stock_receipt_lines WHERE receipt_id = $1 ORDER BY line_no",
         )
@@ -192,6 +213,7 @@ impl<'a> Stock<'a> {
         .collect::<Result<Vec<_>>>()?;
         Ok(StockReceipt {
             receipt_id: receipt_id.to_string(),
+            warehouse_id: parse_col(&header, "warehouse_id")?,
             lines,
             created_at_ms: header.try_get("created_at")?,
             created: false,
@@ -199,7 +221,9 @@ impl<'a> Stock<'a> {
     }
 
     /// `ProcessInventory`: deducts stock for every line of the order in one
-    /// transaction, all or nothing, and records `InventoryProcessed`; or,
+    /// transaction, all or nothing, from the warehouses the allocation
+    /// policy picks ([`allocate`]; stored, see [`Stock::allocation`]), and
+    /// records `InventoryProcessed`; or,
     /// when a line is short, deducts nothing and records
     /// `InventoryProcessFailed`. The outcome is stored, so a retry answers
     /// the same and never deducts twice. An order that is no longer
@@ -248,7 +272,8 @@ impl<'a> Stock<'a> {
             return Err(StoreError::OrderNotFound(*order_id));
         }
         // Skus in sorted order so concurrent orders lock rows in one order
-        // (no deadlocks on PostgreSQL).
+        // (no deadlocks on PostgreSQL). The guarded update checks the total
+        // over all warehouses and locks the product's row.
         for (sku, qty) in &wanted {
             let took = sqlx::query(&format!(
                 "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
@@ -276,17 +301,41 @@ impl<'a> Stock<'a> {
             };
             let cause = format!("order:{id}");
             monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?;
-            let movement_id = format!("{id}/deduct/{sku}");
-            record_movement(
-                &mut tx,
-                &movement_id,
-                sku,
-                -*qty,
-                Movement::Order,
-                Some(&id),
-                now,
-            )
-            .await?;
+        }
+        // Every product's row is locked now: its warehouse stock cannot
+        // change until this transaction ends.
+        let stock = warehouse_stock(&mut tx, &wanted).await?;
+        let plan = allocate(&wanted, &stock).ok_or_else(|| {
+            corrupt(format!(
+                "order {id}: warehouse stock does not add up to the products' on-hand"
+            ))
+        })?;
+        for allocation in &plan {
+            let warehouse = &allocation.warehouse_id;
+            for line in &allocation.lines {
+                take_from(&mut tx, warehouse, &line.sku, line.quantity).await?;
+                sqlx::query(
+                    "INSERT INTO inventory_allocations (order_id, warehouse_id, sku, quantity) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&id)
+                .bind(warehouse.as_str())
+                .bind(line.sku.as_str())
+                .bind(line.quantity)
+                .execute(&mut *tx)
+                .await?;
+                let movement_id = format!("{id}/deduct/{}/{warehouse}", line.sku);
+                record_movement(
+                    &mut tx,
+                    &movement_id,
+                    &line.sku,
+                    -line.quantity,
+                    (Movement::Order, warehouse),
+                    Some(&id),
+                    now,
+                )
+                .await?;
+            }
         }
         insert_event(
             &mut tx,
@@ -372,9 +421,10 @@ impl<'a> Stock<'a> {
         }))
     }
 
-    /// Compensation of `ProcessInventory`: puts back what the order deducted
-    /// and records `InventoryReleased`. Nothing deducted, or already put
-    /// back: nothing to do. Returns whether this call put stock back.
+    /// Compensation of `ProcessInventory`: puts back what the order deducted,
+    /// each unit into the warehouse it came from, and records
+    /// `InventoryReleased`. Nothing deducted, or already put back: nothing
+    /// to do. Returns whether this call put stock back.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.release", otel.kind = "client"))]
     pub async fn release(self, order_id: &OrderId) -> Result<bool> {
         let now = now_ms();
@@ -391,7 +441,13 @@ impl<'a> Stock<'a> {
         .rows_affected()
             == 1;
         if released {
-            for (sku, qty) in wanted_per_sku(&lines_of(&mut tx, &id).await?) {
+            let allocations = allocation_of(&mut tx, &id).await?;
+            let mut per_sku: BTreeMap<&Sku, i64> = BTreeMap::new();
+            for line in allocations.iter().flat_map(|a| &a.lines) {
+                *per_sku.entry(&line.sku).or_insert(0) += line.quantity;
+            }
+            // Product rows first, in sku order, as every writer does.
+            for (sku, qty) in per_sku {
                 let level = sqlx::query(&format!(
                     "UPDATE products SET on_hand = on_hand + $1 WHERE sku = $2 \
                      RETURNING {LEVEL_COLUMNS}"
@@ -401,18 +457,24 @@ impl<'a> Stock<'a> {
                 .fetch_one(&mut *tx)
                 .await?;
                 let cause = format!("release:{id}");
-                monitor_low_stock(&mut tx, self.store.events, &sku, &level, &cause, now).await?;
-                let movement_id = format!("{id}/release/{sku}");
-                record_movement(
-                    &mut tx,
-                    &movement_id,
-                    &sku,
-                    qty,
-                    Movement::Release,
-                    Some(&id),
-                    now,
-                )
-                .await?;
+                monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?;
+            }
+            for allocation in &allocations {
+                let warehouse = &allocation.warehouse_id;
+                for line in &allocation.lines {
+                    put_into(&mut tx, warehouse, &line.sku, line.quantity).await?;
+                    let movement_id = format!("{id}/release/{}/{warehouse}", line.sku);
+                    record_movement(
+                        &mut tx,
+                        &movement_id,
+                        &line.sku,
+                        line.quantity,
+                        (Movement::Release, warehouse),
+                        Some(&id),
+                        now,
+                    )
+                    .await?;
+                }
             }
             insert_event(
                 &mut tx,
@@ -426,6 +488,44 @@ impl<'a> Stock<'a> {
         }
         tx.commit().await?;
         Ok(released)
+    }
+
+    /// Where the order's deducted stock came from: one entry per
+    /// warehouse, in the fixed warehouse order (empty when nothing was
+    /// deducted). Kept after a release, which put the same units back.
+    pub async fn allocation(self, order_id: &OrderId) -> Result<Vec<WarehouseAllocation>> {
+        let mut conn = self.store.pool.acquire().await?;
+        allocation_of(&mut conn, &order_id.to_string()).await
+    }
+
+    /// A product's stock per warehouse (warehouses that hold or held it),
+    /// in the fixed warehouse order.
+    pub async fn warehouse_levels(self, sku: &Sku) -> Result<Vec<(WarehouseId, i64)>> {
+        sqlx::query(
+            "SELECT s.warehouse_id, s.on_hand FROM warehouse_stock s \
+             JOIN warehouses w ON w.warehouse_id = s.warehouse_id \
+             WHERE s.sku = $1 ORDER BY w.sort_order, w.warehouse_id",
+        )
+        .bind(sku.as_str())
+        .fetch_all(&self.store.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((parse_col(row, "warehouse_id")?, row.try_get("on_hand")?)))
+        .collect()
+    }
+
+    /// The sum of a product's ledger entries in one warehouse (must equal
+    /// that warehouse's stock of it).
+    pub async fn warehouse_ledger_balance(self, warehouse: &WarehouseId, sku: &Sku) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS balance \
+             FROM stock_movements WHERE sku = $1 AND warehouse_id = $2",
+        )
+        .bind(sku.as_str())
+        .bind(warehouse.as_str())
+        .fetch_one(&self.store.pool)
+        .await?;
+        Ok(row.try_get("balance")?)
     }
 
     /// The sum of a product's stock ledger (must equal its on-hand).
@@ -466,20 +566,21 @@ ordersaga_domain::text_enum!(
     }
 );
 
-/// Writes one ledger entry, keyed by `movement_id` so a step never writes
-/// it twice.
+/// Writes one ledger entry (why, in which warehouse), keyed by
+/// `movement_id` so a step never writes it twice.
 async fn record_movement(
     tx: &mut Tx,
     movement_id: &str,
     sku: &Sku,
     delta: i64,
-    movement: Movement,
+    (movement, warehouse): (Movement, &WarehouseId),
     order_id: Option<&str>,
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO stock_movements (movement_id, sku, delta, reason, order_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO stock_movements \
+         (movement_id, sku, delta, reason, order_id, created_at, warehouse_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(movement_id)
     .bind(sku.as_str())
@@ -487,9 +588,122 @@ async fn record_movement(
     .bind(movement.as_str())
     .bind(order_id)
     .bind(now)
+    .bind(warehouse.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Opens the warehouse if it is new: last in the fixed warehouse order.
+async fn open_warehouse(tx: &mut Tx, warehouse: &WarehouseId, now: i64) -> Result<()> {
+    // `WHERE true`: SQLite's parser needs it between SELECT and ON CONFLICT.
+    sqlx::query(
+        "INSERT INTO warehouses (warehouse_id, sort_order, created_at) \
+         SELECT $1, COALESCE(MAX(sort_order), 0) + 1, $2 FROM warehouses WHERE true \
+         ON CONFLICT (warehouse_id) DO NOTHING",
+    )
+    .bind(warehouse.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Raises a warehouse's stock of a product (the product's row is updated,
+/// and so locked, by the caller first).
+async fn put_into(tx: &mut Tx, warehouse: &WarehouseId, sku: &Sku, qty: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO warehouse_stock (warehouse_id, sku, on_hand) VALUES ($1, $2, $3) \
+         ON CONFLICT (warehouse_id, sku) DO UPDATE SET on_hand = warehouse_stock.on_hand + $3",
+    )
+    .bind(warehouse.as_str())
+    .bind(sku.as_str())
+    .bind(qty)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Lowers a warehouse's stock of a product by what the allocation took;
+/// the allocation read it under the product's lock, so it is there.
+async fn take_from(tx: &mut Tx, warehouse: &WarehouseId, sku: &Sku, qty: i64) -> Result<()> {
+    let took = sqlx::query(
+        "UPDATE warehouse_stock SET on_hand = on_hand - $1 \
+         WHERE warehouse_id = $2 AND sku = $3 AND on_hand >= $1",
+    )
+    .bind(qty)
+    .bind(warehouse.as_str())
+    .bind(sku.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if took != 1 {
+        return Err(corrupt(format!(
+            "warehouse {warehouse} holds less {sku} than allocated"
+        )));
+    }
+    Ok(())
+}
+
+/// The stock of the wanted products in each warehouse holding some, in
+/// the fixed warehouse order.
+async fn warehouse_stock(tx: &mut Tx, wanted: &BTreeMap<Sku, i64>) -> Result<Vec<WarehouseStock>> {
+    let mut by_warehouse: BTreeMap<(i64, WarehouseId), BTreeMap<Sku, i64>> = BTreeMap::new();
+    for sku in wanted.keys() {
+        let rows = sqlx::query(
+            "SELECT s.warehouse_id, w.sort_order, s.on_hand FROM warehouse_stock s \
+             JOIN warehouses w ON w.warehouse_id = s.warehouse_id \
+             WHERE s.sku = $1 AND s.on_hand > 0",
+        )
+        .bind(sku.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+        for row in rows {
+            let key = (row.try_get("sort_order")?, parse_col(&row, "warehouse_id")?);
+            by_warehouse
+                .entry(key)
+                .or_default()
+                .insert(sku.clone(), row.try_get("on_hand")?);
+        }
+    }
+    Ok(by_warehouse
+        .into_iter()
+        .map(|((_, warehouse_id), on_hand)| WarehouseStock {
+            warehouse_id,
+            on_hand,
+        })
+        .collect())
+}
+
+/// An order's stored allocation, in the fixed warehouse order.
+async fn allocation_of(
+    conn: &mut sqlx::AnyConnection,
+    order_id: &str,
+) -> Result<Vec<WarehouseAllocation>> {
+    let rows = sqlx::query(
+        "SELECT a.warehouse_id, a.sku, a.quantity FROM inventory_allocations a \
+         JOIN warehouses w ON w.warehouse_id = a.warehouse_id \
+         WHERE a.order_id = $1 ORDER BY w.sort_order, a.warehouse_id, a.sku",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut allocations: Vec<WarehouseAllocation> = Vec::new();
+    for row in rows {
+        let warehouse_id: WarehouseId = parse_col(&row, "warehouse_id")?;
+        let line = ShipmentLine {
+            sku: parse_col(&row, "sku")?,
+            quantity: row.try_get("quantity")?,
+        };
+        match allocations.last_mut() {
+            Some(last) if last.warehouse_id == warehouse_id => last.lines.push(line),
+            _ => allocations.push(WarehouseAllocation {
+                warehouse_id,
+                lines: vec![line],
+            }),
+        }
+    }
+    Ok(allocations)
 }
 
 /// Units wanted per sku (an order may name a sku on several lines), sorted.

@@ -1,7 +1,7 @@
 //! What tests set up the shop with: products with opening stock and valid
 //! `PlaceOrder` requests.
 
-use ordersaga_domain::{Currency, Money, Sku};
+use ordersaga_domain::{Currency, Money, Sku, WarehouseId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::{NewProduct, NewStockReceipt, Store};
 
@@ -29,6 +29,7 @@ pub async fn create_product(
             .stock()
             .receive(&NewStockReceipt {
                 idempotency_key: format!("opening-{sku}"),
+                warehouse_id: WarehouseId::main(),
                 lines: vec![(sku.clone(), stock)],
             })
             .await?;

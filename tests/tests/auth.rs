@@ -288,6 +288,7 @@ async fn grpc_codes(
                 catalog
                     .create_stock_receipt(pb::CreateStockReceiptRequest {
                         idempotency_key: "r-2".into(),
+                        warehouse: String::new(),
                         lines: vec![pb::StockReceiptLine {
                             sku: "MUG-1".into(),
                             quantity: 5,

@@ -33,6 +33,7 @@ fn new_product(sku: &str, cents: i64, threshold: i64) -> pb::CreateProductReques
 fn receipt(key: &str, lines: &[(&str, i64)]) -> pb::CreateStockReceiptRequest {
     pb::CreateStockReceiptRequest {
         idempotency_key: key.into(),
+        warehouse: String::new(),
         lines: lines
             .iter()
             .map(|(sku, quantity)| pb::StockReceiptLine {

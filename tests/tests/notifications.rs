@@ -627,6 +627,7 @@ async fn low_stock_alerts_email_the_merchant_once_per_alert() -> anyhow::Result<
         .await?;
     let receipt = pb::CreateStockReceiptRequest {
         idempotency_key: "grn-bolts".into(),
+        warehouse: String::new(),
         lines: vec![pb::StockReceiptLine {
             sku: "BOLT-1".into(),
             quantity: 2,

@@ -527,3 +527,64 @@ async fn held_webhooks_arrive_out_of_order_and_dropped_ones_never() -> anyhow::R
     assert_eq!(events[3].kind, PaymentEventKind::OrderVoided);
     Ok(())
 }
+
+/// A partial refund through the adapter: once per key, at most what is
+/// left, and the full refund after it gives back the rest.
+#[tokio::test]
+async fn partial_refunds_once_per_key_and_the_rest_in_full() -> anyhow::Result<()> {
+    let sandbox = Sandbox::standalone().await?;
+    let gateway = sandbox.gateway_with_timeout(Duration::from_secs(5))?;
+    let request = checkout(1234)?;
+    let txn = request.transaction_id;
+    let order = gateway.create_order(&request).await?;
+    sandbox.press_on_page(&order.approve_url, "approve").await?;
+    let CaptureOutcome::Completed { capture_id } = gateway.capture(&order.id, &txn).await? else {
+        panic!("capture was not completed");
+    };
+    let eur = |minor| -> anyhow::Result<Money> { Ok(Money::new(minor, Currency::parse("EUR")?)) };
+
+    let RefundOutcome::Refunded { refund_id } = gateway
+        .refund_part(&capture_id, &txn, &eur(250)?, "amendment-1")
+        .await?
+    else {
+        panic!("not refunded");
+    };
+    assert_eq!(
+        gateway
+            .refund_part(&capture_id, &txn, &eur(250)?, "amendment-1")
+            .await?,
+        RefundOutcome::Refunded { refund_id },
+        "a retry is the same refund"
+    );
+    let snapshot = gateway.get_order(&order.id).await?;
+    assert_eq!(
+        snapshot.capture.map(|c| c.status),
+        Some(CaptureStatus::PartiallyRefunded)
+    );
+    let too_much = gateway
+        .refund_part(&capture_id, &txn, &eur(985)?, "amendment-2")
+        .await
+        .unwrap_err();
+    assert_eq!(too_much.issue(), Some("REFUND_AMOUNT_EXCEEDED"));
+    assert!(!too_much.is_retryable());
+
+    // The full refund gives back what is left.
+    assert!(matches!(
+        gateway.refund(&capture_id, &txn).await?,
+        RefundOutcome::Refunded { .. }
+    ));
+    let snapshot = gateway.get_order(&order.id).await?;
+    assert_eq!(
+        snapshot.capture.map(|c| c.status),
+        Some(CaptureStatus::Refunded)
+    );
+    assert_eq!(
+        gateway
+            .refund_part(&capture_id, &txn, &eur(1)?, "amendment-3")
+            .await?,
+        RefundOutcome::AlreadyRefunded
+    );
+    let counts = sandbox.counts(&txn).await?;
+    assert_eq!(counts.refunds, 2, "2.50, then the 9.84 left");
+    Ok(())
+}

@@ -16,7 +16,7 @@ use ordersaga_domain::{
     AttentionStatus, CatalogEvent, Compensation, Currency, CustomerId, EmailAddress, EmailStage,
     FailureReason, Finding, FindingKind, Money, Notification, OperatorNote, OrderEmail, OrderEvent,
     OrderId, OrderInput, OrderLine, OrderStatus, Outgoing, PaymentStatus, Sku, Topic,
-    TransactionId,
+    TransactionId, WarehouseId,
 };
 use ordersaga_store::Ended;
 use ordersaga_store::NewStockReceipt;
@@ -510,6 +510,7 @@ async fn simulated_gateway_captures_and_refunds_at_most_once(store: Store) -> an
 fn receipt(key: &str, lines: &[(&Sku, i64)]) -> NewStockReceipt {
     NewStockReceipt {
         idempotency_key: key.to_string(),
+        warehouse_id: WarehouseId::main(),
         lines: lines.iter().map(|(s, q)| ((*s).clone(), *q)).collect(),
     }
 }

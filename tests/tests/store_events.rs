@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use ordersaga_domain::events::{CatalogEventData, DomainEvent, OrderEventData};
 use ordersaga_domain::{
     CatalogEvent, Compensation, Currency, CustomerId, FailureReason, Money, OperatorNote,
-    OrderEvent, OrderId, OrderInput, OrderLine, Sku, TransactionId,
+    OrderEvent, OrderId, OrderInput, OrderLine, Sku, TransactionId, WarehouseId,
 };
 use ordersaga_store::{NewStockReceipt, Store, StoredEvent, now_ms};
 use ordersaga_tests::create_product;
@@ -213,6 +213,7 @@ async fn concurrent_orders_and_receipts_with_alerts_do_not_deadlock(
                     .stock()
                     .receive(&NewStockReceipt {
                         idempotency_key: format!("delivery-{n}"),
+                        warehouse_id: WarehouseId::main(),
                         lines: vec![(b.clone(), 5), (a.clone(), 5)],
                     })
                     .await?;

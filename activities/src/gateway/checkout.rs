@@ -37,6 +37,8 @@ ordersaga_domain::text_enum!(
         Capture => "capture",
         /// Refund the capture.
         Refund => "refund",
+        /// Refund part of the capture.
+        PartialRefund => "partial-refund",
         /// Void the unapproved order.
         Void => "void",
     }
@@ -178,11 +180,25 @@ pub trait CheckoutGateway: Send + Sync + 'static {
         transaction_id: &TransactionId,
     ) -> Result<CaptureOutcome, CheckoutError>;
 
-    /// Refunds a capture in full.
+    /// Refunds a capture in full (what is left of it, after partial
+    /// refunds).
     async fn refund(
         &self,
         capture_id: &CaptureId,
         transaction_id: &TransactionId,
+    ) -> Result<RefundOutcome, CheckoutError>;
+
+    /// Refunds `amount` of a capture (a partial refund), once per `key`:
+    /// the same key again answers the same refund (its `PayPal-Request-Id`
+    /// is `{transactionId}-partial-refund-{key}`). More than is left is
+    /// refused (`REFUND_AMOUNT_EXCEEDED`); a capture refunded in full
+    /// already is [`RefundOutcome::AlreadyRefunded`].
+    async fn refund_part(
+        &self,
+        capture_id: &CaptureId,
+        transaction_id: &TransactionId,
+        amount: &Money,
+        key: &str,
     ) -> Result<RefundOutcome, CheckoutError>;
 
     /// Makes sure the order will never be captured. Fails with

@@ -14,6 +14,7 @@ use super::checkout::{CaptureOutcome, CheckoutOrder, GatewayOrderId, OrderSnapsh
 use crate::names::activity;
 use crate::{
     FailureReason, LowStockAlert, Money, OrderId, OrderInput, OrderStatus, Outgoing, TransactionId,
+    WarehouseAllocation,
 };
 
 /// Input of `ProcessPayment` and `RefundPayment`.
@@ -61,13 +62,18 @@ pub struct FailOrderInput {
 }
 
 /// What `ProcessInventory` reports besides success: the low-stock alerts
-/// its deduction raised, for the merchant's email. (An `Option` in the
-/// activity's result, so histories recorded when it returned nothing
-/// replay as "no alerts".)
+/// its deduction raised, for the merchant's email, and which warehouses
+/// the stock came from. (An `Option` in the activity's result, so
+/// histories recorded when it returned nothing replay as "no alerts".)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InventoryProcessed {
     /// Alerts raised by this order's deduction.
     pub low_stock_alerts: Vec<LowStockAlert>,
+    /// The order's allocation: one entry per warehouse (one shipment
+    /// each), in the fixed warehouse order. Empty in histories recorded
+    /// before warehouses.
+    #[serde(default)]
+    pub allocations: Vec<WarehouseAllocation>,
 }
 
 /// Input of `CreateCheckout`.

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::db::OrderRow;
+use crate::db::{OrderRow, RefundRow};
 
 /// The PayPal JSON of an order.
 pub(crate) fn order_json(app: &App, o: &OrderRow) -> Value {
@@ -100,15 +100,16 @@ pub(crate) fn capture_json(app: &App, o: &OrderRow) -> Value {
     capture
 }
 
-/// The PayPal JSON of a capture's refund (`Value::Null` if none).
-pub(crate) fn refund_json(app: &App, o: &OrderRow) -> Value {
-    let (Some(c), Some(r)) = (&o.capture, &o.refund) else {
+/// The PayPal JSON of one of the order's capture's refunds (`Value::Null`
+/// if it has no capture).
+pub(crate) fn refund_json(app: &App, o: &OrderRow, r: &RefundRow) -> Value {
+    let Some(c) = &o.capture else {
         return Value::Null;
     };
     let mut refund = json!({
         "id": r.id,
         "status": "COMPLETED",
-        "amount": {"currency_code": o.currency, "value": o.value},
+        "amount": {"currency_code": o.currency, "value": r.value},
         "create_time": r.create_time,
         "update_time": r.create_time,
         "supplementary_data": {"related_ids": {"order_id": o.id, "capture_id": c.id}},

@@ -208,6 +208,67 @@ fn valid_amount(a: &AmountBody) -> Result<(), PayPalError> {
     Ok(())
 }
 
+/// The minor units of a partial refund's `amount`, checked against the
+/// capture's currency and what is left of it.
+fn partial_amount(
+    amount: &AmountBody,
+    currency: &str,
+    places: u32,
+    remaining: i64,
+) -> Result<i64, PayPalError> {
+    valid_amount(amount)?;
+    if amount.currency_code != currency {
+        return Err(PayPalError::unprocessable(
+            "REFUND_CURRENCY_MISMATCH",
+            "The refund must be in the currency of the capture.",
+        ));
+    }
+    let value = to_minor(&amount.value, places)
+        .ok_or_else(|| PayPalError::invalid("DECIMAL_PRECISION", "value is not a decimal"))?;
+    if value == 0 {
+        return Err(PayPalError::invalid(
+            "INVALID_PARAMETER_VALUE",
+            "The refund amount must be greater than zero.",
+        ));
+    }
+    if value > remaining {
+        return Err(PayPalError::unprocessable(
+            "REFUND_AMOUNT_EXCEEDED",
+            "The refund amount must be less than or equal to the capture amount \
+             that has not yet been refunded.",
+        ));
+    }
+    Ok(value)
+}
+
+/// The decimal places of an ISO 4217 currency.
+fn currency_places(code: &str) -> Option<u32> {
+    iso_currency::Currency::from_code(code)
+        .and_then(iso_currency::Currency::exponent)
+        .map(u32::from)
+}
+
+/// A decimal string (checked by [`valid_amount`]) in minor units.
+fn to_minor(value: &str, places: u32) -> Option<i64> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    let places = usize::try_from(places).ok()?;
+    if fraction.len() > places {
+        return None;
+    }
+    let digits = format!("{whole}{fraction:0<places$}");
+    digits.parse().ok()
+}
+
+/// Minor units as PayPal's decimal string (`"12.50"`).
+fn to_decimal(minor: i64, places: u32) -> String {
+    if places == 0 {
+        return minor.to_string();
+    }
+    let scale = 10_i64.pow(places);
+    let width = usize::try_from(places).unwrap_or(0);
+    format!("{}.{:0width$}", minor / scale, minor % scale)
+}
+
 fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(REQUEST_ID_HEADER)
@@ -283,7 +344,7 @@ async fn create_order(
         create_time: now.clone(),
         update_time: now,
         capture: None,
-        refund: None,
+        refunds: Vec::new(),
     };
     db::insert_order(&mut tx, &order).await?;
     if let Some(txn) = &order.custom_id {
@@ -473,7 +534,12 @@ struct RefundBody {
     amount: Option<AmountBody>,
 }
 
-/// `POST /v2/payments/captures/{id}/refund`: full refunds only.
+/// `POST /v2/payments/captures/{id}/refund`: refunds `amount`, or without
+/// one what is left of the capture, as PayPal does. Partial refunds may
+/// follow each other while they add up to at most the capture (more is
+/// `REFUND_AMOUNT_EXCEEDED`); the capture is `PARTIALLY_REFUNDED` until
+/// nothing is left, then `REFUNDED`. Each is idempotent by its
+/// `PayPal-Request-Id`.
 async fn refund_capture(
     State(app): State<App>,
     Path(capture_id): Path<String>,
@@ -502,18 +568,9 @@ async fn refund_capture(
         tx.commit().await?;
         return Ok(replay(status, body));
     }
-    if let Some(amount) = &body.amount
-        && (amount.value != order.value || amount.currency_code != order.currency)
-    {
-        tx.commit().await?;
-        return Err(PayPalError::unprocessable(
-            "PARTIAL_REFUND_NOT_ALLOWED",
-            "this sandbox refunds captures in full only",
-        ));
-    }
     let status = order.capture.as_ref().map(|c| c.status.as_str());
     let refusal = match status {
-        Some("COMPLETED") => None,
+        Some("COMPLETED" | "PARTIALLY_REFUNDED") => None,
         Some("REFUNDED") => Some((
             "CAPTURE_FULLY_REFUNDED",
             "The capture has already been fully refunded.",
@@ -527,6 +584,29 @@ async fn refund_capture(
         tx.commit().await?;
         return Err(PayPalError::unprocessable(issue, description));
     }
+    let places = currency_places(&order.currency)
+        .ok_or_else(|| PayPalError::internal(StatusCode::INTERNAL_SERVER_ERROR))?;
+    let minor = |value: &str| {
+        to_minor(value, places)
+            .ok_or_else(|| PayPalError::internal(StatusCode::INTERNAL_SERVER_ERROR))
+    };
+    let mut remaining = minor(&order.value)?;
+    for r in &order.refunds {
+        remaining -= minor(&r.value)?;
+    }
+    // No amount: what is left of the capture (all of it, the first time).
+    let amount = match &body.amount {
+        None => Ok(remaining),
+        Some(amount) => partial_amount(amount, &order.currency, places, remaining),
+    };
+    let amount = match amount {
+        Ok(amount) => amount,
+        Err(refusal) => {
+            // The request is counted all the same.
+            tx.commit().await?;
+            return Err(refusal);
+        }
+    };
     // Not remembered under the request id: once the control is lifted, the
     // same request is served.
     if app.controls().refuse_refunds {
@@ -538,16 +618,17 @@ async fn refund_capture(
     }
     let refund = RefundRow {
         id: paypal_id(),
+        value: to_decimal(amount, places),
         create_time: now_rfc3339(),
     };
-    db::insert_refund(&mut tx, &capture_id, &refund).await?;
+    db::insert_refund(&mut tx, &capture_id, &refund, amount == remaining).await?;
     if let Some(txn) = &order.custom_id {
         db::bump(&mut tx, txn, Counter::Refunds).await?;
     }
     let order = db::order(&mut tx, &order.id)
         .await?
         .ok_or_else(|| PayPalError::not_found(format!("capture {capture_id}")))?;
-    let answer = refund_json(&app, &order).to_string();
+    let answer = refund_json(&app, &order, &refund).to_string();
     if let Some(key) = &key {
         db::remember_answer(&mut tx, &scope, key, 201, &answer).await?;
     }
@@ -557,7 +638,7 @@ async fn refund_capture(
     app.emit(
         event_type::CAPTURE_REFUNDED,
         "refund",
-        refund_json(&app, &order),
+        refund_json(&app, &order, &refund),
     );
     if let Some(hang) = app.with_controls(|c| c.take_lost_refund()) {
         tracing::info!(capture = %capture_id, "refund committed, answer lost (test control)");

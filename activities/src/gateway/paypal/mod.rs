@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod wire;
 
 use async_trait::async_trait;
-use ordersaga_domain::TransactionId;
+use ordersaga_domain::{Money, TransactionId};
 use ordersaga_runtime::Secret;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -494,6 +494,45 @@ impl CheckoutGateway for PayPalGateway {
                 Some(request_id(transaction_id, Operation::Refund)),
                 // An empty body refunds the capture in full.
                 Some(json!({})),
+            )
+            .await?;
+        if answer.status.is_success() {
+            let refund: RefundBody = Self::parse(OP, &answer)?;
+            return Ok(RefundOutcome::Refunded {
+                refund_id: refund.id,
+            });
+        }
+        let refusal = Self::refusal(OP, &format!("capture {capture_id}"), &answer);
+        match refusal.issue() {
+            Some("CAPTURE_FULLY_REFUNDED") => Ok(RefundOutcome::AlreadyRefunded),
+            _ => Err(refusal),
+        }
+    }
+
+    async fn refund_part(
+        &self,
+        capture_id: &CaptureId,
+        transaction_id: &TransactionId,
+        amount: &Money,
+        key: &str,
+    ) -> Result<RefundOutcome, CheckoutError> {
+        const OP: &str = "partial refund";
+        let answer = self
+            .call(
+                OP,
+                Method::POST,
+                &format!(
+                    "/v2/payments/captures/{}/refund",
+                    path_segment(capture_id.as_str())
+                ),
+                Some(format!(
+                    "{}-{key}",
+                    request_id(transaction_id, Operation::PartialRefund)
+                )),
+                Some(json!({"amount": {
+                    "value": amount.to_decimal(),
+                    "currency_code": amount.currency.as_str(),
+                }})),
             )
             .await?;
         if answer.status.is_success() {

@@ -57,6 +57,13 @@ async fn shop() -> anyhow::Result<Stack> {
         .await
 }
 
+/// A browser with a desktop-sized window (for the screenshots).
+async fn open_browser() -> anyhow::Result<Browser> {
+    let browser = Browser::start().await?;
+    browser.resize(1100, 1000).await?;
+    Ok(browser)
+}
+
 /// Signs `user` in through the sign-in page.
 async fn sign_in(browser: &Browser, stack: &Stack, user: &str) -> anyhow::Result<()> {
     browser.open(&format!("{}/login", stack.http_base)).await?;
@@ -153,7 +160,7 @@ async fn a_customer_buys_two_products_pays_and_watches_the_order_confirm() -> an
     let stack = shop().await?;
     create_product(&stack.store, "MUG-1", 1_250, 10, 0).await?;
     create_product(&stack.store, "TEE-1", 2_000, 10, 0).await?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     // Not signed in: the shop sends the browser to sign in, then back.
     browser.open(&format!("{}/shop", stack.http_base)).await?;
     browser.wait_for("#sign-in").await?;
@@ -264,7 +271,7 @@ async fn a_customer_buys_two_products_pays_and_watches_the_order_confirm() -> an
 async fn paid_but_out_of_stock_shows_failed_the_refund_and_the_reason() -> anyhow::Result<()> {
     let stack = shop().await?;
     create_product(&stack.store, "LAST-1", 4_999, 1, 0).await?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     sign_in(&browser, &stack, "dave").await?;
     add_to_cart(&browser, &stack, "LAST-1", 2).await?;
     fill_checkout(&browser, "dave@example.com", "2 Side St").await?;
@@ -296,7 +303,7 @@ async fn a_customer_cancels_before_paying_and_after_the_capture() -> anyhow::Res
     let stack = shop().await?;
     create_product(&stack.store, "MUG-1", 1_250, 10, 0).await?;
     let sandbox = stack.sandbox()?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     sign_in(&browser, &stack, "alice").await?;
 
     // Before paying: back from the approval page without approving.
@@ -354,7 +361,7 @@ async fn a_customer_cancels_before_paying_and_after_the_capture() -> anyhow::Res
 #[tokio::test]
 async fn a_merchant_adds_a_product_receives_stock_once_and_sees_the_alert() -> anyhow::Result<()> {
     let stack = shop().await?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     sign_in(&browser, &stack, "mia").await?;
     assert!(browser.current_url().await?.contains("/console/orders"));
 
@@ -449,10 +456,10 @@ async fn a_merchant_adds_a_product_receives_stock_once_and_sees_the_alert() -> a
         .await?;
 
     // A customer is refused the console by the access policy.
-    let customer = Browser::start().await?;
+    let customer = open_browser().await?;
     sign_in(&customer, &stack, "alice").await?;
     customer
-        .open(&format!("{}/console/products", stack.http_base))
+        .open(&format!("{}/console/stock", stack.http_base))
         .await?;
     customer.wait_for("#error-message").await?;
     assert!(
@@ -469,7 +476,7 @@ async fn a_merchant_adds_a_product_receives_stock_once_and_sees_the_alert() -> a
 async fn bad_input_is_shown_next_to_its_field_and_nothing_is_stored() -> anyhow::Result<()> {
     let stack = shop().await?;
     create_product(&stack.store, "MUG-1", 1_250, 10, 0).await?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     sign_in(&browser, &stack, "alice").await?;
 
     // Quantity 0: refused on the product page, the cart stays empty.
@@ -523,7 +530,7 @@ async fn bad_input_is_shown_next_to_its_field_and_nothing_is_stored() -> anyhow:
 async fn a_checkout_form_sent_twice_places_one_order() -> anyhow::Result<()> {
     let stack = shop().await?;
     create_product(&stack.store, "MUG-1", 1_250, 10, 0).await?;
-    let browser = Browser::start().await?;
+    let browser = open_browser().await?;
     sign_in(&browser, &stack, "alice").await?;
     add_to_cart(&browser, &stack, "MUG-1", 1).await?;
     fill_checkout(&browser, "alice@example.com", "1 Main St").await?;

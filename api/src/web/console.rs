@@ -3,7 +3,8 @@
 //! emails, shipment, its workflow in the Temporal UI, the operator's
 //! actions on parked compensations), products, stock receipts, low-stock
 //! alerts and the shipments queue. Who may do what is the services' access
-//! policy: a customer who opens these pages is refused by it.
+//! policy; on top of it, every console page is for staff only (a customer
+//! is refused even the pages whose data the catalog shows them anyway).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -17,12 +18,20 @@ use serde::{Deserialize, Serialize};
 
 use super::session::random_token;
 use super::{WebError, WebSession, WebState, field_errors, see_other};
+use crate::access::{STAFF, require};
 use crate::catalog::{CreateProductCommand, StockReceiptCommand};
 use crate::convert::{AlertJson, OrderJson, ProductJson, ShipmentJson, SummaryJson};
 use crate::error::{ApiError, invalid};
 
 /// Orders per console page.
 const PAGE_SIZE: u32 = 20;
+
+/// The signed-in staff member, or the policy's refusal.
+fn staff(s: &WebSession) -> Result<ordersaga_runtime::auth::Principal, WebError> {
+    let caller = s.principal()?;
+    require(&caller, STAFF, "use the console")?;
+    Ok(caller)
+}
 
 /// The console's routes.
 pub fn routes() -> Router<WebState> {
@@ -72,7 +81,7 @@ async fn orders(
     s: WebSession,
     Query(f): Query<OrderFilter>,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(&s)?;
     let listed = match f.status.trim() {
         "" => Ok(None),
         other => other.parse::<OrderStatus>().map(Some).map_err(invalid),
@@ -134,7 +143,7 @@ async fn order_page(
     order_id: &str,
     extra: Value,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(s)?;
     let details = st.app.orders.get_order(&caller, order_id).await?;
     let emails: Vec<EmailRow> = st
         .app
@@ -192,7 +201,7 @@ async fn operator_action(
     close: bool,
     reason: &str,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(s)?;
     let done = if close {
         st.app
             .orders
@@ -265,7 +274,7 @@ async fn products_page(
     form: ProductForm,
     extra: Value,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(s)?;
     let products: Vec<ProductJson> = st
         .app
         .catalog
@@ -331,7 +340,7 @@ async fn create_product(
     s: WebSession,
     Form(f): Form<ProductForm>,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(&s)?;
     let parsed = Currency::parse(f.currency.trim())
         .map_err(|e| invalid(format!("currency: {e}")))
         .and_then(|c| {
@@ -398,7 +407,7 @@ async fn stock_page(
     form: StockForm,
     extra: Value,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(s)?;
     let products: Vec<ProductJson> = st
         .app
         .catalog
@@ -431,7 +440,7 @@ async fn receive_stock(
     s: WebSession,
     Form(f): Form<StockForm>,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(&s)?;
     let received = match f.quantity.trim().parse::<i64>() {
         Ok(quantity) => {
             st.app
@@ -481,7 +490,7 @@ async fn alerts(
     s: WebSession,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(&s)?;
     let (alerts, next) = st
         .app
         .catalog
@@ -499,7 +508,7 @@ async fn shipments(
     s: WebSession,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, WebError> {
-    let caller = s.principal()?;
+    let caller = staff(&s)?;
     let (shipments, next) = st
         .app
         .orders

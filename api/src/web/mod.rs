@@ -365,6 +365,8 @@ fn url_escape(s: &str) -> String {
 /// `line 2: quantity ...` -> `quantity`; `None`: the form as a whole.
 pub fn field_of(message: &str) -> Option<&'static str> {
     const FIELDS: &[(&str, &str)] = &[
+        ("unknown product", "sku"),
+        ("already exists", "sku"),
         ("customer_email", "email"),
         ("shipping_address.name", "name"),
         ("shipping_address.line1", "line1"),
@@ -398,7 +400,10 @@ pub fn field_errors(e: ApiError) -> Result<Value, WebError> {
         | ApiError::FailedPrecondition(m)
         | ApiError::ResourceExhausted(m) => {
             let field = field_of(&m).unwrap_or("_form");
-            Ok(Value::from_iter([(field.to_string(), Value::from(m))]))
+            Ok(Value::from(std::collections::BTreeMap::from([(
+                field.to_string(),
+                m,
+            )])))
         }
         other => Err(other.into()),
     }
@@ -485,6 +490,7 @@ mod tests {
             field_of("line 1: quantity must be 1 to 10000, got 0"),
             Some("quantity")
         );
+        assert_eq!(field_of("product CAP-1 already exists"), Some("sku"));
         assert_eq!(field_of("an order needs at least one line"), None);
     }
 

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
-use ordersaga_domain::{Money, OrderStatus, ShippingAddress};
+use ordersaga_domain::{Money, OrderStatus, PaymentStatus, ShippingAddress};
 use serde::{Deserialize, Serialize};
 
 use super::session::{CartLine, MAX_CART_LINES, random_token};
@@ -326,8 +326,16 @@ async fn order_view(
 ) -> Result<(Value, bool), WebError> {
     let caller = s.principal()?;
     let details = st.app.orders.get_order(&caller, order_id).await?;
+    // Still moving: pending, or failed while the money is not yet
+    // settled (a refund or void still to come).
     let pending = match &details {
-        OrderDetails::Stored { record, .. } => record.summary.status == OrderStatus::Pending,
+        OrderDetails::Stored { record, .. } => {
+            record.summary.status == OrderStatus::Pending
+                || (record.summary.status == OrderStatus::Failed
+                    && record.payment.as_ref().is_some_and(|p| {
+                        matches!(p.status, PaymentStatus::Pending | PaymentStatus::Captured)
+                    }))
+        }
         OrderDetails::Accepted(_) => true,
     };
     let json = OrderJson::from(details);

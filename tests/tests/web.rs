@@ -473,6 +473,83 @@ async fn a_merchant_adds_a_product_receives_stock_once_and_sees_the_alert() -> a
 }
 
 #[tokio::test]
+async fn an_operator_retries_a_parked_refund_from_the_needs_attention_list() -> anyhow::Result<()> {
+    let stack = shop().await?;
+    create_product(&stack.store, "LAST-1", 4_999, 1, 0).await?;
+    let sandbox = stack.sandbox()?;
+    // Paid but out of stock, and the gateway refuses the refund: parked.
+    sandbox.controls(json!({"refuse_refunds": true})).await?;
+    let mut dave = stack.orders_as(Role::Customer, "dave");
+    let mut request = place_request("dave", &[("LAST-1", 2)], "");
+    request.customer_email = "approve-dave@example.com".into();
+    let placed = dave.place_order(request).await?.into_inner();
+    let order_id = OrderId::parse(&placed.order_id)?;
+    let parked = OrderQuery {
+        customer_id: None,
+        status: None,
+        needs_attention: true,
+        limit: 10,
+        after: None,
+    };
+    eventually("the refund parked", ORDER_TIMEOUT, || async {
+        Ok((stack.store.orders().list(&parked).await?.0.len() == 1).then_some(()))
+    })
+    .await?;
+    sandbox.controls(json!({"refuse_refunds": false})).await?;
+
+    let browser = open_browser().await?;
+    sign_in(&browser, &stack, "ana").await?;
+    browser
+        .click("a[href=\"/console/orders?needs_attention=on\"]")
+        .await?;
+    browser
+        .click(&format!("#orders [data-order=\"{order_id}\"] a"))
+        .await?;
+    browser.wait_for("#retry-compensation").await?;
+    assert!(browser.text("#attention").await?.contains("OPEN"));
+    assert_eq!(
+        browser.text("#payment-status").await?.split(' ').next(),
+        Some("REFUND_FAILED")
+    );
+    browser
+        .screenshot(&screenshots().join("console-attention.png"))
+        .await?;
+    browser.click("#retry-compensation").await?;
+    browser.wait_for("#notice").await?;
+    eventually("the refund", ORDER_TIMEOUT, || async {
+        let record = stack
+            .store
+            .orders()
+            .get(&order_id)
+            .await?
+            .context("stored")?;
+        let refunded = record
+            .payment
+            .is_some_and(|p| p.status == ordersaga_domain::PaymentStatus::Refunded);
+        Ok(refunded.then_some(()))
+    })
+    .await?;
+    // Resolved: off the list, and no action left on the page.
+    eventually("off the list", ORDER_TIMEOUT, || async {
+        Ok(stack
+            .store
+            .orders()
+            .list(&parked)
+            .await?
+            .0
+            .is_empty()
+            .then_some(()))
+    })
+    .await?;
+    browser
+        .open(&format!("{}/console/orders/{order_id}", stack.http_base))
+        .await?;
+    browser.wait_for("#attention").await?;
+    assert_eq!(browser.count("#retry-compensation").await?, 0);
+    browser.close().await
+}
+
+#[tokio::test]
 async fn bad_input_is_shown_next_to_its_field_and_nothing_is_stored() -> anyhow::Result<()> {
     let stack = shop().await?;
     create_product(&stack.store, "MUG-1", 1_250, 10, 0).await?;

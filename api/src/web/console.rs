@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use minijinja::value::Serde;
 use minijinja::{Value, context};
-use ordersaga_domain::{Currency, OrderStatus};
+use ordersaga_domain::{AttentionStatus, Currency, OrderStatus};
 use serde::{Deserialize, Serialize};
 
 use super::session::random_token;
@@ -22,6 +22,7 @@ use crate::access::{STAFF, require};
 use crate::catalog::{CreateProductCommand, StockReceiptCommand};
 use crate::convert::{AlertJson, OrderJson, ProductJson, ShipmentJson, SummaryJson};
 use crate::error::{ApiError, invalid};
+use crate::service::OrderDetails;
 
 /// Orders per console page.
 const PAGE_SIZE: u32 = 20;
@@ -145,6 +146,12 @@ async fn order_page(
 ) -> Result<Response, WebError> {
     let caller = staff(s)?;
     let details = st.app.orders.get_order(&caller, order_id).await?;
+    // The operator's actions apply while a compensation is parked.
+    let attention_open = matches!(
+        &details,
+        OrderDetails::Stored { record, .. }
+            if record.attention.iter().any(|a| a.status == AttentionStatus::Open)
+    );
     let emails: Vec<EmailRow> = st
         .app
         .orders
@@ -173,6 +180,7 @@ async fn order_page(
             order => order,
             emails => Value::from(Serde(&emails)),
             temporal_url => st.web.workflow_url(&workflow_id),
+            attention_open => attention_open,
             ..extra
         },
     )

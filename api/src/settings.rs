@@ -223,6 +223,31 @@ mod tests {
     }
 
     #[test]
+    fn the_web_pages_variables_land_in_their_settings() {
+        let s = load(&[
+            ("ORDERSAGA_WEB_USERS_FILE", "/etc/shop/users.json"),
+            ("ORDERSAGA_WEB_SESSION_KEY", "a-session-key"),
+            ("ORDERSAGA_WEB_SESSION_TTL_SECS", "600"),
+            ("ORDERSAGA_TEMPORAL_UI_URL", "https://cloud.example/ui"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.web.users_file,
+            Some(PathBuf::from("/etc/shop/users.json"))
+        );
+        assert_eq!(
+            s.web.session_key.as_ref().map(Secret::expose),
+            Some("a-session-key")
+        );
+        assert_eq!(s.web.session_ttl, Duration::from_secs(600));
+        assert_eq!(s.web.temporal_ui_url, "https://cloud.example/ui");
+        assert!(
+            !format!("{s:?}").contains("a-session-key"),
+            "the key is not printed"
+        );
+    }
+
+    #[test]
     fn every_documented_variable_lands_in_its_setting() {
         let s = load(&[
             ("ORDERSAGA_DATABASE_URL", "postgres://db/shop"),

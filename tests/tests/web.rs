@@ -575,7 +575,7 @@ async fn bad_input_is_shown_next_to_its_field_and_nothing_is_stored() -> anyhow:
         browser
             .text("#line1-error")
             .await?
-            .contains("line1 is required")
+            .contains("Street and number is required")
     );
     // The other fields keep what was typed.
     assert_eq!(

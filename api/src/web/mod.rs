@@ -390,6 +390,25 @@ pub fn field_of(message: &str) -> Option<&'static str> {
         .map(|(_, field)| *field)
 }
 
+/// The service's message in the form's words: `shipping_address.city is
+/// required` -> `City is required`.
+fn humanize(message: &str) -> String {
+    const NAMES: &[(&str, &str)] = &[
+        ("shipping_address.name", "Name"),
+        ("shipping_address.line1", "Street and number"),
+        ("shipping_address.line2", "Flat, floor, company"),
+        ("shipping_address.city", "City"),
+        ("shipping_address.postal_code", "Postal code"),
+        ("shipping_address.country", "Country"),
+        ("customer_email", "Email"),
+        ("low_stock_threshold", "Low-stock alert"),
+        ("idempotency_key", "Delivery key"),
+    ];
+    NAMES
+        .iter()
+        .fold(message.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
 /// The message of a refused input, by field (`_form` when it is about no
 /// one field); other failures pass through.
 pub fn field_errors(e: ApiError) -> Result<Value, WebError> {
@@ -402,7 +421,7 @@ pub fn field_errors(e: ApiError) -> Result<Value, WebError> {
             let field = field_of(&m).unwrap_or("_form");
             Ok(Value::from(std::collections::BTreeMap::from([(
                 field.to_string(),
-                m,
+                humanize(&m),
             )])))
         }
         other => Err(other.into()),
@@ -492,6 +511,10 @@ mod tests {
         );
         assert_eq!(field_of("product CAP-1 already exists"), Some("sku"));
         assert_eq!(field_of("an order needs at least one line"), None);
+        assert_eq!(
+            humanize("shipping_address.line1 is required"),
+            "Street and number is required"
+        );
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct OrderActivities {
     store: Store,
     gateway: Arc<dyn PaymentGateway>,
     checkout: Option<Arc<dyn CheckoutGateway>>,
+    /// The web shop's base URL: the gateway sends the buyer back to the
+    /// order's page there after approving or cancelling.
+    shop_url: Option<String>,
     metrics: BusinessMetrics,
 }
 
@@ -60,6 +63,7 @@ impl OrderActivities {
             store,
             gateway,
             checkout: None,
+            shop_url: None,
             metrics: BusinessMetrics::noop(),
         }
     }
@@ -67,6 +71,14 @@ impl OrderActivities {
     /// Serves checkout-mode payments through `checkout`.
     pub fn with_checkout(mut self, checkout: Arc<dyn CheckoutGateway>) -> Self {
         self.checkout = Some(checkout);
+        self
+    }
+
+    /// Sends checkout buyers back to the web shop at `url` (its base,
+    /// e.g. `http://127.0.0.1:8080`): `<url>/shop/orders/<order id>` once
+    /// they approved, with `?payment=cancelled` when they cancelled.
+    pub fn with_shop_url(mut self, url: Option<String>) -> Self {
+        self.shop_url = url.map(|u| u.trim_end_matches('/').to_string());
         self
     }
 
@@ -470,11 +482,17 @@ impl OrderActivities {
         ctx: ActivityContext,
         input: CheckoutInput,
     ) -> Result<CheckoutOrder, ActivityError> {
+        let order_page = self
+            .shop_url
+            .as_ref()
+            .map(|shop| format!("{shop}/shop/orders/{}", input.order_id));
         let request = CheckoutRequest {
             transaction_id: input.transaction_id,
             amount: input.amount,
-            return_url: None,
-            cancel_url: None,
+            cancel_url: order_page
+                .as_ref()
+                .map(|p| format!("{p}?payment=cancelled")),
+            return_url: order_page,
             description: Some(format!("Order {}", input.order_id)),
             payer_email: input.payer_email,
         };

@@ -19,6 +19,9 @@
 //! webhook carries a bearer token; [`access`] says who may do what, [`rate`]
 //! how fast a customer may order, and [`tls`] serves both over TLS when a
 //! certificate is configured.
+//!
+//! On the same HTTP port, [`web`] serves the shop (`/shop`) and the
+//! operations console (`/console`) as HTML pages over the same use cases.
 
 pub mod access;
 pub mod attention;
@@ -37,6 +40,7 @@ pub mod service;
 pub mod settings;
 pub mod spans;
 pub mod tls;
+pub mod web;
 
 pub use settings::ApiSettings;
 
@@ -77,6 +81,8 @@ pub struct Api {
     /// The codec server, when there are payload keys and token keys.
     codec: Option<CodecServer>,
     codec_cors_origins: Vec<String>,
+    /// The shop's and the console's pages.
+    web: web::Web,
 }
 
 /// The codec server's gate: a bearer token with the operator role.
@@ -106,6 +112,12 @@ impl Api {
             .identity
             .get_or_insert_with(|| "ordersaga-api".to_string());
         let client = connect(&temporal).await?;
+        let web = web::Web::new(
+            &settings.web,
+            tls.is_some(),
+            temporalio_client::NamespacedClient::namespace(&client),
+        )
+        .context("web pages")?;
         let codec = match (temporal.codec.key_ring()?, &settings.auth.keys) {
             (Some(ring), Some(_)) => {
                 let auth = Authenticator::new(&settings.auth)
@@ -159,6 +171,7 @@ impl Api {
             graceful_shutdown: settings.graceful_shutdown,
             codec,
             codec_cors_origins: settings.codec_cors_origins,
+            web,
         })
     }
 
@@ -249,7 +262,9 @@ impl Api {
             catalog: self.catalog,
             auth: self.auth,
         };
-        let mut router = http::router(state).layer(axum::middleware::from_fn(spans::http));
+        let mut router = http::router(state.clone())
+            .merge(web::router(state, self.web))
+            .layer(axum::middleware::from_fn(spans::http));
         // Outside the `http` span: its path may hold a token.
         if let Some(codec) = self.codec {
             router = router.merge(codec.router(&self.codec_cors_origins));

@@ -5,6 +5,11 @@
 //! [--ttl DURATION]` prints a bearer token signed with the configured
 //! HS256 secret (`ORDERSAGA_AUTH_HS256_SECRET`): local development and
 //! tests only; production tokens come from the identity provider.
+//!
+//! `ordersaga-api web-user USERNAME ROLE [CUSTOMER_ID]` reads a password
+//! from standard input and prints the user as one JSON object for the web
+//! pages' users file (`ORDERSAGA_WEB_USERS_FILE`, a JSON array of them),
+//! the password as an Argon2id hash.
 
 use std::time::Duration;
 
@@ -16,7 +21,8 @@ use ordersaga_runtime::settings::Load;
 use ordersaga_runtime::telemetry;
 
 const USAGE: &str = "usage: ordersaga-api [token (--customer ID | --merchant [NAME] | \
-                     --operator [NAME]) [--ttl DURATION]]";
+                     --operator [NAME]) [--ttl DURATION] | web-user USERNAME ROLE [CUSTOMER_ID] \
+                     < password]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None => serve().await,
         Some("token") => token(&args[1..]),
+        Some("web-user") => web_user(&args[1..]),
         Some(_) => bail!("{USAGE}"),
     }
 }
@@ -74,5 +81,35 @@ fn token(args: &[String]) -> anyhow::Result<()> {
     };
     let claims = Claims::new(&settings.auth, &subject, role, ttl);
     println!("{}", claims.sign_hs256(secret)?);
+    Ok(())
+}
+
+/// Prints a web user (password from standard input) as JSON.
+fn web_user(args: &[String]) -> anyhow::Result<()> {
+    let (username, role, customer_id) = match args {
+        [u, r] => (u, r, None),
+        [u, r, c] => (u, r, Some(c.as_str())),
+        _ => bail!("{USAGE}"),
+    };
+    let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("an empty password: give one on standard input");
+    }
+    let user =
+        ordersaga_api::web::users::WebUser::with_password(username, password, role, customer_id)?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "username": user.username,
+            "password_hash": user.password_hash,
+            "role": user.role,
+            "customer_id": user.customer_id,
+        })
+    );
     Ok(())
 }

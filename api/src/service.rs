@@ -32,6 +32,7 @@ use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
 use crate::rate::PlaceOrderLimit;
 
+mod emails;
 mod webhook;
 pub use webhook::{MAX_EVENT_ID, WebhookAck};
 

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::rate::RateSettings;
 use crate::service::PaymentSettings;
 use crate::tls::TlsSettings;
+use crate::web::WebSettings;
 
 /// The origins whose pages may call the codec server by default: the
 /// local Temporal UI.
@@ -56,6 +57,9 @@ pub struct ApiSettings {
     pub tls: Option<TlsSettings>,
     /// Origins whose pages may call the codec server (the Temporal UI's).
     pub codec_cors_origins: Vec<String>,
+    /// The shop's and the console's pages: users, sessions, the Temporal
+    /// UI's address.
+    pub web: WebSettings,
 }
 
 impl Default for ApiSettings {
@@ -74,6 +78,7 @@ impl Default for ApiSettings {
             place_order_rate: RateSettings::default(),
             tls: None,
             codec_cors_origins: DEFAULT_CORS_ORIGINS.iter().map(|o| o.to_string()).collect(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -111,6 +116,10 @@ pub struct ApiVars {
     codec_keys: Option<Secret>,
     codec_keys_file: Option<PathBuf>,
     codec_cors_origins: Option<String>,
+    web_users_file: Option<PathBuf>,
+    web_session_key: Option<Secret>,
+    web_session_ttl_secs: Option<u64>,
+    temporal_ui_url: Option<String>,
     #[serde(flatten)]
     auth: AuthVars,
 }
@@ -163,6 +172,17 @@ impl Load for ApiSettings {
                 .map(str::to_string)
                 .collect();
         }
+        if v.web_users_file.is_some() {
+            s.web.users_file = v.web_users_file;
+        }
+        if v.web_session_key.is_some() {
+            s.web.session_key = v.web_session_key;
+        }
+        set(
+            &mut s.web.session_ttl,
+            v.web_session_ttl_secs.map(Duration::from_secs),
+        );
+        set(&mut s.web.temporal_ui_url, v.temporal_ui_url);
         s.auth.apply(v.auth);
         s.temporal.codec = CodecSettings {
             keys: v.codec_keys,
@@ -200,6 +220,31 @@ mod tests {
         assert_eq!(format!("{s:?}"), format!("{:?}", ApiSettings::default()));
         assert_eq!(s.payment.mode, PaymentMode::Simulated);
         assert!(!s.publish_events, "no NATS URL: no events written");
+    }
+
+    #[test]
+    fn the_web_pages_variables_land_in_their_settings() {
+        let s = load(&[
+            ("ORDERSAGA_WEB_USERS_FILE", "/etc/shop/users.json"),
+            ("ORDERSAGA_WEB_SESSION_KEY", "a-session-key"),
+            ("ORDERSAGA_WEB_SESSION_TTL_SECS", "600"),
+            ("ORDERSAGA_TEMPORAL_UI_URL", "https://cloud.example/ui"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.web.users_file,
+            Some(PathBuf::from("/etc/shop/users.json"))
+        );
+        assert_eq!(
+            s.web.session_key.as_ref().map(Secret::expose),
+            Some("a-session-key")
+        );
+        assert_eq!(s.web.session_ttl, Duration::from_secs(600));
+        assert_eq!(s.web.temporal_ui_url, "https://cloud.example/ui");
+        assert!(
+            !format!("{s:?}").contains("a-session-key"),
+            "the key is not printed"
+        );
     }
 
     #[test]

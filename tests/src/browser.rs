@@ -1,6 +1,8 @@
 //! A real browser for tests: Debian's headless Chromium, driven through
 //! `chromedriver` by a few W3C WebDriver calls over plain HTTP (no WebDriver
-//! client crate: the protocol is a handful of JSON requests).
+//! client crate: the protocol is a handful of JSON requests): open, click,
+//! type, pick from a `<select>`, read text and attributes, run a script,
+//! resize the window and take screenshots.
 //!
 //! ```no_run
 //! # async fn demo(approve_url: &str) -> anyhow::Result<()> {
@@ -312,6 +314,102 @@ impl Browser {
             )
             .await?;
         Ok(value.as_str().map(str::to_string))
+    }
+
+    /// Types `text` into the first element matching `css`, replacing what
+    /// it held (as a user would: it must be interactable).
+    pub async fn type_into(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let element = self.find(css).await.with_context(|| format!("{css:?}"))?;
+        self.session_send(
+            Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await
+        .with_context(|| format!("clearing {css:?}"))?;
+        self.session_send(
+            Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await
+        .with_context(|| format!("typing into {css:?}"))?;
+        Ok(())
+    }
+
+    /// Picks the option with `value` of the `<select>` matching `css`.
+    pub async fn select(&self, css: &str, value: &str) -> anyhow::Result<()> {
+        self.click(&format!("{css} option[value=\"{value}\"]"))
+            .await
+    }
+
+    /// How many elements match `css` now.
+    pub async fn count(&self, css: &str) -> anyhow::Result<usize> {
+        let found = self
+            .session_send(
+                Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        Ok(found.as_array().map_or(0, Vec::len))
+    }
+
+    /// The rendered text of every element matching `css`, in page order.
+    pub async fn texts(&self, css: &str) -> anyhow::Result<Vec<String>> {
+        let found = self
+            .session_send(
+                Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await?;
+        let mut texts = Vec::new();
+        for element in found.as_array().into_iter().flatten() {
+            let Some(id) = element[ELEMENT_KEY].as_str() else {
+                continue;
+            };
+            let text = self
+                .session_send(Method::GET, &format!("/element/{id}/text"), None)
+                .await?;
+            texts.push(text.as_str().unwrap_or_default().to_string());
+        }
+        Ok(texts)
+    }
+
+    /// Runs `script` (a function body; `return` gives the answer) in the
+    /// page, e.g. to leave a mark that a reload would wipe.
+    pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
+        self.session_send(
+            Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+    }
+
+    /// Resizes the window (e.g. to a phone's width before a screenshot).
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.session_send(
+            Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes a PNG of the viewport to `path` (WebDriver's screenshot).
+    pub async fn screenshot(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use base64::Engine;
+        let png = self.session_send(Method::GET, "/screenshot", None).await?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().context("no screenshot data")?)
+            .context("screenshot data is not base64")?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
     }
 
     /// Polls until an element matches `css` (a page that is still loading,

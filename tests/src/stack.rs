@@ -12,6 +12,7 @@ use ordersaga_activities::{Delivery, EmailRetry, SimulatedGateway};
 use ordersaga_api::rate::RateSettings;
 use ordersaga_api::service::PaymentSettings;
 use ordersaga_api::tls::TlsSettings;
+use ordersaga_api::web::WebSettings;
 use ordersaga_api::{Api, ApiSettings};
 use ordersaga_domain::{CheckoutTiming, PaymentMode, Sku};
 use ordersaga_events::NatsSettings;
@@ -67,6 +68,7 @@ pub struct StackBuilder {
     server: Option<&'static DevServer>,
     http_addr: Option<std::net::SocketAddr>,
     cors_origins: Vec<String>,
+    web: Option<WebSettings>,
 }
 
 /// How [`Stack::start_api`] configures the API beyond its database and
@@ -77,6 +79,7 @@ struct ApiOptions {
     nats_url: Option<String>,
     place_order_rate: RateSettings,
     tls: Option<TlsSettings>,
+    web: WebSettings,
 }
 
 impl StackBuilder {
@@ -144,6 +147,14 @@ impl StackBuilder {
         self
     }
 
+    /// Serves the shop's and the console's pages with these users and
+    /// settings, and has the workers send checkout buyers back to the
+    /// shop's order page.
+    pub fn web(mut self, web: WebSettings) -> Self {
+        self.web = Some(web);
+        self
+    }
+
     /// Starts no worker: the test starts its own
     /// ([`Stack::start_worker`], [`Stack::spawn_worker_process`]).
     pub fn without_worker(mut self) -> Self {
@@ -181,8 +192,10 @@ impl StackBuilder {
             nats_url: self.nats_url,
             place_order_rate: self.rate,
             tls: self.tls,
+            web: self.web.clone().unwrap_or_default(),
         };
         let mut stack = Stack::start_api(server, db, payment, options).await?;
+        stack.shop = self.web.is_some();
         if self.checkout.is_some() {
             let webhook_url = format!("{}/v1/payments/webhook", stack.http_base);
             stack.sandbox = Some(Sandbox::sending_webhooks_to(webhook_url).await?);
@@ -255,6 +268,8 @@ pub struct Stack {
     pub sandbox: Option<Sandbox>,
     /// The NATS server events go to, if the stack publishes them.
     pub nats_url: Option<String>,
+    /// Whether the web shop is served (workers send buyers back to it).
+    shop: bool,
     /// Mailbox and SMTP server files.
     dir: tempfile::TempDir,
     _db: TestDatabase,
@@ -287,6 +302,7 @@ impl Stack {
             server: None,
             http_addr: None,
             cors_origins: Vec::new(),
+            web: None,
         }
     }
 
@@ -303,6 +319,7 @@ impl Stack {
             nats_url,
             place_order_rate,
             tls,
+            web,
         } = options;
         init_tracing();
         let namespace = server.create_namespace().await?;
@@ -331,6 +348,7 @@ impl Stack {
                 .into_iter()
                 .chain(cors_origins)
                 .collect(),
+            web,
         })
         .await?;
         let grpc_addr = api.grpc_addr()?;
@@ -368,6 +386,7 @@ impl Stack {
             smtp: None,
             sandbox: None,
             nats_url,
+            shop: false,
             dir,
             _db: db,
         })
@@ -392,6 +411,9 @@ impl Stack {
         base.email_retry = TEST_EMAIL_RETRY;
         if let Some(sandbox) = &self.sandbox {
             base.paypal = Some(sandbox.paypal_settings());
+        }
+        if self.shop {
+            base.shop_url = Some(self.http_base.clone());
         }
         if let Some(url) = &self.nats_url {
             base.events.nats = Some(NatsSettings::at(url));

@@ -162,8 +162,9 @@ fn worker_options(
                 store.clone(),
                 settings.gateway_latency,
             ));
-            let mut activities =
-                OrderActivities::new(store.clone(), gateway).with_metrics(business.clone());
+            let mut activities = OrderActivities::new(store.clone(), gateway)
+                .with_metrics(business.clone())
+                .with_shop_url(settings.shop_url.clone());
             let checkout = checkout()?;
             if let Some(paypal) = &settings.paypal {
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");

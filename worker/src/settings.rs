@@ -66,6 +66,11 @@ pub struct WorkerSettings {
     /// The checkout gateway (our payments sandbox or PayPal) for orders in
     /// checkout mode; `None`: this worker serves simulated payments only.
     pub paypal: Option<PayPalSettings>,
+    /// The web shop's base URL (`ORDERSAGA_SHOP_URL`, e.g.
+    /// `http://127.0.0.1:8080`): the payment page sends checkout buyers
+    /// back to their order's page there; `None`: the gateway shows its own
+    /// status page.
+    pub shop_url: Option<String>,
     /// Where to serve Prometheus `/metrics`, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
     /// How often the reconciler's schedule runs; `None`: this worker
@@ -119,6 +124,7 @@ impl Default for WorkerSettings {
             graceful_shutdown: Duration::from_secs(10),
             gateway_latency: Duration::ZERO,
             paypal: None,
+            shop_url: None,
             metrics_addr: None,
             reconcile_every: Some(Duration::from_secs(300)),
             reconcile: ReconcileInput::default(),
@@ -228,6 +234,7 @@ pub struct WorkerVars {
     paypal_client_secret: Option<Secret>,
     paypal_timeout_ms: Option<u64>,
     paypal_void: Option<VoidMode>,
+    shop_url: Option<String>,
     metrics_addr: Option<SocketAddr>,
     reconcile_every_secs: Option<u64>,
     reconcile_grace_secs: Option<u64>,
@@ -327,6 +334,9 @@ impl Load for WorkerSettings {
             set(&mut paypal.void_mode, v.paypal_void);
             paypal
         });
+        if v.shop_url.is_some() {
+            s.shop_url = v.shop_url;
+        }
         s.metrics_addr = v.metrics_addr;
         if let Some(every) = v.reconcile_every_secs {
             // 0 turns this worker's schedule management off.

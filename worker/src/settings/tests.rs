@@ -89,6 +89,7 @@ fn every_documented_variable_lands_in_its_setting() {
             "ORDERSAGA_PAYPAL_BASE_URL",
             "https://api-m.sandbox.paypal.com/",
         ),
+        ("ORDERSAGA_SHOP_URL", "https://shop.example.com"),
         ("ORDERSAGA_PAYPAL_CLIENT_ID", "id"),
         ("ORDERSAGA_PAYPAL_CLIENT_SECRET", "cs"),
         ("ORDERSAGA_PAYPAL_TIMEOUT_MS", "19"),
@@ -162,6 +163,7 @@ fn every_documented_variable_lands_in_its_setting() {
         (s.sticky_timeout, s.graceful_shutdown, s.gateway_latency),
         (ms(16), ms(17), ms(18))
     );
+    assert_eq!(s.shop_url.as_deref(), Some("https://shop.example.com"));
     let paypal = s.paypal.unwrap();
     assert_eq!(paypal.base_url, "https://api-m.sandbox.paypal.com");
     assert_eq!(paypal.client_id, "id");

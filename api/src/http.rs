@@ -1,9 +1,11 @@
 //! The HTTP/JSON mirror of the gRPC API (axum).
 //!
 //! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Operators:
+//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Couriers:
+//! `POST /v1/shipments/{order_id}/dispatch`, `.../deliver`. Operators:
 //! `POST /v1/orders/{id}/retry-compensation`,
-//! `POST /v1/orders/{id}/close-attention`. Payments:
+//! `POST /v1/orders/{id}/close-attention`. Spending limits (merchants and
+//! operators): `GET`, `PUT`, `DELETE /v1/customers/{id}/spending-limit`. Payments:
 //! `POST /v1/payments/webhook` (the gateway's signed events). Catalog: `POST /v1/products`, `GET /v1/products`,
 //! `GET /v1/products/{sku}`, `POST /v1/products/{sku}/ratings`,
 //! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`.
@@ -24,17 +26,18 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ordersaga_activities::gateway::webhook;
-use ordersaga_domain::{OrderStatus, ShippingAddress};
+use ordersaga_domain::{OrderStatus, ShipmentStatus, ShippingAddress};
 use ordersaga_runtime::auth::{AuthError, Authenticator, Principal};
 use serde::Deserialize;
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::convert::{
     AlertJson, OrderJson, PlacedJson, ProductJson, ReceiptJson, ReceiptLineJson, ShipmentJson,
-    SummaryJson,
+    SpendingLimitJson, SummaryJson,
 };
 use crate::error::ApiError;
 use crate::service::{OrderService, PlaceOrderCommand};
+use crate::spending::LimitCommand;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -143,6 +146,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stock-receipts", post(create_stock_receipt))
         .route("/v1/low-stock-alerts", get(list_low_stock_alerts))
         .route("/v1/shipments", get(list_shipments))
+        .route("/v1/shipments/{order_id}/dispatch", post(dispatch_shipment))
+        .route("/v1/shipments/{order_id}/deliver", post(deliver_shipment))
+        .route(
+            "/v1/customers/{customer_id}/spending-limit",
+            get(get_spending_limit)
+                .put(set_spending_limit)
+                .delete(remove_spending_limit),
+        )
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::NotFound("no such route".to_string()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -499,4 +510,109 @@ async fn list_shipments(
     Ok(Json(
         serde_json::json!({ "shipments": shipments, "next_page_token": next }),
     ))
+}
+
+/// Body of `PUT /v1/customers/{id}/spending-limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendingLimitBody {
+    limit: MoneyBody,
+}
+
+/// Money as a request carries it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoneyBody {
+    minor_units: i64,
+    currency: String,
+}
+
+async fn get_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    Path(customer_id): Path<String>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let record = service.get_spending_limit(&caller, &customer_id).await?;
+    Ok(Json(record.into()))
+}
+
+/// `SetSpendingLimit`: sets or changes the limit; `200` with it.
+async fn set_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    Path(customer_id): Path<String>,
+    body: Result<Json<SpendingLimitBody>, JsonRejection>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let Json(b) = body.map_err(|e| body_error(&e))?;
+    let limit = LimitCommand {
+        minor_units: b.limit.minor_units,
+        currency: b.limit.currency,
+    };
+    let record = service
+        .set_spending_limit(&caller, &customer_id, Some(limit))
+        .await?;
+    Ok(Json(record.into()))
+}
+
+/// `SetSpendingLimit` without a limit: the customer has none; `200`.
+async fn remove_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    Path(customer_id): Path<String>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let record = service
+        .set_spending_limit(&caller, &customer_id, None)
+        .await?;
+    Ok(Json(record.into()))
+}
+
+/// Body of a courier's move (optional): the warehouse, default `main`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipmentMoveBody {
+    #[serde(default)]
+    warehouse: String,
+}
+
+fn move_body(body: &Bytes) -> Result<ShipmentMoveBody, ApiError> {
+    if body.is_empty() {
+        return Ok(ShipmentMoveBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+/// `Dispatch`: `200 {"order_id","warehouse","status":"DISPATCHED"}`.
+async fn dispatch_shipment(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = move_body(&body)?;
+    let status = service
+        .dispatch_shipment(&caller, &order_id, &b.warehouse)
+        .await?;
+    Ok(Json(moved_json(&order_id, &b.warehouse, status)))
+}
+
+/// `Deliver`: `200 {"order_id","warehouse","status":"DELIVERED"}`.
+async fn deliver_shipment(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    Path(order_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = move_body(&body)?;
+    let status = service
+        .deliver_shipment(&caller, &order_id, &b.warehouse)
+        .await?;
+    Ok(Json(moved_json(&order_id, &b.warehouse, status)))
+}
+
+fn moved_json(order_id: &str, warehouse: &str, status: ShipmentStatus) -> serde_json::Value {
+    let warehouse = match warehouse.trim() {
+        "" => ordersaga_domain::DEFAULT_WAREHOUSE,
+        w => w,
+    };
+    serde_json::json!({ "order_id": order_id, "warehouse": warehouse, "status": status })
 }

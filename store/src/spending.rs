@@ -224,7 +224,7 @@ fn limit_of(row: &AnyRow) -> Result<Option<Money>> {
 /// currency.
 async fn reserved_total(tx: &mut Tx, customer: &CustomerId, limit: Money) -> Result<Money> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(amount_minor), 0) AS spent FROM spending_reservations \
+        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS spent FROM spending_reservations \
          WHERE customer_id = $1 AND status = $2 AND currency = $3",
     )
     .bind(customer.as_str())

@@ -159,8 +159,9 @@ async fn two_orders_racing_the_limit_cannot_both_pass() -> anyhow::Result<()> {
 async fn a_failed_order_gives_its_reservation_back() -> anyhow::Result<()> {
     let stack = Stack::builder().start().await?;
     stack.product("LAST-S", 4_000, 1).await?;
-    set_limit(&stack, "dave", 5_000).await?;
-    // Paid, then short: refunded, and the reservation released.
+    set_limit(&stack, "dave", 10_000).await?;
+    // 80.00 fits the limit; paid, then short: refunded, and the
+    // reservation released.
     let short = order(&stack, "dave", &[("LAST-S", 2)]).await?;
     assert_eq!(short.status, pb::OrderStatus::Failed as i32);
     assert_eq!(short.failure_code, "OUT_OF_STOCK");
@@ -174,7 +175,7 @@ async fn a_failed_order_gives_its_reservation_back() -> anyhow::Result<()> {
             .as_deref(),
         Some("RELEASED")
     );
-    // So the same amount fits again.
+    // So 40.00 more fits (80.00 + 40.00 would not).
     let fits = order(&stack, "dave", &[("LAST-S", 1)]).await?;
     assert!(confirmed(&fits), "{fits:?}");
     stack

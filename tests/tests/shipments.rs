@@ -216,7 +216,7 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
         pb::OrderStatus::Confirmed as i32,
         "the saga's status stands"
     );
-    let delivered_at = done.shipment.as_ref().and_then(|s| s.delivered_at.clone());
+    let delivered_at = done.shipment.as_ref().and_then(|s| s.delivered_at);
     assert!(delivered_at.is_some());
 
     // Dispatching a delivered shipment: 409, nothing written.
@@ -226,7 +226,7 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
     assert_eq!(body["error"]["code"], "FAILED_PRECONDITION");
     let after = stack.terminal_order(&id).await?;
     assert_eq!(
-        after.shipment.as_ref().and_then(|s| s.delivered_at.clone()),
+        after.shipment.as_ref().and_then(|s| s.delivered_at),
         delivered_at
     );
     assert_eq!(

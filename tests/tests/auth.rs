@@ -298,9 +298,14 @@ async fn grpc_codes(
             "SetSpendingLimit",
             code(
                 orders
+                    // Negative: refused even where the role may set
+                    // limits, so nothing is written.
                     .set_spending_limit(pb::SetSpendingLimitRequest {
                         customer_id: customer.to_string(),
-                        limit: None,
+                        limit: Some(pb::Money {
+                            minor_units: -1,
+                            currency: "EUR".into(),
+                        }),
                     })
                     .await
                     .map(drop),
@@ -604,6 +609,10 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
             // Staff's and operators' methods.
             "RetryCompensation" | "CloseAttention" | "ListShipments" | "CreateProduct"
             | "CreateStockReceipt" | "ListLowStockAlerts" => Code::PermissionDenied,
+            // The courier's, and the managers'.
+            "DispatchShipment" | "DeliverShipment" | "SetSpendingLimit" | "GetSpendingLimit" => {
+                Code::PermissionDenied
+            }
             // No such order (and if there were, not hers).
             "GetOrder" | "CancelOrder" => Code::NotFound,
             "ListOrders" | "GetProduct" | "ListProducts" => Code::Ok,
@@ -614,9 +623,11 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
     let codes = grpc_codes(&channel, Some(&merchant), &order_id, "bob").await;
     for (rpc, code) in &codes {
         let expected = match *rpc {
-            "PlaceOrder" | "SubmitReviewRating" | "RetryCompensation" | "CloseAttention" => {
-                Code::PermissionDenied
-            }
+            "PlaceOrder" | "SubmitReviewRating" | "RetryCompensation" | "CloseAttention"
+            | "DispatchShipment" | "DeliverShipment" => Code::PermissionDenied,
+            // Allowed; the negative limit is refused, nothing written.
+            "SetSpendingLimit" => Code::InvalidArgument,
+            "GetSpendingLimit" => Code::Ok,
             "GetOrder" | "CancelOrder" => Code::NotFound,
             // Allowed, but refused further on for what they carry (a new
             // product and receipt would be writes: checked below).

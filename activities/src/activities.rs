@@ -108,7 +108,7 @@ impl OrderActivities {
     }
 }
 
-fn business_failure(type_name: &str, reason: FailureReason) -> ActivityError {
+pub(crate) fn business_failure(type_name: &str, reason: FailureReason) -> ActivityError {
     ActivityError::application(
         ApplicationFailure::builder(reason.to_string())
             .type_name(type_name.to_string())
@@ -120,7 +120,7 @@ fn business_failure(type_name: &str, reason: FailureReason) -> ActivityError {
 
 /// A step that found its order already failed: refuses with the stored
 /// reason, which the saga follows (it compensates and ends with it).
-fn already_failed(reason: FailureReason) -> ActivityError {
+pub(crate) fn already_failed(reason: FailureReason) -> ActivityError {
     business_failure(failure::ORDER_ALREADY_FAILED, reason)
 }
 
@@ -200,20 +200,29 @@ impl OrderActivities {
     /// that ended otherwise (confirmed) is not a business outcome of this
     /// step: a bug, reported as such.
     async fn stored_failure(&self, order_id: &OrderId) -> Result<FailureReason, ActivityError> {
-        self.store
-            .orders()
-            .failure(order_id)
-            .await
-            .map_err(store_failure)?
-            .ok_or_else(|| {
-                ActivityError::application(
-                    ApplicationFailure::builder(format!("order {order_id} is not pending"))
-                        .type_name(failure::ORDER_NOT_FOUND.to_string())
-                        .non_retryable(true)
-                        .build(),
-                )
-            })
+        stored_failure(&self.store, order_id).await
     }
+}
+
+/// The reason the store holds for an order a step found ended; see
+/// [`OrderActivities::stored_failure`].
+pub(crate) async fn stored_failure(
+    store: &Store,
+    order_id: &OrderId,
+) -> Result<FailureReason, ActivityError> {
+    store
+        .orders()
+        .failure(order_id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| {
+            ActivityError::application(
+                ApplicationFailure::builder(format!("order {order_id} is not pending"))
+                    .type_name(failure::ORDER_NOT_FOUND.to_string())
+                    .non_retryable(true)
+                    .build(),
+            )
+        })
 }
 
 #[activities]

@@ -14,6 +14,8 @@
 //! - [`reconcile`]: the reconciler's checks across orders (repair or flag).
 //! - [`shipping`]: the shipping service (`RequestShipment`, the warehouse's
 //!   list of shipping requests).
+//! - [`spending`]: `SpendingActivities`, the reservation of an order's
+//!   total against its customer's spending limit.
 
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod activities;
@@ -30,6 +32,8 @@ pub mod reconcile;
 pub mod relay;
 #[allow(missing_docs)] // #[activities] generates undocumented items
 pub mod shipping;
+#[allow(missing_docs)] // #[activities] generates undocumented items
+pub mod spending;
 
 pub use activities::OrderActivities;
 pub use attention::AttentionActivities;
@@ -38,5 +42,6 @@ pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities};
 pub use reconcile::ReconcileActivities;
-pub use relay::{LeaseTooShort, RelayActivities, RelaySettings};
+pub use relay::{LeaseTooShort, RelayActivities, RelaySettings, ShipmentStarter};
 pub use shipping::ShippingActivities;
+pub use spending::SpendingActivities;

@@ -210,6 +210,30 @@ const TEMPLATES: &[(&str, &str)] = &[
         "low-stock-alert.html",
         include_str!("../templates/email/low-stock-alert.html"),
     ),
+    (
+        "shipment-dispatched.subject.txt",
+        include_str!("../templates/email/shipment-dispatched.subject.txt"),
+    ),
+    (
+        "shipment-dispatched.txt",
+        include_str!("../templates/email/shipment-dispatched.txt"),
+    ),
+    (
+        "shipment-dispatched.html",
+        include_str!("../templates/email/shipment-dispatched.html"),
+    ),
+    (
+        "shipment-delivered.subject.txt",
+        include_str!("../templates/email/shipment-delivered.subject.txt"),
+    ),
+    (
+        "shipment-delivered.txt",
+        include_str!("../templates/email/shipment-delivered.txt"),
+    ),
+    (
+        "shipment-delivered.html",
+        include_str!("../templates/email/shipment-delivered.html"),
+    ),
 ];
 
 #[derive(Serialize)]

@@ -52,6 +52,9 @@ pub mod name {
     pub const RECONCILER_FINDINGS: &str = "ordersaga_reconciler_findings";
     /// Counter, by `kind`: inconsistencies the reconciler repaired itself.
     pub const RECONCILER_REPAIRS: &str = "ordersaga_reconciler_repairs";
+    /// Counter: shipments flagged for waiting longer than
+    /// `ORDERSAGA_DISPATCH_ALERT_SECS` for the courier (once each).
+    pub const SHIPMENTS_OVERDUE: &str = "ordersaga_shipments_overdue";
     /// Gauge: the reconciler's open findings after its last run.
     pub const RECONCILER_OPEN: &str = "ordersaga_reconciler_open_findings";
 }
@@ -65,6 +68,7 @@ pub struct BusinessMetrics {
     failed: Counter,
     refunds: Counter,
     parked: Counter,
+    shipments_overdue: Counter,
     needs_attention: Gauge,
     payment_wait: HistogramDuration,
     attributes: MetricAttributes,
@@ -106,6 +110,10 @@ impl BusinessMetrics {
             parked: meter.counter(params(
                 name::COMPENSATIONS_PARKED,
                 "Compensations parked for an operator",
+            )),
+            shipments_overdue: meter.counter(params(
+                name::SHIPMENTS_OVERDUE,
+                "Shipments not dispatched in time",
             )),
             needs_attention: meter.gauge(params(
                 name::ORDERS_NEEDS_ATTENTION,
@@ -226,6 +234,10 @@ impl BusinessMetrics {
 
     pub(crate) fn compensation_parked(&self) {
         self.parked.add(1, &self.attributes);
+    }
+
+    pub(crate) fn shipment_overdue(&self) {
+        self.shipments_overdue.add(1, &self.attributes);
     }
 
     pub(crate) fn needs_attention(&self, orders: i64) {

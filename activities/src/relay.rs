@@ -24,10 +24,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use ordersaga_domain::contracts::relay::{self as contract, RelayInput, RelayReport};
 use ordersaga_domain::names::failure;
-use ordersaga_domain::{Notification, Outgoing, Topic};
+use ordersaga_domain::{Notification, Outgoing, ShipmentRequest, Topic};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -55,6 +55,10 @@ pub struct RelaySettings {
     /// Backoff and horizon for shipping requests that fail to be stored
     /// (emails follow the notifications service's own [`EmailRetry`]).
     pub retry: EmailRetry,
+    /// How long a shipment may wait for the courier before its workflow
+    /// flags it (`ORDERSAGA_DISPATCH_ALERT_SECS`, default a day); `None`:
+    /// never.
+    pub dispatch_alert: Option<Duration>,
 }
 
 impl Default for RelaySettings {
@@ -69,6 +73,7 @@ impl Default for RelaySettings {
                 max: Duration::from_secs(60),
                 horizon: Duration::from_secs(24 * 3600),
             },
+            dispatch_alert: Some(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -148,12 +153,21 @@ enum Settled {
     Lost,
 }
 
+/// Starts a shipment's life: its `ShippingWorkflow` on the shipping queue
+/// (the worker's Temporal client; the workflow crate is the worker's, not
+/// this crate's). Idempotent by the shipment's workflow id: a shipment
+/// whose workflow exists already (running or ended) is started once.
+pub trait ShipmentStarter: Send + Sync {
+    /// Starts `request`'s workflow unless it exists.
+    fn start(&self, request: ShipmentRequest) -> BoxFuture<'static, Result<(), String>>;
+}
+
 /// The relay's activities: a worker registers one per service it runs,
 /// with the delivery of that service's topics.
 pub struct RelayActivities {
     store: Store,
     email: Option<Arc<NotificationActivities>>,
-    shipping: bool,
+    shipping: Option<Arc<dyn ShipmentStarter>>,
     settings: RelaySettings,
     metrics: BusinessMetrics,
 }
@@ -165,7 +179,7 @@ impl RelayActivities {
         Self {
             store,
             email: None,
-            shipping: false,
+            shipping: None,
             settings,
             metrics: BusinessMetrics::noop(),
         }
@@ -177,9 +191,10 @@ impl RelayActivities {
         self
     }
 
-    /// Delivers the `shipment` topic into the warehouse's list.
-    pub fn with_shipping(mut self) -> Self {
-        self.shipping = true;
+    /// Delivers the `shipment` topic into the warehouse's list, and starts
+    /// each shipment's workflow through `starter`.
+    pub fn with_shipping(mut self, starter: Arc<dyn ShipmentStarter>) -> Self {
+        self.shipping = Some(starter);
         self
     }
 
@@ -192,7 +207,7 @@ impl RelayActivities {
     fn serves(&self, topic: Topic) -> bool {
         match topic {
             Topic::Email => self.email.is_some(),
-            Topic::Shipment => self.shipping,
+            Topic::Shipment => self.shipping.is_some(),
         }
     }
 
@@ -246,17 +261,38 @@ impl RelayActivities {
                 .deliver(n, entry.created_at_ms, attempt_of(entry))
                 .await?
                 .into(),
-            (Outgoing::Shipment(request), _) if self.shipping => {
-                match self.store.shipments().request(request).await {
-                    Ok(created) => {
-                        tracing::info!(order_id = %request.order_id, created, "shipping requested");
-                        Outcome::Done
-                    }
-                    Err(e) => self.shipment_retry(entry, &e.to_string()),
-                }
-            }
+            (Outgoing::Shipment(request), _) => match &self.shipping {
+                Some(starter) => self.ship(starter.as_ref(), entry, request).await,
+                None => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
+            },
             _ => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
         })
+    }
+
+    /// Stores the shipping request (the warehouse's list shows it at
+    /// once), then starts the shipment's workflow, which takes it from
+    /// there (dispatch, delivery, the overdue alert). Both are idempotent,
+    /// so a retried message does neither twice.
+    async fn ship(
+        &self,
+        starter: &dyn ShipmentStarter,
+        entry: &OutboxEntry,
+        request: &ShipmentRequest,
+    ) -> Outcome {
+        let created = match self.store.shipments().request(request).await {
+            Ok(created) => created,
+            Err(e) => return self.shipment_retry(entry, &e.to_string()),
+        };
+        let order_id = request.order_id;
+        let mut request = request.clone();
+        request.dispatch_alert_secs = self.settings.dispatch_alert.map(|d| d.as_secs());
+        match starter.start(request).await {
+            Ok(()) => {
+                tracing::info!(%order_id, created, "shipping requested");
+                Outcome::Done
+            }
+            Err(why) => self.shipment_retry(entry, &why),
+        }
     }
 
     fn shipment_retry(&self, entry: &OutboxEntry, why: &str) -> Outcome {

@@ -1,25 +1,85 @@
 //! The shipping service: the `RequestShipment` activity and the warehouse's
-//! list of shipping requests (`shipments`, one per confirmed order, keyed by
-//! the order id so a retried or replayed request creates nothing twice).
+//! list of shipments (`shipments`, one per confirmed order and warehouse,
+//! keyed so a retried or replayed request creates nothing twice), and the
+//! shipment's life (`shipment-lifecycle-v1`): `RecordDispatch` and
+//! `RecordDelivery`, each one guarded transaction that commits the
+//! customer's email to the notifications outbox, and `FlagUndispatched`,
+//! the alert for a shipment the courier did not pick up in time.
 
 use std::sync::Arc;
 
-use ordersaga_domain::ShipmentRequest;
 use ordersaga_domain::contracts::shipping as contract;
+use ordersaga_domain::{
+    EmailStage, Money, Notification, OrderEmail, OrderLine, Outgoing, ShipmentRequest,
+};
+use ordersaga_store::{Moved, Store};
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use ordersaga_store::Store;
+use crate::activities::store_failure;
+use crate::metrics::BusinessMetrics;
 
 /// The shipping service's activities.
 pub struct ShippingActivities {
     store: Store,
+    metrics: BusinessMetrics,
 }
 
 impl ShippingActivities {
-    /// Activities over this store.
+    /// Activities over this store, recording no metrics.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            metrics: BusinessMetrics::noop(),
+        }
+    }
+
+    /// Records the overdue-shipment counter on `metrics`.
+    pub fn with_metrics(mut self, metrics: BusinessMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The customer's email of `stage` about the shipment, built from the
+    /// order as stored; none for a request without an address to send to.
+    async fn email(
+        &self,
+        request: &ShipmentRequest,
+        stage: EmailStage,
+    ) -> Result<Vec<Outgoing>, ActivityError> {
+        let Some(to) = request.customer_email.clone() else {
+            return Ok(Vec::new());
+        };
+        let order = self
+            .store
+            .orders()
+            .get(&request.order_id)
+            .await
+            .map_err(store_failure)?
+            .ok_or_else(|| {
+                store_failure(ordersaga_store::StoreError::OrderNotFound(request.order_id))
+            })?;
+        let currency = order.summary.total.currency;
+        Ok(vec![Outgoing::Email(Notification::Order(OrderEmail {
+            stage,
+            order_id: request.order_id,
+            customer_id: request.customer_id.clone(),
+            to,
+            lines: order
+                .lines
+                .iter()
+                .map(|l| OrderLine {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                    unit_price: Money::new(l.unit_price_minor, currency),
+                })
+                .collect(),
+            total: order.summary.total,
+            reason: None,
+            refunded: false,
+            ship_to: Some(request.address.clone()),
+            payment_url: None,
+        }))])
     }
 }
 
@@ -36,5 +96,66 @@ impl ShippingActivities {
         let created = self.store.shipments().request(&request).await?;
         tracing::info!(order_id = %request.order_id, created, "ShipmentRequested");
         Ok(created)
+    }
+
+    /// `FlagUndispatched`: the alert for a shipment the courier has not
+    /// picked up in time: counted, logged and flagged on the shipment,
+    /// once.
+    #[activity(definition = contract::FlagUndispatched)]
+    pub async fn flag_undispatched(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: ShipmentRequest,
+    ) -> Result<bool, ActivityError> {
+        let flagged = self
+            .store
+            .shipments()
+            .flag_overdue(&request.order_id, &request.warehouse)
+            .await
+            .map_err(store_failure)?;
+        if flagged {
+            self.metrics.shipment_overdue();
+            tracing::warn!(order_id = %request.order_id, warehouse = %request.warehouse, "shipment not dispatched in time");
+        }
+        Ok(flagged)
+    }
+
+    /// `RecordDispatch`: `DISPATCHED`, `ShipmentDispatched` and the
+    /// customer's "on its way" email, once.
+    #[activity(definition = contract::RecordDispatch)]
+    pub async fn record_dispatch(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: ShipmentRequest,
+    ) -> Result<bool, ActivityError> {
+        let email = self.email(&request, EmailStage::ShipmentDispatched).await?;
+        let Moved { changed, .. } = self
+            .store
+            .shipments()
+            .dispatch(&request.order_id, &request.warehouse, &email)
+            .await
+            .map_err(store_failure)?;
+        tracing::info!(order_id = %request.order_id, warehouse = %request.warehouse, changed, "ShipmentDispatched");
+        Ok(changed)
+    }
+
+    /// `RecordDelivery`: `DELIVERED`, `ShipmentDelivered`, the customer's
+    /// "delivered" email and, with the order's last shipment,
+    /// `OrderCompleted`, once.
+    #[activity(definition = contract::RecordDelivery)]
+    pub async fn record_delivery(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: ShipmentRequest,
+    ) -> Result<bool, ActivityError> {
+        let email = self.email(&request, EmailStage::ShipmentDelivered).await?;
+        let moved = self
+            .store
+            .shipments()
+            .deliver(&request.order_id, &request.warehouse, &email)
+            .await
+            .map_err(store_failure)?;
+        tracing::info!(order_id = %request.order_id, warehouse = %request.warehouse, changed = moved.changed, order_completed = moved.order_completed, "ShipmentDelivered");
+        Ok(moved.changed)
     }
 }

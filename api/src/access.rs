@@ -9,7 +9,9 @@
 //! - **merchant**: the catalog, stock receipts, low-stock alerts,
 //!   shipments, reading and cancelling every order;
 //! - **operator**: everything, including the needs-attention list and
-//!   actions and placing or rating on a customer's behalf.
+//!   actions and placing or rating on a customer's behalf;
+//! - **courier**: dispatches and delivers shipments (and reads them),
+//!   nothing else.
 //!
 //! A wrong role is `PERMISSION_DENIED`; nothing is written before these
 //! checks pass.
@@ -30,8 +32,12 @@ pub(crate) fn require(caller: &Principal, roles: &[Role], action: &str) -> Resul
 
 /// Merchant or operator.
 pub(crate) const STAFF: &[Role] = &[Role::Merchant, Role::Operator];
-/// Any authenticated caller.
+/// The shop's own users: customers and staff (not couriers).
 pub(crate) const ANYONE: &[Role] = &[Role::Customer, Role::Merchant, Role::Operator];
+/// Who reads the shipments: staff and couriers.
+pub(crate) const SHIPMENT_READERS: &[Role] = &[Role::Merchant, Role::Operator, Role::Courier];
+/// Who moves shipments along: the courier, or an operator standing in.
+pub(crate) const CARRIERS: &[Role] = &[Role::Courier, Role::Operator];
 
 /// The customer a request acts for: a customer acts for itself (the
 /// `customer_id` it sent must be its own or empty); `on_behalf` roles name
@@ -63,9 +69,13 @@ pub(crate) fn acting_customer(
 }
 
 /// Whether the caller may see an order of `owner`: staff see every order,
-/// a customer its own.
+/// a customer its own, a courier none (it sees shipments).
 pub(crate) fn may_see(caller: &Principal, owner: &CustomerId) -> bool {
-    caller.role != Role::Customer || caller.subject == owner.as_str()
+    match caller.role {
+        Role::Merchant | Role::Operator => true,
+        Role::Customer => caller.subject == owner.as_str(),
+        Role::Courier => false,
+    }
 }
 
 #[cfg(test)]
@@ -120,6 +130,9 @@ mod tests {
         assert!(may_see(&caller(Role::Customer, "bob"), &bob));
         assert!(may_see(&caller(Role::Merchant, "m"), &bob));
         assert!(may_see(&caller(Role::Operator, "o"), &bob));
+        assert!(!may_see(&caller(Role::Courier, "bob"), &bob));
+        assert!(require(&caller(Role::Courier, "c"), STAFF, "x").is_err());
+        assert!(require(&caller(Role::Courier, "c"), CARRIERS, "x").is_ok());
         assert!(require(&caller(Role::Customer, "a"), STAFF, "x").is_err());
         assert!(require(&caller(Role::Merchant, "m"), STAFF, "x").is_ok());
     }

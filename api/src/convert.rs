@@ -1,12 +1,14 @@
 //! Conversions between domain/store values and both wire formats.
 
-use ordersaga_domain::{Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine, ShippingAddress};
+use ordersaga_domain::{
+    Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine, ShipmentStatus, ShippingAddress,
+};
 use ordersaga_proto::v1 as pb;
-use ordersaga_store::ShipmentRecord;
 use ordersaga_store::{
     AttentionRecord, EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary, Product,
     StockReceipt,
 };
+use ordersaga_store::{ShipmentRecord, SpendingLimitRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -103,6 +105,7 @@ impl From<OrderDetails> for pb::Order {
                 })
                 .collect(),
             shipment,
+            fulfilment_status: j.fulfilment_status.unwrap_or_default().to_string(),
             approval_url: j.approval_url.unwrap_or_default(),
             workflow_id: j.workflow_id,
             order_id: j.order_id,
@@ -329,8 +332,27 @@ pub struct OrderJson {
     #[serde(skip)]
     updated_at_ms: Option<i64>,
     shipment: Option<ShipmentJson>,
+    /// The confirmed order's fulfilment, from its shipment: `REQUESTED`,
+    /// `DISPATCHED`, `COMPLETED` (delivered); `null` before it has one.
+    #[schema(schema_with = crate::openapi::fulfilment_status)]
+    fulfilment_status: Option<&'static str>,
     /// Compensations parked for an operator, in any status.
     attention: Vec<AttentionJson>,
+}
+
+/// An order's fulfilment from its shipments: the least advanced one says
+/// where it is; `COMPLETED` once every one is delivered (`OrderCompleted`).
+fn fulfilment(shipments: &[&ShipmentRecord]) -> Option<&'static str> {
+    let least = shipments.iter().map(|s| s.status).min_by_key(|s| match s {
+        ShipmentStatus::Requested => 0,
+        ShipmentStatus::Dispatched => 1,
+        ShipmentStatus::Delivered => 2,
+    })?;
+    Some(match least {
+        ShipmentStatus::Requested => "REQUESTED",
+        ShipmentStatus::Dispatched => "DISPATCHED",
+        ShipmentStatus::Delivered => "COMPLETED",
+    })
 }
 
 impl From<OrderDetails> for OrderJson {
@@ -338,6 +360,7 @@ impl From<OrderDetails> for OrderJson {
         match d {
             OrderDetails::Stored { record, shipment } => {
                 let mut j = stored_json(*record);
+                j.fulfilment_status = fulfilment(shipment.as_deref().as_slice());
                 j.shipment = shipment.as_deref().map(ShipmentJson::from);
                 j
             }
@@ -375,6 +398,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
         created_at_ms: Some(s.created_at_ms),
         updated_at_ms: Some(s.updated_at_ms),
         shipment: None,
+        fulfilment_status: None,
         attention: r.attention.iter().map(AttentionJson::from).collect(),
     }
 }
@@ -398,6 +422,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         created_at_ms: None,
         updated_at_ms: None,
         shipment: None,
+        fulfilment_status: None,
         attention: Vec::new(),
     }
 }
@@ -550,7 +575,7 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
     pb::Shipment {
         order_id: s.request.order_id.to_string(),
         customer_id: s.request.customer_id.to_string(),
-        status: s.status.clone(),
+        status: s.status.to_string(),
         lines: s
             .request
             .lines
@@ -562,6 +587,10 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
             .collect(),
         address: Some(pb_address(&s.request.address)),
         requested_at: Some(timestamp(s.created_at_ms)),
+        warehouse: s.request.warehouse.clone(),
+        dispatched_at: s.dispatched_at_ms.map(timestamp),
+        delivered_at: s.delivered_at_ms.map(timestamp),
+        dispatch_overdue_at: s.dispatch_overdue_at_ms.map(timestamp),
     }
 }
 
@@ -570,11 +599,17 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
 pub struct ShipmentJson {
     order_id: String,
     customer_id: String,
-    status: String,
+    warehouse: String,
+    #[schema(schema_with = crate::openapi::shipment_status)]
+    status: ShipmentStatus,
     /// `{"sku": .., "quantity": ..}` each: the domain's own form.
     lines: Vec<ShipmentLine>,
     address: ShippingAddress,
     requested_at: String,
+    dispatched_at: Option<String>,
+    delivered_at: Option<String>,
+    /// Set when it waited longer than allowed for the courier.
+    dispatch_overdue_at: Option<String>,
 }
 
 impl From<&ShipmentRecord> for ShipmentJson {
@@ -582,10 +617,45 @@ impl From<&ShipmentRecord> for ShipmentJson {
         Self {
             order_id: s.request.order_id.to_string(),
             customer_id: s.request.customer_id.to_string(),
-            status: s.status.clone(),
+            warehouse: s.request.warehouse.clone(),
+            status: s.status,
             lines: s.request.lines.clone(),
             address: s.request.address.clone(),
             requested_at: rfc3339(s.created_at_ms),
+            dispatched_at: s.dispatched_at_ms.map(rfc3339),
+            delivered_at: s.delivered_at_ms.map(rfc3339),
+            dispatch_overdue_at: s.dispatch_overdue_at_ms.map(rfc3339),
+        }
+    }
+}
+
+// ----- spending limits -----------------------------------------------------
+
+/// A customer's spending limit over gRPC.
+pub fn pb_spending_limit(r: SpendingLimitRecord) -> pb::SpendingLimit {
+    pb::SpendingLimit {
+        customer_id: r.customer_id.to_string(),
+        limit: r.limit.and_then(pb_money),
+        spent: r.spent.and_then(pb_money),
+    }
+}
+
+/// `GET`/`PUT /v1/customers/{id}/spending-limit`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpendingLimitJson {
+    customer_id: String,
+    /// `null`: no limit.
+    limit: Option<MoneyJson>,
+    /// What counts against the limit; `null` without one.
+    spent: Option<MoneyJson>,
+}
+
+impl From<SpendingLimitRecord> for SpendingLimitJson {
+    fn from(r: SpendingLimitRecord) -> Self {
+        Self {
+            customer_id: r.customer_id.to_string(),
+            limit: r.limit.map(Into::into),
+            spent: r.spent.map(Into::into),
         }
     }
 }

@@ -16,12 +16,13 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::convert::{
-    address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_status, pb_summary,
-    status_from_pb,
+    address_from_pb, pb_alert, pb_product, pb_receipt, pb_shipment, pb_spending_limit, pb_status,
+    pb_summary, status_from_pb,
 };
 use crate::error::ApiError;
 use crate::http::MAX_BODY_BYTES;
 use crate::service::{OrderService, PlaceOrderCommand};
+use crate::spending::LimitCommand;
 
 /// The interceptor of the shop's services: a call without a valid bearer
 /// token is refused `UNAUTHENTICATED` before its message is decoded.
@@ -72,6 +73,23 @@ fn caller<T>(request: &Request<T>) -> Result<Principal, Status> {
         .get::<Principal>()
         .cloned()
         .ok_or_else(|| ApiError::from(AuthError::Missing).into())
+}
+
+/// The answer to a courier's move.
+fn shipment_moved(
+    r: pb::ShipmentActionRequest,
+    status: ordersaga_domain::ShipmentStatus,
+) -> pb::ShipmentActionResponse {
+    let warehouse = if r.warehouse.trim().is_empty() {
+        ordersaga_domain::DEFAULT_WAREHOUSE.to_string()
+    } else {
+        r.warehouse.trim().to_string()
+    };
+    pb::ShipmentActionResponse {
+        order_id: r.order_id,
+        warehouse,
+        status: status.to_string(),
+    }
 }
 
 /// Adapts [`OrderService`] to the generated tonic trait.
@@ -177,7 +195,64 @@ impl OrderServiceRpc for GrpcOrders {
         }))
     }
 
+    // ----- spending limits -----------------------------------------------
+
+    async fn set_spending_limit(
+        &self,
+        request: Request<pb::SetSpendingLimitRequest>,
+    ) -> Result<Response<pb::SpendingLimit>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let limit = r.limit.map(|m| LimitCommand {
+            minor_units: m.minor_units,
+            currency: m.currency,
+        });
+        let record = self
+            .0
+            .set_spending_limit(&caller, &r.customer_id, limit)
+            .await?;
+        Ok(Response::new(pb_spending_limit(record)))
+    }
+
+    async fn get_spending_limit(
+        &self,
+        request: Request<pb::GetSpendingLimitRequest>,
+    ) -> Result<Response<pb::SpendingLimit>, Status> {
+        let caller = caller(&request)?;
+        let record = self
+            .0
+            .get_spending_limit(&caller, &request.into_inner().customer_id)
+            .await?;
+        Ok(Response::new(pb_spending_limit(record)))
+    }
+
     // ----- shipping ------------------------------------------------------
+
+    async fn dispatch_shipment(
+        &self,
+        request: Request<pb::ShipmentActionRequest>,
+    ) -> Result<Response<pb::ShipmentActionResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let status = self
+            .0
+            .dispatch_shipment(&caller, &r.order_id, &r.warehouse)
+            .await?;
+        Ok(Response::new(shipment_moved(r, status)))
+    }
+
+    async fn deliver_shipment(
+        &self,
+        request: Request<pb::ShipmentActionRequest>,
+    ) -> Result<Response<pb::ShipmentActionResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let status = self
+            .0
+            .deliver_shipment(&caller, &r.order_id, &r.warehouse)
+            .await?;
+        Ok(Response::new(shipment_moved(r, status)))
+    }
 
     async fn list_shipments(
         &self,

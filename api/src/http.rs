@@ -2,9 +2,11 @@
 //! document served at `GET /openapi.json` ([`openapi`]).
 //!
 //! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Operators:
+//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Couriers:
+//! `POST /v1/shipments/{order_id}/dispatch`, `.../deliver`. Operators:
 //! `POST /v1/orders/{id}/retry-compensation`,
-//! `POST /v1/orders/{id}/close-attention`. Payments:
+//! `POST /v1/orders/{id}/close-attention`. Spending limits (merchants and
+//! operators): `GET`, `PUT`, `DELETE /v1/customers/{id}/spending-limit`. Payments:
 //! `POST /v1/payments/webhook` (the gateway's signed events). Catalog: `POST /v1/products`, `GET /v1/products`,
 //! `GET /v1/products/{sku}`, `POST /v1/products/{sku}/ratings`,
 //! `POST /v1/stock-receipts`, `GET /v1/low-stock-alerts`. Plus `GET /healthz`
@@ -35,7 +37,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use ordersaga_activities::gateway::webhook;
-use ordersaga_domain::{OrderStatus, ShippingAddress};
+use ordersaga_domain::{OrderStatus, ShipmentStatus, ShippingAddress};
 use ordersaga_runtime::auth::{AuthError, Authenticator, Principal};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,7 +49,7 @@ use utoipa_axum::routes;
 use crate::catalog::{CatalogService, CreateProductCommand, StockReceiptCommand};
 use crate::convert::{
     AlertJson, OrderJson, PlacedJson, ProductJson, ReceiptJson, ReceiptLineJson, ShipmentJson,
-    SummaryJson,
+    SpendingLimitJson, SummaryJson,
 };
 use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::openapi::ApiDoc;
@@ -57,6 +59,7 @@ use crate::openapi::responses::{
 };
 use crate::service::WebhookAck;
 use crate::service::{OrderService, PlaceOrderCommand};
+use crate::spending::LimitCommand;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -179,6 +182,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_stock_receipt))
         .routes(routes!(list_low_stock_alerts))
         .routes(routes!(list_shipments))
+        .routes(routes!(dispatch_shipment))
+        .routes(routes!(deliver_shipment))
+        .routes(routes!(
+            get_spending_limit,
+            set_spending_limit,
+            remove_spending_limit
+        ))
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
 }
@@ -959,4 +969,193 @@ async fn list_shipments(
         shipments: page.iter().map(Into::into).collect(),
         next_page_token: next,
     }))
+}
+
+/// Body of `PUT /v1/customers/{customer_id}/spending-limit`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SpendingLimitBody {
+    limit: MoneyBody,
+}
+
+/// Money as a request carries it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MoneyBody {
+    /// Minor units of the currency, 0 or more.
+    #[schema(minimum = 0)]
+    minor_units: i64,
+    /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
+    currency: String,
+}
+
+/// A customer's spending limit and what counts against it.
+#[utoipa::path(
+    get,
+    path = "/v1/customers/{customer_id}/spending-limit",
+    tag = "customers",
+    security(("bearer" = [])),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$",
+            description = "The customer's id")),
+    responses(
+        (status = 200, description = "The limit (`null`: none) and what was spent", body = SpendingLimitJson),
+        BadRequest, Unauthenticated, Forbidden, UriTooLong, Internal
+    )
+)]
+async fn get_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(customer_id): ApiPath<String>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let record = service.get_spending_limit(&caller, &customer_id).await?;
+    Ok(Json(record.into()))
+}
+
+/// `SetSpendingLimit`: sets or changes the customer's cumulative limit.
+#[utoipa::path(
+    put,
+    path = "/v1/customers/{customer_id}/spending-limit",
+    tag = "customers",
+    security(("bearer" = [])),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$",
+            description = "The customer's id")),
+    request_body = SpendingLimitBody,
+    responses(
+        (status = 200, description = "The limit as it now stands", body = SpendingLimitJson),
+        BadRequest, Unauthenticated, Forbidden, TooLarge, UriTooLong, UnsupportedMediaType,
+        Internal
+    )
+)]
+async fn set_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(customer_id): ApiPath<String>,
+    ApiJson(b): ApiJson<SpendingLimitBody>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let limit = LimitCommand {
+        minor_units: b.limit.minor_units,
+        currency: b.limit.currency,
+    };
+    let record = service
+        .set_spending_limit(&caller, &customer_id, Some(limit))
+        .await?;
+    Ok(Json(record.into()))
+}
+
+/// `SetSpendingLimit` without a limit: the customer has none.
+#[utoipa::path(
+    delete,
+    path = "/v1/customers/{customer_id}/spending-limit",
+    tag = "customers",
+    security(("bearer" = [])),
+    params(("customer_id" = String, Path, pattern = "^[A-Za-z0-9._-]{1,64}$",
+            description = "The customer's id")),
+    responses(
+        (status = 200, description = "The customer, now without a limit", body = SpendingLimitJson),
+        BadRequest, Unauthenticated, Forbidden, UriTooLong, Internal
+    )
+)]
+async fn remove_spending_limit(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(customer_id): ApiPath<String>,
+) -> Result<Json<SpendingLimitJson>, ApiError> {
+    let record = service
+        .set_spending_limit(&caller, &customer_id, None)
+        .await?;
+    Ok(Json(record.into()))
+}
+
+/// Body of a courier's move (optional): the warehouse, default `main`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ShipmentMoveBody {
+    /// The shipment's warehouse (default `main`).
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    warehouse: String,
+}
+
+/// A shipment after a courier's move.
+#[derive(Debug, Serialize, ToSchema)]
+struct MovedJson {
+    order_id: String,
+    warehouse: String,
+    #[schema(schema_with = crate::openapi::shipment_status)]
+    status: ShipmentStatus,
+}
+
+/// An empty body is the default warehouse; anything else is JSON.
+fn move_body(body: &Bytes) -> Result<ShipmentMoveBody, ApiError> {
+    if body.is_empty() {
+        return Ok(ShipmentMoveBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidArgument(e.to_string()))
+}
+
+/// `Dispatch`: the courier picked the shipment up; a repeat answers the same.
+#[utoipa::path(
+    post,
+    path = "/v1/shipments/{order_id}/dispatch",
+    tag = "shipping",
+    security(("bearer" = [])),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
+    request_body(content = Option<ShipmentMoveBody>, description = "Optional: the warehouse"),
+    responses(
+        (status = 200, description = "The shipment, DISPATCHED", body = MovedJson),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UriTooLong,
+        Internal
+    )
+)]
+async fn dispatch_shipment(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(order_id): ApiPath<String>,
+    body: Bytes,
+) -> Result<Json<MovedJson>, ApiError> {
+    let b = move_body(&body)?;
+    let status = service
+        .dispatch_shipment(&caller, &order_id, &b.warehouse)
+        .await?;
+    Ok(Json(moved_json(&order_id, &b.warehouse, status)))
+}
+
+/// `Deliver`: the customer has the shipment; a repeat answers the same.
+#[utoipa::path(
+    post,
+    path = "/v1/shipments/{order_id}/deliver",
+    tag = "shipping",
+    security(("bearer" = [])),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
+    request_body(content = Option<ShipmentMoveBody>, description = "Optional: the warehouse"),
+    responses(
+        (status = 200, description = "The shipment, DELIVERED", body = MovedJson),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, TooLarge, UriTooLong,
+        Internal
+    )
+)]
+async fn deliver_shipment(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(order_id): ApiPath<String>,
+    body: Bytes,
+) -> Result<Json<MovedJson>, ApiError> {
+    let b = move_body(&body)?;
+    let status = service
+        .deliver_shipment(&caller, &order_id, &b.warehouse)
+        .await?;
+    Ok(Json(moved_json(&order_id, &b.warehouse, status)))
+}
+
+fn moved_json(order_id: &str, warehouse: &str, status: ShipmentStatus) -> MovedJson {
+    let warehouse = match warehouse.trim() {
+        "" => ordersaga_domain::DEFAULT_WAREHOUSE,
+        w => w,
+    };
+    MovedJson {
+        order_id: order_id.to_string(),
+        warehouse: warehouse.to_string(),
+        status,
+    }
 }

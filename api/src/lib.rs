@@ -8,7 +8,9 @@
 //! ([`attention`], updates too) and the payment gateway's verified webhooks
 //! (a signal); it reads orders from the shop store (and, for an order whose
 //! first step has not run yet, asks Temporal), and lists the warehouse's shipping
-//! requests (`ListShipments`). The same [`service::OrderService`] and
+//! requests (`ListShipments`), moves shipments for couriers
+//! ([`shipments`]: `Dispatch`, `Deliver`) and keeps customers' spending limits
+//! ([`spending`]). The same [`service::OrderService`] and
 //! [`catalog::CatalogService`] are served over gRPC ([`grpc`], with health
 //! and reflection) and HTTP/JSON ([`http`]); [`error::ApiError`] renders
 //! failures for both. Each request runs in a span that names its order
@@ -38,7 +40,9 @@ mod page;
 pub mod rate;
 pub mod service;
 pub mod settings;
+pub mod shipments;
 pub mod spans;
+pub mod spending;
 pub mod tls;
 pub mod web;
 

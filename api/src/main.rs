@@ -2,7 +2,7 @@
 //! `ordersaga.toml`, `ORDERSAGA_*` and `TEMPORAL_*` environment variables.
 //!
 //! `ordersaga-api token --customer ID | --merchant [NAME] | --operator [NAME]
-//! [--ttl DURATION]` prints a bearer token signed with the configured
+//! | --courier [NAME] [--ttl DURATION]` prints a bearer token signed with the configured
 //! HS256 secret (`ORDERSAGA_AUTH_HS256_SECRET`): local development and
 //! tests only; production tokens come from the identity provider.
 //!
@@ -21,7 +21,7 @@ use ordersaga_runtime::settings::Load;
 use ordersaga_runtime::telemetry;
 
 const USAGE: &str = "usage: ordersaga-api [token (--customer ID | --merchant [NAME] | \
-                     --operator [NAME]) [--ttl DURATION] | web-user USERNAME ROLE [CUSTOMER_ID] \
+                     --operator [NAME] | --courier [NAME]) [--ttl DURATION] | web-user USERNAME ROLE [CUSTOMER_ID] \
                      < password]";
 
 #[tokio::main]
@@ -57,6 +57,7 @@ fn token(args: &[String]) -> anyhow::Result<()> {
             "--customer" => Role::Customer,
             "--merchant" => Role::Merchant,
             "--operator" => Role::Operator,
+            "--courier" => Role::Courier,
             "--ttl" => {
                 let value = args.next().context(USAGE)?;
                 ttl = humantime::parse_duration(value).context("--ttl: e.g. 30m, 12h")?;

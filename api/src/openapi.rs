@@ -10,7 +10,7 @@
 
 use std::fmt::Display;
 
-use ordersaga_domain::{OrderStatus, PaymentStatus};
+use ordersaga_domain::{OrderStatus, PaymentStatus, ShipmentStatus};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
@@ -39,7 +39,8 @@ pub const BEARER: &str = "bearer";
         (name = "orders", description = "Placing, reading and cancelling orders"),
         (name = "operators", description = "Orders that need an operator"),
         (name = "catalog", description = "Products, stock receipts, low-stock alerts, ratings"),
-        (name = "shipping", description = "The warehouse's shipping requests"),
+        (name = "shipping", description = "Shipments: the queue, the courier's dispatch and delivery"),
+        (name = "customers", description = "Customers' spending limits"),
         (name = "payments", description = "The payment gateway's signed webhook"),
         (name = "service", description = "Health and this document"),
     )
@@ -59,7 +60,7 @@ impl Modify for BearerScheme {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "A JWT naming the caller's role (customer, merchant, operator)",
+                        "A JWT naming the caller's role (customer, merchant, operator, courier)",
                     ))
                     .build(),
             ),
@@ -94,6 +95,20 @@ pub fn order_status() -> Schema {
 /// The schema of a payment status, `null` before the payment began.
 pub fn payment_status() -> RefOr<Schema> {
     or_null(text_enum(PaymentStatus::ALL, "The payment's status"))
+}
+
+/// The schema of a shipment's status.
+pub fn shipment_status() -> Schema {
+    text_enum(ShipmentStatus::ALL, "Where the shipment is")
+}
+
+/// The schema of an order's fulfilment status, `null` before it has a
+/// shipment.
+pub fn fulfilment_status() -> RefOr<Schema> {
+    or_null(text_enum(
+        &["REQUESTED", "DISPATCHED", "COMPLETED"],
+        "The confirmed order's fulfilment: the least advanced shipment's",
+    ))
 }
 
 /// The error answers operations name in `responses(...)`: each one status,

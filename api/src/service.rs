@@ -26,7 +26,7 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
-use crate::access::{STAFF, acting_customer, may_see, require};
+use crate::access::{ANYONE, SHIPMENT_READERS, STAFF, acting_customer, may_see, require};
 use crate::error::{ApiError, invalid};
 use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
@@ -165,7 +165,7 @@ impl OrderService {
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<ShipmentRecord>, Option<String>), ApiError> {
-        require(caller, STAFF, "list shipments")?;
+        require(caller, SHIPMENT_READERS, "list shipments")?;
         let (limit, after) = page_request(page_size, page_token)?;
         let (page, next) = self
             .store
@@ -571,6 +571,7 @@ impl OrderService {
         page_size: u32,
         page_token: Option<&str>,
     ) -> Result<(Vec<OrderSummary>, Option<String>), ApiError> {
+        require(caller, ANYONE, "list orders")?;
         if needs_attention {
             require(
                 caller,

@@ -17,6 +17,9 @@ text_enum!(
         /// Checkout: the gateway order exists but is not captured; make
         /// sure it never will be.
         VoidPayment => "VoidPayment",
+        /// The order's total was reserved against the customer's spending
+        /// limit: give the reservation back.
+        ReleaseSpending => "ReleaseSpending",
     }
 );
 

@@ -63,10 +63,10 @@ fn type_token(name: &str, prefix: &str) -> String {
 
 /// CloudEvents `type` of an order event: `shop.order.placed.v1`,
 /// `shop.payment.processed.v1`, `shop.inventory.released.v1`,
-/// `shop.attention.closed.v1`, ...
+/// `shop.attention.closed.v1`, `shop.shipment.dispatched.v1`, ...
 pub fn order_event_type(event: OrderEvent) -> String {
     let name = event.as_str();
-    let (aggregate, prefix) = ["Order", "Payment", "Inventory", "Attention"]
+    let (aggregate, prefix) = ["Order", "Payment", "Inventory", "Attention", "Shipment"]
         .into_iter()
         .find(|p| name.starts_with(p))
         .map_or(("order", ""), |p| (p, p));

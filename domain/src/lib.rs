@@ -12,7 +12,7 @@
 //! contact details ([`contact`]), the payloads of the notification and
 //! shipping services ([`notify`]) and the messages an order produces for them
 //! (`OrderInput::confirmed_email`, `OrderInput::shipment`, ...), the stable
-//! Temporal names ([`names`]), the reconciler's findings ([`reconcile`]) and the activity contracts ([`contracts`]: each
+//! Temporal names ([`names`]), the reconciler's findings ([`reconcile`]), the spending limit's rule ([`spending`]) and the activity contracts ([`contracts`]: each
 //! activity's name, input and output). It has no I/O and no runtime, so both
 //! the deterministic workflow code and the API can depend on it; the store
 //! applies its rules inside its transactions.
@@ -38,6 +38,7 @@ pub mod names;
 pub mod notify;
 pub mod order;
 pub mod reconcile;
+pub mod spending;
 
 pub use allocation::{WarehouseAllocation, WarehouseStock, allocate};
 pub use attention::{AttentionStatus, Compensation, NoteError, OperatorNote};
@@ -46,8 +47,8 @@ pub use contact::{ContactError, EmailAddress, ShippingAddress};
 pub use ids::{CustomerId, IdError, OrderId, Sku, TransactionId, WarehouseId};
 pub use money::{Currency, GATEWAY_MAX_MAJOR_UNITS, Money, MoneyError};
 pub use notify::{
-    EmailStage, LowStockAlert, Notification, OrderEmail, Outgoing, ShipmentLine, ShipmentRequest,
-    Topic,
+    DEFAULT_WAREHOUSE, EmailStage, LowStockAlert, Notification, OrderEmail, Outgoing, ShipmentLine,
+    ShipmentRequest, ShipmentStatus, Topic, shipment_workflow_id,
 };
 pub use order::{
     CheckoutTiming, FailureReason, GatewayEvent, GatewayEventKind, InternalCode, OrderEvent,

@@ -4,7 +4,8 @@
 //! replay and retry.
 
 use crate::{
-    EmailStage, FailureReason, Notification, OrderEmail, OrderInput, ShipmentLine, ShipmentRequest,
+    DEFAULT_WAREHOUSE, EmailStage, FailureReason, Notification, OrderEmail, OrderInput,
+    ShipmentLine, ShipmentRequest,
 };
 
 impl OrderInput {
@@ -33,6 +34,9 @@ impl OrderInput {
             customer_id: self.customer_id.clone(),
             lines: self.lines.iter().map(ShipmentLine::from).collect(),
             address,
+            warehouse: DEFAULT_WAREHOUSE.to_string(),
+            customer_email: self.customer_email.clone(),
+            dispatch_alert_secs: None,
         })
     }
 

@@ -84,6 +84,18 @@ pub const CONFIRMATION_STANDS_PATCH: &str = "confirmation-stands-v1";
 /// declined, voided, refunded or refund failed), so the Web UI can list
 /// e.g. the failed orders whose money is still taken.
 pub const PAYMENT_STATUS_PATCH: &str = "payment-status-attribute-v1";
+
+/// The `patched()` id of the saga reserving the order's total against the
+/// customer's spending limit before the payment (`ReserveSpending`, undone
+/// by `ReleaseSpending`), so an order over the limit fails before any
+/// charge.
+pub const SPENDING_LIMIT_PATCH: &str = "spending-limit-v1";
+/// The `patched()` id of the `ShippingWorkflow` giving the shipment a life
+/// after its request: it waits for the courier's `Dispatch` (flagging the
+/// shipment if none comes in time) and `Deliver` updates and records each
+/// with the customer's email. Shipping workflows started before it end
+/// after the request.
+pub const SHIPMENT_LIFECYCLE_PATCH: &str = "shipment-lifecycle-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.
@@ -119,10 +131,22 @@ pub mod activity {
     pub const REFUND_PAYMENT: &str = "RefundPayment";
     /// Compensation of `ProcessInventory`: puts deducted stock back.
     pub const RELEASE_INVENTORY: &str = "ReleaseInventory";
+    /// Reserves the order's total against the customer's spending limit,
+    /// or refuses the order (`SpendingLimitExceeded`).
+    pub const RESERVE_SPENDING: &str = "ReserveSpending";
+    /// Compensation of `ReserveSpending`: the reservation stops counting.
+    pub const RELEASE_SPENDING: &str = "ReleaseSpending";
     /// Notifications: records, renders and sends one email, once.
     pub const SEND_EMAIL: &str = "SendEmail";
     /// Shipping: creates the order's shipping request, once.
     pub const REQUEST_SHIPMENT: &str = "RequestShipment";
+    /// Shipping: flags a shipment not dispatched in time, once.
+    pub const FLAG_UNDISPATCHED: &str = "FlagUndispatched";
+    /// Shipping: records the courier's dispatch (and its email), once.
+    pub const RECORD_DISPATCH: &str = "RecordDispatch";
+    /// Shipping: records the delivery (its email, and the order's
+    /// completion with its last shipment), once.
+    pub const RECORD_DELIVERY: &str = "RecordDelivery";
     /// Delivers a batch of one topic's outbox messages.
     pub const RELAY_OUTBOX: &str = "RelayOutbox";
     /// Checkout: creates the gateway order (the buyer's approval link).
@@ -170,6 +194,14 @@ pub mod handler {
     /// Update closing the saga's parked compensations with an operator's
     /// reason; rejected when none is parked.
     pub const CLOSE_ATTENTION: &str = "CloseAttention";
+    /// Update of a shipment's workflow: the courier picked it up; rejected
+    /// once it is delivered.
+    pub const DISPATCH: &str = "Dispatch";
+    /// Update of a shipment's workflow: the courier delivered it; rejected
+    /// while it has not been dispatched.
+    pub const DELIVER: &str = "Deliver";
+    /// Query of a shipment's workflow: its [`crate::ShipmentStatus`].
+    pub const SHIPMENT_STATUS: &str = "ShipmentStatus";
 }
 
 /// Application failure type names, matchable in retry policies and the UI.
@@ -178,6 +210,9 @@ pub mod failure {
     pub const PAYMENT_DECLINED: &str = "PaymentDeclined";
     /// Not enough stock for a line (non-retryable).
     pub const OUT_OF_STOCK: &str = "OutOfStock";
+    /// The order would take the customer over the spending limit
+    /// (non-retryable).
+    pub const SPENDING_LIMIT_EXCEEDED: &str = "SpendingLimitExceeded";
     /// The order is unknown to the store (non-retryable: a bug, not weather).
     pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
     /// A step found its order already failed in the shop database (e.g. by

@@ -22,6 +22,10 @@ text_enum!(
         OrderFailed => "ORDER_FAILED",
         /// To the merchant: a product's stock is at or below its threshold.
         LowStockAlert => "LOW_STOCK_ALERT",
+        /// The courier picked up the order's parcel.
+        ShipmentDispatched => "SHIPMENT_DISPATCHED",
+        /// The courier delivered the order's parcel.
+        ShipmentDelivered => "SHIPMENT_DELIVERED",
     }
 );
 
@@ -34,6 +38,8 @@ impl EmailStage {
             Self::OrderConfirmed => "order-confirmed",
             Self::OrderFailed => "order-failed",
             Self::LowStockAlert => "low-stock-alert",
+            Self::ShipmentDispatched => "shipment-dispatched",
+            Self::ShipmentDelivered => "shipment-delivered",
         }
     }
 }
@@ -153,11 +159,19 @@ impl From<&OrderLine> for ShipmentLine {
     }
 }
 
+/// The warehouse every shipment comes from until stock is held per
+/// warehouse (existing shipments, and requests recorded without one).
+pub const DEFAULT_WAREHOUSE: &str = "main";
+
+fn default_warehouse() -> String {
+    DEFAULT_WAREHOUSE.to_string()
+}
+
 /// What the warehouse must ship for a confirmed order: the input of the
 /// shipping workflow and its `RequestShipment` activity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShipmentRequest {
-    /// The order (and the request's idempotency key).
+    /// The order (with the warehouse, the request's idempotency key).
     pub order_id: OrderId,
     /// Who ordered.
     pub customer_id: CustomerId,
@@ -165,16 +179,71 @@ pub struct ShipmentRequest {
     pub lines: Vec<ShipmentLine>,
     /// Where to.
     pub address: ShippingAddress,
+    /// The warehouse it ships from; [`DEFAULT_WAREHOUSE`] for requests
+    /// recorded before warehouses existed.
+    #[serde(default = "default_warehouse")]
+    pub warehouse: String,
+    /// Where the customer's dispatch and delivery emails go (`None` in
+    /// requests recorded before shipments had a life).
+    #[serde(default)]
+    pub customer_email: Option<EmailAddress>,
+    /// How long the shipment may wait for the courier before it is
+    /// flagged overdue (the shipping worker's setting, filled in when it
+    /// starts the shipment's workflow); `None`: never flagged.
+    #[serde(default)]
+    pub dispatch_alert_secs: Option<u64>,
 }
 
 impl ShipmentRequest {
-    /// The workflow id of the request: `shipping-{order_id}`.
+    /// The workflow id of the shipment: `shipping-{order_id}` from the
+    /// default warehouse (the id sagas before the outbox gave their
+    /// request), `shipping-{order_id}-{warehouse}` from any other.
     pub fn workflow_id(&self) -> String {
-        format!(
-            "{}{}",
-            crate::names::SHIPPING_WORKFLOW_ID_PREFIX,
-            self.order_id
-        )
+        shipment_workflow_id(&self.order_id, &self.warehouse)
+    }
+}
+
+/// The workflow id of the order's shipment from `warehouse`; see
+/// [`ShipmentRequest::workflow_id`].
+pub fn shipment_workflow_id(order_id: &OrderId, warehouse: &str) -> String {
+    let prefix = crate::names::SHIPPING_WORKFLOW_ID_PREFIX;
+    if warehouse == DEFAULT_WAREHOUSE {
+        format!("{prefix}{order_id}")
+    } else {
+        format!("{prefix}{order_id}-{warehouse}")
+    }
+}
+
+text_enum!(
+    /// Where a shipment is: `REQUESTED -> DISPATCHED -> DELIVERED`, driven
+    /// by the courier's `Dispatch` and `Deliver`.
+    ShipmentStatus {
+        /// Waiting for the courier.
+        Requested => "REQUESTED",
+        /// Picked up by the courier.
+        Dispatched => "DISPATCHED",
+        /// Delivered to the customer. Final.
+        Delivered => "DELIVERED",
+    }
+);
+
+impl ShipmentStatus {
+    /// What `Dispatch` makes of a shipment in this status: `DISPATCHED`
+    /// (again, for a repeated call), or `None` once it is delivered.
+    pub fn dispatched(self) -> Option<Self> {
+        match self {
+            Self::Requested | Self::Dispatched => Some(Self::Dispatched),
+            Self::Delivered => None,
+        }
+    }
+
+    /// What `Deliver` makes of it: `DELIVERED` (again, for a repeated
+    /// call), or `None` while it has not been dispatched.
+    pub fn delivered(self) -> Option<Self> {
+        match self {
+            Self::Dispatched | Self::Delivered => Some(Self::Delivered),
+            Self::Requested => None,
+        }
     }
 }
 
@@ -256,5 +325,31 @@ mod tests {
         for s in EmailStage::ALL {
             assert_eq!(s.as_str().parse::<EmailStage>().unwrap(), *s);
         }
+    }
+
+    #[test]
+    fn shipments_are_dispatched_then_delivered_never_backwards() {
+        use ShipmentStatus::*;
+        assert_eq!(Requested.dispatched(), Some(Dispatched));
+        assert_eq!(Dispatched.dispatched(), Some(Dispatched));
+        assert_eq!(Delivered.dispatched(), None);
+        assert_eq!(Requested.delivered(), None);
+        assert_eq!(Dispatched.delivered(), Some(Delivered));
+        assert_eq!(Delivered.delivered(), Some(Delivered));
+    }
+
+    #[test]
+    fn requests_recorded_before_warehouses_ship_from_main() {
+        let old = r#"{"order_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60","customer_id":"alice",
+            "lines":[],"address":{"name":"A","line1":"1 St","line2":"","city":"B",
+            "postal_code":"1","country":"DE"}}"#;
+        let request: ShipmentRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(request.warehouse, DEFAULT_WAREHOUSE);
+        assert_eq!(
+            request.workflow_id(),
+            "shipping-6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60"
+        );
+        let east = shipment_workflow_id(&request.order_id, "east");
+        assert_eq!(east, "shipping-6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60-east");
     }
 }

@@ -214,6 +214,13 @@ text_enum!(
         /// An operator closed the order's parked compensations with a
         /// recorded reason.
         AttentionClosed => "AttentionClosed",
+        /// The courier picked up the order's shipment.
+        ShipmentDispatched => "ShipmentDispatched",
+        /// The courier delivered the order's shipment.
+        ShipmentDelivered => "ShipmentDelivered",
+        /// Every shipment of the confirmed order is delivered: its
+        /// fulfilment is `COMPLETED`.
+        OrderCompleted => "OrderCompleted",
     }
 );
 
@@ -226,6 +233,9 @@ text_enum!(
         Started => "Started",
         /// Storing the order.
         PlaceOrder => "PlaceOrder",
+        /// Reserving the order's total against the customer's spending
+        /// limit.
+        ReserveSpending => "ReserveSpending",
         /// Taking the money (either payment mode).
         ProcessPayment => "ProcessPayment",
         /// Checkout: waiting for the buyer to approve at the gateway.
@@ -282,6 +292,17 @@ pub enum FailureReason {
         /// Units on hand when it was checked.
         available: i64,
     },
+    /// The order would take the customer over the spending limit a
+    /// manager set (`spending-limit-v1`); refused before any charge.
+    SpendingLimitExceeded {
+        /// The customer's limit.
+        limit: Money,
+        /// What the customer's earlier orders already count against it
+        /// (in flight and confirmed).
+        spent: Money,
+        /// This order's total.
+        requested: Money,
+    },
     /// The buyer did not approve the payment before its deadline.
     PaymentExpired {
         /// How long the buyer had, seconds.
@@ -321,11 +342,13 @@ text_enum!(
 
 impl FailureReason {
     /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`,
-    /// `PAYMENT_EXPIRED`, `CANCELLED`, or an [`InternalCode`].
+    /// `SPENDING_LIMIT_EXCEEDED`, `PAYMENT_EXPIRED`, `CANCELLED`, or an
+    /// [`InternalCode`].
     pub fn code(&self) -> &'static str {
         match self {
             Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
             Self::OutOfStock { .. } => "OUT_OF_STOCK",
+            Self::SpendingLimitExceeded { .. } => "SPENDING_LIMIT_EXCEEDED",
             Self::PaymentExpired { .. } => "PAYMENT_EXPIRED",
             Self::Cancelled { .. } => "CANCELLED",
             Self::Internal { code, .. } => code.as_str(),
@@ -344,6 +367,15 @@ impl fmt::Display for FailureReason {
             } => write!(
                 f,
                 "out of stock: {sku} (ordered {requested}, {available} available)"
+            ),
+            Self::SpendingLimitExceeded {
+                limit,
+                spent,
+                requested,
+            } => write!(
+                f,
+                "spending limit exceeded: {requested} on top of {spent} already spent \
+                 is over the limit of {limit}"
             ),
             Self::PaymentExpired { after_secs } => {
                 write!(f, "payment expired: not approved within {after_secs}s")

@@ -5,7 +5,7 @@
 //! ES256, for production identity providers) or an HS256 [`Secret`] (local
 //! development and tests, which mint their own tokens with
 //! [`Claims::sign_hs256`]). The role is the token's `role` claim
-//! (`customer`, `merchant`, `operator`); a customer's `sub` is its customer
+//! (`customer`, `merchant`, `operator`, `courier`); a customer's `sub` is its customer
 //! id. What each role may do is the caller's policy, not this module's.
 //!
 //! Every failure is an [`AuthError`]: [`AuthError::is_unauthenticated`]
@@ -46,6 +46,8 @@ pub enum Role {
     Merchant,
     /// Runs the system: everything, including the needs-attention actions.
     Operator,
+    /// Carries shipments: dispatches and delivers them, and nothing else.
+    Courier,
 }
 
 impl Role {
@@ -55,6 +57,7 @@ impl Role {
             Self::Customer => "customer",
             Self::Merchant => "merchant",
             Self::Operator => "operator",
+            Self::Courier => "courier",
         }
     }
 }
@@ -72,8 +75,9 @@ impl FromStr for Role {
             "customer" => Ok(Self::Customer),
             "merchant" => Ok(Self::Merchant),
             "operator" => Ok(Self::Operator),
+            "courier" => Ok(Self::Courier),
             other => Err(format!(
-                "unknown role {other:?}: customer, merchant or operator"
+                "unknown role {other:?}: customer, merchant, operator or courier"
             )),
         }
     }

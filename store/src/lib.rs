@@ -19,6 +19,8 @@
 //!   it found (the needs-attention list).
 //! - [`Store::idempotency_keys`]: which request each `PlaceOrder` key
 //!   belongs to.
+//! - [`Store::spending`]: customers' spending limits and the orders'
+//!   reservations against them.
 //! - [`Store::webhook_events`]: which payment webhooks were already
 //!   signalled to their saga.
 //!
@@ -54,6 +56,7 @@ mod outbox;
 mod page;
 mod payments;
 mod shipments;
+mod spending;
 mod stock;
 mod webhook_events;
 
@@ -69,7 +72,8 @@ pub use orders::{Ended, EventRecord, LineRecord, OrderQuery, OrderRecord, OrderS
 pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxState, OutboxStatus, Quarantined};
 pub use page::{AlertCursor, OrderCursor, PageCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
-pub use shipments::{ShipmentRecord, Shipments};
+pub use shipments::{Moved, ShipmentRecord, Shipments};
+pub use spending::{Spending, SpendingLimitRecord};
 pub use stock::{NewStockReceipt, Shortage, Stock, StockReceipt};
 pub use webhook_events::{WebhookClaim, WebhookEvents};
 
@@ -278,6 +282,11 @@ impl Store {
     /// The shipping service's requests to the warehouse.
     pub fn shipments(&self) -> Shipments<'_> {
         Shipments::new(self)
+    }
+
+    /// Customers' spending limits and the orders' reservations.
+    pub fn spending(&self) -> Spending<'_> {
+        Spending::new(self)
     }
 
     /// Payment webhooks already signalled to their saga, by event id.

@@ -1,28 +1,53 @@
-//! The shipments repository: the warehouse's shipping requests, one per
-//! confirmed order, keyed by the order id so a retried or replayed request
-//! creates nothing twice.
+//! The shipments repository: the warehouse's shipments, one per confirmed
+//! order and warehouse, keyed so a retried or replayed request creates
+//! nothing twice, and their life `REQUESTED -> DISPATCHED -> DELIVERED`
+//! ([`Shipments::dispatch`], [`Shipments::deliver`]): each move is a
+//! guarded update that commits the customer's email to the outbox and the
+//! order's event with it; the last delivery of an order also records
+//! `OrderCompleted`.
 
-use ordersaga_domain::{OrderId, ShipmentLine, ShipmentRequest, ShippingAddress};
+use ordersaga_domain::{
+    OrderEvent, OrderId, Outgoing, ShipmentLine, ShipmentRequest, ShipmentStatus, ShippingAddress,
+};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{now_ms, parse_col};
+use crate::orders::insert_event;
+use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
 use crate::{Result, Store};
 
-/// A shipping request as the warehouse sees it.
+/// A shipment as the warehouse and the courier see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShipmentRecord {
-    /// What to ship, to whom and where.
+    /// What to ship, to whom and where, from which warehouse (the stored
+    /// request carries no email address).
     pub request: ShipmentRequest,
-    /// `REQUESTED` (the warehouse's later steps are not modelled yet).
-    pub status: String,
+    /// Where it is.
+    pub status: ShipmentStatus,
     /// When it was requested, Unix ms.
     pub created_at_ms: i64,
+    /// When the courier picked it up.
+    pub dispatched_at_ms: Option<i64>,
+    /// When it was delivered.
+    pub delivered_at_ms: Option<i64>,
+    /// When it was flagged for waiting too long for the courier.
+    pub dispatch_overdue_at_ms: Option<i64>,
+}
+
+/// How a courier's move went in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// This call moved the shipment (false: an earlier one did).
+    pub changed: bool,
+    /// The order's every shipment is delivered (`OrderCompleted`).
+    pub order_completed: bool,
 }
 
 const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_name, line1, line2, \
-     city, postal_code, country, created_at FROM shipments";
+     city, postal_code, country, created_at, warehouse, dispatched_at, delivered_at, \
+     dispatch_overdue_at FROM shipments";
 
 /// The shipments repository; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
@@ -43,8 +68,8 @@ impl<'a> Shipments<'a> {
         let mut tx = self.store.begin_write().await?;
         let created = sqlx::query(
             "INSERT INTO shipments (order_id, customer_id, status, recipient_name, line1, line2, \
-             city, postal_code, country, created_at) \
-             VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9) \
+             city, postal_code, country, created_at, warehouse) \
+             VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&id)
@@ -56,6 +81,7 @@ impl<'a> Shipments<'a> {
         .bind(&r.address.postal_code)
         .bind(&r.address.country)
         .bind(now_ms())
+        .bind(&r.warehouse)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -108,10 +134,158 @@ impl<'a> Shipments<'a> {
                     postal_code: row.try_get("postal_code")?,
                     country: row.try_get("country")?,
                 },
+                warehouse: row.try_get("warehouse")?,
+                customer_email: None,
+                dispatch_alert_secs: None,
             },
-            status: row.try_get("status")?,
+            status: parse_col(row, "status")?,
             created_at_ms: row.try_get("created_at")?,
+            dispatched_at_ms: row.try_get("dispatched_at")?,
+            delivered_at_ms: row.try_get("delivered_at")?,
+            dispatch_overdue_at_ms: row.try_get("dispatch_overdue_at")?,
         })
+    }
+
+    /// `Dispatch`: the courier picked the shipment up. `REQUESTED ->
+    /// DISPATCHED` once, with `ShipmentDispatched` and `outgoing` (the
+    /// customer's email) committed in the same transaction.
+    pub async fn dispatch(
+        self,
+        order_id: &OrderId,
+        warehouse: &str,
+        outgoing: &[Outgoing],
+    ) -> Result<Moved> {
+        self.advance(
+            order_id,
+            warehouse,
+            (ShipmentStatus::Requested, ShipmentStatus::Dispatched),
+            "dispatched_at",
+            OrderEvent::ShipmentDispatched,
+            outgoing,
+        )
+        .await
+    }
+
+    /// `Deliver`: `DISPATCHED -> DELIVERED` once, with `ShipmentDelivered`
+    /// and the customer's email; when it was the order's last shipment not
+    /// delivered, `OrderCompleted` too (same transaction).
+    pub async fn deliver(
+        self,
+        order_id: &OrderId,
+        warehouse: &str,
+        outgoing: &[Outgoing],
+    ) -> Result<Moved> {
+        self.advance(
+            order_id,
+            warehouse,
+            (ShipmentStatus::Dispatched, ShipmentStatus::Delivered),
+            "delivered_at",
+            OrderEvent::ShipmentDelivered,
+            outgoing,
+        )
+        .await
+    }
+
+    async fn advance(
+        self,
+        order_id: &OrderId,
+        warehouse: &str,
+        (from, to): (ShipmentStatus, ShipmentStatus),
+        at_column: &str,
+        event: OrderEvent,
+        outgoing: &[Outgoing],
+    ) -> Result<Moved> {
+        let id = order_id.to_string();
+        let now = now_ms();
+        let mut tx = self.store.begin_write().await?;
+        // `at_column` is one of this module's constants, never input.
+        let changed = sqlx::query(&format!(
+            "UPDATE shipments SET status = $1, {at_column} = $2 \
+             WHERE order_id = $3 AND warehouse = $4 AND status = $5"
+        ))
+        .bind(to.as_str())
+        .bind(now)
+        .bind(&id)
+        .bind(warehouse)
+        .bind(from.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let mut order_completed = false;
+        if changed {
+            enqueue(&mut tx, outgoing, now).await?;
+            insert_event(&mut tx, self.store.events, &id, event, None, now).await?;
+            if to == ShipmentStatus::Delivered {
+                let open: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS open FROM shipments WHERE order_id = $1 AND status <> $2",
+                )
+                .bind(&id)
+                .bind(ShipmentStatus::Delivered.as_str())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("open")?;
+                if open == 0 {
+                    let completed = OrderEvent::OrderCompleted;
+                    insert_event(&mut tx, self.store.events, &id, completed, None, now).await?;
+                    order_completed = true;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Moved {
+            changed,
+            order_completed,
+        })
+    }
+
+    /// Flags a shipment still waiting for the courier as overdue, once.
+    /// Returns whether this call flagged it (false: dispatched meanwhile,
+    /// or flagged before).
+    pub async fn flag_overdue(self, order_id: &OrderId, warehouse: &str) -> Result<bool> {
+        let mut tx = self.store.begin_write().await?;
+        let flagged = sqlx::query(
+            "UPDATE shipments SET dispatch_overdue_at = $1 WHERE order_id = $2 AND warehouse = $3 \
+             AND status = $4 AND dispatch_overdue_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(order_id.to_string())
+        .bind(warehouse)
+        .bind(ShipmentStatus::Requested.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(flagged)
+    }
+
+    /// Shipments flagged overdue and still not dispatched (the alert's
+    /// gauge).
+    pub async fn overdue(self) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS overdue FROM shipments WHERE status = $1 \
+             AND dispatch_overdue_at IS NOT NULL",
+        )
+        .bind(ShipmentStatus::Requested.as_str())
+        .fetch_one(&self.store.pool)
+        .await?
+        .try_get("overdue")?)
+    }
+
+    /// The order's shipment from `warehouse`, if one was requested.
+    pub async fn of(self, order_id: &OrderId, warehouse: &str) -> Result<Option<ShipmentRecord>> {
+        let row = sqlx::query(&format!(
+            "{SHIPMENT_SELECT} WHERE order_id = $1 AND warehouse = $2"
+        ))
+        .bind(order_id.to_string())
+        .bind(warehouse)
+        .fetch_optional(&self.store.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.read(&row).await?)),
+            None => Ok(None),
+        }
     }
 
     /// The order's shipping request, if one was made.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ordersaga_runtime::codec::{CodecSettings, data_converter};
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_workflows::{OrderWorkflow, ShippingWorkflow};
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowHistory};
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -21,7 +21,7 @@ pub fn histories_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("histories")
 }
 
-/// A replayer for the order workflow as the code stands now, decrypting
+/// A replayer for the order and shipping workflows as the code stands now, decrypting
 /// with [`TEST_CODEC_KEYS`] (histories recorded before encryption pass
 /// through).
 pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
@@ -29,6 +29,7 @@ pub fn replayer() -> anyhow::Result<WorkflowReplayer> {
     Ok(WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
             .register_workflow::<OrderWorkflow>()?
+            .register_workflow::<ShippingWorkflow>()?
             .data_converter(data_converter(ring))
             .build(),
     )?)

@@ -126,6 +126,31 @@ fn http_routes(order_id: &str, customer: &str) -> Vec<(Method, String, Option<Va
         (Method::GET, "/v1/shipments".into(), None),
         (
             Method::POST,
+            format!("/v1/shipments/{order_id}/dispatch"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/shipments/{order_id}/deliver"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/v1/customers/{customer}/spending-limit"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/customers/{customer}/spending-limit"),
+            Some(json!({"limit": {"minor_units": 100, "currency": "EUR"}})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/customers/{customer}/spending-limit"),
+            None,
+        ),
+        (
+            Method::POST,
             "/v1/products".into(),
             Some(
                 json!({"sku": "NEW-1", "name": "New", "price": {"minor_units": 100,
@@ -241,6 +266,58 @@ async fn grpc_codes(
             code(
                 orders
                     .list_shipments(pb::ListShipmentsRequest::default())
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "DispatchShipment",
+            code(
+                orders
+                    .dispatch_shipment(pb::ShipmentActionRequest {
+                        order_id: id.clone(),
+                        warehouse: String::new(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "DeliverShipment",
+            code(
+                orders
+                    .deliver_shipment(pb::ShipmentActionRequest {
+                        order_id: id.clone(),
+                        warehouse: String::new(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "SetSpendingLimit",
+            code(
+                orders
+                    // Negative: refused even where the role may set
+                    // limits, so nothing is written.
+                    .set_spending_limit(pb::SetSpendingLimitRequest {
+                        customer_id: customer.to_string(),
+                        limit: Some(pb::Money {
+                            minor_units: -1,
+                            currency: "EUR".into(),
+                        }),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
+            "GetSpendingLimit",
+            code(
+                orders
+                    .get_spending_limit(pb::GetSpendingLimitRequest {
+                        customer_id: customer.to_string(),
+                    })
                     .await
                     .map(drop),
             ),
@@ -438,6 +515,9 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
         "/v1/products",
         "/v1/stock-receipts",
         "/v1/low-stock-alerts",
+        "/v1/shipments/{id}/dispatch",
+        "/v1/shipments/{id}/deliver",
+        "/v1/customers/alice/spending-limit",
     ];
     for (method, path, body) in http_routes(&order_id, "alice") {
         let pattern = path.replace(&order_id, "{id}");
@@ -465,6 +545,8 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
             format!("/v1/orders/{order_id}/close-attention"),
         ),
         (Method::POST, "/v1/products/MUG-1/ratings".to_string()),
+        (Method::POST, format!("/v1/shipments/{order_id}/dispatch")),
+        (Method::POST, format!("/v1/shipments/{order_id}/deliver")),
     ];
     for (method, path, body) in http_routes(&order_id, "alice") {
         if merchant_denied.contains(&(method.clone(), path.clone())) {
@@ -528,6 +610,10 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
             // Staff's and operators' methods.
             "RetryCompensation" | "CloseAttention" | "ListShipments" | "CreateProduct"
             | "CreateStockReceipt" | "ListLowStockAlerts" => Code::PermissionDenied,
+            // The courier's, and the managers'.
+            "DispatchShipment" | "DeliverShipment" | "SetSpendingLimit" | "GetSpendingLimit" => {
+                Code::PermissionDenied
+            }
             // No such order (and if there were, not hers).
             "GetOrder" | "CancelOrder" => Code::NotFound,
             "ListOrders" | "GetProduct" | "ListProducts" => Code::Ok,
@@ -538,9 +624,11 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
     let codes = grpc_codes(&channel, Some(&merchant), &order_id, "bob").await;
     for (rpc, code) in &codes {
         let expected = match *rpc {
-            "PlaceOrder" | "SubmitReviewRating" | "RetryCompensation" | "CloseAttention" => {
-                Code::PermissionDenied
-            }
+            "PlaceOrder" | "SubmitReviewRating" | "RetryCompensation" | "CloseAttention"
+            | "DispatchShipment" | "DeliverShipment" => Code::PermissionDenied,
+            // Allowed; the negative limit is refused, nothing written.
+            "SetSpendingLimit" => Code::InvalidArgument,
+            "GetSpendingLimit" => Code::Ok,
             "GetOrder" | "CancelOrder" => Code::NotFound,
             // Allowed, but refused further on for what they carry (a new
             // product and receipt would be writes: checked below).

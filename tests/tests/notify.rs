@@ -11,9 +11,9 @@ use anyhow::Context;
 use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
 use ordersaga_activities::notify::EmailRetry;
 use ordersaga_domain::{
-    Currency, CustomerId, EmailAddress, EmailStage, FailureReason, LowStockAlert, Money,
-    Notification, OrderEmail, OrderId, OrderLine, ShipmentLine, ShipmentRequest, ShippingAddress,
-    Sku,
+    Currency, CustomerId, DEFAULT_WAREHOUSE, EmailAddress, EmailStage, FailureReason,
+    LowStockAlert, Money, Notification, OrderEmail, OrderId, OrderLine, ShipmentLine,
+    ShipmentRequest, ShipmentStatus, ShippingAddress, Sku,
 };
 use ordersaga_store::NotificationStatus;
 use ordersaga_store::Store;
@@ -297,6 +297,9 @@ async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::R
                 },
             ],
             address: address(),
+            warehouse: DEFAULT_WAREHOUSE.to_string(),
+            customer_email: None,
+            dispatch_alert_secs: None,
         };
         assert!(store.shipments().request(&request).await?);
         assert!(
@@ -309,7 +312,7 @@ async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::R
             .await?
             .context("shipment")?;
         assert_eq!(stored.request, request);
-        assert_eq!(stored.status, "REQUESTED");
+        assert_eq!(stored.status, ShipmentStatus::Requested);
         ids.push(request.order_id);
     }
     let (first, next) = store.shipments().list(2, None).await?;

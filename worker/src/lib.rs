@@ -20,6 +20,7 @@
 //! docs/operations.md).
 
 pub mod settings;
+mod shipping;
 pub mod spans;
 pub mod versioning;
 
@@ -37,6 +38,7 @@ use ordersaga_activities::mail::MailError;
 use ordersaga_activities::{
     AttentionActivities, BusinessMetrics, LeaseTooShort, Mailer, NotificationActivities,
     OrderActivities, ReconcileActivities, RelayActivities, ShippingActivities, SimulatedGateway,
+    SpendingActivities,
 };
 use ordersaga_domain::Topic;
 use ordersaga_domain::names::{NOTIFICATIONS_TASK_QUEUE, SHIPPING_TASK_QUEUE};
@@ -182,6 +184,7 @@ fn worker_options(
                 .map_err(sdk)?
                 .register_activities(activities)
                 .register_activities(AttentionActivities::new(store.clone(), business.clone()))
+                .register_activities(SpendingActivities::new(store.clone()))
                 // Reconciler runs that the schedule started on this queue
                 // before the reconciler had a queue of its own.
                 .register_workflow::<ReconcileOrdersWorkflow>()
@@ -226,13 +229,16 @@ fn worker_options(
             .map_err(sdk)?
             .register_activities(
                 RelayActivities::new(store.clone(), settings.relay)
-                    .with_shipping()
+                    .with_shipping(Arc::new(shipping::TemporalShipments::new(client.clone())))
                     .with_metrics(business.clone()),
             )
-            // Sagas from before the outbox request shipping through these.
+            // Each shipment's life (started by the relay; sagas from before
+            // the outbox start it as a child).
             .register_workflow::<ShippingWorkflow>()
             .map_err(sdk)?
-            .register_activities(ShippingActivities::new(store.clone()))
+            .register_activities(
+                ShippingActivities::new(store.clone()).with_metrics(business.clone()),
+            )
             .tuner(tuner(
                 settings.shipping.max_workflow_tasks,
                 settings.shipping.max_activities,

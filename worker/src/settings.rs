@@ -226,6 +226,7 @@ pub struct WorkerVars {
     relay_lease_ms: Option<u64>,
     email_relay_slots: Option<u32>,
     shipping_relay_slots: Option<u32>,
+    dispatch_alert_secs: Option<u64>,
     sticky_timeout_ms: Option<u64>,
     graceful_shutdown_ms: Option<u64>,
     gateway_latency_ms: Option<u64>,
@@ -322,6 +323,10 @@ impl Load for WorkerSettings {
         set(&mut s.relay.lease, millis(v.relay_lease_ms));
         set(&mut s.email_relay_slots, v.email_relay_slots);
         set(&mut s.shipping_relay_slots, v.shipping_relay_slots);
+        if let Some(secs) = v.dispatch_alert_secs {
+            // 0: shipments are never flagged for waiting.
+            s.relay.dispatch_alert = (secs > 0).then(|| Duration::from_secs(secs));
+        }
         set(&mut s.sticky_timeout, millis(v.sticky_timeout_ms));
         set(&mut s.graceful_shutdown, millis(v.graceful_shutdown_ms));
         set(&mut s.gateway_latency, millis(v.gateway_latency_ms));

@@ -120,6 +120,7 @@ fn failure_kind(reason: &FailureReason) -> &'static str {
         FailureReason::PaymentDeclined { .. } => failure::PAYMENT_DECLINED,
         FailureReason::PaymentExpired { .. } => "PaymentExpired",
         FailureReason::OutOfStock { .. } => failure::OUT_OF_STOCK,
+        FailureReason::SpendingLimitExceeded { .. } => failure::SPENDING_LIMIT_EXCEEDED,
         FailureReason::Cancelled { .. } => "Cancelled",
         FailureReason::Internal { code, .. } => code.as_str(),
     }

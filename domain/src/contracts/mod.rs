@@ -14,6 +14,7 @@
 //! - [`checkout`]: what the checkout gateway's activities return.
 //! - [`notification`], [`shipping`], [`relay`]: the support services.
 //! - [`reconcile`]: the reconciler's checks across orders.
+//! - [`spending`]: the reservation against the customer's spending limit.
 
 pub mod attention;
 pub mod checkout;
@@ -22,6 +23,7 @@ pub mod order;
 pub mod reconcile;
 pub mod relay;
 pub mod shipping;
+pub mod spending;
 
 pub use attention::{AttentionContract, ParkInput, Resolution, ResolveInput};
 pub use checkout::{
@@ -36,3 +38,4 @@ pub use order::{
 pub use reconcile::{ReconcileContract, SeenFindings};
 pub use relay::{RelayContract, RelayInput, RelayReport};
 pub use shipping::ShippingContract;
+pub use spending::SpendingContract;

@@ -1,6 +1,7 @@
-//! The shipping service's activity: [`ShippingContract`]
-//! (`RequestShipment`, run by the `ShippingWorkflow` of sagas from before
-//! the outbox).
+//! The shipping service's activities: [`ShippingContract`]
+//! (`RequestShipment`; and the shipment's life under
+//! `shipment-lifecycle-v1`: `FlagUndispatched`, `RecordDispatch`,
+//! `RecordDelivery`), run by the `ShippingWorkflow`.
 
 use crate::ShipmentRequest;
 use crate::names::activity;
@@ -24,6 +25,31 @@ mod definition {
         /// once; returns whether this call created it.
         #[activity(name = activity::REQUEST_SHIPMENT)]
         pub fn request_shipment(request: ShipmentRequest) -> Result<bool, ActivityError> {
+            unimplemented!()
+        }
+
+        /// `FlagUndispatched`: the shipment waited longer than allowed for
+        /// the courier: flagged once (metric, log, `dispatch_overdue_at`);
+        /// returns whether this call flagged it.
+        #[activity(name = activity::FLAG_UNDISPATCHED)]
+        pub fn flag_undispatched(request: ShipmentRequest) -> Result<bool, ActivityError> {
+            unimplemented!()
+        }
+
+        /// `RecordDispatch`: `REQUESTED -> DISPATCHED` with
+        /// `ShipmentDispatched` and the customer's email, once; returns
+        /// whether this call moved it.
+        #[activity(name = activity::RECORD_DISPATCH)]
+        pub fn record_dispatch(request: ShipmentRequest) -> Result<bool, ActivityError> {
+            unimplemented!()
+        }
+
+        /// `RecordDelivery`: `DISPATCHED -> DELIVERED` with
+        /// `ShipmentDelivered` and the customer's email, once, and
+        /// `OrderCompleted` with the order's last delivery; returns whether
+        /// this call moved it.
+        #[activity(name = activity::RECORD_DELIVERY)]
+        pub fn record_delivery(request: ShipmentRequest) -> Result<bool, ActivityError> {
             unimplemented!()
         }
     }

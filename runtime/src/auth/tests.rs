@@ -39,7 +39,12 @@ fn reason(result: Result<Principal, AuthError>) -> String {
 #[tokio::test]
 async fn a_good_token_names_its_subject_and_role() {
     let auth = hs256().await;
-    for role in [Role::Customer, Role::Merchant, Role::Operator] {
+    for role in [
+        Role::Customer,
+        Role::Merchant,
+        Role::Operator,
+        Role::Courier,
+    ] {
         let principal = auth
             .authenticate(Some(&bearer(&token(&claims(role)))))
             .unwrap();

@@ -12,7 +12,7 @@
 
 use ordersaga_domain::contracts::{
     AttentionContract, GatewayPaymentInput, OrderContract, ParkInput, PaymentInput, SettleInput,
-    Settlement,
+    Settlement, SpendingContract,
 };
 use ordersaga_domain::{OrderEvent, OrderInput, PaymentMode, PaymentStatus, SagaStep};
 use temporalio_workflow::common::error::ApplicationFailure;
@@ -138,6 +138,16 @@ impl OrderWorkflow {
                 if released {
                     Self::record(ctx, OrderEvent::InventoryReleased);
                 }
+                false
+            }
+            Compensation::ReleaseSpending => {
+                ctx.execute_local_activity(
+                    SpendingContract::release_spending,
+                    input.order_id,
+                    undo_db_step("ReleaseSpending", parking),
+                )
+                .await
+                .map_err(Refused::step)?;
                 false
             }
             Compensation::VoidPayment => {

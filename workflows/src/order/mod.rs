@@ -1,6 +1,7 @@
 //! The order saga: [`OrderWorkflow`].
 //!
-//! `PlaceOrder` -> `ProcessPayment` -> `ProcessInventory` -> `ConfirmOrder`;
+//! `PlaceOrder` -> `ReserveSpending` -> `ProcessPayment` -> `ProcessInventory`
+//! -> `ConfirmOrder`;
 //! on a business failure or cancellation the compensations registered so far
 //! run in reverse ([`compensation`]), then `FailOrder`.
 //!
@@ -17,6 +18,7 @@
 //! - [`outcomes`]: how a stopped saga ends (an accepted cancel wins; a fault
 //!   is recorded as an internal failure first) and the quiet completion of
 //!   a checkout saga;
+//! - [`spending`]: the reservation against the customer's spending limit;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
 //!
@@ -52,13 +54,14 @@ mod legacy;
 mod options;
 mod outcomes;
 mod payment;
+mod spending;
 
 use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput};
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
     DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH,
-    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH, QUIET_COMPLETION_PATCH, handler,
-    search_attribute,
+    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH, QUIET_COMPLETION_PATCH,
+    SPENDING_LIMIT_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
@@ -144,6 +147,9 @@ pub struct OrderWorkflow {
     /// `payment-status-attribute-v1`: a decided payment status is also the
     /// `PaymentStatus` search attribute ([`OrderWorkflow::set_payment`]).
     payment_attribute: bool,
+    /// `spending-limit-v1`: the order's total is reserved against the
+    /// customer's spending limit before the payment ([`spending`]).
+    spending_limit: bool,
     /// Compensations waiting for an operator ([`attention`]).
     parked: Vec<Parked>,
     /// The operator's accepted action, until the saga takes it.
@@ -178,6 +184,7 @@ impl OrderWorkflow {
             parking: false,
             confirmation_stands: false,
             payment_attribute: false,
+            spending_limit: false,
             parked: Vec::new(),
             operator: None,
         }
@@ -207,10 +214,12 @@ impl OrderWorkflow {
         };
         let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
         let confirmation_stands = ctx.patched(CONFIRMATION_STANDS_PATCH);
-        // The build before this change (the `previous-build` feature, which
-        // only the upgrade test builds) does not know the patch at all.
+        // The build before these changes (the `previous-build` feature,
+        // which only the upgrade test builds) does not know the patches.
         let payment_attribute =
             cfg!(not(feature = "previous-build")) && ctx.patched(PAYMENT_STATUS_PATCH);
+        let spending_limit =
+            cfg!(not(feature = "previous-build")) && ctx.patched(SPENDING_LIMIT_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
@@ -219,6 +228,7 @@ impl OrderWorkflow {
             s.parking = parking;
             s.confirmation_stands = confirmation_stands;
             s.payment_attribute = payment_attribute;
+            s.spending_limit = spending_limit;
         });
         let mut undo = Vec::new();
         let stop = match Self::forward(ctx, &input, &mut undo).await {
@@ -460,6 +470,10 @@ impl OrderWorkflow {
             .await
             .map_err(Stop::Terminated)?;
         Self::cancelled(ctx)?;
+
+        if ctx.state(|s| s.spending_limit) {
+            Self::reserve_spending(ctx, input, undo).await?;
+        }
 
         Self::step(ctx, SagaStep::ProcessPayment);
         Self::set_payment(ctx, PaymentStatus::Pending);

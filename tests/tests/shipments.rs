@@ -1,0 +1,346 @@
+//! End to end: shipments with a life. A confirmed order's shipment is
+//! dispatched and delivered by the courier (gRPC and HTTP, courier role)
+//! through its `ShippingWorkflow` on the shipping queue; the customer gets
+//! one email on dispatch and one on delivery (real SMTP); the order's
+//! fulfilment is `COMPLETED` only after the delivery; moves that do not fit
+//! are refused and write nothing; a shipping worker killed between dispatch
+//! and delivery loses nothing; a shipment the courier does not pick up in
+//! time is flagged.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use ordersaga_domain::{EmailStage, OrderId, ShipmentStatus};
+use ordersaga_proto::v1 as pb;
+use ordersaga_runtime::auth::Role;
+use ordersaga_store::NotificationStatus;
+use ordersaga_tests::auth::{http_client, token};
+use ordersaga_tests::{ReceivedMail, Stack, eventually, place_request};
+use ordersaga_worker::{Queue, WorkerSettings};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tonic::Code;
+
+const TIMEOUT: Duration = Duration::from_secs(45);
+
+fn workers(queues: &[Queue]) -> WorkerSettings {
+    WorkerSettings {
+        queues: queues.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn courier(stack: &Stack) -> ordersaga_tests::auth::OrdersClient {
+    stack.orders_as(Role::Courier, "van-7")
+}
+
+fn action(order_id: &str) -> pb::ShipmentActionRequest {
+    pb::ShipmentActionRequest {
+        order_id: order_id.to_string(),
+        warehouse: String::new(),
+    }
+}
+
+/// Places an order and waits until it is confirmed.
+async fn confirmed_order(stack: &Stack, customer: &str, sku: &str) -> anyhow::Result<pb::Order> {
+    let placed = stack
+        .grpc
+        .clone()
+        .place_order(place_request(customer, &[(sku, 1)], ""))
+        .await?
+        .into_inner();
+    let order = stack.terminal_order(&placed.order_id).await?;
+    anyhow::ensure!(
+        order.status == pb::OrderStatus::Confirmed as i32,
+        "{order:?}"
+    );
+    Ok(order)
+}
+
+/// Waits until the order's shipment is `status`, and returns the order.
+async fn shipment_is(
+    stack: &Stack,
+    order_id: &str,
+    status: ShipmentStatus,
+) -> anyhow::Result<pb::Order> {
+    eventually(&format!("shipment {status}"), TIMEOUT, || {
+        let mut grpc = stack.grpc.clone();
+        let order_id = order_id.to_string();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            let there = order
+                .shipment
+                .as_ref()
+                .is_some_and(|s| s.status == status.as_str());
+            Ok(there.then_some(order))
+        }
+    })
+    .await
+}
+
+/// Dispatches as the courier once the shipment's workflow exists (the
+/// shipping relay starts it right after the request).
+async fn dispatch(stack: &Stack, order_id: &str) -> anyhow::Result<pb::ShipmentActionResponse> {
+    eventually(
+        "the shipment's workflow to take a dispatch",
+        TIMEOUT,
+        || {
+            let mut courier = courier(stack);
+            let request = action(order_id);
+            async move {
+                match courier.dispatch_shipment(request).await {
+                    Ok(r) => Ok(Some(r.into_inner())),
+                    Err(s) if s.code() == Code::FailedPrecondition => Ok(None),
+                    Err(s) => Err(s.into()),
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until `n` emails arrived and the order's are all recorded sent;
+/// returns them by `Message-ID`, failing if one arrived twice.
+async fn mails(
+    stack: &Stack,
+    n: usize,
+    order_id: &str,
+) -> anyhow::Result<HashMap<String, ReceivedMail>> {
+    let smtp = stack.smtp.as_ref().context("no SMTP server")?;
+    eventually(&format!("{n} emails"), TIMEOUT, || async {
+        Ok((smtp.messages()?.len() >= n).then_some(()))
+    })
+    .await?;
+    eventually("emails recorded SENT", TIMEOUT, || async {
+        let records = stack.store.notifications().of_subject(order_id).await?;
+        let sent =
+            records.len() == n && records.iter().all(|r| r.status == NotificationStatus::Sent);
+        Ok(sent.then_some(()))
+    })
+    .await?;
+    let mut seen = HashMap::new();
+    for m in smtp.messages()? {
+        if seen.insert(m.message_id.clone(), m.clone()).is_some() {
+            anyhow::bail!("{} arrived twice", m.message_id);
+        }
+    }
+    Ok(seen)
+}
+
+fn message_id(stage: EmailStage, order_id: &str) -> String {
+    format!("<{}.{order_id}@ordersaga>", stage.slug())
+}
+
+fn events(order: &pb::Order) -> Vec<&str> {
+    order.events.iter().map(|e| e.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.start_worker(WorkerSettings::default())?;
+    stack.product("BOX-1", 1_500, 10).await?;
+    let order = confirmed_order(&stack, "alice", "BOX-1").await?;
+    let id = order.order_id.clone();
+    let requested = shipment_is(&stack, &id, ShipmentStatus::Requested).await?;
+    assert_eq!(requested.fulfilment_status, "REQUESTED");
+    assert_eq!(
+        requested.shipment.as_ref().map(|s| s.warehouse.as_str()),
+        Some("main")
+    );
+
+    // Delivering before the dispatch is refused, and writes nothing.
+    let early = courier(&stack)
+        .deliver_shipment(action(&id))
+        .await
+        .err()
+        .context("an undispatched shipment cannot be delivered")?;
+    assert_eq!(early.code(), Code::FailedPrecondition);
+    // A customer is no courier.
+    let url = format!("{}/v1/shipments/{id}/dispatch", stack.http_base);
+    let alice = http_client(&token(Role::Customer, "alice"))?;
+    assert_eq!(
+        alice.post(&url).send().await?.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let moved = dispatch(&stack, &id).await?;
+    assert_eq!(
+        (moved.status.as_str(), moved.warehouse.as_str()),
+        ("DISPATCHED", "main")
+    );
+    let on_its_way = shipment_is(&stack, &id, ShipmentStatus::Dispatched).await?;
+    assert_eq!(on_its_way.fulfilment_status, "DISPATCHED");
+    assert!(
+        on_its_way
+            .shipment
+            .as_ref()
+            .is_some_and(|s| s.dispatched_at.is_some())
+    );
+    // The courier's retry over HTTP: the same answer, nothing twice.
+    let van = http_client(&token(Role::Courier, "van-7"))?;
+    let again: Value = van
+        .post(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(again["status"], "DISPATCHED");
+
+    let delivered = courier(&stack)
+        .deliver_shipment(action(&id))
+        .await?
+        .into_inner();
+    assert_eq!(delivered.status, "DELIVERED");
+    let done = shipment_is(&stack, &id, ShipmentStatus::Delivered).await?;
+    eventually("the order completed", TIMEOUT, || {
+        let mut grpc = stack.grpc.clone();
+        let order_id = id.clone();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            Ok((order.fulfilment_status == "COMPLETED").then_some(()))
+        }
+    })
+    .await?;
+    assert_eq!(
+        done.status,
+        pb::OrderStatus::Confirmed as i32,
+        "the saga's status stands"
+    );
+    let delivered_at = done.shipment.as_ref().and_then(|s| s.delivered_at);
+    assert!(delivered_at.is_some());
+
+    // Dispatching a delivered shipment: 409, nothing written.
+    let late = van.post(&url).send().await?;
+    assert_eq!(late.status(), StatusCode::CONFLICT);
+    let body: Value = late.json().await?;
+    assert_eq!(body["error"]["code"], "FAILED_PRECONDITION");
+    let after = stack.terminal_order(&id).await?;
+    assert_eq!(
+        after.shipment.as_ref().and_then(|s| s.delivered_at),
+        delivered_at
+    );
+    assert_eq!(
+        after.shipment.as_ref().map(|s| s.status.as_str()),
+        Some("DELIVERED")
+    );
+    assert_eq!(
+        events(&after),
+        [
+            "OrderPlaced",
+            "PaymentProcessed",
+            "InventoryProcessed",
+            "OrderConfirmed",
+            "ShipmentDispatched",
+            "ShipmentDelivered",
+            "OrderCompleted"
+        ]
+    );
+
+    // One email per stage: received, confirmed, dispatched, delivered.
+    let mails = mails(&stack, 4, &id).await?;
+    let dispatched = &mails[&message_id(EmailStage::ShipmentDispatched, &id)];
+    assert_eq!(dispatched.rcpt_tos, ["alice@example.com"]);
+    assert_eq!(dispatched.subject, format!("Your order {id} is on its way"));
+    let delivered = &mails[&message_id(EmailStage::ShipmentDelivered, &id)];
+    assert_eq!(delivered.subject, format!("Your order {id} was delivered"));
+    assert!(delivered.text.contains("BOX-1"), "{}", delivered.text);
+
+    let workflow_id = ordersaga_domain::shipment_workflow_id(&OrderId::parse(&id)?, "main");
+    stack
+        .replay_check(&workflow_id, "shipment-delivered")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shipping_worker_killed_between_dispatch_and_delivery_loses_nothing() -> anyhow::Result<()>
+{
+    let mut stack = Stack::builder().without_worker().start().await?;
+    stack.start_smtp(Duration::ZERO).await?;
+    stack.start_worker(workers(&[Queue::Orders, Queue::Notifications]))?;
+    let mut first = stack.spawn_worker_process_with_args(&["--queues", "shipping"], &[])?;
+    stack.product("BOX-2", 2_500, 10).await?;
+    let order = confirmed_order(&stack, "bob", "BOX-2").await?;
+    let id = order.order_id.clone();
+    dispatch(&stack, &id).await?;
+    shipment_is(&stack, &id, ShipmentStatus::Dispatched).await?;
+
+    first.start_kill()?; // SIGKILL
+    first.wait().await?;
+    let _second = stack.spawn_worker_process_with_args(&["--queues", "shipping"], &[])?;
+    let delivered = courier(&stack)
+        .deliver_shipment(action(&id))
+        .await?
+        .into_inner();
+    assert_eq!(delivered.status, "DELIVERED");
+    let done = shipment_is(&stack, &id, ShipmentStatus::Delivered).await?;
+    eventually("the order completed", TIMEOUT, || {
+        let mut grpc = stack.grpc.clone();
+        let order_id = id.clone();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            Ok((order.fulfilment_status == "COMPLETED").then_some(()))
+        }
+    })
+    .await?;
+    assert!(events(&done).contains(&"ShipmentDispatched"));
+    let mails = mails(&stack, 4, &id).await?;
+    assert!(mails.contains_key(&message_id(EmailStage::ShipmentDispatched, &id)));
+    assert!(mails.contains_key(&message_id(EmailStage::ShipmentDelivered, &id)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shipment_not_dispatched_in_time_is_flagged_and_still_ships() -> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    let mut settings = WorkerSettings::default();
+    settings.relay.dispatch_alert = Some(Duration::from_secs(1));
+    stack.start_worker(settings)?;
+    stack.product("BOX-3", 900, 10).await?;
+    let order = confirmed_order(&stack, "carol", "BOX-3").await?;
+    let id = order.order_id.clone();
+    let flagged = eventually("the overdue flag", TIMEOUT, || {
+        let mut grpc = stack.grpc.clone();
+        let order_id = id.clone();
+        async move {
+            let order = grpc
+                .get_order(pb::GetOrderRequest { order_id })
+                .await?
+                .into_inner();
+            Ok(order.shipment.filter(|s| s.dispatch_overdue_at.is_some()))
+        }
+    })
+    .await?;
+    assert_eq!(flagged.status, "REQUESTED");
+    let listed: Value = stack
+        .http
+        .get(format!("{}/v1/shipments", stack.http_base))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert!(
+        listed["shipments"][0]["dispatch_overdue_at"].is_string(),
+        "{listed}"
+    );
+    assert_eq!(stack.store.shipments().overdue().await?, 1);
+    // Late, but the courier still takes it.
+    dispatch(&stack, &id).await?;
+    shipment_is(&stack, &id, ShipmentStatus::Dispatched).await?;
+    assert_eq!(stack.store.shipments().overdue().await?, 0);
+    Ok(())
+}

@@ -407,6 +407,9 @@ struct StockForm {
     quantity: String,
     #[serde(default)]
     key: String,
+    /// Empty: the default warehouse.
+    #[serde(default)]
+    warehouse: String,
 }
 
 async fn stock_page(
@@ -457,6 +460,7 @@ async fn receive_stock(
                     &caller,
                     StockReceiptCommand {
                         idempotency_key: Some(f.key.clone()),
+                        warehouse: Some(f.warehouse.trim().to_string()),
                         lines: vec![(f.sku.trim().to_string(), quantity)],
                     },
                 )

@@ -383,6 +383,7 @@ pub fn field_of(message: &str) -> Option<&'static str> {
         ("stars", "stars"),
         ("operator", "operator"),
         ("reason", "reason"),
+        ("warehouse", "warehouse"),
     ];
     FIELDS
         .iter()

@@ -594,7 +594,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_where_a_token_is_nee
     assert_eq!(
         json["components"]["securitySchemes"]["bearer"],
         json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-               "description": "A JWT naming the caller's role (customer, merchant, operator)"})
+               "description": "A JWT naming the caller's role (customer, merchant, operator, courier)"})
     );
     let open = [
         ("GET", "/healthz"),
@@ -642,7 +642,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_where_a_token_is_nee
             }
         }
     }
-    assert_eq!(operations, 16, "{json}");
+    assert_eq!(operations, 21, "{json}");
     Ok(())
 }
 

@@ -247,8 +247,31 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
     stack.sandbox()?.approve(approval).await?;
     let order = stack.terminal_order(&order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
+    // The shipment's workflow waits for the courier, and a workflow's span
+    // is exported when the workflow ends: dispatch and deliver it (as the
+    // stack's operator) so its spans arrive too. 409 until the shipping
+    // relay has started it.
+    let shipment = format!("{}/v1/shipments/{order_id}", stack.http_base);
+    eventually("the shipment to take a dispatch", ORDER_TIMEOUT, || {
+        let request = stack.http.post(format!("{shipment}/dispatch")).send();
+        async move {
+            let status = request.await?.status();
+            anyhow::ensure!(
+                status.is_success() || status == reqwest::StatusCode::CONFLICT,
+                "dispatch answered {status}"
+            );
+            Ok(status.is_success().then_some(()))
+        }
+    })
+    .await?;
+    stack
+        .http
+        .post(format!("{shipment}/deliver"))
+        .send()
+        .await?
+        .error_for_status()?;
 
-    // The worker exports every 100 ms, the API every 5 s; the workflow's
+    // The worker exports every 100 ms, the API every 5 s; a workflow's
     // span ends with it, and the relay sends the confirmation after the
     // last step.
     let (root, trace) = eventually("the order's whole trace", ORDER_TIMEOUT, || {
@@ -259,6 +282,7 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
                 "RunActivity:ConfirmOrder",
                 "orders.confirm",
                 "RunWorkflow:OrderWorkflow",
+                "RunWorkflow:ShippingWorkflow",
             ]
             .iter()
             .all(|n| names.contains(n))

@@ -96,6 +96,20 @@ pub const SPENDING_LIMIT_PATCH: &str = "spending-limit-v1";
 /// with the customer's email. Shipping workflows started before it end
 /// after the request.
 pub const SHIPMENT_LIFECYCLE_PATCH: &str = "shipment-lifecycle-v1";
+
+/// The `patched()` id of the saga whose simulated charge is a local
+/// activity, so a simulated order's whole forward path runs in its first
+/// workflow task (issue 15). A saga with it records no other of the patches
+/// above (it implies them all: one marker and one `TemporalChangeVersion`
+/// upsert instead of ten), and it upserts the `PaymentStatus` decided
+/// before the order ends together with `OrderStatus`, in one command.
+pub const LOCAL_CHARGE_PATCH: &str = "local-charge-v1";
+
+/// The `patched()` id of the `ShippingWorkflow` whose store writes
+/// (`RequestShipment`, `FlagUndispatched`, `RecordDispatch`,
+/// `RecordDelivery`) are local activities: no activity task and no extra
+/// workflow task per write (issue 15).
+pub const SHIPMENT_LOCAL_STEPS_PATCH: &str = "shipment-local-steps-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.

@@ -28,15 +28,27 @@
 //!
 //! Shipping workflows started before the patch (by sagas of the child
 //! workflow generation) end after the request, as they did.
+//!
+//! Since `shipment-local-steps-v1` the four store writes are local
+//! activities: each is one short idempotent transaction in the shop
+//! database, so it needs neither an activity task nor a workflow task of
+//! its own. The request and the overdue timer go out in the first workflow
+//! task, and each courier's update is accepted in the same workflow task
+//! whose completion records its write: a worker lost before that loses
+//! both, and the update is delivered again with the retried task.
 
 use std::time::Duration;
 
 use ordersaga_domain::contracts::ShippingContract;
-use ordersaga_domain::names::{SHIPMENT_LIFECYCLE_PATCH, SHIPPING_WORKFLOW_TYPE, handler};
+use ordersaga_domain::names::{
+    SHIPMENT_LIFECYCLE_PATCH, SHIPMENT_LOCAL_STEPS_PATCH, SHIPPING_WORKFLOW_TYPE, handler,
+};
 use ordersaga_domain::{ShipmentRequest, ShipmentStatus};
+use temporalio_workflow::common::ActivityDefinition;
 use temporalio_workflow::{
-    ActivityCloseTimeouts, ActivityOptions, RetryPolicy, SyncWorkflowContext, TimerOptions,
-    WorkflowContext, WorkflowContextView, WorkflowResult, workflow, workflow_methods,
+    ActivityCloseTimeouts, ActivityExecutionError, ActivityOptions, LocalActivityOptions,
+    RetryPolicy, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult, workflow, workflow_methods,
 };
 
 #[workflow]
@@ -44,24 +56,54 @@ pub struct ShippingWorkflow {
     request: ShipmentRequest,
     /// Where the courier has taken it (accepted updates).
     status: ShipmentStatus,
+    /// `shipment-local-steps-v1`: the store writes are local activities.
+    local_steps: bool,
 }
 
-/// The shipping service's database writes: an outage is waited out for a
-/// day.
+/// A lifecycle move's store write, for [`ShippingWorkflow::write`].
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    FlagUndispatched,
+    Dispatch,
+    Delivery,
+}
+
+/// How long a store write may take, retries included: an outage is waited
+/// out for a day.
+const STORE_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// One attempt of a store write.
+const STORE_ATTEMPT: Duration = Duration::from_secs(30);
+
+fn store_retry() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_millis(200))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(60))
+        .build()
+}
+
+/// The shipping service's database writes as regular activities (before
+/// `shipment-local-steps-v1`).
 fn store_step(summary: &str) -> ActivityOptions {
     ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-        schedule_to_close: Duration::from_secs(24 * 3600),
-        start_to_close: Duration::from_secs(30),
+        schedule_to_close: STORE_WAIT,
+        start_to_close: STORE_ATTEMPT,
     })
-    .retry_policy(
-        RetryPolicy::builder()
-            .initial_interval(Duration::from_millis(200))
-            .backoff_coefficient(2.0)
-            .maximum_interval(Duration::from_secs(60))
-            .build(),
-    )
+    .retry_policy(store_retry())
     .summary(summary)
     .build()
+}
+
+/// The same writes as local activities (`shipment-local-steps-v1`), with
+/// the same timeouts and retries.
+fn local_store_step(summary: &str) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .schedule_to_close_timeout(STORE_WAIT)
+        .start_to_close_timeout(STORE_ATTEMPT)
+        .retry_policy(store_retry())
+        .summary(summary.to_string())
+        .build()
 }
 
 type Refusal = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -73,6 +115,7 @@ impl ShippingWorkflow {
         Self {
             request,
             status: ShipmentStatus::Requested,
+            local_steps: false,
         }
     }
 
@@ -82,14 +125,18 @@ impl ShippingWorkflow {
     #[run(name = SHIPPING_WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<bool> {
         let request = ctx.state(|s| s.request.clone());
-        let lifecycle = ctx.patched(SHIPMENT_LIFECYCLE_PATCH);
-        let created = ctx
-            .execute_activity(
-                ShippingContract::request_shipment,
-                request.clone(),
-                store_step("RequestShipment"),
-            )
-            .await?;
+        // `shipment-local-steps-v1` implies the lifecycle: a workflow with
+        // it records one patch marker, not two.
+        let local_steps = ctx.patched(SHIPMENT_LOCAL_STEPS_PATCH);
+        let lifecycle = local_steps || ctx.patched(SHIPMENT_LIFECYCLE_PATCH);
+        ctx.state_mut(|s| s.local_steps = local_steps);
+        let created = Self::store(
+            ctx,
+            ShippingContract::request_shipment,
+            "RequestShipment",
+            &request,
+        )
+        .await?;
         if !lifecycle {
             return Ok(created);
         }
@@ -103,29 +150,14 @@ impl ShippingWorkflow {
                 _ = ctx.timer(timer) => true,
             };
             if overdue && !ctx.state(dispatched) {
-                ctx.execute_activity(
-                    ShippingContract::flag_undispatched,
-                    request.clone(),
-                    store_step("FlagUndispatched"),
-                )
-                .await?;
+                Self::write(ctx, Write::FlagUndispatched, &request).await?;
             }
         }
         ctx.wait_condition(dispatched).await?;
-        ctx.execute_activity(
-            ShippingContract::record_dispatch,
-            request.clone(),
-            store_step("RecordDispatch"),
-        )
-        .await?;
+        Self::write(ctx, Write::Dispatch, &request).await?;
         ctx.wait_condition(|s: &Self| s.status == ShipmentStatus::Delivered)
             .await?;
-        ctx.execute_activity(
-            ShippingContract::record_delivery,
-            request,
-            store_step("RecordDelivery"),
-        )
-        .await?;
+        Self::write(ctx, Write::Delivery, &request).await?;
         Ok(created)
     }
 
@@ -177,5 +209,64 @@ impl ShippingWorkflow {
             self.status = next;
         }
         self.status
+    }
+}
+
+impl ShippingWorkflow {
+    /// Records one of the lifecycle's moves in the store.
+    async fn write(
+        ctx: &mut WorkflowContext<Self>,
+        write: Write,
+        request: &ShipmentRequest,
+    ) -> Result<bool, ActivityExecutionError> {
+        match write {
+            Write::FlagUndispatched => {
+                Self::store(
+                    ctx,
+                    ShippingContract::flag_undispatched,
+                    "FlagUndispatched",
+                    request,
+                )
+                .await
+            }
+            Write::Dispatch => {
+                Self::store(
+                    ctx,
+                    ShippingContract::record_dispatch,
+                    "RecordDispatch",
+                    request,
+                )
+                .await
+            }
+            Write::Delivery => {
+                Self::store(
+                    ctx,
+                    ShippingContract::record_delivery,
+                    "RecordDelivery",
+                    request,
+                )
+                .await
+            }
+        }
+    }
+
+    /// One store write: a local activity under `shipment-local-steps-v1`,
+    /// a regular one before.
+    async fn store<AD>(
+        ctx: &mut WorkflowContext<Self>,
+        activity: AD,
+        summary: &str,
+        request: &ShipmentRequest,
+    ) -> Result<AD::Output, ActivityExecutionError>
+    where
+        AD: ActivityDefinition<Input = ShipmentRequest>,
+    {
+        if ctx.state(|s| s.local_steps) {
+            ctx.execute_local_activity(activity, request.clone(), local_store_step(summary))
+                .await
+        } else {
+            ctx.execute_activity(activity, request.clone(), store_step(summary))
+                .await
+        }
     }
 }

@@ -13,7 +13,7 @@ use temporalio_workflow::{WorkflowContext, WorkflowResult};
 use super::compensation::Compensation;
 use super::failures::already_failed;
 use super::options::{db_step, detached, undo_db_step};
-use super::{ORDER_STATUS_ATTR, OrderWorkflow, Stop};
+use super::{ORDER_STATUS_ATTR, OrderWorkflow, PAYMENT_STATUS_ATTR, Stop};
 
 impl OrderWorkflow {
     /// Before unwinding, asks the database (the arbiter) where the order
@@ -149,6 +149,20 @@ impl OrderWorkflow {
         });
         Self::record(ctx, event);
         ctx.set_current_details(format!("status: {status}"));
-        ctx.upsert_search_attributes([ORDER_STATUS_ATTR.value_set(status.to_string())]);
+        // `local-charge-v1`: the payment's status decided on the way comes
+        // along, one upsert for both (each upsert is a billable Action and
+        // a visibility write).
+        let payment = ctx.state_mut(|s| {
+            s.ended = true;
+            s.payment_attribute_due.take()
+        });
+        let order = ORDER_STATUS_ATTR.value_set(status.to_string());
+        match payment {
+            Some(payment) => ctx.upsert_search_attributes([
+                order,
+                PAYMENT_STATUS_ATTR.value_set(payment.to_string()),
+            ]),
+            None => ctx.upsert_search_attributes([order]),
+        }
     }
 }

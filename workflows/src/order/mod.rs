@@ -59,9 +59,9 @@ mod spending;
 use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput};
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
-    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, NOTIFICATIONS_PATCH,
-    ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH, QUIET_COMPLETION_PATCH,
-    SPENDING_LIMIT_PATCH, handler, search_attribute,
+    DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, LOCAL_CHARGE_PATCH,
+    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH,
+    QUIET_COMPLETION_PATCH, SPENDING_LIMIT_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
@@ -150,6 +150,16 @@ pub struct OrderWorkflow {
     /// `spending-limit-v1`: the order's total is reserved against the
     /// customer's spending limit before the payment ([`spending`]).
     spending_limit: bool,
+    /// `local-charge-v1`: the simulated charge is a local activity, so the
+    /// forward path runs in one workflow task ([`payment`], [`lost_task`]);
+    /// the `PaymentStatus` decided before the order ends is upserted with
+    /// `OrderStatus` ([`OrderWorkflow::set_payment`]).
+    local_charge: bool,
+    /// `local-charge-v1`: the `PaymentStatus` waiting for the order's end,
+    /// to be upserted with `OrderStatus` in one command.
+    payment_attribute_due: Option<PaymentStatus>,
+    /// The order has ended (`ConfirmOrder` or `FailOrder` recorded it).
+    ended: bool,
     /// Compensations waiting for an operator ([`attention`]).
     parked: Vec<Parked>,
     /// The operator's accepted action, until the saga takes it.
@@ -185,6 +195,9 @@ impl OrderWorkflow {
             confirmation_stands: false,
             payment_attribute: false,
             spending_limit: false,
+            local_charge: false,
+            payment_attribute_due: None,
+            ended: false,
             parked: Vec::new(),
             operator: None,
         }
@@ -197,29 +210,42 @@ impl OrderWorkflow {
         let input = ctx.state(|s| s.input.clone());
         // Decided once, before the first command. (Asked later, right after
         // a local activity, the answer could be taken during replay before
-        // the SDK has seen the marker.)
-        let generation = if ctx.patched(OUTBOX_PATCH) {
-            Generation::Outbox
-        } else if ctx.patched(NOTIFICATIONS_PATCH) {
-            Generation::ChildWorkflows
+        // the SDK has seen the marker.) `local-charge-v1` implies all the
+        // earlier patches: a saga with it records no other marker (each
+        // marker costs the history a `TemporalChangeVersion` upsert). The
+        // build before these changes (the `previous-build` feature, which
+        // only the upgrade test builds) does not know the newer patches.
+        let local_charge = cfg!(not(feature = "previous-build")) && ctx.patched(LOCAL_CHARGE_PATCH);
+        let (generation, durable_cancel, finish_db_steps, later) = if local_charge {
+            let later = outcomes::Patches {
+                gateway_outcomes: true,
+                checkout_deadline: true,
+                quiet_completion: true,
+            };
+            (Generation::Outbox, true, true, later)
         } else {
-            Generation::Original
+            let generation = if ctx.patched(OUTBOX_PATCH) {
+                Generation::Outbox
+            } else if ctx.patched(NOTIFICATIONS_PATCH) {
+                Generation::ChildWorkflows
+            } else {
+                Generation::Original
+            };
+            let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
+            let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
+            let later = outcomes::Patches {
+                gateway_outcomes: ctx.patched(GATEWAY_OUTCOMES_PATCH),
+                checkout_deadline: ctx.patched(CHECKOUT_DEADLINE_PATCH),
+                quiet_completion: ctx.patched(QUIET_COMPLETION_PATCH),
+            };
+            (generation, durable_cancel, finish_db_steps, later)
         };
-        let durable_cancel = ctx.patched(DURABLE_CANCEL_PATCH);
-        let finish_db_steps = ctx.patched(FINISH_DB_STEPS_PATCH);
-        let later = outcomes::Patches {
-            gateway_outcomes: ctx.patched(GATEWAY_OUTCOMES_PATCH),
-            checkout_deadline: ctx.patched(CHECKOUT_DEADLINE_PATCH),
-            quiet_completion: ctx.patched(QUIET_COMPLETION_PATCH),
-        };
-        let parking = ctx.patched(COMPENSATION_PARKING_PATCH);
-        let confirmation_stands = ctx.patched(CONFIRMATION_STANDS_PATCH);
-        // The build before these changes (the `previous-build` feature,
-        // which only the upgrade test builds) does not know the patches.
-        let payment_attribute =
-            cfg!(not(feature = "previous-build")) && ctx.patched(PAYMENT_STATUS_PATCH);
-        let spending_limit =
-            cfg!(not(feature = "previous-build")) && ctx.patched(SPENDING_LIMIT_PATCH);
+        let parking = local_charge || ctx.patched(COMPENSATION_PARKING_PATCH);
+        let confirmation_stands = local_charge || ctx.patched(CONFIRMATION_STANDS_PATCH);
+        let payment_attribute = local_charge
+            || (cfg!(not(feature = "previous-build")) && ctx.patched(PAYMENT_STATUS_PATCH));
+        let spending_limit = local_charge
+            || (cfg!(not(feature = "previous-build")) && ctx.patched(SPENDING_LIMIT_PATCH));
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
@@ -229,9 +255,12 @@ impl OrderWorkflow {
             s.confirmation_stands = confirmation_stands;
             s.payment_attribute = payment_attribute;
             s.spending_limit = spending_limit;
+            s.local_charge = local_charge;
         });
         let mut undo = Vec::new();
-        let stop = match Self::forward(ctx, &input, &mut undo).await {
+        let forward = Self::forward(ctx, &input, &mut undo).await;
+        let forward = forward.map_err(|stop| Self::lost_task(ctx, &input, &mut undo, stop));
+        let stop = match forward {
             Ok(()) => match Self::confirm(ctx, &input).await? {
                 Ok(outcome) => {
                     Self::quiet_completion(ctx).await;
@@ -417,10 +446,19 @@ impl OrderWorkflow {
     }
 
     /// The payment's status in the live view and, once decided (not
-    /// `PENDING`), in the `PaymentStatus` search attribute.
+    /// `PENDING`), in the `PaymentStatus` search attribute. Under
+    /// `local-charge-v1` a status decided before the order ends waits for
+    /// its end ([`OrderWorkflow::finish`]), which upserts it with
+    /// `OrderStatus` in one command; a later one (an operator's retried
+    /// refund) is upserted at once.
     fn set_payment(ctx: &mut WorkflowContext<Self>, status: PaymentStatus) {
         ctx.state_mut(|s| s.view.payment_status = Some(status));
-        if ctx.state(|s| s.payment_attribute) && status != PaymentStatus::Pending {
+        if !ctx.state(|s| s.payment_attribute) || status == PaymentStatus::Pending {
+            return;
+        }
+        if ctx.state(|s| s.local_charge && !s.ended) {
+            ctx.state_mut(|s| s.payment_attribute_due = Some(status));
+        } else {
             ctx.upsert_search_attributes([PAYMENT_STATUS_ATTR.value_set(status.to_string())]);
         }
     }
@@ -522,6 +560,49 @@ impl OrderWorkflow {
                 .map_err(Stop::Terminated)?;
         }
         Self::cancelled(ctx)
+    }
+
+    /// `local-charge-v1`, simulated: the forward path runs in one workflow
+    /// task, and a task whose completion was lost (the worker died, or the
+    /// server refused it for a cancel or signal that arrived meanwhile) is
+    /// run again from the start. What its lost attempt did is not in the
+    /// history: when the rerun stops early, any later step may have been
+    /// done (a capture, a deduction). So every forward step's compensation
+    /// is registered; each finds nothing to undo when nothing was done.
+    /// Not after a step's own outcome, which the lost attempt met as well:
+    /// a declined charge (the gateway's booked answer for the transaction),
+    /// a spending limit (the stored decision), missing stock (the deduction
+    /// is all or nothing, and one already made is found).
+    fn lost_task(
+        ctx: &WorkflowContext<Self>,
+        input: &OrderInput,
+        undo: &mut Vec<Compensation>,
+        stop: Stop,
+    ) -> Stop {
+        let applies = ctx.state(|s| s.local_charge) && input.payment == PaymentMode::Simulated;
+        let own_outcome = matches!(
+            &stop,
+            Stop::Business(
+                FailureReason::PaymentDeclined { .. }
+                    | FailureReason::SpendingLimitExceeded { .. }
+                    | FailureReason::OutOfStock { .. }
+            )
+        );
+        if !applies || own_outcome {
+            return stop;
+        }
+        let spending = ctx.state(|s| s.spending_limit);
+        let steps = [
+            spending.then_some(Compensation::ReleaseSpending),
+            Some(Compensation::RefundPayment),
+            Some(Compensation::ReleaseInventory),
+        ];
+        for c in steps.into_iter().flatten() {
+            if !undo.contains(&c) {
+                undo.push(c);
+            }
+        }
+        stop
     }
 
     /// Stops the forward path once the workflow has been asked to cancel

@@ -77,6 +77,23 @@ pub(super) fn gateway_step(
     opts
 }
 
+/// The simulated charge as a local activity (`local-charge-v1`): an
+/// attempt as long as a gateway call's, retried like one without end (an
+/// outage is waited out; the charge's idempotency key, the
+/// `transactionId`, captures once however often it is sent). Detached: a
+/// cancelled workflow lets it end, so the refund never runs before the
+/// capture it must undo (a local activity cannot wait for its
+/// cancellation the way [`gateway_step`]'s does).
+pub(super) fn charge_step(summary: &str) -> LocalActivityOptions {
+    let mut opts = LocalActivityOptions::builder()
+        .start_to_close_timeout(GATEWAY_ATTEMPT)
+        .retry_policy(retry_policy())
+        .summary(summary.to_string())
+        .build();
+    opts.cancellation_token = detached();
+    opts
+}
+
 /// A gateway read worth retrying only until `window` has passed, all
 /// attempts together (the checkout wait's reconciliation poll: the deadline
 /// decides, not the gateway's outage).

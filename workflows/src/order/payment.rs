@@ -18,7 +18,8 @@ use ordersaga_domain::{
 use temporalio_workflow::{TimerOptions, TimerResult, WorkflowContext};
 
 use super::compensation::Compensation;
-use super::options::{db_step, detached, gateway_step, within};
+use super::failures::already_failed;
+use super::options::{charge_step, db_step, detached, gateway_step, within};
 use super::{OrderWorkflow, Stop};
 
 /// How long the poll at the deadline may take, retries included, when the
@@ -53,15 +54,34 @@ impl OrderWorkflow {
         // Registered before the charge: a cancellation while it is in flight
         // must still give back whatever it captured.
         undo.push(Compensation::RefundPayment);
-        let paid = ctx
-            .execute_activity(
+        let local = ctx.state(|s| s.local_charge);
+        let paid = if local {
+            // `local-charge-v1`: no activity task and no workflow task of
+            // its own. Detached: a cancel lets the charge end, so the refund
+            // never runs before the capture it must undo.
+            ctx.execute_local_activity(
+                OrderContract::process_payment,
+                payment,
+                charge_step("ProcessPayment"),
+            )
+            .await
+        } else {
+            ctx.execute_activity(
                 OrderContract::process_payment,
                 payment,
                 gateway_step("ProcessPayment", None),
             )
-            .await;
+            .await
+        };
         if let Err(e) = paid {
+            let refused = already_failed(&e).is_some();
             let stop = Self::classify(ctx, e);
+            if local && refused {
+                // The order failed behind the saga's back. A lost earlier
+                // attempt of this workflow task may have charged already:
+                // the refund stays registered ([`Self::lost_task`]).
+                return Err(stop);
+            }
             if let Stop::Business(reason) = &stop {
                 // Declined, or refused because the order already failed:
                 // nothing was captured, nothing to refund.

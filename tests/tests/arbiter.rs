@@ -112,7 +112,7 @@ async fn a_saga_whose_order_the_database_failed_refunds_releases_and_ends_failed
         "FAILED"
     );
     stack
-        .replay_check(&placed.workflow_id, "confirm-refused-compensated")
+        .replay_check(&placed.workflow_id, "charge-refused-after-lost-task")
         .await?;
     stack.stop_workers()
 }
@@ -177,7 +177,7 @@ async fn a_cancel_accepted_after_a_lost_confirmation_leaves_the_order_confirmed(
         "CONFIRMED"
     );
     stack
-        .replay_check(&placed.workflow_id, "confirmation-stands-after-cancel")
+        .replay_check(&placed.workflow_id, "confirmation-stands-after-lost-task")
         .await?;
     stack.stop_workers()
 }
@@ -234,7 +234,7 @@ async fn cancel_asks_the_saga_even_when_the_database_says_failed() -> anyhow::Re
         "FAILED"
     );
     stack
-        .replay_check(&placed.workflow_id, "cancel-update-durable")
+        .replay_check(&placed.workflow_id, "cancel-update-durable-local-charge")
         .await?;
     stack.stop_workers()
 }

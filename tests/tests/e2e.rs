@@ -65,6 +65,14 @@ async fn captured(stack: &Stack, transaction_id: &str) -> anyhow::Result<()> {
     .await
 }
 
+/// A simulated charge that outlasts the heartbeat of the saga's first
+/// workflow task: the worker completes that task after 8 s (80% of its
+/// 10 s timeout) with the charge still running, and the next task brings
+/// what arrived meanwhile (a cancel). Faster charges run the whole forward
+/// path in one task (`local-charge-v1`): a cancel sent during it is seen
+/// when the order is already confirmed.
+const SLOW_CHARGE: Duration = Duration::from_secs(12);
+
 #[tokio::test]
 async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result<()> {
     let mut stack = Stack::builder().start().await?;
@@ -137,7 +145,9 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
         summary,
         format!("Order {order_id}: 4 items, 57.50 EUR for alice")
     );
-    stack.replay_check(&placed.workflow_id, "confirmed").await?;
+    stack
+        .replay_check(&placed.workflow_id, "confirmed-local-charge")
+        .await?;
     stack.stop_workers()
 }
 
@@ -180,7 +190,9 @@ async fn declined_payment_fails_the_order_and_touches_no_stock() -> anyhow::Resu
     let (_, captures, refunds) = gateway_counts(&stack, txn).await?;
     assert_eq!((captures, refunds), (0, 0));
     let workflow_id = placed["workflow_id"].as_str().context("workflow_id")?;
-    stack.replay_check(workflow_id, "payment-declined").await
+    stack
+        .replay_check(workflow_id, "payment-declined-local-charge")
+        .await
 }
 
 #[tokio::test]
@@ -224,7 +236,7 @@ async fn out_of_stock_after_payment_refunds_and_fails() -> anyhow::Result<()> {
         .await?;
     assert!(outcome.refunded);
     stack
-        .replay_check(&placed.workflow_id, "out-of-stock-refunded")
+        .replay_check(&placed.workflow_id, "out-of-stock-refunded-local-charge")
         .await?;
     stack.stop_workers()
 }
@@ -654,7 +666,7 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
         ]
     );
     stack
-        .replay_check(&placed.workflow_id, "worker-killed-mid-payment")
+        .replay_check(&placed.workflow_id, "worker-killed-mid-local-charge")
         .await?;
     stack.stop_workers()
 }
@@ -663,8 +675,11 @@ async fn worker_killed_mid_saga_finishes_exactly_once() -> anyhow::Result<()> {
 async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
+    // The charge is a local activity (`local-charge-v1`) in the saga's
+    // first workflow task; one slower than the task's heartbeat (8 s) lets
+    // the cancel in while it runs, and the saga acts on it after the charge.
     stack.start_worker(WorkerSettings {
-        gateway_latency: Duration::from_secs(2),
+        gateway_latency: SLOW_CHARGE,
         ..Default::default()
     })?;
     let placed = stack
@@ -699,7 +714,7 @@ async fn cancelled_saga_still_compensates() -> anyhow::Result<()> {
             .is_err()
     );
     stack
-        .replay_check(&placed.workflow_id, "cancelled-compensated")
+        .replay_check(&placed.workflow_id, "cancelled-during-local-charge")
         .await?;
     stack.stop_workers()
 }
@@ -886,8 +901,10 @@ async fn cancel_order_in_simulated_mode_refunds_during_the_charge_and_a_retry_ch
 -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
+    // A charge slower than the workflow task's heartbeat: the update is
+    // delivered with the task that follows it (see `SLOW_CHARGE`).
     stack.start_worker(WorkerSettings {
-        gateway_latency: Duration::from_secs(2),
+        gateway_latency: SLOW_CHARGE,
         ..Default::default()
     })?;
     let placed = stack

@@ -257,7 +257,7 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
 
     let workflow_id = ordersaga_domain::shipment_workflow_id(&OrderId::parse(&id)?, "main");
     stack
-        .replay_check(&workflow_id, "shipment-delivered")
+        .replay_check(&workflow_id, "shipment-delivered-local-steps")
         .await?;
     Ok(())
 }

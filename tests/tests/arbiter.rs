@@ -189,8 +189,13 @@ async fn a_cancel_accepted_after_a_lost_confirmation_leaves_the_order_confirmed(
 async fn cancel_asks_the_saga_even_when_the_database_says_failed() -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
     let mug = stack.product("MUG-1", 1_000, 10).await?;
+    // The charge runs in the saga's first workflow task (`local-charge-v1`);
+    // slower than that task's heartbeat (8 s), it lets the cancel reach the
+    // saga while it runs. (Sent during a fast first task, the cancel would
+    // find the saga already unwinding and be refused; the order still ends
+    // FAILED and refunded.)
     stack.start_worker(WorkerSettings {
-        gateway_latency: Duration::from_secs(4),
+        gateway_latency: Duration::from_secs(12),
         ..Default::default()
     })?;
     let placed = stack

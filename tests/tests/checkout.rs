@@ -103,7 +103,7 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
     let counts = sandbox.counts(&placed.transaction_id).await?;
     assert_eq!((counts.orders, counts.captures, counts.refunds), (1, 1, 0));
     stack
-        .replay_check(&placed.workflow_id, "checkout-confirmed")
+        .replay_check(&placed.workflow_id, "checkout-confirmed-local-charge")
         .await
 }
 

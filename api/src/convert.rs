@@ -2,6 +2,7 @@
 
 use ordersaga_domain::{
     Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine, ShipmentStatus, ShippingAddress,
+    WarehouseId,
 };
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::{

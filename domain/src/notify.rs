@@ -236,7 +236,11 @@ impl ShipmentRequest {
             .filter(|a| !a.lines.is_empty())
             .map(|a| {
                 let mut lines = a.lines.clone();
-                lines.sort_by(|x, y| position(&x.sku).cmp(&position(&y.sku)).then(x.sku.cmp(&y.sku)));
+                lines.sort_by(|x, y| {
+                    position(&x.sku)
+                        .cmp(&position(&y.sku))
+                        .then(x.sku.cmp(&y.sku))
+                });
                 Self {
                     warehouse: a.warehouse_id.as_str().to_string(),
                     lines,

@@ -3,8 +3,8 @@
 //! steps, each committed with the messages it hands to the outbox.
 
 use ordersaga_domain::{
-    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput,
-    DEFAULT_WAREHOUSE, OrderStatus, Outgoing, Sku, TransactionId,
+    AttentionStatus, CustomerId, DEFAULT_WAREHOUSE, FailureReason, Money, OrderEvent, OrderId,
+    OrderInput, OrderStatus, Outgoing, Sku, TransactionId,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -403,7 +403,11 @@ impl<'a> Orders<'a> {
 /// ([`ordersaga_domain::ShipmentRequest::per_warehouse`]), read in the confirming
 /// transaction: the saga asks for one shipment and the store knows where
 /// the stock is. An order served from one warehouse keeps its request.
-async fn per_warehouse(tx: &mut Tx, order_id: &str, outgoing: &[Outgoing]) -> Result<Vec<Outgoing>> {
+async fn per_warehouse(
+    tx: &mut Tx,
+    order_id: &str,
+    outgoing: &[Outgoing],
+) -> Result<Vec<Outgoing>> {
     if !outgoing.iter().any(|m| matches!(m, Outgoing::Shipment(_))) {
         return Ok(outgoing.to_vec());
     }
@@ -459,7 +463,15 @@ pub(crate) async fn insert_shipment_event(
 ) -> Result<()> {
     let other = (warehouse != DEFAULT_WAREHOUSE).then_some(warehouse);
     let detail = other.map(|w| format!("from {w}"));
-    insert_keyed_event(tx, publish, order_id, (event, other), detail.as_deref(), now).await
+    insert_keyed_event(
+        tx,
+        publish,
+        order_id,
+        (event, other),
+        detail.as_deref(),
+        now,
+    )
+    .await
 }
 
 async fn insert_keyed_event(

@@ -400,11 +400,18 @@ fn receipt(key: &str, warehouse: &str, sku: &str, quantity: i64) -> pb::CreateSt
 
 /// `{lines}` of a shipment as `sku x quantity`.
 fn contents(s: &pb::Shipment) -> Vec<(String, i64)> {
-    s.lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect()
+    s.lines
+        .iter()
+        .map(|l| (l.sku.clone(), l.quantity))
+        .collect()
 }
 
 async fn two_warehouses(db: TestDatabase) -> anyhow::Result<()> {
-    let mut stack = Stack::builder().database(db).without_worker().start().await?;
+    let mut stack = Stack::builder()
+        .database(db)
+        .without_worker()
+        .start()
+        .await?;
     stack.start_smtp(Duration::ZERO).await?;
     stack.start_worker(workers(&[Queue::Orders, Queue::Notifications]))?;
     let mut first = stack.spawn_worker_process_with_args(&["--queues", "shipping"], &[])?;
@@ -473,10 +480,7 @@ async fn two_warehouses(db: TestDatabase) -> anyhow::Result<()> {
         .iter()
         .map(|s| (s.warehouse.as_str(), s))
         .collect();
-    assert_eq!(
-        contents(by_warehouse["north"]),
-        [("LAMP-1".to_string(), 2)]
-    );
+    assert_eq!(contents(by_warehouse["north"]), [("LAMP-1".to_string(), 2)]);
     assert_eq!(contents(by_warehouse["south"]), [("RUG-1".to_string(), 1)]);
     assert_eq!(both.fulfilment_status, "REQUESTED");
     let json: Value = stack
@@ -487,7 +491,11 @@ async fn two_warehouses(db: TestDatabase) -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
-    assert_eq!(json["shipments"].as_array().map(Vec::len), Some(2), "{json}");
+    assert_eq!(
+        json["shipments"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
     // No shipment from main: that warehouse gives nothing to this order.
     let from_main = courier(&stack)
         .dispatch_shipment(action(&id))
@@ -569,7 +577,10 @@ async fn two_warehouses(db: TestDatabase) -> anyhow::Result<()> {
     assert_eq!(seen.len(), 6, "{:?}", seen.keys().collect::<Vec<_>>());
     for (warehouse, sku, other) in [("north", "LAMP-1", "RUG-1"), ("south", "RUG-1", "LAMP-1")] {
         let subject = format!("{id}-{warehouse}");
-        for stage in [EmailStage::ShipmentDispatched, EmailStage::ShipmentDelivered] {
+        for stage in [
+            EmailStage::ShipmentDispatched,
+            EmailStage::ShipmentDelivered,
+        ] {
             let mail = seen
                 .get(&message_id(stage, &subject))
                 .with_context(|| format!("{stage} email of {warehouse}"))?;

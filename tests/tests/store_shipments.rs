@@ -224,7 +224,12 @@ async fn confirm_requests_one_shipment_per_warehouse_and_the_last_delivery_compl
         payment: Default::default(),
     };
     store.orders().place(&order, &[]).await?;
-    store.stock().deduct(&order_id).await?.ok().context("deducted")?;
+    store
+        .stock()
+        .deduct(&order_id)
+        .await?
+        .ok()
+        .context("deducted")?;
     // The saga asks for one shipment; the store knows the stock came from
     // two warehouses. A retried ConfirmOrder adds nothing.
     let asked = [Outgoing::Shipment(request_for(&order))];
@@ -276,11 +281,23 @@ async fn confirm_requests_one_shipment_per_warehouse_and_the_last_delivery_compl
 
     let shipments = store.shipments();
     for r in &requests {
-        assert!(shipments.dispatch(&order_id, &r.warehouse, &[]).await?.changed);
+        assert!(
+            shipments
+                .dispatch(&order_id, &r.warehouse, &[])
+                .await?
+                .changed
+        );
     }
     let first = shipments.deliver(&order_id, "north", &[]).await?;
-    assert!(first.changed && !first.order_completed, "south is on its way");
-    assert!(!events(&store, &order_id).await?.contains(&OrderEvent::OrderCompleted));
+    assert!(
+        first.changed && !first.order_completed,
+        "south is on its way"
+    );
+    assert!(
+        !events(&store, &order_id)
+            .await?
+            .contains(&OrderEvent::OrderCompleted)
+    );
     let last = shipments.deliver(&order_id, "south", &[]).await?;
     assert!(last.changed && last.order_completed);
     let completed = events(&store, &order_id)
@@ -328,7 +345,13 @@ async fn two_last_deliveries_at_once_complete_the_order_once(store: Store) -> an
             request.warehouse = warehouse.into();
             request.lines[0].quantity = 1;
             assert!(store.shipments().request(&request).await?);
-            assert!(store.shipments().dispatch(&order_id, warehouse, &[]).await?.changed);
+            assert!(
+                store
+                    .shipments()
+                    .dispatch(&order_id, warehouse, &[])
+                    .await?
+                    .changed
+            );
         }
         let (east, west) = tokio::join!(
             store.shipments().deliver(&order_id, "east", &[]),

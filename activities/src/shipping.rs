@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use ordersaga_domain::contracts::shipping as contract;
 use ordersaga_domain::{
-    EmailStage, Money, Notification, OrderEmail, OrderLine, Outgoing, ShipmentRequest,
+    Currency, DEFAULT_WAREHOUSE, EmailStage, Money, Notification, OrderEmail, OrderLine, Outgoing,
+    ShipmentRequest,
 };
 use ordersaga_store::{Moved, Store};
 use temporalio_macros::activities;
@@ -60,27 +61,53 @@ impl ShippingActivities {
                 store_failure(ordersaga_store::StoreError::OrderNotFound(request.order_id))
             })?;
         let currency = order.summary.total.currency;
+        // The parcel's lines, priced as ordered: with several shipments
+        // each email lists what that parcel holds.
+        let lines: Vec<OrderLine> = request
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price: Money::new(
+                    order
+                        .lines
+                        .iter()
+                        .find(|o| o.sku == l.sku)
+                        .map_or(0, |o| o.unit_price_minor),
+                    currency,
+                ),
+            })
+            .collect();
+        let total = if request.warehouse == DEFAULT_WAREHOUSE {
+            order.summary.total
+        } else {
+            parcel_total(&lines, currency)
+        };
         Ok(vec![Outgoing::Email(Notification::Order(OrderEmail {
             stage,
             order_id: request.order_id,
             customer_id: request.customer_id.clone(),
             to,
-            lines: order
-                .lines
-                .iter()
-                .map(|l| OrderLine {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                    unit_price: Money::new(l.unit_price_minor, currency),
-                })
-                .collect(),
-            total: order.summary.total,
+            lines,
+            total,
             reason: None,
             refunded: false,
             ship_to: Some(request.address.clone()),
             payment_url: None,
+            warehouse: (request.warehouse != DEFAULT_WAREHOUSE).then(|| request.warehouse.clone()),
         }))])
     }
+}
+
+/// What a parcel's lines are worth (zero, should a sum not fit).
+fn parcel_total(lines: &[OrderLine], currency: Currency) -> Money {
+    lines
+        .iter()
+        .try_fold(Money::new(0, currency), |sum, l| {
+            sum.plus(l.unit_price.times(l.quantity)?)
+        })
+        .unwrap_or(Money::new(0, currency))
 }
 
 #[activities]

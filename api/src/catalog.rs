@@ -134,6 +134,24 @@ impl CatalogService {
             .ok_or_else(|| ApiError::NotFound(format!("product {sku} not found")))
     }
 
+    /// One product with its stock per warehouse (every warehouse that
+    /// holds or held it, in the fixed warehouse order; the units sum to
+    /// its on-hand).
+    pub async fn get_product_stock(
+        &self,
+        caller: &Principal,
+        sku_text: &str,
+    ) -> Result<(Product, Vec<(WarehouseId, i64)>), ApiError> {
+        let product = self.get_product(caller, sku_text).await?;
+        let levels = self
+            .store
+            .stock()
+            .warehouse_levels(&product.sku)
+            .await
+            .map_err(store_error)?;
+        Ok((product, levels))
+    }
+
     /// Whether the store answers (readiness).
     pub async fn ready(&self) -> Result<(), ApiError> {
         self.store

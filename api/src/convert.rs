@@ -2,6 +2,7 @@
 
 use ordersaga_domain::{
     Money, OrderId, OrderStatus, PaymentStatus, ShipmentLine, ShipmentStatus, ShippingAddress,
+    WarehouseId,
 };
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::{
@@ -86,9 +87,9 @@ impl From<PlacedOrder> for pb::PlaceOrderResponse {
 
 impl From<OrderDetails> for pb::Order {
     fn from(d: OrderDetails) -> Self {
-        let shipment = match &d {
-            OrderDetails::Stored { shipment, .. } => shipment.as_deref().map(pb_shipment),
-            OrderDetails::Accepted(_) => None,
+        let shipments: Vec<pb::Shipment> = match &d {
+            OrderDetails::Stored { shipments, .. } => shipments.iter().map(pb_shipment).collect(),
+            OrderDetails::Accepted(_) => Vec::new(),
         };
         let j = OrderJson::from(d);
         Self {
@@ -104,7 +105,8 @@ impl From<OrderDetails> for pb::Order {
                     close_reason: a.close_reason.clone().unwrap_or_default(),
                 })
                 .collect(),
-            shipment,
+            shipment: shipments.first().cloned(),
+            shipments,
             fulfilment_status: j.fulfilment_status.unwrap_or_default().to_string(),
             approval_url: j.approval_url.unwrap_or_default(),
             workflow_id: j.workflow_id,
@@ -163,6 +165,7 @@ pub fn pb_product(p: &Product) -> pb::Product {
         low_stock_threshold: p.low_stock_threshold,
         rating_average: p.rating_average().unwrap_or(0.0),
         rating_count: p.rating_count,
+        warehouses: Vec::new(),
     }
 }
 
@@ -331,9 +334,15 @@ pub struct OrderJson {
     created_at_ms: Option<i64>,
     #[serde(skip)]
     updated_at_ms: Option<i64>,
+    /// The first of its shipments (kept for clients from before an order
+    /// could have several); `null` before it has one.
     shipment: Option<ShipmentJson>,
-    /// The confirmed order's fulfilment, from its shipment: `REQUESTED`,
-    /// `DISPATCHED`, `COMPLETED` (delivered); `null` before it has one.
+    /// Its shipments, one per warehouse it ships from, each with its lines
+    /// and status.
+    shipments: Vec<ShipmentJson>,
+    /// The confirmed order's fulfilment, from its shipments: the least
+    /// advanced one's (`REQUESTED`, `DISPATCHED`), `COMPLETED` once every
+    /// one is delivered; `null` before it has one.
     #[schema(schema_with = crate::openapi::fulfilment_status)]
     fulfilment_status: Option<&'static str>,
     /// Compensations parked for an operator, in any status.
@@ -342,7 +351,7 @@ pub struct OrderJson {
 
 /// An order's fulfilment from its shipments: the least advanced one says
 /// where it is; `COMPLETED` once every one is delivered (`OrderCompleted`).
-fn fulfilment(shipments: &[&ShipmentRecord]) -> Option<&'static str> {
+fn fulfilment(shipments: &[ShipmentRecord]) -> Option<&'static str> {
     let least = shipments.iter().map(|s| s.status).min_by_key(|s| match s {
         ShipmentStatus::Requested => 0,
         ShipmentStatus::Dispatched => 1,
@@ -358,10 +367,11 @@ fn fulfilment(shipments: &[&ShipmentRecord]) -> Option<&'static str> {
 impl From<OrderDetails> for OrderJson {
     fn from(d: OrderDetails) -> Self {
         match d {
-            OrderDetails::Stored { record, shipment } => {
+            OrderDetails::Stored { record, shipments } => {
                 let mut j = stored_json(*record);
-                j.fulfilment_status = fulfilment(shipment.as_deref().as_slice());
-                j.shipment = shipment.as_deref().map(ShipmentJson::from);
+                j.fulfilment_status = fulfilment(&shipments);
+                j.shipments = shipments.iter().map(ShipmentJson::from).collect();
+                j.shipment = j.shipments.first().cloned();
                 j
             }
             OrderDetails::Accepted(id) => accepted_json(id),
@@ -398,6 +408,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
         created_at_ms: Some(s.created_at_ms),
         updated_at_ms: Some(s.updated_at_ms),
         shipment: None,
+        shipments: Vec::new(),
         fulfilment_status: None,
         attention: r.attention.iter().map(AttentionJson::from).collect(),
     }
@@ -422,6 +433,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         created_at_ms: None,
         updated_at_ms: None,
         shipment: None,
+        shipments: Vec::new(),
         fulfilment_status: None,
         attention: Vec::new(),
     }
@@ -466,6 +478,33 @@ pub struct ProductJson {
     low_stock_threshold: i64,
     rating_average: Option<f64>,
     rating_count: i64,
+    /// Its stock per warehouse (`GET /v1/products/{sku}` only): every
+    /// warehouse that holds or held it; the units sum to `on_hand`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warehouses: Option<Vec<WarehouseStockJson>>,
+}
+
+/// A product's stock in one warehouse.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarehouseStockJson {
+    warehouse: String,
+    on_hand: i64,
+}
+
+impl ProductJson {
+    /// With its stock per warehouse.
+    pub fn with_warehouses(mut self, levels: &[(WarehouseId, i64)]) -> Self {
+        self.warehouses = Some(
+            levels
+                .iter()
+                .map(|(w, on_hand)| WarehouseStockJson {
+                    warehouse: w.to_string(),
+                    on_hand: *on_hand,
+                })
+                .collect(),
+        );
+        self
+    }
 }
 
 impl From<&Product> for ProductJson {
@@ -478,6 +517,7 @@ impl From<&Product> for ProductJson {
             low_stock_threshold: p.low_stock_threshold,
             rating_average: p.rating_average(),
             rating_count: p.rating_count,
+            warehouses: None,
         }
     }
 }
@@ -595,7 +635,7 @@ pub fn pb_shipment(s: &ShipmentRecord) -> pb::Shipment {
 }
 
 /// A shipping request in JSON (`GET /v1/shipments`, and inside an order).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ShipmentJson {
     order_id: String,
     customer_id: String,

@@ -306,11 +306,19 @@ impl CatalogServiceRpc for GrpcCatalog {
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::Product>, Status> {
         let caller = caller(&request)?;
-        let product = self
+        let (product, levels) = self
             .0
-            .get_product(&caller, &request.into_inner().sku)
+            .get_product_stock(&caller, &request.into_inner().sku)
             .await?;
-        Ok(Response::new(pb_product(&product)))
+        let mut product = pb_product(&product);
+        product.warehouses = levels
+            .iter()
+            .map(|(warehouse, on_hand)| pb::WarehouseStock {
+                warehouse: warehouse.to_string(),
+                on_hand: *on_hand,
+            })
+            .collect();
+        Ok(Response::new(product))
     }
 
     async fn list_products(

@@ -796,9 +796,8 @@ async fn get_product(
     State(catalog): State<CatalogService>,
     ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<ProductJson>, ApiError> {
-    Ok(Json(ProductJson::from(
-        &catalog.get_product(&caller, &sku).await?,
-    )))
+    let (product, levels) = catalog.get_product_stock(&caller, &sku).await?;
+    Ok(Json(ProductJson::from(&product).with_warehouses(&levels)))
 }
 
 /// The whole catalog.

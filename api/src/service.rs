@@ -118,12 +118,12 @@ pub const MAX_CANCEL_REASON: usize = 500;
 /// between the saga's start and its first step) just its acceptance.
 #[derive(Debug, Clone)]
 pub enum OrderDetails {
-    /// From the store, with the order's shipping request once it exists.
+    /// From the store, with the order's shipments once it has them.
     Stored {
         /// The order.
         record: Box<OrderRecord>,
-        /// Its shipping request.
-        shipment: Option<Box<ShipmentRecord>>,
+        /// Its shipments, one per warehouse it ships from.
+        shipments: Vec<ShipmentRecord>,
     },
     /// Its saga runs but has not stored the order yet: `PENDING`.
     Accepted(OrderId),
@@ -435,16 +435,15 @@ impl OrderService {
             if !may_see(caller, &record.summary.customer_id) {
                 return Err(not_found(&id));
             }
-            let shipment = self
+            let shipments = self
                 .store
                 .shipments()
-                .get(&id)
+                .of_order(&id)
                 .await
-                .map_err(ApiError::internal)?
-                .map(Box::new);
+                .map_err(ApiError::internal)?;
             return Ok(OrderDetails::Stored {
                 record: Box::new(record),
-                shipment,
+                shipments,
             });
         }
         // Started, but its first step has not stored it yet (or no worker

@@ -38,10 +38,11 @@ fn shipment(order_id: &str, warehouse: &str) -> Result<(OrderId, String), ApiErr
     let fine = warehouse.len() <= MAX_WAREHOUSE
         && warehouse
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !fine {
+        // As stock receipts name warehouses (`WarehouseId`).
         return Err(invalid(format!(
-            "warehouse must be 1 to {MAX_WAREHOUSE} letters, digits, '-' or '_'"
+            "warehouse must be 1 to {MAX_WAREHOUSE} letters, digits, '.', '-' or '_'"
         )));
     }
     Ok((id, warehouse.to_string()))
@@ -155,6 +156,7 @@ mod tests {
         let order = "6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60";
         assert_eq!(shipment(order, "").unwrap().1, "main");
         assert_eq!(shipment(order, " east-2 ").unwrap().1, "east-2");
+        assert_eq!(shipment(order, "eu.1").unwrap().1, "eu.1");
         assert!(shipment(order, "a/b").is_err());
         assert!(shipment(order, &"w".repeat(65)).is_err());
         assert!(shipment("nope", "").is_err());

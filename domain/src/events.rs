@@ -11,7 +11,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{CatalogEvent, CustomerId, Money, OrderEvent, OrderId, Sku, TransactionId};
+use crate::{
+    CatalogEvent, CustomerId, Money, OrderEvent, OrderId, Sku, TransactionId, WarehouseId,
+};
 
 /// The version of every `data` schema below; part of each event's `type`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -114,6 +116,19 @@ impl DomainEvent {
         }
     }
 
+    /// The `event` of the order's shipment from `warehouse` (one of
+    /// several; the shipment from the default warehouse is [`Self::order`]'s):
+    /// once per shipment, so its id names the warehouse.
+    pub fn order_shipment(order_id: &OrderId, event: OrderEvent, warehouse: &str) -> Self {
+        Self {
+            id: Uuid::new_v5(
+                &EVENT_ID_NAMESPACE,
+                format!("order/{order_id}/{event}/{warehouse}").as_bytes(),
+            ),
+            ..Self::order(order_id, event)
+        }
+    }
+
     /// A catalog event of `sku`, `key` being its unique key in the
     /// product's history (`product-created/<sku>`, `low-stock/<alert>`, ...).
     pub fn catalog(sku: &Sku, event: CatalogEvent, key: &str) -> Self {
@@ -166,6 +181,11 @@ pub struct OrderEventData {
     /// refused refund); never text a customer or operator typed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// `ShipmentDispatched`, `ShipmentDelivered` of a shipment from another
+    /// warehouse than `main`: that warehouse (an order ships once per
+    /// warehouse its stock came from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
 }
 
 /// `data` of every catalog event (schema v1); the fields an event does not
@@ -183,6 +203,9 @@ pub struct CatalogEventData {
     /// `StockReceiptCreated`: the receipt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt_id: Option<String>,
+    /// `StockReceiptCreated`: the warehouse the units came into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<WarehouseId>,
     /// `StockReceiptCreated`: units received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<i64>,

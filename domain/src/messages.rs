@@ -61,6 +61,7 @@ impl OrderInput {
             refunded,
             ship_to: self.shipping_address.clone(),
             payment_url,
+            warehouse: None,
         }))
     }
 }

@@ -69,6 +69,12 @@ pub struct OrderEmail {
     /// payment waits for the buyer at the gateway).
     #[serde(default)]
     pub payment_url: Option<String>,
+    /// The shipment the email is about (`ShipmentDispatched`,
+    /// `ShipmentDelivered`) when it ships from another warehouse than
+    /// [`DEFAULT_WAREHOUSE`]: each of an order's shipments gets its own
+    /// email. `None` for the order's emails and its `main` shipment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
 }
 
 /// A merchant alert: a product's stock fell to or below its threshold.
@@ -112,10 +118,14 @@ impl Notification {
         }
     }
 
-    /// What the email is about: the order id, or the alert id.
+    /// What the email is about: the order id (with the warehouse for a
+    /// shipment from another than the default one), or the alert id.
     pub fn subject_id(&self) -> String {
         match self {
-            Self::Order(e) => e.order_id.to_string(),
+            Self::Order(e) => match e.warehouse.as_deref() {
+                Some(w) if w != DEFAULT_WAREHOUSE => format!("{}-{w}", e.order_id),
+                _ => e.order_id.to_string(),
+            },
             Self::LowStock(a) => a.alert_id.hyphenated().to_string(),
         }
     }
@@ -200,6 +210,44 @@ impl ShipmentRequest {
     /// request), `shipping-{order_id}-{warehouse}` from any other.
     pub fn workflow_id(&self) -> String {
         shipment_workflow_id(&self.order_id, &self.warehouse)
+    }
+
+    /// The order's shipments: this request split by the order's stock
+    /// `allocation`, one request per warehouse the stock came from, each
+    /// with the lines that warehouse gives (in the order's line order).
+    /// Unchanged when the allocation names no warehouse but this request's
+    /// (an order served from one warehouse, or older than warehouses), so
+    /// such an order keeps its one shipment and its workflow id.
+    pub fn per_warehouse(self, allocation: &[crate::WarehouseAllocation]) -> Vec<Self> {
+        if allocation
+            .iter()
+            .all(|a| a.warehouse_id.as_str() == self.warehouse)
+        {
+            return vec![self];
+        }
+        let position = |sku: &Sku| {
+            self.lines
+                .iter()
+                .position(|l| &l.sku == sku)
+                .unwrap_or(usize::MAX)
+        };
+        allocation
+            .iter()
+            .filter(|a| !a.lines.is_empty())
+            .map(|a| {
+                let mut lines = a.lines.clone();
+                lines.sort_by(|x, y| {
+                    position(&x.sku)
+                        .cmp(&position(&y.sku))
+                        .then(x.sku.cmp(&y.sku))
+                });
+                Self {
+                    warehouse: a.warehouse_id.as_str().to_string(),
+                    lines,
+                    ..self.clone()
+                }
+            })
+            .collect()
     }
 }
 

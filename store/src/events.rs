@@ -82,7 +82,7 @@ async fn append(tx: &mut Tx, event: &DomainEvent, data: &impl Serialize, now: i6
 pub(crate) async fn order_event(
     tx: &mut Tx,
     order_id: &str,
-    event: OrderEvent,
+    (event, warehouse): (OrderEvent, Option<&str>),
     detail: Option<&str>,
     now: i64,
 ) -> Result<()> {
@@ -141,8 +141,13 @@ pub(crate) async fn order_event(
         payment_status: payment_status.filter(|_| is_payment),
         failure_code: failure_code.filter(|_| event == OrderEvent::OrderFailed),
         reason: reason.map(str::to_string),
+        warehouse: warehouse.map(str::to_string),
     };
-    append(tx, &DomainEvent::order(&id, event), &data, now).await
+    let domain_event = match warehouse {
+        Some(w) => DomainEvent::order_shipment(&id, event, w),
+        None => DomainEvent::order(&id, event),
+    };
+    append(tx, &domain_event, &data, now).await
 }
 
 /// Writes a catalog event of `sku` (`key`: its unique key in the product's

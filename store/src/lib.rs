@@ -70,7 +70,7 @@ pub use low_stock::LowStockAlertRecord;
 pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
 pub use orders::{Ended, EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
 pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxState, OutboxStatus, Quarantined};
-pub use page::{AlertCursor, OrderCursor, PageCursor};
+pub use page::{AlertCursor, OrderCursor, PageCursor, ShipmentCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
 pub use shipments::{Moved, ShipmentRecord, Shipments};
 pub use spending::{Spending, SpendingLimitRecord};

@@ -3,8 +3,8 @@
 //! steps, each committed with the messages it hands to the outbox.
 
 use ordersaga_domain::{
-    AttentionStatus, CustomerId, FailureReason, Money, OrderEvent, OrderId, OrderInput,
-    OrderStatus, Outgoing, Sku, TransactionId,
+    AttentionStatus, CustomerId, DEFAULT_WAREHOUSE, FailureReason, Money, OrderEvent, OrderId,
+    OrderInput, OrderStatus, Outgoing, Sku, TransactionId,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -241,7 +241,12 @@ impl<'a> Orders<'a> {
         // Also on a retry (the insert skips what is there), never for an
         // order that ended otherwise.
         if now_status == status {
-            enqueue(&mut tx, outgoing, now).await?;
+            let outgoing = if status == OrderStatus::Confirmed {
+                per_warehouse(&mut tx, &id, outgoing).await?
+            } else {
+                outgoing.to_vec()
+            };
+            enqueue(&mut tx, &outgoing, now).await?;
         }
         tx.commit().await?;
         Ok(Ended {
@@ -393,6 +398,34 @@ impl<'a> Orders<'a> {
     }
 }
 
+/// `ConfirmOrder`'s messages with its shipping request split into one
+/// request per warehouse the order's stock was allocated from
+/// ([`ordersaga_domain::ShipmentRequest::per_warehouse`]), read in the confirming
+/// transaction: the saga asks for one shipment and the store knows where
+/// the stock is. An order served from one warehouse keeps its request.
+async fn per_warehouse(
+    tx: &mut Tx,
+    order_id: &str,
+    outgoing: &[Outgoing],
+) -> Result<Vec<Outgoing>> {
+    if !outgoing.iter().any(|m| matches!(m, Outgoing::Shipment(_))) {
+        return Ok(outgoing.to_vec());
+    }
+    let allocation = crate::stock::allocation_of(tx, order_id).await?;
+    Ok(outgoing
+        .iter()
+        .cloned()
+        .flat_map(|m| match m {
+            Outgoing::Shipment(r) => r
+                .per_warehouse(&allocation)
+                .into_iter()
+                .map(Outgoing::Shipment)
+                .collect(),
+            other => vec![other],
+        })
+        .collect())
+}
+
 /// The order's lines, read in the caller's transaction.
 pub(crate) async fn lines_of(tx: &mut Tx, order_id: &str) -> Result<Vec<LineRecord>> {
     sqlx::query(LINES_SELECT)
@@ -414,12 +447,48 @@ pub(crate) async fn insert_event(
     detail: Option<&str>,
     now: i64,
 ) -> Result<()> {
+    insert_keyed_event(tx, publish, order_id, (event, None), detail, now).await
+}
+
+/// Records a shipment's `event` in the order's history, once per shipment
+/// (the one from [`DEFAULT_WAREHOUSE`] keeps the key events had before an
+/// order could ship twice); the detail names any other warehouse.
+pub(crate) async fn insert_shipment_event(
+    tx: &mut Tx,
+    publish: bool,
+    order_id: &str,
+    event: OrderEvent,
+    warehouse: &str,
+    now: i64,
+) -> Result<()> {
+    let other = (warehouse != DEFAULT_WAREHOUSE).then_some(warehouse);
+    let detail = other.map(|w| format!("from {w}"));
+    insert_keyed_event(
+        tx,
+        publish,
+        order_id,
+        (event, other),
+        detail.as_deref(),
+        now,
+    )
+    .await
+}
+
+async fn insert_keyed_event(
+    tx: &mut Tx,
+    publish: bool,
+    order_id: &str,
+    (event, shipment): (OrderEvent, Option<&str>),
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
     let inserted = sqlx::query(
-        "INSERT INTO order_events (order_id, event, detail, occurred_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (order_id, event) DO NOTHING",
+        "INSERT INTO order_events (order_id, event, shipment, detail, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, event, shipment) DO NOTHING",
     )
     .bind(order_id)
     .bind(event.as_str())
+    .bind(shipment.unwrap_or(""))
     .bind(detail)
     .bind(now)
     .execute(&mut **tx)
@@ -427,7 +496,7 @@ pub(crate) async fn insert_event(
     .rows_affected()
         == 1;
     if inserted && publish {
-        events::order_event(tx, order_id, event, detail, now).await?;
+        events::order_event(tx, order_id, (event, shipment), detail, now).await?;
     }
     Ok(())
 }

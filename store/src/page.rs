@@ -18,8 +18,11 @@ pub struct PageCursor<K> {
     key: K,
 }
 
-/// Position in a list keyed by order: orders, and shipments (one per order).
+/// Position in a list keyed by order.
 pub type OrderCursor = PageCursor<OrderId>;
+
+/// Position in the list of shipments (keyed by `{order_id}/{warehouse}`).
+pub type ShipmentCursor = PageCursor<String>;
 
 /// Position in the list of low-stock alerts (keyed by alert id).
 pub type AlertCursor = PageCursor<String>;

@@ -1,5 +1,5 @@
-//! The shipments repository: the warehouse's shipments, one per confirmed
-//! order and warehouse, keyed so a retried or replayed request creates
+//! The shipments repository: the warehouses' shipments, one per confirmed
+//! order and warehouse it ships from (keyed by both), keyed so a retried or replayed request creates
 //! nothing twice, and their life `REQUESTED -> DISPATCHED -> DELIVERED`
 //! ([`Shipments::dispatch`], [`Shipments::deliver`]): each move is a
 //! guarded update that commits the customer's email to the outbox and the
@@ -13,9 +13,9 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{now_ms, parse_col};
-use crate::orders::insert_event;
+use crate::orders::{insert_event, insert_shipment_event};
 use crate::outbox::enqueue;
-use crate::page::{OrderCursor, Page, Placeholders};
+use crate::page::{Page, Placeholders, ShipmentCursor};
 use crate::{Result, Store};
 
 /// A shipment as the warehouse and the courier see it.
@@ -49,6 +49,15 @@ const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_n
      city, postal_code, country, created_at, warehouse, dispatched_at, delivered_at, \
      dispatch_overdue_at FROM shipments";
 
+/// A shipment's key in the list's order: `{order_id}/{warehouse}`, so two
+/// shipments of one order requested in the same millisecond still page
+/// apart (`||` concatenates in SQLite and PostgreSQL alike).
+const SHIPMENT_KEY: &str = "(order_id || '/' || warehouse)";
+
+fn shipment_key(r: &ShipmentRequest) -> String {
+    format!("{}/{}", r.order_id, r.warehouse)
+}
+
 /// The shipments repository; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
 pub struct Shipments<'a> {
@@ -60,8 +69,8 @@ impl<'a> Shipments<'a> {
         Self { store }
     }
 
-    /// Creates the order's shipping request unless it exists. Returns
-    /// whether this call created it.
+    /// Creates the order's shipping request from its warehouse unless it
+    /// exists. Returns whether this call created it.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.request", otel.kind = "client"))]
     pub async fn request(self, r: &ShipmentRequest) -> Result<bool> {
         let id = r.order_id.to_string();
@@ -70,7 +79,7 @@ impl<'a> Shipments<'a> {
             "INSERT INTO shipments (order_id, customer_id, status, recipient_name, line1, line2, \
              city, postal_code, country, created_at, warehouse) \
              VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (order_id) DO NOTHING",
+             ON CONFLICT (order_id, warehouse) DO NOTHING",
         )
         .bind(&id)
         .bind(r.customer_id.as_str())
@@ -89,10 +98,11 @@ impl<'a> Shipments<'a> {
         if created {
             for (n, line) in r.lines.iter().enumerate() {
                 sqlx::query(
-                    "INSERT INTO shipment_lines (order_id, line_no, sku, quantity) \
-                     VALUES ($1, $2, $3, $4)",
+                    "INSERT INTO shipment_lines (order_id, warehouse, line_no, sku, quantity) \
+                     VALUES ($1, $2, $3, $4, $5)",
                 )
                 .bind(&id)
+                .bind(&r.warehouse)
                 .bind(i64::try_from(n).unwrap_or(i64::MAX))
                 .bind(line.sku.as_str())
                 .bind(line.quantity)
@@ -107,10 +117,13 @@ impl<'a> Shipments<'a> {
     /// A shipment row with its lines.
     async fn read(self, row: &AnyRow) -> Result<ShipmentRecord> {
         let id: String = row.try_get("order_id")?;
+        let warehouse: String = row.try_get("warehouse")?;
         let lines = sqlx::query(
-            "SELECT sku, quantity FROM shipment_lines WHERE order_id = $1 ORDER BY line_no",
+            "SELECT sku, quantity FROM shipment_lines WHERE order_id = $1 AND warehouse = $2 \
+             ORDER BY line_no",
         )
         .bind(&id)
+        .bind(&warehouse)
         .fetch_all(&self.store.pool)
         .await?
         .iter()
@@ -134,7 +147,7 @@ impl<'a> Shipments<'a> {
                     postal_code: row.try_get("postal_code")?,
                     country: row.try_get("country")?,
                 },
-                warehouse: row.try_get("warehouse")?,
+                warehouse,
                 customer_email: None,
                 dispatch_alert_secs: None,
             },
@@ -198,6 +211,14 @@ impl<'a> Shipments<'a> {
         let id = order_id.to_string();
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
+        // Locks the order's shipments first (a no-op write; SQLite's write
+        // transaction already excludes every other): two last deliveries
+        // at once would otherwise each see the other still on its way, and
+        // neither record `OrderCompleted`.
+        sqlx::query("UPDATE shipments SET status = status WHERE order_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
         // `at_column` is one of this module's constants, never input.
         let changed = sqlx::query(&format!(
             "UPDATE shipments SET status = $1, {at_column} = $2 \
@@ -215,7 +236,7 @@ impl<'a> Shipments<'a> {
         let mut order_completed = false;
         if changed {
             enqueue(&mut tx, outgoing, now).await?;
-            insert_event(&mut tx, self.store.events, &id, event, None, now).await?;
+            insert_shipment_event(&mut tx, self.store.events, &id, event, warehouse, now).await?;
             if to == ShipmentStatus::Delivered {
                 let open: i64 = sqlx::query(
                     "SELECT COUNT(*) AS open FROM shipments WHERE order_id = $1 AND status <> $2",
@@ -288,17 +309,21 @@ impl<'a> Shipments<'a> {
         }
     }
 
-    /// The order's shipping request, if one was made.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.get", otel.kind = "client"))]
-    pub async fn get(self, order_id: &OrderId) -> Result<Option<ShipmentRecord>> {
-        let row = sqlx::query(&format!("{SHIPMENT_SELECT} WHERE order_id = $1"))
-            .bind(order_id.to_string())
-            .fetch_optional(&self.store.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Some(self.read(&row).await?)),
-            None => Ok(None),
+    /// The order's shipments, one per warehouse it ships from, in the
+    /// order they were requested (empty before it has any).
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.of_order", otel.kind = "client"))]
+    pub async fn of_order(self, order_id: &OrderId) -> Result<Vec<ShipmentRecord>> {
+        let rows = sqlx::query(&format!(
+            "{SHIPMENT_SELECT} WHERE order_id = $1 ORDER BY created_at, warehouse"
+        ))
+        .bind(order_id.to_string())
+        .fetch_all(&self.store.pool)
+        .await?;
+        let mut shipments = Vec::with_capacity(rows.len());
+        for row in &rows {
+            shipments.push(self.read(row).await?);
         }
+        Ok(shipments)
     }
 
     /// Shipping requests newest first, one page (`limit` clamped to
@@ -307,16 +332,16 @@ impl<'a> Shipments<'a> {
     pub async fn list(
         self,
         limit: u32,
-        after: Option<OrderCursor>,
-    ) -> Result<(Vec<ShipmentRecord>, Option<OrderCursor>)> {
+        after: Option<ShipmentCursor>,
+    ) -> Result<(Vec<ShipmentRecord>, Option<ShipmentCursor>)> {
         let page = Page::new(limit);
         let mut p = Placeholders::default();
         let mut sql = format!("{SHIPMENT_SELECT} WHERE 1 = 1");
         if after.is_some() {
-            sql += &format!(" AND {}", p.older_than("order_id"));
+            sql += &format!(" AND {}", p.older_than(SHIPMENT_KEY));
         }
         sql += &format!(
-            " ORDER BY created_at DESC, order_id DESC LIMIT {}",
+            " ORDER BY created_at DESC, {SHIPMENT_KEY} DESC LIMIT {}",
             p.next()
         );
         let mut query = sqlx::query(&sql);
@@ -335,7 +360,7 @@ impl<'a> Shipments<'a> {
         let cursor = more
             .then(|| shipments.last())
             .flatten()
-            .map(|s| OrderCursor::after(s.created_at_ms, s.request.order_id));
+            .map(|s| ShipmentCursor::after(s.created_at_ms, shipment_key(&s.request)));
         Ok((shipments, cursor))
     }
 }

@@ -180,6 +180,7 @@ impl<'a> Stock<'a> {
             let data = CatalogEventData {
                 sku: Some(sku.clone()),
                 receipt_id: Some(receipt_id.clone()),
+                warehouse: Some(r.warehouse_id.clone()),
                 quantity: Some(qty),
                 on_hand: Some(level.try_get("on_hand")?),
                 ..CatalogEventData::default()
@@ -676,7 +677,7 @@ async fn warehouse_stock(tx: &mut Tx, wanted: &BTreeMap<Sku, i64>) -> Result<Vec
 }
 
 /// An order's stored allocation, in the fixed warehouse order.
-async fn allocation_of(
+pub(crate) async fn allocation_of(
     conn: &mut sqlx::AnyConnection,
     order_id: &str,
 ) -> Result<Vec<WarehouseAllocation>> {

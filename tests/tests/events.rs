@@ -426,6 +426,7 @@ async fn publish_confirmed(
         payment_status: None,
         failure_code: None,
         reason: None,
+        warehouse: None,
     };
     let event = DomainEvent::order(&order_id, OrderEvent::OrderConfirmed);
     let time = chrono::DateTime::parse_from_rfc3339(&format!("{day}T12:00:00Z"))?;

@@ -49,6 +49,7 @@ fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> No
         refunded,
         ship_to: Some(address()),
         payment_url: None,
+        warehouse: None,
     })
 }
 
@@ -308,7 +309,7 @@ async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::R
         );
         let stored = store
             .shipments()
-            .get(&request.order_id)
+            .of(&request.order_id, DEFAULT_WAREHOUSE)
             .await?
             .context("shipment")?;
         assert_eq!(stored.request, request);

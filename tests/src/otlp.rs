@@ -183,6 +183,7 @@ mod tests {
                 value: Some(Any {
                     value: Some(AnyValue::StringValue(service.into())),
                 }),
+                ..KeyValue::default()
             }],
             ..Resource::default()
         };
@@ -228,7 +229,10 @@ mod tests {
         );
         assert_eq!(counts.names.get("span 3"), Some(&1));
         assert_eq!(counts.names.len(), 5);
-        assert!(receiver.spans().is_empty(), "a counting receiver keeps none");
+        assert!(
+            receiver.spans().is_empty(),
+            "a counting receiver keeps none"
+        );
     }
 
     #[test]

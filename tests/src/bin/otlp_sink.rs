@@ -39,13 +39,18 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "--listen" => listen = value()?,
             "--counts" => counts_file = Some(value()?.into()),
-            other => bail!("unknown argument {other}; usage: ordersaga-otlp-sink [--listen ADDR] [--counts FILE]"),
+            other => bail!(
+                "unknown argument {other}; usage: ordersaga-otlp-sink [--listen ADDR] [--counts FILE]"
+            ),
         }
     }
     let listener = TcpListener::bind(&listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    eprintln!("ordersaga-otlp-sink: listening on {}", listener.local_addr()?);
+    eprintln!(
+        "ordersaga-otlp-sink: listening on {}",
+        listener.local_addr()?
+    );
 
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -16,7 +16,9 @@ import subprocess
 from collections import defaultdict
 
 SYSTEMS = [("python", "Python peer"), ("rust-ceiling", "Rust ceiling"),
-           ("ordersaga", "ordersaga (PlaceOrder)"), ("ordersaga-start", "ordersaga (bare start)")]
+           ("ordersaga", "ordersaga (PlaceOrder)"), ("ordersaga-start", "ordersaga (bare start)"),
+           ("ordersaga-traced", "ordersaga (PlaceOrder), traces on"),
+           ("ordersaga-start-traced", "ordersaga (bare start), traces on")]
 COLS = [("wf_per_s", "wf/s", 1), ("start_p50_ms", "start p50 ms", 1), ("start_p99_ms", "start p99 ms", 1),
         ("e2e_p50_ms", "e2e p50 ms", 0), ("e2e_p95_ms", "e2e p95 ms", 0), ("e2e_p99_ms", "e2e p99 ms", 0),
         ("server_cpu_ms_per_wf", "server CPU ms/wf", 1), ("worker_cpu_ms_per_wf", "worker CPU ms/wf", 1),
@@ -90,6 +92,10 @@ def main() -> None:
                 if isinstance(d.get("worker2_cpu_ms_per_wf"), (int, float)) and \
                         isinstance(d.get("worker_cpu_ms_per_wf"), (int, float)):
                     d["worker_cpu_ms_per_wf"] += d["worker2_cpu_ms_per_wf"]
+                # bench/run --traces: a traced run is a system of its own
+                # ("ordersaga-traced"), set beside the untraced one.
+                if d.get("traces") == "on":
+                    d["label"] += "-traced"
                 runs[d["label"]].append(d)
     order = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "P": 4}
     scen = sorted({lbl.split("/")[0] for lbl in runs}, key=lambda x: (order.get(x, 9), x))
@@ -125,6 +131,12 @@ def main() -> None:
             "on Temporal at the same load (baseline for PlaceOrder latency). `start` = the client's start "
             "call (PlaceOrder for ordersaga); `e2e` = start call to result received; ST/wf = server state "
             "transitions per workflow.", ""]
+    settings = sorted({(lbl.split("/")[0], r.get("codec"), r.get("events"), r.get("workers"))
+                       for lbl, rs in runs.items() for r in rs if "codec" in r},
+                      key=lambda t: (order.get(t[0], 9), str(t)))
+    if settings:
+        out += ["ordersaga ran with: " + "; ".join(
+            f"{s} codec {c}, events {'on' if e else 'off'}, {w} worker(s)" for s, c, e, w in settings) + ".", ""]
     med = {}
     for s in scen:
         out += [f"## {s}", "", "| system | runs | " + " | ".join(c[1] for c in COLS) + " |",
@@ -191,6 +203,12 @@ def main() -> None:
                 if isinstance(ra[i].get(key), (int, float)) and rb[i].get(key)]
         return min(vals) if vals else None
 
+    for s in scen:
+        if (s, "ordersaga-traced") not in med or (s, "ordersaga") not in med:
+            continue
+        v = ratio(s, "ordersaga-traced", "ordersaga", "wf_per_s")
+        check(f"{s} ordersaga throughput with traces on >= 0.95x of without (overhead <= 5%)", v,
+              lambda x: x >= 0.95, f"{v:.2f}x" if v else "")
     for s in ("S2",):
         v = ratio(s, "ordersaga", "rust-ceiling", "wf_per_s")
         check(f"{s} ordersaga/ceiling throughput >= 0.8x", v, lambda x: x >= 0.8, f"{v:.2f}x" if v else "")
@@ -221,6 +239,31 @@ def main() -> None:
             "Medians over all rounds; the last column repeats a ratio for each *quiet* round only "
             "(other processes under 25% of the CPU during both peer-kit runs of that round).", "",
             "| target | median ratio | | quiet rounds |", "|---|---|---|---|", *checks, ""]
+
+    traced = [s for s in scen if (s, "ordersaga-traced") in med and (s, "ordersaga") in med]
+    if traced:
+        out += ["## Tracing overhead", "",
+                "ordersaga's PlaceOrder runs without and with traces (`--traces both`: in each round the "
+                "untraced run, then the traced one, each on a fresh server). Traced: the API and the "
+                "worker(s) export every span over OTLP/gRPC to `ordersaga-otlp-sink`, which only counts "
+                "them; spans and traces per order are what it received (warm-up orders included; a "
+                "shipment's workflow span is sent when the shipment is delivered, which the bench never "
+                "does).", "",
+                "| scenario | wf/s off | wf/s on | on/off per round | e2e p50 ms off / on | "
+                "worker CPU ms/wf off / on | API CPU ms/wf off / on | spans/order | traces/order |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for s in traced:
+            off, on = med[(s, "ordersaga")], med[(s, "ordersaga-traced")]
+            ra, rb = runs[f"{s}/ordersaga-traced"], runs[f"{s}/ordersaga"]
+            per_round = ", ".join(f"{ra[i]['wf_per_s'] / rb[i]['wf_per_s']:.2f}x"
+                                  for i in range(min(len(ra), len(rb)))
+                                  if isinstance(ra[i].get("wf_per_s"), (int, float)) and rb[i].get("wf_per_s"))
+            both = lambda k, nd: f"{fmt(off.get(k), nd)} / {fmt(on.get(k), nd)}"
+            out.append(f"| {s} | {fmt(off['wf_per_s'], 1)} | {fmt(on['wf_per_s'], 1)} | {per_round} | "
+                       f"{both('e2e_p50_ms', 0)} | {both('worker_cpu_ms_per_wf', 1)} | "
+                       f"{both('api_cpu_ms_per_wf', 1)} | {fmt(median(ra, 'spans_per_order'), 1)} | "
+                       f"{fmt(median(ra, 'traces_per_order'), 2)} |")
+        out.append("")
 
     files = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "worker-metrics-*.txt"))) if a.worker_metrics_dir else []
     if files:

@@ -25,6 +25,8 @@
 //! - [`fixtures`]: products and `PlaceOrder` requests.
 //! - [`browser`]: a real headless Chromium driving the sandbox's pages.
 //! - [`chaos`]: the chaos suite behind the `ordersaga-chaos` binary.
+//! - [`otlp`]: an OTLP/gRPC trace receiver, for the trace test and the
+//!   bench's `ordersaga-otlp-sink` binary.
 //! - [`actions`]: Temporal Cloud billable Actions of a history, behind the
 //!   `ordersaga-actions` binary.
 //! - [`auth`]: test tokens and the clients that send them (the stack's
@@ -37,6 +39,7 @@ pub mod chaos;
 pub mod db;
 pub mod fixtures;
 pub mod nats;
+pub mod otlp;
 pub mod replay;
 pub mod sandbox;
 pub mod server;

@@ -8,123 +8,45 @@
 //! Temporal's headers. A worker with traces switched off sends nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use ordersaga_domain::CheckoutTiming;
 use ordersaga_proto::v1 as pb;
 use ordersaga_runtime::telemetry::{self, LogFormat, TraceSettings};
+use ordersaga_tests::otlp::{Received, Receiver};
 use ordersaga_tests::{ORDER_TIMEOUT, Stack, eventually, place_request};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
-use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
 
 /// The API's service name here (the test process's spans).
 const API_SERVICE: &str = "ordersaga-api-test";
 
-/// One received span, flattened.
-#[derive(Debug, Clone)]
-struct Received {
-    service: String,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent: Vec<u8>,
-    name: String,
-    attributes: HashMap<String, String>,
-}
-
-/// The OTLP/gRPC receiver: keeps every span it is sent.
-#[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Received>>>);
-
-fn text(attributes: &[KeyValue]) -> HashMap<String, String> {
-    attributes
+/// The spans of the trace whose root is the API's `PlaceOrder` span for
+/// `order_id` (the root names the order once the use case knows it).
+fn trace_of(receiver: &Receiver, order_id: &str) -> Option<(Received, Vec<Received>)> {
+    let spans = receiver.spans();
+    let root = spans
         .iter()
-        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            AnyValue::StringValue(s) => Some((kv.key.clone(), s.clone())),
-            AnyValue::IntValue(i) => Some((kv.key.clone(), i.to_string())),
-            _ => None,
-        })
-        .collect()
+        .find(|s| {
+            s.service == API_SERVICE
+                && s.parent.is_empty()
+                && (s.name.ends_with("PlaceOrder") || s.name == "POST /v1/orders")
+                && s.attributes.get("order_id").map(String::as_str) == Some(order_id)
+        })?
+        .clone();
+    let trace = spans
+        .into_iter()
+        .filter(|s| s.trace_id == root.trace_id)
+        .collect();
+    Some((root, trace))
 }
 
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
-            let resource = resource_spans
-                .resource
-                .map(|r| text(&r.attributes))
-                .unwrap_or_default();
-            let service = resource.get("service.name").cloned().unwrap_or_default();
-            for span in resource_spans
-                .scope_spans
-                .into_iter()
-                .flat_map(|scope| scope.spans)
-            {
-                received.push(Received {
-                    service: service.clone(),
-                    trace_id: span.trace_id,
-                    span_id: span.span_id,
-                    parent: span.parent_span_id,
-                    name: span.name,
-                    attributes: text(&span.attributes),
-                });
-            }
-        }
-        self.0
-            .lock()
-            .map_err(|_| Status::internal("poisoned"))?
-            .extend(received);
-        Ok(Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-impl Receiver {
-    fn spans(&self) -> Vec<Received> {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// The spans of the trace whose root is the API's `PlaceOrder` span
-    /// for `order_id` (the root names the order once the use case knows it).
-    fn trace_of(&self, order_id: &str) -> Option<(Received, Vec<Received>)> {
-        let spans = self.spans();
-        let root = spans
-            .iter()
-            .find(|s| {
-                s.service == API_SERVICE
-                    && s.parent.is_empty()
-                    && (s.name.ends_with("PlaceOrder") || s.name == "POST /v1/orders")
-                    && s.attributes.get("order_id").map(String::as_str) == Some(order_id)
-            })?
-            .clone();
-        let trace = spans
-            .into_iter()
-            .filter(|s| s.trace_id == root.trace_id)
-            .collect();
-        Some((root, trace))
-    }
-}
-
-/// The receiver, started once per test binary, and its endpoint; the
-/// test process's own spans (the API's) go there. Both the receiver and
-/// the exporter's channel live on a runtime of their own, which outlives
-/// each test's.
+/// The receiver (`ordersaga_tests::otlp`, keeping every span), started
+/// once per test binary, and its endpoint; the test process's own spans
+/// (the API's) go there. Both the receiver and the exporter's channel live
+/// on a runtime of their own, which outlives each test's.
 async fn receiver() -> anyhow::Result<&'static (Receiver, String)> {
     static RECEIVER: OnceCell<(Receiver, String)> = OnceCell::const_new();
     RECEIVER
@@ -132,8 +54,8 @@ async fn receiver() -> anyhow::Result<&'static (Receiver, String)> {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             listener.set_nonblocking(true)?;
             let endpoint = format!("http://{}", listener.local_addr()?);
-            let receiver = Receiver::default();
-            let service = TraceServiceServer::new(receiver.clone());
+            let receiver = Receiver::keeping();
+            let serving = receiver.clone();
             let settings = TraceSettings {
                 endpoint: endpoint.clone(),
                 service_name: API_SERVICE.to_string(),
@@ -154,10 +76,7 @@ async fn receiver() -> anyhow::Result<&'static (Receiver, String)> {
                         );
                         let _ = ready.send(traced);
                         let listener = TcpListener::from_std(listener)?;
-                        tonic::transport::Server::builder()
-                            .add_service(service)
-                            .serve_with_incoming(TcpIncoming::from(listener))
-                            .await?;
+                        serving.serve(listener, std::future::pending()).await?;
                         anyhow::Ok(())
                     })
                 })?;
@@ -275,7 +194,7 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
     // span ends with it, and the relay sends the confirmation after the
     // last step.
     let (root, trace) = eventually("the order's whole trace", ORDER_TIMEOUT, || {
-        let found = receiver.trace_of(&order_id).filter(|(_, trace)| {
+        let found = trace_of(receiver, &order_id).filter(|(_, trace)| {
             let names: HashSet<&str> = trace.iter().map(|s| s.name.as_str()).collect();
             [
                 "smtp send",
@@ -371,7 +290,7 @@ async fn a_worker_with_traces_off_sends_nothing() -> anyhow::Result<()> {
 
     // The API's side of the same order arrives (the receiver works) ...
     let (root, _) = eventually("the API's spans", ORDER_TIMEOUT, || {
-        let found = receiver.trace_of(&placed.order_id);
+        let found = trace_of(receiver, &placed.order_id);
         async move { Ok(found) }
     })
     .await?;

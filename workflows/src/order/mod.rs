@@ -35,7 +35,11 @@
 //! Steps that only write our own database run as *local* activities: they
 //! are short, idempotent and need no server round trip of their own. Steps
 //! that talk to the payment gateway run as regular activities with
-//! heartbeats, so any worker of the fleet can take them over.
+//! heartbeats, so any worker of the fleet can take them over; except the
+//! simulated charge, whose gateway is the shop's own table: since
+//! `local-charge-v1` it is a local activity too, and a simulated order runs
+//! its forward path in one workflow task ([`OrderWorkflow::lost_task`] says
+//! what that asks of a stop).
 //!
 //! The saga tells the support services without waiting for them: the step
 //! that causes an email or a shipping request (`PlaceOrder`, `OpenPayment`,

@@ -387,6 +387,53 @@ mod tests {
     }
 
     #[test]
+    fn a_request_splits_per_warehouse_of_its_allocation() {
+        use crate::{WarehouseAllocation, WarehouseId};
+        let line = |sku: &str, quantity| ShipmentLine {
+            sku: Sku::parse(sku).unwrap(),
+            quantity,
+        };
+        let old = r#"{"order_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60","customer_id":"alice",
+            "lines":[],"address":{"name":"A","line1":"1 St","line2":"","city":"B",
+            "postal_code":"1","country":"DE"}}"#;
+        let mut request: ShipmentRequest = serde_json::from_str(old).unwrap();
+        request.lines = vec![line("RUG", 1), line("LAMP", 3)];
+        let from = |w: &str, lines: Vec<ShipmentLine>| WarehouseAllocation {
+            warehouse_id: WarehouseId::parse(w).unwrap(),
+            lines,
+        };
+        // One warehouse (main), or none recorded: the request as it is.
+        let main = [from("main", vec![line("LAMP", 3), line("RUG", 1)])];
+        assert_eq!(request.clone().per_warehouse(&main), [request.clone()]);
+        assert_eq!(request.clone().per_warehouse(&[]), [request.clone()]);
+        // Two: one request each, lines in the order's line order.
+        let split = request.clone().per_warehouse(&[
+            from("main", vec![line("LAMP", 2), line("RUG", 1)]),
+            from("east", vec![line("LAMP", 1)]),
+        ]);
+        let shape: Vec<_> = split
+            .iter()
+            .map(|r| (r.warehouse.as_str(), r.lines.clone(), r.workflow_id()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (
+                    "main",
+                    vec![line("RUG", 1), line("LAMP", 2)],
+                    "shipping-6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60".to_string()
+                ),
+                (
+                    "east",
+                    vec![line("LAMP", 1)],
+                    "shipping-6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60-east".to_string()
+                ),
+            ]
+        );
+        assert!(split.iter().all(|r| r.address == request.address));
+    }
+
+    #[test]
     fn requests_recorded_before_warehouses_ship_from_main() {
         let old = r#"{"order_id":"6c1f2a5e-3b7d-4e55-9a1f-0b2c3d4e5f60","customer_id":"alice",
             "lines":[],"address":{"name":"A","line1":"1 St","line2":"","city":"B",

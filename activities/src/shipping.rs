@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use ordersaga_domain::contracts::shipping as contract;
 use ordersaga_domain::{
-    EmailStage, Money, Notification, OrderEmail, OrderLine, Outgoing, ShipmentRequest,
+    AmendmentStatus, EmailStage, Money, Notification, OrderEmail, OrderLine, Outgoing,
+    ShipmentRequest,
 };
 use ordersaga_store::{Moved, Store};
 use temporalio_macros::activities;
@@ -60,24 +61,43 @@ impl ShippingActivities {
                 store_failure(ordersaga_store::StoreError::OrderNotFound(request.order_id))
             })?;
         let currency = order.summary.total.currency;
+        // An accepted amendment ships only its lines.
+        let (lines, total) = match &order.amendment {
+            Some(a) if a.status == AmendmentStatus::Accepted => (
+                a.amendment.lines.clone(),
+                Money::new(
+                    order
+                        .summary
+                        .total
+                        .minor
+                        .saturating_sub(a.amendment.refund.minor),
+                    currency,
+                ),
+            ),
+            _ => (
+                order
+                    .lines
+                    .iter()
+                    .map(|l| OrderLine {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        unit_price: Money::new(l.unit_price_minor, currency),
+                    })
+                    .collect(),
+                order.summary.total,
+            ),
+        };
         Ok(vec![Outgoing::Email(Notification::Order(OrderEmail {
             stage,
             order_id: request.order_id,
             customer_id: request.customer_id.clone(),
             to,
-            lines: order
-                .lines
-                .iter()
-                .map(|l| OrderLine {
-                    sku: l.sku.clone(),
-                    quantity: l.quantity,
-                    unit_price: Money::new(l.unit_price_minor, currency),
-                })
-                .collect(),
-            total: order.summary.total,
+            lines,
+            total,
             reason: None,
             refunded: false,
             ship_to: Some(request.address.clone()),
+            amendment: None,
             payment_url: None,
         }))])
     }

@@ -591,9 +591,11 @@ impl OrderService {
             .await
         {
             Ok(()) => Ok(OrderStatus::ActionRequired),
-            Err(WorkflowUpdateError::Failed(failure)) => {
-                Err(ApiError::FailedPrecondition(failure.message))
-            }
+            // The validator's refusal (its message may be encoded by the
+            // payload codec): said in the API's words.
+            Err(WorkflowUpdateError::Failed(_)) => Err(ApiError::FailedPrecondition(format!(
+                "order {id} is not awaiting a decision on an amendment"
+            ))),
             Err(WorkflowUpdateError::NotFound(_)) => {
                 let stored = self
                     .store

@@ -169,6 +169,15 @@ async fn accepted_is_partly_refunded_and_ships_the_rest(db: TestDatabase) -> any
         .checkout(WEBHOOKS_ONLY)
         .start()
         .await?;
+    // A limit, so what counts against it is shown.
+    stack
+        .grpc
+        .clone()
+        .set_spending_limit(pb::SetSpendingLimitRequest {
+            customer_id: "alice".into(),
+            limit: eur(100_000),
+        })
+        .await?;
     let amended = amended_order(&stack).await?;
     let order_id = &amended.placed.order_id;
 

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use ordersaga_domain::{CheckoutTiming, Sku};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{ORDER_TIMEOUT, Stack, TestDatabase, eventually, place_request};
@@ -93,7 +95,7 @@ async fn amended_order(stack: &Stack) -> anyhow::Result<Amended> {
     let amendment = order
         .amendment
         .clone()
-        .expect("an ACTION_REQUIRED order shows its amendment");
+        .context("an ACTION_REQUIRED order shows its amendment")?;
     assert_eq!(amendment.status, "PROPOSED");
     let skus = |lines: &[pb::OrderLine]| -> Vec<(String, i64)> {
         lines.iter().map(|l| (l.sku.clone(), l.quantity)).collect()
@@ -154,7 +156,10 @@ async fn fully_undone(stack: &Stack, amended: &Amended, code: &str) -> anyhow::R
     );
     assert_eq!(stack.on_hand(&amended.cap).await?, 1);
     // Too late to accept: refused, nothing changes.
-    let refused = accept(stack, &amended.placed.order_id).await.unwrap_err();
+    let refused = accept(stack, &amended.placed.order_id)
+        .await
+        .err()
+        .context("accepting a failed order is refused")?;
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert_eq!(
         get(stack, &amended.placed.order_id).await?.events,
@@ -188,7 +193,10 @@ async fn accepted_is_partly_refunded_and_ships_the_rest(db: TestDatabase) -> any
     let order = stack.terminal_order(order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32, "{order:?}");
     assert_eq!(order.payment_status, pb::PaymentStatus::Captured as i32);
-    let amendment = order.amendment.clone().expect("the amendment stays shown");
+    let amendment = order
+        .amendment
+        .clone()
+        .context("the amendment stays shown")?;
     assert_eq!(amendment.status, "ACCEPTED");
     assert_eq!(amendment.refunded, eur(MISSING_MINOR));
     let names: Vec<&str> = order.events.iter().map(|e| e.name.as_str()).collect();
@@ -308,7 +316,10 @@ async fn accepting_an_order_not_awaiting_a_decision_is_refused() -> anyhow::Resu
     })
     .await?;
 
-    let refused = accept(&stack, &placed.order_id).await.unwrap_err();
+    let refused = accept(&stack, &placed.order_id)
+        .await
+        .err()
+        .context("accepting an order not awaiting a decision is refused")?;
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     assert!(
         refused.message().contains("not awaiting a decision"),

@@ -49,6 +49,7 @@ fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> No
         refunded,
         ship_to: Some(address()),
         payment_url: None,
+        amendment: None,
     })
 }
 

@@ -781,6 +781,7 @@ fn email(o: &OrderInput, stage: EmailStage) -> Outgoing {
         refunded: false,
         ship_to: None,
         payment_url: None,
+        amendment: None,
     }))
 }
 

@@ -42,6 +42,7 @@ fn email(order: &OrderInput, stage: EmailStage) -> Outgoing {
         refunded: false,
         ship_to: Some(address()),
         payment_url: None,
+        amendment: None,
     }))
 }
 

@@ -23,11 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordersaga_domain::contracts::order::{
-    self as contract, CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput,
-    InventoryProcessed, OpenPaymentInput, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
+    self as contract, AmendableInventoryInput, CheckoutInput, ConfirmOrderInput, FailOrderInput,
+    GatewayPaymentInput, InventoryProcessed, OpenPaymentInput, PaymentInput, PlaceOrderInput,
+    RefundAmendmentInput, SettleInput, Settlement,
 };
 use ordersaga_domain::names::{activity, failure};
-use ordersaga_domain::{FailureReason, InternalCode, OrderId, OrderStatus};
+use ordersaga_domain::{
+    DEFAULT_AMENDMENT_DEADLINE_SECS, FailureReason, InternalCode, Money, OrderId, OrderStatus,
+    Outgoing, PartialAvailability,
+};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -38,11 +42,15 @@ use crate::gateway::checkout::{
 };
 use crate::gateway::{ChargeOutcome, ChargeRefund, ChargeRequest, GatewayError, PaymentGateway};
 use crate::metrics::BusinessMetrics;
-use ordersaga_store::{PaymentLink, Store, StoreError};
+use ordersaga_store::{Deducted, PaymentLink, Store, StoreError};
 
 /// How often a long gateway call tells Temporal it is still alive; well
 /// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The key of an accepted amendment's partial refund: one per order (its
+/// transaction names the payment).
+pub const AMENDMENT_REFUND_KEY: &str = "amendment";
 
 /// The saga's activities and what they need: the store and the gateways
 /// (the simulated charge, and the checkout gateway when configured).
@@ -54,6 +62,12 @@ pub struct OrderActivities {
     /// order's page there after approving or cancelling.
     shop_url: Option<String>,
     metrics: BusinessMetrics,
+    /// What `ProcessInventoryAmendable` does with a partial shortage
+    /// (`ORDERSAGA_PARTIAL_AVAILABILITY`), and the customer's time to decide
+    /// (`ORDERSAGA_AMENDMENT_DEADLINE_SECS`). Read here, in an activity,
+    /// so the saga gets them in the step's recorded result: a replay on a
+    /// worker configured otherwise waits for the same deadline.
+    partial: (PartialAvailability, u64),
 }
 
 impl OrderActivities {
@@ -65,7 +79,22 @@ impl OrderActivities {
             checkout: None,
             shop_url: None,
             metrics: BusinessMetrics::noop(),
+            partial: (
+                PartialAvailability::default(),
+                DEFAULT_AMENDMENT_DEADLINE_SECS,
+            ),
         }
+    }
+
+    /// What a partial shortage does, and how long the customer has to
+    /// decide on the amended order.
+    pub fn with_partial_availability(
+        mut self,
+        policy: PartialAvailability,
+        deadline_secs: u64,
+    ) -> Self {
+        self.partial = (policy, deadline_secs);
+        self
     }
 
     /// Serves checkout-mode payments through `checkout`.
@@ -225,6 +254,54 @@ pub(crate) async fn stored_failure(
         })
 }
 
+impl OrderActivities {
+    /// `ProcessInventory`'s all-or-nothing deduction (also
+    /// `ProcessInventoryAmendable` under the `fail` policy).
+    async fn deduct_all(
+        &self,
+        order_id: OrderId,
+    ) -> Result<Option<InventoryProcessed>, ActivityError> {
+        let deducted = match self.store.stock().deduct(&order_id).await {
+            Ok(deducted) => deducted,
+            Err(StoreError::OrderEnded { .. }) => {
+                let reason = self.stored_failure(&order_id).await?;
+                tracing::warn!(%order_id, %reason, "ProcessInventory refused: the order already failed");
+                return Err(already_failed(reason));
+            }
+            Err(e) => return Err(store_failure(e)),
+        };
+        crash_point(activity::PROCESS_INVENTORY);
+        match deducted {
+            Ok(()) => {
+                // Read back rather than passed out of the deduction: a retry
+                // after a crash finds the alerts the first attempt raised.
+                let low_stock_alerts = self
+                    .store
+                    .stock()
+                    .low_stock_notices(&format!("order:{order_id}"))
+                    .await
+                    .map_err(store_failure)?;
+                let allocations = self
+                    .store
+                    .stock()
+                    .allocation(&order_id)
+                    .await
+                    .map_err(store_failure)?;
+                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed");
+                Ok(Some(InventoryProcessed {
+                    low_stock_alerts,
+                    allocations,
+                    amendment: None,
+                }))
+            }
+            Err(shortage) => {
+                tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");
+                Err(business_failure(failure::OUT_OF_STOCK, shortage.into()))
+            }
+        }
+    }
+}
+
 #[activities]
 impl OrderActivities {
     /// `PlaceOrder`: the order is stored `PENDING`; `OrderPlaced`.
@@ -329,7 +406,45 @@ impl OrderActivities {
         _ctx: ActivityContext,
         order_id: OrderId,
     ) -> Result<Option<InventoryProcessed>, ActivityError> {
-        let deducted = match self.store.stock().deduct(&order_id).await {
+        self.deduct_all(order_id).await
+    }
+
+    /// `ProcessInventoryAmendable` (`partial-availability-v1`): under the
+    /// `fail` policy exactly `ProcessInventory`; under `ask`, when some
+    /// products are short and others are not, the served lines are
+    /// deducted and held, the order becomes `ACTION_REQUIRED` with the
+    /// proposed amendment (and its email) and `OrderAmended`, and the
+    /// amendment is returned with the deadline setting.
+    #[activity(definition = contract::ProcessInventoryAmendable)]
+    pub async fn process_inventory_amendable(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: AmendableInventoryInput,
+    ) -> Result<InventoryProcessed, ActivityError> {
+        let order = input.order;
+        let order_id = order.order_id;
+        let (policy, deadline_secs) = self.partial;
+        if policy == PartialAvailability::Fail {
+            let processed = self.deduct_all(order_id).await?;
+            return Ok(processed.unwrap_or(InventoryProcessed {
+                low_stock_alerts: Vec::new(),
+                allocations: Vec::new(),
+                amendment: None,
+            }));
+        }
+        let email = |amendment: &ordersaga_domain::Amendment| -> Vec<Outgoing> {
+            order
+                .amended_email(amendment)
+                .map(Outgoing::Email)
+                .into_iter()
+                .collect()
+        };
+        let deducted = match self
+            .store
+            .stock()
+            .deduct_amendable(&order, deadline_secs, email)
+            .await
+        {
             Ok(deducted) => deducted,
             Err(StoreError::OrderEnded { .. }) => {
                 let reason = self.stored_failure(&order_id).await?;
@@ -339,33 +454,87 @@ impl OrderActivities {
             Err(e) => return Err(store_failure(e)),
         };
         crash_point(activity::PROCESS_INVENTORY);
-        match deducted {
-            Ok(()) => {
-                // Read back rather than passed out of the deduction: a retry
-                // after a crash finds the alerts the first attempt raised.
-                let low_stock_alerts = self
-                    .store
-                    .stock()
-                    .low_stock_notices(&format!("order:{order_id}"))
-                    .await
-                    .map_err(store_failure)?;
-                let allocations = self
-                    .store
-                    .stock()
-                    .allocation(&order_id)
-                    .await
-                    .map_err(store_failure)?;
-                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed");
-                Ok(Some(InventoryProcessed {
-                    low_stock_alerts,
-                    allocations,
-                }))
-            }
-            Err(shortage) => {
+        let amendment = match deducted {
+            Deducted::Full => None,
+            Deducted::Amended(amendment) => Some(amendment),
+            Deducted::Short(shortage) => {
                 tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");
-                Err(business_failure(failure::OUT_OF_STOCK, shortage.into()))
+                return Err(business_failure(failure::OUT_OF_STOCK, shortage.into()));
+            }
+        };
+        let low_stock_alerts = self
+            .store
+            .stock()
+            .low_stock_notices(&format!("order:{order_id}"))
+            .await
+            .map_err(store_failure)?;
+        let allocations = self
+            .store
+            .stock()
+            .allocation(&order_id)
+            .await
+            .map_err(store_failure)?;
+        match &amendment {
+            Some(a) => {
+                tracing::info!(%order_id, missing = a.missing.len(), refund = %a.refund, "OrderAmended")
+            }
+            None => {
+                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed")
             }
         }
+        Ok(InventoryProcessed {
+            low_stock_alerts,
+            allocations,
+            amendment,
+        })
+    }
+
+    /// `RefundAmendment`: the accepted amendment's missing lines are
+    /// refunded as part of the order's capture, once (the gateway key is
+    /// per order: `{transactionId}-partial-refund-amendment`), then
+    /// recorded (`AmendmentAccepted`, `PaymentPartiallyRefunded`). Returns
+    /// the amount refunded.
+    #[activity(definition = contract::RefundAmendment)]
+    pub async fn refund_amendment(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RefundAmendmentInput,
+    ) -> Result<Money, ActivityError> {
+        let checkout = self.checkout()?;
+        let refund = async {
+            let order = checkout.get_order(&input.gateway_order_id).await?;
+            let Some(capture) = order.capture else {
+                return Err(CheckoutError::NotFound {
+                    operation: "partial-refund",
+                    what: "capture".to_string(),
+                });
+            };
+            checkout
+                .refund_part(
+                    &capture.id,
+                    &input.transaction_id,
+                    &input.amount,
+                    AMENDMENT_REFUND_KEY,
+                )
+                .await
+        };
+        let outcome = with_heartbeats(&ctx, refund)
+            .await
+            .map_err(checkout_failure)?;
+        if outcome == RefundOutcome::NothingCaptured {
+            return Err(checkout_failure(CheckoutError::NotFound {
+                operation: "partial-refund",
+                what: "capture".to_string(),
+            }));
+        }
+        let recorded = self
+            .store
+            .amendments()
+            .accept(&input.order_id, input.amount)
+            .await
+            .map_err(store_failure)?;
+        tracing::info!(order_id = %input.order_id, amount = %input.amount, recorded, ?outcome, "PaymentPartiallyRefunded");
+        Ok(input.amount)
     }
 
     /// `ConfirmOrder`: `OrderConfirmed`. Returns the order's status.

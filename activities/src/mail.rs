@@ -175,6 +175,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/email/order-received.html"),
     ),
     (
+        "order-amended.subject.txt",
+        include_str!("../templates/email/order-amended.subject.txt"),
+    ),
+    (
+        "order-amended.txt",
+        include_str!("../templates/email/order-amended.txt"),
+    ),
+    (
+        "order-amended.html",
+        include_str!("../templates/email/order-amended.html"),
+    ),
+    (
         "order-confirmed.subject.txt",
         include_str!("../templates/email/order-confirmed.subject.txt"),
     ),
@@ -263,6 +275,30 @@ struct EmailView {
     product_name: String,
     on_hand: i64,
     threshold: i64,
+    /// `ORDER_AMENDED`: the lines that cannot be served, their refund and
+    /// the customer's time to decide (`lines` and `total` are then the
+    /// amended order's).
+    missing: Vec<LineView>,
+    refund: String,
+    deadline: String,
+}
+
+fn line_view(l: &ordersaga_domain::OrderLine) -> LineView {
+    LineView {
+        sku: l.sku.to_string(),
+        quantity: l.quantity,
+        unit_price: l.unit_price.to_string(),
+        amount: amount(l.unit_price, l.quantity),
+    }
+}
+
+/// A deadline in words: `24 hours`, `90 minutes`, `30 seconds`.
+fn deadline_words(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
 }
 
 fn amount(unit: Money, quantity: i64) -> String {
@@ -385,6 +421,17 @@ impl Mailer {
                 view.refunded = e.refunded;
                 view.ship_to = e.ship_to.as_ref().map(|a| a.lines()).unwrap_or_default();
                 view.payment_url = e.payment_url.clone().unwrap_or_default();
+                if let Some(a) = &e.amendment {
+                    view.lines = a.lines.iter().map(line_view).collect();
+                    view.missing = a.missing.iter().map(line_view).collect();
+                    view.total = Money {
+                        minor: e.total.minor.saturating_sub(a.refund.minor),
+                        currency: e.total.currency,
+                    }
+                    .to_string();
+                    view.refund = a.refund.to_string();
+                    view.deadline = deadline_words(a.deadline_secs);
+                }
                 e.to.to_string()
             }
             Notification::LowStock(a) => {

@@ -79,7 +79,9 @@ impl ShippingActivities {
                 ),
             })
             .collect();
-        let total = if request.warehouse == DEFAULT_WAREHOUSE {
+        // An accepted amendment ships only its lines: the parcel's own sum.
+        let amended = order.amendment.is_some();
+        let total = if request.warehouse == DEFAULT_WAREHOUSE && !amended {
             order.summary.total
         } else {
             parcel_total(&lines, currency)
@@ -94,6 +96,7 @@ impl ShippingActivities {
             reason: None,
             refunded: false,
             ship_to: Some(request.address.clone()),
+            amendment: None,
             payment_url: None,
             warehouse: (request.warehouse != DEFAULT_WAREHOUSE).then(|| request.warehouse.clone()),
         }))])

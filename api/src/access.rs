@@ -3,9 +3,9 @@
 //! metadata) into a [`Principal`]; the use cases call these checks with it.
 //!
 //! - **customer** (the token's subject is its customer id): places orders
-//!   for itself, reads and cancels its own orders (another customer's is
-//!   `NOT_FOUND`, so existence does not leak), rates for itself, reads the
-//!   catalog;
+//!   for itself, reads and cancels its own orders and accepts their
+//!   amendments (another customer's is `NOT_FOUND`, so existence does not
+//!   leak), rates for itself, reads the catalog;
 //! - **merchant**: the catalog, stock receipts, low-stock alerts,
 //!   shipments, reading and cancelling every order;
 //! - **operator**: everything, including the needs-attention list and
@@ -34,6 +34,9 @@ pub(crate) fn require(caller: &Principal, roles: &[Role], action: &str) -> Resul
 pub(crate) const STAFF: &[Role] = &[Role::Merchant, Role::Operator];
 /// The shop's own users: customers and staff (not couriers).
 pub(crate) const ANYONE: &[Role] = &[Role::Customer, Role::Merchant, Role::Operator];
+/// Who accepts an amended order: its customer, or an operator on the
+/// customer's behalf.
+pub(crate) const AMENDMENT_DECIDERS: &[Role] = &[Role::Customer, Role::Operator];
 /// Who reads the shipments: staff and couriers.
 pub(crate) const SHIPMENT_READERS: &[Role] = &[Role::Merchant, Role::Operator, Role::Courier];
 /// Who moves shipments along: the courier, or an operator standing in.

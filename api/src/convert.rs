@@ -6,8 +6,8 @@ use ordersaga_domain::{
 };
 use ordersaga_proto::v1 as pb;
 use ordersaga_store::{
-    AttentionRecord, EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary, Product,
-    StockReceipt,
+    AmendmentRecord, AttentionRecord, EventRecord, LowStockAlertRecord, OrderRecord, OrderSummary,
+    Product, StockReceipt,
 };
 use ordersaga_store::{ShipmentRecord, SpendingLimitRecord};
 use serde::Serialize;
@@ -35,6 +35,7 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn pb_status(s: OrderStatus) -> i32 {
     (match s {
         OrderStatus::Pending => pb::OrderStatus::Pending,
+        OrderStatus::ActionRequired => pb::OrderStatus::ActionRequired,
         OrderStatus::Confirmed => pb::OrderStatus::Confirmed,
         OrderStatus::Failed => pb::OrderStatus::Failed,
     }) as i32
@@ -45,6 +46,7 @@ pub fn status_from_pb(v: i32) -> Result<Option<OrderStatus>, ApiError> {
     match pb::OrderStatus::try_from(v) {
         Ok(pb::OrderStatus::Unspecified) => Ok(None),
         Ok(pb::OrderStatus::Pending) => Ok(Some(OrderStatus::Pending)),
+        Ok(pb::OrderStatus::ActionRequired) => Ok(Some(OrderStatus::ActionRequired)),
         Ok(pb::OrderStatus::Confirmed) => Ok(Some(OrderStatus::Confirmed)),
         Ok(pb::OrderStatus::Failed) => Ok(Some(OrderStatus::Failed)),
         Err(_) => Err(ApiError::InvalidArgument(format!(
@@ -107,6 +109,14 @@ impl From<OrderDetails> for pb::Order {
                 .collect(),
             shipment: shipments.first().cloned(),
             shipments,
+            amendment: j.amendment.map(|a| pb::Amendment {
+                status: a.status,
+                lines: a.lines.into_iter().map(pb_line).collect(),
+                missing: a.missing.into_iter().map(pb_line).collect(),
+                refund: Some(a.refund.into()),
+                deadline: Some(timestamp(a.deadline_ms)),
+                refunded: a.refunded.map(Into::into),
+            }),
             fulfilment_status: j.fulfilment_status.unwrap_or_default().to_string(),
             approval_url: j.approval_url.unwrap_or_default(),
             workflow_id: j.workflow_id,
@@ -114,15 +124,7 @@ impl From<OrderDetails> for pb::Order {
             customer_id: j.customer_id.unwrap_or_default(),
             transaction_id: j.transaction_id.unwrap_or_default(),
             status: pb_status(j.status),
-            lines: j
-                .lines
-                .into_iter()
-                .map(|l| pb::OrderLine {
-                    sku: l.sku,
-                    quantity: l.quantity,
-                    unit_price: Some(l.unit_price.into()),
-                })
-                .collect(),
+            lines: j.lines.into_iter().map(pb_line).collect(),
             total: j.total.map(Into::into),
             payment_status: pb_payment(j.payment_status),
             failure_code: j.failure_code.unwrap_or_default(),
@@ -261,6 +263,60 @@ pub struct LineJson {
     unit_price: MoneyJson,
 }
 
+impl From<&ordersaga_domain::OrderLine> for LineJson {
+    fn from(l: &ordersaga_domain::OrderLine) -> Self {
+        Self {
+            sku: l.sku.to_string(),
+            quantity: l.quantity,
+            unit_price: l.unit_price.into(),
+        }
+    }
+}
+
+fn pb_line(l: LineJson) -> pb::OrderLine {
+    pb::OrderLine {
+        sku: l.sku,
+        quantity: l.quantity,
+        unit_price: Some(l.unit_price.into()),
+    }
+}
+
+/// The amended order an `ACTION_REQUIRED` order proposes (some lines could
+/// not be served), and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AmendmentJson {
+    /// `PROPOSED` (waiting for the customer), `ACCEPTED`, or `DECLINED`
+    /// (cancelled, or the deadline passed: refunded in full).
+    #[schema(example = "PROPOSED")]
+    pub status: String,
+    /// The lines that can be served (their stock is held for the order).
+    pub lines: Vec<LineJson>,
+    /// The lines that cannot.
+    pub missing: Vec<LineJson>,
+    /// Refunded on acceptance: the missing lines' amount.
+    pub refund: MoneyJson,
+    /// Until when the customer may decide (RFC 3339).
+    pub deadline: String,
+    #[serde(skip)]
+    deadline_ms: i64,
+    /// `ACCEPTED`: what the gateway gave back.
+    pub refunded: Option<MoneyJson>,
+}
+
+impl From<&AmendmentRecord> for AmendmentJson {
+    fn from(r: &AmendmentRecord) -> Self {
+        Self {
+            status: r.status.to_string(),
+            lines: r.amendment.lines.iter().map(LineJson::from).collect(),
+            missing: r.amendment.missing.iter().map(LineJson::from).collect(),
+            refund: r.amendment.refund.into(),
+            deadline: rfc3339(r.deadline_at_ms),
+            deadline_ms: r.deadline_at_ms,
+            refunded: r.refunded.map(Into::into),
+        }
+    }
+}
+
 /// A history entry in JSON.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventJson {
@@ -347,6 +403,10 @@ pub struct OrderJson {
     fulfilment_status: Option<&'static str>,
     /// Compensations parked for an operator, in any status.
     attention: Vec<AttentionJson>,
+    /// `ACTION_REQUIRED` (and after): the amended order proposed when some
+    /// lines could not be served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amendment: Option<AmendmentJson>,
 }
 
 /// An order's fulfilment from its shipments: the least advanced one says
@@ -411,6 +471,7 @@ fn stored_json(r: OrderRecord) -> OrderJson {
         shipments: Vec::new(),
         fulfilment_status: None,
         attention: r.attention.iter().map(AttentionJson::from).collect(),
+        amendment: r.amendment.as_ref().map(AmendmentJson::from),
     }
 }
 
@@ -436,6 +497,7 @@ fn accepted_json(id: OrderId) -> OrderJson {
         shipments: Vec::new(),
         fulfilment_status: None,
         attention: Vec::new(),
+        amendment: None,
     }
 }
 

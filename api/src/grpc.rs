@@ -165,6 +165,19 @@ impl OrderServiceRpc for GrpcOrders {
         }))
     }
 
+    async fn accept_amendment(
+        &self,
+        request: Request<pb::AcceptAmendmentRequest>,
+    ) -> Result<Response<pb::AcceptAmendmentResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        let status = self.0.accept_amendment(&caller, &r.order_id).await?;
+        Ok(Response::new(pb::AcceptAmendmentResponse {
+            order_id: r.order_id,
+            status: pb_status(status),
+        }))
+    }
+
     async fn retry_compensation(
         &self,
         request: Request<pb::RetryCompensationRequest>,

@@ -2,7 +2,8 @@
 //! document served at `GET /openapi.json` ([`openapi`]).
 //!
 //! Orders: `POST /v1/orders`, `GET /v1/orders/{id}`, `GET /v1/orders`,
-//! `POST /v1/orders/{id}/cancel`, `GET /v1/shipments`. Couriers:
+//! `POST /v1/orders/{id}/cancel`, `POST /v1/orders/{id}/amendment/accept`,
+//! `GET /v1/shipments`. Couriers:
 //! `POST /v1/shipments/{order_id}/dispatch`, `.../deliver`. Operators:
 //! `POST /v1/orders/{id}/retry-compensation`,
 //! `POST /v1/orders/{id}/close-attention`. Spending limits (merchants and
@@ -173,6 +174,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_orders, place_order))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(accept_amendment))
         .routes(routes!(retry_compensation))
         .routes(routes!(close_attention))
         .routes(routes!(payment_webhook))
@@ -452,6 +454,41 @@ async fn cancel_order(
         .cancel_order(&caller, &order_id, &body.reason)
         .await?;
     Ok(Json(CancelledJson { order_id, status }))
+}
+
+/// The answer to accepting an amended order.
+#[derive(Debug, Serialize, ToSchema)]
+struct AcceptedAmendmentJson {
+    order_id: String,
+    /// `ACTION_REQUIRED`: the saga refunds the missing lines and confirms
+    /// the rest on its own; `GET` the order.
+    #[schema(schema_with = crate::openapi::order_status)]
+    status: OrderStatus,
+}
+
+/// Accepts the amended order an `ACTION_REQUIRED` order proposes (some
+/// lines could not be served): the missing lines' amount is refunded and
+/// the rest is confirmed and shipped. To decline, cancel the order. An
+/// order not awaiting that decision: 409, nothing changes; a repeat after
+/// accepting: 200.
+#[utoipa::path(
+    post,
+    path = "/v1/orders/{order_id}/amendment/accept",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("order_id" = String, Path, format = "uuid", description = "The order's id")),
+    responses(
+        (status = 200, description = "Accepted by the saga", body = AcceptedAmendmentJson),
+        BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, UriTooLong, Internal
+    )
+)]
+async fn accept_amendment(
+    Caller(caller): Caller,
+    State(service): State<OrderService>,
+    ApiPath(order_id): ApiPath<String>,
+) -> Result<Json<AcceptedAmendmentJson>, ApiError> {
+    let status = service.accept_amendment(&caller, &order_id).await?;
+    Ok(Json(AcceptedAmendmentJson { order_id, status }))
 }
 
 /// Body of the operator actions: who, and why (required to close).

@@ -26,7 +26,9 @@ use temporalio_client::{
 };
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 
-use crate::access::{ANYONE, SHIPMENT_READERS, STAFF, acting_customer, may_see, require};
+use crate::access::{
+    AMENDMENT_DECIDERS, ANYONE, SHIPMENT_READERS, STAFF, acting_customer, may_see, require,
+};
 use crate::error::{ApiError, invalid};
 use crate::idempotency::{KeyCheck, check_key};
 use crate::page::page_request;
@@ -549,6 +551,60 @@ impl OrderService {
                 match stored {
                     Some(record) => Err(ApiError::FailedPrecondition(format!(
                         "order {id} is {} and can no longer be cancelled",
+                        record.summary.status
+                    ))),
+                    None => Err(not_found(&id)),
+                }
+            }
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// `AcceptAmendment`: the customer takes the amended order its saga
+    /// proposed (some lines could not be served). Refused with
+    /// FAILED_PRECONDITION unless the saga awaits that decision (its
+    /// update validator decides, or the database once the saga is gone;
+    /// nothing is written either way); a repeat after accepting is
+    /// accepted and changes nothing. NOT_FOUND for an unknown order.
+    pub async fn accept_amendment(
+        &self,
+        caller: &Principal,
+        order_id: &str,
+    ) -> Result<OrderStatus, ApiError> {
+        require(caller, AMENDMENT_DECIDERS, "accept an amended order")?;
+        let id = OrderId::parse(order_id).map_err(|e| invalid(e.to_string()))?;
+        crate::spans::record_order(&id);
+        self.check_owner(caller, &id).await?;
+        let handle = self
+            .client
+            .get_workflow_handle::<OrderWorkflow>(id.workflow_id());
+        let options = WorkflowExecuteUpdateOptions::builder()
+            .update_id(format!("accept-amendment-{id}"))
+            .build();
+        match handle
+            .execute_update(
+                OrderWorkflow::accept_amendment,
+                caller.subject.clone(),
+                options,
+            )
+            .await
+        {
+            Ok(()) => Ok(OrderStatus::ActionRequired),
+            // The validator's refusal (its message may be encoded by the
+            // payload codec): said in the API's words.
+            Err(WorkflowUpdateError::Failed(_)) => Err(ApiError::FailedPrecondition(format!(
+                "order {id} is not awaiting a decision on an amendment"
+            ))),
+            Err(WorkflowUpdateError::NotFound(_)) => {
+                let stored = self
+                    .store
+                    .orders()
+                    .get(&id)
+                    .await
+                    .map_err(ApiError::internal)?;
+                match stored {
+                    Some(record) => Err(ApiError::FailedPrecondition(format!(
+                        "order {id} is {} and is not awaiting a decision on an amendment",
                         record.summary.status
                     ))),
                     None => Err(not_found(&id)),

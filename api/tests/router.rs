@@ -642,7 +642,7 @@ async fn the_document_is_openapi_3_1_with_the_bearer_scheme_where_a_token_is_nee
             }
         }
     }
-    assert_eq!(operations, 21, "{json}");
+    assert_eq!(operations, 22, "{json}");
     Ok(())
 }
 

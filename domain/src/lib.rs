@@ -7,7 +7,8 @@
 //! [`PaymentStatus`], [`SagaStep`]) and their allowed transitions, the
 //! saga's compensations and what parks them for an operator ([`attention`]), the domain
 //! event names ([`OrderEvent`], [`CatalogEvent`]) and their published form
-//! ([`events`]: ids, CloudEvents types, NATS subjects, versioned data), the product and inventory
+//! ([`events`]: ids, CloudEvents types, NATS subjects, versioned data), partial availability's
+//! amendment ([`amendment`]), the product and inventory
 //! rules ([`catalog`]: the low-stock crossing, who may rate), the customer's
 //! contact details ([`contact`]), the payloads of the notification and
 //! shipping services ([`notify`]) and the messages an order produces for them
@@ -26,6 +27,7 @@ extern crate temporalio_common_wasm as temporalio_common;
 mod text_enum;
 
 pub mod allocation;
+pub mod amendment;
 pub mod attention;
 pub mod catalog;
 pub mod contact;
@@ -41,6 +43,9 @@ pub mod reconcile;
 pub mod spending;
 
 pub use allocation::{WarehouseAllocation, WarehouseStock, allocate};
+pub use amendment::{
+    Amendment, AmendmentStatus, DEFAULT_AMENDMENT_DEADLINE_SECS, PartialAvailability,
+};
 pub use attention::{AttentionStatus, Compensation, NoteError, OperatorNote};
 pub use catalog::{CatalogEvent, LowStockCrossing, StockLevel};
 pub use contact::{ContactError, EmailAddress, ShippingAddress};

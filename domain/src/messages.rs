@@ -25,6 +25,16 @@ impl OrderInput {
         self.email(EmailStage::OrderFailed, Some(reason), refunded, None)
     }
 
+    /// The "order amended" email: what can be served, what cannot, the
+    /// refund, and how long the customer has to decide.
+    pub fn amended_email(&self, amendment: &crate::Amendment) -> Option<Notification> {
+        let mut email = self.email(EmailStage::OrderAmended, None, false, None)?;
+        if let Notification::Order(e) = &mut email {
+            e.amendment = Some(amendment.clone());
+        }
+        Some(email)
+    }
+
     /// The shipping request of the confirmed order, if it has an address
     /// (orders placed before addresses existed have none).
     pub fn shipment(&self) -> Option<ShipmentRequest> {
@@ -62,6 +72,7 @@ impl OrderInput {
             ship_to: self.shipping_address.clone(),
             payment_url,
             warehouse: None,
+            amendment: None,
         }))
     }
 }

@@ -90,6 +90,12 @@ pub const PAYMENT_STATUS_PATCH: &str = "payment-status-attribute-v1";
 /// by `ReleaseSpending`), so an order over the limit fails before any
 /// charge.
 pub const SPENDING_LIMIT_PATCH: &str = "spending-limit-v1";
+/// The `patched()` id of the saga asking the customer when some lines of
+/// a paid order cannot be served (`ProcessInventoryAmendable`): the served
+/// lines are held, the order waits `ACTION_REQUIRED` for `AcceptAmendment`
+/// (the missing lines refunded, `RefundAmendment`, the rest shipped) or
+/// `CancelOrder` until a deadline (full compensation).
+pub const PARTIAL_AVAILABILITY_PATCH: &str = "partial-availability-v1";
 /// The `patched()` id of the `ShippingWorkflow` giving the shipment a life
 /// after its request: it waits for the courier's `Dispatch` (flagging the
 /// shipment if none comes in time) and `Deliver` updates and records each
@@ -135,6 +141,12 @@ pub mod activity {
     pub const PROCESS_PAYMENT: &str = "ProcessPayment";
     /// Deducts stock for every line, all or nothing.
     pub const PROCESS_INVENTORY: &str = "ProcessInventory";
+    /// `partial-availability-v1`: deducts stock for every line, or (policy
+    /// `ask`) for the lines that can be served, proposing the amended order.
+    pub const PROCESS_INVENTORY_AMENDABLE: &str = "ProcessInventoryAmendable";
+    /// Refunds the missing lines of an accepted amendment (part of the
+    /// capture, once per order).
+    pub const REFUND_AMENDMENT: &str = "RefundAmendment";
     /// Marks the order `CONFIRMED`.
     pub const CONFIRM_ORDER: &str = "ConfirmOrder";
     /// Reads the order's status in the shop database (the arbiter).
@@ -202,6 +214,9 @@ pub mod handler {
     pub const PAYMENT_LINK: &str = "PaymentLink";
     /// Update cancelling the order; rejected after the point of no return.
     pub const CANCEL_ORDER: &str = "CancelOrder";
+    /// Update accepting the amended order (some lines short); rejected
+    /// unless the saga awaits the customer's decision.
+    pub const ACCEPT_AMENDMENT: &str = "AcceptAmendment";
     /// Update asking the saga to run its parked compensations again;
     /// rejected when none is parked.
     pub const RETRY_COMPENSATION: &str = "RetryCompensation";

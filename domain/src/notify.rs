@@ -20,6 +20,9 @@ text_enum!(
         OrderConfirmed => "ORDER_CONFIRMED",
         /// The order failed (with the reason, and whether money was refunded).
         OrderFailed => "ORDER_FAILED",
+        /// Some lines cannot be served: the amended order, the refund, and
+        /// the customer's choice (accept or cancel) before the deadline.
+        OrderAmended => "ORDER_AMENDED",
         /// To the merchant: a product's stock is at or below its threshold.
         LowStockAlert => "LOW_STOCK_ALERT",
         /// The courier picked up the order's parcel.
@@ -37,6 +40,7 @@ impl EmailStage {
             Self::OrderReceived => "order-received",
             Self::OrderConfirmed => "order-confirmed",
             Self::OrderFailed => "order-failed",
+            Self::OrderAmended => "order-amended",
             Self::LowStockAlert => "low-stock-alert",
             Self::ShipmentDispatched => "shipment-dispatched",
             Self::ShipmentDelivered => "shipment-delivered",
@@ -75,6 +79,10 @@ pub struct OrderEmail {
     /// email. `None` for the order's emails and its `main` shipment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warehouse: Option<String>,
+    /// `OrderAmended`: the proposal (served and missing lines, refund,
+    /// deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment: Option<crate::Amendment>,
 }
 
 /// A merchant alert: a product's stock fell to or below its threshold.

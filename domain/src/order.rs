@@ -123,6 +123,9 @@ text_enum!(
     OrderStatus {
         /// Placed; payment and stock not settled yet.
         Pending => "PENDING",
+        /// Paid, but some lines cannot be served: the customer is asked to
+        /// accept the proposed amendment or cancel (`partial-availability-v1`).
+        ActionRequired => "ACTION_REQUIRED",
         /// Paid and stock deducted. Terminal.
         Confirmed => "CONFIRMED",
         /// A step failed or the order was cancelled; compensations ran. Terminal.
@@ -153,11 +156,16 @@ text_enum!(
 
 impl OrderStatus {
     /// Whether an order in this status may move to `next`: only a pending
-    /// order ends, once, confirmed or failed.
+    /// order ends, once, confirmed or failed; a pending order some lines of
+    /// which cannot be served may first wait for the customer's decision
+    /// (`ACTION_REQUIRED`), and ends from there.
     pub fn can_become(self, next: OrderStatus) -> bool {
         matches!(
             (self, next),
-            (Self::Pending, Self::Confirmed | Self::Failed)
+            (
+                Self::Pending,
+                Self::ActionRequired | Self::Confirmed | Self::Failed
+            ) | (Self::ActionRequired, Self::Confirmed | Self::Failed)
         )
     }
 }
@@ -200,6 +208,13 @@ text_enum!(
         InventoryProcessed => "InventoryProcessed",
         /// Some line could not be served; nothing was deducted.
         InventoryProcessFailed => "InventoryProcessFailed",
+        /// Some lines could not be served: the served ones are held and
+        /// the amended order is proposed to the customer (`ACTION_REQUIRED`).
+        OrderAmended => "OrderAmended",
+        /// The customer accepted the amended order.
+        AmendmentAccepted => "AmendmentAccepted",
+        /// The missing lines' amount was refunded (part of the capture).
+        PaymentPartiallyRefunded => "PaymentPartiallyRefunded",
         /// Compensation: deducted stock was put back.
         InventoryReleased => "InventoryReleased",
         /// Compensation: the gateway refused the refund for good; it is
@@ -244,6 +259,11 @@ text_enum!(
         CapturePayment => "CapturePayment",
         /// Deducting stock.
         ProcessInventory => "ProcessInventory",
+        /// Some lines are short: waiting for the customer to accept the
+        /// amended order or cancel, until the deadline.
+        AwaitDecision => "AwaitDecision",
+        /// Accepted: refunding the missing lines' amount.
+        RefundMissing => "RefundMissing",
         /// Confirming the paid, stocked order.
         ConfirmOrder => "ConfirmOrder",
         /// Running the compensations of the steps done so far.
@@ -259,13 +279,14 @@ text_enum!(
 );
 
 impl SagaStep {
-    /// Whether `CancelOrder` is refused from this step on: confirmation
-    /// began (money and stock are committed to the order) or the order is
+    /// Whether `CancelOrder` is refused from this step on: an accepted
+    /// amendment is being refunded, confirmation began (money and stock are committed to the order) or the order is
     /// already failing.
     pub fn past_point_of_no_return(self) -> bool {
         matches!(
             self,
-            Self::ConfirmOrder
+            Self::RefundMissing
+                | Self::ConfirmOrder
                 | Self::Compensating
                 | Self::FailOrder
                 | Self::NeedsAttention
@@ -302,6 +323,12 @@ pub enum FailureReason {
         spent: Money,
         /// This order's total.
         requested: Money,
+    },
+    /// The customer neither accepted nor cancelled the amended order
+    /// (some lines were short) before its deadline.
+    AmendmentExpired {
+        /// How long the customer had, seconds.
+        after_secs: u64,
     },
     /// The buyer did not approve the payment before its deadline.
     PaymentExpired {
@@ -342,7 +369,7 @@ text_enum!(
 
 impl FailureReason {
     /// A short machine-readable code: `PAYMENT_DECLINED`, `OUT_OF_STOCK`,
-    /// `SPENDING_LIMIT_EXCEEDED`, `PAYMENT_EXPIRED`, `CANCELLED`, or an
+    /// `SPENDING_LIMIT_EXCEEDED`, `PAYMENT_EXPIRED`, `AMENDMENT_EXPIRED`, `CANCELLED`, or an
     /// [`InternalCode`].
     pub fn code(&self) -> &'static str {
         match self {
@@ -350,6 +377,7 @@ impl FailureReason {
             Self::OutOfStock { .. } => "OUT_OF_STOCK",
             Self::SpendingLimitExceeded { .. } => "SPENDING_LIMIT_EXCEEDED",
             Self::PaymentExpired { .. } => "PAYMENT_EXPIRED",
+            Self::AmendmentExpired { .. } => "AMENDMENT_EXPIRED",
             Self::Cancelled { .. } => "CANCELLED",
             Self::Internal { code, .. } => code.as_str(),
         }
@@ -380,6 +408,10 @@ impl fmt::Display for FailureReason {
             Self::PaymentExpired { after_secs } => {
                 write!(f, "payment expired: not approved within {after_secs}s")
             }
+            Self::AmendmentExpired { after_secs } => write!(
+                f,
+                "amendment expired: neither accepted nor cancelled within {after_secs}s"
+            ),
             Self::Cancelled { message } if message.is_empty() => f.write_str("cancelled"),
             Self::Cancelled { message } => write!(f, "cancelled: {message}"),
             Self::Internal { message, .. } => {
@@ -422,6 +454,10 @@ pub struct OrderView {
     /// gateway order exists.
     #[serde(default)]
     pub approval_url: Option<String>,
+    /// `ACTION_REQUIRED`: the amended order proposed to the customer (and,
+    /// once accepted, what was agreed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment: Option<crate::Amendment>,
 }
 
 #[cfg(test)]
@@ -451,6 +487,10 @@ mod tests {
         use OrderStatus::*;
         assert!(Pending.can_become(Confirmed));
         assert!(Pending.can_become(Failed));
+        assert!(Pending.can_become(ActionRequired));
+        assert!(ActionRequired.can_become(Confirmed));
+        assert!(ActionRequired.can_become(Failed));
+        assert!(!ActionRequired.can_become(ActionRequired));
         for from in OrderStatus::ALL {
             assert!(!from.can_become(Pending), "{from} -> PENDING");
         }
@@ -559,6 +599,7 @@ mod tests {
         assert_eq!(
             refused,
             [
+                "RefundMissing",
                 "ConfirmOrder",
                 "Compensating",
                 "FailOrder",

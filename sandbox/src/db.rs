@@ -53,7 +53,7 @@ pub(crate) struct RefundRow {
 }
 
 /// What tests assert on, per `transactionId`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Orders created for it (idempotent replays excluded).
     pub orders: i64,
@@ -66,6 +66,9 @@ pub struct Counts {
     /// Refunds that gave money back (each partial refund counts; at most
     /// 1 for full refunds if idempotency holds).
     pub refunds: i64,
+    /// The amounts its capture's refunds gave back (decimal strings in the
+    /// order's currency), oldest first: what a partial refund took.
+    pub refunded: Vec<String>,
 }
 
 /// A counter of [`Counts`]; a closed set, so column names never come from input.
@@ -367,14 +370,26 @@ pub(crate) async fn counts(
     .bind(transaction_id)
     .fetch_optional(pool)
     .await?;
-    row.map(|r| {
-        Ok(Counts {
-            orders: r.try_get("orders")?,
-            capture_requests: r.try_get("capture_requests")?,
-            captures: r.try_get("captures")?,
-            refund_requests: r.try_get("refund_requests")?,
-            refunds: r.try_get("refunds")?,
-        })
-    })
-    .transpose()
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let refunded = sqlx::query(
+        "SELECT r.value FROM refunds r JOIN captures c ON c.id = r.capture_id \
+         JOIN orders o ON o.id = c.order_id WHERE o.custom_id = $1 \
+         ORDER BY r.create_time, r.id",
+    )
+    .bind(transaction_id)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|v| v.try_get("value"))
+    .collect::<Result<Vec<String>, _>>()?;
+    Ok(Some(Counts {
+        orders: r.try_get("orders")?,
+        capture_requests: r.try_get("capture_requests")?,
+        captures: r.try_get("captures")?,
+        refund_requests: r.try_get("refund_requests")?,
+        refunds: r.try_get("refunds")?,
+        refunded,
+    }))
 }

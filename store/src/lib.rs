@@ -43,6 +43,7 @@ use ordersaga_domain::{CustomerId, OrderId, OrderStatus, Sku};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+mod amendments;
 mod attention;
 mod catalog;
 mod db;
@@ -60,6 +61,7 @@ mod spending;
 mod stock;
 mod webhook_events;
 
+pub use amendments::{AmendmentRecord, Amendments};
 pub use attention::{Attention, AttentionRecord};
 pub use catalog::{Catalog, CatalogEventRecord, NewProduct, Product};
 pub use db::now_ms;
@@ -74,7 +76,7 @@ pub use page::{AlertCursor, OrderCursor, PageCursor, ShipmentCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
 pub use shipments::{Moved, ShipmentRecord, Shipments};
 pub use spending::{Spending, SpendingLimitRecord};
-pub use stock::{NewStockReceipt, Shortage, Stock, StockReceipt};
+pub use stock::{Deducted, NewStockReceipt, Shortage, Stock, StockReceipt};
 pub use webhook_events::{WebhookClaim, WebhookEvents};
 
 /// What can go wrong talking to the store.
@@ -232,6 +234,11 @@ impl Store {
     /// Closes the pool, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Amended orders (partial availability).
+    pub fn amendments(&self) -> Amendments<'_> {
+        Amendments::new(self)
     }
 
     /// Orders, their lines and status history.

@@ -89,6 +89,8 @@ pub struct OrderRecord {
     pub events: Vec<EventRecord>,
     /// Compensations the saga parked for an operator, in any status.
     pub attention: Vec<AttentionRecord>,
+    /// The amended order proposed when some lines were short, if any.
+    pub amendment: Option<crate::AmendmentRecord>,
 }
 
 /// Filter and page of [`Orders::list`].
@@ -231,6 +233,9 @@ impl<'a> Orders<'a> {
         let changed = change_status(&mut tx, "orders", &id, status, &columns, now).await?;
         if changed {
             insert_event(&mut tx, self.store.events, &id, event, text.as_deref(), now).await?;
+            if status == OrderStatus::Failed {
+                crate::amendments::decline(&mut tx, &id, now).await?;
+            }
         }
         let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
             .bind(&id)
@@ -324,12 +329,14 @@ impl<'a> Orders<'a> {
             (e.occurred_at_ms, rank)
         });
         let attention = self.store.attention().of_order(order_id).await?;
+        let amendment = self.store.amendments().get(order_id).await?;
         Ok(Some(OrderRecord {
             summary,
             lines,
             payment,
             events,
             attention,
+            amendment,
         }))
     }
 

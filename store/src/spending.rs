@@ -37,7 +37,7 @@ pub struct Spending<'a> {
 }
 
 /// Where a reservation stands.
-const RESERVED: &str = "RESERVED";
+pub(crate) const RESERVED: &str = "RESERVED";
 const RELEASED: &str = "RELEASED";
 const REFUSED: &str = "REFUSED";
 

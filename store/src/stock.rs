@@ -19,16 +19,18 @@ use std::collections::BTreeMap;
 
 use ordersaga_domain::events::CatalogEventData;
 use ordersaga_domain::{
-    CatalogEvent, FailureReason, OrderEvent, OrderId, OrderStatus, ShipmentLine, Sku,
-    WarehouseAllocation, WarehouseId, WarehouseStock, allocate,
+    Amendment, AmendmentStatus, CatalogEvent, FailureReason, OrderEvent, OrderId, OrderInput,
+    OrderStatus, Outgoing, ShipmentLine, Sku, WarehouseAllocation, WarehouseId, WarehouseStock,
+    allocate,
 };
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::catalog::{CatalogEventRecord, record_event};
-use crate::db::{Tx, corrupt, now_ms, parse_col};
+use crate::db::{Tx, change_status, corrupt, now_ms, parse_col};
 use crate::low_stock::{LEVEL_COLUMNS, monitor_low_stock};
 use crate::orders::{LineRecord, insert_event, lines_of};
+use crate::outbox::enqueue;
 use crate::{Result, Store, StoreError};
 
 /// A goods-in document to record (`CreateStockReceipt`).
@@ -77,6 +79,18 @@ impl From<Shortage> for FailureReason {
             available: s.available,
         }
     }
+}
+
+/// How [`Stock::deduct_amendable`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deducted {
+    /// Every line was deducted.
+    Full,
+    /// Some products are short: the others are deducted and held, and
+    /// this amendment is proposed (the order `ACTION_REQUIRED`).
+    Amended(Amendment),
+    /// Nothing can be served, or nothing was deducted: as [`Stock::deduct`].
+    Short(Shortage),
 }
 
 /// Namespace of receipt ids derived from idempotency keys.
@@ -305,39 +319,7 @@ impl<'a> Stock<'a> {
         }
         // Every product's row is locked now: its warehouse stock cannot
         // change until this transaction ends.
-        let stock = warehouse_stock(&mut tx, &wanted).await?;
-        let plan = allocate(&wanted, &stock).ok_or_else(|| {
-            corrupt(format!(
-                "order {id}: warehouse stock does not add up to the products' on-hand"
-            ))
-        })?;
-        for allocation in &plan {
-            let warehouse = &allocation.warehouse_id;
-            for line in &allocation.lines {
-                take_from(&mut tx, warehouse, &line.sku, line.quantity).await?;
-                sqlx::query(
-                    "INSERT INTO inventory_allocations (order_id, warehouse_id, sku, quantity) \
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&id)
-                .bind(warehouse.as_str())
-                .bind(line.sku.as_str())
-                .bind(line.quantity)
-                .execute(&mut *tx)
-                .await?;
-                let movement_id = format!("{id}/deduct/{}/{warehouse}", line.sku);
-                record_movement(
-                    &mut tx,
-                    &movement_id,
-                    &line.sku,
-                    -line.quantity,
-                    (Movement::Order, warehouse),
-                    Some(&id),
-                    now,
-                )
-                .await?;
-            }
-        }
+        take_allocated(&mut tx, &id, &wanted, now).await?;
         insert_event(
             &mut tx,
             self.store.events,
@@ -349,6 +331,192 @@ impl<'a> Stock<'a> {
         .await?;
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    /// `ProcessInventoryAmendable` under the `ask` policy
+    /// (`partial-availability-v1`): as [`Stock::deduct`], but when some of
+    /// the order's products are short and others are not, the ones that
+    /// can be served are deducted (held for the order while the customer
+    /// decides), the order becomes `ACTION_REQUIRED` with its
+    /// [`Amendment`] stored, `OrderAmended` is recorded and `outgoing`
+    /// (the "order amended" email, built from the amendment) is committed
+    /// with it, all in one transaction. Everything short: as `deduct`
+    /// (`InventoryProcessFailed`, nothing deducted). The outcome is stored,
+    /// so a retry answers the same.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.deduct_amendable", otel.kind = "client"))]
+    pub async fn deduct_amendable(
+        self,
+        order: &OrderInput,
+        deadline_secs: u64,
+        outgoing: impl FnOnce(&Amendment) -> Vec<Outgoing>,
+    ) -> Result<Deducted> {
+        let order_id = &order.order_id;
+        let now = now_ms();
+        let id = order_id.to_string();
+        let mut tx = self.store.begin_write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO inventory_deductions (order_id, status, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(Deduction::Deducted.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tx.rollback().await?;
+            return self.decided(order).await;
+        }
+        let pending = sqlx::query(
+            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
+        )
+        .bind(&id)
+        .bind(OrderStatus::Pending.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !pending {
+            tx.rollback().await?;
+            return Err(self.not_pending(order_id).await);
+        }
+        let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
+        if wanted.is_empty() {
+            return Err(StoreError::OrderNotFound(*order_id));
+        }
+        // As in `deduct`, in sku order; a product that is short is noted
+        // and skipped instead of ending the deduction.
+        let mut short: Vec<Shortage> = Vec::new();
+        let cause = format!("order:{id}");
+        for (sku, qty) in &wanted {
+            let took = sqlx::query(&format!(
+                "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
+                 RETURNING {LEVEL_COLUMNS}"
+            ))
+            .bind(*qty)
+            .bind(sku.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match took {
+                Some(level) => {
+                    monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?
+                }
+                None => {
+                    let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
+                        .bind(sku.as_str())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|r| r.try_get::<i64, _>("on_hand"))
+                        .transpose()?
+                        .unwrap_or(0);
+                    short.push(Shortage {
+                        sku: sku.clone(),
+                        requested: *qty,
+                        available,
+                    });
+                }
+            }
+        }
+        let short_skus: Vec<Sku> = short.iter().map(|s| s.sku.clone()).collect();
+        let amendment = match short.first() {
+            None => None,
+            Some(first) => match Amendment::propose(&order.lines, &short_skus, deadline_secs) {
+                Some(amendment) => Some(amendment),
+                // Nothing can be served: all or nothing, as `deduct`.
+                None => {
+                    let first = first.clone();
+                    tx.rollback().await?;
+                    return Ok(match self.record_shortage(order_id, first).await? {
+                        Ok(()) => Deducted::Full,
+                        Err(shortage) => Deducted::Short(shortage),
+                    });
+                }
+            },
+        };
+        let served: BTreeMap<Sku, i64> = wanted
+            .into_iter()
+            .filter(|(sku, _)| !short_skus.contains(sku))
+            .collect();
+        take_allocated(&mut tx, &id, &served, now).await?;
+        let Some(amendment) = amendment else {
+            insert_event(
+                &mut tx,
+                self.store.events,
+                &id,
+                OrderEvent::InventoryProcessed,
+                None,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Deducted::Full);
+        };
+        let moved = change_status(
+            &mut tx,
+            "orders",
+            &id,
+            OrderStatus::ActionRequired,
+            &[],
+            now,
+        )
+        .await?;
+        if !moved {
+            tx.rollback().await?;
+            return Err(self.not_pending(order_id).await);
+        }
+        let missing_skus = serde_json::to_string(&short_skus).map_err(corrupt)?;
+        let deadline_ms = i64::try_from(deadline_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        sqlx::query(
+            "INSERT INTO order_amendments (order_id, status, missing_skus, refund_minor, currency, \
+             deadline_secs, deadline_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&id)
+        .bind(AmendmentStatus::Proposed.as_str())
+        .bind(&missing_skus)
+        .bind(amendment.refund.minor)
+        .bind(amendment.refund.currency.as_str())
+        .bind(i64::try_from(deadline_secs).unwrap_or(i64::MAX))
+        .bind(now.saturating_add(deadline_ms))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let detail = format!(
+            "{} not available; {} to refund on acceptance",
+            short_skus
+                .iter()
+                .map(Sku::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            amendment.refund
+        );
+        insert_event(
+            &mut tx,
+            self.store.events,
+            &id,
+            OrderEvent::OrderAmended,
+            Some(&detail),
+            now,
+        )
+        .await?;
+        enqueue(&mut tx, &outgoing(&amendment), now).await?;
+        tx.commit().await?;
+        Ok(Deducted::Amended(amendment))
+    }
+
+    /// How an amendable deduction was decided, as stored.
+    async fn decided(self, order: &OrderInput) -> Result<Deducted> {
+        if let Some(record) = self.store.amendments().get(&order.order_id).await? {
+            return Ok(Deducted::Amended(record.amendment));
+        }
+        Ok(match self.deduction(&order.order_id).await? {
+            Ok(()) => Deducted::Full,
+            Err(shortage) => Deducted::Short(shortage),
+        })
     }
 
     async fn record_shortage(
@@ -642,6 +810,51 @@ async fn take_from(tx: &mut Tx, warehouse: &WarehouseId, sku: &Sku, qty: i64) ->
         return Err(corrupt(format!(
             "warehouse {warehouse} holds less {sku} than allocated"
         )));
+    }
+    Ok(())
+}
+
+/// Allocates `wanted` over the warehouses (the product rows are locked
+/// and their totals checked by the caller), takes the units from each and
+/// records the allocation and its ledger entries.
+async fn take_allocated(
+    tx: &mut Tx,
+    id: &str,
+    wanted: &BTreeMap<Sku, i64>,
+    now: i64,
+) -> Result<()> {
+    let stock = warehouse_stock(tx, wanted).await?;
+    let plan = allocate(wanted, &stock).ok_or_else(|| {
+        corrupt(format!(
+            "order {id}: warehouse stock does not add up to the products' on-hand"
+        ))
+    })?;
+    for allocation in &plan {
+        let warehouse = &allocation.warehouse_id;
+        for line in &allocation.lines {
+            take_from(tx, warehouse, &line.sku, line.quantity).await?;
+            sqlx::query(
+                "INSERT INTO inventory_allocations (order_id, warehouse_id, sku, quantity) \
+                     VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(warehouse.as_str())
+            .bind(line.sku.as_str())
+            .bind(line.quantity)
+            .execute(&mut **tx)
+            .await?;
+            let movement_id = format!("{id}/deduct/{}/{warehouse}", line.sku);
+            record_movement(
+                tx,
+                &movement_id,
+                &line.sku,
+                -line.quantity,
+                (Movement::Order, warehouse),
+                Some(id),
+                now,
+            )
+            .await?;
+        }
     }
     Ok(())
 }

@@ -46,7 +46,7 @@ struct Serving {
 }
 
 /// The sandbox's counters of one transaction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct SandboxCounts {
     /// Gateway orders created.
     pub orders: i64,
@@ -58,6 +58,9 @@ pub struct SandboxCounts {
     pub refund_requests: i64,
     /// Refunds that gave money back.
     pub refunds: i64,
+    /// What each refund gave back (decimal strings), oldest first.
+    #[serde(default)]
+    pub refunded: Vec<String>,
 }
 
 impl Sandbox {

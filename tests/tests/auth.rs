@@ -236,6 +236,17 @@ async fn grpc_codes(
             ),
         ),
         (
+            "AcceptAmendment",
+            code(
+                orders
+                    .accept_amendment(pb::AcceptAmendmentRequest {
+                        order_id: id.clone(),
+                    })
+                    .await
+                    .map(drop),
+            ),
+        ),
+        (
             "RetryCompensation",
             code(
                 orders
@@ -615,7 +626,7 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
                 Code::PermissionDenied
             }
             // No such order (and if there were, not hers).
-            "GetOrder" | "CancelOrder" => Code::NotFound,
+            "GetOrder" | "CancelOrder" | "AcceptAmendment" => Code::NotFound,
             "ListOrders" | "GetProduct" | "ListProducts" => Code::Ok,
             other => anyhow::bail!("unexpected {other}"),
         };
@@ -625,7 +636,7 @@ async fn each_role_does_what_it_may_and_is_refused_the_rest() -> anyhow::Result<
     for (rpc, code) in &codes {
         let expected = match *rpc {
             "PlaceOrder" | "SubmitReviewRating" | "RetryCompensation" | "CloseAttention"
-            | "DispatchShipment" | "DeliverShipment" => Code::PermissionDenied,
+            | "DispatchShipment" | "DeliverShipment" | "AcceptAmendment" => Code::PermissionDenied,
             // Allowed; the negative limit is refused, nothing written.
             "SetSpendingLimit" => Code::InvalidArgument,
             "GetSpendingLimit" => Code::Ok,

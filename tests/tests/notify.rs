@@ -50,6 +50,7 @@ fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> No
         ship_to: Some(address()),
         payment_url: None,
         warehouse: None,
+        amendment: None,
     })
 }
 

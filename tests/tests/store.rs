@@ -782,6 +782,7 @@ fn email(o: &OrderInput, stage: EmailStage) -> Outgoing {
         ship_to: None,
         payment_url: None,
         warehouse: None,
+        amendment: None,
     }))
 }
 

@@ -55,6 +55,7 @@ fn email(order: &OrderInput, stage: EmailStage) -> Outgoing {
         ship_to: Some(address()),
         payment_url: None,
         warehouse: None,
+        amendment: None,
     }))
 }
 

@@ -166,7 +166,11 @@ fn worker_options(
             ));
             let mut activities = OrderActivities::new(store.clone(), gateway)
                 .with_metrics(business.clone())
-                .with_shop_url(settings.shop_url.clone());
+                .with_shop_url(settings.shop_url.clone())
+                .with_partial_availability(
+                    settings.partial_availability,
+                    settings.amendment_deadline.as_secs(),
+                );
             let checkout = checkout()?;
             if let Some(paypal) = &settings.paypal {
                 tracing::info!(base_url = %paypal.base_url, "checkout payments through the PayPal adapter");

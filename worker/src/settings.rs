@@ -11,8 +11,8 @@ use ordersaga_activities::gateway::paypal::{PayPalSettings, VoidMode};
 use ordersaga_activities::{
     Delivery, EmailRetry, MailSettings, RelaySettings, SmtpSettings, SmtpTls,
 };
-use ordersaga_domain::ReconcileInput;
 use ordersaga_domain::names::{ORDERS_TASK_QUEUE, WORKER_DEPLOYMENT_NAME};
+use ordersaga_domain::{DEFAULT_AMENDMENT_DEADLINE_SECS, PartialAvailability, ReconcileInput};
 use ordersaga_events::EventSettings;
 use ordersaga_runtime::Secret;
 use ordersaga_runtime::codec::CodecSettings;
@@ -71,6 +71,14 @@ pub struct WorkerSettings {
     /// back to their order's page there; `None`: the gateway shows its own
     /// status page.
     pub shop_url: Option<String>,
+    /// What a paid checkout order some lines of which cannot be served
+    /// becomes (`ORDERSAGA_PARTIAL_AVAILABILITY`, `ask` or `fail`): an
+    /// amendment the customer accepts or cancels, or a failed order.
+    pub partial_availability: PartialAvailability,
+    /// How long the customer has to decide on an amended order
+    /// (`ORDERSAGA_AMENDMENT_DEADLINE_SECS`, default a day); then it fails
+    /// and is refunded in full.
+    pub amendment_deadline: Duration,
     /// Where to serve Prometheus `/metrics`, if anywhere.
     pub metrics_addr: Option<SocketAddr>,
     /// How often the reconciler's schedule runs; `None`: this worker
@@ -125,6 +133,8 @@ impl Default for WorkerSettings {
             gateway_latency: Duration::ZERO,
             paypal: None,
             shop_url: None,
+            partial_availability: PartialAvailability::Ask,
+            amendment_deadline: Duration::from_secs(DEFAULT_AMENDMENT_DEADLINE_SECS),
             metrics_addr: None,
             reconcile_every: Some(Duration::from_secs(300)),
             reconcile: ReconcileInput::default(),
@@ -236,6 +246,8 @@ pub struct WorkerVars {
     paypal_timeout_ms: Option<u64>,
     paypal_void: Option<VoidMode>,
     shop_url: Option<String>,
+    partial_availability: Option<Parsed<PartialAvailability>>,
+    amendment_deadline_secs: Option<u64>,
     metrics_addr: Option<SocketAddr>,
     reconcile_every_secs: Option<u64>,
     reconcile_grace_secs: Option<u64>,
@@ -330,6 +342,14 @@ impl Load for WorkerSettings {
         set(&mut s.sticky_timeout, millis(v.sticky_timeout_ms));
         set(&mut s.graceful_shutdown, millis(v.graceful_shutdown_ms));
         set(&mut s.gateway_latency, millis(v.gateway_latency_ms));
+        set(
+            &mut s.partial_availability,
+            v.partial_availability.map(|p| p.0),
+        );
+        set(
+            &mut s.amendment_deadline,
+            v.amendment_deadline_secs.map(Duration::from_secs),
+        );
 
         s.paypal = v.paypal_base_url.map(|base_url| {
             let mut paypal = PayPalSettings::at(&base_url);

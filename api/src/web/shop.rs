@@ -1,6 +1,7 @@
 //! The storefront (`/shop`): the catalog, a product's page, the cart (in
 //! the session cookie), checkout, "my orders", an order's page with its
-//! live timeline, cancelling, and rating a product received.
+//! live timeline, cancelling, accepting an amended order, and rating a
+//! product received.
 //!
 //! Checkout places the order with an idempotency key made when the form
 //! was shown, so a double click or a resent form places one order; then
@@ -40,6 +41,10 @@ pub fn routes() -> Router<WebState> {
         .route("/shop/orders/{order_id}", get(order))
         .route("/shop/orders/{order_id}/live", get(order_live))
         .route("/shop/orders/{order_id}/cancel", post(cancel))
+        .route(
+            "/shop/orders/{order_id}/amendment/accept",
+            post(accept_amendment),
+        )
 }
 
 async fn catalog(State(st): State<WebState>, s: WebSession) -> Result<Response, WebError> {
@@ -330,11 +335,13 @@ async fn order_view(
     // settled (a refund or void still to come).
     let pending = match &details {
         OrderDetails::Stored { record, .. } => {
-            record.summary.status == OrderStatus::Pending
-                || (record.summary.status == OrderStatus::Failed
-                    && record.payment.as_ref().is_some_and(|p| {
-                        matches!(p.status, PaymentStatus::Pending | PaymentStatus::Captured)
-                    }))
+            matches!(
+                record.summary.status,
+                OrderStatus::Pending | OrderStatus::ActionRequired
+            ) || (record.summary.status == OrderStatus::Failed
+                && record.payment.as_ref().is_some_and(|p| {
+                    matches!(p.status, PaymentStatus::Pending | PaymentStatus::Captured)
+                }))
         }
         OrderDetails::Accepted(_) => true,
     };
@@ -396,6 +403,27 @@ async fn cancel(
         .await
     {
         Ok(_) => Ok(see_other(&format!("/shop/orders/{order_id}?notice=cancel"))),
+        Err(ApiError::FailedPrecondition(m)) => {
+            let mut page = order_page(&st, &s, &order_id, context! { cancel_error => m }).await?;
+            *page.status_mut() = StatusCode::CONFLICT;
+            Ok(page)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The customer accepts the amended order (some lines could not be
+/// served): the missing lines are refunded and the rest is shipped.
+async fn accept_amendment(
+    State(st): State<WebState>,
+    s: WebSession,
+    Path(order_id): Path<String>,
+) -> Result<Response, WebError> {
+    let caller = s.principal()?;
+    match st.app.orders.accept_amendment(&caller, &order_id).await {
+        Ok(_) => Ok(see_other(&format!(
+            "/shop/orders/{order_id}?notice=accepted"
+        ))),
         Err(ApiError::FailedPrecondition(m)) => {
             let mut page = order_page(&st, &s, &order_id, context! { cancel_error => m }).await?;
             *page.status_mut() = StatusCode::CONFLICT;

@@ -32,8 +32,9 @@ pub use checkout::{
 };
 pub use notification::{EmailReceipt, NotificationContract, SendEmailInput};
 pub use order::{
-    CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput, InventoryProcessed,
-    OpenPaymentInput, OrderContract, PaymentInput, PlaceOrderInput, SettleInput, Settlement,
+    AmendableInventoryInput, CheckoutInput, ConfirmOrderInput, FailOrderInput, GatewayPaymentInput,
+    InventoryProcessed, OpenPaymentInput, OrderContract, PaymentInput, PlaceOrderInput,
+    RefundAmendmentInput, SettleInput, Settlement,
 };
 pub use reconcile::{ReconcileContract, SeenFindings};
 pub use relay::{RelayContract, RelayInput, RelayReport};

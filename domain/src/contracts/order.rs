@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::checkout::{CaptureOutcome, CheckoutOrder, GatewayOrderId, OrderSnapshot, VoidOutcome};
 use crate::names::activity;
 use crate::{
-    FailureReason, LowStockAlert, Money, OrderId, OrderInput, OrderStatus, Outgoing, TransactionId,
-    WarehouseAllocation,
+    Amendment, FailureReason, LowStockAlert, Money, OrderId, OrderInput, OrderStatus, Outgoing,
+    TransactionId, WarehouseAllocation,
 };
 
 /// Input of `ProcessPayment` and `RefundPayment`.
@@ -74,6 +74,35 @@ pub struct InventoryProcessed {
     /// before warehouses.
     #[serde(default)]
     pub allocations: Vec<WarehouseAllocation>,
+    /// `ProcessInventoryAmendable` under the `ask` policy: some lines are
+    /// short; the served ones are deducted (held for the order) and this
+    /// amendment is proposed, the order `ACTION_REQUIRED`. `None`: every
+    /// line was deducted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amendment: Option<Amendment>,
+}
+
+/// Input of `ProcessInventoryAmendable`: the order, from which the
+/// "order amended" email is built if it comes to that (committed with the
+/// amendment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmendableInventoryInput {
+    /// The order.
+    pub order: OrderInput,
+}
+
+/// Input of `RefundAmendment`: the missing lines' amount, refunded from the
+/// order's capture once (the gateway key is per order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAmendmentInput {
+    /// The order.
+    pub order_id: OrderId,
+    /// The payment's idempotency key.
+    pub transaction_id: TransactionId,
+    /// The checkout's gateway order (the refund is part of its capture).
+    pub gateway_order_id: GatewayOrderId,
+    /// How much to give back.
+    pub amount: Money,
 }
 
 /// Input of `CreateCheckout`.
@@ -179,6 +208,25 @@ mod definition {
         pub fn process_inventory(
             order_id: OrderId,
         ) -> Result<Option<InventoryProcessed>, ActivityError> {
+            unimplemented!()
+        }
+
+        /// `ProcessInventoryAmendable` (`partial-availability-v1`): as
+        /// `ProcessInventory`, but under the worker's `ask` policy a
+        /// partial shortage proposes an amendment instead of failing.
+        #[activity(name = activity::PROCESS_INVENTORY_AMENDABLE)]
+        pub fn process_inventory_amendable(
+            input: AmendableInventoryInput,
+        ) -> Result<InventoryProcessed, ActivityError> {
+            unimplemented!()
+        }
+
+        /// `RefundAmendment`: refunds the accepted amendment's missing lines
+        /// (part of the capture, once); `AmendmentAccepted`,
+        /// `PaymentPartiallyRefunded`, `InventoryProcessed`. Returns the
+        /// amount refunded.
+        #[activity(name = activity::REFUND_AMENDMENT)]
+        pub fn refund_amendment(input: RefundAmendmentInput) -> Result<Money, ActivityError> {
             unimplemented!()
         }
 

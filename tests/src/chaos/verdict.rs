@@ -206,7 +206,7 @@ fn money(o: &Observed<'_>, v: &mut Verdict) {
     let (mut captures, mut refunds, mut doubles, mut missing, mut wrong) = (0, 0, 0, 0, 0);
     let mut cancelled_after_capture = 0;
     for a in o.placed.iter().filter_map(|p| p.accepted.as_ref()) {
-        let c = o.books.get(&a.order_id).copied().unwrap_or_default();
+        let c = o.books.get(&a.order_id).cloned().unwrap_or_default();
         captures += c.captures;
         refunds += c.refunds;
         let id = &a.order_id;

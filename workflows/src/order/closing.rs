@@ -61,6 +61,9 @@ impl OrderWorkflow {
         input: &OrderInput,
     ) -> WorkflowResult<Result<OrderOutcome, FailureReason>> {
         Self::step(ctx, SagaStep::ConfirmOrder);
+        // An accepted amendment ships (and confirms) only what was agreed.
+        let agreed = Self::as_agreed(ctx, input);
+        let input = &agreed;
         let email = input.confirmed_email();
         let shipment = input.shipment();
         let outgoing = Self::for_outbox(

@@ -19,6 +19,8 @@
 //!   is recorded as an internal failure first) and the quiet completion of
 //!   a checkout saga;
 //! - [`spending`]: the reservation against the customer's spending limit;
+//! - [`amendment`]: partial availability: the amended order proposed when
+//!   some lines are short, and the customer's accept or cancel;
 //! - [`options`]: retry policy and activity options;
 //! - [`legacy`]: what sagas of older generations do differently.
 //!
@@ -49,6 +51,7 @@
 //! message, so these cost it no server round trip; an email outage or an
 //! absent notifications fleet never delays or fails an order.
 
+mod amendment;
 mod attention;
 mod closing;
 mod compensation;
@@ -64,8 +67,8 @@ use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
     DURABLE_CANCEL_PATCH, FINISH_DB_STEPS_PATCH, GATEWAY_OUTCOMES_PATCH, LOCAL_CHARGE_PATCH,
-    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PAYMENT_STATUS_PATCH,
-    QUIET_COMPLETION_PATCH, SPENDING_LIMIT_PATCH, handler, search_attribute,
+    NOTIFICATIONS_PATCH, ORDER_WORKFLOW_TYPE, OUTBOX_PATCH, PARTIAL_AVAILABILITY_PATCH,
+    PAYMENT_STATUS_PATCH, QUIET_COMPLETION_PATCH, SPENDING_LIMIT_PATCH, handler, search_attribute,
 };
 use ordersaga_domain::{
     FailureReason, GatewayEvent, GatewayEventKind, Notification, OperatorNote, OrderEvent,
@@ -164,6 +167,11 @@ pub struct OrderWorkflow {
     payment_attribute_due: Option<PaymentStatus>,
     /// The order has ended (`ConfirmOrder` or `FailOrder` recorded it).
     ended: bool,
+    /// `partial-availability-v1`: a checkout order some lines of which are
+    /// short may be amended with the customer's consent ([`amendment`]).
+    partial_availability: bool,
+    /// `AcceptAmendment` was accepted.
+    accepted: bool,
     /// Compensations waiting for an operator ([`attention`]).
     parked: Vec<Parked>,
     /// The operator's accepted action, until the saga takes it.
@@ -183,6 +191,7 @@ impl OrderWorkflow {
             events: Vec::new(),
             reason: None,
             approval_url: None,
+            amendment: None,
         };
         Self {
             input,
@@ -202,6 +211,8 @@ impl OrderWorkflow {
             local_charge: false,
             payment_attribute_due: None,
             ended: false,
+            partial_availability: false,
+            accepted: false,
             parked: Vec::new(),
             operator: None,
         }
@@ -250,6 +261,10 @@ impl OrderWorkflow {
             || (cfg!(not(feature = "previous-build")) && ctx.patched(PAYMENT_STATUS_PATCH));
         let spending_limit = local_charge
             || (cfg!(not(feature = "previous-build")) && ctx.patched(SPENDING_LIMIT_PATCH));
+        // Asked in every saga after the block above, so a new saga records
+        // it next to `local-charge-v1`.
+        let partial_availability =
+            cfg!(not(feature = "previous-build")) && ctx.patched(PARTIAL_AVAILABILITY_PATCH);
         ctx.state_mut(|s| {
             s.generation = generation;
             s.durable_cancel = durable_cancel;
@@ -260,6 +275,7 @@ impl OrderWorkflow {
             s.payment_attribute = payment_attribute;
             s.spending_limit = spending_limit;
             s.local_charge = local_charge;
+            s.partial_availability = partial_availability;
         });
         let mut undo = Vec::new();
         let forward = Self::forward(ctx, &input, &mut undo).await;
@@ -373,13 +389,21 @@ impl OrderWorkflow {
     }
 
     /// Refuses `CancelOrder` once the order is past the point of no return.
+    /// An order awaiting the customer's decision on an amendment
+    /// (`ACTION_REQUIRED`, only under `partial-availability-v1`) may be
+    /// cancelled until the amendment is accepted.
     #[update_validator(cancel_order)]
     fn validate_cancel(
         &self,
         _ctx: &WorkflowContextView,
         _reason: &String,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        if self.view.status != OrderStatus::Pending || self.step.past_point_of_no_return() {
+        let open = match self.view.status {
+            OrderStatus::Pending => true,
+            OrderStatus::ActionRequired => !self.accepted,
+            OrderStatus::Confirmed | OrderStatus::Failed => false,
+        };
+        if !open || self.step.past_point_of_no_return() {
             return Err(format!(
                 "order {} can no longer be cancelled (status {}, step {})",
                 self.view.order_id, self.view.status, self.step
@@ -397,6 +421,32 @@ impl OrderWorkflow {
         if self.cancel_requested.is_none() {
             self.cancel_requested = Some(reason);
         }
+    }
+
+    /// Refuses `AcceptAmendment` unless the saga awaits the customer's
+    /// decision on an amendment (or it is accepted already: a repeat).
+    #[update_validator(accept_amendment)]
+    fn validate_accept(
+        &self,
+        _ctx: &WorkflowContextView,
+        _by: &String,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let awaiting = self.step == SagaStep::AwaitDecision && self.cancel_requested.is_none();
+        if !awaiting && !self.accepted {
+            return Err(format!(
+                "order {} is not awaiting a decision on an amendment (status {}, step {})",
+                self.view.order_id, self.view.status, self.step
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `AcceptAmendment`: the customer takes the amended order; the saga
+    /// refunds the missing lines and goes on. A repeat changes nothing.
+    #[update(name = handler::ACCEPT_AMENDMENT)]
+    pub fn accept_amendment(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _by: String) {
+        self.accepted = true;
     }
 
     /// Refuses `RetryCompensation` unless a compensation is parked.
@@ -531,13 +581,21 @@ impl OrderWorkflow {
 
         Self::step(ctx, SagaStep::ProcessInventory);
         undo.push(Compensation::ReleaseInventory);
-        let stocked = ctx
-            .execute_local_activity(
+        // Only checkout orders can give part of their payment back.
+        let amendable = ctx.state(|s| s.partial_availability)
+            && matches!(input.payment, PaymentMode::Checkout(_));
+        let stocked = if amendable {
+            Self::process_inventory_amendable(ctx, input)
+                .await
+                .map(Some)
+        } else {
+            ctx.execute_local_activity(
                 OrderContract::process_inventory,
                 order_id,
                 db_step("ProcessInventory", Self::db_step_token(ctx)),
             )
-            .await;
+            .await
+        };
         let processed = match stocked {
             Ok(processed) => processed,
             Err(e) => {
@@ -553,7 +611,12 @@ impl OrderWorkflow {
                 return Err(stop);
             }
         };
-        Self::record(ctx, OrderEvent::InventoryProcessed);
+        let amendment = processed.as_ref().and_then(|p| p.amendment.clone());
+        match amendment {
+            // Some lines are short: the customer decides.
+            Some(amendment) => Self::await_decision(ctx, input, amendment).await?,
+            None => Self::record(ctx, OrderEvent::InventoryProcessed),
+        }
         // MonitorLowStock raised these in the deduction's own transaction,
         // and committed their emails to the outbox with them; sagas of the
         // child-workflow generation start an email workflow per alert.

@@ -119,6 +119,7 @@ fn failure_kind(reason: &FailureReason) -> &'static str {
     match reason {
         FailureReason::PaymentDeclined { .. } => failure::PAYMENT_DECLINED,
         FailureReason::PaymentExpired { .. } => "PaymentExpired",
+        FailureReason::AmendmentExpired { .. } => "AmendmentExpired",
         FailureReason::OutOfStock { .. } => failure::OUT_OF_STOCK,
         FailureReason::SpendingLimitExceeded { .. } => failure::SPENDING_LIMIT_EXCEEDED,
         FailureReason::Cancelled { .. } => "Cancelled",

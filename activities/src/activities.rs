@@ -225,6 +225,28 @@ pub(crate) async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) ->
 }
 
 impl OrderActivities {
+    /// What a deduction that went through left: the order's low-stock
+    /// alerts and its allocation, read back rather than passed out of the
+    /// deduction, so a retry after a crash finds what the first attempt
+    /// did.
+    async fn processed(
+        &self,
+        order_id: &OrderId,
+        amendment: Option<ordersaga_domain::Amendment>,
+    ) -> Result<InventoryProcessed, ActivityError> {
+        let stock = self.store.stock();
+        let low_stock_alerts = stock
+            .low_stock_notices(&format!("order:{order_id}"))
+            .await
+            .map_err(store_failure)?;
+        let allocations = stock.allocation(order_id).await.map_err(store_failure)?;
+        Ok(InventoryProcessed {
+            low_stock_alerts,
+            allocations,
+            amendment,
+        })
+    }
+
     /// The reason the store holds for an order a step found ended. An order
     /// that ended otherwise (confirmed) is not a business outcome of this
     /// step: a bug, reported as such.
@@ -273,26 +295,9 @@ impl OrderActivities {
         crash_point(activity::PROCESS_INVENTORY);
         match deducted {
             Ok(()) => {
-                // Read back rather than passed out of the deduction: a retry
-                // after a crash finds the alerts the first attempt raised.
-                let low_stock_alerts = self
-                    .store
-                    .stock()
-                    .low_stock_notices(&format!("order:{order_id}"))
-                    .await
-                    .map_err(store_failure)?;
-                let allocations = self
-                    .store
-                    .stock()
-                    .allocation(&order_id)
-                    .await
-                    .map_err(store_failure)?;
-                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed");
-                Ok(Some(InventoryProcessed {
-                    low_stock_alerts,
-                    allocations,
-                    amendment: None,
-                }))
+                let processed = self.processed(&order_id, None).await?;
+                tracing::info!(%order_id, alerts = processed.low_stock_alerts.len(), warehouses = processed.allocations.len(), "InventoryProcessed");
+                Ok(Some(processed))
             }
             Err(shortage) => {
                 tracing::info!(%order_id, sku = %shortage.sku, "InventoryProcessFailed");
@@ -462,31 +467,16 @@ impl OrderActivities {
                 return Err(business_failure(failure::OUT_OF_STOCK, shortage.into()));
             }
         };
-        let low_stock_alerts = self
-            .store
-            .stock()
-            .low_stock_notices(&format!("order:{order_id}"))
-            .await
-            .map_err(store_failure)?;
-        let allocations = self
-            .store
-            .stock()
-            .allocation(&order_id)
-            .await
-            .map_err(store_failure)?;
-        match &amendment {
+        let processed = self.processed(&order_id, amendment).await?;
+        match &processed.amendment {
             Some(a) => {
                 tracing::info!(%order_id, missing = a.missing.len(), refund = %a.refund, "OrderAmended")
             }
             None => {
-                tracing::info!(%order_id, alerts = low_stock_alerts.len(), warehouses = allocations.len(), "InventoryProcessed")
+                tracing::info!(%order_id, alerts = processed.low_stock_alerts.len(), warehouses = processed.allocations.len(), "InventoryProcessed")
             }
         }
-        Ok(InventoryProcessed {
-            low_stock_alerts,
-            allocations,
-            amendment,
-        })
+        Ok(processed)
     }
 
     /// `RefundAmendment`: the accepted amendment's missing lines are

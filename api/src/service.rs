@@ -542,21 +542,23 @@ impl OrderService {
                 Err(ApiError::FailedPrecondition(failure.message))
             }
             Err(WorkflowUpdateError::NotFound(_)) => {
-                let stored = self
-                    .store
-                    .orders()
-                    .get(&id)
-                    .await
-                    .map_err(ApiError::internal)?;
-                match stored {
-                    Some(record) => Err(ApiError::FailedPrecondition(format!(
-                        "order {id} is {} and can no longer be cancelled",
-                        record.summary.status
-                    ))),
-                    None => Err(not_found(&id)),
-                }
+                Err(self.saga_gone(&id, "can no longer be cancelled").await)
             }
             Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// The refusal of an update to an order whose saga is gone: the
+    /// database says where it stands ("order X is FAILED and ..."), or
+    /// NOT_FOUND when it holds no such order.
+    async fn saga_gone(&self, id: &OrderId, refused: &str) -> ApiError {
+        match self.store.orders().get(id).await {
+            Ok(Some(record)) => ApiError::FailedPrecondition(format!(
+                "order {id} is {} and {refused}",
+                record.summary.status
+            )),
+            Ok(None) => not_found(id),
+            Err(e) => ApiError::internal(e),
         }
     }
 
@@ -595,21 +597,9 @@ impl OrderService {
             Err(WorkflowUpdateError::Failed(_)) => Err(ApiError::FailedPrecondition(format!(
                 "order {id} is not awaiting a decision on an amendment"
             ))),
-            Err(WorkflowUpdateError::NotFound(_)) => {
-                let stored = self
-                    .store
-                    .orders()
-                    .get(&id)
-                    .await
-                    .map_err(ApiError::internal)?;
-                match stored {
-                    Some(record) => Err(ApiError::FailedPrecondition(format!(
-                        "order {id} is {} and is not awaiting a decision on an amendment",
-                        record.summary.status
-                    ))),
-                    None => Err(not_found(&id)),
-                }
-            }
+            Err(WorkflowUpdateError::NotFound(_)) => Err(self
+                .saga_gone(&id, "is not awaiting a decision on an amendment")
+                .await),
             Err(e) => Err(ApiError::internal(e)),
         }
     }

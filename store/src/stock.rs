@@ -248,40 +248,11 @@ impl<'a> Stock<'a> {
     pub async fn deduct(self, order_id: &OrderId) -> Result<Result<(), Shortage>> {
         let now = now_ms();
         let id = order_id.to_string();
-        let mut tx = self.store.begin_write().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO inventory_deductions (order_id, status, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(Deduction::Deducted.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
+        let Some(mut tx) = self.open_deduction(order_id, now).await? else {
             // An earlier attempt decided: report it, even for an order that
             // has failed since (its compensation must release what it took).
-            tx.rollback().await?;
             return self.deduction(order_id).await;
-        }
-        // Never take stock for an order that has ended. The no-op update
-        // locks the order's row on PostgreSQL, so a concurrent `FailOrder`
-        // waits for this deduction (and its compensation finds it).
-        let pending = sqlx::query(
-            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
-        )
-        .bind(&id)
-        .bind(OrderStatus::Pending.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !pending {
-            tx.rollback().await?;
-            return Err(self.not_pending(order_id).await);
-        }
+        };
         let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
         if wanted.is_empty() {
             return Err(StoreError::OrderNotFound(*order_id));
@@ -289,33 +260,12 @@ impl<'a> Stock<'a> {
         // Skus in sorted order so concurrent orders lock rows in one order
         // (no deadlocks on PostgreSQL). The guarded update checks the total
         // over all warehouses and locks the product's row.
+        let cause = format!("order:{id}");
         for (sku, qty) in &wanted {
-            let took = sqlx::query(&format!(
-                "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
-                 RETURNING {LEVEL_COLUMNS}"
-            ))
-            .bind(*qty)
-            .bind(sku.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(level) = took else {
-                let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
-                    .bind(sku.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .map(|r| r.try_get::<i64, _>("on_hand"))
-                    .transpose()?
-                    .unwrap_or(0);
+            if let Err(shortage) = self.take(&mut tx, sku, *qty, &cause, now).await? {
                 tx.rollback().await?;
-                let shortage = Shortage {
-                    sku: sku.clone(),
-                    requested: *qty,
-                    available,
-                };
                 return self.record_shortage(order_id, shortage).await;
-            };
-            let cause = format!("order:{id}");
-            monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?;
+            }
         }
         // Every product's row is locked now: its warehouse stock cannot
         // change until this transaction ends.
@@ -353,35 +303,9 @@ impl<'a> Stock<'a> {
         let order_id = &order.order_id;
         let now = now_ms();
         let id = order_id.to_string();
-        let mut tx = self.store.begin_write().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO inventory_deductions (order_id, status, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(Deduction::Deducted.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
+        let Some(mut tx) = self.open_deduction(order_id, now).await? else {
             return self.decided(order).await;
-        }
-        let pending = sqlx::query(
-            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
-        )
-        .bind(&id)
-        .bind(OrderStatus::Pending.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !pending {
-            tx.rollback().await?;
-            return Err(self.not_pending(order_id).await);
-        }
+        };
         let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
         if wanted.is_empty() {
             return Err(StoreError::OrderNotFound(*order_id));
@@ -391,32 +315,8 @@ impl<'a> Stock<'a> {
         let mut short: Vec<Shortage> = Vec::new();
         let cause = format!("order:{id}");
         for (sku, qty) in &wanted {
-            let took = sqlx::query(&format!(
-                "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
-                 RETURNING {LEVEL_COLUMNS}"
-            ))
-            .bind(*qty)
-            .bind(sku.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            match took {
-                Some(level) => {
-                    monitor_low_stock(&mut tx, self.store.events, sku, &level, &cause, now).await?
-                }
-                None => {
-                    let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
-                        .bind(sku.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .map(|r| r.try_get::<i64, _>("on_hand"))
-                        .transpose()?
-                        .unwrap_or(0);
-                    short.push(Shortage {
-                        sku: sku.clone(),
-                        requested: *qty,
-                        available,
-                    });
-                }
+            if let Err(shortage) = self.take(&mut tx, sku, *qty, &cause, now).await? {
+                short.push(shortage);
             }
         }
         let short_skus: Vec<Sku> = short.iter().map(|s| s.sku.clone()).collect();
@@ -506,6 +406,83 @@ impl<'a> Stock<'a> {
         enqueue(&mut tx, &outgoing(&amendment), now).await?;
         tx.commit().await?;
         Ok(Deducted::Amended(amendment))
+    }
+
+    /// Opens a deduction's transaction: claims the order's deduction (a
+    /// retry finds it claimed: `None`, an earlier attempt decided) and
+    /// locks the order's row. Never takes stock for an order that has
+    /// ended: the no-op update locks the row on PostgreSQL, so a concurrent
+    /// `FailOrder` waits for this deduction (and its compensation finds it).
+    async fn open_deduction(self, order_id: &OrderId, now: i64) -> Result<Option<Tx>> {
+        let id = order_id.to_string();
+        let mut tx = self.store.begin_write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO inventory_deductions (order_id, status, created_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(Deduction::Deducted.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let pending = sqlx::query(
+            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
+        )
+        .bind(&id)
+        .bind(OrderStatus::Pending.as_str())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !pending {
+            tx.rollback().await?;
+            return Err(self.not_pending(order_id).await);
+        }
+        Ok(Some(tx))
+    }
+
+    /// Takes `qty` of `sku` from the catalog's on-hand (the guarded update
+    /// checks the total over all warehouses and locks the product's row)
+    /// and raises its low-stock alert; or, when fewer are on hand, takes
+    /// nothing and says how many are.
+    async fn take(
+        self,
+        tx: &mut Tx,
+        sku: &Sku,
+        qty: i64,
+        cause: &str,
+        now: i64,
+    ) -> Result<std::result::Result<(), Shortage>> {
+        let took = sqlx::query(&format!(
+            "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
+             RETURNING {LEVEL_COLUMNS}"
+        ))
+        .bind(qty)
+        .bind(sku.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(level) = took {
+            monitor_low_stock(tx, self.store.events, sku, &level, cause, now).await?;
+            return Ok(Ok(()));
+        }
+        let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
+            .bind(sku.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get::<i64, _>("on_hand"))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(Err(Shortage {
+            sku: sku.clone(),
+            requested: qty,
+            available,
+        }))
     }
 
     /// How an amendable deduction was decided, as stored.

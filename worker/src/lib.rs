@@ -243,10 +243,12 @@ fn worker_options(
             .register_activities(
                 ShippingActivities::new(store.clone()).with_metrics(business.clone()),
             )
+            // A shipment's steps are local activities (patch
+            // `shipment-local-steps-v1`): as many as its activities.
             .tuner(tuner(
                 settings.shipping.max_workflow_tasks,
                 settings.shipping.max_activities,
-                1,
+                settings.shipping.max_activities,
             )),
     };
     Ok(options

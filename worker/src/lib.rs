@@ -253,7 +253,10 @@ fn worker_options(
     };
     Ok(options
         .worker_plugin(spans::ActivitySpans::plugin())
-        .max_cached_workflows(settings.max_cached_workflows)
+        .max_cached_workflows(match worker {
+            SdkWorker::Shipping => settings.shipping_max_cached_workflows,
+            _ => settings.max_cached_workflows,
+        })
         .sticky_queue_schedule_to_start_timeout(settings.sticky_timeout)
         .graceful_shutdown_period(settings.graceful_shutdown)
         .deployment_options(versioning::deployment_options(

@@ -56,6 +56,10 @@ pub struct WorkerSettings {
     pub shipping_relay_slots: u32,
     /// Workflows kept in the sticky cache (saves replays).
     pub max_cached_workflows: usize,
+    /// `shipping`: shipments kept in the cache. A shipment waits days for
+    /// its courier between tasks, so caching it saves a replay days later
+    /// at the price of memory now.
+    pub shipping_max_cached_workflows: usize,
     /// How long a workflow task waits for this worker's sticky queue before
     /// any worker may take it (bounds the stall after a worker dies).
     pub sticky_timeout: Duration,
@@ -128,6 +132,8 @@ impl Default for WorkerSettings {
             email_relay_slots: 2,
             shipping_relay_slots: 1,
             max_cached_workflows: 1000,
+            // 1,000 cached shipments held ~57 MB (bench/notes.md, issue 15).
+            shipping_max_cached_workflows: 100,
             sticky_timeout: Duration::from_secs(10),
             graceful_shutdown: Duration::from_secs(10),
             gateway_latency: Duration::ZERO,
@@ -209,6 +215,7 @@ pub struct WorkerVars {
     max_activities: Option<usize>,
     max_local_activities: Option<usize>,
     max_cached_workflows: Option<usize>,
+    shipping_max_cached_workflows: Option<usize>,
     orders_max_workflow_tasks: Option<usize>,
     orders_max_activities: Option<usize>,
     orders_max_local_activities: Option<usize>,
@@ -286,6 +293,10 @@ impl Load for WorkerSettings {
             v.orders_max_local_activities.or(v.max_local_activities),
         );
         set(&mut s.max_cached_workflows, v.max_cached_workflows);
+        set(
+            &mut s.shipping_max_cached_workflows,
+            v.shipping_max_cached_workflows,
+        );
         set(
             &mut s.notifications.max_workflow_tasks,
             v.notifications_max_workflow_tasks,

@@ -60,6 +60,7 @@ fn every_documented_variable_lands_in_its_setting() {
         ("ORDERSAGA_MAX_ACTIVITIES", "2"),
         ("ORDERSAGA_MAX_LOCAL_ACTIVITIES", "3"),
         ("ORDERSAGA_MAX_CACHED_WORKFLOWS", "4"),
+        ("ORDERSAGA_SHIPPING_MAX_CACHED_WORKFLOWS", "9"),
         ("ORDERSAGA_NOTIFICATIONS_MAX_WORKFLOW_TASKS", "5"),
         ("ORDERSAGA_NOTIFICATIONS_MAX_ACTIVITIES", "6"),
         ("ORDERSAGA_SHIPPING_MAX_WORKFLOW_TASKS", "7"),
@@ -116,9 +117,10 @@ fn every_documented_variable_lands_in_its_setting() {
             s.max_concurrent_workflow_tasks,
             s.max_concurrent_activities,
             s.max_concurrent_local_activities,
-            s.max_cached_workflows
+            s.max_cached_workflows,
+            s.shipping_max_cached_workflows
         ),
-        (1, 2, 3, 4)
+        (1, 2, 3, 4, 9)
     );
     assert_eq!(
         (s.notifications, s.shipping),

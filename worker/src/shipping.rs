@@ -34,11 +34,6 @@ impl ShipmentStarter for TemporalShipments {
                 // and one that ended (delivered) is not started again.
                 .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
                 .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                // This process runs the shipping queue's worker: the
-                // server hands the first task back with the start instead
-                // of dispatching it through the queue (one matching round
-                // trip less per shipment; docs/tuning.md).
-                .enable_eager_workflow_start(true)
                 // No personal data: the summary is not encrypted.
                 .static_summary(format!(
                     "Shipment of order {} from {}",

@@ -251,8 +251,8 @@ def main() -> None:
     spread = [s for s in scen if runs.get(f"{s}/python") and runs.get(f"{s}/ordersaga")]
     if spread:
         def steal(r):
-            w, st = r.get("machine_wall_s"), r.get("machine_steal_s")
-            return f"{100 * st / (w * (os.cpu_count() or 1)):.0f}%" if w and st is not None else ""
+            w, st, n = r.get("machine_wall_s"), r.get("machine_steal_s"), r.get("machine_cpus")
+            return f"{100 * st / (w * n):.0f}%" if w and n and st is not None else ""
 
         out += ["## Rounds", "",
                 "Each round of peer and ordersaga, in the order they ran. *steal*: the share of the "

@@ -42,6 +42,6 @@ pub use mail::{Delivery, MailSettings, Mailer, SmtpSettings, SmtpTls};
 pub use metrics::BusinessMetrics;
 pub use notify::{EmailRetry, NotificationActivities};
 pub use reconcile::ReconcileActivities;
-pub use relay::{LeaseTooShort, RelayActivities, RelaySettings, ShipmentStarter};
+pub use relay::{LeaseTooShort, RelayActivities, RelaySettings};
 pub use shipping::ShippingActivities;
 pub use spending::SpendingActivities;

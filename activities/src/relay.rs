@@ -20,14 +20,21 @@
 //! budget when the settings load ([`RelaySettings::check_delivery`]). A row
 //! whose payload cannot be read is quarantined by the claim and counted
 //! (`ordersaga_outbox_quarantined`); the rest keeps flowing.
+//!
+//! The shipping relay stores each shipping request (the warehouse's list)
+//! and starts nothing: a shipment's `ShippingWorkflow` starts with the
+//! courier's dispatch. While it waits for the courier, the relay is what
+//! notices a shipment left too long ([`RelaySettings::dispatch_alert`]):
+//! every round it flags those requested longer ago, once each.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use ordersaga_domain::contracts::relay::{self as contract, RelayInput, RelayReport};
 use ordersaga_domain::names::failure;
 use ordersaga_domain::{Notification, Outgoing, ShipmentRequest, Topic};
+use ordersaga_store::now_ms;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -55,9 +62,9 @@ pub struct RelaySettings {
     /// Backoff and horizon for shipping requests that fail to be stored
     /// (emails follow the notifications service's own [`EmailRetry`]).
     pub retry: EmailRetry,
-    /// How long a shipment may wait for the courier before its workflow
-    /// flags it (`ORDERSAGA_DISPATCH_ALERT_SECS`, default a day); `None`:
-    /// never.
+    /// How long a shipment may wait for the courier before the shipping
+    /// relay flags it (`ORDERSAGA_DISPATCH_ALERT_SECS`, default a day);
+    /// `None`: never. Checked every quarter of it, at most every minute.
     pub dispatch_alert: Option<Duration>,
 }
 
@@ -108,6 +115,13 @@ impl RelaySettings {
         self.lease.saturating_sub(self.lease / 4)
     }
 
+    /// How often a shipping relay slot looks for shipments waiting longer
+    /// than `alert`: a quarter of it, between one poll and a minute, so a
+    /// flag comes at most a quarter late.
+    fn overdue_check(&self, alert: Duration) -> Duration {
+        (alert / 4).clamp(self.poll, Duration::from_secs(60).max(self.poll))
+    }
+
     /// Checks that an SMTP send can finish within the delivery budget: at
     /// least a connect and one command. (Longer sessions are cut off by the
     /// budget itself; this refuses settings under which none could finish.)
@@ -153,21 +167,12 @@ enum Settled {
     Lost,
 }
 
-/// Starts a shipment's life: its `ShippingWorkflow` on the shipping queue
-/// (the worker's Temporal client; the workflow crate is the worker's, not
-/// this crate's). Idempotent by the shipment's workflow id: a shipment
-/// whose workflow exists already (running or ended) is started once.
-pub trait ShipmentStarter: Send + Sync {
-    /// Starts `request`'s workflow unless it exists.
-    fn start(&self, request: ShipmentRequest) -> BoxFuture<'static, Result<(), String>>;
-}
-
 /// The relay's activities: a worker registers one per service it runs,
 /// with the delivery of that service's topics.
 pub struct RelayActivities {
     store: Store,
     email: Option<Arc<NotificationActivities>>,
-    shipping: Option<Arc<dyn ShipmentStarter>>,
+    shipping: bool,
     settings: RelaySettings,
     metrics: BusinessMetrics,
 }
@@ -179,7 +184,7 @@ impl RelayActivities {
         Self {
             store,
             email: None,
-            shipping: None,
+            shipping: false,
             settings,
             metrics: BusinessMetrics::noop(),
         }
@@ -191,10 +196,10 @@ impl RelayActivities {
         self
     }
 
-    /// Delivers the `shipment` topic into the warehouse's list, and starts
-    /// each shipment's workflow through `starter`.
-    pub fn with_shipping(mut self, starter: Arc<dyn ShipmentStarter>) -> Self {
-        self.shipping = Some(starter);
+    /// Delivers the `shipment` topic into the warehouse's list, and flags
+    /// shipments the courier leaves waiting.
+    pub fn with_shipping(mut self) -> Self {
+        self.shipping = true;
         self
     }
 
@@ -207,7 +212,7 @@ impl RelayActivities {
     fn serves(&self, topic: Topic) -> bool {
         match topic {
             Topic::Email => self.email.is_some(),
-            Topic::Shipment => self.shipping.is_some(),
+            Topic::Shipment => self.shipping,
         }
     }
 
@@ -261,38 +266,34 @@ impl RelayActivities {
                 .deliver(n, entry.created_at_ms, attempt_of(entry))
                 .await?
                 .into(),
-            (Outgoing::Shipment(request), _) => match &self.shipping {
-                Some(starter) => self.ship(starter.as_ref(), entry, request).await,
-                None => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
-            },
+            (Outgoing::Shipment(request), _) if self.shipping => self.ship(entry, request).await,
             _ => Outcome::GiveUp(format!("no delivery for {}", entry.message.topic())),
         })
     }
 
-    /// Stores the shipping request (the warehouse's list shows it at
-    /// once), then starts the shipment's workflow, which takes it from
-    /// there (dispatch, delivery, the overdue alert). Both are idempotent,
-    /// so a retried message does neither twice.
-    async fn ship(
-        &self,
-        starter: &dyn ShipmentStarter,
-        entry: &OutboxEntry,
-        request: &ShipmentRequest,
-    ) -> Outcome {
-        let created = match self.store.shipments().request(request).await {
-            Ok(created) => created,
-            Err(e) => return self.shipment_retry(entry, &e.to_string()),
-        };
-        let order_id = request.order_id;
-        let mut request = request.clone();
-        request.dispatch_alert_secs = self.settings.dispatch_alert.map(|d| d.as_secs());
-        match starter.start(request).await {
-            Ok(()) => {
-                tracing::info!(%order_id, created, "shipping requested");
+    /// Stores the shipping request: the warehouse's list shows it at once,
+    /// and the courier's dispatch starts the shipment's workflow from it.
+    /// Idempotent, so a retried message creates nothing twice.
+    async fn ship(&self, entry: &OutboxEntry, request: &ShipmentRequest) -> Outcome {
+        match self.store.shipments().request(request).await {
+            Ok(created) => {
+                tracing::info!(order_id = %request.order_id, warehouse = %request.warehouse, created, "shipping requested");
                 Outcome::Done
             }
-            Err(why) => self.shipment_retry(entry, &why),
+            Err(e) => self.shipment_retry(entry, &e.to_string()),
         }
+    }
+
+    /// The alert for shipments the courier has not picked up within
+    /// `alert` of their request: each flagged on the shipment, counted and
+    /// logged once, whichever slot or worker gets there first.
+    async fn flag_overdue(&self, alert: Duration) -> Result<(), StoreError> {
+        let cutoff = now_ms().saturating_sub(i64::try_from(alert.as_millis()).unwrap_or(i64::MAX));
+        for (order_id, warehouse) in self.store.shipments().flag_waiting_since(cutoff).await? {
+            self.metrics.shipment_overdue();
+            tracing::warn!(%order_id, %warehouse, "shipment not dispatched in time");
+        }
+        Ok(())
     }
 
     fn shipment_retry(&self, entry: &OutboxEntry, why: &str) -> Outcome {
@@ -342,7 +343,19 @@ impl RelayActivities {
         let claimant = format!("{slot}/{}", uuid::Uuid::new_v4().simple());
         let started = Instant::now();
         let mut report = RelayReport::default();
+        let overdue_alert = self
+            .settings
+            .dispatch_alert
+            .filter(|_| input.topic == Topic::Shipment);
+        let mut overdue_checked: Option<Instant> = None;
         while !ctx.is_cancelled() && started.elapsed() < self.settings.run_for {
+            if let Some(alert) = overdue_alert
+                && overdue_checked
+                    .is_none_or(|at| at.elapsed() >= self.settings.overdue_check(alert))
+            {
+                self.flag_overdue(alert).await?;
+                overdue_checked = Some(Instant::now());
+            }
             // Taken before the claim, so the budget ends before the lease.
             let deadline = Instant::now() + self.settings.delivery_budget();
             let claimed = self

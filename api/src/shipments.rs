@@ -4,12 +4,24 @@
 //! refuses a move that does not fit (dispatching a delivered shipment,
 //! delivering one not dispatched: `FAILED_PRECONDITION`, nothing written).
 //! Couriers and operators only. A repeated move answers the status again.
+//!
+//! The dispatch of a shipment still waiting for the courier starts its
+//! workflow (update-with-start, from the shipment's row): until then a
+//! shipment is a row in the shop database and costs Temporal nothing. A
+//! shipment whose workflow was started at confirmation (before this) gets
+//! the update on that workflow.
 
+use ordersaga_domain::names::SHIPPING_TASK_QUEUE;
 use ordersaga_domain::{OrderId, ShipmentStatus, shipment_workflow_id};
 use ordersaga_runtime::auth::Principal;
 use ordersaga_workflows::ShippingWorkflow;
-use temporalio_client::WorkflowExecuteUpdateOptions;
-use temporalio_client::errors::WorkflowUpdateError;
+use temporalio_client::errors::{
+    WorkflowStartError, WorkflowUpdateError, WorkflowUpdateWithStartError,
+};
+use temporalio_client::{
+    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowUpdateWithStartOptions,
+};
 
 use crate::access::{CARRIERS, require};
 use crate::error::{ApiError, invalid};
@@ -83,6 +95,11 @@ impl OrderService {
     ) -> Result<ShipmentStatus, ApiError> {
         let (id, warehouse) = shipment(order_id, warehouse)?;
         crate::spans::record_order(&id);
+        if step == Move::Dispatch
+            && let Some(status) = self.start_with_dispatch(id, &warehouse).await?
+        {
+            return Ok(status);
+        }
         let handle = self
             .client
             .get_workflow_handle::<ShippingWorkflow>(shipment_workflow_id(&id, &warehouse));
@@ -112,6 +129,66 @@ impl OrderService {
             Err(WorkflowUpdateError::NotFound(_)) => {
                 self.without_workflow(id, &warehouse, step).await
             }
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+
+    /// Starts the shipment's workflow with the `Dispatch` update when the
+    /// shipment still waits for the courier (or attaches the update to the
+    /// workflow an earlier dispatch or an older relay started). `None`: the
+    /// shipment has moved on or its workflow has ended; the plain update
+    /// answers.
+    async fn start_with_dispatch(
+        &self,
+        id: OrderId,
+        warehouse: &str,
+    ) -> Result<Option<ShipmentStatus>, ApiError> {
+        let record = self
+            .store
+            .shipments()
+            .for_dispatch(&id, warehouse)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("order {id} has no shipment from {warehouse}"))
+            })?;
+        if record.status != ShipmentStatus::Requested {
+            return Ok(None);
+        }
+        let request = record.request;
+        let options = WorkflowUpdateWithStartOptions::new(
+            SHIPPING_TASK_QUEUE,
+            request.workflow_id(),
+            // A second dispatch, or a shipment whose workflow started at
+            // confirmation: the update goes to the running workflow.
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        // No personal data: the summary is not encrypted.
+        .static_summary(format!("Shipment of order {id} from {warehouse}"))
+        .build();
+        let sent = self
+            .client
+            .execute_update_with_start_workflow(
+                ShippingWorkflow::run,
+                request,
+                ShippingWorkflow::dispatch,
+                (),
+                options,
+            )
+            .await;
+        match sent {
+            Ok(status) => {
+                tracing::info!(order_id = %id, %warehouse, %status, "shipment dispatched");
+                Ok(Some(status))
+            }
+            Err(WorkflowUpdateWithStartError::Update(WorkflowUpdateError::Failed(failure))) => {
+                Err(ApiError::FailedPrecondition(failure.message))
+            }
+            // Its workflow ended between the read and the start: delivered.
+            Err(WorkflowUpdateWithStartError::Start(WorkflowStartError::AlreadyStarted {
+                ..
+            })) => Ok(None),
             Err(e) => Err(ApiError::internal(e)),
         }
     }

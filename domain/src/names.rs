@@ -116,6 +116,13 @@ pub const LOCAL_CHARGE_PATCH: &str = "local-charge-v1";
 /// `RecordDelivery`) are local activities: no activity task and no extra
 /// workflow task per write (issue 15).
 pub const SHIPMENT_LOCAL_STEPS_PATCH: &str = "shipment-local-steps-v1";
+
+/// The `patched()` id of the `ShippingWorkflow` started by the courier's
+/// dispatch (issue 15): the shipping relay has stored the request and
+/// flags a late courier itself, so the workflow neither requests nor
+/// times the wait; it records the dispatch, then the delivery. Implies
+/// [`SHIPMENT_LOCAL_STEPS_PATCH`] (one marker).
+pub const SHIPMENT_ON_DISPATCH_PATCH: &str = "shipment-on-dispatch-v1";
 /// Workflow type relaying one topic of the outbox on its service's queue.
 pub const OUTBOX_RELAY_WORKFLOW_TYPE: &str = "OutboxRelayWorkflow";
 /// Prefix of relay workflow ids: `outbox-relay-{topic}`.

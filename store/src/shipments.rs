@@ -4,15 +4,19 @@
 //! ([`Shipments::dispatch`], [`Shipments::deliver`]): each move is a
 //! guarded update that commits the customer's email to the outbox and the
 //! order's event with it; the last delivery of an order also records
-//! `OrderCompleted`.
+//! `OrderCompleted`. A shipment keeps where its customer's emails go
+//! ([`Shipments::for_dispatch`]: its workflow starts from the row when the
+//! courier picks it up) and is flagged once when the courier is late
+//! ([`Shipments::flag_waiting_since`]).
 
 use ordersaga_domain::{
-    OrderEvent, OrderId, Outgoing, ShipmentLine, ShipmentRequest, ShipmentStatus, ShippingAddress,
+    EmailAddress, OrderEvent, OrderId, Outgoing, ShipmentLine, ShipmentRequest, ShipmentStatus,
+    ShippingAddress,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{now_ms, parse_col};
+use crate::db::{corrupt, now_ms, parse_col};
 use crate::orders::{insert_event, insert_shipment_event};
 use crate::outbox::enqueue;
 use crate::page::{Page, Placeholders, ShipmentCursor};
@@ -21,8 +25,8 @@ use crate::{Result, Store};
 /// A shipment as the warehouse and the courier see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShipmentRecord {
-    /// What to ship, to whom and where, from which warehouse (the stored
-    /// request carries no email address).
+    /// What to ship, to whom and where, from which warehouse (the request
+    /// carries the email address only from [`Shipments::for_dispatch`]).
     pub request: ShipmentRequest,
     /// Where it is.
     pub status: ShipmentStatus,
@@ -49,6 +53,12 @@ const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_n
      city, postal_code, country, created_at, warehouse, dispatched_at, delivered_at, \
      dispatch_overdue_at FROM shipments";
 
+/// [`SHIPMENT_SELECT`] with the customer's email address, read only to
+/// start the shipment's workflow.
+const SHIPMENT_SELECT_WITH_EMAIL: &str = "SELECT order_id, customer_id, status, recipient_name, \
+     line1, line2, city, postal_code, country, created_at, warehouse, dispatched_at, \
+     delivered_at, dispatch_overdue_at, customer_email FROM shipments";
+
 /// A shipment's key in the list's order: `{order_id}/{warehouse}`, so two
 /// shipments of one order requested in the same millisecond still page
 /// apart (`||` concatenates in SQLite and PostgreSQL alike).
@@ -69,16 +79,17 @@ impl<'a> Shipments<'a> {
         Self { store }
     }
 
-    /// Creates the order's shipping request from its warehouse unless it
-    /// exists. Returns whether this call created it.
+    /// Creates the order's shipping request from its warehouse, with the
+    /// customer's email address, unless it exists. Returns whether this
+    /// call created it.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.request", otel.kind = "client"))]
     pub async fn request(self, r: &ShipmentRequest) -> Result<bool> {
         let id = r.order_id.to_string();
         let mut tx = self.store.begin_write().await?;
         let created = sqlx::query(
             "INSERT INTO shipments (order_id, customer_id, status, recipient_name, line1, line2, \
-             city, postal_code, country, created_at, warehouse) \
-             VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10) \
+             city, postal_code, country, created_at, warehouse, customer_email) \
+             VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (order_id, warehouse) DO NOTHING",
         )
         .bind(&id)
@@ -91,6 +102,7 @@ impl<'a> Shipments<'a> {
         .bind(&r.address.country)
         .bind(now_ms())
         .bind(&r.warehouse)
+        .bind(r.customer_email.as_ref().map(|e| e.as_str().to_string()))
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -281,6 +293,31 @@ impl<'a> Shipments<'a> {
         Ok(flagged)
     }
 
+    /// Flags every shipment requested before `requested_before_ms` and
+    /// still waiting for the courier, once each. Returns the shipments this
+    /// call flagged (none that a concurrent call flagged), for the alert.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.flag_waiting_since", otel.kind = "client"))]
+    pub async fn flag_waiting_since(
+        self,
+        requested_before_ms: i64,
+    ) -> Result<Vec<(OrderId, String)>> {
+        let mut tx = self.store.begin_write().await?;
+        let rows = sqlx::query(
+            "UPDATE shipments SET dispatch_overdue_at = $1 WHERE status = $2 \
+             AND created_at < $3 AND dispatch_overdue_at IS NULL \
+             RETURNING order_id, warehouse",
+        )
+        .bind(now_ms())
+        .bind(ShipmentStatus::Requested.as_str())
+        .bind(requested_before_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| Ok((parse_col(row, "order_id")?, row.try_get("warehouse")?)))
+            .collect()
+    }
+
     /// Shipments flagged overdue and still not dispatched (the alert's
     /// gauge).
     pub async fn overdue(self) -> Result<i64> {
@@ -292,6 +329,33 @@ impl<'a> Shipments<'a> {
         .fetch_one(&self.store.pool)
         .await?
         .try_get("overdue")?)
+    }
+
+    /// The order's shipment from `warehouse` with the customer's email
+    /// address in its request (`None` for a shipment requested before rows
+    /// kept it), for the workflow the courier's dispatch starts.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.for_dispatch", otel.kind = "client"))]
+    pub async fn for_dispatch(
+        self,
+        order_id: &OrderId,
+        warehouse: &str,
+    ) -> Result<Option<ShipmentRecord>> {
+        let row = sqlx::query(&format!(
+            "{SHIPMENT_SELECT_WITH_EMAIL} WHERE order_id = $1 AND warehouse = $2"
+        ))
+        .bind(order_id.to_string())
+        .bind(warehouse)
+        .fetch_optional(&self.store.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut record = self.read(&row).await?;
+        record.request.customer_email = row
+            .try_get::<Option<String>, _>("customer_email")?
+            .map(|e| EmailAddress::parse(&e).map_err(|e| corrupt(format!("customer_email: {e}"))))
+            .transpose()?;
+        Ok(Some(record))
     }
 
     /// The order's shipment from `warehouse`, if one was requested.

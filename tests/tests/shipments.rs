@@ -8,7 +8,8 @@
 //! time is flagged. An order whose stock comes from two warehouses gets
 //! two shipments, each with its lines, its emails and its courier moves,
 //! and completes with the second delivery, a worker killed between the two
-//! (on SQLite and PostgreSQL).
+//! (on SQLite and PostgreSQL). A shipment has no workflow until the
+//! courier dispatches it: confirming an order starts no second workflow.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,6 +24,8 @@ use ordersaga_tests::{ReceivedMail, Stack, TestDatabase, eventually, place_reque
 use ordersaga_worker::{Queue, WorkerSettings};
 use reqwest::StatusCode;
 use serde_json::Value;
+use temporalio_client::errors::WorkflowInteractionError;
+use temporalio_client::{UntypedWorkflow, WorkflowDescribeOptions};
 use tonic::Code;
 
 const TIMEOUT: Duration = Duration::from_secs(45);
@@ -89,8 +92,23 @@ async fn shipment_is(
     .await
 }
 
-/// Dispatches as the courier once the shipment's workflow exists (the
-/// shipping relay starts it right after the request).
+/// Whether the shipment's workflow exists (running or ended).
+async fn has_workflow(stack: &Stack, order_id: &str, warehouse: &str) -> anyhow::Result<bool> {
+    let workflow_id = ordersaga_domain::shipment_workflow_id(&OrderId::parse(order_id)?, warehouse);
+    let described = stack
+        .client
+        .get_workflow_handle::<UntypedWorkflow>(workflow_id)
+        .describe(WorkflowDescribeOptions::default())
+        .await;
+    match described {
+        Ok(_) => Ok(true),
+        Err(WorkflowInteractionError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Dispatches as the courier once the shipping relay has stored the
+/// shipment (its workflow starts with the dispatch).
 async fn dispatch(stack: &Stack, order_id: &str) -> anyhow::Result<pb::ShipmentActionResponse> {
     dispatch_from(stack, order_id, "").await
 }
@@ -101,21 +119,17 @@ async fn dispatch_from(
     order_id: &str,
     warehouse: &str,
 ) -> anyhow::Result<pb::ShipmentActionResponse> {
-    eventually(
-        "the shipment's workflow to take a dispatch",
-        TIMEOUT,
-        || {
-            let mut courier = courier(stack);
-            let request = action_from(order_id, warehouse);
-            async move {
-                match courier.dispatch_shipment(request).await {
-                    Ok(r) => Ok(Some(r.into_inner())),
-                    Err(s) if s.code() == Code::FailedPrecondition => Ok(None),
-                    Err(s) => Err(s.into()),
-                }
+    eventually("the shipment to take a dispatch", TIMEOUT, || {
+        let mut courier = courier(stack);
+        let request = action_from(order_id, warehouse);
+        async move {
+            match courier.dispatch_shipment(request).await {
+                Ok(r) => Ok(Some(r.into_inner())),
+                Err(s) if s.code() == Code::NotFound => Ok(None),
+                Err(s) => Err(s.into()),
             }
-        },
-    )
+        }
+    })
     .await
 }
 
@@ -169,6 +183,8 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
         requested.shipment.as_ref().map(|s| s.warehouse.as_str()),
         Some("main")
     );
+    // Until the courier comes, the shipment is its row: no workflow.
+    assert!(!has_workflow(&stack, &id, "main").await?);
 
     // Delivering before the dispatch is refused, and writes nothing.
     let early = courier(&stack)
@@ -185,11 +201,17 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
         StatusCode::FORBIDDEN
     );
 
+    assert!(
+        !has_workflow(&stack, &id, "main").await?,
+        "a refused move starts nothing"
+    );
+
     let moved = dispatch(&stack, &id).await?;
     assert_eq!(
         (moved.status.as_str(), moved.warehouse.as_str()),
         ("DISPATCHED", "main")
     );
+    assert!(has_workflow(&stack, &id, "main").await?);
     let on_its_way = shipment_is(&stack, &id, ShipmentStatus::Dispatched).await?;
     assert_eq!(on_its_way.fulfilment_status, "DISPATCHED");
     assert!(
@@ -273,7 +295,7 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
 
     let workflow_id = ordersaga_domain::shipment_workflow_id(&OrderId::parse(&id)?, "main");
     stack
-        .replay_check(&workflow_id, "shipment-delivered-local-steps")
+        .replay_check(&workflow_id, "shipment-delivered-on-dispatch")
         .await?;
     Ok(())
 }

@@ -5,6 +5,9 @@
 //! into one per warehouse its stock came from, each with its lines, and
 //! the order completes with the last of them; the migration to shipments
 //! keyed by (order, warehouse) keeps every existing shipment and line.
+//! The relay's overdue scan flags each late shipment still waiting once,
+//! and the customer's email address is kept for the dispatch's workflow
+//! but read by nothing else.
 
 // Fixture builders take literals that are valid by construction.
 #![allow(clippy::expect_used)]
@@ -25,6 +28,7 @@ ordersaga_tests::both_backends!(
     a_shipment_moves_forward_once_and_completes_its_order,
     confirm_requests_one_shipment_per_warehouse_and_the_last_delivery_completes,
     two_last_deliveries_at_once_complete_the_order_once,
+    the_overdue_scan_flags_each_waiting_shipment_once,
 );
 
 fn eur(minor: i64) -> Money {
@@ -172,6 +176,111 @@ async fn a_shipment_moves_forward_once_and_completes_its_order(store: Store) -> 
     );
     // One email per move, committed with it.
     assert_eq!(store.outbox().backlog(Topic::Email).await?, 2);
+    Ok(())
+}
+
+async fn the_overdue_scan_flags_each_waiting_shipment_once(store: Store) -> anyhow::Result<()> {
+    let main = DEFAULT_WAREHOUSE;
+    let request = |customer_email: Option<EmailAddress>| -> anyhow::Result<ShipmentRequest> {
+        Ok(ShipmentRequest {
+            order_id: OrderId::from_uuid(uuid::Uuid::new_v4()),
+            customer_id: CustomerId::parse("ann")?,
+            lines: vec![ShipmentLine {
+                sku: Sku::parse("BOX")?,
+                quantity: 1,
+            }],
+            address: address(),
+            warehouse: main.to_string(),
+            customer_email,
+            dispatch_alert_secs: None,
+        })
+    };
+    let waiting = request(Some(EmailAddress::parse("ann@example.com")?))?;
+    let taken = request(None)?;
+    for shipment in [&waiting, &taken] {
+        let order = OrderInput {
+            order_id: shipment.order_id,
+            transaction_id: TransactionId::for_order(&shipment.order_id),
+            customer_id: shipment.customer_id.clone(),
+            lines: vec![OrderLine {
+                sku: Sku::parse("BOX")?,
+                quantity: 1,
+                unit_price: eur(500),
+            }],
+            total: eur(500),
+            customer_email: shipment.customer_email.clone(),
+            shipping_address: Some(address()),
+            payment: Default::default(),
+        };
+        store.orders().place(&order, &[]).await?;
+    }
+    assert!(store.shipments().request(&waiting).await?);
+    assert!(store.shipments().request(&taken).await?);
+    store
+        .shipments()
+        .dispatch(&taken.order_id, main, &[])
+        .await?;
+
+    let now = ordersaga_store::now_ms();
+    // Nothing requested a minute ago or earlier.
+    assert!(
+        store
+            .shipments()
+            .flag_waiting_since(now - 60_000)
+            .await?
+            .is_empty()
+    );
+    // Everything requested before now that still waits: the dispatched one
+    // is not late.
+    let flagged = store.shipments().flag_waiting_since(now + 1).await?;
+    assert_eq!(flagged, [(waiting.order_id, main.to_string())]);
+    assert!(
+        store
+            .shipments()
+            .flag_waiting_since(now + 1)
+            .await?
+            .is_empty(),
+        "once"
+    );
+    assert_eq!(store.shipments().overdue().await?, 1);
+    let of = |id| store.shipments().of(id, main);
+    assert!(
+        of(&waiting.order_id)
+            .await?
+            .and_then(|s| s.dispatch_overdue_at_ms)
+            .is_some()
+    );
+    assert!(
+        of(&taken.order_id)
+            .await?
+            .and_then(|s| s.dispatch_overdue_at_ms)
+            .is_none()
+    );
+
+    // The address for the dispatch's emails, and only there.
+    let for_dispatch = store
+        .shipments()
+        .for_dispatch(&waiting.order_id, main)
+        .await?;
+    assert_eq!(
+        for_dispatch.and_then(|s| s.request.customer_email),
+        waiting.customer_email
+    );
+    assert_eq!(
+        of(&waiting.order_id)
+            .await?
+            .and_then(|s| s.request.customer_email),
+        None
+    );
+    let listed = store.shipments().of_order(&waiting.order_id).await?;
+    assert!(listed.iter().all(|s| s.request.customer_email.is_none()));
+    assert!(
+        store
+            .shipments()
+            .for_dispatch(&OrderId::from_uuid(uuid::Uuid::new_v4()), main)
+            .await?
+            .is_none()
+    );
     Ok(())
 }
 

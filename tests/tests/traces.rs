@@ -166,17 +166,17 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
     stack.sandbox()?.approve(approval).await?;
     let order = stack.terminal_order(&order_id).await?;
     assert_eq!(order.status, pb::OrderStatus::Confirmed as i32);
-    // The shipment's workflow waits for the courier, and a workflow's span
-    // is exported when the workflow ends: dispatch and deliver it (as the
-    // stack's operator) so its spans arrive too. 409 until the shipping
-    // relay has started it.
+    // The courier's dispatch (as the stack's operator) starts the
+    // shipment's workflow: a trace of its own, rooted at that request. A
+    // workflow's span is exported when the workflow ends, so deliver too.
+    // 404 until the shipping relay has stored the shipment.
     let shipment = format!("{}/v1/shipments/{order_id}", stack.http_base);
     eventually("the shipment to take a dispatch", ORDER_TIMEOUT, || {
         let request = stack.http.post(format!("{shipment}/dispatch")).send();
         async move {
             let status = request.await?.status();
             anyhow::ensure!(
-                status.is_success() || status == reqwest::StatusCode::CONFLICT,
+                status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
                 "dispatch answered {status}"
             );
             Ok(status.is_success().then_some(()))
@@ -201,7 +201,6 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
                 "RunActivity:ConfirmOrder",
                 "orders.confirm",
                 "RunWorkflow:OrderWorkflow",
-                "RunWorkflow:ShippingWorkflow",
             ]
             .iter()
             .all(|n| names.contains(n))
@@ -262,6 +261,48 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
             .iter()
             .any(|s| s.service == API_SERVICE && s.name.starts_with("UpdateWithStartWorkflow"))
     );
+    // The dispatch's trace: the API's request, the update-with-start and
+    // the shipment's workflow with its write on the worker.
+    let dispatch_root = "POST /v1/shipments/{order_id}/dispatch";
+    let dispatch = eventually("the dispatch's trace", ORDER_TIMEOUT, || {
+        // The first tries may have been refused (404) before the shipping
+        // relay stored the shipment: each is a trace of its own.
+        let spans = receiver.spans();
+        let found = spans
+            .iter()
+            .filter(|s| {
+                s.service == API_SERVICE
+                    && s.parent.is_empty()
+                    && s.name == dispatch_root
+                    && s.attributes.get("order_id") == Some(&order_id)
+            })
+            .map(|root| {
+                spans
+                    .iter()
+                    .filter(|s| s.trace_id == root.trace_id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .find(|trace| {
+                ["RunWorkflow:ShippingWorkflow", "RunActivity:RecordDispatch"]
+                    .iter()
+                    .all(|n| trace.iter().any(|s| s.name == *n))
+            });
+        async move { Ok(found) }
+    })
+    .await?;
+    assert!(
+        dispatch
+            .iter()
+            .any(|s| s.service == API_SERVICE && s.name.starts_with("UpdateWithStartWorkflow"))
+    );
+    assert!(
+        !trace
+            .iter()
+            .any(|s| s.name == "RunWorkflow:ShippingWorkflow"),
+        "the order's trace holds no shipment's workflow"
+    );
+
     // The confirmation the traced SMTP send delivered.
     let mails = stack.smtp.as_ref().context("smtp")?.messages()?;
     assert!(mails.iter().any(|m| m.to.contains("tess@example.com")));

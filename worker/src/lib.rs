@@ -20,7 +20,6 @@
 //! docs/operations.md).
 
 pub mod settings;
-mod shipping;
 pub mod spans;
 pub mod versioning;
 
@@ -233,11 +232,12 @@ fn worker_options(
             .map_err(sdk)?
             .register_activities(
                 RelayActivities::new(store.clone(), settings.relay)
-                    .with_shipping(Arc::new(shipping::TemporalShipments::new(client.clone())))
+                    .with_shipping()
                     .with_metrics(business.clone()),
             )
-            // Each shipment's life (started by the relay; sagas from before
-            // the outbox start it as a child).
+            // Each shipment's life (started by the courier's dispatch
+            // through the API; by the relay before, and as a child by sagas
+            // from before the outbox).
             .register_workflow::<ShippingWorkflow>()
             .map_err(sdk)?
             .register_activities(

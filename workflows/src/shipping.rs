@@ -29,6 +29,15 @@
 //! Shipping workflows started before the patch (by sagas of the child
 //! workflow generation) end after the request, as they did.
 //!
+//! Since `shipment-on-dispatch-v1` the workflow starts with the courier's
+//! `Dispatch` (update-with-start from the API): until then a shipment is
+//! its row in the shop database, stored by the shipping relay, which also
+//! flags it when the courier is late. So a confirmed order starts no
+//! second workflow, and the workflow neither stores the request nor times
+//! the wait: it records the dispatch, waits for the delivery and records
+//! it. A workflow an older relay started at confirmation takes the same
+//! path when it runs on this build (the relay had stored the request).
+//!
 //! Since `shipment-local-steps-v1` the four store writes are local
 //! activities: each is one short idempotent transaction in the shop
 //! database, so it needs neither an activity task nor a workflow task of
@@ -41,7 +50,8 @@ use std::time::Duration;
 
 use ordersaga_domain::contracts::ShippingContract;
 use ordersaga_domain::names::{
-    SHIPMENT_LIFECYCLE_PATCH, SHIPMENT_LOCAL_STEPS_PATCH, SHIPPING_WORKFLOW_TYPE, handler,
+    SHIPMENT_LIFECYCLE_PATCH, SHIPMENT_LOCAL_STEPS_PATCH, SHIPMENT_ON_DISPATCH_PATCH,
+    SHIPPING_WORKFLOW_TYPE, handler,
 };
 use ordersaga_domain::{ShipmentRequest, ShipmentStatus};
 use temporalio_workflow::common::ActivityDefinition;
@@ -119,29 +129,35 @@ impl ShippingWorkflow {
         }
     }
 
-    /// Hands the request to the warehouse, then (`shipment-lifecycle-v1`)
-    /// follows the shipment until it is delivered. Returns whether this run
-    /// created the request (false: it already existed).
+    /// Hands the request to the warehouse (before
+    /// `shipment-on-dispatch-v1`), then (`shipment-lifecycle-v1`) follows
+    /// the shipment until it is delivered. Returns whether this run created
+    /// the request (false: it already existed, or the relay stored it).
     #[run(name = SHIPPING_WORKFLOW_TYPE)]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<bool> {
         let request = ctx.state(|s| s.request.clone());
-        // `shipment-local-steps-v1` implies the lifecycle: a workflow with
-        // it records one patch marker, not two.
-        let local_steps = ctx.patched(SHIPMENT_LOCAL_STEPS_PATCH);
+        // Each patch implies the ones before it: a workflow records one
+        // patch marker, not three.
+        let on_dispatch = ctx.patched(SHIPMENT_ON_DISPATCH_PATCH);
+        let local_steps = on_dispatch || ctx.patched(SHIPMENT_LOCAL_STEPS_PATCH);
         let lifecycle = local_steps || ctx.patched(SHIPMENT_LIFECYCLE_PATCH);
         ctx.state_mut(|s| s.local_steps = local_steps);
-        let created = Self::store(
-            ctx,
-            ShippingContract::request_shipment,
-            "RequestShipment",
-            &request,
-        )
-        .await?;
+        let created = if on_dispatch {
+            false
+        } else {
+            Self::store(
+                ctx,
+                ShippingContract::request_shipment,
+                "RequestShipment",
+                &request,
+            )
+            .await?
+        };
         if !lifecycle {
             return Ok(created);
         }
         let dispatched = |s: &Self| s.status != ShipmentStatus::Requested;
-        if let Some(secs) = request.dispatch_alert_secs {
+        if let Some(secs) = request.dispatch_alert_secs.filter(|_| !on_dispatch) {
             let timer = TimerOptions::builder(Duration::from_secs(secs))
                 .summary("dispatch-alert".to_string())
                 .build();

@@ -453,3 +453,27 @@ fn message_span(entry: &OutboxEntry) -> tracing::Span {
     ordersaga_runtime::telemetry::follow(&span, entry.traceparent.as_deref());
     span
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A late courier is noticed at most a quarter of the alert late, but
+    /// the relay neither scans on every poll nor waits over a minute.
+    #[test]
+    fn the_overdue_check_runs_every_quarter_of_the_alert_within_a_poll_and_a_minute() {
+        let settings = RelaySettings::default();
+        let check = |alert| settings.overdue_check(alert);
+        assert_eq!(check(Duration::from_secs(1)), Duration::from_millis(250));
+        assert_eq!(
+            check(Duration::from_secs(24 * 3600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(check(Duration::from_millis(200)), settings.poll);
+        let slow = RelaySettings {
+            poll: Duration::from_secs(120),
+            ..settings
+        };
+        assert_eq!(slow.overdue_check(Duration::from_secs(3600)), slow.poll);
+    }
+}

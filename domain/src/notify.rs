@@ -205,9 +205,10 @@ pub struct ShipmentRequest {
     /// requests recorded before shipments had a life).
     #[serde(default)]
     pub customer_email: Option<EmailAddress>,
-    /// How long the shipment may wait for the courier before it is
-    /// flagged overdue (the shipping worker's setting, filled in when it
-    /// starts the shipment's workflow); `None`: never flagged.
+    /// How long the shipment's workflow waited for the courier before it
+    /// flagged the shipment overdue: filled in by relays that started the
+    /// workflow at confirmation (before `shipment-on-dispatch-v1`; the
+    /// relay now flags late shipments itself); `None`: no timer.
     #[serde(default)]
     pub dispatch_alert_secs: Option<u64>,
 }

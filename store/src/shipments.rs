@@ -49,15 +49,11 @@ pub struct Moved {
     pub order_completed: bool,
 }
 
+/// A shipment's columns; [`Shipments::read`] leaves `customer_email` out of
+/// the record, which only [`Shipments::for_dispatch`] reads.
 const SHIPMENT_SELECT: &str = "SELECT order_id, customer_id, status, recipient_name, line1, line2, \
      city, postal_code, country, created_at, warehouse, dispatched_at, delivered_at, \
-     dispatch_overdue_at FROM shipments";
-
-/// [`SHIPMENT_SELECT`] with the customer's email address, read only to
-/// start the shipment's workflow.
-const SHIPMENT_SELECT_WITH_EMAIL: &str = "SELECT order_id, customer_id, status, recipient_name, \
-     line1, line2, city, postal_code, country, created_at, warehouse, dispatched_at, \
-     delivered_at, dispatch_overdue_at, customer_email FROM shipments";
+     dispatch_overdue_at, customer_email FROM shipments";
 
 /// A shipment's key in the list's order: `{order_id}/{warehouse}`, so two
 /// shipments of one order requested in the same millisecond still page
@@ -340,14 +336,7 @@ impl<'a> Shipments<'a> {
         order_id: &OrderId,
         warehouse: &str,
     ) -> Result<Option<ShipmentRecord>> {
-        let row = sqlx::query(&format!(
-            "{SHIPMENT_SELECT_WITH_EMAIL} WHERE order_id = $1 AND warehouse = $2"
-        ))
-        .bind(order_id.to_string())
-        .bind(warehouse)
-        .fetch_optional(&self.store.pool)
-        .await?;
-        let Some(row) = row else {
+        let Some(row) = self.row(order_id, warehouse).await? else {
             return Ok(None);
         };
         let mut record = self.read(&row).await?;
@@ -360,17 +349,21 @@ impl<'a> Shipments<'a> {
 
     /// The order's shipment from `warehouse`, if one was requested.
     pub async fn of(self, order_id: &OrderId, warehouse: &str) -> Result<Option<ShipmentRecord>> {
-        let row = sqlx::query(&format!(
+        match self.row(order_id, warehouse).await? {
+            Some(row) => Ok(Some(self.read(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The row of the order's shipment from `warehouse`.
+    async fn row(self, order_id: &OrderId, warehouse: &str) -> Result<Option<AnyRow>> {
+        Ok(sqlx::query(&format!(
             "{SHIPMENT_SELECT} WHERE order_id = $1 AND warehouse = $2"
         ))
         .bind(order_id.to_string())
         .bind(warehouse)
         .fetch_optional(&self.store.pool)
-        .await?;
-        match row {
-            Some(row) => Ok(Some(self.read(&row).await?)),
-            None => Ok(None),
-        }
+        .await?)
     }
 
     /// The order's shipments, one per warehouse it ships from, in the

@@ -205,6 +205,18 @@ async fn dispatch_and_deliver_email_once_each_and_complete_the_order() -> anyhow
         !has_workflow(&stack, &id, "main").await?,
         "a refused move starts nothing"
     );
+    // No such shipment (another warehouse, an unknown order): 404, nothing
+    // started.
+    let stranger = uuid::Uuid::new_v4().to_string();
+    for (order, warehouse) in [(id.as_str(), "east"), (stranger.as_str(), "main")] {
+        let refused = courier(&stack)
+            .dispatch_shipment(action_from(order, warehouse))
+            .await
+            .err()
+            .context("a dispatch of no shipment is refused")?;
+        assert_eq!(refused.code(), Code::NotFound, "{order} {warehouse}");
+        assert!(!has_workflow(&stack, order, warehouse).await?);
+    }
 
     let moved = dispatch(&stack, &id).await?;
     assert_eq!(

@@ -23,24 +23,42 @@ use tokio::sync::OnceCell;
 /// The API's service name here (the test process's spans).
 const API_SERVICE: &str = "ordersaga-api-test";
 
-/// The spans of the trace whose root is the API's `PlaceOrder` span for
-/// `order_id` (the root names the order once the use case knows it).
-fn trace_of(receiver: &Receiver, order_id: &str) -> Option<(Received, Vec<Received>)> {
+/// Every trace rooted at an API request span for `order_id` whose name
+/// `is_request` accepts (the root names the order once the use case knows
+/// it): the root and the trace's spans, in the order the roots arrived.
+fn api_traces(
+    receiver: &Receiver,
+    order_id: &str,
+    is_request: impl Fn(&str) -> bool,
+) -> Vec<(Received, Vec<Received>)> {
     let spans = receiver.spans();
-    let root = spans
+    spans
         .iter()
-        .find(|s| {
+        .filter(|s| {
             s.service == API_SERVICE
                 && s.parent.is_empty()
-                && (s.name.ends_with("PlaceOrder") || s.name == "POST /v1/orders")
+                && is_request(&s.name)
                 && s.attributes.get("order_id").map(String::as_str) == Some(order_id)
-        })?
-        .clone();
-    let trace = spans
-        .into_iter()
-        .filter(|s| s.trace_id == root.trace_id)
-        .collect();
-    Some((root, trace))
+        })
+        .map(|root| {
+            let trace = spans
+                .iter()
+                .filter(|s| s.trace_id == root.trace_id)
+                .cloned()
+                .collect();
+            (root.clone(), trace)
+        })
+        .collect()
+}
+
+/// The spans of the trace whose root is the API's `PlaceOrder` span for
+/// `order_id`.
+fn trace_of(receiver: &Receiver, order_id: &str) -> Option<(Received, Vec<Received>)> {
+    api_traces(receiver, order_id, |name| {
+        name.ends_with("PlaceOrder") || name == "POST /v1/orders"
+    })
+    .into_iter()
+    .next()
 }
 
 /// The receiver (`ordersaga_tests::otlp`, keeping every span), started
@@ -267,22 +285,9 @@ async fn an_order_is_one_trace_from_the_api_through_the_worker_process() -> anyh
     let dispatch = eventually("the dispatch's trace", ORDER_TIMEOUT, || {
         // The first tries may have been refused (404) before the shipping
         // relay stored the shipment: each is a trace of its own.
-        let spans = receiver.spans();
-        let found = spans
-            .iter()
-            .filter(|s| {
-                s.service == API_SERVICE
-                    && s.parent.is_empty()
-                    && s.name == dispatch_root
-                    && s.attributes.get("order_id") == Some(&order_id)
-            })
-            .map(|root| {
-                spans
-                    .iter()
-                    .filter(|s| s.trace_id == root.trace_id)
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
+        let found = api_traces(receiver, &order_id, |name| name == dispatch_root)
+            .into_iter()
+            .map(|(_, trace)| trace)
             .find(|trace| {
                 ["RunWorkflow:ShippingWorkflow", "RunActivity:RecordDispatch"]
                     .iter()

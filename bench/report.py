@@ -80,11 +80,54 @@ def min_slots(path: str) -> dict[str, float]:
     return lo
 
 
+def server_split(path: str) -> dict[str, float]:
+    """Where the saga queue's workflow tasks waited inside the dev server
+    over one server's life (the PlaceOrder run and the bare start after it):
+    history's transfer queue (task written -> sent to matching), then
+    matching (added -> a poll took it), and the share matching served from
+    its backlog rather than to a waiting poll."""
+    sums, counts = defaultdict(float), defaultdict(float)
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^([a-z_]+)_(sum|count)\{([^}]*)\}\s+([0-9.eE+-]+)$", line)
+            if not m:
+                continue
+            name, kind, labels, value = m.group(1), m.group(2), m.group(3), float(m.group(4))
+            if name == "task_latency_queue" and 'operation="TransferActiveTaskWorkflowTask"' in labels:
+                key = "transfer"
+            elif name in ("task_schedule_to_start_latency", "asyncmatch_latency", "syncmatch_latency") \
+                    and 'taskqueue="bench"' in labels:
+                key = name
+            else:
+                continue
+            (sums if kind == "sum" else counts)[key] += value
+    split = {k: sums[k] / counts[k] * 1000 for k in sums if counts.get(k)}
+    matched = counts["asyncmatch_latency"] + counts["syncmatch_latency"]
+    if matched:
+        split["backlog_share"] = counts["asyncmatch_latency"] / matched * 100
+    return split
+
+
+def measuring_machine(path: str) -> str:
+    """The machine that measured: bench/run renders right after the run, so
+    the first rendering records this machine beside the results, and a
+    later `--from` on another host still names the one that measured."""
+    if path and os.path.exists(path):
+        with open(path) as f:
+            return f.read().strip()
+    line = machine()
+    if path:
+        with open(path, "w") as f:
+            f.write(line + "\n")
+    return line
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", required=True)
     p.add_argument("--command", required=True)
     p.add_argument("--worker-metrics-dir", default="")
+    p.add_argument("--machine-file", default="")
     p.add_argument("--notes", default="", help="markdown appended verbatim (the analysis)")
     a = p.parse_args()
     runs = defaultdict(list)
@@ -114,7 +157,7 @@ def main() -> None:
            f"    {a.command}", "",
            "Raw results and worker metrics: `docs/bench-results/`; `bench/run --from docs/bench-results` "
            "re-renders this page from them.", "",
-           f"Machine: {machine()}.", "",
+           f"Machine: {measuring_machine(a.machine_file)}.", "",
            f"Rounds: {rounds} (A B C per round, each on a fresh dev server); medians over rounds. "
            f"N={n} per run (S3: one order at a time).", ""]
     if noisy or rounds < 3:
@@ -317,6 +360,22 @@ def main() -> None:
                 out.append(f"| {s} | " + " | ".join(fmt(lo.get(t), 0) for t in
                            ("WorkflowWorker", "ActivityWorker", "LocalActivityWorker")) + " |")
             out.append("")
+    servers = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "server-metrics-*.txt"))) if a.worker_metrics_dir else []
+    if servers:
+        out += ["## Where the saga's workflow tasks wait in the server (dev server metrics, per server: "
+                "the PlaceOrder run and the bare start after it)", "",
+                "*transfer queue*: history's transfer task, written to sent to matching; *in matching*: added to "
+                "taken by a poll (`task_schedule_to_start_latency`); *from backlog*: the share matching kept "
+                "until a poll came (`asyncmatch`) rather than handing to a waiting poll (`syncmatch`).", "",
+                "| scenario | transfer queue ms | in matching ms | from backlog | backlog wait ms | handed to a waiting poll ms |",
+                "|---|---|---|---|---|---|"]
+        for f in servers:
+            sp = server_split(f)
+            s = os.path.basename(f)[len("server-metrics-"):-4]
+            out.append(f"| {s} | {fmt(sp.get('transfer'), 1)} | {fmt(sp.get('task_schedule_to_start_latency'), 0)} | "
+                       f"{fmt(sp.get('backlog_share'), 0)}% | {fmt(sp.get('asyncmatch_latency'), 0)} | "
+                       f"{fmt(sp.get('syncmatch_latency'), 0)} |")
+        out.append("")
     if a.notes:
         with open(a.notes) as f:
             out += ["", f.read().rstrip()]

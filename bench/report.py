@@ -363,7 +363,7 @@ def main() -> None:
     servers = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "server-metrics-*.txt"))) if a.worker_metrics_dir else []
     if servers:
         out += ["## Where the saga's workflow tasks wait in the server (dev server metrics, per server: "
-                "the PlaceOrder run and the bare start after it)", "",
+                "its PlaceOrder run and, when there is one, the bare start after it)", "",
                 "*transfer queue*: history's transfer task, written to sent to matching; *in matching*: added to "
                 "taken by a poll (`task_schedule_to_start_latency`); *from backlog*: the share matching kept "
                 "until a poll came (`asyncmatch`) rather than handing to a waiting poll (`syncmatch`).", "",

@@ -257,3 +257,52 @@ async fn business_counters_equal_the_outcomes_of_a_checkout_run() -> anyhow::Res
 
     Ok(())
 }
+
+/// The value of a gauge whose label set includes every one of `labels`.
+fn gauge_with(body: &str, gauge: &str, labels: &[String]) -> Option<f64> {
+    body.lines()
+        .filter(|l| l.starts_with(gauge) && labels.iter().all(|k| l.contains(k.as_str())))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// `ORDERSAGA_ORDERS_NEW_TASK_POLLS` is how many polls wait for new
+/// orders. The SDK ignores its sticky ratio and each waiting poll holds a
+/// workflow-task slot, so the worker derives both the poll maximum and the
+/// slots from it; a miss shows as fewer new-task polls than asked.
+#[tokio::test]
+async fn the_saga_queue_runs_the_new_task_polls_asked_for() -> anyhow::Result<()> {
+    let mut stack = Stack::builder().without_worker().start().await?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    stack.start_worker(WorkerSettings {
+        metrics_addr: Some(addr),
+        new_task_polls: Some(6),
+        ..WorkerSettings::default()
+    })?;
+    let url = format!("http://{addr}/metrics");
+    let http = reqwest::Client::new();
+    let queue = format!("task_queue=\"{}\"", stack.task_queue);
+    let polls = |kind: &str| vec![queue.clone(), format!("poller_type=\"{kind}\"")];
+    let (new_task, sticky) = (polls("workflow_task"), polls("sticky_workflow_task"));
+    let counted = eventually("6 new-task polls", Duration::from_secs(20), || {
+        let req = http.get(&url);
+        let (new_task, sticky) = (&new_task, &sticky);
+        async move {
+            let body = req.send().await?.text().await?;
+            let counts = (
+                gauge_with(&body, "temporal_num_pollers", new_task),
+                gauge_with(&body, "temporal_num_pollers", sticky),
+            );
+            Ok((counts == (Some(6.0), Some(24.0))).then_some(counts))
+        }
+    })
+    .await;
+    if let Err(e) = counted {
+        let body = http.get(&url).send().await?.text().await?;
+        let pollers: Vec<_> = body
+            .lines()
+            .filter(|l| l.starts_with("temporal_num_pollers"))
+            .collect();
+        anyhow::bail!("{e}: {pollers:#?}");
+    }
+    Ok(())
+}

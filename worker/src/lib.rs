@@ -60,8 +60,8 @@ use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::telemetry::{
     PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
 };
-use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::runtime::{PollerBehavior, RuntimeOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use versioning::Runs;
 
@@ -99,6 +99,18 @@ fn tuner(workflow_tasks: usize, activities: usize, local_activities: usize) -> T
         .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(local_activities))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .build()
+}
+
+/// Core splits a workflow-task poll maximum between new tasks and the
+/// sticky queue by this ratio. temporalio-sdk 1.1.1 never hands
+/// `WorkerOptions::nonsticky_to_sticky_poll_ratio` to core, whose default
+/// is this value, so it is what applies whatever is set.
+const NEW_TASK_POLL_SHARE: usize = 5;
+
+/// The workflow-task poll maximum that gives the saga's queue
+/// `new_task_polls` polls for new orders (the rest poll the sticky queue).
+fn saga_poll_maximum(new_task_polls: usize) -> usize {
+    new_task_polls * NEW_TASK_POLL_SHARE
 }
 
 /// One SDK worker of a service: a task queue, what runs on it, and so its
@@ -193,8 +205,11 @@ fn worker_options(
                 .register_workflow::<ReconcileOrdersWorkflow>()
                 .map_err(sdk)?
                 .register_activities(reconcile(checkout))
+                // A waiting poll holds a slot, so the polls get theirs on
+                // top of the tasks processed at once.
                 .tuner(tuner(
-                    settings.max_concurrent_workflow_tasks,
+                    settings.max_concurrent_workflow_tasks
+                        + settings.new_task_polls.map_or(0, saga_poll_maximum),
                     settings.max_concurrent_activities,
                     settings.max_concurrent_local_activities,
                 ))
@@ -252,6 +267,15 @@ fn worker_options(
             )),
     };
     Ok(options
+        .maybe_workflow_task_poller_behavior(
+            settings
+                .new_task_polls
+                .filter(|_| worker == SdkWorker::Sagas)
+                .map(|polls| PollerBehavior::SimpleMaximum(saga_poll_maximum(polls))),
+        )
+        // Pinned to what `saga_poll_maximum` assumes, should the SDK start
+        // passing it on.
+        .nonsticky_to_sticky_poll_ratio(1.0 / NEW_TASK_POLL_SHARE as f32)
         .worker_plugin(spans::ActivitySpans::plugin())
         .max_cached_workflows(match worker {
             SdkWorker::Shipping => settings.shipping_max_cached_workflows,

@@ -39,6 +39,11 @@ pub struct WorkerSettings {
     pub max_concurrent_activities: usize,
     /// `orders`: local activities (database steps) run at once.
     pub max_concurrent_local_activities: usize,
+    /// `orders`: long polls waiting for new orders' first workflow tasks
+    /// (four sticky polls for cached orders come with each); `None`: the
+    /// SDK's default (one, or poller autoscaling where the namespace
+    /// offers it).
+    pub new_task_polls: Option<usize>,
     /// `notifications`: concurrency limits.
     pub notifications: QueueLimits,
     /// `shipping`: concurrency limits.
@@ -114,6 +119,7 @@ impl Default for WorkerSettings {
             max_concurrent_workflow_tasks: 20,
             max_concurrent_activities: 50,
             max_concurrent_local_activities: 50,
+            new_task_polls: None,
             notifications: QueueLimits {
                 max_workflow_tasks: 10,
                 // Each is an SMTP session: the relay's connection limit
@@ -195,6 +201,10 @@ impl FromStr for QueueList {
     }
 }
 
+/// The most new-task polls one worker may run: 500 polls and slots with
+/// their sticky ones, far past what a server hands one process.
+const MAX_NEW_TASK_POLLS: usize = 100;
+
 /// Concurrency of one service's worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -219,6 +229,7 @@ pub struct WorkerVars {
     orders_max_workflow_tasks: Option<usize>,
     orders_max_activities: Option<usize>,
     orders_max_local_activities: Option<usize>,
+    orders_new_task_polls: Option<usize>,
     notifications_max_workflow_tasks: Option<usize>,
     notifications_max_activities: Option<usize>,
     shipping_max_workflow_tasks: Option<usize>,
@@ -292,6 +303,7 @@ impl Load for WorkerSettings {
             &mut s.max_concurrent_local_activities,
             v.orders_max_local_activities.or(v.max_local_activities),
         );
+        set(&mut s.new_task_polls, v.orders_new_task_polls.map(Some));
         set(&mut s.max_cached_workflows, v.max_cached_workflows);
         set(
             &mut s.shipping_max_cached_workflows,
@@ -398,6 +410,16 @@ impl Load for WorkerSettings {
 
     fn check(&self) -> Result<(), SettingsError> {
         self.temporal.codec.check()?;
+        if let Some(polls) = self.new_task_polls
+            && !(1..=MAX_NEW_TASK_POLLS).contains(&polls)
+        {
+            return Err(SettingsError::Invalid {
+                name: "ORDERSAGA_ORDERS_NEW_TASK_POLLS".to_string(),
+                problem: format!(
+                    "must be 1 to {MAX_NEW_TASK_POLLS} (each brings four sticky polls and five slots)"
+                ),
+            });
+        }
         for (name, value) in [
             ("ORDERSAGA_DEPLOYMENT_NAME", &self.deployment_name),
             ("ORDERSAGA_BUILD_ID", &self.build_id),

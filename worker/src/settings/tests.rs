@@ -65,6 +65,7 @@ fn every_documented_variable_lands_in_its_setting() {
         ("ORDERSAGA_NOTIFICATIONS_MAX_ACTIVITIES", "6"),
         ("ORDERSAGA_SHIPPING_MAX_WORKFLOW_TASKS", "7"),
         ("ORDERSAGA_SHIPPING_MAX_ACTIVITIES", "8"),
+        ("ORDERSAGA_ORDERS_NEW_TASK_POLLS", "10"),
         ("ORDERSAGA_SMTP_HOST", "smtp.example.com"),
         ("ORDERSAGA_SMTP_TLS", "tls"),
         ("ORDERSAGA_SMTP_USERNAME", "shop"),
@@ -122,6 +123,7 @@ fn every_documented_variable_lands_in_its_setting() {
         ),
         (1, 2, 3, 4, 9)
     );
+    assert_eq!(s.new_task_polls, Some(10));
     assert_eq!(
         (s.notifications, s.shipping),
         (
@@ -229,6 +231,8 @@ fn bad_values_name_their_variable_and_hide_secrets() {
         ("ORDERSAGA_SMTP_PORT", "99999"),
         ("ORDERSAGA_RELAY_POLL_MS", "fast"),
         ("ORDERSAGA_METRICS_ADDR", "9464"),
+        ("ORDERSAGA_ORDERS_NEW_TASK_POLLS", "0"),
+        ("ORDERSAGA_ORDERS_NEW_TASK_POLLS", "101"),
     ] {
         let err = load(&[(name, value)]).unwrap_err();
         assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");

@@ -175,8 +175,17 @@ def main() -> None:
             "`history.transferProcessorMaxPollRPS=1000`, one order at a time; **S4** = S3's server "
             "flags at S2's load (the server paces nothing: CPU-bound); **P** the production shape, "
             "ordersaga only on S2's server: shop on PostgreSQL, two worker processes (worker CPU is "
-            "both together), payload codec and domain events to NATS JetStream on.", "",
-            "Systems: **Python peer** and **Rust ceiling** run the same contract (`saga_defs.py`: four "
+            "both together), payload codec and domain events to NATS JetStream on.", ""]
+    sa_cache = {r.get("sa_cache") for rs in runs.values() for r in rs}
+    if sa_cache == {"production"}:
+        out += ["Every server caches search attributes as production clusters do "
+                "(`system.forceSearchAttributesCacheRefreshOnRead=false`; `temporal server start-dev` "
+                "turns it on, and then re-reads the cluster's metadata at each use of a search "
+                "attribute).", ""]
+    elif "production" in sa_cache:
+        out += ["Some runs' servers cached search attributes as production clusters do, others "
+                "re-read them at each use (`start-dev`'s default): compare within one kind.", ""]
+    out += ["Systems: **Python peer** and **Rust ceiling** run the same contract (`saga_defs.py`: four "
             "regular activities) under the peer's `bench.py`; **ordersaga** is the real system (gRPC "
             "`PlaceOrder` -> API -> Temporal -> worker with SQLite shop, payments auto-approved by the "
             "simulated gateway) under `ordersaga-bench`; *bare start* starts the same workflow straight "

@@ -1,6 +1,6 @@
 //! The worker's Prometheus endpoint serves the metrics `docs/tuning.md`
-//! tells operators to watch: the SDK's overload signals and our business
-//! counters. Presence only: no timing assertions (the benchmark is
+//! tells operators to watch: the SDK's overload signals, the polls it runs
+//! and our business counters. No timing assertions (the benchmark is
 //! `bench/run`, not the test suite).
 
 use std::time::Duration;
@@ -35,11 +35,7 @@ const TUNING_METRICS: [&str; 16] = [
 #[tokio::test]
 async fn worker_metrics_name_what_tuning_md_names() -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    stack.start_worker(WorkerSettings {
-        metrics_addr: Some(addr),
-        ..WorkerSettings::default()
-    })?;
+    let addr = start_worker_with_metrics(&mut stack, WorkerSettings::default())?;
     // One unit in stock: the first order confirms; the second is paid,
     // finds no stock and is refunded, so every business counter moves.
     let sku = stack.product("METRIC-1", 1_000, 1).await?;
@@ -119,12 +115,22 @@ async fn checkout_stack_with_metrics() -> anyhow::Result<(Stack, std::net::Socke
         .without_worker()
         .start()
         .await?;
+    let addr = start_worker_with_metrics(&mut stack, WorkerSettings::default())?;
+    Ok((stack, addr))
+}
+
+/// Starts the stack's worker with `settings`, serving `/metrics` at the
+/// returned address.
+fn start_worker_with_metrics(
+    stack: &mut Stack,
+    settings: WorkerSettings,
+) -> anyhow::Result<std::net::SocketAddr> {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     stack.start_worker(WorkerSettings {
         metrics_addr: Some(addr),
-        ..WorkerSettings::default()
+        ..settings
     })?;
-    Ok((stack, addr))
+    Ok(addr)
 }
 
 /// The metrics page once `counter` reached at least `at_least`.
@@ -272,12 +278,11 @@ fn gauge_with(body: &str, gauge: &str, labels: &[String]) -> Option<f64> {
 #[tokio::test]
 async fn the_saga_queue_runs_the_new_task_polls_asked_for() -> anyhow::Result<()> {
     let mut stack = Stack::builder().without_worker().start().await?;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    stack.start_worker(WorkerSettings {
-        metrics_addr: Some(addr),
+    let settings = WorkerSettings {
         new_task_polls: Some(6),
         ..WorkerSettings::default()
-    })?;
+    };
+    let addr = start_worker_with_metrics(&mut stack, settings)?;
     let url = format!("http://{addr}/metrics");
     let http = reqwest::Client::new();
     let queue = format!("task_queue=\"{}\"", stack.task_queue);

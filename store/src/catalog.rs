@@ -290,7 +290,7 @@ pub(crate) async fn record_event(
     .rows_affected()
         == 1;
     if inserted && publish {
-        events::catalog_event(tx, sku, event.event, event_id, data, now).await?;
+        events::catalog_event(tx, sku, event.event, event_id, data, now)?;
     }
     Ok(())
 }

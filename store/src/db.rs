@@ -2,18 +2,67 @@
 //! typed columns back, and guarded status changes.
 
 use std::fmt::Display;
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ordersaga_domain::{Currency, Money, OrderStatus, PaymentStatus};
+use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::events::{self, PendingEvent};
 use crate::page::Placeholders;
 use crate::{Result, StoreError};
 
-/// A transaction on the shop database.
-pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A transaction on the shop database: the connection it runs on (what
+/// `&mut **tx` hands to a query) and the domain events appended in it,
+/// which [`Tx::commit`] numbers and writes last (`events` module).
+pub(crate) struct Tx {
+    inner: sqlx::Transaction<'static, sqlx::Any>,
+    events: Vec<PendingEvent>,
+}
+
+impl Tx {
+    pub(crate) fn new(inner: sqlx::Transaction<'static, sqlx::Any>) -> Self {
+        Self {
+            inner,
+            events: Vec::new(),
+        }
+    }
+
+    /// Queues an event for the commit.
+    pub(crate) fn push_event(&mut self, event: PendingEvent) {
+        self.events.push(event);
+    }
+
+    /// Writes the queued events, then commits.
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let events = std::mem::take(&mut self.events);
+        events::write_numbered(&mut self, events).await?;
+        self.inner.commit().await?;
+        Ok(())
+    }
+
+    /// Undoes everything, queued events included.
+    pub(crate) async fn rollback(self) -> Result<()> {
+        self.inner.rollback().await?;
+        Ok(())
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
 
 /// The current time in Unix milliseconds.
 pub fn now_ms() -> i64 {

@@ -37,41 +37,69 @@ pub struct StoredEvent {
     pub occurred_at_ms: i64,
 }
 
-/// Locks the sequence row until the transaction ends (see
-/// `Store::begin_write`).
-pub(crate) async fn lock_sequence(tx: &mut Tx) -> Result<()> {
-    sqlx::query("UPDATE event_sequence SET last_seq = last_seq WHERE name = 'events'")
-        .execute(&mut **tx)
-        .await?;
+/// An event appended in a transaction, written by [`write_numbered`] when
+/// the transaction commits.
+pub(crate) struct PendingEvent {
+    event_id: String,
+    event_type: String,
+    source: &'static str,
+    subject: String,
+    nats_subject: String,
+    data: String,
+    occurred_at: i64,
+}
+
+/// Queues `event` with `data` for the caller's transaction's commit.
+fn append(tx: &mut Tx, event: &DomainEvent, data: &impl Serialize, now: i64) -> Result<()> {
+    tx.push_event(PendingEvent {
+        event_id: event.id.to_string(),
+        event_type: event.event_type.clone(),
+        source: event.source,
+        subject: event.subject.clone(),
+        nats_subject: event.nats_subject.clone(),
+        data: serde_json::to_string(data).map_err(corrupt)?,
+        occurred_at: now,
+    });
     Ok(())
 }
 
-/// Appends `event` with `data` to the outbox in the caller's transaction.
-async fn append(tx: &mut Tx, event: &DomainEvent, data: &impl Serialize, now: i64) -> Result<()> {
-    let data = serde_json::to_string(data).map_err(corrupt)?;
-    // Holds the sequence row's lock until commit: seq order is commit order.
-    let seq: i64 = sqlx::query(
-        "UPDATE event_sequence SET last_seq = last_seq + 1 WHERE name = 'events' \
+/// Numbers `events` and writes them, as a transaction's last statements
+/// before its commit. The sequence row stays locked until the commit, so
+/// `seq` order is commit order; taken last, the lock is held for these
+/// few statements only, and while holding it a transaction waits for no
+/// other row, so it cannot deadlock with one that holds product rows.
+pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Result<()> {
+    let Ok(count) = i64::try_from(events.len()) else {
+        return Err(corrupt("too many events in one transaction"));
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let last: i64 = sqlx::query(
+        "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE name = 'events' \
          RETURNING last_seq",
     )
+    .bind(count)
     .fetch_one(&mut **tx)
     .await?
     .try_get("last_seq")?;
-    sqlx::query(
-        "INSERT INTO event_outbox (seq, event_id, event_type, source, subject, nats_subject, \
-         data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(seq)
-    .bind(event.id.to_string())
-    .bind(&event.event_type)
-    .bind(event.source)
-    .bind(&event.subject)
-    .bind(&event.nats_subject)
-    .bind(data)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    for (seq, e) in (last - count + 1..).zip(events) {
+        sqlx::query(
+            "INSERT INTO event_outbox (seq, event_id, event_type, source, subject, \
+             nats_subject, data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(seq)
+        .bind(e.event_id)
+        .bind(e.event_type)
+        .bind(e.source)
+        .bind(e.subject)
+        .bind(e.nats_subject)
+        .bind(e.data)
+        .bind(e.occurred_at)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -147,12 +175,12 @@ pub(crate) async fn order_event(
         Some(w) => DomainEvent::order_shipment(&id, event, w),
         None => DomainEvent::order(&id, event),
     };
-    append(tx, &domain_event, &data, now).await
+    append(tx, &domain_event, &data, now)
 }
 
 /// Writes a catalog event of `sku` (`key`: its unique key in the product's
 /// history) in the caller's transaction.
-pub(crate) async fn catalog_event(
+pub(crate) fn catalog_event(
     tx: &mut Tx,
     sku: &Sku,
     event: CatalogEvent,
@@ -160,7 +188,7 @@ pub(crate) async fn catalog_event(
     data: &ordersaga_domain::events::CatalogEventData,
     now: i64,
 ) -> Result<()> {
-    append(tx, &DomainEvent::catalog(sku, event, key), data, now).await
+    append(tx, &DomainEvent::catalog(sku, event, key), data, now)
 }
 
 /// The event outbox repository; see the [module docs](self).
@@ -185,7 +213,7 @@ impl<'a> EventOutbox<'a> {
         .bind(holder)
         .bind(until_ms)
         .bind(now_ms())
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?
         .rows_affected()
             == 1;
@@ -199,7 +227,7 @@ impl<'a> EventOutbox<'a> {
              WHERE name = 'relay' AND holder = $1",
         )
         .bind(holder)
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?;
         Ok(())
     }
@@ -250,7 +278,7 @@ impl<'a> EventOutbox<'a> {
             "DELETE FROM event_outbox WHERE published_at IS NOT NULL AND published_at < $1",
         )
         .bind(before_ms)
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?
         .rows_affected())
     }

@@ -205,7 +205,7 @@ impl<'a> Findings<'a> {
             .bind(record.finding.kind.as_str())
             .bind(&record.finding.subject)
             .bind(OPEN)
-            .execute(&self.store.pool)
+            .execute(&self.store.writer)
             .await?
             .rows_affected();
         }

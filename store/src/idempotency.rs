@@ -55,7 +55,7 @@ impl<'a> IdempotencyKeys<'a> {
     /// others read its row and compare fingerprints.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "idempotency.claim", otel.kind = "client"))]
     pub async fn claim(self, c: &KeyClaim) -> Result<Claimed> {
-        let pool = &self.store.pool;
+        let pool = &self.store.writer;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys \
              (customer_id, idem_key, fingerprint, order_id, total_minor, currency, created_at) \

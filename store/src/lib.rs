@@ -2,6 +2,10 @@
 //!
 //! [`Store`] owns the pool (SQLite, the embedded default, or PostgreSQL,
 //! through one `sqlx::AnyPool` and portable SQL) and applies the migrations.
+//! On SQLite, writes take a second pool of one connection: SQLite has one
+//! writer at a time, and writers that race for its lock wait in its busy
+//! handler, which sleeps 1 to 100 ms per try whether or not the lock has
+//! come free; queued on one connection they run back to back.
 //! Its handles are the repositories, each in a module of its own:
 //!
 //! - [`Store::orders`]: orders, their lines and status history.
@@ -145,7 +149,11 @@ pub enum Backend {
 /// Handle to the shop database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes: on SQLite one connection, so this process's writers queue
+    /// here in order; on PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     backend: Backend,
     /// Whether steps write their domain events to the event outbox.
     events: bool,
@@ -170,28 +178,38 @@ impl Store {
             // A fresh checkout has no `.data/` yet; SQLite will not create it.
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::Io(dir.clone(), e))?;
         }
-        let max = if backend == Backend::Sqlite { 8 } else { 16 };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the one writer; NORMAL is
-                        // durable across process crashes (only power loss can
-                        // drop the last commits). Waiting on a busy lock beats
-                        // failing the activity.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
+        let options = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL lets readers run beside the one writer; NORMAL is
+                            // durable across process crashes (only power loss can
+                            // drop the last commits). Waiting on a busy lock (held
+                            // by another process) beats failing the activity.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                            )
+                            .await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .connect(url)
-            .await?;
+        };
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let pool = options(8).connect(url).await?;
+                let writer = options(1).connect(url).await?;
+                (pool, writer)
+            }
+            Backend::Postgres => {
+                let pool = options(16).connect(url).await?;
+                (pool.clone(), pool)
+            }
+        };
         // PostgreSQL serialises migrations with an advisory lock; sqlx has no
         // such lock for SQLite, so a worker and an API starting together
         // would both apply a migration. A file lock stands in for it.
@@ -202,6 +220,7 @@ impl Store {
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self {
             pool,
+            writer,
             backend,
             events: false,
         })
@@ -231,9 +250,10 @@ impl Store {
         self.backend
     }
 
-    /// Closes the pool, waiting for connections in use.
+    /// Closes the pools, waiting for connections in use.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     /// Amended orders (partial availability).
@@ -303,24 +323,13 @@ impl Store {
 
     /// Starts a write transaction. On SQLite it takes the write lock up
     /// front (`BEGIN IMMEDIATE`), so a read-then-write transaction waits for
-    /// the lock instead of failing with `SQLITE_BUSY` half-way.
-    ///
-    /// On PostgreSQL with events on, it first locks the event sequence row:
-    /// a step's events take their `seq` from it, and a lock taken later
-    /// (after product rows, say) could deadlock with another transaction
-    /// holding those rows. Taken first, it orders every writer the same way
-    /// (SQLite's `BEGIN IMMEDIATE` already does).
+    /// the lock instead of failing with `SQLITE_BUSY` half-way. Its domain
+    /// events take their `seq` at the commit (`db::Tx::commit`).
     pub(crate) async fn begin_write(&self) -> Result<db::Tx> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
-                if self.events {
-                    events::lock_sequence(&mut tx).await?;
-                }
-                tx
-            }
-        })
+        Ok(db::Tx::new(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        }))
     }
 }
 

@@ -97,7 +97,7 @@ impl<'a> Notifications<'a> {
         .bind(message_id)
         .bind(NotificationStatus::Pending.as_str())
         .bind(now)
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?;
         self.get(subject_id, stage).await?.ok_or_else(|| {
             StoreError::Corrupt(format!("notification {subject_id}/{stage} vanished"))
@@ -134,7 +134,7 @@ impl<'a> Notifications<'a> {
         .bind(now_ms())
         .bind(subject_id)
         .bind(stage.as_str())
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?;
         Ok(())
     }
@@ -161,7 +161,7 @@ impl<'a> Notifications<'a> {
         .bind(subject_id)
         .bind(stage.as_str())
         .bind(NotificationStatus::Pending.as_str())
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?
         .rows_affected()
             == 1)

@@ -187,7 +187,7 @@ impl<'a> Outbox<'a> {
         .bind(OutboxStatus::Pending.as_str())
         .bind(topic.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.writer)
         .await?;
         let mut claimed = OutboxClaim::default();
         for row in &rows {
@@ -265,7 +265,7 @@ impl<'a> Outbox<'a> {
         .bind(key)
         .bind(OutboxStatus::Pending.as_str())
         .bind(claimant)
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }

@@ -78,7 +78,7 @@ impl<'a> Payments<'a> {
         .bind(amount.currency.as_str())
         .bind(PaymentStatus::Pending.as_str())
         .bind(now)
-        .execute(&self.store.pool)
+        .execute(&self.store.writer)
         .await?;
         self.stored(order_id).await
     }

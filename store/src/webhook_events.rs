@@ -61,7 +61,7 @@ impl<'a> WebhookEvents<'a> {
         hold: Duration,
         window: Duration,
     ) -> Result<WebhookClaim> {
-        let pool = &self.store.pool;
+        let pool = &self.store.writer;
         let now = now_ms();
         let expired = now.saturating_sub(millis(window));
         sqlx::query("DELETE FROM webhook_events WHERE received_at < $1")
@@ -108,7 +108,7 @@ impl<'a> WebhookEvents<'a> {
         sqlx::query("UPDATE webhook_events SET status = $1 WHERE event_id = $2")
             .bind(WebhookEventStatus::Signalled.as_str())
             .bind(event_id)
-            .execute(&self.store.pool)
+            .execute(&self.store.writer)
             .await?;
         Ok(())
     }
@@ -119,7 +119,7 @@ impl<'a> WebhookEvents<'a> {
         sqlx::query("DELETE FROM webhook_events WHERE event_id = $1 AND status = $2")
             .bind(event_id)
             .bind(WebhookEventStatus::Signalling.as_str())
-            .execute(&self.store.pool)
+            .execute(&self.store.writer)
             .await?;
         Ok(())
     }

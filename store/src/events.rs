@@ -40,23 +40,16 @@ pub struct StoredEvent {
 /// An event appended in a transaction, written by [`write_numbered`] when
 /// the transaction commits.
 pub(crate) struct PendingEvent {
-    event_id: String,
-    event_type: String,
-    source: &'static str,
-    subject: String,
-    nats_subject: String,
+    event: DomainEvent,
+    /// The `data`, JSON.
     data: String,
     occurred_at: i64,
 }
 
 /// Queues `event` with `data` for the caller's transaction's commit.
-fn append(tx: &mut Tx, event: &DomainEvent, data: &impl Serialize, now: i64) -> Result<()> {
+fn append(tx: &mut Tx, event: DomainEvent, data: &impl Serialize, now: i64) -> Result<()> {
     tx.push_event(PendingEvent {
-        event_id: event.id.to_string(),
-        event_type: event.event_type.clone(),
-        source: event.source,
-        subject: event.subject.clone(),
-        nats_subject: event.nats_subject.clone(),
+        event,
         data: serde_json::to_string(data).map_err(corrupt)?,
         occurred_at: now,
     });
@@ -90,11 +83,11 @@ pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Re
              ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(seq)
-        .bind(e.event_id)
-        .bind(e.event_type)
-        .bind(e.source)
-        .bind(e.subject)
-        .bind(e.nats_subject)
+        .bind(e.event.id.to_string())
+        .bind(e.event.event_type)
+        .bind(e.event.source)
+        .bind(e.event.subject)
+        .bind(e.event.nats_subject)
         .bind(e.data)
         .bind(e.occurred_at)
         .execute(&mut **tx)
@@ -175,7 +168,7 @@ pub(crate) async fn order_event(
         Some(w) => DomainEvent::order_shipment(&id, event, w),
         None => DomainEvent::order(&id, event),
     };
-    append(tx, &domain_event, &data, now)
+    append(tx, domain_event, &data, now)
 }
 
 /// Writes a catalog event of `sku` (`key`: its unique key in the product's
@@ -188,7 +181,7 @@ pub(crate) fn catalog_event(
     data: &ordersaga_domain::events::CatalogEventData,
     now: i64,
 ) -> Result<()> {
-    append(tx, &DomainEvent::catalog(sku, event, key), data, now)
+    append(tx, DomainEvent::catalog(sku, event, key), data, now)
 }
 
 /// The event outbox repository; see the [module docs](self).

@@ -1,4 +1,4 @@
-//! The shop database: one repository per aggregate over one pool.
+//! The shop database: one repository per aggregate.
 //!
 //! [`Store`] owns the pool (SQLite, the embedded default, or PostgreSQL,
 //! through one `sqlx::AnyPool` and portable SQL) and applies the migrations.

@@ -426,6 +426,14 @@ impl RelayActivities {
                     .build(),
                 ));
             }
+            // A partial batch emptied the topic: wait as for an empty one,
+            // so that under load a claim takes many messages, not one each.
+            if batch.len() < self.settings.batch as usize {
+                tokio::select! {
+                    () = ctx.cancelled() => break,
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                }
+            }
         }
         tracing::debug!(%slot, ?report, "relay round done");
         Ok(report)

@@ -84,7 +84,10 @@ impl Relay {
             let pause = tokio::select! {
                 () = &mut shutdown => break,
                 r = round => match r {
-                    Ok(Round::Published(n)) if n > 0 => Duration::ZERO,
+                    // A full batch: more wait. A partial one emptied the
+                    // outbox, so wait as an empty one does: under load a
+                    // round then takes many events rather than one each.
+                    Ok(Round::Published(n)) if n >= self.settings.batch as usize => Duration::ZERO,
                     Ok(_) => self.settings.poll,
                     Err(e) => {
                         tracing::warn!(error = %e, "event relay: will try again");

@@ -250,18 +250,25 @@ impl<'a> EventOutbox<'a> {
         .collect()
     }
 
-    /// The stream acknowledged these events: marks them published.
+    /// The stream acknowledged these events, a prefix of one [`Self::pending`]
+    /// batch: marks them published, in one statement whatever their number.
+    /// Every unpublished event from the first seq to the last is in that
+    /// batch: an event takes its seq at its commit, under the sequence
+    /// row's lock, so none can become visible later inside a range already
+    /// read.
     pub async fn published(self, seqs: &[i64]) -> Result<()> {
-        let now = now_ms();
-        let mut tx = self.store.begin_write().await?;
-        for seq in seqs {
-            sqlx::query("UPDATE event_outbox SET published_at = $1 WHERE seq = $2")
-                .bind(now)
-                .bind(seq)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        let (Some(first), Some(last)) = (seqs.iter().min(), seqs.iter().max()) else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE event_outbox SET published_at = $1 \
+             WHERE seq >= $2 AND seq <= $3 AND published_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(first)
+        .bind(last)
+        .execute(&self.store.writer)
+        .await?;
         Ok(())
     }
 

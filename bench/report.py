@@ -147,7 +147,7 @@ def main() -> None:
                 if d.get("traces") == "on":
                     d["label"] += "-traced"
                 runs[d["label"]].append(d)
-    order = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "P": 4}
+    order = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "S5": 4, "P": 5}
     scen = sorted({lbl.split("/")[0] for lbl in runs}, key=lambda x: (order.get(x, 9), x))
     noisy = [r for rs in runs.values() for r in rs
              if r.get("other_heavy_procs") or (r.get("cpu_busy_s") and r.get("cpu_other_s", 0) > 0.25 * r["cpu_busy_s"])]
@@ -173,7 +173,10 @@ def main() -> None:
     out += ["Scenarios: **S1** dev server on a file, default SQLite pragmas; **S2** file + "
             "`journal_mode=wal`, `synchronous=normal`; **S3** = S2 + "
             "`history.transferProcessorMaxPollRPS=1000`, one order at a time; **S4** = S3's server "
-            "flags at S2's load (the server paces nothing: CPU-bound); **P** the production shape, "
+            "flags at S2's load (the server paces nothing: CPU-bound); "
+            + ("**S5** = S4 with one task-queue partition (`matching.numTaskqueueReadPartitions=1`, "
+               "`...WritePartitions=1`; the dev server's default is 4); " if "S5" in scen else "")
+            + "**P** the production shape, "
             "ordersaga only on S2's server: shop on PostgreSQL, two worker processes (worker CPU is "
             "both together), payload codec and domain events to NATS JetStream on.", ""]
     sa_cache = {r.get("sa_cache") for rs in runs.values() for r in rs}

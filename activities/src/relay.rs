@@ -374,6 +374,9 @@ impl RelayActivities {
             let quarantined = u64::try_from(claimed.quarantined.len()).unwrap_or(u64::MAX);
             self.metrics.outbox_quarantined(input.topic, quarantined);
             report.failed += quarantined;
+            // Quarantined rows count: a claim that filled up may have more.
+            let full =
+                claimed.entries.len() + claimed.quarantined.len() >= self.settings.batch as usize;
             let batch = claimed.entries;
             if batch.is_empty() {
                 if quarantined > 0 {
@@ -426,9 +429,9 @@ impl RelayActivities {
                     .build(),
                 ));
             }
-            // A partial batch emptied the topic: wait as for an empty one,
+            // A partial claim emptied the topic: wait as for an empty one,
             // so that under load a claim takes many messages, not one each.
-            if batch.len() < self.settings.batch as usize {
+            if !full {
                 tokio::select! {
                     () = ctx.cancelled() => break,
                     () = tokio::time::sleep(self.settings.poll) => {}

@@ -125,29 +125,30 @@ impl Relay {
         if pending.is_empty() {
             return Ok(Round::Idle);
         }
-        let (published, failure) = publish_in_order(js, &pending).await;
-        if !published.is_empty() {
-            outbox.published(&published).await?;
+        let (done, failure) = publish_in_order(js, &pending).await;
+        let last = done.checked_sub(1).and_then(|i| pending.get(i));
+        if let (Some(first), Some(last)) = (pending.first(), last) {
+            outbox.published(first.seq..=last.seq).await?;
         }
         match failure {
-            Some(e) if published.is_empty() => Err(e),
+            Some(e) if done == 0 => Err(e),
             Some(e) => {
                 tracing::warn!(error = %e, "event relay: part of a batch waits");
-                Ok(Round::Published(published.len()))
+                Ok(Round::Published(done))
             }
-            None => Ok(Round::Published(published.len())),
+            None => Ok(Round::Published(done)),
         }
     }
 }
 
-/// Publishes `events` in order and returns the seqs of the acknowledged
+/// Publishes `events` in order and returns the length of the acknowledged
 /// prefix, and why it stopped short, if it did. An event that cannot be
 /// encoded (a row no writer of this version makes) counts as done, with
 /// an error logged, so it cannot stop the stream.
 async fn publish_in_order(
     js: &jetstream::Context,
     events: &[StoredEvent],
-) -> (Vec<i64>, Option<EventsError>) {
+) -> (usize, Option<EventsError>) {
     let mut sent = Vec::with_capacity(events.len());
     let mut failure = None;
     for e in events {
@@ -156,7 +157,7 @@ async fn publish_in_order(
             Err(err) => {
                 tracing::error!(seq = e.seq, event_id = %e.event_id, error = %err,
                     "event relay: skipping an event that cannot be encoded");
-                sent.push((e.seq, None));
+                sent.push(None);
                 continue;
             }
         };
@@ -164,22 +165,22 @@ async fn publish_in_order(
             .message_id(&e.event_id)
             .payload(payload.into());
         match js.send_publish(e.nats_subject.clone(), message).await {
-            Ok(ack) => sent.push((e.seq, Some(ack))),
+            Ok(ack) => sent.push(Some(ack)),
             Err(err) => {
                 failure = Some(EventsError::Publish(err.to_string()));
                 break;
             }
         }
     }
-    let mut done = Vec::with_capacity(sent.len());
-    for (seq, ack) in sent {
+    let mut done = 0;
+    for ack in sent {
         if let Some(ack) = ack
             && let Err(err) = ack.await
         {
             failure = Some(EventsError::Publish(err.to_string()));
             break;
         }
-        done.push(seq);
+        done += 1;
     }
     (done, failure)
 }

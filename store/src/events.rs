@@ -8,6 +8,8 @@
 //! in `seq` (commit) order under a lease ([`EventOutbox::take_lease`]), and
 //! marks what the stream acknowledged ([`EventOutbox::published`]).
 
+use std::ops::RangeInclusive;
+
 use ordersaga_domain::events::{DomainEvent, EventLine, OrderEventData};
 use ordersaga_domain::{CatalogEvent, OrderEvent, OrderId, Sku};
 use serde::Serialize;
@@ -250,23 +252,20 @@ impl<'a> EventOutbox<'a> {
         .collect()
     }
 
-    /// The stream acknowledged these events, a prefix of one [`Self::pending`]
-    /// batch: marks them published, in one statement whatever their number.
-    /// Every unpublished event from the first seq to the last is in that
-    /// batch: an event takes its seq at its commit, under the sequence
-    /// row's lock, so none can become visible later inside a range already
-    /// read.
-    pub async fn published(self, seqs: &[i64]) -> Result<()> {
-        let (Some(first), Some(last)) = (seqs.iter().min(), seqs.iter().max()) else {
-            return Ok(());
-        };
+    /// The stream acknowledged the events with these seqs, a prefix of
+    /// one [`Self::pending`] batch: marks them published, in one statement
+    /// whatever their number. Every unpublished event in the range is in
+    /// that batch: an event takes its seq at its commit, under the
+    /// sequence row's lock, so none can become visible later inside a
+    /// range already read.
+    pub async fn published(self, seqs: RangeInclusive<i64>) -> Result<()> {
         sqlx::query(
             "UPDATE event_outbox SET published_at = $1 \
              WHERE seq >= $2 AND seq <= $3 AND published_at IS NULL",
         )
         .bind(now_ms())
-        .bind(first)
-        .bind(last)
+        .bind(*seqs.start())
+        .bind(*seqs.end())
         .execute(&self.store.writer)
         .await?;
         Ok(())

@@ -141,17 +141,25 @@ impl NotificationActivities {
                 return Ok(EmailOutcome::GiveUp(error_chain(&e)));
             }
         };
-        let record = self
-            .store
-            .notifications()
-            .claim(
-                &subject_id,
-                stage,
-                &email.to,
-                &email.subject,
-                &email.message_id,
-            )
-            .await?;
+        let requested = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(requested_at_ms).unwrap_or(0));
+        let waited = SystemTime::now()
+            .duration_since(requested)
+            .unwrap_or_default();
+        let too_late = waited > self.retry.horizon;
+        // Within the horizon the claim also counts the attempt that starts
+        // here: one statement instead of two.
+        let notifications = self.store.notifications();
+        let (to, title, id) = (&email.to, &email.subject, &email.message_id);
+        let record = if too_late {
+            notifications
+                .claim(&subject_id, stage, to, title, id)
+                .await?
+        } else {
+            notifications
+                .claim_for_attempt(&subject_id, stage, to, title, id)
+                .await?
+        };
         match record.status {
             NotificationStatus::Sent => {
                 tracing::info!(%subject_id, %stage, "email already sent");
@@ -169,28 +177,18 @@ impl NotificationActivities {
             }
             NotificationStatus::Pending => {}
         }
-        let requested = std::time::UNIX_EPOCH
-            + Duration::from_millis(u64::try_from(requested_at_ms).unwrap_or(0));
-        let waited = SystemTime::now()
-            .duration_since(requested)
-            .unwrap_or_default();
-        if waited > self.retry.horizon {
+        if too_late {
             let why = format!(
                 "not delivered within {}s; last error: {}",
                 self.retry.horizon.as_secs(),
                 record.last_error.as_deref().unwrap_or("none")
             );
-            self.store
-                .notifications()
+            notifications
                 .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                 .await?;
             tracing::error!(%subject_id, %stage, "{why}");
             return Ok(EmailOutcome::GiveUp(why));
         }
-        self.store
-            .notifications()
-            .start_attempt(&subject_id, stage)
-            .await?;
         match self.mailer.send(&email).await {
             Ok(()) => {
                 // The crash window: the server stored the message at the

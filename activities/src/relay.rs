@@ -159,6 +159,7 @@ impl From<EmailOutcome> for Outcome {
 
 /// How one message ended up after its attempt.
 enum Settled {
+    /// Delivered, to be completed with the round's other deliveries.
     Delivered,
     Retry(String),
     Failed,
@@ -217,7 +218,8 @@ impl RelayActivities {
     }
 
     /// Delivers one claimed message, giving up on the attempt at `deadline`
-    /// (the claim's delivery budget), and settles it as `claimant`.
+    /// (the claim's delivery budget), and settles it as `claimant`, unless
+    /// it was delivered: the round completes those together.
     async fn deliver(
         &self,
         claimant: &str,
@@ -235,10 +237,9 @@ impl RelayActivities {
         };
         let outbox = self.store.outbox();
         let (kept, settled) = match outcome {
-            Outcome::Done => (
-                outbox.complete(&entry.key, claimant).await?,
-                Settled::Delivered,
-            ),
+            // Completed with the rest of the round's deliveries, in one
+            // statement ([`Self::complete`]).
+            Outcome::Done => return Ok(Settled::Delivered),
             Outcome::Retry { why, after } => (
                 outbox.retry(&entry.key, claimant, after, &why).await?,
                 Settled::Retry(why),
@@ -257,6 +258,18 @@ impl RelayActivities {
             tracing::warn!(key = %entry.key, "claim lost before settling: another relay attempt holds the message");
             Ok(Settled::Lost)
         }
+    }
+
+    /// Marks a round's delivered messages done, all in one statement
+    /// (also before another message's error fails the round: what was
+    /// delivered is not delivered again); returns how many were still this
+    /// attempt's to complete.
+    async fn complete(&self, claimant: &str, keys: &[&str]) -> Result<u64, StoreError> {
+        let completed = self.store.outbox().complete(keys, claimant).await?;
+        for key in keys.iter().filter(|key| !completed.contains(**key)) {
+            tracing::warn!(%key, "claim lost before settling: another relay attempt holds the message");
+        }
+        Ok(u64::try_from(completed.len()).unwrap_or(u64::MAX))
     }
 
     /// One delivery attempt of a message, not settled yet.
@@ -398,17 +411,23 @@ impl RelayActivities {
                 })),
             )
             .await;
-            let (mut delivered, mut retried, mut failed) = (0, 0, 0);
+            let delivered_keys: Vec<&str> = batch
+                .iter()
+                .zip(&settled)
+                .filter(|(_, s)| matches!(s, Ok(Settled::Delivered)))
+                .map(|(entry, _)| entry.key.as_str())
+                .collect();
+            let delivered = self.complete(&claimant, &delivered_keys).await?;
+            let (mut retried, mut failed) = (0, 0);
             let mut last_error = None;
             for s in settled {
                 match s? {
-                    Settled::Delivered => delivered += 1,
+                    Settled::Delivered | Settled::Lost => {}
                     Settled::Retry(why) => {
                         retried += 1;
                         last_error = Some(why);
                     }
                     Settled::Failed => failed += 1,
-                    Settled::Lost => {}
                 }
             }
             self.metrics

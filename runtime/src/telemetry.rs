@@ -8,8 +8,8 @@
 //!
 //! Traces (off by default): with `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, the shop's own spans (targets
-//! `ordersaga*`, down to `debug`: requests, activities, gateway calls,
-//! SMTP sends, database transactions) go over OTLP/gRPC to that endpoint
+//! `ordersaga*`, down to `debug`, but not [`LOG_ONLY`]: requests, relay
+//! messages, gateway calls, SMTP sends, database transactions) go over OTLP/gRPC to that endpoint
 //! as service `OTEL_SERVICE_NAME` (default: the binary's name), and every
 //! Temporal client made by [`crate::connection::connect`] carries the
 //! SDK's `OpenTelemetryPlugin`: it puts the caller's trace context into
@@ -151,6 +151,26 @@ pub fn trace_context() -> HashMap<String, String> {
     carrier
 }
 
+/// How the target of a span for the log only ends
+/// (`target: concat!(module_path!(), "::log_only")`, so `RUST_LOG`'s
+/// module directives still match it): a trace already has its counterpart
+/// (the worker's `activity` span is the SDK's `RunActivity`), so
+/// exporting it would only cost.
+pub const LOG_ONLY: &str = "::log_only";
+
+/// Adds `attributes` to the current OpenTelemetry span (the one a
+/// [`LOG_ONLY`] span stands beside). Nothing happens with traces off.
+pub fn annotate_current(attributes: impl IntoIterator<Item = opentelemetry::KeyValue>) {
+    if tracing_on() {
+        use opentelemetry::trace::TraceContextExt as _;
+        let context = opentelemetry::Context::current();
+        let span = context.span();
+        for attribute in attributes {
+            span.set_attribute(attribute);
+        }
+    }
+}
+
 /// Makes `span` a child of the W3C `traceparent` a message carried (from
 /// [`trace_context`]); an absent or invalid one leaves it as it was.
 pub fn follow(span: &tracing::Span, traceparent: Option<&str>) {
@@ -223,11 +243,21 @@ where
         // the current OpenTelemetry context, which the SDK's plugin reads
         // when it starts a workflow or an activity's span.
         let shop = tracing_subscriber::filter::filter_fn(|meta| {
-            meta.target().starts_with("ordersaga") && *meta.level() <= tracing::Level::DEBUG
+            meta.target().starts_with("ordersaga")
+                && !meta.target().ends_with(LOG_ONLY)
+                && *meta.level() <= tracing::Level::DEBUG
         });
+        // Each span costs the worker CPU in proportion to its attributes:
+        // the name, kind and the shop's fields say what a span is, so the
+        // source location, thread and busy/idle times (eight attributes on
+        // every span) stay out.
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer("ordersaga"))
+                .with_location(false)
+                .with_threads(false)
+                .with_tracked_inactivity(false)
+                .with_target(false)
                 .with_filter(shop)
                 .boxed(),
         );

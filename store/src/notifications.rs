@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{now_ms, parse_col};
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store};
 
 ordersaga_domain::text_enum!(
     /// Where an email is.
@@ -75,7 +75,6 @@ impl<'a> Notifications<'a> {
     /// Records the email `PENDING` unless it is recorded already, and
     /// returns the record as it stands. This is the "written before
     /// sending" half of exactly-once.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.claim", otel.kind = "client"))]
     pub async fn claim(
         self,
         subject_id: &str,
@@ -84,11 +83,47 @@ impl<'a> Notifications<'a> {
         subject: &str,
         message_id: &str,
     ) -> Result<NotificationRecord> {
-        let now = now_ms();
-        sqlx::query(
+        self.upsert(subject_id, stage, recipient, subject, message_id, 0)
+            .await
+    }
+
+    /// [`Self::claim`] for a send attempt that is starting: counts it in
+    /// the same statement, unless the email is already settled.
+    pub async fn claim_for_attempt(
+        self,
+        subject_id: &str,
+        stage: EmailStage,
+        recipient: &str,
+        subject: &str,
+        message_id: &str,
+    ) -> Result<NotificationRecord> {
+        self.upsert(subject_id, stage, recipient, subject, message_id, 1)
+            .await
+    }
+
+    /// One statement for both claims: the conflict's update (a no-op
+    /// without an attempt to count) lets `RETURNING` give the stored row,
+    /// where `DO NOTHING` would return none and need a second read.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.claim", otel.kind = "client"))]
+    async fn upsert(
+        self,
+        subject_id: &str,
+        stage: EmailStage,
+        recipient: &str,
+        subject: &str,
+        message_id: &str,
+        attempts: i64,
+    ) -> Result<NotificationRecord> {
+        let row = sqlx::query(
             "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
-             attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) \
-             ON CONFLICT (subject_id, stage) DO NOTHING",
+             attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (subject_id, stage) DO UPDATE SET \
+             attempts = notifications.attempts \
+             + CASE WHEN notifications.status = $6 THEN $7 ELSE 0 END, \
+             updated_at = CASE WHEN notifications.status = $6 AND $7 > 0 THEN $8 \
+             ELSE notifications.updated_at END \
+             RETURNING subject_id, stage, recipient, subject, message_id, status, attempts, \
+             last_error, sent_at",
         )
         .bind(subject_id)
         .bind(stage.as_str())
@@ -96,40 +131,21 @@ impl<'a> Notifications<'a> {
         .bind(subject)
         .bind(message_id)
         .bind(NotificationStatus::Pending.as_str())
-        .bind(now)
-        .execute(&self.store.writer)
+        .bind(attempts)
+        .bind(now_ms())
+        .fetch_one(&self.store.writer)
         .await?;
-        self.get(subject_id, stage).await?.ok_or_else(|| {
-            StoreError::Corrupt(format!("notification {subject_id}/{stage} vanished"))
-        })
+        record_from_row(&row)
     }
 
-    /// Counts a send attempt that is starting.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.start_attempt", otel.kind = "client"))]
-    pub async fn start_attempt(self, subject_id: &str, stage: EmailStage) -> Result<()> {
-        self.note(subject_id, stage, 1, None).await
-    }
-
-    /// Keeps the error of a failed attempt that will be retried.
+    /// Keeps the error of a failed attempt that will be retried, whatever
+    /// the status.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.note_error", otel.kind = "client"))]
     pub async fn note_error(self, subject_id: &str, stage: EmailStage, error: &str) -> Result<()> {
-        self.note(subject_id, stage, 0, Some(error)).await
-    }
-
-    /// Adds `attempts` and keeps `error` (if any), whatever the status.
-    async fn note(
-        self,
-        subject_id: &str,
-        stage: EmailStage,
-        attempts: i64,
-        error: Option<&str>,
-    ) -> Result<()> {
         sqlx::query(
-            "UPDATE notifications SET attempts = attempts + $1, \
-             last_error = COALESCE($2, last_error), updated_at = $3 \
-             WHERE subject_id = $4 AND stage = $5",
+            "UPDATE notifications SET last_error = $1, updated_at = $2 \
+             WHERE subject_id = $3 AND stage = $4",
         )
-        .bind(attempts)
         .bind(error)
         .bind(now_ms())
         .bind(subject_id)

@@ -4,7 +4,8 @@
 //! Steps insert their messages with [`enqueue`] inside their own write
 //! transaction; each service's relay then [`Outbox::claim`]s a batch of its
 //! topic under a lease, delivers it and settles every message
-//! ([`Outbox::complete`], [`Outbox::retry`], [`Outbox::fail`]).
+//! ([`Outbox::retry`], [`Outbox::fail`] each, [`Outbox::complete`] the
+//! delivered ones together).
 //!
 //! A claim is named by its claimant, one token per relay attempt, and a
 //! leased row is nobody else's until the lease runs out, not even a retry of
@@ -14,6 +15,7 @@
 //! does not decode is quarantined by the claim itself (`FAILED` with the
 //! reason) instead of failing the batch, so one bad row cannot stop a topic.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ordersaga_domain::{Outgoing, Topic};
@@ -21,6 +23,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Tx, corrupt, now_ms, parse_col};
+use crate::page::Placeholders;
 use crate::{Result, Store};
 
 ordersaga_domain::text_enum!(
@@ -210,12 +213,37 @@ impl<'a> Outbox<'a> {
         Ok(claimed)
     }
 
-    /// `claimant` delivered the message (or found it delivered). `false`:
-    /// the claim was no longer `claimant`'s and nothing changed.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "outbox.complete", otel.kind = "client"))]
-    pub async fn complete(self, key: &str, claimant: &str) -> Result<bool> {
-        self.settle(key, claimant, OutboxStatus::Done, 0, None)
-            .await
+    /// `claimant` delivered these messages (or found them delivered): one
+    /// statement for a relay round's batch. Returns the keys it completed;
+    /// a key missing there was no longer `claimant`'s and did not change.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "outbox.complete", otel.kind = "client", messages = keys.len()))]
+    pub async fn complete(self, keys: &[&str], claimant: &str) -> Result<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut at = Placeholders::default();
+        let (done, now, pending, by) = (at.next(), at.next(), at.next(), at.next());
+        let sql = format!(
+            "UPDATE outbox SET status = {done}, available_at = 0, claimed_by = NULL, \
+             lease_until = 0, updated_at = {now} \
+             WHERE status = {pending} AND claimed_by = {by} AND message_key IN ({}) \
+             RETURNING message_key",
+            at.list(keys.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(OutboxStatus::Done.as_str())
+            .bind(now_ms())
+            .bind(OutboxStatus::Pending.as_str())
+            .bind(claimant);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        query
+            .fetch_all(&self.store.writer)
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get("message_key")?))
+            .collect()
     }
 
     /// `claimant`'s delivery failed for now: try again from `after` on.

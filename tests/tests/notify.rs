@@ -236,18 +236,35 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
         (first.status, first.attempts),
         (NotificationStatus::Pending, 0)
     );
-    store.notifications().start_attempt(&subject, stage).await?;
+    // An attempt's claim counts it, in the record it returns.
+    let attempt = store
+        .notifications()
+        .claim_for_attempt(&subject, stage, "alice@example.com", "Hi", &mid)
+        .await?;
+    assert_eq!(
+        (
+            attempt.status,
+            attempt.attempts,
+            attempt.message_id.as_str()
+        ),
+        (NotificationStatus::Pending, 1, mid.as_str())
+    );
     store
         .notifications()
         .note_error(&subject, stage, "relay down")
         .await?;
-    // A retry claims again: same row, nothing reset.
+    // A retry claims again: same row, nothing reset, the first recipient
+    // and subject kept.
     let again = store
         .notifications()
-        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
+        .claim(&subject, stage, "other@example.com", "Other", &mid)
         .await?;
     assert_eq!(again.attempts, 1);
     assert_eq!(again.last_error.as_deref(), Some("relay down"));
+    assert_eq!(
+        (again.recipient.as_str(), again.subject.as_str()),
+        ("alice@example.com", "Hi")
+    );
     assert!(
         store
             .notifications()
@@ -261,11 +278,12 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
             .await?,
         "a sent email stays sent"
     );
+    // A settled email counts no further attempt.
     let sent = store
         .notifications()
-        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
+        .claim_for_attempt(&subject, stage, "alice@example.com", "Hi", &mid)
         .await?;
-    assert_eq!(sent.status, NotificationStatus::Sent);
+    assert_eq!((sent.status, sent.attempts), (NotificationStatus::Sent, 1));
     assert!(sent.sent_at_ms.is_some());
     // Another stage of the same order is its own email.
     store

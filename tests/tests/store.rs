@@ -5,6 +5,7 @@
 // Fixture builders take literals that are valid by construction.
 #![allow(clippy::expect_used)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -883,8 +884,13 @@ async fn outbox_commits_with_the_step_and_relays_claim_each_message_once(
     assert!(again.iter().all(|e| e.attempts == 1), "{again:?}");
 
     // Settle: done, retry later, give up. None is claimable right now.
-    let done = &again[0].key;
-    assert!(store.outbox().complete(done, slot).await?);
+    let done = again[0].key.as_str();
+    assert_eq!(
+        store.outbox().complete(&[done], slot).await?,
+        HashSet::from([done.to_string()])
+    );
+    // Completing nothing writes nothing.
+    assert!(store.outbox().complete(&[], slot).await?.is_empty());
     assert!(
         store
             .outbox()
@@ -1058,7 +1064,7 @@ async fn outbox_a_lapsed_claim_settles_nothing(store: Store) -> anyhow::Result<(
         .await?
         .entries;
     assert_eq!(zombie.len(), 1);
-    let key = &zombie[0].key;
+    let key = zombie[0].key.as_str();
     let lease = Duration::from_secs(60);
     let current = store
         .outbox()
@@ -1069,7 +1075,10 @@ async fn outbox_a_lapsed_claim_settles_nothing(store: Store) -> anyhow::Result<(
     assert_eq!(current[0].attempts, 2);
 
     let outbox = store.outbox();
-    assert!(!outbox.complete(key, "email#0/zombie").await?);
+    assert!(
+        outbox.complete(&[key], "email#0/zombie").await?.is_empty(),
+        "the zombie completes nothing"
+    );
     assert!(
         !outbox
             .retry(key, "email#0/zombie", Duration::ZERO, "zombie")
@@ -1090,7 +1099,13 @@ async fn outbox_a_lapsed_claim_settles_nothing(store: Store) -> anyhow::Result<(
             .is_empty(),
         "still leased by the current attempt"
     );
-    assert!(outbox.complete(key, "email#0/current").await?);
+    // One statement for a batch: only what the attempt holds completes.
+    assert_eq!(
+        outbox
+            .complete(&[key, "notification-never-claimed"], "email#0/current")
+            .await?,
+        HashSet::from([key.to_string()])
+    );
     assert_eq!(
         outbox.state(key).await?.context("row")?.status,
         OutboxStatus::Done
@@ -1201,11 +1216,10 @@ async fn outbox_quarantines_what_it_cannot_read(
         assert_eq!(state.status, OutboxStatus::Failed);
         assert_eq!(state.last_error.as_deref(), Some(q.reason.as_str()));
     }
-    assert!(
-        store
-            .outbox()
-            .complete(&claimed.entries[0].key, "email#0/a")
-            .await?
+    let key = claimed.entries[0].key.as_str();
+    assert_eq!(
+        store.outbox().complete(&[key], "email#0/a").await?,
+        HashSet::from([key.to_string()])
     );
     assert_eq!(store.outbox().backlog(Topic::Email).await?, 0);
     assert_eq!(

@@ -9,13 +9,17 @@
 //! With traces on, the SDK's OpenTelemetry interceptor (registered by the
 //! client's plugin) runs outside this one: it opens the activity's
 //! `RunActivity:<type>` span from the trace context in the activity's
-//! Temporal headers, and this span, opened once that context is current,
-//! becomes its child, so the activity's own spans (gateway calls, SMTP,
-//! database) join the order's trace.
+//! Temporal headers and keeps it current while the activity runs, so the
+//! activity's own spans (gateway calls, SMTP, database) join the order's
+//! trace as its children. This span is the log's only
+//! ([`telemetry::LOG_ONLY`]): in the trace its fields go on `RunActivity`,
+//! one span per activity where there were two.
 
 use std::sync::Arc;
 
+use opentelemetry::KeyValue;
 use ordersaga_domain::names::{ORDER_WORKFLOW_ID_PREFIX, SHIPPING_WORKFLOW_ID_PREFIX};
+use ordersaga_runtime::telemetry;
 use temporalio_sdk::SimplePlugin;
 use temporalio_sdk::interceptors::{
     ActivityInboundInterceptor, ExecuteActivityInput, ExecuteActivityOutput, Next,
@@ -57,15 +61,21 @@ impl ActivityInboundInterceptor for ActivitySpans {
             let info = input.activity_info();
             let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
             let span = tracing::info_span!(
+                target: concat!(module_path!(), "::log_only"),
                 "activity",
                 activity_type = %info.activity_type,
                 attempt = info.attempt,
                 workflow_id,
                 order_id = tracing::field::Empty,
             );
-            if let Some(order_id) = order_of(workflow_id) {
+            let order_id = order_of(workflow_id);
+            if let Some(order_id) = order_id {
                 span.record("order_id", order_id);
             }
+            telemetry::annotate_current(
+                std::iter::once(KeyValue::new("attempt", i64::from(info.attempt)))
+                    .chain(order_id.map(|id| KeyValue::new("order_id", id.to_string()))),
+            );
             next.run(input).instrument(span).await
         })
     }

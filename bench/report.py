@@ -340,9 +340,13 @@ def main() -> None:
                 "them; spans and traces per order are what it received (warm-up orders included; a "
                 "shipment's workflow span is sent when the shipment is delivered, which the bench never "
                 "does).", "",
+                "*Trace CPU*: what the spans cost the API and the worker(s) per order (medians, on "
+                "less off) as a share of the untraced order's CPU in the API, worker(s) and server: "
+                "the throughput a CPU-bound machine gives up, steadier than the throughput ratio "
+                "where the server's dispatch pacing swings a round.", "",
                 "| scenario | wf/s off | wf/s on | on/off per round | e2e p50 ms off / on | "
-                "worker CPU ms/wf off / on | API CPU ms/wf off / on | spans/order | traces/order |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "worker CPU ms/wf off / on | API CPU ms/wf off / on | trace CPU | spans/order | traces/order |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for s in traced:
             off, on = med[(s, "ordersaga")], med[(s, "ordersaga-traced")]
             ra, rb = runs[f"{s}/ordersaga-traced"], runs[f"{s}/ordersaga"]
@@ -350,9 +354,17 @@ def main() -> None:
                                   for i in range(min(len(ra), len(rb)))
                                   if isinstance(ra[i].get("wf_per_s"), (int, float)) and rb[i].get("wf_per_s"))
             both = lambda k, nd: f"{fmt(off.get(k), nd)} / {fmt(on.get(k), nd)}"
+            shop = ("worker_cpu_ms_per_wf", "api_cpu_ms_per_wf")
+            if all(isinstance(m.get(k), (int, float)) for m in (off, on) for k in shop) \
+                    and isinstance(off.get("server_cpu_ms_per_wf"), (int, float)):
+                spent = sum(on[k] - off[k] for k in shop)
+                whole = sum(off[k] for k in shop) + off["server_cpu_ms_per_wf"]
+                trace_cpu = f"{100 * spent / whole:.1f}%"
+            else:
+                trace_cpu = "-"
             out.append(f"| {s} | {fmt(off['wf_per_s'], 1)} | {fmt(on['wf_per_s'], 1)} | {per_round} | "
                        f"{both('e2e_p50_ms', 0)} | {both('worker_cpu_ms_per_wf', 1)} | "
-                       f"{both('api_cpu_ms_per_wf', 1)} | {fmt(median(ra, 'spans_per_order'), 1)} | "
+                       f"{both('api_cpu_ms_per_wf', 1)} | {trace_cpu} | {fmt(median(ra, 'spans_per_order'), 1)} | "
                        f"{fmt(median(ra, 'traces_per_order'), 2)} |")
         out.append("")
 

@@ -205,6 +205,11 @@ impl FromStr for QueueList {
 /// their sticky ones, far past what a server hands one process.
 const MAX_NEW_TASK_POLLS: usize = 100;
 
+/// The largest relay batch: a round completes its delivered messages in
+/// one statement, one bound parameter each (PostgreSQL takes 65,535,
+/// SQLite 32,766), and one lease covers the whole batch.
+const MAX_RELAY_BATCH: u32 = 1_000;
+
 /// Concurrency of one service's worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -418,6 +423,12 @@ impl Load for WorkerSettings {
                 problem: format!(
                     "must be 1 to {MAX_NEW_TASK_POLLS} (each brings four sticky polls and five slots)"
                 ),
+            });
+        }
+        if !(1..=MAX_RELAY_BATCH).contains(&self.relay.batch) {
+            return Err(SettingsError::Invalid {
+                name: "ORDERSAGA_RELAY_BATCH".to_string(),
+                problem: format!("must be 1 to {MAX_RELAY_BATCH} messages"),
             });
         }
         for (name, value) in [

@@ -233,6 +233,8 @@ fn bad_values_name_their_variable_and_hide_secrets() {
         ("ORDERSAGA_METRICS_ADDR", "9464"),
         ("ORDERSAGA_ORDERS_NEW_TASK_POLLS", "0"),
         ("ORDERSAGA_ORDERS_NEW_TASK_POLLS", "101"),
+        ("ORDERSAGA_RELAY_BATCH", "0"),
+        ("ORDERSAGA_RELAY_BATCH", "1001"),
     ] {
         let err = load(&[(name, value)]).unwrap_err();
         assert!(err.to_string().starts_with(&format!("{name}: ")), "{err}");

@@ -150,16 +150,16 @@ impl NotificationActivities {
         // Within the horizon the claim also counts the attempt that starts
         // here: one statement instead of two.
         let notifications = self.store.notifications();
-        let (to, title, id) = (&email.to, &email.subject, &email.message_id);
-        let record = if too_late {
-            notifications
-                .claim(&subject_id, stage, to, title, id)
-                .await?
-        } else {
-            notifications
-                .claim_for_attempt(&subject_id, stage, to, title, id)
-                .await?
-        };
+        let record = notifications
+            .claim(
+                &subject_id,
+                stage,
+                &email.to,
+                &email.subject,
+                &email.message_id,
+                !too_late,
+            )
+            .await?;
         match record.status {
             NotificationStatus::Sent => {
                 tracing::info!(%subject_id, %stage, "email already sent");

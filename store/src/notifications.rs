@@ -74,7 +74,12 @@ impl<'a> Notifications<'a> {
 
     /// Records the email `PENDING` unless it is recorded already, and
     /// returns the record as it stands. This is the "written before
-    /// sending" half of exactly-once.
+    /// sending" half of exactly-once. With `starts_attempt` it also counts
+    /// the send attempt that is starting, unless the email is settled.
+    /// One statement: the conflict's update (a no-op without an attempt
+    /// to count) lets `RETURNING` give the stored row, where `DO NOTHING`
+    /// would return none and need a second read.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.claim", otel.kind = "client"))]
     pub async fn claim(
         self,
         subject_id: &str,
@@ -82,37 +87,7 @@ impl<'a> Notifications<'a> {
         recipient: &str,
         subject: &str,
         message_id: &str,
-    ) -> Result<NotificationRecord> {
-        self.upsert(subject_id, stage, recipient, subject, message_id, 0)
-            .await
-    }
-
-    /// [`Self::claim`] for a send attempt that is starting: counts it in
-    /// the same statement, unless the email is already settled.
-    pub async fn claim_for_attempt(
-        self,
-        subject_id: &str,
-        stage: EmailStage,
-        recipient: &str,
-        subject: &str,
-        message_id: &str,
-    ) -> Result<NotificationRecord> {
-        self.upsert(subject_id, stage, recipient, subject, message_id, 1)
-            .await
-    }
-
-    /// One statement for both claims: the conflict's update (a no-op
-    /// without an attempt to count) lets `RETURNING` give the stored row,
-    /// where `DO NOTHING` would return none and need a second read.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.claim", otel.kind = "client"))]
-    async fn upsert(
-        self,
-        subject_id: &str,
-        stage: EmailStage,
-        recipient: &str,
-        subject: &str,
-        message_id: &str,
-        attempts: i64,
+        starts_attempt: bool,
     ) -> Result<NotificationRecord> {
         let row = sqlx::query(
             "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
@@ -131,7 +106,7 @@ impl<'a> Notifications<'a> {
         .bind(subject)
         .bind(message_id)
         .bind(NotificationStatus::Pending.as_str())
-        .bind(attempts)
+        .bind(i64::from(starts_attempt))
         .bind(now_ms())
         .fetch_one(&self.store.writer)
         .await?;

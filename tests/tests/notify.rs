@@ -230,7 +230,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
     let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
     let first = store
         .notifications()
-        .claim(&subject, stage, "alice@example.com", "Hi", &mid)
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid, false)
         .await?;
     assert_eq!(
         (first.status, first.attempts),
@@ -239,7 +239,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
     // An attempt's claim counts it, in the record it returns.
     let attempt = store
         .notifications()
-        .claim_for_attempt(&subject, stage, "alice@example.com", "Hi", &mid)
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid, true)
         .await?;
     assert_eq!(
         (
@@ -257,7 +257,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
     // and subject kept.
     let again = store
         .notifications()
-        .claim(&subject, stage, "other@example.com", "Other", &mid)
+        .claim(&subject, stage, "other@example.com", "Other", &mid, false)
         .await?;
     assert_eq!(again.attempts, 1);
     assert_eq!(again.last_error.as_deref(), Some("relay down"));
@@ -281,7 +281,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
     // A settled email counts no further attempt.
     let sent = store
         .notifications()
-        .claim_for_attempt(&subject, stage, "alice@example.com", "Hi", &mid)
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid, true)
         .await?;
     assert_eq!((sent.status, sent.attempts), (NotificationStatus::Sent, 1));
     assert!(sent.sent_at_ms.is_some());
@@ -294,6 +294,7 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
             "a@example.com",
             "R",
             "<r@x>",
+            false,
         )
         .await?;
     assert_eq!(store.notifications().of_subject(&subject).await?.len(), 2);

@@ -93,20 +93,29 @@ def server_split(path: str) -> dict[str, float]:
     over one server's life (the PlaceOrder run and the bare start after it):
     history's transfer queue (task written -> sent to matching), then
     matching (added -> a poll took it), and the share matching served from
-    its backlog rather than to a waiting poll."""
+    its backlog rather than to a waiting poll; that backlog split between
+    the root partition (0, where the other partitions forward tasks and
+    polls) and the others."""
     def key(name: str, labels: str):
         if name == "task_latency_queue" and 'operation="TransferActiveTaskWorkflowTask"' in labels:
             return "transfer"
-        if name in ("task_schedule_to_start_latency", "asyncmatch_latency", "syncmatch_latency") \
-                and 'taskqueue="bench"' in labels:
+        if 'taskqueue="bench"' not in labels:
+            return None
+        if name == "asyncmatch_latency":
+            return "backlog_root" if 'partition="0"' in labels else "backlog_other"
+        if name in ("task_schedule_to_start_latency", "syncmatch_latency"):
             return name
         return None
 
     sums, counts = histogram_totals(path, key)
+    for k in ("backlog_root", "backlog_other"):
+        sums["asyncmatch_latency"] += sums[k]
+        counts["asyncmatch_latency"] += counts[k]
     split = {k: sums[k] / counts[k] * 1000 for k in sums if counts.get(k)}
     matched = counts["asyncmatch_latency"] + counts["syncmatch_latency"]
     if matched:
         split["backlog_share"] = counts["asyncmatch_latency"] / matched * 100
+        split["root_share"] = counts["backlog_root"] / matched * 100
     return split
 
 
@@ -393,15 +402,20 @@ def main() -> None:
                 "its PlaceOrder run and, when there is one, the bare start after it)", "",
                 "*transfer queue*: history's transfer task, written to sent to matching; *in matching*: added to "
                 "taken by a poll (`task_schedule_to_start_latency`); *from backlog*: the share matching kept "
-                "until a poll came (`asyncmatch`) rather than handing to a waiting poll (`syncmatch`).", "",
-                "| scenario | transfer queue ms | in matching ms | from backlog | backlog wait ms | handed to a waiting poll ms |",
-                "|---|---|---|---|---|---|"]
+                "until a poll came (`asyncmatch`) rather than handing to a waiting poll (`syncmatch`); "
+                "*root partition*: the tasks of that backlog in partition 0, which the other partitions "
+                "forward tasks and polls to, and their wait; *other partitions*: the rest's wait.", "",
+                "| scenario | transfer queue ms | in matching ms | from backlog | backlog wait ms | "
+                "root partition's backlog: tasks | its wait ms | other partitions' backlog wait ms | "
+                "handed to a waiting poll ms |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for f in servers:
             sp = server_split(f)
             s = os.path.basename(f)[len("server-metrics-"):-4]
             out.append(f"| {s} | {fmt(sp.get('transfer'), 1)} | {fmt(sp.get('task_schedule_to_start_latency'), 0)} | "
                        f"{fmt(sp.get('backlog_share'), 0)}% | {fmt(sp.get('asyncmatch_latency'), 0)} | "
-                       f"{fmt(sp.get('syncmatch_latency'), 0)} |")
+                       f"{fmt(sp.get('root_share'), 0)}% | {fmt(sp.get('backlog_root'), 0)} | "
+                       f"{fmt(sp.get('backlog_other'), 0)} | {fmt(sp.get('syncmatch_latency'), 0)} |")
         out.append("")
     if a.notes:
         with open(a.notes) as f:

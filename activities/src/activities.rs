@@ -339,25 +339,21 @@ impl OrderActivities {
         ctx: ActivityContext,
         input: PaymentInput,
     ) -> Result<(), ActivityError> {
-        // No money is taken for an order that has already failed. (One
-        // failed right after this check is caught by `ConfirmOrder`, and
-        // refunded by the saga's compensation.)
-        if let Some(reason) = self
-            .store
-            .orders()
-            .failure(&input.order_id)
-            .await
-            .map_err(store_failure)?
-        {
-            tracing::warn!(order_id = %input.order_id, %reason, "ProcessPayment refused: the order already failed");
-            return Err(already_failed(reason));
-        }
-        let payment = self
+        // No money is taken for an order that has already failed: the
+        // payment is created only while the order is pending. (One failed
+        // right after is caught by `ConfirmOrder`, and refunded by the
+        // saga's compensation.)
+        let Some(payment) = self
             .store
             .payments()
             .ensure(&input.order_id, &input.transaction_id, input.amount)
             .await
-            .map_err(store_failure)?;
+            .map_err(store_failure)?
+        else {
+            let reason = self.stored_failure(&input.order_id).await?;
+            tracing::warn!(order_id = %input.order_id, %reason, "ProcessPayment refused: the order already failed");
+            return Err(already_failed(reason));
+        };
         let decline = match payment.status {
             ordersaga_domain::PaymentStatus::Pending => {
                 let request = ChargeRequest {

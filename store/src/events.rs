@@ -110,31 +110,33 @@ pub(crate) async fn order_event(
     now: i64,
 ) -> Result<()> {
     let id: OrderId = order_id.parse().map_err(corrupt)?;
-    let row = sqlx::query(
+    // The order and its lines in one statement: a row per line, the
+    // order's columns repeated on each.
+    let rows = sqlx::query(
         "SELECT o.customer_id, o.transaction_id, o.status, o.total_minor, o.currency, \
          o.failure_code, p.status AS payment_status, \
-         (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence \
-         FROM orders o LEFT JOIN payments p ON p.order_id = o.order_id WHERE o.order_id = $1",
-    )
-    .bind(order_id)
-    .fetch_one(&mut **tx)
-    .await?;
-    let lines = sqlx::query(
-        "SELECT sku, quantity, unit_price_minor FROM order_lines WHERE order_id = $1 \
-         ORDER BY line_no",
+         (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence, \
+         l.sku, l.quantity, l.unit_price_minor \
+         FROM orders o LEFT JOIN payments p ON p.order_id = o.order_id \
+         LEFT JOIN order_lines l ON l.order_id = o.order_id \
+         WHERE o.order_id = $1 ORDER BY l.line_no",
     )
     .bind(order_id)
     .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|l| {
-        Ok(EventLine {
-            sku: parse_col(l, "sku")?,
-            quantity: l.try_get("quantity")?,
-            unit_price_minor: l.try_get("unit_price_minor")?,
-        })
-    })
-    .collect::<Result<Vec<_>>>()?;
+    .await?;
+    let Some(row) = rows.first() else {
+        return Err(sqlx::Error::RowNotFound.into());
+    };
+    let mut lines = Vec::with_capacity(rows.len());
+    for l in &rows {
+        if l.try_get::<Option<String>, _>("sku")?.is_some() {
+            lines.push(EventLine {
+                sku: parse_col(l, "sku")?,
+                quantity: l.try_get("quantity")?,
+                unit_price_minor: l.try_get("unit_price_minor")?,
+            });
+        }
+    }
     let failure_code: Option<String> = row.try_get("failure_code")?;
     let payment_status: Option<String> = row.try_get("payment_status")?;
     let cancelled = failure_code.as_deref() == Some("CANCELLED");
@@ -155,10 +157,10 @@ pub(crate) async fn order_event(
     );
     let data = OrderEventData {
         order_id: id,
-        customer_id: parse_col(&row, "customer_id")?,
-        transaction_id: parse_col(&row, "transaction_id")?,
+        customer_id: parse_col(row, "customer_id")?,
+        transaction_id: parse_col(row, "transaction_id")?,
         sequence: row.try_get("sequence")?,
-        total: money(&row, "total_minor")?,
+        total: money(row, "total_minor")?,
         lines,
         status: row.try_get("status")?,
         payment_status: payment_status.filter(|_| is_payment),

@@ -237,12 +237,17 @@ impl<'a> Orders<'a> {
                 crate::amendments::decline(&mut tx, &id, now).await?;
             }
         }
-        let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::OrderNotFound(*order_id))?;
-        let now_status = parse_col(&row, "status")?;
+        // A change just made is the status; only a retry reads it.
+        let now_status = if changed {
+            status
+        } else {
+            let row = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::OrderNotFound(*order_id))?;
+            parse_col(&row, "status")?
+        };
         // Also on a retry (the insert skips what is there), never for an
         // order that ended otherwise.
         if now_status == status {

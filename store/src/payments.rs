@@ -4,7 +4,9 @@
 //! order's history. Beside it, [`GatewayBooks`]: the simulated gateway's
 //! own books.
 
-use ordersaga_domain::{Money, OrderEvent, OrderId, Outgoing, PaymentStatus, TransactionId};
+use ordersaga_domain::{
+    Money, OrderEvent, OrderId, OrderStatus, Outgoing, PaymentStatus, TransactionId,
+};
 use sqlx::Row;
 
 use crate::db::{change_status, money, now_ms, parse_col};
@@ -58,29 +60,37 @@ impl<'a> Payments<'a> {
     }
 
     /// First half of `ProcessPayment`: the payment exists `PENDING` with the
-    /// order's `transactionId`. Returns the payment as it now stands.
+    /// order's `transactionId`, created only while the order is `PENDING`.
+    /// Returns the payment as it now stands, or `None` when the order has
+    /// failed (no money is taken for it; an earlier attempt's payment is
+    /// left as it is).
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.ensure", otel.kind = "client"))]
     pub async fn ensure(
         self,
         order_id: &OrderId,
         transaction_id: &TransactionId,
         amount: Money,
-    ) -> Result<PaymentRecord> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO payments (transaction_id, order_id, amount_minor, currency, status, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-             ON CONFLICT (transaction_id) DO NOTHING",
-        )
-        .bind(transaction_id.to_string())
-        .bind(order_id.to_string())
-        .bind(amount.minor)
-        .bind(amount.currency.as_str())
-        .bind(PaymentStatus::Pending.as_str())
-        .bind(now)
-        .execute(&self.store.writer)
-        .await?;
-        self.stored(order_id).await
+    ) -> Result<Option<PaymentRecord>> {
+        // The order's status is checked by the insert itself, which saves
+        // the step a read.
+        let inserted = self
+            .insert_pending(order_id, transaction_id, amount, Some(OrderStatus::Pending))
+            .await?;
+        // The row just written is the order's payment (`order_id` is
+        // unique): only an earlier attempt's needs reading back.
+        if inserted {
+            return Ok(Some(PaymentRecord {
+                transaction_id: *transaction_id,
+                status: PaymentStatus::Pending,
+                amount,
+                decline_reason: None,
+                approval_url: None,
+            }));
+        }
+        if self.store.orders().failure(order_id).await?.is_some() {
+            return Ok(None);
+        }
+        self.stored(order_id).await.map(Some)
     }
 
     /// Second half of `ProcessPayment`: records the gateway's answer once
@@ -127,7 +137,10 @@ impl<'a> Payments<'a> {
         link: &PaymentLink,
         outgoing: &[Outgoing],
     ) -> Result<PaymentRecord> {
-        self.ensure(order_id, transaction_id, amount).await?;
+        // Also for an order that ended meanwhile: its gateway order exists,
+        // and the reconciliation voids it through this row.
+        self.insert_pending(order_id, transaction_id, amount, None)
+            .await?;
         // The link and the email that carries it commit together.
         let mut tx = self.store.begin_write().await?;
         sqlx::query(
@@ -209,6 +222,36 @@ impl<'a> Payments<'a> {
             })
         })
         .transpose()
+    }
+
+    /// Writes the order's payment `PENDING` unless it has one, and with
+    /// `order_status` only while the order has that status. Returns whether
+    /// it wrote the row.
+    async fn insert_pending(
+        self,
+        order_id: &OrderId,
+        transaction_id: &TransactionId,
+        amount: Money,
+        order_status: Option<OrderStatus>,
+    ) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO payments (transaction_id, order_id, amount_minor, currency, status, \
+             created_at, updated_at) SELECT $1, $2, $3, $4, $5, $6, $6 \
+             WHERE $7 IS NULL \
+             OR EXISTS (SELECT 1 FROM orders WHERE order_id = $2 AND status = $7) \
+             ON CONFLICT (transaction_id) DO NOTHING",
+        )
+        .bind(transaction_id.to_string())
+        .bind(order_id.to_string())
+        .bind(amount.minor)
+        .bind(amount.currency.as_str())
+        .bind(PaymentStatus::Pending.as_str())
+        .bind(now_ms())
+        .bind(order_status.map(|s| s.as_str()))
+        .execute(&self.store.writer)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     async fn stored(self, order_id: &OrderId) -> Result<PaymentRecord> {

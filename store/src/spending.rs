@@ -123,22 +123,32 @@ impl<'a> Spending<'a> {
         };
         let customer: CustomerId = parse_col(&order, "customer_id")?;
         let requested = money(&order, "total_minor")?;
-        // The customer's lock: created if missing (no limit), then taken.
-        sqlx::query(
-            "INSERT INTO spending_limits (customer_id, updated_at) VALUES ($1, $2) \
-             ON CONFLICT (customer_id) DO NOTHING",
-        )
-        .bind(customer.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let limit_row = sqlx::query(
-            "UPDATE spending_limits SET customer_id = customer_id WHERE customer_id = $1 \
-             RETURNING limit_minor, currency",
-        )
-        .bind(customer.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        // The customer's lock: taken, or created (no limit) and then taken
+        // on the customer's first order. A concurrent creation makes the
+        // insert wait for it and then do nothing.
+        let lock = "UPDATE spending_limits SET customer_id = customer_id WHERE customer_id = $1 \
+                    RETURNING limit_minor, currency";
+        let limit_row = match sqlx::query(lock)
+            .bind(customer.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => row,
+            None => {
+                sqlx::query(
+                    "INSERT INTO spending_limits (customer_id, updated_at) VALUES ($1, $2) \
+                     ON CONFLICT (customer_id) DO NOTHING",
+                )
+                .bind(customer.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(lock)
+                    .bind(customer.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
         let decision = match limit_of(&limit_row)? {
             None => Ok(()),
             Some(limit) => {

@@ -259,13 +259,54 @@ async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow:
     let p = store
         .payments()
         .ensure(&o.order_id, &o.transaction_id, o.total)
-        .await?;
+        .await?
+        .context("a pending order's payment")?;
     assert_eq!(p.status, PaymentStatus::Pending);
+    // What the first attempt answers without reading is what is stored.
+    let stored = store.orders().get(&o.order_id).await?.context("order")?;
+    assert_eq!(stored.payment, Some(p.clone()));
     let again = store
         .payments()
         .ensure(&o.order_id, &o.transaction_id, o.total)
         .await?;
-    assert_eq!(again, p);
+    assert_eq!(again, Some(p));
+    // No payment for an order that failed first; one created before the
+    // failure is left as it is, and not answered either.
+    let reason = FailureReason::PaymentDeclined {
+        message: "cancelled".into(),
+    };
+    let late = order("carol", &[(&mug, 1)]);
+    store.orders().place(&late, &[]).await?;
+    store.orders().fail(&late.order_id, &reason, &[]).await?;
+    let refused = store
+        .payments()
+        .ensure(&late.order_id, &late.transaction_id, late.total)
+        .await?;
+    assert_eq!(refused, None);
+    let stored = store.orders().get(&late.order_id).await?.context("order")?;
+    assert_eq!(stored.payment, None);
+    let early = order("dave", &[(&mug, 1)]);
+    store.orders().place(&early, &[]).await?;
+    store
+        .payments()
+        .ensure(&early.order_id, &early.transaction_id, early.total)
+        .await?
+        .context("a pending order's payment")?;
+    store.orders().fail(&early.order_id, &reason, &[]).await?;
+    let retried = store
+        .payments()
+        .ensure(&early.order_id, &early.transaction_id, early.total)
+        .await?;
+    assert_eq!(retried, None);
+    let stored = store
+        .orders()
+        .get(&early.order_id)
+        .await?
+        .context("order")?;
+    assert_eq!(
+        stored.payment.map(|p| p.status),
+        Some(PaymentStatus::Pending)
+    );
     let captured = store.payments().record_outcome(&o.order_id, Ok(())).await?;
     assert_eq!(captured.status, PaymentStatus::Captured);
     // A late "declined" for a settled payment changes nothing.

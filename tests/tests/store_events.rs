@@ -95,6 +95,7 @@ async fn steps_write_their_events_once_in_commit_order(store: Store) -> anyhow::
     assert_eq!(confirmed.sequence, 4);
     assert_eq!(confirmed.status, "CONFIRMED");
     assert_eq!(confirmed.customer_id.as_str(), "alice");
+    assert_eq!(confirmed.lines.len(), 1);
     assert_eq!(confirmed.lines[0].quantity, 2);
     let paid: OrderEventData = serde_json::from_str(&events[3].data)?;
     assert_eq!(paid.payment_status.as_deref(), Some("CAPTURED"));
@@ -108,12 +109,32 @@ async fn steps_write_their_events_once_in_commit_order(store: Store) -> anyhow::
             .to_string()
     );
 
+    // Every line once, in the order's line order.
+    let plate = create_product(&store, "PLATE", 500, 10, 0).await?;
+    let mut two = order("bob", &plate, 3);
+    two.lines.push(OrderLine {
+        sku: mug.clone(),
+        quantity: 1,
+        unit_price: two.lines[0].unit_price,
+    });
+    two.total = Money::new(4_000, two.total.currency);
+    store.orders().place(&two, &[]).await?;
+    let events = pending(&store).await?;
+    let placed: OrderEventData = serde_json::from_str(&events[events.len() - 1].data)?;
+    let lines: Vec<(&str, i64)> = placed
+        .lines
+        .iter()
+        .map(|l| (l.sku.as_str(), l.quantity))
+        .collect();
+    assert_eq!(lines, [("PLATE", 3), ("MUG.1", 1)]);
+    assert_eq!(placed.sequence, 1);
+
     // Published ones leave the backlog and are pruned once old enough.
     store.event_outbox().published(seqs[0]..=seqs[2]).await?;
-    assert_eq!(store.event_outbox().backlog().await?, 4);
+    assert_eq!(store.event_outbox().backlog().await?, 7);
     assert_eq!(pending(&store).await?[0].seq, seqs[3]);
     assert_eq!(store.event_outbox().prune(now_ms() + 1).await?, 3);
-    assert_eq!(store.event_outbox().count().await?, 4);
+    assert_eq!(store.event_outbox().count().await?, 7);
     Ok(())
 }
 

@@ -399,7 +399,8 @@ def main() -> None:
             out.append("")
     if servers:
         out += ["## Where the saga's workflow tasks wait in the server (dev server metrics, per server: "
-                "its PlaceOrder run and, when there is one, the bare start after it)", "",
+                "its PlaceOrder run and, when there is one, the bare start after it; rows ending "
+                "`-placeorder`: the same server right after its PlaceOrder run)", "",
                 "*transfer queue*: history's transfer task, written to sent to matching; *in matching*: added to "
                 "taken by a poll (`task_schedule_to_start_latency`); *from backlog*: the share matching kept "
                 "until a poll came (`asyncmatch`) rather than handing to a waiting poll (`syncmatch`); "

@@ -21,6 +21,7 @@ use ordersaga_domain::{
 };
 use ordersaga_store::Ended;
 use ordersaga_store::NewStockReceipt;
+use ordersaga_store::PaymentRecord;
 use ordersaga_store::Store;
 use ordersaga_store::StoreError;
 use ordersaga_store::{Claimed, KeyClaim};
@@ -252,24 +253,35 @@ async fn checkout_payments_keep_their_link_and_are_voided_once(store: Store) -> 
     Ok(())
 }
 
+/// `ProcessPayment`'s first half for `o`.
+async fn ensure_payment(store: &Store, o: &OrderInput) -> anyhow::Result<Option<PaymentRecord>> {
+    Ok(store
+        .payments()
+        .ensure(&o.order_id, &o.transaction_id, o.total)
+        .await?)
+}
+
+/// The payment stored for `o`, if any.
+async fn stored_payment(store: &Store, o: &OrderInput) -> anyhow::Result<Option<PaymentRecord>> {
+    Ok(store
+        .orders()
+        .get(&o.order_id)
+        .await?
+        .context("order")?
+        .payment)
+}
+
 async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
     let o = order("alice", &[(&mug, 1)]);
     store.orders().place(&o, &[]).await?;
-    let p = store
-        .payments()
-        .ensure(&o.order_id, &o.transaction_id, o.total)
+    let p = ensure_payment(&store, &o)
         .await?
         .context("a pending order's payment")?;
     assert_eq!(p.status, PaymentStatus::Pending);
     // What the first attempt answers without reading is what is stored.
-    let stored = store.orders().get(&o.order_id).await?.context("order")?;
-    assert_eq!(stored.payment, Some(p.clone()));
-    let again = store
-        .payments()
-        .ensure(&o.order_id, &o.transaction_id, o.total)
-        .await?;
-    assert_eq!(again, Some(p));
+    assert_eq!(stored_payment(&store, &o).await?, Some(p.clone()));
+    assert_eq!(ensure_payment(&store, &o).await?, Some(p));
     // No payment for an order that failed first; one created before the
     // failure is left as it is, and not answered either.
     let reason = FailureReason::PaymentDeclined {
@@ -278,33 +290,17 @@ async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow:
     let late = order("carol", &[(&mug, 1)]);
     store.orders().place(&late, &[]).await?;
     store.orders().fail(&late.order_id, &reason, &[]).await?;
-    let refused = store
-        .payments()
-        .ensure(&late.order_id, &late.transaction_id, late.total)
-        .await?;
-    assert_eq!(refused, None);
-    let stored = store.orders().get(&late.order_id).await?.context("order")?;
-    assert_eq!(stored.payment, None);
+    assert_eq!(ensure_payment(&store, &late).await?, None);
+    assert_eq!(stored_payment(&store, &late).await?, None);
     let early = order("dave", &[(&mug, 1)]);
     store.orders().place(&early, &[]).await?;
-    store
-        .payments()
-        .ensure(&early.order_id, &early.transaction_id, early.total)
+    ensure_payment(&store, &early)
         .await?
         .context("a pending order's payment")?;
     store.orders().fail(&early.order_id, &reason, &[]).await?;
-    let retried = store
-        .payments()
-        .ensure(&early.order_id, &early.transaction_id, early.total)
-        .await?;
-    assert_eq!(retried, None);
-    let stored = store
-        .orders()
-        .get(&early.order_id)
-        .await?
-        .context("order")?;
+    assert_eq!(ensure_payment(&store, &early).await?, None);
     assert_eq!(
-        stored.payment.map(|p| p.status),
+        stored_payment(&store, &early).await?.map(|p| p.status),
         Some(PaymentStatus::Pending)
     );
     let captured = store.payments().record_outcome(&o.order_id, Ok(())).await?;

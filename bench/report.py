@@ -21,6 +21,7 @@ SYSTEMS = [("python", "Python peer"), ("rust-ceiling", "Rust ceiling"),
            ("ordersaga-start-traced", "ordersaga (bare start), traces on")]
 COLS = [("wf_per_s", "wf/s", 1), ("start_p50_ms", "start p50 ms", 1), ("start_p99_ms", "start p99 ms", 1),
         ("e2e_p50_ms", "e2e p50 ms", 0), ("e2e_p95_ms", "e2e p95 ms", 0), ("e2e_p99_ms", "e2e p99 ms", 0),
+        ("e2e_mean_ms", "e2e mean ms", 0), ("result_mean_ms", "close to result mean ms", 0),
         ("server_cpu_ms_per_wf", "server CPU ms/wf", 1), ("worker_cpu_ms_per_wf", "worker CPU ms/wf", 1),
         ("api_cpu_ms_per_wf", "API CPU ms/wf", 1), ("worker_peak_rss_mb", "worker peak RSS MB", 0),
         ("worker_rss_mb", "worker RSS at end MB", 0), ("st_per_wf", "ST/wf", 1), ("errors", "errors", 0)]

@@ -15,7 +15,7 @@ use ordersaga_runtime::auth::{Principal, Role};
 use ordersaga_store::ShipmentRecord;
 use ordersaga_store::Store;
 use ordersaga_store::{OrderQuery, OrderRecord, OrderSummary, PaymentRecord, Product};
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_workflows::{EXECUTION_TIMEOUT, OrderWorkflow, WORKFLOW_TASK_TIMEOUT};
 use temporalio_client::errors::{
     WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError,
 };
@@ -37,9 +37,6 @@ use crate::rate::PlaceOrderLimit;
 mod emails;
 mod webhook;
 pub use webhook::{MAX_EVENT_ID, WebhookAck};
-
-/// A saga's longest life.
-const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -352,6 +349,7 @@ impl OrderService {
         )
         .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
         .execution_timeout(EXECUTION_TIMEOUT)
+        .task_timeout(WORKFLOW_TASK_TIMEOUT)
         .search_attributes(attrs)
         .static_summary(summary)
         .static_details(details)
@@ -404,6 +402,7 @@ impl OrderService {
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
             .execution_timeout(EXECUTION_TIMEOUT)
+            .task_timeout(WORKFLOW_TASK_TIMEOUT)
             .search_attributes(attrs)
             .static_summary(summary)
             .static_details(details)

@@ -9,7 +9,7 @@ use ordersaga_domain::{OrderId, OrderStatus, OrderView, TransactionId};
 use ordersaga_proto::v1 as pb;
 use ordersaga_tests::{Stack, eventually};
 use ordersaga_worker::WorkerSettings;
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_workflows::{OrderWorkflow, WORKFLOW_TASK_TIMEOUT};
 use serde_json::{Value, json};
 use temporalio_client::{
     UntypedWorkflow, WorkflowCancelOptions, WorkflowDescribeOptions, WorkflowGetResultOptions,
@@ -144,6 +144,18 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
     assert_eq!(
         summary,
         format!("Order {order_id}: 4 items, 57.50 EUR for alice")
+    );
+    // A task lost with its worker (or in transit) stalls the order for
+    // this long, not the server's default 10 s.
+    let task_timeout = description
+        .raw()
+        .execution_config
+        .as_ref()
+        .and_then(|c| c.default_workflow_task_timeout.as_ref())
+        .context("workflow task timeout")?;
+    assert_eq!(
+        (u64::try_from(task_timeout.seconds)?, task_timeout.nanos),
+        (WORKFLOW_TASK_TIMEOUT.as_secs(), 0)
     );
     stack
         .replay_check(&placed.workflow_id, "confirmed-local-charge")

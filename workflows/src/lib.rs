@@ -24,7 +24,9 @@ pub mod relay;
 pub mod shipping;
 
 pub use notification::NotificationWorkflow;
-pub use order::{ORDER_STATUS_ATTR, OrderWorkflow, PAYMENT_STATUS_ATTR};
+pub use order::{
+    EXECUTION_TIMEOUT, ORDER_STATUS_ATTR, OrderWorkflow, PAYMENT_STATUS_ATTR, WORKFLOW_TASK_TIMEOUT,
+};
 pub use reconcile::ReconcileOrdersWorkflow;
 pub use relay::{OutboxRelayWorkflow, RelayWorkflowInput};
 pub use shipping::ShippingWorkflow;

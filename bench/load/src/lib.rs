@@ -4,8 +4,9 @@
 //! starts their sagas straight on Temporal the way the API does (mode
 //! `start`, the bare start-workflow baseline), at a fixed concurrency
 //! (closed loop) or arrival rate (open loop), then waits for every order's
-//! saga to end. It reports orders/s, `PlaceOrder` (or start) and end-to-end
-//! latency percentiles, failures by kind, CPU seconds and peak RSS of the
+//! saga to end. It reports orders/s, `PlaceOrder` (or start), end-to-end
+//! and result-delivery (the saga's close to the tool holding its result)
+//! latency percentiles and means, failures by kind, CPU seconds and peak RSS of the
 //! processes it is told about ([`proc`]), and the server's state
 //! transitions per order. Field names follow the peer's `bench.py`, so one
 //! report compares both.
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use ordersaga_domain::names::{failure, search_attribute};
@@ -32,13 +33,15 @@ use ordersaga_proto::v1::order_service_client::OrderServiceClient;
 use ordersaga_proto::v1::{OrderLineRequest, PlaceOrderRequest};
 use ordersaga_runtime::codec::CodecSettings;
 use ordersaga_runtime::connection::{TemporalSettings, connect};
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_workflows::{EXECUTION_TIMEOUT, OrderWorkflow, WORKFLOW_TASK_TIMEOUT};
 use serde_json::{Map, Value, json};
-use temporalio_client::errors::WorkflowGetResultError;
 use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowStartOptions,
+    Client, HistoryEventFilterType, NamespacedClient, WorkflowFetchHistoryOptions,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowStartOptions,
 };
+use temporalio_common::data_converters::{SerializationContextData, WorkflowSerializationContext};
+use temporalio_common::protos::proto_ts_to_system_time;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -97,6 +100,10 @@ pub struct BenchSettings {
 struct Sample {
     placed_ms: f64,
     e2e_ms: f64,
+    /// From the server's close of the saga to the load tool holding its
+    /// result.
+    result_ms: f64,
+    started: Instant,
     finished: Instant,
 }
 
@@ -127,12 +134,15 @@ fn failure_kind(reason: &FailureReason) -> &'static str {
     }
 }
 
-fn result_error_kind(e: &WorkflowGetResultError) -> &'static str {
-    match e {
-        WorkflowGetResultError::Failed(_) => "workflow_failed",
-        WorkflowGetResultError::Cancelled { .. } => "workflow_cancelled",
-        WorkflowGetResultError::Terminated { .. } => "workflow_terminated",
-        WorkflowGetResultError::TimedOut => "workflow_timed_out",
+fn close_kind(attributes: Option<&Attributes>) -> &'static str {
+    match attributes {
+        Some(Attributes::WorkflowExecutionFailedEventAttributes(_)) => "workflow_failed",
+        Some(Attributes::WorkflowExecutionCanceledEventAttributes(_)) => "workflow_cancelled",
+        Some(Attributes::WorkflowExecutionTerminatedEventAttributes(_)) => "workflow_terminated",
+        Some(Attributes::WorkflowExecutionTimedOutEventAttributes(_)) => "workflow_timed_out",
+        Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(_)) => {
+            "workflow_continued_as_new"
+        }
         _ => "result_error",
     }
 }
@@ -151,19 +161,72 @@ impl Shared {
             Mode::Start => self.start(run, i).await?,
         };
         let placed = Instant::now();
-        let outcome = self
-            .temporal
-            .get_workflow_handle::<OrderWorkflow>(workflow_id)
-            .get_result(WorkflowGetResultOptions::default())
-            .await
-            .map_err(|e| result_error_kind(&e).to_string())?;
+        let (outcome, closed_at) = self.wait_for_end(workflow_id).await?;
         let finished = Instant::now();
+        // The server stamps the close event with the same host clock.
+        let result_delay = SystemTime::now()
+            .duration_since(closed_at)
+            .unwrap_or_default();
         check_outcome(&outcome)?;
         Ok(Sample {
             placed_ms: ms(placed - t0),
             e2e_ms: ms(finished - t0),
+            result_ms: ms(result_delay),
+            started: t0,
             finished,
         })
+    }
+
+    /// Waits for the saga's close event, as the SDK's `get_result` does
+    /// (one long poll for the close event, renewed when it expires), and
+    /// also returns when the server closed it, so the report can tell the
+    /// order's run from the delivery of its result.
+    async fn wait_for_end(
+        &self,
+        workflow_id: String,
+    ) -> Result<(OrderOutcome, SystemTime), String> {
+        let handle = self
+            .temporal
+            .get_workflow_handle::<OrderWorkflow>(workflow_id);
+        let options = WorkflowFetchHistoryOptions::builder()
+            .skip_archival(true)
+            .wait_new_event(true)
+            .event_filter_type(HistoryEventFilterType::CloseEvent)
+            .build();
+        loop {
+            let mut events = handle
+                .fetch_history(options.clone())
+                .into_events()
+                .await
+                .map_err(|_| "result_error".to_string())?;
+            // An empty answer is a long poll that expired first.
+            let Some(close) = events.pop() else {
+                continue;
+            };
+            let closed_at = close
+                .event_time
+                .as_ref()
+                .and_then(proto_ts_to_system_time)
+                .ok_or_else(|| "close_without_time".to_string())?;
+            let attrs = match close.attributes {
+                Some(Attributes::WorkflowExecutionCompletedEventAttributes(attrs)) => attrs,
+                other => return Err(close_kind(other.as_ref()).to_string()),
+            };
+            let payload = attrs
+                .result
+                .and_then(|p| p.payloads.into_iter().next())
+                .unwrap_or_default();
+            let outcome: OrderOutcome = self
+                .temporal
+                .data_converter()
+                .from_payload(
+                    &SerializationContextData::Workflow(WorkflowSerializationContext::new()),
+                    payload,
+                )
+                .await
+                .map_err(|_| "bad_result".to_string())?;
+            return Ok((outcome, closed_at));
+        }
     }
 
     async fn place(&self, run: &str, i: usize) -> Result<String, String> {
@@ -211,7 +274,8 @@ impl Shared {
         let options = WorkflowStartOptions::new(self.settings.task_queue.as_str(), &workflow_id)
             .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
             .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-            .execution_timeout(Duration::from_secs(7 * 24 * 3600))
+            .execution_timeout(EXECUTION_TIMEOUT)
+            .task_timeout(WORKFLOW_TASK_TIMEOUT)
             .search_attributes(SearchAttributes::new([
                 attr(search_attribute::ORDER_ID).value_set(input.order_id.to_string()),
                 attr(search_attribute::CUSTOMER_ID).value_set(input.customer_id.to_string()),
@@ -456,10 +520,22 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Map<String, Value>> 
     let per_order = |x: f64| round(1000.0 * x / completed.max(1) as f64, 2);
     let mut placed: Vec<f64> = tally.samples.iter().map(|s| s.placed_ms).collect();
     let mut e2e: Vec<f64> = tally.samples.iter().map(|s| s.e2e_ms).collect();
+    let mut result: Vec<f64> = tally.samples.iter().map(|s| s.result_ms).collect();
     placed.sort_by(f64::total_cmp);
     e2e.sort_by(f64::total_cmp);
+    result.sort_by(f64::total_cmp);
     let wall = match (
         tally.first_start,
+        tally.samples.iter().map(|s| s.finished).max(),
+    ) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    // A closed loop keeps every slot busy until the last order starts; the
+    // rest of the wall (the drain) runs below the concurrency, so a slow
+    // straggler there lowers orders/s without any order being slower.
+    let drain = match (
+        tally.samples.iter().map(|s| s.started).max(),
         tally.samples.iter().map(|s| s.finished).max(),
     ) {
         (Some(a), Some(b)) => (b - a).as_secs_f64(),
@@ -482,13 +558,23 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Map<String, Value>> 
     r.insert("failures".into(), json!(tally.failures));
     r.insert("wall_s".into(), json!(round(wall, 3)));
     r.insert("wf_per_s".into(), json!(round(completed as f64 / wall, 2)));
-    for (key, xs) in [("start", &placed), ("e2e", &e2e)] {
+    r.insert("drain_s".into(), json!(round(drain, 3)));
+    r.insert(
+        "in_flight_mean".into(),
+        json!(round(e2e.iter().sum::<f64>() / 1000.0 / wall, 1)),
+    );
+    r.insert("e2e_max_ms".into(), json!(e2e.last().map(|v| round(*v, 2))));
+    for (key, xs) in [("start", &placed), ("e2e", &e2e), ("result", &result)] {
         for q in [50.0, 95.0, 99.0] {
             r.insert(
                 format!("{key}_p{q:.0}_ms"),
                 json!(percentile(xs, q).map(|v| round(v, 2))),
             );
         }
+        r.insert(
+            format!("{key}_mean_ms"),
+            json!(mean(xs).map(|v| round(v, 2))),
+        );
     }
     for (w, before) in settings.watched.iter().zip(cpu0) {
         let cpu = match (before, proc::cpu_seconds(w.pid)) {
@@ -513,6 +599,10 @@ pub async fn run(settings: BenchSettings) -> anyhow::Result<Map<String, Value>> 
         );
     }
     Ok(r)
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
 
 fn round(x: f64, digits: i32) -> f64 {

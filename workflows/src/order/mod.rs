@@ -63,6 +63,8 @@ mod outcomes;
 mod payment;
 mod spending;
 
+use std::time::Duration;
+
 use ordersaga_domain::contracts::{GatewayOrderId, OrderContract, PlaceOrderInput};
 use ordersaga_domain::names::{
     CHECKOUT_DEADLINE_PATCH, COMPENSATION_PARKING_PATCH, CONFIRMATION_STANDS_PATCH,
@@ -85,6 +87,17 @@ use attention::OperatorAction;
 use compensation::{Compensation, Parked};
 use failures::business_reason;
 use options::{db_step, detached};
+
+/// How long a started saga may run: an abandoned checkout ends long before.
+pub const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long one workflow task of the saga may take before the server hands
+/// it to another worker. Its tasks take milliseconds (the worker heartbeats
+/// a task at 80% of this while a local step runs longer), so this is how
+/// long an order stalls when its worker dies mid-task or the server hands a
+/// task to a poll that is gone: at the server's default of 10 s, such an
+/// order took 10 s longer (docs/tuning.md).
+pub const WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `OrderStatus` search attribute, kept current by the workflow.
 pub const ORDER_STATUS_ATTR: SearchAttributeKey<String> =

@@ -323,13 +323,21 @@ def main() -> None:
             w, st, n = r.get("machine_wall_s"), r.get("machine_steal_s"), r.get("machine_cpus")
             return f"{100 * st / (w * n):.0f}%" if w and n and st is not None else ""
 
+        def in_flight(r):
+            # The peer's bench.py reports the mean, not the sum: both give it.
+            mean, wall, n = r.get("e2e_mean_ms"), r.get("wall_s"), r.get("completed")
+            return fmt(mean * n / 1000 / wall, 0) if mean and wall and n else ""
+
         out += ["## Rounds", "",
                 "Each round of peer and ordersaga, in the order they ran. *steal*: the share of the "
                 "machine's CPU time the hypervisor gave to other guests during that run; *server CPU* "
-                "and *ST*: per order.", "",
+                "and *ST*: per order; *in flight*: the orders' summed end-to-end time over the run's "
+                "wall (100 while every slot of the closed loop is busy; it falls when the last orders "
+                "outlast the rest); *slowest*: the longest order of the run.", "",
                 "| scenario | round | peer wf/s | ordersaga wf/s | ordersaga/peer | peer server CPU ms | "
-                "ordersaga server CPU ms | ordersaga ST | ordersaga e2e p50 ms | steal peer / ordersaga |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "ordersaga server CPU ms | ordersaga ST | ordersaga e2e p50 ms | in flight peer / ordersaga | "
+                "ordersaga slowest s | steal peer / ordersaga |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in spread:
             ra, rb = runs[f"{s}/python"], runs[f"{s}/ordersaga"]
             for i in range(min(len(ra), len(rb))):
@@ -338,7 +346,9 @@ def main() -> None:
                 out.append(f"| {s} | {i + 1} | {fmt(a_.get('wf_per_s'), 1)} | {fmt(b_.get('wf_per_s'), 1)} | "
                            f"{fmt(r_, 2)}x | {fmt(a_.get('server_cpu_ms_per_wf'), 1)} | "
                            f"{fmt(b_.get('server_cpu_ms_per_wf'), 1)} | {fmt(b_.get('st_per_wf'), 1)} | "
-                           f"{fmt(b_.get('e2e_p50_ms'), 0)} | {steal(a_)} / {steal(b_)} |")
+                           f"{fmt(b_.get('e2e_p50_ms'), 0)} | {in_flight(a_)} / {in_flight(b_)} | "
+                           f"{fmt(b_.get('e2e_max_ms') and b_['e2e_max_ms'] / 1000, 1)} | "
+                           f"{steal(a_)} / {steal(b_)} |")
         out.append("")
 
     traced = [s for s in scen if (s, "ordersaga-traced") in med and (s, "ordersaga") in med]

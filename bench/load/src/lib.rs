@@ -4,10 +4,11 @@
 //! starts their sagas straight on Temporal the way the API does (mode
 //! `start`, the bare start-workflow baseline), at a fixed concurrency
 //! (closed loop) or arrival rate (open loop), then waits for every order's
-//! saga to end. It reports orders/s, `PlaceOrder` (or start), end-to-end
+//! saga to end. It reports orders/s; `PlaceOrder` (or start), end-to-end
 //! and result-delivery (the saga's close to the tool holding its result)
-//! latency percentiles and means, failures by kind, CPU seconds and peak RSS of the
-//! processes it is told about ([`proc`]), and the server's state
+//! latency percentiles and means; the orders in flight on average and the
+//! drain after the last start; failures by kind; CPU seconds and peak RSS
+//! of the processes it is told about ([`proc`]); and the server's state
 //! transitions per order. Field names follow the peer's `bench.py`, so one
 //! report compares both.
 //!
@@ -623,6 +624,12 @@ mod tests {
         assert_eq!(percentile(&xs, 99.0), Some(100.0));
         assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
         assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn mean_averages_and_is_none_when_empty() {
+        assert_eq!(mean(&[1.0, 2.0, 6.0]), Some(3.0));
+        assert_eq!(mean(&[]), None);
     }
 
     #[test]

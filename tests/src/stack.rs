@@ -484,6 +484,25 @@ impl Stack {
             .unwrap_or_default())
     }
 
+    /// The workflow-task timeout the saga was started with.
+    pub async fn workflow_task_timeout(&self, workflow_id: &str) -> anyhow::Result<Duration> {
+        let description = self
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+            .describe(WorkflowDescribeOptions::default())
+            .await?;
+        let timeout = description
+            .raw()
+            .execution_config
+            .as_ref()
+            .and_then(|c| c.default_workflow_task_timeout.as_ref())
+            .context("workflow task timeout")?;
+        Ok(Duration::new(
+            u64::try_from(timeout.seconds)?,
+            u32::try_from(timeout.nanos)?,
+        ))
+    }
+
     /// Stops the API (gracefully); the workers keep running.
     pub fn stop_api(&mut self) {
         if let Some(stop) = self.api_stop.take() {

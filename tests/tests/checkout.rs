@@ -18,7 +18,7 @@ use ordersaga_tests::{
     ORDER_TIMEOUT, Stack, TEST_WEBHOOK_SECRET, eventually, free_port, place_request,
 };
 use ordersaga_worker::WorkerSettings;
-use ordersaga_workflows::OrderWorkflow;
+use ordersaga_workflows::{OrderWorkflow, WORKFLOW_TASK_TIMEOUT};
 use serde_json::{Value, json};
 use temporalio_client::{UntypedWorkflow, WorkflowFetchHistoryOptions, WorkflowGetResultOptions};
 use tonic::Code;
@@ -102,6 +102,11 @@ async fn approval_by_webhook_confirms_with_one_capture() -> anyhow::Result<()> {
     assert!(order.approval_url.is_empty(), "no link once paid");
     let counts = sandbox.counts(&placed.transaction_id).await?;
     assert_eq!((counts.orders, counts.captures, counts.refunds), (1, 1, 0));
+    // The update-with-start sets the same task timeout as a plain start.
+    assert_eq!(
+        stack.workflow_task_timeout(&placed.workflow_id).await?,
+        WORKFLOW_TASK_TIMEOUT
+    );
     stack
         .replay_check(&placed.workflow_id, "checkout-confirmed-local-charge")
         .await

@@ -147,15 +147,9 @@ async fn happy_path_confirms_deducts_stock_and_captures_once() -> anyhow::Result
     );
     // A task lost with its worker (or in transit) stalls the order for
     // this long, not the server's default 10 s.
-    let task_timeout = description
-        .raw()
-        .execution_config
-        .as_ref()
-        .and_then(|c| c.default_workflow_task_timeout.as_ref())
-        .context("workflow task timeout")?;
     assert_eq!(
-        (u64::try_from(task_timeout.seconds)?, task_timeout.nanos),
-        (WORKFLOW_TASK_TIMEOUT.as_secs(), 0)
+        stack.workflow_task_timeout(&placed.workflow_id).await?,
+        WORKFLOW_TASK_TIMEOUT
     );
     stack
         .replay_check(&placed.workflow_id, "confirmed-local-charge")

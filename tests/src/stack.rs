@@ -24,7 +24,9 @@ use ordersaga_runtime::auth::Role;
 use ordersaga_runtime::telemetry::{self, LogFormat};
 use ordersaga_store::Store;
 use ordersaga_worker::WorkerSettings;
-use temporalio_client::{Client, UntypedWorkflow, WorkflowDescribeOptions};
+use temporalio_client::{
+    Client, UntypedWorkflow, WorkflowDescribeOptions, WorkflowExecutionDescription,
+};
 use temporalio_common::search_attributes::SearchAttributeKey;
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
@@ -473,12 +475,9 @@ impl Stack {
     /// The `OrderStatus` search attribute of a workflow (what the Web UI's
     /// filters see).
     pub async fn order_status_attribute(&self, workflow_id: &str) -> anyhow::Result<String> {
-        let description = self
-            .client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
-            .describe(WorkflowDescribeOptions::default())
-            .await?;
-        Ok(description
+        Ok(self
+            .describe(workflow_id)
+            .await?
             .search_attributes()
             .get(&SearchAttributeKey::<String>::keyword("OrderStatus"))
             .unwrap_or_default())
@@ -486,11 +485,7 @@ impl Stack {
 
     /// The workflow-task timeout the saga was started with.
     pub async fn workflow_task_timeout(&self, workflow_id: &str) -> anyhow::Result<Duration> {
-        let description = self
-            .client
-            .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
-            .describe(WorkflowDescribeOptions::default())
-            .await?;
+        let description = self.describe(workflow_id).await?;
         let timeout = description
             .raw()
             .execution_config
@@ -501,6 +496,14 @@ impl Stack {
             u64::try_from(timeout.seconds)?,
             u32::try_from(timeout.nanos)?,
         ))
+    }
+
+    async fn describe(&self, workflow_id: &str) -> anyhow::Result<WorkflowExecutionDescription> {
+        Ok(self
+            .client
+            .get_workflow_handle::<UntypedWorkflow>(workflow_id.to_string())
+            .describe(WorkflowDescribeOptions::default())
+            .await?)
     }
 
     /// Stops the API (gracefully); the workers keep running.

@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use ordersaga_domain::{CustomerId, OrderId, OrderStatus, Sku};
 use sqlx::any::AnyPoolOptions;
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 mod amendments;
 mod attention;
@@ -146,6 +146,10 @@ pub enum Backend {
     Postgres,
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its
+/// way out of the pool (see `Store::connect`).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Handle to the shop database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -182,6 +186,19 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(Duration::from_secs(10))
+                // sqlx pings every connection it hands out: one more round
+                // trip per step under load, when connections come back within
+                // milliseconds. Only one idle for a while (a database restart
+                // or a firewall may have cut it since) is checked first.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_AFTER_IDLE {
+                            conn.ping().await?;
+                        }
+                        Ok(true)
+                    })
+                })
                 .after_connect(move |conn, _| {
                     Box::pin(async move {
                         if backend == Backend::Sqlite {

@@ -1287,6 +1287,32 @@ mod outbox_quarantine {
     }
 }
 
+/// A pooled connection that the database cut while it sat idle (a restart,
+/// a firewall's idle timeout) is found out before a step uses it, and the
+/// step runs on a fresh one. `Store::connect` pings only connections idle
+/// for a second or more, not every one it hands out.
+#[tokio::test]
+async fn postgres_a_connection_cut_while_idle_is_replaced_before_use() -> anyhow::Result<()> {
+    let db = ordersaga_tests::TestDatabase::postgres().await?;
+    let store = db.store().await?;
+    let sku = product(&store, "CUT-1", 10).await?;
+    let admin = sqlx::AnyPool::connect(db.url()).await?;
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&admin)
+    .await?;
+    assert!(cut >= 1, "the store's pool held no connection to cut");
+    // What is waited for is the time itself: the pool's connections must
+    // have been idle past the threshold.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(on_hand(&store, &sku).await?, 10);
+    admin.close().await;
+    store.close().await;
+    Ok(())
+}
+
 /// The orders listed with `needs_attention`, newest first.
 async fn needing_attention(store: &Store) -> anyhow::Result<Vec<(OrderId, Option<String>)>> {
     let (page, _) = store

@@ -323,6 +323,10 @@ def main() -> None:
             w, st, n = r.get("machine_wall_s"), r.get("machine_steal_s"), r.get("machine_cpus")
             return f"{100 * st / (w * n):.0f}%" if w and n and st is not None else ""
 
+        def machine_ms(r):
+            busy, n = r.get("machine_busy_s"), r.get("completed")
+            return fmt(busy * 1000 / n, 1) if busy and n else ""
+
         def in_flight(r):
             # The peer's bench.py reports the mean, not the sum: both give it.
             mean, wall, n = r.get("e2e_mean_ms"), r.get("wall_s"), r.get("completed")
@@ -333,11 +337,14 @@ def main() -> None:
                 "machine's CPU time the hypervisor gave to other guests during that run; *server CPU* "
                 "and *ST*: per order; *in flight*: the orders' summed end-to-end time over the run's "
                 "wall (100 while every slot of the closed loop is busy; it falls when the last orders "
-                "outlast the rest); *slowest*: the longest order of the run.", "",
+                "outlast the rest); *slowest*: the longest order of the run; *machine CPU*: all "
+                "processes' CPU per order during ordersaga's run; *host probe*: how long a fixed piece "
+                "of work took the host meanwhile, in its own CPU time (`bench/host-probe`, median of one "
+                "a second; higher: the host ran slower, whatever the load).", "",
                 "| scenario | round | peer wf/s | ordersaga wf/s | ordersaga/peer | peer server CPU ms | "
                 "ordersaga server CPU ms | ordersaga ST | ordersaga e2e p50 ms | in flight peer / ordersaga | "
-                "ordersaga slowest s | steal peer / ordersaga |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "ordersaga slowest s | steal peer / ordersaga | ordersaga machine CPU ms | host probe ms |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in spread:
             ra, rb = runs[f"{s}/python"], runs[f"{s}/ordersaga"]
             for i in range(min(len(ra), len(rb))):
@@ -348,7 +355,8 @@ def main() -> None:
                            f"{fmt(b_.get('server_cpu_ms_per_wf'), 1)} | {fmt(b_.get('st_per_wf'), 1)} | "
                            f"{fmt(b_.get('e2e_p50_ms'), 0)} | {in_flight(a_)} / {in_flight(b_)} | "
                            f"{fmt(b_.get('e2e_max_ms') and b_['e2e_max_ms'] / 1000, 1)} | "
-                           f"{steal(a_)} / {steal(b_)} |")
+                           f"{steal(a_)} / {steal(b_)} | {machine_ms(b_)} | "
+                           f"{fmt(b_.get('host_probe_ms'), 2)} |")
         out.append("")
 
     traced = [s for s in scen if (s, "ordersaga-traced") in med and (s, "ordersaga") in med]

@@ -88,7 +88,7 @@ use compensation::{Compensation, Parked};
 use failures::business_reason;
 use options::{db_step, detached};
 
-/// A saga's longest life.
+/// How long a started saga may run: an abandoned checkout ends long before.
 pub const EXECUTION_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// How long one workflow task of the saga may take before the server hands

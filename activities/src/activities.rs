@@ -234,12 +234,12 @@ impl OrderActivities {
         order_id: &OrderId,
         amendment: Option<ordersaga_domain::Amendment>,
     ) -> Result<InventoryProcessed, ActivityError> {
-        let stock = self.store.stock();
-        let low_stock_alerts = stock
-            .low_stock_notices(&format!("order:{order_id}"))
+        let (low_stock_alerts, allocations) = self
+            .store
+            .stock()
+            .deducted(order_id)
             .await
             .map_err(store_failure)?;
-        let allocations = stock.allocation(order_id).await.map_err(store_failure)?;
         Ok(InventoryProcessed {
             low_stock_alerts,
             allocations,

@@ -1,7 +1,11 @@
 //! The event relay: publishes the event outbox to NATS JetStream.
 //!
 //! One relay publishes at a time (a lease in the shop database, so every
-//! worker can run one and a dead one's successor takes over). It reads
+//! worker can run one and a dead one's successor takes over). The holder
+//! renews the lease once half of it has run, not every round, and the
+//! others ask for it every sixteenth of a lease, not every poll: under
+//! load the lease costs a statement every few seconds, not two per poll.
+//! It reads
 //! unpublished events in commit order, publishes a batch on one connection
 //! with each event's id as `Nats-Msg-Id`, awaits the stream's
 //! acknowledgements in order and marks the acknowledged prefix published.
@@ -41,8 +45,10 @@ pub struct Relay {
 enum Round {
     /// Published this many (and maybe more wait).
     Published(usize),
-    /// Nothing to do, or another relay holds the lease.
+    /// Nothing to do.
     Idle,
+    /// Another relay holds the lease.
+    Standby,
 }
 
 impl Relay {
@@ -72,6 +78,9 @@ impl Relay {
             .build(client);
         let mut stream_ready = false;
         let mut last_prune = 0;
+        // Until when this relay holds the lease, as it last wrote it (0:
+        // not held).
+        let mut held_until = 0;
         loop {
             let round = async {
                 if !stream_ready {
@@ -79,7 +88,7 @@ impl Relay {
                     tracing::info!(stream = %self.stream.name, "event stream ready");
                     stream_ready = true;
                 }
-                self.round(&js).await
+                self.round(&js, &mut held_until).await
             };
             let pause = tokio::select! {
                 () = &mut shutdown => break,
@@ -88,6 +97,7 @@ impl Relay {
                     // outbox, so wait as an empty one does: under load a
                     // round then takes many events rather than one each.
                     Ok(Round::Published(n)) if n >= self.settings.batch as usize => Duration::ZERO,
+                    Ok(Round::Standby) => self.settings.poll.max(self.settings.lease / 16),
                     Ok(_) => self.settings.poll,
                     Err(e) => {
                         tracing::warn!(error = %e, "event relay: will try again");
@@ -114,12 +124,26 @@ impl Relay {
         Ok(())
     }
 
-    /// Takes the lease and publishes one batch.
-    async fn round(&self, js: &jetstream::Context) -> Result<Round, EventsError> {
+    /// Takes or renews the lease when half of it has run (`held_until`
+    /// is when this relay's lease ends, 0 when it holds none) and
+    /// publishes one batch.
+    async fn round(
+        &self,
+        js: &jetstream::Context,
+        held_until: &mut i64,
+    ) -> Result<Round, EventsError> {
         let outbox = self.store.event_outbox();
         let lease = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX);
-        if !outbox.take_lease(&self.holder, now_ms() + lease).await? {
-            return Ok(Round::Idle);
+        let now = now_ms();
+        if renews(*held_until, now, lease) {
+            if !outbox
+                .take_lease(&self.holder, now.saturating_add(lease))
+                .await?
+            {
+                *held_until = 0;
+                return Ok(Round::Standby);
+            }
+            *held_until = now.saturating_add(lease);
         }
         let pending = outbox.pending(self.settings.batch).await?;
         if pending.is_empty() {
@@ -139,6 +163,13 @@ impl Relay {
             None => Ok(Round::Published(done)),
         }
     }
+}
+
+/// Whether a relay whose lease (of `lease` ms) runs until `held_until`
+/// (0: it holds none) asks for it at `now`: when it holds none, or half of
+/// it has run.
+fn renews(held_until: i64, now: i64, lease: i64) -> bool {
+    held_until.saturating_sub(now) <= lease / 2
 }
 
 /// Publishes `events` in order and returns the length of the acknowledged
@@ -183,4 +214,19 @@ async fn publish_in_order(
         done += 1;
     }
     (done, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renews;
+
+    #[test]
+    fn the_lease_is_renewed_once_half_of_it_has_run_not_every_round() {
+        let (now, lease) = (1_000_000, 15_000);
+        assert!(renews(0, now, lease), "held by none: ask");
+        assert!(!renews(now + lease, now, lease), "just taken");
+        assert!(!renews(now + lease / 2 + 1, now, lease), "under half run");
+        assert!(renews(now + lease / 2, now, lease), "half run");
+        assert!(renews(now - 1, now, lease), "run out");
+    }
 }

@@ -38,7 +38,7 @@ impl<'a> Amendments<'a> {
     /// The order's amendment, if one was proposed.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "amendments.get", otel.kind = "client"))]
     pub async fn get(self, order_id: &OrderId) -> Result<Option<AmendmentRecord>> {
-        let mut tx = Tx::new(self.store.pool.begin().await?);
+        let mut tx = Tx::new(self.store.pool.begin().await?, self.store.backend);
         let record = amendment_of(&mut tx, &order_id.to_string()).await?;
         tx.commit().await?;
         Ok(record)

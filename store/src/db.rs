@@ -13,22 +13,29 @@ use sqlx::any::AnyRow;
 
 use crate::events::{self, PendingEvent};
 use crate::page::Placeholders;
-use crate::{Result, StoreError};
+use crate::{Backend, Result, StoreError};
 
 /// A transaction on the shop database: the connection it runs on (what
 /// `&mut **tx` hands to a query) and the domain events appended in it,
 /// which [`Tx::commit`] numbers and writes last (`events` module).
 pub(crate) struct Tx {
     inner: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     events: Vec<PendingEvent>,
 }
 
 impl Tx {
-    pub(crate) fn new(inner: sqlx::Transaction<'static, sqlx::Any>) -> Self {
+    pub(crate) fn new(inner: sqlx::Transaction<'static, sqlx::Any>, backend: Backend) -> Self {
         Self {
             inner,
+            backend,
             events: Vec::new(),
         }
+    }
+
+    /// The database it runs on, for the few statements written per backend.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Queues an event for the commit.

@@ -14,9 +14,12 @@ use ordersaga_domain::events::{DomainEvent, EventLine, OrderEventData};
 use ordersaga_domain::{CatalogEvent, OrderEvent, OrderId, Sku};
 use serde::Serialize;
 use sqlx::Row;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 
 use crate::db::{Tx, corrupt, money, now_ms, parse_col};
-use crate::{Result, Store};
+use crate::page::Placeholders;
+use crate::{Backend, Result, Store};
 
 /// One event waiting in (or read back from) the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,21 +73,70 @@ pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Re
     if count == 0 {
         return Ok(());
     }
-    let last: i64 = sqlx::query(
-        "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE name = 'events' \
-         RETURNING last_seq",
-    )
-    .bind(count)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("last_seq")?;
-    for (seq, e) in (last - count + 1..).zip(events) {
-        sqlx::query(
-            "INSERT INTO event_outbox (seq, event_id, event_type, source, subject, \
-             nats_subject, data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(seq)
+    let columns = "seq, event_id, event_type, source, subject, nats_subject, data, occurred_at";
+    let bump = "UPDATE event_sequence SET last_seq = last_seq + $1 WHERE name = 'events' \
+                RETURNING last_seq";
+    match tx.backend() {
+        // One round trip: the numbering and the rows in one statement (a
+        // data-modifying CTE). A missing sequence row returns no row.
+        Backend::Postgres => {
+            let mut p = Placeholders::default();
+            p.next(); // $1: the count
+            let values = (1..=count)
+                .map(|n| format!("({n}, {})", p.list(7)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH s AS ({bump}), \
+                 v (n, event_id, event_type, source, subject, nats_subject, data, occurred_at) \
+                 AS (VALUES {values}), \
+                 i AS (INSERT INTO event_outbox ({columns}) \
+                 SELECT s.last_seq - $1 + v.n, v.event_id, v.event_type, v.source, v.subject, \
+                 v.nats_subject, v.data, v.occurred_at FROM s CROSS JOIN v \
+                 ON CONFLICT (event_id) DO NOTHING) \
+                 SELECT last_seq FROM s"
+            );
+            let mut numbered = sqlx::query(&sql).bind(count);
+            for e in events {
+                numbered = bind_event(numbered, e);
+            }
+            numbered.fetch_one(&mut **tx).await?;
+        }
+        // In-process, and without data-modifying CTEs: the number, then
+        // the rows in one insert.
+        Backend::Sqlite => {
+            let last: i64 = sqlx::query(bump)
+                .bind(count)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("last_seq")?;
+            // The seqs are bound, not written in: the statement's text
+            // depends on the count only, so it stays prepared.
+            let mut p = Placeholders::default();
+            let values = (0..count)
+                .map(|_| format!("({})", p.list(8)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO event_outbox ({columns}) VALUES {values} \
+                 ON CONFLICT (event_id) DO NOTHING"
+            );
+            let mut insert = sqlx::query(&sql);
+            for (seq, e) in (last - count + 1..).zip(events) {
+                insert = bind_event(insert.bind(seq), e);
+            }
+            insert.execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds an event's columns after its seq.
+fn bind_event<'q>(
+    query: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    e: PendingEvent,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    query
         .bind(e.event.id.to_string())
         .bind(e.event.event_type)
         .bind(e.event.source)
@@ -92,11 +144,20 @@ pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Re
         .bind(e.event.nats_subject)
         .bind(e.data)
         .bind(e.occurred_at)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
+
+/// The order as an event publishes it, a row per line with the order's
+/// columns repeated on each: what follows `SELECT` in [`ORDER_EVENT_FROM`]'s
+/// statement. `sequence` counts the order's history rows.
+pub(crate) const ORDER_EVENT_COLUMNS: &str = "o.customer_id, o.transaction_id, o.status, o.total_minor, o.currency, \
+     o.failure_code, p.status AS payment_status, \
+     (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence, \
+     l.sku, l.quantity, l.unit_price_minor";
+
+/// Where [`ORDER_EVENT_COLUMNS`] come from; the caller adds the order's
+/// `WHERE` and `ORDER BY l.line_no`.
+pub(crate) const ORDER_EVENT_FROM: &str = "orders o LEFT JOIN payments p ON p.order_id = o.order_id \
+     LEFT JOIN order_lines l ON l.order_id = o.order_id";
 
 /// Writes the order's `event` (just recorded in its history) with the
 /// order as it now stands, read in the caller's transaction. `detail` is
@@ -105,30 +166,38 @@ pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Re
 pub(crate) async fn order_event(
     tx: &mut Tx,
     order_id: &str,
+    event: (OrderEvent, Option<&str>),
+    detail: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let rows = sqlx::query(&format!(
+        "SELECT {ORDER_EVENT_COLUMNS} FROM {ORDER_EVENT_FROM} \
+         WHERE o.order_id = $1 ORDER BY l.line_no"
+    ))
+    .bind(order_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    order_event_of(tx, order_id, &rows, 0, event, detail, now)
+}
+
+/// Writes the order's `event` from `rows` ([`ORDER_EVENT_COLUMNS`], read
+/// in the caller's transaction), whose `sequence` misses `unseen` history
+/// rows (written by the same statement, so not in its snapshot).
+pub(crate) fn order_event_of(
+    tx: &mut Tx,
+    order_id: &str,
+    rows: &[AnyRow],
+    unseen: i64,
     (event, warehouse): (OrderEvent, Option<&str>),
     detail: Option<&str>,
     now: i64,
 ) -> Result<()> {
     let id: OrderId = order_id.parse().map_err(corrupt)?;
-    // The order and its lines in one statement: a row per line, the
-    // order's columns repeated on each.
-    let rows = sqlx::query(
-        "SELECT o.customer_id, o.transaction_id, o.status, o.total_minor, o.currency, \
-         o.failure_code, p.status AS payment_status, \
-         (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence, \
-         l.sku, l.quantity, l.unit_price_minor \
-         FROM orders o LEFT JOIN payments p ON p.order_id = o.order_id \
-         LEFT JOIN order_lines l ON l.order_id = o.order_id \
-         WHERE o.order_id = $1 ORDER BY l.line_no",
-    )
-    .bind(order_id)
-    .fetch_all(&mut **tx)
-    .await?;
     let Some(row) = rows.first() else {
         return Err(sqlx::Error::RowNotFound.into());
     };
     let mut lines = Vec::with_capacity(rows.len());
-    for l in &rows {
+    for l in rows {
         if l.try_get::<Option<String>, _>("sku")?.is_some() {
             lines.push(EventLine {
                 sku: parse_col(l, "sku")?,
@@ -159,7 +228,7 @@ pub(crate) async fn order_event(
         order_id: id,
         customer_id: parse_col(row, "customer_id")?,
         transaction_id: parse_col(row, "transaction_id")?,
-        sequence: row.try_get("sequence")?,
+        sequence: row.try_get::<i64, _>("sequence")? + unseen,
         total: money(row, "total_minor")?,
         lines,
         status: row.try_get("status")?,

@@ -343,10 +343,11 @@ impl Store {
     /// the lock instead of failing with `SQLITE_BUSY` half-way. Its domain
     /// events take their `seq` at the commit (`db::Tx::commit`).
     pub(crate) async fn begin_write(&self) -> Result<db::Tx> {
-        Ok(db::Tx::new(match self.backend {
+        let inner = match self.backend {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
-        }))
+        };
+        Ok(db::Tx::new(inner, self.backend))
     }
 }
 

@@ -187,29 +187,32 @@ impl Stock<'_> {
             .map(|a| AlertCursor::after(a.created_at_ms, a.alert_id.clone()));
         Ok((alerts, cursor))
     }
+}
 
-    /// The low-stock alerts one stock movement raised (`cause` as in
-    /// [`LowStockAlertRecord::cause`]), as notices for the merchant's email.
-    pub async fn low_stock_notices(self, cause: &str) -> Result<Vec<notify::LowStockAlert>> {
-        sqlx::query(
-            "SELECT a.alert_id, a.sku, a.on_hand, a.threshold, a.cause, a.created_at, \
-             p.name FROM low_stock_alerts a JOIN products p ON p.sku = a.sku \
-             WHERE a.cause = $1 ORDER BY a.alert_id",
-        )
-        .bind(cause)
-        .fetch_all(&self.store.pool)
-        .await?
-        .iter()
-        .map(|row| {
-            let alert = alert_from_row(row)?;
-            Ok(notify::LowStockAlert {
-                alert_id: alert_uuid(&alert.alert_id),
-                sku: alert.sku,
-                product_name: row.try_get("name")?,
-                on_hand: alert.on_hand,
-                threshold: alert.threshold,
-            })
+/// The low-stock alerts one stock movement raised (`cause` as in
+/// [`LowStockAlertRecord::cause`]), as notices for the merchant's email.
+pub(crate) async fn low_stock_notices(
+    conn: &mut sqlx::AnyConnection,
+    cause: &str,
+) -> Result<Vec<notify::LowStockAlert>> {
+    sqlx::query(
+        "SELECT a.alert_id, a.sku, a.on_hand, a.threshold, a.cause, a.created_at, \
+         p.name FROM low_stock_alerts a JOIN products p ON p.sku = a.sku \
+         WHERE a.cause = $1 ORDER BY a.alert_id",
+    )
+    .bind(cause)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| {
+        let alert = alert_from_row(row)?;
+        Ok(notify::LowStockAlert {
+            alert_id: alert_uuid(&alert.alert_id),
+            sku: alert.sku,
+            product_name: row.try_get("name")?,
+            on_hand: alert.on_hand,
+            threshold: alert.threshold,
         })
-        .collect()
-    }
+    })
+    .collect()
 }

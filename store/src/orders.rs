@@ -7,16 +7,17 @@ use ordersaga_domain::{
     OrderInput, OrderStatus, Outgoing, Sku, TransactionId,
 };
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 
 use crate::attention::AttentionRecord;
 use crate::db::{Tx, change_status, corrupt, money, now_ms, parse_col};
-use crate::events;
+use crate::events::{self, ORDER_EVENT_COLUMNS, ORDER_EVENT_FROM};
 use crate::findings::{FIRST_OPEN_FINDING, OPEN_FINDING_ORDERS};
 use crate::outbox::enqueue;
 use crate::page::{OrderCursor, Page, Placeholders};
 use crate::payments::PaymentRecord;
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// One stored line of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -486,6 +487,21 @@ pub(crate) async fn insert_shipment_event(
     .await
 }
 
+/// Binds a history row's five columns.
+fn bind_history<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    order_id: &'q str,
+    (event, shipment): (OrderEvent, Option<&'q str>),
+    detail: Option<&'q str>,
+    now: i64,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    q.bind(order_id)
+        .bind(event.as_str())
+        .bind(shipment.unwrap_or(""))
+        .bind(detail)
+        .bind(now)
+}
+
 async fn insert_keyed_event(
     tx: &mut Tx,
     publish: bool,
@@ -494,18 +510,28 @@ async fn insert_keyed_event(
     detail: Option<&str>,
     now: i64,
 ) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT INTO order_events (order_id, event, shipment, detail, occurred_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, event, shipment) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(event.as_str())
-    .bind(shipment.unwrap_or(""))
-    .bind(detail)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
+    let insert = "INSERT INTO order_events (order_id, event, shipment, detail, occurred_at) \
+                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id, event, shipment) DO NOTHING";
+    let bind = |q| bind_history(q, order_id, (event, shipment), detail, now);
+    if publish && tx.backend() == Backend::Postgres {
+        // One round trip: the history row, and the order for its event
+        // only when the row is new (an event's order exists: the history
+        // row's foreign key).
+        let sql = format!(
+            "WITH ins AS ({insert} RETURNING order_id) \
+             SELECT {ORDER_EVENT_COLUMNS} FROM ins JOIN {ORDER_EVENT_FROM} \
+             ON o.order_id = ins.order_id ORDER BY l.line_no"
+        );
+        let rows = bind(sqlx::query(&sql)).fetch_all(&mut **tx).await?;
+        if !rows.is_empty() {
+            events::order_event_of(tx, order_id, &rows, 1, (event, shipment), detail, now)?;
+        }
+        return Ok(());
+    }
+    let inserted = bind(sqlx::query(insert))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
         == 1;
     if inserted && publish {
         events::order_event(tx, order_id, (event, shipment), detail, now).await?;

@@ -97,25 +97,37 @@ pub struct OutboxState {
 }
 
 /// Inserts `messages` in the caller's transaction, skipping any already
-/// there (a retried step).
+/// there (a retried step): one statement for all of them.
 pub(crate) async fn enqueue(tx: &mut Tx, messages: &[Outgoing], now: i64) -> Result<()> {
-    let traceparent = current_traceparent();
-    for message in messages {
-        let payload = serde_json::to_string(message).map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO outbox (message_key, topic, payload, status, available_at, created_at, \
-             updated_at, trace_context) VALUES ($1, $2, $3, $4, $5, $5, $5, $6) \
-             ON CONFLICT (message_key) DO NOTHING",
-        )
-        .bind(message.key())
-        .bind(message.topic().as_str())
-        .bind(payload)
-        .bind(OutboxStatus::Pending.as_str())
-        .bind(now)
-        .bind(traceparent.clone())
-        .execute(&mut **tx)
-        .await?;
+    if messages.is_empty() {
+        return Ok(());
     }
+    let traceparent = current_traceparent();
+    let mut p = Placeholders::default();
+    let rows = messages
+        .iter()
+        .map(|_| {
+            let (key, topic, payload, status, at, trace) =
+                (p.next(), p.next(), p.next(), p.next(), p.next(), p.next());
+            format!("({key}, {topic}, {payload}, {status}, {at}, {at}, {at}, {trace})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO outbox (message_key, topic, payload, status, available_at, created_at, \
+         updated_at, trace_context) VALUES {rows} ON CONFLICT (message_key) DO NOTHING"
+    );
+    let mut insert = sqlx::query(&sql);
+    for message in messages {
+        insert = insert
+            .bind(message.key())
+            .bind(message.topic().as_str())
+            .bind(serde_json::to_string(message).map_err(corrupt)?)
+            .bind(OutboxStatus::Pending.as_str())
+            .bind(now)
+            .bind(traceparent.clone());
+    }
+    insert.execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -14,13 +14,14 @@ use ordersaga_domain::{
     ShippingAddress,
 };
 use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 
 use crate::db::{corrupt, now_ms, parse_col};
 use crate::orders::{insert_event, insert_shipment_event};
 use crate::outbox::enqueue;
 use crate::page::{Page, Placeholders, ShipmentCursor};
-use crate::{Result, Store};
+use crate::{Backend, Result, Store};
 
 /// A shipment as the warehouse and the courier see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,27 @@ fn shipment_key(r: &ShipmentRequest) -> String {
     format!("{}/{}", r.order_id, r.warehouse)
 }
 
+/// Binds a new shipment's eleven columns (`$1`-`$11` of
+/// [`Shipments::request`]'s insert).
+fn bind_shipment<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    r: &'q ShipmentRequest,
+    id: &'q str,
+    now: i64,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    q.bind(id)
+        .bind(r.customer_id.as_str())
+        .bind(&r.address.name)
+        .bind(&r.address.line1)
+        .bind(&r.address.line2)
+        .bind(&r.address.city)
+        .bind(&r.address.postal_code)
+        .bind(&r.address.country)
+        .bind(now)
+        .bind(&r.warehouse)
+        .bind(r.customer_email.as_ref().map(|e| e.as_str().to_string()))
+}
+
 /// The shipments repository; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
 pub struct Shipments<'a> {
@@ -81,27 +103,44 @@ impl<'a> Shipments<'a> {
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "shipments.request", otel.kind = "client"))]
     pub async fn request(self, r: &ShipmentRequest) -> Result<bool> {
         let id = r.order_id.to_string();
+        let insert = "INSERT INTO shipments (order_id, customer_id, status, recipient_name, \
+                      line1, line2, city, postal_code, country, created_at, warehouse, \
+                      customer_email) \
+                      VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                      ON CONFLICT (order_id, warehouse) DO NOTHING";
+        let now = now_ms();
+        let line_no = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        if self.store.backend == Backend::Postgres && !r.lines.is_empty() {
+            // One round trip: the shipment and its lines in one statement
+            // (data-modifying CTEs), the lines only with a new shipment.
+            let mut p = Placeholders::default();
+            p.list(11);
+            let values = (0..r.lines.len())
+                .map(|_| format!("({})", p.list(3)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "WITH s AS ({insert} RETURNING order_id), \
+                 l AS (INSERT INTO shipment_lines (order_id, warehouse, line_no, sku, quantity) \
+                 SELECT s.order_id, $10, v.line_no, v.sku, v.quantity FROM s \
+                 CROSS JOIN (VALUES {values}) AS v (line_no, sku, quantity)) \
+                 SELECT COUNT(*) AS created FROM s"
+            );
+            let mut q = bind_shipment(sqlx::query(&sql), r, &id, now);
+            for (n, line) in r.lines.iter().enumerate() {
+                q = q
+                    .bind(line_no(n))
+                    .bind(line.sku.as_str())
+                    .bind(line.quantity);
+            }
+            let created: i64 = q.fetch_one(&self.store.writer).await?.try_get("created")?;
+            return Ok(created == 1);
+        }
         let mut tx = self.store.begin_write().await?;
-        let created = sqlx::query(
-            "INSERT INTO shipments (order_id, customer_id, status, recipient_name, line1, line2, \
-             city, postal_code, country, created_at, warehouse, customer_email) \
-             VALUES ($1, $2, 'REQUESTED', $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (order_id, warehouse) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(r.customer_id.as_str())
-        .bind(&r.address.name)
-        .bind(&r.address.line1)
-        .bind(&r.address.line2)
-        .bind(&r.address.city)
-        .bind(&r.address.postal_code)
-        .bind(&r.address.country)
-        .bind(now_ms())
-        .bind(&r.warehouse)
-        .bind(r.customer_email.as_ref().map(|e| e.as_str().to_string()))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
+        let created = bind_shipment(sqlx::query(insert), r, &id, now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
             == 1;
         if created {
             for (n, line) in r.lines.iter().enumerate() {
@@ -111,7 +150,7 @@ impl<'a> Shipments<'a> {
                 )
                 .bind(&id)
                 .bind(&r.warehouse)
-                .bind(i64::try_from(n).unwrap_or(i64::MAX))
+                .bind(line_no(n))
                 .bind(line.sku.as_str())
                 .bind(line.quantity)
                 .execute(&mut *tx)

@@ -76,7 +76,7 @@ impl<'a> Spending<'a> {
 
     /// The customer's limit and what counts against it (no row: no limit).
     pub async fn limit(self, customer: &CustomerId) -> Result<SpendingLimitRecord> {
-        let mut tx = Tx::new(self.store.pool.begin().await?);
+        let mut tx = Tx::new(self.store.pool.begin().await?, self.store.backend);
         let record = read_limit(&mut tx, customer).await?;
         tx.commit().await?;
         Ok(record)

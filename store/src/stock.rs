@@ -21,14 +21,14 @@ use ordersaga_domain::events::CatalogEventData;
 use ordersaga_domain::{
     Amendment, AmendmentStatus, CatalogEvent, FailureReason, OrderEvent, OrderId, OrderInput,
     OrderStatus, Outgoing, ShipmentLine, Sku, WarehouseAllocation, WarehouseId, WarehouseStock,
-    allocate,
+    allocate, notify,
 };
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::catalog::{CatalogEventRecord, record_event};
 use crate::db::{Tx, change_status, corrupt, now_ms, parse_col};
-use crate::low_stock::{LEVEL_COLUMNS, monitor_low_stock};
+use crate::low_stock::{LEVEL_COLUMNS, low_stock_notices, monitor_low_stock};
 use crate::orders::{LineRecord, insert_event, lines_of};
 use crate::outbox::enqueue;
 use crate::{Result, Store, StoreError};
@@ -642,6 +642,19 @@ impl<'a> Stock<'a> {
     pub async fn allocation(self, order_id: &OrderId) -> Result<Vec<WarehouseAllocation>> {
         let mut conn = self.store.pool.acquire().await?;
         allocation_of(&mut conn, &order_id.to_string()).await
+    }
+
+    /// What the order's deduction left, read back on one connection: the
+    /// low-stock alerts it raised, as notices for the merchant's email,
+    /// and its allocation ([`Stock::allocation`]).
+    pub async fn deducted(
+        self,
+        order_id: &OrderId,
+    ) -> Result<(Vec<notify::LowStockAlert>, Vec<WarehouseAllocation>)> {
+        let mut conn = self.store.pool.acquire().await?;
+        let alerts = low_stock_notices(&mut conn, &format!("order:{order_id}")).await?;
+        let allocation = allocation_of(&mut conn, &order_id.to_string()).await?;
+        Ok((alerts, allocation))
     }
 
     /// A product's stock per warehouse (warehouses that hold or held it),

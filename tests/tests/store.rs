@@ -698,7 +698,21 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
     };
     let crossing = sell(3).await?; // 6 -> 3: crosses
     assert_eq!(alerts(store.clone()).await?, 1);
-    sell(1).await?; // 3 -> 2: still low, no new alert
+    // What ProcessInventory reads back: the alert it raised, its stock.
+    let (notices, allocation) = store.stock().deducted(&crossing).await?;
+    assert_eq!(notices.len(), 1);
+    assert_eq!(
+        (
+            notices[0].sku.as_str(),
+            notices[0].on_hand,
+            notices[0].threshold
+        ),
+        ("MUG", 3, 3)
+    );
+    assert_eq!(allocation, store.stock().allocation(&crossing).await?);
+    assert_eq!(allocation.iter().map(|a| a.lines.len()).sum::<usize>(), 1);
+    let quiet = sell(1).await?; // 3 -> 2: still low, no new alert
+    assert!(store.stock().deducted(&quiet).await?.0.is_empty());
     sell(1).await?; // 2 -> 1
     assert_eq!(alerts(store.clone()).await?, 1);
     store

@@ -49,39 +49,23 @@ impl<'a> GatewayBooks<'a> {
             Some(_) => (PaymentStatus::Declined, 0_i64),
             None => (PaymentStatus::Captured, 1_i64),
         };
-        let txn = transaction_id.to_string();
-        let mut tx = self.store.begin_write().await?;
-        let first = sqlx::query(
+        // One statement: the first call inserts the decision, a later one
+        // only counts, and both read back the decision that stands.
+        let row = sqlx::query(
             "INSERT INTO simulated_gateway (transaction_id, amount_minor, currency, status, \
              decline_reason, charge_requests, captures, refunds) \
-             VALUES ($1, $2, $3, $4, $5, 1, $6, 0) ON CONFLICT (transaction_id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, 1, $6, 0) ON CONFLICT (transaction_id) \
+             DO UPDATE SET charge_requests = simulated_gateway.charge_requests + 1 \
+             RETURNING status, decline_reason",
         )
-        .bind(&txn)
+        .bind(transaction_id.to_string())
         .bind(amount.minor)
         .bind(amount.currency.as_str())
         .bind(status.as_str())
         .bind(decline)
         .bind(captures)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !first {
-            sqlx::query(
-                "UPDATE simulated_gateway SET charge_requests = charge_requests + 1 \
-                 WHERE transaction_id = $1",
-            )
-            .bind(&txn)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let row = sqlx::query(
-            "SELECT status, decline_reason FROM simulated_gateway WHERE transaction_id = $1",
-        )
-        .bind(&txn)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.store.writer)
         .await?;
-        tx.commit().await?;
         Ok(match parse_col(&row, "status")? {
             PaymentStatus::Declined => Err(row
                 .try_get::<Option<String>, _>("decline_reason")?

@@ -146,9 +146,9 @@ fn bind_event<'q>(
         .bind(e.occurred_at)
 }
 
-/// The order as an event publishes it, a row per line with the order's
-/// columns repeated on each: what follows `SELECT` in [`ORDER_EVENT_FROM`]'s
-/// statement. `sequence` counts the order's history rows.
+/// The columns an order's event is built from, read from
+/// [`ORDER_EVENT_FROM`]: a row per line, the order's columns repeated on
+/// each; `sequence` counts the order's history rows.
 pub(crate) const ORDER_EVENT_COLUMNS: &str = "o.customer_id, o.transaction_id, o.status, o.total_minor, o.currency, \
      o.failure_code, p.status AS payment_status, \
      (SELECT COUNT(*) FROM order_events e WHERE e.order_id = o.order_id) AS sequence, \

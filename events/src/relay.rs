@@ -4,10 +4,9 @@
 //! worker can run one and a dead one's successor takes over). The holder
 //! renews the lease once half of it has run, not every round, and the
 //! others ask for it every sixteenth of a lease, not every poll: under
-//! load the lease costs a statement every few seconds, not two per poll.
-//! It reads
-//! unpublished events in commit order, publishes a batch on one connection
-//! with each event's id as `Nats-Msg-Id`, awaits the stream's
+//! load the lease costs a statement a second, not one per relay and poll.
+//! It reads unpublished events in commit order, publishes a batch on one
+//! connection with each event's id as `Nats-Msg-Id`, awaits the stream's
 //! acknowledgements in order and marks the acknowledged prefix published.
 //! Whatever was not acknowledged (NATS down, a crash before marking) is
 //! published again later; the stream drops the repeats within its

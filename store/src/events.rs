@@ -112,11 +112,7 @@ pub(crate) async fn write_numbered(tx: &mut Tx, events: Vec<PendingEvent>) -> Re
                 .try_get("last_seq")?;
             // The seqs are bound, not written in: the statement's text
             // depends on the count only, so it stays prepared.
-            let mut p = Placeholders::default();
-            let values = (0..count)
-                .map(|_| format!("({})", p.list(8)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = Placeholders::default().rows(events.len(), 8);
             let sql = format!(
                 "INSERT INTO event_outbox ({columns}) VALUES {values} \
                  ON CONFLICT (event_id) DO NOTHING"

@@ -73,6 +73,15 @@ impl Placeholders {
         (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
     }
 
+    /// `rows` parenthesised rows of `width` placeholders each, for a
+    /// multi-row `VALUES`: `($1, $2), ($3, $4)`.
+    pub(crate) fn rows(&mut self, rows: usize, width: usize) -> String {
+        (0..rows)
+            .map(|_| format!("({})", self.list(width)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The keyset condition of a newest-first list: rows older than the
     /// last one shown, ties on `created_at` broken by `key` (binds the
     /// time, then the key).
@@ -129,6 +138,7 @@ mod tests {
             "(created_at < $2 OR (created_at = $2 AND order_id < $3))"
         );
         assert_eq!(p.list(2), "$4, $5");
+        assert_eq!(p.rows(2, 2), "($6, $7), ($8, $9)");
     }
 
     #[test]

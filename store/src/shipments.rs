@@ -115,10 +115,7 @@ impl<'a> Shipments<'a> {
             // (data-modifying CTEs), the lines only with a new shipment.
             let mut p = Placeholders::default();
             p.list(11);
-            let values = (0..r.lines.len())
-                .map(|_| format!("({})", p.list(3)))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = p.rows(r.lines.len(), 3);
             let sql = format!(
                 "WITH s AS ({insert} RETURNING order_id), \
                  l AS (INSERT INTO shipment_lines (order_id, warehouse, line_no, sku, quantity) \

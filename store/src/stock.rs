@@ -260,7 +260,7 @@ impl<'a> Stock<'a> {
         // Skus in sorted order so concurrent orders lock rows in one order
         // (no deadlocks on PostgreSQL). The guarded update checks the total
         // over all warehouses and locks the product's row.
-        let cause = format!("order:{id}");
+        let cause = order_cause(&id);
         for (sku, qty) in &wanted {
             if let Err(shortage) = self.take(&mut tx, sku, *qty, &cause, now).await? {
                 tx.rollback().await?;
@@ -313,7 +313,7 @@ impl<'a> Stock<'a> {
         // As in `deduct`, in sku order; a product that is short is noted
         // and skipped instead of ending the deduction.
         let mut short: Vec<Shortage> = Vec::new();
-        let cause = format!("order:{id}");
+        let cause = order_cause(&id);
         for (sku, qty) in &wanted {
             if let Err(shortage) = self.take(&mut tx, sku, *qty, &cause, now).await? {
                 short.push(shortage);
@@ -652,7 +652,7 @@ impl<'a> Stock<'a> {
         order_id: &OrderId,
     ) -> Result<(Vec<notify::LowStockAlert>, Vec<WarehouseAllocation>)> {
         let mut conn = self.store.pool.acquire().await?;
-        let alerts = low_stock_notices(&mut conn, &format!("order:{order_id}")).await?;
+        let alerts = low_stock_notices(&mut conn, &order_cause(order_id)).await?;
         let allocation = allocation_of(&mut conn, &order_id.to_string()).await?;
         Ok((alerts, allocation))
     }
@@ -908,6 +908,11 @@ pub(crate) async fn allocation_of(
         }
     }
     Ok(allocations)
+}
+
+/// The cause an order's deduction gives its low-stock alerts.
+fn order_cause(order_id: impl std::fmt::Display) -> String {
+    format!("order:{order_id}")
 }
 
 /// Units wanted per sku (an order may name a sku on several lines), sorted.

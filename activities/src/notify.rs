@@ -3,9 +3,10 @@
 //! `SendEmail` activity of older sagas) and its records in the
 //! `notifications` table (one row per (subject, stage)).
 //!
-//! Never twice, never lost: the row is written `PENDING` before the first
-//! send, turned `SENT` after the relay accepted the message, and a retried
-//! or replayed step that finds it `SENT` sends nothing. Every send of the
+//! Never twice, never lost: the row is `SENT` once the relay accepted the
+//! message (an attempt that finds no row writes it then, with its outcome;
+//! one that finds it `PENDING` claims it before sending), and a retried or
+//! replayed step that finds it `SENT` sends nothing. Every send of the
 //! same (subject, stage) carries the same `Message-ID`. SMTP outages are
 //! retried with this worker's backoff until the retry horizon has passed;
 //! the order saga never waits for any of it. See `docs/notifications.md`.
@@ -22,7 +23,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 use crate::activities::with_heartbeats;
 use crate::mail::Mailer;
-use ordersaga_store::{NotificationStatus, Store, StoreError};
+use ordersaga_store::{EmailAttempt, NotificationStatus, Store, StoreError};
 
 /// How long and how often the notifications service retries delivery.
 /// This is the service's own policy, so it is worker configuration, not
@@ -124,9 +125,10 @@ pub enum EmailOutcome {
 
 impl NotificationActivities {
     /// One delivery attempt (`attempt`, 1-based) of `notification`,
-    /// requested at `requested_at_ms`: records the email before sending,
-    /// sends it unless an earlier attempt did, and records that it was
-    /// sent. Errors are the store's (the attempt may be repeated).
+    /// requested at `requested_at_ms`: sends it unless an earlier attempt
+    /// did and records the outcome (an attempt that finds the email's row
+    /// claims it before sending; one that finds none writes it once,
+    /// after). Errors are the store's (the attempt may be repeated).
     pub async fn deliver(
         &self,
         notification: &Notification,
@@ -147,57 +149,73 @@ impl NotificationActivities {
             .duration_since(requested)
             .unwrap_or_default();
         let too_late = waited > self.retry.horizon;
-        // Within the horizon the claim also counts the attempt that starts
-        // here: one statement instead of two.
         let notifications = self.store.notifications();
-        let record = notifications
-            .claim(
-                &subject_id,
-                stage,
-                &email.to,
-                &email.subject,
-                &email.message_id,
-                !too_late,
-            )
-            .await?;
-        match record.status {
-            NotificationStatus::Sent => {
-                tracing::info!(%subject_id, %stage, "email already sent");
-                return Ok(EmailOutcome::Sent(EmailReceipt {
-                    message_id: record.message_id,
-                    already_sent: true,
-                }));
-            }
-            NotificationStatus::Failed => {
-                return Ok(EmailOutcome::GiveUp(
-                    record
-                        .last_error
-                        .unwrap_or_else(|| "given up earlier".into()),
-                ));
-            }
-            NotificationStatus::Pending => {}
-        }
-        if too_late {
-            let why = format!(
-                "not delivered within {}s; last error: {}",
-                self.retry.horizon.as_secs(),
-                record.last_error.as_deref().unwrap_or("none")
-            );
-            notifications
-                .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+        let tried = EmailAttempt {
+            subject_id: &subject_id,
+            stage,
+            recipient: &email.to,
+            subject: &email.subject,
+            message_id: &email.message_id,
+            attempt,
+        };
+        // An attempt that finds no row (the first, or one after an attempt
+        // that died mid-send) sends and then writes the row once, with its
+        // outcome: writing it `PENDING` first would cost a commit and close
+        // no window (an attempt that dies after the send leaves no `SENT`
+        // either way, and the email goes again).
+        let claimed = if !too_late && notifications.get(&subject_id, stage).await?.is_none() {
+            false
+        } else {
+            // Within the horizon the claim also counts the attempt that
+            // starts here: one statement instead of two.
+            let record = notifications
+                .claim(
+                    &subject_id,
+                    stage,
+                    &email.to,
+                    &email.subject,
+                    &email.message_id,
+                    !too_late,
+                )
                 .await?;
-            tracing::error!(%subject_id, %stage, "{why}");
-            return Ok(EmailOutcome::GiveUp(why));
-        }
+            match record.status {
+                NotificationStatus::Sent => {
+                    tracing::info!(%subject_id, %stage, "email already sent");
+                    return Ok(EmailOutcome::Sent(EmailReceipt {
+                        message_id: record.message_id,
+                        already_sent: true,
+                    }));
+                }
+                NotificationStatus::Failed => {
+                    return Ok(EmailOutcome::GiveUp(
+                        record
+                            .last_error
+                            .unwrap_or_else(|| "given up earlier".into()),
+                    ));
+                }
+                NotificationStatus::Pending => {}
+            }
+            if too_late {
+                let why = format!(
+                    "not delivered within {}s; last error: {}",
+                    self.retry.horizon.as_secs(),
+                    record.last_error.as_deref().unwrap_or("none")
+                );
+                notifications
+                    .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                    .await?;
+                tracing::error!(%subject_id, %stage, "{why}");
+                return Ok(EmailOutcome::GiveUp(why));
+            }
+            true
+        };
         match self.mailer.send(&email).await {
             Ok(()) => {
                 // The crash window: the server stored the message at the
                 // end of DATA, before its 250; a worker dying from then
                 // until this write sends the email again when the claim
                 // lapses (same Message-ID). See docs/notifications.md.
-                self.store
-                    .notifications()
-                    .settle(&subject_id, stage, NotificationStatus::Sent, None)
+                self.record(tried, claimed, NotificationStatus::Sent, None)
                     .await?;
                 // No recipient: an email address is personal data, kept out of logs.
                 tracing::info!(%subject_id, %stage, message_id = %email.message_id, "email sent");
@@ -208,23 +226,43 @@ impl NotificationActivities {
             }
             Err(e) if e.is_permanent() => {
                 let why = without_recipient(&error_chain(&e), &email.to);
-                self.store
-                    .notifications()
-                    .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
+                self.record(tried, claimed, NotificationStatus::Failed, Some(&why))
                     .await?;
                 tracing::error!(%subject_id, %stage, error = %why, "email refused for good");
                 Ok(EmailOutcome::GiveUp(why))
             }
             Err(e) => {
                 let why = without_recipient(&error_chain(&e), &email.to);
-                self.store
-                    .notifications()
-                    .note_error(&subject_id, stage, &why)
+                self.record(tried, claimed, NotificationStatus::Pending, Some(&why))
                     .await?;
                 let after = self.retry.delay(attempt);
                 tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = after.as_millis(), error = %why, "email not delivered, will retry");
                 Ok(EmailOutcome::Retry { why, after })
             }
+        }
+    }
+
+    /// Records what an attempt found out: a claimed row is settled (or
+    /// keeps the error, `PENDING`); an unclaimed attempt writes the row.
+    async fn record(
+        &self,
+        email: EmailAttempt<'_>,
+        claimed: bool,
+        status: NotificationStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let notifications = self.store.notifications();
+        match (claimed, status) {
+            (false, _) => notifications.record_unclaimed(email, status, error).await,
+            (true, NotificationStatus::Pending) => {
+                notifications
+                    .note_error(email.subject_id, email.stage, error.unwrap_or_default())
+                    .await
+            }
+            (true, _) => notifications
+                .settle(email.subject_id, email.stage, status, error)
+                .await
+                .map(drop),
         }
     }
 }

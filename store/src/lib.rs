@@ -73,7 +73,7 @@ pub use events::{EventOutbox, StoredEvent};
 pub use findings::{FindingRecord, Findings, StuckMessage};
 pub use idempotency::{Claimed, IdempotencyKeys, KeyClaim};
 pub use low_stock::LowStockAlertRecord;
-pub use notifications::{NotificationRecord, NotificationStatus, Notifications};
+pub use notifications::{EmailAttempt, NotificationRecord, NotificationStatus, Notifications};
 pub use orders::{Ended, EventRecord, LineRecord, OrderQuery, OrderRecord, OrderSummary, Orders};
 pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxState, OutboxStatus, Quarantined};
 pub use page::{AlertCursor, OrderCursor, PageCursor, ShipmentCursor};

@@ -1,6 +1,8 @@
 //! The notifications repository: one row per email (subject, stage),
-//! written `PENDING` before the first send and settled `SENT` or `FAILED`
-//! once.
+//! settled `SENT` or `FAILED` once. An attempt that finds no row writes
+//! it after its send, with the outcome ([`Notifications::record_unclaimed`]);
+//! one that finds it `PENDING` claims it before sending and settles it
+//! after.
 
 use ordersaga_domain::EmailStage;
 use sqlx::Row;
@@ -42,6 +44,24 @@ pub struct NotificationRecord {
     pub last_error: Option<String>,
     /// When it was accepted, Unix ms.
     pub sent_at_ms: Option<i64>,
+}
+
+/// The email an attempt sent (or tried to), for
+/// [`Notifications::record_unclaimed`].
+#[derive(Debug, Clone, Copy)]
+pub struct EmailAttempt<'a> {
+    /// The order id (customer emails) or the alert id (merchant alerts).
+    pub subject_id: &'a str,
+    /// The stage.
+    pub stage: EmailStage,
+    /// Recipient.
+    pub recipient: &'a str,
+    /// Subject line.
+    pub subject: &'a str,
+    /// The deterministic `Message-ID`.
+    pub message_id: &'a str,
+    /// Which attempt this is, 1-based.
+    pub attempt: u32,
 }
 
 fn record_from_row(row: &AnyRow) -> Result<NotificationRecord> {
@@ -111,6 +131,53 @@ impl<'a> Notifications<'a> {
         .fetch_one(&self.store.writer)
         .await?;
         record_from_row(&row)
+    }
+
+    /// The outcome of an attempt that found no row, written after its
+    /// send: the row as [`Self::claim`] and then [`Self::settle`] (`SENT`,
+    /// `FAILED`) or [`Self::note_error`] (`PENDING`, to be retried) would
+    /// leave it, in one statement and one commit instead of two, with
+    /// `attempts` the attempt's number (earlier ones died before writing).
+    /// Where another attempt wrote the row meanwhile, this one is counted
+    /// and the row changes as `settle` or `note_error` would change it: a
+    /// settled email stays settled.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.record_unclaimed", otel.kind = "client"))]
+    pub async fn record_unclaimed(
+        self,
+        email: EmailAttempt<'_>,
+        status: NotificationStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let sent_at = (status == NotificationStatus::Sent).then_some(now);
+        sqlx::query(
+            "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
+             attempts, last_error, sent_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             ON CONFLICT (subject_id, stage) DO UPDATE SET \
+             attempts = notifications.attempts + 1, \
+             status = CASE WHEN notifications.status = $11 THEN excluded.status \
+             ELSE notifications.status END, \
+             sent_at = CASE WHEN notifications.status = $11 THEN excluded.sent_at \
+             ELSE notifications.sent_at END, \
+             last_error = CASE WHEN notifications.status = $11 OR excluded.status = $11 \
+             THEN excluded.last_error ELSE notifications.last_error END, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(email.subject_id)
+        .bind(email.stage.as_str())
+        .bind(email.recipient)
+        .bind(email.subject)
+        .bind(email.message_id)
+        .bind(status.as_str())
+        .bind(i64::from(email.attempt.max(1)))
+        .bind(error)
+        .bind(sent_at)
+        .bind(now)
+        .bind(NotificationStatus::Pending.as_str())
+        .execute(&self.store.writer)
+        .await?;
+        Ok(())
     }
 
     /// Keeps the error of a failed attempt that will be retried, whatever

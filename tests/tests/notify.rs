@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
-use ordersaga_activities::notify::EmailRetry;
+use ordersaga_activities::mail::{SmtpSettings, SmtpTls};
+use ordersaga_activities::notify::{EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_domain::{
     Currency, CustomerId, DEFAULT_WAREHOUSE, EmailAddress, EmailStage, FailureReason,
     LowStockAlert, Money, Notification, OrderEmail, OrderId, OrderLine, ShipmentLine,
     ShipmentRequest, ShipmentStatus, ShippingAddress, Sku,
 };
-use ordersaga_store::NotificationStatus;
 use ordersaga_store::Store;
+use ordersaga_store::{EmailAttempt, NotificationStatus};
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::parse("EUR").expect("EUR"))
@@ -222,6 +223,8 @@ fn backoff_doubles_up_to_its_maximum() {
 
 ordersaga_tests::both_backends!(
     an_email_is_recorded_once_and_sent_once,
+    an_attempt_that_finds_no_row_records_its_email_once_after_sending,
+    a_late_unclaimed_record_leaves_a_settled_email_settled,
     a_shipping_request_is_created_once_per_order,
 );
 
@@ -298,6 +301,132 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
         )
         .await?;
     assert_eq!(store.notifications().of_subject(&subject).await?.len(), 2);
+    Ok(())
+}
+
+/// A mailer whose SMTP relay refuses connections: every send fails and
+/// is worth retrying.
+fn unreachable_smtp() -> anyhow::Result<Mailer> {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    Ok(Mailer::new(MailSettings {
+        delivery: Delivery::Smtp(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(5),
+        }),
+        ..MailSettings::default()
+    })?)
+}
+
+async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
+    store: Store,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let retry = EmailRetry::default();
+    let down = NotificationActivities::new(store.clone(), unreachable_smtp()?.into(), retry);
+    let up = NotificationActivities::new(store.clone(), mailer(dir.path(), None).into(), retry);
+    let now = ordersaga_store::now_ms();
+    let n = email(EmailStage::OrderConfirmed, None, false);
+    let (subject, stage) = (n.subject_id(), n.stage());
+    let record = || async {
+        store
+            .notifications()
+            .get(&subject, stage)
+            .await?
+            .context("the email's row")
+    };
+
+    // A first attempt that fails writes the row once, after: PENDING with
+    // its error, counted.
+    let failed = down.deliver(&n, now, 1).await?;
+    assert!(matches!(failed, EmailOutcome::Retry { .. }), "{failed:?}");
+    let row = record().await?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Pending, 1));
+    assert!(row.last_error.is_some());
+    assert_eq!(row.recipient, "alice@example.com");
+    // A retry claims the row before sending and counts itself.
+    down.deliver(&n, now, 2).await?;
+    assert_eq!(record().await?.attempts, 2);
+    // The send that gets through settles it; one after that sends nothing.
+    let sent = up.deliver(&n, now, 3).await?;
+    assert!(
+        matches!(&sent, EmailOutcome::Sent(r) if !r.already_sent),
+        "{sent:?}"
+    );
+    let row = record().await?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
+    assert_eq!(row.last_error, None);
+    assert!(row.sent_at_ms.is_some());
+    let again = up.deliver(&n, now, 4).await?;
+    assert!(
+        matches!(&again, EmailOutcome::Sent(r) if r.already_sent),
+        "{again:?}"
+    );
+    assert_eq!(record().await?.attempts, 3);
+
+    // An attempt that finds no row and gets through writes it SENT at
+    // once, counting the attempts before it (they died before writing).
+    let received = email(EmailStage::OrderReceived, None, false);
+    let done = up.deliver(&received, now, 3).await?;
+    assert!(
+        matches!(&done, EmailOutcome::Sent(r) if !r.already_sent),
+        "{done:?}"
+    );
+    let row = store
+        .notifications()
+        .get(&received.subject_id(), received.stage())
+        .await?
+        .context("the received email's row")?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
+    Ok(())
+}
+
+async fn a_late_unclaimed_record_leaves_a_settled_email_settled(
+    store: Store,
+) -> anyhow::Result<()> {
+    let n = email(EmailStage::OrderFailed, None, true);
+    let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
+    let first = EmailAttempt {
+        subject_id: &subject,
+        stage,
+        recipient: "alice@example.com",
+        subject: "Hi",
+        message_id: &mid,
+        attempt: 1,
+    };
+    let notifications = store.notifications();
+    // Another attempt claimed the row while this one was sending: this
+    // one settles it as `settle` would, and is counted.
+    notifications
+        .claim(&subject, stage, "alice@example.com", "Hi", &mid, true)
+        .await?;
+    notifications
+        .record_unclaimed(first, NotificationStatus::Sent, None)
+        .await?;
+    let row = notifications.get(&subject, stage).await?.context("row")?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 2));
+    let sent_at = row.sent_at_ms;
+    assert!(sent_at.is_some());
+    // A failure recorded after that keeps its error but not its status.
+    notifications
+        .record_unclaimed(first, NotificationStatus::Pending, Some("timeout"))
+        .await?;
+    notifications
+        .record_unclaimed(first, NotificationStatus::Failed, Some("refused"))
+        .await?;
+    let row = notifications.get(&subject, stage).await?.context("row")?;
+    assert_eq!(
+        (row.status, row.sent_at_ms),
+        (NotificationStatus::Sent, sent_at)
+    );
+    assert_eq!(row.last_error.as_deref(), Some("timeout"));
     Ok(())
 }
 

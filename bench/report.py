@@ -144,8 +144,7 @@ def p50_model(runs, metrics_dir: str) -> list[str]:
     For P it also solves for the throughput at which P's p50 would be
     S2's median p50 / 0.8, the p50 target."""
     rows, need = [], []
-    s2 = [r.get("e2e_p50_ms") for r in runs.get("S2/ordersaga", [])]
-    s2_p50 = statistics.median([v for v in s2 if isinstance(v, (int, float))]) if any(s2) else None
+    s2_p50 = median(runs.get("S2/ordersaga", []), "e2e_p50_ms")
     s2_x = median(runs.get("S2/ordersaga", []), "wf_per_s")
     for s in ("S1", "S2", "S4", "P"):
         for i, r in enumerate(runs.get(f"{s}/ordersaga", [])):

@@ -225,24 +225,23 @@ pub(crate) async fn with_heartbeats<F: Future>(ctx: &ActivityContext, fut: F) ->
 }
 
 impl OrderActivities {
-    /// What a deduction that went through left: the order's low-stock
-    /// alerts and its allocation, read back rather than passed out of the
-    /// deduction, so a retry after a crash finds what the first attempt
-    /// did.
+    /// What an amendable deduction that went through left: the order's
+    /// low-stock alerts and its allocation, read back (that deduction
+    /// reports only its decision).
     async fn processed(
         &self,
         order_id: &OrderId,
         amendment: Option<ordersaga_domain::Amendment>,
     ) -> Result<InventoryProcessed, ActivityError> {
-        let (low_stock_alerts, allocations) = self
+        let stock = self
             .store
             .stock()
             .deducted(order_id)
             .await
             .map_err(store_failure)?;
         Ok(InventoryProcessed {
-            low_stock_alerts,
-            allocations,
+            low_stock_alerts: stock.low_stock_alerts,
+            allocations: stock.allocations,
             amendment,
         })
     }
@@ -294,8 +293,12 @@ impl OrderActivities {
         };
         crash_point(activity::PROCESS_INVENTORY);
         match deducted {
-            Ok(()) => {
-                let processed = self.processed(&order_id, None).await?;
+            Ok(stock) => {
+                let processed = InventoryProcessed {
+                    low_stock_alerts: stock.low_stock_alerts,
+                    allocations: stock.allocations,
+                    amendment: None,
+                };
                 tracing::info!(%order_id, alerts = processed.low_stock_alerts.len(), warehouses = processed.allocations.len(), "InventoryProcessed");
                 Ok(Some(processed))
             }

@@ -142,6 +142,24 @@ pub(crate) async fn change_status<S: Lifecycle>(
     columns: &[(&str, Option<&str>)],
     now: i64,
 ) -> Result<bool> {
+    Ok(
+        change_status_returning(tx, table, order_id, to, columns, now, "order_id")
+            .await?
+            .is_some(),
+    )
+}
+
+/// [`change_status`], returning the moved row's `returning` columns (a
+/// list of the store's own column names): `None` when it did not move.
+pub(crate) async fn change_status_returning<S: Lifecycle>(
+    tx: &mut Tx,
+    table: &str,
+    order_id: &str,
+    to: S,
+    columns: &[(&str, Option<&str>)],
+    now: i64,
+    returning: &str,
+) -> Result<Option<AnyRow>> {
     let from: Vec<S> = S::ALL
         .iter()
         .copied()
@@ -149,7 +167,7 @@ pub(crate) async fn change_status<S: Lifecycle>(
         .collect();
     if from.is_empty() {
         // Nothing may become `to`.
-        return Ok(false);
+        return Ok(None);
     }
     let mut p = Placeholders::default();
     let mut sql = format!("UPDATE {table} SET status = {}", p.next());
@@ -157,7 +175,7 @@ pub(crate) async fn change_status<S: Lifecycle>(
         sql += &format!(", {column} = {}", p.next());
     }
     sql += &format!(
-        ", updated_at = {} WHERE order_id = {} AND status IN ({})",
+        ", updated_at = {} WHERE order_id = {} AND status IN ({}) RETURNING {returning}",
         p.next(),
         p.next(),
         p.list(from.len())
@@ -170,5 +188,5 @@ pub(crate) async fn change_status<S: Lifecycle>(
     for s in from {
         update = update.bind(s.text());
     }
-    Ok(update.execute(&mut **tx).await?.rows_affected() == 1)
+    Ok(update.fetch_optional(&mut **tx).await?)
 }

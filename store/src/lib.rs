@@ -80,7 +80,7 @@ pub use page::{AlertCursor, OrderCursor, PageCursor, ShipmentCursor};
 pub use payments::{GatewayBooks, GatewayLedger, PaymentLink, PaymentRecord, Payments};
 pub use shipments::{Moved, ShipmentRecord, Shipments};
 pub use spending::{Spending, SpendingLimitRecord};
-pub use stock::{Deducted, NewStockReceipt, Shortage, Stock, StockReceipt};
+pub use stock::{Deducted, DeductedStock, NewStockReceipt, Shortage, Stock, StockReceipt};
 pub use webhook_events::{WebhookClaim, WebhookEvents};
 
 /// What can go wrong talking to the store.

@@ -56,7 +56,8 @@ fn alert_uuid(alert_id: &str) -> Uuid {
 /// The `MonitorLowStock` policy for one product whose on-hand just changed
 /// (`level` holds [`LEVEL_COLUMNS`] after the change), in the transaction
 /// that changed it: on a crossing into low stock, the alert, its event and
-/// the merchant's email; on a recovery, the re-armed flag.
+/// the merchant's email; on a recovery, the re-armed flag. Returns the
+/// notice of the alert it raised, if any.
 pub(crate) async fn monitor_low_stock(
     tx: &mut Tx,
     publish: bool,
@@ -64,7 +65,7 @@ pub(crate) async fn monitor_low_stock(
     level: &AnyRow,
     cause: &str,
     now: i64,
-) -> Result<()> {
+) -> Result<Option<notify::LowStockAlert>> {
     let level = StockLevel {
         on_hand: level.try_get("on_hand")?,
         threshold: level.try_get("low_stock_threshold")?,
@@ -72,7 +73,7 @@ pub(crate) async fn monitor_low_stock(
     };
     let crossing = level.crossing();
     if crossing == LowStockCrossing::Unchanged {
-        return Ok(());
+        return Ok(None);
     }
     sqlx::query("UPDATE products SET low_stock = $1 WHERE sku = $2")
         .bind(i64::from(crossing == LowStockCrossing::Fell))
@@ -80,7 +81,7 @@ pub(crate) async fn monitor_low_stock(
         .execute(&mut **tx)
         .await?;
     if crossing == LowStockCrossing::Recovered {
-        return Ok(());
+        return Ok(None);
     }
     let StockLevel {
         on_hand, threshold, ..
@@ -125,9 +126,14 @@ pub(crate) async fn monitor_low_stock(
         on_hand,
         threshold,
     };
-    enqueue(tx, &[Outgoing::Email(Notification::LowStock(notice))], now).await?;
+    enqueue(
+        tx,
+        &[Outgoing::Email(Notification::LowStock(notice.clone()))],
+        now,
+    )
+    .await?;
     tracing::info!(%sku, on_hand, threshold, cause, "LowStockAlertTriggered");
-    Ok(())
+    Ok(Some(notice))
 }
 
 const ALERT_COLUMNS: &str = "alert_id, sku, on_hand, threshold, cause, created_at";

@@ -8,8 +8,9 @@ use ordersaga_domain::{
     Money, OrderEvent, OrderId, OrderStatus, Outgoing, PaymentStatus, TransactionId,
 };
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
-use crate::db::{change_status, money, now_ms, parse_col};
+use crate::db::{change_status_returning, money, now_ms, parse_col};
 use crate::orders::insert_event;
 use crate::outbox::enqueue;
 use crate::{Result, Store, StoreError};
@@ -102,27 +103,20 @@ impl<'a> Payments<'a> {
         order_id: &OrderId,
         outcome: std::result::Result<(), &str>,
     ) -> Result<PaymentRecord> {
-        match outcome {
-            Ok(()) => {
-                self.settle(
-                    order_id,
-                    PaymentStatus::Captured,
-                    OrderEvent::PaymentProcessed,
-                    None,
-                )
-                .await?
-            }
-            Err(reason) => {
-                self.settle(
-                    order_id,
-                    PaymentStatus::Declined,
-                    OrderEvent::PaymentProcessFailed,
-                    Some(reason),
-                )
-                .await?
-            }
+        let (to, event, reason) = match outcome {
+            Ok(()) => (PaymentStatus::Captured, OrderEvent::PaymentProcessed, None),
+            Err(reason) => (
+                PaymentStatus::Declined,
+                OrderEvent::PaymentProcessFailed,
+                Some(reason),
+            ),
         };
-        self.stored(order_id).await
+        // The moved row comes back with the update; only a payment that
+        // did not move (settled by an earlier attempt) is read.
+        match self.settle(order_id, to, event, reason).await? {
+            Some(row) => record_from_row(&row),
+            None => self.stored(order_id).await,
+        }
     }
 
     /// Checkout's `OpenPayment`: the payment exists `PENDING` with the
@@ -162,26 +156,30 @@ impl<'a> Payments<'a> {
     /// Returns whether this call recorded it.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.record_voided", otel.kind = "client"))]
     pub async fn record_voided(self, order_id: &OrderId, reason: &str) -> Result<bool> {
-        self.settle(
-            order_id,
-            PaymentStatus::Voided,
-            OrderEvent::PaymentProcessFailed,
-            Some(reason),
-        )
-        .await
+        let moved = self
+            .settle(
+                order_id,
+                PaymentStatus::Voided,
+                OrderEvent::PaymentProcessFailed,
+                Some(reason),
+            )
+            .await?;
+        Ok(moved.is_some())
     }
 
     /// Records the refund of a payment (`PaymentRefunded`) once.
     /// Returns whether this call recorded it.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "payments.record_refund", otel.kind = "client"))]
     pub async fn record_refund(self, order_id: &OrderId) -> Result<bool> {
-        self.settle(
-            order_id,
-            PaymentStatus::Refunded,
-            OrderEvent::PaymentRefunded,
-            None,
-        )
-        .await
+        let moved = self
+            .settle(
+                order_id,
+                PaymentStatus::Refunded,
+                OrderEvent::PaymentRefunded,
+                None,
+            )
+            .await?;
+        Ok(moved.is_some())
     }
 
     /// The approval link of an order's checkout payment, if it has one.
@@ -205,22 +203,13 @@ impl<'a> Payments<'a> {
 
     /// The order's payment, if one was created.
     pub(crate) async fn of_order(self, order_id: &OrderId) -> Result<Option<PaymentRecord>> {
-        sqlx::query(
-            "SELECT transaction_id, status, amount_minor, currency, decline_reason, \
-             approval_url FROM payments WHERE order_id = $1",
-        )
+        sqlx::query(&format!(
+            "SELECT {RECORD_COLUMNS} FROM payments WHERE order_id = $1"
+        ))
         .bind(order_id.to_string())
         .fetch_optional(&self.store.pool)
         .await?
-        .map(|row| {
-            Ok(PaymentRecord {
-                transaction_id: parse_col(&row, "transaction_id")?,
-                status: parse_col(&row, "status")?,
-                amount: money(&row, "amount_minor")?,
-                decline_reason: row.try_get("decline_reason")?,
-                approval_url: row.try_get("approval_url")?,
-            })
-        })
+        .map(|row| record_from_row(&row))
         .transpose()
     }
 
@@ -264,24 +253,40 @@ impl<'a> Payments<'a> {
     /// allows it, keeping `reason` (the gateway's, or why it was voided;
     /// a payment that took money has none) and recording `event` with it,
     /// in one transaction. A payment that may not move keeps its status, so
-    /// a retried step records nothing twice. Returns whether this call
-    /// moved it.
+    /// a retried step records nothing twice. Returns the moved row
+    /// ([`RECORD_COLUMNS`]), or `None` when this call did not move it.
     async fn settle(
         self,
         order_id: &OrderId,
         to: PaymentStatus,
         event: OrderEvent,
         reason: Option<&str>,
-    ) -> Result<bool> {
+    ) -> Result<Option<AnyRow>> {
         let now = now_ms();
         let id = order_id.to_string();
         let mut tx = self.store.begin_write().await?;
         let columns = [("decline_reason", reason)];
-        let changed = change_status(&mut tx, "payments", &id, to, &columns, now).await?;
-        if changed {
+        let moved =
+            change_status_returning(&mut tx, "payments", &id, to, &columns, now, RECORD_COLUMNS)
+                .await?;
+        if moved.is_some() {
             insert_event(&mut tx, self.store.events, &id, event, reason, now).await?;
         }
         tx.commit().await?;
-        Ok(changed)
+        Ok(moved)
     }
+}
+
+/// The columns of a [`PaymentRecord`].
+const RECORD_COLUMNS: &str =
+    "transaction_id, status, amount_minor, currency, decline_reason, approval_url";
+
+fn record_from_row(row: &AnyRow) -> Result<PaymentRecord> {
+    Ok(PaymentRecord {
+        transaction_id: parse_col(row, "transaction_id")?,
+        status: parse_col(row, "status")?,
+        amount: money(row, "amount_minor")?,
+        decline_reason: row.try_get("decline_reason")?,
+        approval_url: row.try_get("approval_url")?,
+    })
 }

@@ -93,10 +93,9 @@ impl<'a> Spending<'a> {
         let id = order_id.to_string();
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
-        if let Some(decided) = reservation(&mut tx, &id).await? {
-            tx.rollback().await?;
-            return Ok(decided);
-        }
+        // An earlier attempt's decision is read only where one can show:
+        // an order no longer pending, or a reservation that is there
+        // already (the insert below). A first attempt reads nothing twice.
         // The no-op update locks the order's row on PostgreSQL (a
         // concurrent `FailOrder` waits), as `ProcessInventory` does.
         let order = sqlx::query(
@@ -108,6 +107,10 @@ impl<'a> Spending<'a> {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(order) = order else {
+            if let Some(decided) = reservation(&mut tx, &id).await? {
+                tx.rollback().await?;
+                return Ok(decided);
+            }
             let status = sqlx::query("SELECT status FROM orders WHERE order_id = $1")
                 .bind(&id)
                 .fetch_optional(&mut *tx)
@@ -166,10 +169,10 @@ impl<'a> Spending<'a> {
             ),
             Err(other) => return Err(corrupt(format!("unexpected refusal {other}"))),
         };
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO spending_reservations (order_id, customer_id, amount_minor, currency, \
              status, limit_minor, limit_currency, spent_minor, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&id)
         .bind(customer.as_str())
@@ -181,7 +184,19 @@ impl<'a> Spending<'a> {
         .bind(spent_minor)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            // An earlier attempt decided: its answer stands, not this one.
+            let decided = reservation(&mut tx, &id).await?.ok_or_else(|| {
+                corrupt(format!(
+                    "order {id}: reservation neither written nor stored"
+                ))
+            })?;
+            tx.rollback().await?;
+            return Ok(decided);
+        }
         tx.commit().await?;
         Ok(decision)
     }

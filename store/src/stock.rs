@@ -60,6 +60,17 @@ pub struct StockReceipt {
     pub created: bool,
 }
 
+/// What an order's deduction left: the low-stock alerts it raised, as
+/// notices for the merchant's email, and its allocation in the fixed
+/// warehouse order ([`Stock::allocation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeductedStock {
+    /// The alerts, by sku.
+    pub low_stock_alerts: Vec<notify::LowStockAlert>,
+    /// Where the units came from.
+    pub allocations: Vec<WarehouseAllocation>,
+}
+
 /// Why stock could not be deducted: the first line that was short.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortage {
@@ -244,14 +255,20 @@ impl<'a> Stock<'a> {
     /// the same and never deducts twice. An order that is no longer
     /// `PENDING` is refused ([`StoreError::OrderEnded`]) unless an earlier
     /// attempt already decided.
+    ///
+    /// Returns what the deduction left ([`Stock::deducted`]): the first
+    /// attempt from what it wrote, a retry read back.
     #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "stock.deduct", otel.kind = "client"))]
-    pub async fn deduct(self, order_id: &OrderId) -> Result<Result<(), Shortage>> {
+    pub async fn deduct(self, order_id: &OrderId) -> Result<Result<DeductedStock, Shortage>> {
         let now = now_ms();
         let id = order_id.to_string();
         let Some(mut tx) = self.open_deduction(order_id, now).await? else {
             // An earlier attempt decided: report it, even for an order that
             // has failed since (its compensation must release what it took).
-            return self.deduction(order_id).await;
+            return Ok(match self.deduction(order_id).await? {
+                Ok(()) => Ok(self.deducted(order_id).await?),
+                Err(shortage) => Err(shortage),
+            });
         };
         let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
         if wanted.is_empty() {
@@ -261,15 +278,23 @@ impl<'a> Stock<'a> {
         // (no deadlocks on PostgreSQL). The guarded update checks the total
         // over all warehouses and locks the product's row.
         let cause = order_cause(&id);
+        let mut low_stock_alerts = Vec::new();
         for (sku, qty) in &wanted {
-            if let Err(shortage) = self.take(&mut tx, sku, *qty, &cause, now).await? {
-                tx.rollback().await?;
-                return self.record_shortage(order_id, shortage).await;
+            match self.take(&mut tx, sku, *qty, &cause, now).await? {
+                Ok(alert) => low_stock_alerts.extend(alert),
+                Err(shortage) => {
+                    tx.rollback().await?;
+                    return Ok(match self.record_shortage(order_id, shortage).await? {
+                        // A concurrent attempt deducted first.
+                        Ok(()) => Ok(self.deducted(order_id).await?),
+                        Err(shortage) => Err(shortage),
+                    });
+                }
             }
         }
         // Every product's row is locked now: its warehouse stock cannot
         // change until this transaction ends.
-        take_allocated(&mut tx, &id, &wanted, now).await?;
+        let allocations = take_allocated(&mut tx, &id, &wanted, now).await?;
         insert_event(
             &mut tx,
             self.store.events,
@@ -280,7 +305,10 @@ impl<'a> Stock<'a> {
         )
         .await?;
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(Ok(DeductedStock {
+            low_stock_alerts,
+            allocations,
+        }))
     }
 
     /// `ProcessInventoryAmendable` under the `ask` policy
@@ -449,8 +477,8 @@ impl<'a> Stock<'a> {
 
     /// Takes `qty` of `sku` from the catalog's on-hand (the guarded update
     /// checks the total over all warehouses and locks the product's row)
-    /// and raises its low-stock alert; or, when fewer are on hand, takes
-    /// nothing and says how many are.
+    /// and raises its low-stock alert (returned when it did); or, when
+    /// fewer are on hand, takes nothing and says how many are.
     async fn take(
         self,
         tx: &mut Tx,
@@ -458,7 +486,7 @@ impl<'a> Stock<'a> {
         qty: i64,
         cause: &str,
         now: i64,
-    ) -> Result<std::result::Result<(), Shortage>> {
+    ) -> Result<std::result::Result<Option<notify::LowStockAlert>, Shortage>> {
         let took = sqlx::query(&format!(
             "UPDATE products SET on_hand = on_hand - $1 WHERE sku = $2 AND on_hand >= $1 \
              RETURNING {LEVEL_COLUMNS}"
@@ -468,8 +496,8 @@ impl<'a> Stock<'a> {
         .fetch_optional(&mut **tx)
         .await?;
         if let Some(level) = took {
-            monitor_low_stock(tx, self.store.events, sku, &level, cause, now).await?;
-            return Ok(Ok(()));
+            let alert = monitor_low_stock(tx, self.store.events, sku, &level, cause, now).await?;
+            return Ok(Ok(alert));
         }
         let available = sqlx::query("SELECT on_hand FROM products WHERE sku = $1")
             .bind(sku.as_str())
@@ -644,17 +672,17 @@ impl<'a> Stock<'a> {
         allocation_of(&mut conn, &order_id.to_string()).await
     }
 
-    /// What the order's deduction left, read back on one connection: the
-    /// low-stock alerts it raised, as notices for the merchant's email,
-    /// and its allocation ([`Stock::allocation`]).
-    pub async fn deducted(
-        self,
-        order_id: &OrderId,
-    ) -> Result<(Vec<notify::LowStockAlert>, Vec<WarehouseAllocation>)> {
+    /// What the order's deduction left, read back on one connection.
+    pub async fn deducted(self, order_id: &OrderId) -> Result<DeductedStock> {
         let mut conn = self.store.pool.acquire().await?;
-        let alerts = low_stock_notices(&mut conn, &order_cause(order_id)).await?;
-        let allocation = allocation_of(&mut conn, &order_id.to_string()).await?;
-        Ok((alerts, allocation))
+        let mut low_stock_alerts = low_stock_notices(&mut conn, &order_cause(order_id)).await?;
+        // In the deduction's order (the database's collation may differ).
+        low_stock_alerts.sort_by(|a, b| a.sku.cmp(&b.sku));
+        let allocations = allocation_of(&mut conn, &order_id.to_string()).await?;
+        Ok(DeductedStock {
+            low_stock_alerts,
+            allocations,
+        })
     }
 
     /// A product's stock per warehouse (warehouses that hold or held it),
@@ -805,14 +833,14 @@ async fn take_from(tx: &mut Tx, warehouse: &WarehouseId, sku: &Sku, qty: i64) ->
 }
 
 /// Allocates `wanted` over the warehouses (the product rows are locked
-/// and their totals checked by the caller), takes the units from each and
-/// records the allocation and its ledger entries.
+/// and their totals checked by the caller), takes the units from each,
+/// records the allocation and its ledger entries, and returns it.
 async fn take_allocated(
     tx: &mut Tx,
     id: &str,
     wanted: &BTreeMap<Sku, i64>,
     now: i64,
-) -> Result<()> {
+) -> Result<Vec<WarehouseAllocation>> {
     let stock = warehouse_stock(tx, wanted).await?;
     let plan = allocate(wanted, &stock).ok_or_else(|| {
         corrupt(format!(
@@ -846,7 +874,7 @@ async fn take_allocated(
             .await?;
         }
     }
-    Ok(())
+    Ok(plan)
 }
 
 /// The stock of the wanted products in each warehouse holding some, in
@@ -906,6 +934,11 @@ pub(crate) async fn allocation_of(
                 lines: vec![line],
             }),
         }
+    }
+    // Lines by sku as the allocation made them (the database's collation
+    // may order text otherwise).
+    for allocation in &mut allocations {
+        allocation.lines.sort_by(|a, b| a.sku.cmp(&b.sku));
     }
     Ok(allocations)
 }

@@ -134,8 +134,12 @@ async fn deduction_happens_once_and_matches_the_ledger(store: Store) -> anyhow::
     // The same sku on two lines counts once, summed.
     let o = order("alice", &[(&mug, 2), (&tee, 1), (&mug, 1)]);
     store.orders().place(&o, &[]).await?;
-    assert_eq!(store.stock().deduct(&o.order_id).await?, Ok(()));
-    assert_eq!(store.stock().deduct(&o.order_id).await?, Ok(()), "retry");
+    assert_eq!(store.stock().deduct(&o.order_id).await?.map(drop), Ok(()));
+    assert_eq!(
+        store.stock().deduct(&o.order_id).await?.map(drop),
+        Ok(()),
+        "retry"
+    );
     assert_eq!(on_hand(&store, &mug).await?, 7);
     assert_eq!(on_hand(&store, &tee).await?, 4);
     assert_eq!(
@@ -305,12 +309,30 @@ async fn payment_outcomes_and_refunds_are_recorded_once(store: Store) -> anyhow:
     );
     let captured = store.payments().record_outcome(&o.order_id, Ok(())).await?;
     assert_eq!(captured.status, PaymentStatus::Captured);
+    // The moved row comes back with the update: the payment as stored.
+    assert_eq!(Some(&captured), stored_payment(&store, &o).await?.as_ref());
+    assert_eq!(captured.transaction_id, o.transaction_id);
+    assert_eq!(captured.amount, o.total);
     // A late "declined" for a settled payment changes nothing.
     let late = store
         .payments()
         .record_outcome(&o.order_id, Err("late"))
         .await?;
-    assert_eq!(late.status, PaymentStatus::Captured);
+    assert_eq!(late, captured);
+    let declined = order("erin", &[(&mug, 1)]);
+    store.orders().place(&declined, &[]).await?;
+    ensure_payment(&store, &declined)
+        .await?
+        .context("a pending order's payment")?;
+    let recorded = store
+        .payments()
+        .record_outcome(&declined.order_id, Err("insufficient funds"))
+        .await?;
+    assert_eq!(
+        (recorded.status, recorded.decline_reason.as_deref()),
+        (PaymentStatus::Declined, Some("insufficient funds"))
+    );
+    assert_eq!(Some(recorded), stored_payment(&store, &declined).await?);
     assert!(store.payments().record_refund(&o.order_id).await?);
     assert!(!store.payments().record_refund(&o.order_id).await?);
     let rec = store.orders().get(&o.order_id).await?.context("order")?;
@@ -433,9 +455,15 @@ async fn a_failed_order_keeps_its_reason_and_refuses_confirm_and_deduction(
 
     // A deduction decided before the order failed is still reported, so
     // the saga's compensation releases it.
-    assert_eq!(store.stock().deduct(&live.order_id).await?, Ok(()));
+    assert_eq!(
+        store.stock().deduct(&live.order_id).await?.map(drop),
+        Ok(())
+    );
     store.orders().fail(&live.order_id, &reason, &[]).await?;
-    assert_eq!(store.stock().deduct(&live.order_id).await?, Ok(()));
+    assert_eq!(
+        store.stock().deduct(&live.order_id).await?.map(drop),
+        Ok(())
+    );
     assert!(store.stock().release(&live.order_id).await?);
     assert_eq!(on_hand(&store, &mug).await?, 10);
     Ok(())
@@ -687,19 +715,26 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
         async move {
             let o = order("buyer", &[(&mug, n)]);
             store.orders().place(&o, &[]).await?;
-            store
+            let deducted = store
                 .stock()
                 .deduct(&o.order_id)
                 .await?
                 .ok()
                 .context("deducted")?;
-            anyhow::Ok(o.order_id)
+            anyhow::Ok((o.order_id, deducted))
         }
     };
-    let crossing = sell(3).await?; // 6 -> 3: crosses
+    let (crossing, deducted) = sell(3).await?; // 6 -> 3: crosses
     assert_eq!(alerts(store.clone()).await?, 1);
-    // What ProcessInventory reads back: the alert it raised, its stock.
-    let (notices, allocation) = store.stock().deducted(&crossing).await?;
+    // What ProcessInventory gets: the alert it raised and its stock, as
+    // written; read back, and answered to a retry, the same.
+    assert_eq!(deducted, store.stock().deducted(&crossing).await?);
+    assert_eq!(
+        store.stock().deduct(&crossing).await?,
+        Ok(deducted.clone()),
+        "a retry answers what the first attempt wrote"
+    );
+    let (notices, allocation) = (deducted.low_stock_alerts, deducted.allocations);
     assert_eq!(notices.len(), 1);
     assert_eq!(
         (
@@ -711,8 +746,16 @@ async fn low_stock_alert_once_per_crossing(store: Store) -> anyhow::Result<()> {
     );
     assert_eq!(allocation, store.stock().allocation(&crossing).await?);
     assert_eq!(allocation.iter().map(|a| a.lines.len()).sum::<usize>(), 1);
-    let quiet = sell(1).await?; // 3 -> 2: still low, no new alert
-    assert!(store.stock().deducted(&quiet).await?.0.is_empty());
+    let (quiet, deducted) = sell(1).await?; // 3 -> 2: still low, no new alert
+    assert!(deducted.low_stock_alerts.is_empty());
+    assert!(
+        store
+            .stock()
+            .deducted(&quiet)
+            .await?
+            .low_stock_alerts
+            .is_empty()
+    );
     sell(1).await?; // 2 -> 1
     assert_eq!(alerts(store.clone()).await?, 1);
     store

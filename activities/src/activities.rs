@@ -42,7 +42,7 @@ use crate::gateway::checkout::{
 };
 use crate::gateway::{ChargeOutcome, ChargeRefund, ChargeRequest, GatewayError, PaymentGateway};
 use crate::metrics::BusinessMetrics;
-use ordersaga_store::{Deducted, PaymentLink, Store, StoreError};
+use ordersaga_store::{Deducted, DeductedStock, PaymentLink, Store, StoreError};
 
 /// How often a long gateway call tells Temporal it is still alive; well
 /// under the workflow's heartbeat timeout, so a dead worker is noticed fast.
@@ -239,11 +239,7 @@ impl OrderActivities {
             .deducted(order_id)
             .await
             .map_err(store_failure)?;
-        Ok(InventoryProcessed {
-            low_stock_alerts: stock.low_stock_alerts,
-            allocations: stock.allocations,
-            amendment,
-        })
+        Ok(inventory_processed(stock, amendment))
     }
 
     /// The reason the store holds for an order a step found ended. An order
@@ -251,6 +247,18 @@ impl OrderActivities {
     /// step: a bug, reported as such.
     async fn stored_failure(&self, order_id: &OrderId) -> Result<FailureReason, ActivityError> {
         stored_failure(&self.store, order_id).await
+    }
+}
+
+/// `InventoryProcessed` from what a deduction left.
+fn inventory_processed(
+    stock: DeductedStock,
+    amendment: Option<ordersaga_domain::Amendment>,
+) -> InventoryProcessed {
+    InventoryProcessed {
+        low_stock_alerts: stock.low_stock_alerts,
+        allocations: stock.allocations,
+        amendment,
     }
 }
 
@@ -294,11 +302,7 @@ impl OrderActivities {
         crash_point(activity::PROCESS_INVENTORY);
         match deducted {
             Ok(stock) => {
-                let processed = InventoryProcessed {
-                    low_stock_alerts: stock.low_stock_alerts,
-                    allocations: stock.allocations,
-                    amendment: None,
-                };
+                let processed = inventory_processed(stock, None);
                 tracing::info!(%order_id, alerts = processed.low_stock_alerts.len(), warehouses = processed.allocations.len(), "InventoryProcessed");
                 Ok(Some(processed))
             }

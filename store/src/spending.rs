@@ -93,9 +93,9 @@ impl<'a> Spending<'a> {
         let id = order_id.to_string();
         let now = now_ms();
         let mut tx = self.store.begin_write().await?;
-        // An earlier attempt's decision is read only where one can show:
-        // an order no longer pending, or a reservation that is there
-        // already (the insert below). A first attempt reads nothing twice.
+        // An earlier attempt's decision is read only where one shows: an
+        // order no longer pending, or a reservation the insert below finds
+        // already there. A first attempt reads nothing before deciding.
         // The no-op update locks the order's row on PostgreSQL (a
         // concurrent `FailOrder` waits), as `ProcessInventory` does.
         let order = sqlx::query(

@@ -408,9 +408,16 @@ def main() -> None:
 
     traced = [s for s in scen if (s, "ordersaga-traced") in med and (s, "ordersaga") in med]
     if traced:
+        first = []  # per round: did the traced run go first?
+        for s in traced:
+            ra, rb = runs[f"{s}/ordersaga-traced"], runs[f"{s}/ordersaga"]
+            first += [ra[i]["ran_at"] < rb[i]["ran_at"] for i in range(min(len(ra), len(rb)))
+                      if isinstance(ra[i].get("ran_at"), int) and isinstance(rb[i].get("ran_at"), int)]
+        order = ("the untraced run first in odd rounds and second in even ones" if any(first)
+                 else "the untraced run, then the traced one")
         out += ["## Tracing overhead", "",
-                "ordersaga's PlaceOrder runs without and with traces (`--traces both`: in each round the "
-                "untraced run, then the traced one, each on a fresh server). Traced: the API and the "
+                f"ordersaga's PlaceOrder runs without and with traces (`--traces both`: in each round {order}, "
+                "each on a fresh server). Traced: the API and the "
                 "worker(s) export every span over OTLP/gRPC to `ordersaga-otlp-sink`, which only counts "
                 "them; spans and traces per order are what it received (warm-up orders included; a "
                 "shipment's workflow span is sent when the shipment is delivered, which the bench never "
@@ -419,15 +426,29 @@ def main() -> None:
                 "less off) as a share of the untraced order's CPU in the API, worker(s) and server: "
                 "the throughput a CPU-bound machine gives up, steadier than the throughput ratio "
                 "where the server's dispatch pacing swings a round.", "",
-                "| scenario | wf/s off | wf/s on | on/off per round | e2e p50 ms off / on | "
-                "worker CPU ms/wf off / on | API CPU ms/wf off / on | trace CPU | spans/order | traces/order |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "*Server CPU on/off per round*: the dev server's CPU per order in the traced run over the "
+                "untraced one's. The server traces nothing, so this is its dispatch pacing, which differs "
+                "between fresh servers; a round whose traced server spent more per order runs slower for "
+                "that alone.", "",
+                "| scenario | wf/s off | wf/s on | on/off per round | server CPU on/off per round | "
+                "e2e p50 ms off / on | worker CPU ms/wf off / on | API CPU ms/wf off / on | trace CPU | "
+                "spans/order | traces/order |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        pairs = []  # (server CPU on/off - 1, throughput on/off) of every round
         for s in traced:
             off, on = med[(s, "ordersaga")], med[(s, "ordersaga-traced")]
             ra, rb = runs[f"{s}/ordersaga-traced"], runs[f"{s}/ordersaga"]
             per_round = ", ".join(f"{ra[i]['wf_per_s'] / rb[i]['wf_per_s']:.2f}x"
                                   for i in range(min(len(ra), len(rb)))
                                   if isinstance(ra[i].get("wf_per_s"), (int, float)) and rb[i].get("wf_per_s"))
+            server_round = []
+            for i in range(min(len(ra), len(rb))):
+                x, y = ra[i].get("server_cpu_ms_per_wf"), rb[i].get("server_cpu_ms_per_wf")
+                w, z = ra[i].get("wf_per_s"), rb[i].get("wf_per_s")
+                if isinstance(x, (int, float)) and y:
+                    server_round.append(f"{x / y:.2f}")
+                    if isinstance(w, (int, float)) and z and s != "S3":
+                        pairs.append((x / y - 1, w / z))
             both = lambda k, nd: f"{fmt(off.get(k), nd)} / {fmt(on.get(k), nd)}"
             shop = ("worker_cpu_ms_per_wf", "api_cpu_ms_per_wf")
             if all(isinstance(m.get(k), (int, float)) for m in (off, on) for k in shop) \
@@ -438,10 +459,22 @@ def main() -> None:
             else:
                 trace_cpu = "-"
             out.append(f"| {s} | {fmt(off['wf_per_s'], 1)} | {fmt(on['wf_per_s'], 1)} | {per_round} | "
-                       f"{both('e2e_p50_ms', 0)} | {both('worker_cpu_ms_per_wf', 1)} | "
+                       f"{', '.join(server_round)} | {both('e2e_p50_ms', 0)} | {both('worker_cpu_ms_per_wf', 1)} | "
                        f"{both('api_cpu_ms_per_wf', 1)} | {trace_cpu} | {fmt(median(ra, 'spans_per_order'), 1)} | "
                        f"{fmt(median(ra, 'traces_per_order'), 2)} |")
         out.append("")
+        if len(pairs) >= 4 and len({x for x, _ in pairs}) > 1:
+            # Least squares of the round's throughput ratio on its server's
+            # extra CPU per order: the intercept is the ratio at equal
+            # server pacing, what the spans alone cost.
+            mx = sum(x for x, _ in pairs) / len(pairs)
+            my = sum(y for _, y in pairs) / len(pairs)
+            slope = sum((x - mx) * (y - my) for x, y in pairs) / sum((x - mx) ** 2 for x, _ in pairs)
+            out += [f"Over the {len(pairs)} closed-loop rounds above (S3's one order at a time left out), "
+                    f"traced/untraced throughput = {my - slope * mx:.2f} {'+' if slope >= 0 else '-'} "
+                    f"{abs(slope):.2f} x (server CPU on/off - 1), least squares: at equal server CPU per "
+                    f"order the traced runs ran at {my - slope * mx:.2f}x; each 10% more server CPU per "
+                    f"order in a traced round moved its ratio by {10 * slope:+.1f}%.", ""]
 
     files = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "worker-metrics-*.txt"))) if a.worker_metrics_dir else []
     if files:

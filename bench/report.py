@@ -147,13 +147,17 @@ def trace_rounds(runs, s):
     return pairs
 
 
-def trace_fit(runs, scen):
+def closed_loop_rounds(runs, scen):
+    """[`trace_rounds`] of every closed-loop scenario (S3's one order at a
+    time left out), as (server CPU on/off - 1, throughput on/off)."""
+    return [(x - 1, y) for s in scen if s != "S3" for y, x in trace_rounds(runs, s)]
+
+
+def trace_fit(pairs):
     """Least squares of a round's traced/untraced throughput on its
-    server's extra CPU per order, over every closed-loop round (S3's one
-    order at a time left out): (intercept, slope, rounds), the intercept
-    being the ratio at equal server pacing, what the spans alone cost;
-    None when the rounds cannot fit a line."""
-    pairs = [(x - 1, y) for s in scen if s != "S3" for y, x in trace_rounds(runs, s)]
+    server's extra CPU per order ([`closed_loop_rounds`]): (intercept,
+    slope, rounds), the intercept being the ratio at equal server pacing,
+    what the spans alone cost; None when the rounds cannot fit a line."""
     if len(pairs) < 4 or len({x for x, _ in pairs}) < 2:
         return None
     mx = sum(x for x, _ in pairs) / len(pairs)
@@ -222,16 +226,10 @@ def p50_model(runs, metrics_dir: str) -> list[str]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--results", required=True)
-    p.add_argument("--command", required=True)
-    p.add_argument("--worker-metrics-dir", default="")
-    p.add_argument("--machine-file", default="")
-    p.add_argument("--notes", default="", help="markdown appended verbatim (the analysis)")
-    a = p.parse_args()
+def load_runs(path: str) -> dict[str, list[dict]]:
+    """A results file's rows by label (scenario/system), in file order."""
     runs = defaultdict(list)
-    with open(a.results) as f:
+    with open(path) as f:
         for line in f:
             if line.strip():
                 d = json.loads(line)
@@ -245,8 +243,27 @@ def main() -> None:
                 if d.get("traces") == "on":
                     d["label"] += "-traced"
                 runs[d["label"]].append(d)
-    order = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "S5": 4, "P": 5}
-    scen = sorted({lbl.split("/")[0] for lbl in runs}, key=lambda x: (order.get(x, 9), x))
+    return runs
+
+
+SCENARIO_ORDER = {"S1": 0, "S2": 1, "S3": 2, "S4": 3, "S5": 4, "P": 5}
+
+
+def scenarios(runs) -> list[str]:
+    """The scenarios in `runs`, S1 to P."""
+    return sorted({lbl.split("/")[0] for lbl in runs}, key=lambda x: (SCENARIO_ORDER.get(x, 9), x))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--results", required=True)
+    p.add_argument("--command", required=True)
+    p.add_argument("--worker-metrics-dir", default="")
+    p.add_argument("--machine-file", default="")
+    p.add_argument("--notes", default="", help="markdown appended verbatim (the analysis)")
+    a = p.parse_args()
+    runs = load_runs(a.results)
+    scen = scenarios(runs)
     noisy = [r for rs in runs.values() for r in rs
              if r.get("other_heavy_procs") or (r.get("cpu_busy_s") and r.get("cpu_other_s", 0) > 0.25 * r["cpu_busy_s"])]
     rounds = max((len(rs) for rs in runs.values()), default=0)
@@ -295,7 +312,7 @@ def main() -> None:
             "transitions per workflow.", ""]
     settings = sorted({(lbl.split("/")[0], r.get("codec"), r.get("events"), r.get("workers"))
                        for lbl, rs in runs.items() for r in rs if "codec" in r},
-                      key=lambda t: (order.get(t[0], 9), str(t)))
+                      key=lambda t: (SCENARIO_ORDER.get(t[0], 9), str(t)))
     if settings:
         out += ["ordersaga ran with: " + "; ".join(
             f"{s} codec {c}, events {'on' if e else 'off'}, {w} worker(s)" for s, c, e, w in settings) + ".", ""]
@@ -368,7 +385,7 @@ def main() -> None:
                 if isinstance(ra[i].get(key), (int, float)) and rb[i].get(key)]
         return min(vals) if vals else None
 
-    fit = trace_fit(runs, scen)
+    fit = trace_fit(closed_loop_rounds(runs, scen))
     for s in scen:
         if (s, "ordersaga-traced") not in med or (s, "ordersaga") not in med:
             continue
@@ -494,10 +511,10 @@ def main() -> None:
             ra, rb = runs[f"{s}/ordersaga-traced"], runs[f"{s}/ordersaga"]
             first += [ra[i]["ran_at"] < rb[i]["ran_at"] for i in range(min(len(ra), len(rb)))
                       if isinstance(ra[i].get("ran_at"), int) and isinstance(rb[i].get("ran_at"), int)]
-        order = ("the untraced run first in odd rounds and second in even ones" if any(first)
-                 else "the untraced run, then the traced one")
+        sequence = ("the untraced run first in odd rounds and second in even ones" if any(first)
+                    else "the untraced run, then the traced one")
         out += ["## Tracing overhead", "",
-                f"ordersaga's PlaceOrder runs without and with traces (`--traces both`: in each round {order}, "
+                f"ordersaga's PlaceOrder runs without and with traces (`--traces both`: in each round {sequence}, "
                 "each on a fresh server). Traced: the API and the "
                 "worker(s) export every span over OTLP/gRPC to `ordersaga-otlp-sink`, which only counts "
                 "them; spans and traces per order are what it received (warm-up orders included; a "
@@ -527,7 +544,7 @@ def main() -> None:
                        f"{both('api_cpu_ms_per_wf', 1)} | {'-' if spans is None else f'{100 * spans:.1f}%'} | "
                        f"{fmt(median(ra, 'spans_per_order'), 1)} | {fmt(median(ra, 'traces_per_order'), 2)} |")
         out.append("")
-        fit = trace_fit(runs, traced)
+        fit = trace_fit(closed_loop_rounds(runs, traced))
         if fit:
             a0, slope, n_ = fit
             out += [f"Over the {n_} closed-loop rounds above (S3's one order at a time left out), "

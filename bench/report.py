@@ -523,7 +523,8 @@ def main() -> None:
                 "*Trace CPU*: what the spans cost the API and the worker(s) per order (medians, on "
                 "less off) as a share of the untraced order's CPU in the API, worker(s) and server: "
                 "the throughput a CPU-bound machine gives up, steadier than the throughput ratio "
-                "where the server's dispatch pacing swings a round.", "",
+                "where the server's dispatch pacing swings a round, though a worker's CPU per order "
+                "moves with that pacing too (more polls per order when its tasks come slower).", "",
                 "*Server CPU on/off per round*: the dev server's CPU per order in the traced run over the "
                 "untraced one's. The server traces nothing, so this is its dispatch pacing, which differs "
                 "between fresh servers; a round whose traced server spent more per order runs slower for "

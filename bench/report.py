@@ -254,6 +254,18 @@ def scenarios(runs) -> list[str]:
     return sorted({lbl.split("/")[0] for lbl in runs}, key=lambda x: (SCENARIO_ORDER.get(x, 9), x))
 
 
+def kit_order(runs) -> str:
+    """How a round ordered the peer's kit (A: the Python peer, B: the Rust
+    ceiling) and ordersaga (C), from the runs' start times (`ran_at`)."""
+    def starts(system):
+        return {(lbl.split("/")[0], i): r["ran_at"] for lbl, rs in runs.items()
+                if lbl.split("/")[1] == system for i, r in enumerate(rs) if isinstance(r.get("ran_at"), int)}
+    kit, ours = starts("python"), starts("ordersaga")
+    if any(ours[k] < kit[k] for k in kit.keys() & ours.keys()):
+        return "A B C in odd rounds, C A B in even ones"
+    return "A B C per round"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", required=True)
@@ -277,7 +289,7 @@ def main() -> None:
            f"Raw results and {kept}: `docs/bench-results/`; `bench/run --from docs/bench-results` "
            "re-renders this page from them.", "",
            f"Machine: {measuring_machine(a.machine_file)}.", "",
-           f"Rounds: {rounds} (A B C per round, each on a fresh dev server); medians over rounds. "
+           f"Rounds: {rounds} ({kit_order(runs)}, each on a fresh dev server); medians over rounds. "
            f"N={n} per run (S3: one order at a time).", ""]
     if noisy or rounds < 3:
         out += ["> **Provisional.** " + ("Other processes (compilers of other engineers) used the CPU during "
@@ -478,7 +490,7 @@ def main() -> None:
             return fmt(mean * n / 1000 / wall, 0) if mean and wall and n else ""
 
         out += ["## Rounds", "",
-                "Each round of peer and ordersaga, in the order they ran. *steal*: the share of the "
+                "Each round of peer and ordersaga (in the order above). *steal*: the share of the "
                 "machine's CPU time the hypervisor gave to other guests during that run; *server CPU* "
                 "and *ST*: per order; *in flight*: the orders' summed end-to-end time over the run's "
                 "wall (100 while every slot of the closed loop is busy; it falls when the last orders "

@@ -425,6 +425,7 @@ def main() -> None:
         p_, s2 = med[("P", "ordersaga")], med[("S2", "ordersaga")]
         v = p_["wf_per_s"] / s2["wf_per_s"] if p_.get("wf_per_s") and s2.get("wf_per_s") else None
         last.update(s=None)
+
         def per_order(s):
             # Medians over rounds: machine CPU per order, its parts, cores busy.
             rs = runs.get(f"{s}/ordersaga", [])
@@ -436,8 +437,8 @@ def main() -> None:
             parts = [m.get(k) for k in ("server_cpu_ms_per_wf", "worker_cpu_ms_per_wf", "api_cpu_ms_per_wf")]
             if not (machine_ms and cores and all(isinstance(x, (int, float)) for x in parts)):
                 return None
-            whole = sorted(machine_ms)[len(machine_ms) // 2]
-            return whole, parts, whole - sum(parts), sorted(cores)[len(cores) // 2]
+            whole = statistics.median(machine_ms)
+            return whole, parts, whole - sum(parts), statistics.median(cores)
 
         p_cost, s2_cost = per_order("P"), per_order("S2")
         why = ""

@@ -45,7 +45,8 @@ pub mod name {
     /// Counter, by `topic`: messages set aside because their stored payload
     /// cannot be read (marked `FAILED` with the reason; see the outbox).
     pub const OUTBOX_QUARANTINED: &str = "ordersaga_outbox_quarantined";
-    /// Gauge, by `topic`: messages waiting in the outbox, as a relay last saw.
+    /// Gauge, by `topic`: messages waiting in the outbox, as a relay last
+    /// counted them (a busy relay counts once a second; an idle one sets 0).
     pub const OUTBOX_BACKLOG: &str = "ordersaga_outbox_backlog";
     /// Counter, by `kind`: inconsistencies the reconciler listed for an
     /// operator (each counted once, when first seen).

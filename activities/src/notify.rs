@@ -123,8 +123,35 @@ pub enum EmailOutcome {
     GiveUp(String),
 }
 
+/// Which attempt of an email's delivery a call is, and who counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOf {
+    /// The outbox message's claims, this one included. The outbox holds one
+    /// message per email (its key is the email's (subject, stage)) and only
+    /// its claims send it, so a first claim is the email's first attempt
+    /// ever: it finds no record and reads none.
+    OutboxClaim(u32),
+    /// A `SendEmail` activity's attempts. A reset workflow starts again at
+    /// 1, so every attempt reads the record first.
+    Activity(u32),
+}
+
+impl AttemptOf {
+    /// The attempt's number, 1-based.
+    pub fn number(self) -> u32 {
+        match self {
+            Self::OutboxClaim(n) | Self::Activity(n) => n,
+        }
+    }
+
+    /// Whether an earlier attempt may have sent or recorded the email.
+    fn may_follow_another(self) -> bool {
+        !matches!(self, Self::OutboxClaim(1))
+    }
+}
+
 impl NotificationActivities {
-    /// One delivery attempt (`attempt`, 1-based) of `notification`,
+    /// One delivery attempt (`of`: its number, and who counts them) of `notification`,
     /// requested at `requested_at_ms`: sends it unless an earlier attempt
     /// did and records the outcome (an attempt that finds the email's row
     /// claims it before sending; one that finds none writes it once,
@@ -133,8 +160,9 @@ impl NotificationActivities {
         &self,
         notification: &Notification,
         requested_at_ms: i64,
-        attempt: u32,
+        of: AttemptOf,
     ) -> Result<EmailOutcome, StoreError> {
+        let attempt = of.number();
         let (subject_id, stage) = (notification.subject_id(), notification.stage());
         let email = match self.mailer.render(notification) {
             Ok(email) => email,
@@ -162,8 +190,11 @@ impl NotificationActivities {
         // that died mid-send) sends and then writes the row once, with its
         // outcome: writing it `PENDING` first would cost a commit and close
         // no window (an attempt that dies after the send leaves no `SENT`
-        // either way, and the email goes again).
-        let claimed = if !too_late && notifications.get(&subject_id, stage).await?.is_none() {
+        // either way, and the email goes again). A first outbox claim
+        // knows there is none without asking.
+        let unrecorded = !too_late
+            && (!of.may_follow_another() || notifications.get(&subject_id, stage).await?.is_none());
+        let claimed = if unrecorded {
             false
         } else {
             // Within the horizon the claim also counts the attempt that
@@ -281,7 +312,11 @@ impl NotificationActivities {
         let attempt = ctx.info().attempt;
         let delivered = with_heartbeats(
             &ctx,
-            self.deliver(&input.notification, input.requested_at_ms, attempt),
+            self.deliver(
+                &input.notification,
+                input.requested_at_ms,
+                AttemptOf::Activity(attempt),
+            ),
         )
         .await?;
         match delivered {

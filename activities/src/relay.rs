@@ -44,7 +44,7 @@ use tracing::Instrument;
 use crate::activities::with_heartbeats;
 use crate::mail::Delivery;
 use crate::metrics::BusinessMetrics;
-use crate::notify::{EmailOutcome, EmailRetry, NotificationActivities};
+use crate::notify::{AttemptOf, EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_store::{OutboxEntry, Store, StoreError};
 
 /// How a relay slot works. Worker configuration, not part of any workflow.
@@ -276,7 +276,11 @@ impl RelayActivities {
     async fn attempt(&self, entry: &OutboxEntry) -> Result<Outcome, StoreError> {
         Ok(match (&entry.message, &self.email) {
             (Outgoing::Email(n), Some(email)) => email
-                .deliver(n, entry.created_at_ms, attempt_of(entry))
+                .deliver(
+                    n,
+                    entry.created_at_ms,
+                    AttemptOf::OutboxClaim(attempt_of(entry)),
+                )
                 .await?
                 .into(),
             (Outgoing::Shipment(request), _) if self.shipping => self.ship(entry, request).await,
@@ -323,6 +327,9 @@ impl RelayActivities {
 }
 
 /// The message's delivery attempt, 1-based (this one included).
+/// How often a busy slot counts its topic's backlog for the gauge.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
 fn attempt_of(entry: &OutboxEntry) -> u32 {
     u32::try_from(entry.attempts).unwrap_or(u32::MAX)
 }
@@ -361,6 +368,7 @@ impl RelayActivities {
             .dispatch_alert
             .filter(|_| input.topic == Topic::Shipment);
         let mut overdue_checked: Option<Instant> = None;
+        let mut backlog_counted: Option<Instant> = None;
         while !ctx.is_cancelled() && started.elapsed() < self.settings.run_for {
             if let Some(alert) = overdue_alert
                 && overdue_checked
@@ -435,8 +443,13 @@ impl RelayActivities {
             report.delivered += delivered;
             report.retried += retried;
             report.failed += failed;
-            if let Ok(waiting) = self.store.outbox().backlog(input.topic).await {
+            // Counted at most once a second: under load a slot takes a
+            // batch every poll, and the gauge needs no more.
+            if backlog_counted.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY)
+                && let Ok(waiting) = self.store.outbox().backlog(input.topic).await
+            {
                 self.metrics.outbox_backlog(input.topic, waiting);
+                backlog_counted = Some(Instant::now());
             }
             if let (0, Some(why)) = (delivered + failed, last_error) {
                 return Err(ActivityError::application(

@@ -5,11 +5,13 @@
 // Fixture builders take literals that are valid by construction.
 #![allow(clippy::expect_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
 use ordersaga_activities::mail::{SmtpSettings, SmtpTls};
+use ordersaga_activities::notify::AttemptOf::{self, Activity, OutboxClaim};
 use ordersaga_activities::notify::{EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_domain::{
     Currency, CustomerId, DEFAULT_WAREHOUSE, EmailAddress, EmailStage, FailureReason,
@@ -225,6 +227,7 @@ ordersaga_tests::both_backends!(
     an_email_is_recorded_once_and_sent_once,
     an_attempt_that_finds_no_row_records_its_email_once_after_sending,
     a_late_unclaimed_record_leaves_a_settled_email_settled,
+    a_first_outbox_claim_reads_no_record_where_any_other_attempt_does,
     a_shipping_request_is_created_once_per_order,
 );
 
@@ -344,17 +347,17 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
 
     // A first attempt that fails writes the row once, after: PENDING with
     // its error, counted.
-    let failed = down.deliver(&n, now, 1).await?;
+    let failed = down.deliver(&n, now, OutboxClaim(1)).await?;
     assert!(matches!(failed, EmailOutcome::Retry { .. }), "{failed:?}");
     let row = record().await?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Pending, 1));
     assert!(row.last_error.is_some());
     assert_eq!(row.recipient, "alice@example.com");
     // A retry claims the row before sending and counts itself.
-    down.deliver(&n, now, 2).await?;
+    down.deliver(&n, now, OutboxClaim(2)).await?;
     assert_eq!(record().await?.attempts, 2);
     // The send that gets through settles it; one after that sends nothing.
-    let sent = up.deliver(&n, now, 3).await?;
+    let sent = up.deliver(&n, now, OutboxClaim(3)).await?;
     assert!(
         matches!(&sent, EmailOutcome::Sent(r) if !r.already_sent),
         "{sent:?}"
@@ -363,7 +366,7 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
     assert_eq!(row.last_error, None);
     assert!(row.sent_at_ms.is_some());
-    let again = up.deliver(&n, now, 4).await?;
+    let again = up.deliver(&n, now, OutboxClaim(4)).await?;
     assert!(
         matches!(&again, EmailOutcome::Sent(r) if r.already_sent),
         "{again:?}"
@@ -373,7 +376,7 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
     // An attempt that finds no row and gets through writes it SENT at
     // once, counting the attempts before it (they died before writing).
     let received = email(EmailStage::OrderReceived, None, false);
-    let done = up.deliver(&received, now, 3).await?;
+    let done = up.deliver(&received, now, OutboxClaim(3)).await?;
     assert!(
         matches!(&done, EmailOutcome::Sent(r) if !r.already_sent),
         "{done:?}"
@@ -384,6 +387,103 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
         .await?
         .context("the received email's row")?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
+    Ok(())
+}
+
+/// The `otel.name` of every store call's span (`db`) opened while it is
+/// the thread's subscriber.
+#[derive(Clone, Default)]
+struct StoreCalls(Arc<Mutex<Vec<String>>>);
+
+impl StoreCalls {
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreCalls {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Name(Option<String>);
+        impl tracing::field::Visit for Name {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "otel.name" {
+                    self.0 = Some(value.to_string());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if attrs.metadata().name() != "db" {
+            return;
+        }
+        let mut name = Name(None);
+        attrs.record(&mut name);
+        if let (Some(name), Ok(mut calls)) = (name.0, self.0.lock()) {
+            calls.push(name);
+        }
+    }
+}
+
+/// An outbox message is its email's only way out, so its first claim
+/// sends and writes the record without reading it first (one statement
+/// per email on the hot path, not two); a later claim, and any attempt of
+/// a `SendEmail` activity (a reset workflow starts again at 1), reads it.
+async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
+    store: Store,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir()?;
+    let up = NotificationActivities::new(
+        store.clone(),
+        mailer(dir.path(), None).into(),
+        EmailRetry::default(),
+    );
+    let calls = StoreCalls::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    let now = ordersaga_store::now_ms();
+    // Each attempt's outcome (whether it sent now) and its store calls.
+    let attempt = |stage: EmailStage, of: AttemptOf| {
+        let (up, calls) = (&up, &calls);
+        async move {
+            let sent_now = match up.deliver(&email(stage, None, false), now, of).await? {
+                EmailOutcome::Sent(receipt) => !receipt.already_sent,
+                other => anyhow::bail!("not sent: {other:?}"),
+            };
+            anyhow::Ok((sent_now, calls.take()))
+        }
+    };
+    let recorded = "notifications.record_unclaimed".to_string();
+    let read = "notifications.get".to_string();
+    assert_eq!(
+        attempt(EmailStage::OrderReceived, OutboxClaim(1)).await?,
+        (true, vec![recorded.clone()])
+    );
+    assert_eq!(
+        attempt(EmailStage::OrderConfirmed, OutboxClaim(2)).await?,
+        (true, vec![read.clone(), recorded])
+    );
+    // A reset `SendEmail` workflow's first attempt finds the email sent.
+    let claimed = "notifications.claim".to_string();
+    assert_eq!(
+        attempt(EmailStage::OrderReceived, Activity(1)).await?,
+        (false, vec![read, claimed])
+    );
+    let received = email(EmailStage::OrderReceived, None, false);
+    let row = store
+        .notifications()
+        .get(&received.subject_id(), received.stage())
+        .await?
+        .context("the received email's row")?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 1));
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
     Ok(())
 }

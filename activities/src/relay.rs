@@ -326,10 +326,10 @@ impl RelayActivities {
     }
 }
 
-/// The message's delivery attempt, 1-based (this one included).
 /// How often a busy slot counts its topic's backlog for the gauge.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
+/// The message's delivery attempt, 1-based (this one included).
 fn attempt_of(entry: &OutboxEntry) -> u32 {
     u32::try_from(entry.attempts).unwrap_or(u32::MAX)
 }

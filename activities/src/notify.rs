@@ -138,7 +138,7 @@ pub enum AttemptOf {
 
 impl AttemptOf {
     /// The attempt's number, 1-based.
-    pub fn number(self) -> u32 {
+    fn number(self) -> u32 {
         match self {
             Self::OutboxClaim(n) | Self::Activity(n) => n,
         }

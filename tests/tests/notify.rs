@@ -19,7 +19,7 @@ use ordersaga_domain::{
     ShipmentRequest, ShipmentStatus, ShippingAddress, Sku,
 };
 use ordersaga_store::Store;
-use ordersaga_store::{EmailAttempt, NotificationStatus};
+use ordersaga_store::{EmailAttempt, NotificationRecord, NotificationStatus};
 
 fn eur(minor: i64) -> Money {
     Money::new(minor, Currency::parse("EUR").expect("EUR"))
@@ -327,6 +327,15 @@ fn unreachable_smtp() -> anyhow::Result<Mailer> {
     })?)
 }
 
+/// The stored record of `n`, which must exist.
+async fn stored(store: &Store, n: &Notification) -> anyhow::Result<NotificationRecord> {
+    store
+        .notifications()
+        .get(&n.subject_id(), n.stage())
+        .await?
+        .with_context(|| format!("no record of the {} email", n.stage()))
+}
+
 async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
     store: Store,
 ) -> anyhow::Result<()> {
@@ -336,14 +345,7 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
     let up = NotificationActivities::new(store.clone(), mailer(dir.path(), None).into(), retry);
     let now = ordersaga_store::now_ms();
     let n = email(EmailStage::OrderConfirmed, None, false);
-    let (subject, stage) = (n.subject_id(), n.stage());
-    let record = || async {
-        store
-            .notifications()
-            .get(&subject, stage)
-            .await?
-            .context("the email's row")
-    };
+    let record = || stored(&store, &n);
 
     // A first attempt that fails writes the row once, after: PENDING with
     // its error, counted.
@@ -381,11 +383,7 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
         matches!(&done, EmailOutcome::Sent(r) if !r.already_sent),
         "{done:?}"
     );
-    let row = store
-        .notifications()
-        .get(&received.subject_id(), received.stage())
-        .await?
-        .context("the received email's row")?;
+    let row = stored(&store, &received).await?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
     Ok(())
@@ -478,11 +476,7 @@ async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
         (false, vec![read, claimed])
     );
     let received = email(EmailStage::OrderReceived, None, false);
-    let row = store
-        .notifications()
-        .get(&received.subject_id(), received.stage())
-        .await?
-        .context("the received email's row")?;
+    let row = stored(&store, &received).await?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 1));
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
     Ok(())

@@ -22,7 +22,7 @@
 //!   events there with [`StackBuilder::events`].
 //! - [`db`]: SQLite and PostgreSQL test databases, [`both_backends!`].
 //! - [`replay`]: the saved histories and the replayer.
-//! - [`fixtures`]: products and `PlaceOrder` requests.
+//! - [`fixtures`]: products, `PlaceOrder` requests, an order's email and a mailbox mailer.
 //! - [`browser`]: a real headless Chromium driving the sandbox's pages.
 //! - [`chaos`]: the chaos suite behind the `ordersaga-chaos` binary.
 //! - [`otlp`]: an OTLP/gRPC trace receiver, for the trace test and the

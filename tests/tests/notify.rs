@@ -5,75 +5,28 @@
 // Fixture builders take literals that are valid by construction.
 #![allow(clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use ordersaga_activities::mail::{Delivery, MailError, MailSettings, Mailer};
 use ordersaga_activities::mail::{SmtpSettings, SmtpTls};
-use ordersaga_activities::notify::AttemptOf::{self, Activity, OutboxClaim};
+use ordersaga_activities::notify::AttemptOf::OutboxClaim;
 use ordersaga_activities::notify::{EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_domain::{
-    Currency, CustomerId, DEFAULT_WAREHOUSE, EmailAddress, EmailStage, FailureReason,
-    LowStockAlert, Money, Notification, OrderEmail, OrderId, OrderLine, ShipmentLine,
-    ShipmentRequest, ShipmentStatus, ShippingAddress, Sku,
+    CustomerId, DEFAULT_WAREHOUSE, EmailStage, FailureReason, LowStockAlert, Notification, OrderId,
+    ShipmentLine, ShipmentRequest, ShipmentStatus, Sku,
 };
 use ordersaga_store::Store;
-use ordersaga_store::{EmailAttempt, NotificationRecord, NotificationStatus};
-
-fn eur(minor: i64) -> Money {
-    Money::new(minor, Currency::parse("EUR").expect("EUR"))
-}
-
-fn address() -> ShippingAddress {
-    ShippingAddress {
-        name: "Alice Liddell".into(),
-        line1: "1 Rabbit Hole".into(),
-        line2: String::new(),
-        city: "Oxford".into(),
-        postal_code: "OX1 1AA".into(),
-        country: "GB".into(),
-    }
-}
-
-fn email(stage: EmailStage, reason: Option<FailureReason>, refunded: bool) -> Notification {
-    Notification::Order(OrderEmail {
-        stage,
-        order_id: OrderId::from_uuid(uuid::Uuid::from_u128(42)),
-        customer_id: CustomerId::parse("alice").expect("customer"),
-        to: EmailAddress::parse("alice@example.com").expect("email"),
-        lines: vec![OrderLine {
-            sku: Sku::parse("MUG-1").expect("sku"),
-            quantity: 2,
-            unit_price: eur(1_250),
-        }],
-        total: eur(2_500),
-        reason,
-        refunded,
-        ship_to: Some(address()),
-        payment_url: None,
-        warehouse: None,
-        amendment: None,
-    })
-}
-
-fn mailer(dir: &std::path::Path, merchant: Option<&str>) -> Mailer {
-    Mailer::new(MailSettings {
-        delivery: Delivery::Mailbox(dir.to_path_buf()),
-        merchant: merchant.map(str::to_string),
-        public_url: "https://shop.example/".into(),
-        ..MailSettings::default()
-    })
-    .expect("mailer")
-}
+use ordersaga_store::{EmailAttempt, NotificationStatus};
+use ordersaga_tests::fixtures::{mailbox_mailer, order_email, shipping_address, stored_email};
 
 #[test]
 fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let m = mailer(dir.path(), None);
+    let m = mailbox_mailer(dir.path(), None)?;
     let id = "00000000-0000-0000-0000-00000000002a";
 
-    let received = m.render(&email(EmailStage::OrderReceived, None, false))?;
+    let received = m.render(&order_email(EmailStage::OrderReceived, None, false)?)?;
     assert_eq!(received.to, "alice@example.com");
     assert_eq!(received.subject, format!("We received your order {id}"));
     assert!(received.text.contains("payment is\nbeing processed"));
@@ -90,7 +43,7 @@ fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
 
     // While the payment waits for the buyer at the gateway, the email
     // carries the approval link.
-    let mut awaiting = email(EmailStage::OrderReceived, None, false);
+    let mut awaiting = order_email(EmailStage::OrderReceived, None, false)?;
     if let Notification::Order(e) = &mut awaiting {
         e.payment_url = Some("https://pay.example/checkoutnow?token=T-1".into());
     }
@@ -109,7 +62,7 @@ fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
         awaiting.text
     );
 
-    let confirmed = m.render(&email(EmailStage::OrderConfirmed, None, false))?;
+    let confirmed = m.render(&order_email(EmailStage::OrderConfirmed, None, false)?)?;
     assert_eq!(confirmed.subject, format!("Your order {id} is confirmed"));
     for want in [
         "2 x MUG-1 at 12.50 EUR = 25.00 EUR",
@@ -133,7 +86,7 @@ fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
         requested: 2,
         available: 1,
     };
-    let refunded = m.render(&email(EmailStage::OrderFailed, Some(short), true))?;
+    let refunded = m.render(&order_email(EmailStage::OrderFailed, Some(short), true)?)?;
     assert!(
         refunded
             .text
@@ -145,7 +98,11 @@ fn every_stage_renders_its_subject_text_and_html() -> anyhow::Result<()> {
     let declined = FailureReason::PaymentDeclined {
         message: "card <expired>".into(),
     };
-    let not_charged = m.render(&email(EmailStage::OrderFailed, Some(declined), false))?;
+    let not_charged = m.render(&order_email(
+        EmailStage::OrderFailed,
+        Some(declined),
+        false,
+    )?)?;
     assert!(not_charged.text.contains("No money was taken"));
     assert!(!not_charged.text.contains("refunded"));
     // HTML escapes what came from outside; the text part does not need to.
@@ -168,9 +125,11 @@ fn low_stock_alerts_go_to_the_configured_merchant() -> anyhow::Result<()> {
         on_hand: 2,
         threshold: 5,
     });
-    let err = mailer(dir.path(), None).render(&alert).unwrap_err();
+    let err = mailbox_mailer(dir.path(), None)?
+        .render(&alert)
+        .unwrap_err();
     assert!(matches!(err, MailError::NoMerchant) && err.is_permanent());
-    let rendered = mailer(dir.path(), Some("merchant@example.com")).render(&alert)?;
+    let rendered = mailbox_mailer(dir.path(), Some("merchant@example.com"))?.render(&alert)?;
     assert_eq!(rendered.to, "merchant@example.com");
     assert_eq!(rendered.subject, "Low stock: MUG-1 (2 left)");
     assert!(rendered.text.contains("threshold of 5"));
@@ -181,8 +140,8 @@ fn low_stock_alerts_go_to_the_configured_merchant() -> anyhow::Result<()> {
 async fn the_local_mailbox_holds_one_eml_per_email_however_often_it_is_sent() -> anyhow::Result<()>
 {
     let dir = tempfile::tempdir()?;
-    let m = mailer(dir.path(), None);
-    let rendered = m.render(&email(EmailStage::OrderConfirmed, None, false))?;
+    let m = mailbox_mailer(dir.path(), None)?;
+    let rendered = m.render(&order_email(EmailStage::OrderConfirmed, None, false)?)?;
     m.send(&rendered).await?;
     m.send(&rendered).await?;
     let files: Vec<String> = std::fs::read_dir(dir.path())?
@@ -227,12 +186,11 @@ ordersaga_tests::both_backends!(
     an_email_is_recorded_once_and_sent_once,
     an_attempt_that_finds_no_row_records_its_email_once_after_sending,
     a_late_unclaimed_record_leaves_a_settled_email_settled,
-    a_first_outbox_claim_reads_no_record_where_any_other_attempt_does,
     a_shipping_request_is_created_once_per_order,
 );
 
 async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result<()> {
-    let n = email(EmailStage::OrderConfirmed, None, false);
+    let n = order_email(EmailStage::OrderConfirmed, None, false)?;
     let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
     let first = store
         .notifications()
@@ -327,25 +285,20 @@ fn unreachable_smtp() -> anyhow::Result<Mailer> {
     })?)
 }
 
-/// The stored record of `n`, which must exist.
-async fn stored(store: &Store, n: &Notification) -> anyhow::Result<NotificationRecord> {
-    store
-        .notifications()
-        .get(&n.subject_id(), n.stage())
-        .await?
-        .with_context(|| format!("no record of the {} email", n.stage()))
-}
-
 async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
     store: Store,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let retry = EmailRetry::default();
     let down = NotificationActivities::new(store.clone(), unreachable_smtp()?.into(), retry);
-    let up = NotificationActivities::new(store.clone(), mailer(dir.path(), None).into(), retry);
+    let up = NotificationActivities::new(
+        store.clone(),
+        mailbox_mailer(dir.path(), None)?.into(),
+        retry,
+    );
     let now = ordersaga_store::now_ms();
-    let n = email(EmailStage::OrderConfirmed, None, false);
-    let record = || stored(&store, &n);
+    let n = order_email(EmailStage::OrderConfirmed, None, false)?;
+    let record = || stored_email(&store, &n);
 
     // A first attempt that fails writes the row once, after: PENDING with
     // its error, counted.
@@ -377,107 +330,14 @@ async fn an_attempt_that_finds_no_row_records_its_email_once_after_sending(
 
     // An attempt that finds no row and gets through writes it SENT at
     // once, counting the attempts before it (they died before writing).
-    let received = email(EmailStage::OrderReceived, None, false);
+    let received = order_email(EmailStage::OrderReceived, None, false)?;
     let done = up.deliver(&received, now, OutboxClaim(3)).await?;
     assert!(
         matches!(&done, EmailOutcome::Sent(r) if !r.already_sent),
         "{done:?}"
     );
-    let row = stored(&store, &received).await?;
+    let row = stored_email(&store, &received).await?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 3));
-    assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
-    Ok(())
-}
-
-/// The `otel.name` of every store call's span (`db`) opened while it is
-/// the thread's subscriber.
-#[derive(Clone, Default)]
-struct StoreCalls(Arc<Mutex<Vec<String>>>);
-
-impl StoreCalls {
-    fn take(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|mut c| std::mem::take(&mut *c))
-            .unwrap_or_default()
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreCalls {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        _: &tracing::span::Id,
-        _: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Name(Option<String>);
-        impl tracing::field::Visit for Name {
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                if field.name() == "otel.name" {
-                    self.0 = Some(value.to_string());
-                }
-            }
-            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
-        }
-        if attrs.metadata().name() != "db" {
-            return;
-        }
-        let mut name = Name(None);
-        attrs.record(&mut name);
-        if let (Some(name), Ok(mut calls)) = (name.0, self.0.lock()) {
-            calls.push(name);
-        }
-    }
-}
-
-/// An outbox message is its email's only way out, so its first claim
-/// sends and writes the record without reading it first (one statement
-/// per email on the hot path, not two); a later claim, and any attempt of
-/// a `SendEmail` activity (a reset workflow starts again at 1), reads it.
-async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
-    store: Store,
-) -> anyhow::Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
-    let dir = tempfile::tempdir()?;
-    let up = NotificationActivities::new(
-        store.clone(),
-        mailer(dir.path(), None).into(),
-        EmailRetry::default(),
-    );
-    let calls = StoreCalls::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
-    let now = ordersaga_store::now_ms();
-    // Each attempt's outcome (whether it sent now) and its store calls.
-    let attempt = |stage: EmailStage, of: AttemptOf| {
-        let (up, calls) = (&up, &calls);
-        async move {
-            let sent_now = match up.deliver(&email(stage, None, false), now, of).await? {
-                EmailOutcome::Sent(receipt) => !receipt.already_sent,
-                other => anyhow::bail!("not sent: {other:?}"),
-            };
-            anyhow::Ok((sent_now, calls.take()))
-        }
-    };
-    let recorded = "notifications.record_unclaimed".to_string();
-    let read = "notifications.get".to_string();
-    assert_eq!(
-        attempt(EmailStage::OrderReceived, OutboxClaim(1)).await?,
-        (true, vec![recorded.clone()])
-    );
-    assert_eq!(
-        attempt(EmailStage::OrderConfirmed, OutboxClaim(2)).await?,
-        (true, vec![read.clone(), recorded])
-    );
-    // A reset `SendEmail` workflow's first attempt finds the email sent.
-    let claimed = "notifications.claim".to_string();
-    assert_eq!(
-        attempt(EmailStage::OrderReceived, Activity(1)).await?,
-        (false, vec![read, claimed])
-    );
-    let received = email(EmailStage::OrderReceived, None, false);
-    let row = stored(&store, &received).await?;
-    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 1));
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
     Ok(())
 }
@@ -485,7 +345,7 @@ async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
 async fn a_late_unclaimed_record_leaves_a_settled_email_settled(
     store: Store,
 ) -> anyhow::Result<()> {
-    let n = email(EmailStage::OrderFailed, None, true);
+    let n = order_email(EmailStage::OrderFailed, None, true)?;
     let (subject, stage, mid) = (n.subject_id(), n.stage(), n.message_id());
     let first = EmailAttempt {
         subject_id: &subject,
@@ -540,7 +400,7 @@ async fn a_shipping_request_is_created_once_per_order(store: Store) -> anyhow::R
                     quantity: 1,
                 },
             ],
-            address: address(),
+            address: shipping_address(),
             warehouse: DEFAULT_WAREHOUSE.to_string(),
             customer_email: None,
             dispatch_alert_secs: None,

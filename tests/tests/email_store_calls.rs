@@ -1,0 +1,112 @@
+//! What an email's delivery asks of the store, read from the store calls'
+//! spans (`db`). A binary of its own: `tracing` caches process-wide
+//! whether a call site is wanted when a thread first opens it, asking only
+//! that thread's subscriber while a single scoped one is alive, so a test
+//! thread without one would cache "never" for another's capture. Here
+//! every thread that opens a store span captures it.
+
+use std::sync::{Arc, Mutex};
+
+use ordersaga_activities::notify::AttemptOf::{self, Activity, OutboxClaim};
+use ordersaga_activities::notify::{EmailOutcome, EmailRetry, NotificationActivities};
+use ordersaga_domain::EmailStage;
+use ordersaga_store::{NotificationStatus, Store};
+use ordersaga_tests::fixtures::{mailbox_mailer, order_email, stored_email};
+
+ordersaga_tests::both_backends!(a_first_outbox_claim_reads_no_record_where_any_other_attempt_does);
+
+/// The `otel.name` of every store call's span (`db`) opened while it is
+/// the thread's subscriber.
+#[derive(Clone, Default)]
+struct StoreCalls(Arc<Mutex<Vec<String>>>);
+
+impl StoreCalls {
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreCalls {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Name(Option<String>);
+        impl tracing::field::Visit for Name {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "otel.name" {
+                    self.0 = Some(value.to_string());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if attrs.metadata().name() != "db" {
+            return;
+        }
+        let mut name = Name(None);
+        attrs.record(&mut name);
+        if let (Some(name), Ok(mut calls)) = (name.0, self.0.lock()) {
+            calls.push(name);
+        }
+    }
+}
+
+/// An outbox message is its email's only way out, so its first claim
+/// sends and writes the record without reading it first (one statement
+/// per email on the hot path, not two); a later claim, and any attempt of
+/// a `SendEmail` activity (a reset workflow starts again at 1), reads it.
+async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
+    store: Store,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir()?;
+    let up = NotificationActivities::new(
+        store.clone(),
+        mailbox_mailer(dir.path(), None)?.into(),
+        EmailRetry::default(),
+    );
+    let calls = StoreCalls::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    let now = ordersaga_store::now_ms();
+    // Each attempt's outcome (whether it sent now) and its store calls.
+    let attempt = |stage: EmailStage, of: AttemptOf| {
+        let (up, calls) = (&up, &calls);
+        async move {
+            let sent_now = match up
+                .deliver(&order_email(stage, None, false)?, now, of)
+                .await?
+            {
+                EmailOutcome::Sent(receipt) => !receipt.already_sent,
+                other => anyhow::bail!("not sent: {other:?}"),
+            };
+            anyhow::Ok((sent_now, calls.take()))
+        }
+    };
+    let recorded = "notifications.record_unclaimed".to_string();
+    let read = "notifications.get".to_string();
+    assert_eq!(
+        attempt(EmailStage::OrderReceived, OutboxClaim(1)).await?,
+        (true, vec![recorded.clone()])
+    );
+    assert_eq!(
+        attempt(EmailStage::OrderConfirmed, OutboxClaim(2)).await?,
+        (true, vec![read.clone(), recorded])
+    );
+    // A reset `SendEmail` workflow's first attempt finds the email sent.
+    let claimed = "notifications.claim".to_string();
+    assert_eq!(
+        attempt(EmailStage::OrderReceived, Activity(1)).await?,
+        (false, vec![read, claimed])
+    );
+    let received = order_email(EmailStage::OrderReceived, None, false)?;
+    let row = stored_email(&store, &received).await?;
+    assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 1));
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The notifications service's delivery: one email's attempt
-//! ([`NotificationActivities::deliver`], used by the outbox relay and by the
-//! `SendEmail` activity of older sagas) and its records in the
+//! ([`NotificationActivities::deliver`] for the `SendEmail` activity of
+//! older sagas; [`NotificationActivities::attempt`] for the outbox relay,
+//! which records a round's sent emails together) and its records in the
 //! `notifications` table (one row per (subject, stage)).
 //!
 //! Never twice, never lost: the row is `SENT` once the relay accepted the
@@ -14,9 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ordersaga_domain::Notification;
 use ordersaga_domain::contracts::notification::{self as contract, EmailReceipt, SendEmailInput};
 use ordersaga_domain::names::failure;
+use ordersaga_domain::{EmailStage, Notification};
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -123,6 +124,48 @@ pub enum EmailOutcome {
     GiveUp(String),
 }
 
+/// How [`NotificationActivities::attempt`] ended.
+#[derive(Debug)]
+pub enum Attempted {
+    /// Recorded, or nothing to record.
+    Settled(EmailOutcome),
+    /// Sent by an attempt that found no record, which is still to be
+    /// written ([`NotificationActivities::record_sent`]).
+    SentUnrecorded(SentUnrecorded),
+}
+
+/// An email sent by an attempt that found no record of it.
+#[derive(Debug)]
+pub struct SentUnrecorded {
+    subject_id: String,
+    stage: EmailStage,
+    recipient: String,
+    subject: String,
+    message_id: String,
+    attempt: u32,
+}
+
+impl SentUnrecorded {
+    fn attempt(&self) -> EmailAttempt<'_> {
+        EmailAttempt {
+            subject_id: &self.subject_id,
+            stage: self.stage,
+            recipient: &self.recipient,
+            subject: &self.subject,
+            message_id: &self.message_id,
+            attempt: self.attempt,
+        }
+    }
+
+    /// What the attempt tells its caller once the record is written.
+    pub fn receipt(&self) -> EmailReceipt {
+        EmailReceipt {
+            message_id: self.message_id.clone(),
+            already_sent: false,
+        }
+    }
+}
+
 /// Which attempt of an email's delivery a call is, and who counts them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOf {
@@ -162,13 +205,32 @@ impl NotificationActivities {
         requested_at_ms: i64,
         of: AttemptOf,
     ) -> Result<EmailOutcome, StoreError> {
+        match self.attempt(notification, requested_at_ms, of).await? {
+            Attempted::Settled(outcome) => Ok(outcome),
+            Attempted::SentUnrecorded(sent) => {
+                self.record_sent(std::slice::from_ref(&sent)).await?;
+                Ok(EmailOutcome::Sent(sent.receipt()))
+            }
+        }
+    }
+
+    /// [`Self::deliver`], except that an email sent by an attempt that
+    /// found no record comes back unrecorded, for [`Self::record_sent`] to
+    /// write with others: the outbox relay records a round's emails in one
+    /// statement.
+    pub async fn attempt(
+        &self,
+        notification: &Notification,
+        requested_at_ms: i64,
+        of: AttemptOf,
+    ) -> Result<Attempted, StoreError> {
         let attempt = of.number();
         let (subject_id, stage) = (notification.subject_id(), notification.stage());
         let email = match self.mailer.render(notification) {
             Ok(email) => email,
             Err(e) => {
                 tracing::error!(%subject_id, %stage, error = error_chain(&e), "email cannot be rendered");
-                return Ok(EmailOutcome::GiveUp(error_chain(&e)));
+                return Ok(Attempted::Settled(EmailOutcome::GiveUp(error_chain(&e))));
             }
         };
         let requested = std::time::UNIX_EPOCH
@@ -212,17 +274,17 @@ impl NotificationActivities {
             match record.status {
                 NotificationStatus::Sent => {
                     tracing::info!(%subject_id, %stage, "email already sent");
-                    return Ok(EmailOutcome::Sent(EmailReceipt {
+                    return Ok(Attempted::Settled(EmailOutcome::Sent(EmailReceipt {
                         message_id: record.message_id,
                         already_sent: true,
-                    }));
+                    })));
                 }
                 NotificationStatus::Failed => {
-                    return Ok(EmailOutcome::GiveUp(
+                    return Ok(Attempted::Settled(EmailOutcome::GiveUp(
                         record
                             .last_error
                             .unwrap_or_else(|| "given up earlier".into()),
-                    ));
+                    )));
                 }
                 NotificationStatus::Pending => {}
             }
@@ -236,31 +298,40 @@ impl NotificationActivities {
                     .settle(&subject_id, stage, NotificationStatus::Failed, Some(&why))
                     .await?;
                 tracing::error!(%subject_id, %stage, "{why}");
-                return Ok(EmailOutcome::GiveUp(why));
+                return Ok(Attempted::Settled(EmailOutcome::GiveUp(why)));
             }
             true
         };
         match self.mailer.send(&email).await {
+            // The crash window: the server stored the message at the end
+            // of DATA, before its 250; a worker dying from then until the
+            // record is written sends the email again when the claim lapses
+            // (same Message-ID). See docs/notifications.md.
+            Ok(()) if !claimed => Ok(Attempted::SentUnrecorded(SentUnrecorded {
+                subject_id,
+                stage,
+                recipient: email.to,
+                subject: email.subject,
+                message_id: email.message_id,
+                attempt,
+            })),
             Ok(()) => {
-                // The crash window: the server stored the message at the
-                // end of DATA, before its 250; a worker dying from then
-                // until this write sends the email again when the claim
-                // lapses (same Message-ID). See docs/notifications.md.
-                self.record(tried, claimed, NotificationStatus::Sent, None)
+                notifications
+                    .settle(&subject_id, stage, NotificationStatus::Sent, None)
                     .await?;
                 // No recipient: an email address is personal data, kept out of logs.
                 tracing::info!(%subject_id, %stage, message_id = %email.message_id, "email sent");
-                Ok(EmailOutcome::Sent(EmailReceipt {
+                Ok(Attempted::Settled(EmailOutcome::Sent(EmailReceipt {
                     message_id: email.message_id,
                     already_sent: false,
-                }))
+                })))
             }
             Err(e) if e.is_permanent() => {
                 let why = without_recipient(&error_chain(&e), &email.to);
                 self.record(tried, claimed, NotificationStatus::Failed, Some(&why))
                     .await?;
                 tracing::error!(%subject_id, %stage, error = %why, "email refused for good");
-                Ok(EmailOutcome::GiveUp(why))
+                Ok(Attempted::Settled(EmailOutcome::GiveUp(why)))
             }
             Err(e) => {
                 let why = without_recipient(&error_chain(&e), &email.to);
@@ -268,7 +339,7 @@ impl NotificationActivities {
                     .await?;
                 let after = self.retry.delay(attempt);
                 tracing::warn!(%subject_id, %stage, attempt, retry_in_ms = after.as_millis(), error = %why, "email not delivered, will retry");
-                Ok(EmailOutcome::Retry { why, after })
+                Ok(Attempted::Settled(EmailOutcome::Retry { why, after }))
             }
         }
     }
@@ -284,7 +355,11 @@ impl NotificationActivities {
     ) -> Result<(), StoreError> {
         let notifications = self.store.notifications();
         match (claimed, status) {
-            (false, _) => notifications.record_unclaimed(email, status, error).await,
+            (false, _) => {
+                notifications
+                    .record_unclaimed(&[email], status, error)
+                    .await
+            }
             (true, NotificationStatus::Pending) => {
                 notifications
                     .note_error(email.subject_id, email.stage, error.unwrap_or_default())
@@ -295,6 +370,21 @@ impl NotificationActivities {
                 .await
                 .map(drop),
         }
+    }
+
+    /// Records emails that attempts sent after finding no record, all in
+    /// one statement (each email once).
+    pub async fn record_sent(&self, sent: &[SentUnrecorded]) -> Result<(), StoreError> {
+        let attempts: Vec<EmailAttempt<'_>> = sent.iter().map(SentUnrecorded::attempt).collect();
+        self.store
+            .notifications()
+            .record_unclaimed(&attempts, NotificationStatus::Sent, None)
+            .await?;
+        for email in sent {
+            // No recipient: an email address is personal data, kept out of logs.
+            tracing::info!(subject_id = %email.subject_id, stage = %email.stage, message_id = %email.message_id, "email sent");
+        }
+        Ok(())
     }
 }
 

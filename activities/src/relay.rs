@@ -44,7 +44,9 @@ use tracing::Instrument;
 use crate::activities::with_heartbeats;
 use crate::mail::Delivery;
 use crate::metrics::BusinessMetrics;
-use crate::notify::{AttemptOf, EmailOutcome, EmailRetry, NotificationActivities};
+use crate::notify::{
+    AttemptOf, Attempted, EmailOutcome, EmailRetry, NotificationActivities, SentUnrecorded,
+};
 use ordersaga_store::{OutboxEntry, Store, StoreError};
 
 /// How a relay slot works. Worker configuration, not part of any workflow.
@@ -143,16 +145,22 @@ impl RelaySettings {
 /// How one delivery attempt of a message ended.
 enum Outcome {
     Done,
-    Retry { why: String, after: Duration },
+    /// An email sent with its record still to write (with the round's).
+    Sent(SentUnrecorded),
+    Retry {
+        why: String,
+        after: Duration,
+    },
     GiveUp(String),
 }
 
-impl From<EmailOutcome> for Outcome {
-    fn from(e: EmailOutcome) -> Self {
-        match e {
-            EmailOutcome::Sent(_) => Self::Done,
-            EmailOutcome::Retry { why, after } => Self::Retry { why, after },
-            EmailOutcome::GiveUp(why) => Self::GiveUp(why),
+impl From<Attempted> for Outcome {
+    fn from(a: Attempted) -> Self {
+        match a {
+            Attempted::Settled(EmailOutcome::Sent(_)) => Self::Done,
+            Attempted::SentUnrecorded(sent) => Self::Sent(sent),
+            Attempted::Settled(EmailOutcome::Retry { why, after }) => Self::Retry { why, after },
+            Attempted::Settled(EmailOutcome::GiveUp(why)) => Self::GiveUp(why),
         }
     }
 }
@@ -161,6 +169,8 @@ impl From<EmailOutcome> for Outcome {
 enum Settled {
     /// Delivered, to be completed with the round's other deliveries.
     Delivered,
+    /// Sent, to be recorded and completed with the round's other emails.
+    Sent(SentUnrecorded),
     Retry(String),
     Failed,
     /// The claim had passed to another relay attempt: this one's outcome
@@ -219,7 +229,8 @@ impl RelayActivities {
 
     /// Delivers one claimed message, giving up on the attempt at `deadline`
     /// (the claim's delivery budget), and settles it as `claimant`, unless
-    /// it was delivered: the round completes those together.
+    /// it was delivered: the round records its sent emails and completes
+    /// those together.
     async fn deliver(
         &self,
         claimant: &str,
@@ -240,6 +251,7 @@ impl RelayActivities {
             // Completed with the rest of the round's deliveries, in one
             // statement ([`Self::complete`]).
             Outcome::Done => return Ok(Settled::Delivered),
+            Outcome::Sent(sent) => return Ok(Settled::Sent(sent)),
             Outcome::Retry { why, after } => (
                 outbox.retry(&entry.key, claimant, after, &why).await?,
                 Settled::Retry(why),
@@ -276,7 +288,7 @@ impl RelayActivities {
     async fn attempt(&self, entry: &OutboxEntry) -> Result<Outcome, StoreError> {
         Ok(match (&entry.message, &self.email) {
             (Outgoing::Email(n), Some(email)) => email
-                .deliver(
+                .attempt(
                     n,
                     entry.created_at_ms,
                     AttemptOf::OutboxClaim(attempt_of(entry)),
@@ -419,24 +431,42 @@ impl RelayActivities {
                 })),
             )
             .await;
-            let delivered_keys: Vec<&str> = batch
-                .iter()
-                .zip(&settled)
-                .filter(|(_, s)| matches!(s, Ok(Settled::Delivered)))
-                .map(|(entry, _)| entry.key.as_str())
-                .collect();
-            let delivered = self.complete(&claimant, &delivered_keys).await?;
+            // The emails sent after finding no record are recorded in one
+            // statement; completed only once recorded, they are sent again
+            // (same Message-ID) if that fails, as after a crash.
+            let (mut delivered_keys, mut sent, mut sent_keys) =
+                (Vec::new(), Vec::new(), Vec::new());
             let (mut retried, mut failed) = (0, 0);
-            let mut last_error = None;
-            for s in settled {
-                match s? {
-                    Settled::Delivered | Settled::Lost => {}
-                    Settled::Retry(why) => {
+            let (mut last_error, mut store_error) = (None, None);
+            for (entry, s) in batch.iter().zip(settled) {
+                match s {
+                    Ok(Settled::Delivered) => delivered_keys.push(entry.key.as_str()),
+                    Ok(Settled::Sent(email)) => {
+                        sent.push(email);
+                        sent_keys.push(entry.key.as_str());
+                    }
+                    Ok(Settled::Lost) => {}
+                    Ok(Settled::Retry(why)) => {
                         retried += 1;
                         last_error = Some(why);
                     }
-                    Settled::Failed => failed += 1,
+                    Ok(Settled::Failed) => failed += 1,
+                    Err(e) => {
+                        store_error.get_or_insert(e);
+                    }
                 }
+            }
+            let recorded = match &self.email {
+                Some(email) if !sent.is_empty() => email.record_sent(&sent).await,
+                _ => Ok(()),
+            };
+            if recorded.is_ok() {
+                delivered_keys.append(&mut sent_keys);
+            }
+            let delivered = self.complete(&claimant, &delivered_keys).await?;
+            recorded?;
+            if let Some(e) = store_error {
+                return Err(e.into());
             }
             self.metrics
                 .outbox_settled(input.topic, delivered, retried, failed);

@@ -1,6 +1,7 @@
 //! The notifications repository: one row per email (subject, stage),
 //! settled `SENT` or `FAILED` once. An attempt that finds no row writes
-//! it after its send, with the outcome ([`Notifications::record_unclaimed`]);
+//! it after its send, with the outcome ([`Notifications::record_unclaimed`],
+//! which writes a relay round's emails in one statement);
 //! one that finds it `PENDING` claims it before sending and settles it
 //! after.
 
@@ -9,6 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{now_ms, parse_col};
+use crate::page::Placeholders;
 use crate::{Result, Store};
 
 ordersaga_domain::text_enum!(
@@ -133,50 +135,71 @@ impl<'a> Notifications<'a> {
         record_from_row(&row)
     }
 
-    /// The outcome of an attempt that found no row, written after its
-    /// send: the row as [`Self::claim`] and then [`Self::settle`] (`SENT`,
-    /// `FAILED`) or [`Self::note_error`] (`PENDING`, to be retried) would
-    /// leave it, in one statement and one commit instead of two, with
-    /// `attempts` the attempt's number (earlier ones died before writing).
-    /// Where another attempt wrote the row meanwhile, this one is counted
-    /// and the row changes as `settle` or `note_error` would change it: a
-    /// settled email stays settled.
-    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.record_unclaimed", otel.kind = "client"))]
+    /// The outcome of attempts that found no row, written after their
+    /// sends: each row as [`Self::claim`] and then [`Self::settle`]
+    /// (`SENT`, `FAILED`) or [`Self::note_error`] (`PENDING`, to be
+    /// retried) would leave it, in one statement and one commit for all of
+    /// `emails` (each email at most once: a row cannot change twice in one
+    /// statement), with `attempts` the attempt's number (earlier ones died
+    /// before writing). Where another attempt wrote a row meanwhile, this
+    /// one is counted and the row changes as `settle` or `note_error` would
+    /// change it: a settled email stays settled.
+    #[tracing::instrument(name = "db", level = "debug", skip_all, fields(otel.name = "notifications.record_unclaimed", otel.kind = "client", emails = emails.len()))]
     pub async fn record_unclaimed(
         self,
-        email: EmailAttempt<'_>,
+        emails: &[EmailAttempt<'_>],
         status: NotificationStatus,
         error: Option<&str>,
     ) -> Result<()> {
+        if emails.is_empty() {
+            return Ok(());
+        }
         let now = now_ms();
         let sent_at = (status == NotificationStatus::Sent).then_some(now);
-        sqlx::query(
+        let mut p = Placeholders::default();
+        let (status_p, error_p, sent_at_p, now_p, pending_p) =
+            (p.next(), p.next(), p.next(), p.next(), p.next());
+        let rows = (0..emails.len())
+            .map(|_| {
+                let [subject_id, stage, recipient, subject, message_id, attempts] =
+                    [(); 6].map(|()| p.next());
+                format!(
+                    "({subject_id}, {stage}, {recipient}, {subject}, {message_id}, {status_p}, \
+                     {attempts}, {error_p}, {sent_at_p}, {now_p}, {now_p})"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
             "INSERT INTO notifications (subject_id, stage, recipient, subject, message_id, status, \
-             attempts, last_error, sent_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+             attempts, last_error, sent_at, created_at, updated_at) VALUES {rows} \
              ON CONFLICT (subject_id, stage) DO UPDATE SET \
              attempts = notifications.attempts + 1, \
-             status = CASE WHEN notifications.status = $11 THEN excluded.status \
+             status = CASE WHEN notifications.status = {pending_p} THEN excluded.status \
              ELSE notifications.status END, \
-             sent_at = CASE WHEN notifications.status = $11 THEN excluded.sent_at \
+             sent_at = CASE WHEN notifications.status = {pending_p} THEN excluded.sent_at \
              ELSE notifications.sent_at END, \
-             last_error = CASE WHEN notifications.status = $11 OR excluded.status = $11 \
+             last_error = CASE WHEN notifications.status = {pending_p} \
+             OR excluded.status = {pending_p} \
              THEN excluded.last_error ELSE notifications.last_error END, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(email.subject_id)
-        .bind(email.stage.as_str())
-        .bind(email.recipient)
-        .bind(email.subject)
-        .bind(email.message_id)
-        .bind(status.as_str())
-        .bind(i64::from(email.attempt.max(1)))
-        .bind(error)
-        .bind(sent_at)
-        .bind(now)
-        .bind(NotificationStatus::Pending.as_str())
-        .execute(&self.store.writer)
-        .await?;
+             updated_at = excluded.updated_at"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(error)
+            .bind(sent_at)
+            .bind(now)
+            .bind(NotificationStatus::Pending.as_str());
+        for email in emails {
+            query = query
+                .bind(email.subject_id)
+                .bind(email.stage.as_str())
+                .bind(email.recipient)
+                .bind(email.subject)
+                .bind(email.message_id)
+                .bind(i64::from(email.attempt.max(1)));
+        }
+        query.execute(&self.store.writer).await?;
         Ok(())
     }
 

@@ -8,12 +8,15 @@
 use std::sync::{Arc, Mutex};
 
 use ordersaga_activities::notify::AttemptOf::{self, Activity, OutboxClaim};
-use ordersaga_activities::notify::{EmailOutcome, EmailRetry, NotificationActivities};
+use ordersaga_activities::notify::{Attempted, EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_domain::EmailStage;
 use ordersaga_store::{NotificationStatus, Store};
 use ordersaga_tests::fixtures::{mailbox_mailer, order_email, stored_email};
 
-ordersaga_tests::both_backends!(a_first_outbox_claim_reads_no_record_where_any_other_attempt_does);
+ordersaga_tests::both_backends!(
+    a_first_outbox_claim_reads_no_record_where_any_other_attempt_does,
+    a_relay_round_records_the_emails_it_sent_in_one_statement,
+);
 
 /// The `otel.name` of every store call's span (`db`) opened while it is
 /// the thread's subscriber.
@@ -108,5 +111,74 @@ async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
     let row = stored_email(&store, &received).await?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 1));
     assert_eq!(std::fs::read_dir(dir.path())?.count(), 2);
+    Ok(())
+}
+
+/// The relay's attempts leave the emails they sent after finding no
+/// record unrecorded, and the round records them all in one statement:
+/// each `SENT` with its attempt's number, and one that another attempt
+/// claimed meanwhile counted as a second attempt and settled `SENT`.
+async fn a_relay_round_records_the_emails_it_sent_in_one_statement(
+    store: Store,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let dir = tempfile::tempdir()?;
+    let up = NotificationActivities::new(
+        store.clone(),
+        mailbox_mailer(dir.path(), None)?.into(),
+        EmailRetry::default(),
+    );
+    let calls = StoreCalls::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    let now = ordersaga_store::now_ms();
+    let emails = [
+        (order_email(EmailStage::OrderReceived, None, false)?, 1),
+        (order_email(EmailStage::OrderConfirmed, None, false)?, 1),
+        // A third claim whose earlier attempts died before writing.
+        (order_email(EmailStage::OrderFailed, None, true)?, 3),
+    ];
+    let mut sent = Vec::new();
+    for (email, claim) in &emails {
+        match up.attempt(email, now, OutboxClaim(*claim)).await? {
+            Attempted::SentUnrecorded(s) => sent.push(s),
+            other => anyhow::bail!("not left to the round: {other:?}"),
+        }
+    }
+    assert_eq!(
+        calls.take(),
+        ["notifications.get"],
+        "only the third claim reads"
+    );
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 3);
+    // Another attempt claimed the confirmation while this one was sending.
+    let confirmed = &emails[1].0;
+    store
+        .notifications()
+        .claim(
+            &confirmed.subject_id(),
+            confirmed.stage(),
+            "alice@example.com",
+            "R",
+            &confirmed.message_id(),
+            true,
+        )
+        .await?;
+    calls.take();
+    up.record_sent(&sent).await?;
+    assert_eq!(calls.take(), ["notifications.record_unclaimed"]);
+    let mut rows = Vec::new();
+    for (email, _) in &emails {
+        let row = stored_email(&store, email).await?;
+        rows.push((row.status, row.attempts, row.sent_at_ms.is_some()));
+    }
+    assert_eq!(
+        rows,
+        [
+            (NotificationStatus::Sent, 1, true),
+            (NotificationStatus::Sent, 2, true),
+            (NotificationStatus::Sent, 3, true),
+        ]
+    );
     Ok(())
 }

@@ -362,7 +362,7 @@ async fn a_late_unclaimed_record_leaves_a_settled_email_settled(
         .claim(&subject, stage, "alice@example.com", "Hi", &mid, true)
         .await?;
     notifications
-        .record_unclaimed(first, NotificationStatus::Sent, None)
+        .record_unclaimed(&[first], NotificationStatus::Sent, None)
         .await?;
     let row = notifications.get(&subject, stage).await?.context("row")?;
     assert_eq!((row.status, row.attempts), (NotificationStatus::Sent, 2));
@@ -370,10 +370,10 @@ async fn a_late_unclaimed_record_leaves_a_settled_email_settled(
     assert!(sent_at.is_some());
     // A failure recorded after that keeps its error but not its status.
     notifications
-        .record_unclaimed(first, NotificationStatus::Pending, Some("timeout"))
+        .record_unclaimed(&[first], NotificationStatus::Pending, Some("timeout"))
         .await?;
     notifications
-        .record_unclaimed(first, NotificationStatus::Failed, Some("refused"))
+        .record_unclaimed(&[first], NotificationStatus::Failed, Some("refused"))
         .await?;
     let row = notifications.get(&subject, stage).await?.context("row")?;
     assert_eq!(

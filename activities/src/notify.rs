@@ -146,7 +146,7 @@ pub struct SentUnrecorded {
 }
 
 impl SentUnrecorded {
-    fn attempt(&self) -> EmailAttempt<'_> {
+    fn as_attempt(&self) -> EmailAttempt<'_> {
         EmailAttempt {
             subject_id: &self.subject_id,
             stage: self.stage,
@@ -163,6 +163,13 @@ impl SentUnrecorded {
             message_id: self.message_id.clone(),
             already_sent: false,
         }
+    }
+
+    /// Logs the send once it is recorded, in the caller's span (the
+    /// relay's for this message, which names the order).
+    pub fn log_sent(&self) {
+        // No recipient: an email address is personal data, kept out of logs.
+        tracing::info!(subject_id = %self.subject_id, stage = %self.stage, message_id = %self.message_id, "email sent");
     }
 }
 
@@ -209,6 +216,7 @@ impl NotificationActivities {
             Attempted::Settled(outcome) => Ok(outcome),
             Attempted::SentUnrecorded(sent) => {
                 self.record_sent(std::slice::from_ref(&sent)).await?;
+                sent.log_sent();
                 Ok(EmailOutcome::Sent(sent.receipt()))
             }
         }
@@ -375,16 +383,11 @@ impl NotificationActivities {
     /// Records emails that attempts sent after finding no record, all in
     /// one statement (each email once).
     pub async fn record_sent(&self, sent: &[SentUnrecorded]) -> Result<(), StoreError> {
-        let attempts: Vec<EmailAttempt<'_>> = sent.iter().map(SentUnrecorded::attempt).collect();
+        let attempts: Vec<EmailAttempt<'_>> = sent.iter().map(SentUnrecorded::as_attempt).collect();
         self.store
             .notifications()
             .record_unclaimed(&attempts, NotificationStatus::Sent, None)
-            .await?;
-        for email in sent {
-            // No recipient: an email address is personal data, kept out of logs.
-            tracing::info!(subject_id = %email.subject_id, stage = %email.stage, message_id = %email.message_id, "email sent");
-        }
-        Ok(())
+            .await
     }
 }
 

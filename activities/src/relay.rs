@@ -423,27 +423,30 @@ impl RelayActivities {
                     () = tokio::time::sleep(self.settings.poll) => continue,
                 }
             }
+            // Kept for the round: a recorded email's "email sent" line is
+            // logged in its message's span.
+            let spans: Vec<tracing::Span> = batch.iter().map(message_span).collect();
             let settled = with_heartbeats(
                 &ctx,
-                join_all(batch.iter().map(|entry| {
+                join_all(batch.iter().zip(&spans).map(|(entry, span)| {
                     self.deliver(&claimant, entry, deadline)
-                        .instrument(message_span(entry))
+                        .instrument(span.clone())
                 })),
             )
             .await;
             // The emails sent after finding no record are recorded in one
             // statement; completed only once recorded, they are sent again
             // (same Message-ID) if that fails, as after a crash.
-            let (mut delivered_keys, mut sent, mut sent_keys) =
+            let (mut delivered_keys, mut sent, mut sent_entries) =
                 (Vec::new(), Vec::new(), Vec::new());
             let (mut retried, mut failed) = (0, 0);
             let (mut last_error, mut store_error) = (None, None);
-            for (entry, s) in batch.iter().zip(settled) {
+            for ((entry, span), s) in batch.iter().zip(&spans).zip(settled) {
                 match s {
                     Ok(Settled::Delivered) => delivered_keys.push(entry.key.as_str()),
                     Ok(Settled::Sent(email)) => {
                         sent.push(email);
-                        sent_keys.push(entry.key.as_str());
+                        sent_entries.push((entry, span));
                     }
                     Ok(Settled::Lost) => {}
                     Ok(Settled::Retry(why)) => {
@@ -461,7 +464,10 @@ impl RelayActivities {
                 _ => Ok(()),
             };
             if recorded.is_ok() {
-                delivered_keys.append(&mut sent_keys);
+                for ((entry, span), email) in sent_entries.iter().zip(&sent) {
+                    span.in_scope(|| email.log_sent());
+                    delivered_keys.push(entry.key.as_str());
+                }
             }
             let delivered = self.complete(&claimant, &delivered_keys).await?;
             recorded?;

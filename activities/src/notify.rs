@@ -158,7 +158,7 @@ impl SentUnrecorded {
     }
 
     /// What the attempt tells its caller once the record is written.
-    pub fn receipt(&self) -> EmailReceipt {
+    fn receipt(&self) -> EmailReceipt {
         EmailReceipt {
             message_id: self.message_id.clone(),
             already_sent: false,
@@ -167,7 +167,7 @@ impl SentUnrecorded {
 
     /// Logs the send once it is recorded, in the caller's span (the
     /// relay's for this message, which names the order).
-    pub fn log_sent(&self) {
+    pub(crate) fn log_sent(&self) {
         // No recipient: an email address is personal data, kept out of logs.
         tracing::info!(subject_id = %self.subject_id, stage = %self.stage, message_id = %self.message_id, "email sent");
     }

@@ -132,6 +132,14 @@ pub enum StoreError {
     /// A stored value does not parse back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// One call recorded the same email twice; nothing was written.
+    #[error("the {stage} email of {subject_id} twice in one record")]
+    EmailTwice {
+        /// The email's subject.
+        subject_id: String,
+        /// The email's stage.
+        stage: ordersaga_domain::EmailStage,
+    },
 }
 
 /// A store call's result.

@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::db::{now_ms, parse_col};
 use crate::page::Placeholders;
-use crate::{Result, Store};
+use crate::{Result, Store, StoreError};
 
 ordersaga_domain::text_enum!(
     /// Where an email is.
@@ -153,6 +153,18 @@ impl<'a> Notifications<'a> {
     ) -> Result<()> {
         if emails.is_empty() {
             return Ok(());
+        }
+        // Checked here: PostgreSQL refuses a row changed twice in one
+        // statement, where SQLite would count the second as an attempt.
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = emails
+            .iter()
+            .find(|e| !seen.insert((e.subject_id, e.stage)))
+        {
+            return Err(StoreError::EmailTwice {
+                subject_id: twice.subject_id.to_string(),
+                stage: twice.stage,
+            });
         }
         let now = now_ms();
         let sent_at = (status == NotificationStatus::Sent).then_some(now);

@@ -7,10 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 
+use tracing::subscriber::DefaultGuard;
+
 use ordersaga_activities::notify::AttemptOf::{self, Activity, OutboxClaim};
 use ordersaga_activities::notify::{Attempted, EmailOutcome, EmailRetry, NotificationActivities};
 use ordersaga_domain::EmailStage;
-use ordersaga_store::{NotificationStatus, Store};
+use ordersaga_store::{EmailAttempt, NotificationStatus, Store, StoreError};
 use ordersaga_tests::fixtures::{mailbox_mailer, order_email, stored_email};
 
 ordersaga_tests::both_backends!(
@@ -59,6 +61,24 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreCalls {
     }
 }
 
+/// The notifications service over `store`, mailing into `dir`, and the
+/// store calls it makes on this thread while the guard lives.
+fn capturing(
+    store: &Store,
+    dir: &std::path::Path,
+) -> anyhow::Result<(NotificationActivities, StoreCalls, DefaultGuard)> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let up = NotificationActivities::new(
+        store.clone(),
+        mailbox_mailer(dir, None)?.into(),
+        EmailRetry::default(),
+    );
+    let calls = StoreCalls::default();
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    Ok((up, calls, guard))
+}
+
 /// An outbox message is its email's only way out, so its first claim
 /// sends and writes the record without reading it first (one statement
 /// per email on the hot path, not two); a later claim, and any attempt of
@@ -66,16 +86,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreCalls {
 async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
     store: Store,
 ) -> anyhow::Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
     let dir = tempfile::tempdir()?;
-    let up = NotificationActivities::new(
-        store.clone(),
-        mailbox_mailer(dir.path(), None)?.into(),
-        EmailRetry::default(),
-    );
-    let calls = StoreCalls::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    let (up, calls, _guard) = capturing(&store, dir.path())?;
     let now = ordersaga_store::now_ms();
     // Each attempt's outcome (whether it sent now) and its store calls.
     let attempt = |stage: EmailStage, of: AttemptOf| {
@@ -121,16 +133,8 @@ async fn a_first_outbox_claim_reads_no_record_where_any_other_attempt_does(
 async fn a_relay_round_records_the_emails_it_sent_in_one_statement(
     store: Store,
 ) -> anyhow::Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
     let dir = tempfile::tempdir()?;
-    let up = NotificationActivities::new(
-        store.clone(),
-        mailbox_mailer(dir.path(), None)?.into(),
-        EmailRetry::default(),
-    );
-    let calls = StoreCalls::default();
-    let _guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(calls.clone()));
+    let (up, calls, _guard) = capturing(&store, dir.path())?;
     let now = ordersaga_store::now_ms();
     let emails = [
         (order_email(EmailStage::OrderReceived, None, false)?, 1),
@@ -164,6 +168,30 @@ async fn a_relay_round_records_the_emails_it_sent_in_one_statement(
             true,
         )
         .await?;
+    calls.take();
+    // The same email twice is refused before anything is written.
+    let received = &emails[0].0;
+    let (subject_id, message_id) = (received.subject_id(), received.message_id());
+    let once = EmailAttempt {
+        subject_id: &subject_id,
+        stage: received.stage(),
+        recipient: "alice@example.com",
+        subject: "R",
+        message_id: &message_id,
+        attempt: 1,
+    };
+    let err = store
+        .notifications()
+        .record_unclaimed(&[once, once], NotificationStatus::Sent, None)
+        .await;
+    assert!(matches!(err, Err(StoreError::EmailTwice { .. })), "{err:?}");
+    let notifications = store.notifications();
+    assert!(
+        notifications
+            .get(&subject_id, received.stage())
+            .await?
+            .is_none()
+    );
     calls.take();
     up.record_sent(&sent).await?;
     assert_eq!(calls.take(), ["notifications.record_unclaimed"]);

@@ -18,7 +18,8 @@ from collections import defaultdict
 SYSTEMS = [("python", "Python peer"), ("rust-ceiling", "Rust ceiling"),
            ("ordersaga", "ordersaga (PlaceOrder)"), ("ordersaga-start", "ordersaga (bare start)"),
            ("ordersaga-traced", "ordersaga (PlaceOrder), traces on"),
-           ("ordersaga-start-traced", "ordersaga (bare start), traces on")]
+           ("ordersaga-start-traced", "ordersaga (bare start), traces on"),
+           ("ordersaga-open", "ordersaga (PlaceOrder), open loop")]
 COLS = [("wf_per_s", "wf/s", 1), ("start_p50_ms", "start p50 ms", 1), ("start_p99_ms", "start p99 ms", 1),
         ("e2e_p50_ms", "e2e p50 ms", 0), ("e2e_p95_ms", "e2e p95 ms", 0), ("e2e_p99_ms", "e2e p99 ms", 0),
         ("e2e_mean_ms", "e2e mean ms", 0), ("result_mean_ms", "close to result mean ms", 0),
@@ -242,6 +243,10 @@ def load_runs(path: str) -> dict[str, list[dict]]:
                 # ("ordersaga-traced"), set beside the untraced one.
                 if d.get("traces") == "on":
                     d["label"] += "-traced"
+                # bench/run --open-load: orders at a fixed rate (open
+                # loop), the latency at a load both shapes carry.
+                if d.get("rate"):
+                    d["label"] += "-open"
                 runs[d["label"]].append(d)
     return runs
 
@@ -459,6 +464,21 @@ def main() -> None:
                    "moves more than its throughput)")
         check("P/S2 ordersaga e2e p50 latency within 1/0.8 (S2 p50 / P p50 >= 0.8x)", v, lambda x: x >= 0.8,
               f"{v:.2f}x" if v else "", why)
+        # Latency at equal load (bench/run --open-load): in each round S2
+        # and P placed orders at one rate, a share of what P carried at 100
+        # in flight; a ratio per round, then their median.
+        pairs = [(a, b) for a, b in zip(runs.get("S2/ordersaga-open", []), runs.get("P/ordersaga-open", []))
+                 if a.get("e2e_p50_ms") and b.get("e2e_p50_ms") and a.get("rate") and a.get("rate") == b.get("rate")]
+        if pairs:
+            per = [a["e2e_p50_ms"] / b["e2e_p50_ms"] for a, b in pairs]
+            v = statistics.median(per)
+            shown = f"{v:.2f}x (" + ", ".join(
+                f"{x:.2f}x at {b['rate']:g}/s" for x, (_, b) in zip(per, pairs)) + ")"
+            why = "by round, P's e2e p50 against S2's, and the rate P kept of the one asked: " + ", ".join(
+                f"{b['e2e_p50_ms']:.0f} / {a['e2e_p50_ms']:.0f} ms, {b.get('wf_per_s') or 0:.1f} of {b['rate']:g}/s"
+                for a, b in pairs)
+            check("P/S2 ordersaga e2e p50 at equal load (open loop, one rate per round) within 1/0.8 "
+                  "(S2 p50 / P p50 >= 0.8x)", v, lambda x: x >= 0.8, shown, why)
     v = ratio("S3", "ordersaga", "rust-ceiling", "e2e_p50_ms")
     check("S3 ordersaga/ceiling e2e p50 <= 1.2x", v, lambda x: x <= 1.2, f"{v:.2f}x" if v else "")
     for s in scen:

@@ -326,7 +326,11 @@ def main() -> None:
             "simulated gateway) under `ordersaga-bench`; *bare start* starts the same workflow straight "
             "on Temporal at the same load (baseline for PlaceOrder latency). `start` = the client's start "
             "call (PlaceOrder for ordersaga); `e2e` = start call to result received; ST/wf = server state "
-            "transitions per workflow.", ""]
+            "transitions per workflow."
+            + (" *open loop*: PlaceOrder at a fixed rate instead of 100 in flight, the same for S2 and P "
+               "within a round (`--open-load` times P's closed-loop rate of that round; wf/s is the rate "
+               "kept): the latency at one load for both." if any(lbl.endswith("/ordersaga-open") for lbl in runs)
+               else ""), ""]
     settings = sorted({(lbl.split("/")[0], r.get("codec"), r.get("events"), r.get("workers"))
                        for lbl, rs in runs.items() for r in rs if "codec" in r},
                       key=lambda t: (SCENARIO_ORDER.get(t[0], 9), str(t)))

@@ -62,9 +62,23 @@ pub use server::DevServer;
 pub use smtp::{ReceivedMail, SmtpServer};
 pub use stack::{Stack, StackBuilder, TEST_EMAIL_RETRY};
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it at once).
+/// A free TCP port on 127.0.0.1 for a process to bind later.
+///
+/// The OS picks it; a connection to it closed from the listening side
+/// first then leaves that side in TIME_WAIT (60 s on Linux), and while it
+/// does the OS gives the port to no other `bind(:0)`, yet an explicit bind
+/// with SO_REUSEADDR (std, tokio, Go, asyncio) still takes it. Released
+/// bare, it could go to the next `bind(:0)` before our process binds it: the
+/// Temporal CLI picks its dev server's internal ports that way, and a dev
+/// server that loses one dies on a nil listener (temporalio/cli#667).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let listener = StdListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let client = std::net::TcpStream::connect(addr)?;
+    let (listening_side, _) = listener.accept()?;
+    drop(listening_side);
+    drop(client);
+    Ok(addr.port())
 }
 
 /// How long a saga may take to end in a test (generous: the machine may be
@@ -155,4 +169,26 @@ pub fn built_binary(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port from [`free_port`] is held in TIME_WAIT, so no `bind(:0)`
+    /// gets it, and is still ours to bind.
+    #[test]
+    fn a_free_port_is_held_from_other_pickers_and_still_bindable() -> anyhow::Result<()> {
+        let port = free_port()?;
+        let local = format!("0100007F:{port:04X}");
+        let tcp = std::fs::read_to_string("/proc/net/tcp")?;
+        const TIME_WAIT: &str = "06";
+        let held = tcp.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&TIME_WAIT)
+        });
+        assert!(held, "no TIME_WAIT socket on port {port}:\n{tcp}");
+        StdListener::bind(("127.0.0.1", port))?;
+        Ok(())
+    }
 }

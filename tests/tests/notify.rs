@@ -268,10 +268,9 @@ async fn an_email_is_recorded_once_and_sent_once(store: Store) -> anyhow::Result
 /// A mailer whose SMTP relay refuses connections: every send fails and
 /// is worth retrying.
 fn unreachable_smtp() -> anyhow::Result<Mailer> {
-    // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // A port that was free a moment ago and is held from other pickers:
+    // nothing listens there.
+    let port = ordersaga_tests::free_port()?;
     Ok(Mailer::new(MailSettings {
         delivery: Delivery::Smtp(SmtpSettings {
             host: "127.0.0.1".into(),

@@ -128,36 +128,8 @@ impl<'a> Orders<'a> {
         let now = now_ms();
         let id = order.order_id.to_string();
         let mut tx = self.store.begin_write().await?;
-        let created = sqlx::query(
-            "INSERT INTO orders (order_id, customer_id, transaction_id, status, total_minor, \
-             currency, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(order.customer_id.as_str())
-        .bind(order.transaction_id.to_string())
-        .bind(OrderStatus::Pending.as_str())
-        .bind(order.total.minor)
-        .bind(order.total.currency.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let created = insert_order(&mut tx, &id, order, now).await?;
         if created {
-            for (n, line) in order.lines.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(&id)
-                .bind(i64::try_from(n).unwrap_or(i64::MAX))
-                .bind(line.sku.as_str())
-                .bind(line.quantity)
-                .bind(line.unit_price.minor)
-                .execute(&mut *tx)
-                .await?;
-            }
             insert_event(
                 &mut tx,
                 self.store.events,
@@ -450,6 +422,79 @@ pub(crate) async fn lines_of(tx: &mut Tx, order_id: &str) -> Result<Vec<LineReco
         .collect()
 }
 
+/// Writes a new order and its lines (an order stored already: nothing);
+/// returns whether it was new.
+async fn insert_order(tx: &mut Tx, id: &str, order: &OrderInput, now: i64) -> Result<bool> {
+    const ORDER: &str = "INSERT INTO orders (order_id, customer_id, transaction_id, status, \
+                         total_minor, currency, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (order_id) DO NOTHING";
+    const LINE_COLUMNS: &str = "order_id, line_no, sku, quantity, unit_price_minor";
+    let n = order.lines.len();
+    if tx.backend() == Backend::Postgres && n > 0 {
+        // One round trip: the order, and its lines only when it is new (a
+        // data-modifying CTE).
+        let mut p = Placeholders::default();
+        p.list(7); // the order's
+        let sql = format!(
+            "WITH o AS ({ORDER} RETURNING order_id), \
+             v (line_no, sku, quantity, unit_price_minor) AS (VALUES {}), \
+             l AS (INSERT INTO order_lines ({LINE_COLUMNS}) \
+             SELECT o.order_id, v.line_no, v.sku, v.quantity, v.unit_price_minor \
+             FROM o CROSS JOIN v) \
+             SELECT COUNT(*) AS created FROM o",
+            p.rows(n, 4)
+        );
+        let mut q = bind_order(sqlx::query(&sql), id, order, now);
+        for (line_no, line) in (0_i64..).zip(&order.lines) {
+            q = q
+                .bind(line_no)
+                .bind(line.sku.as_str())
+                .bind(line.quantity)
+                .bind(line.unit_price.minor);
+        }
+        return Ok(q.fetch_one(&mut **tx).await?.try_get::<i64, _>("created")? == 1);
+    }
+    let created = bind_order(sqlx::query(ORDER), id, order, now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if created && n > 0 {
+        // The lines in one statement.
+        let sql = format!(
+            "INSERT INTO order_lines ({LINE_COLUMNS}) VALUES {}",
+            Placeholders::default().rows(n, 5)
+        );
+        let mut q = sqlx::query(&sql);
+        for (line_no, line) in (0_i64..).zip(&order.lines) {
+            q = q
+                .bind(id)
+                .bind(line_no)
+                .bind(line.sku.as_str())
+                .bind(line.quantity)
+                .bind(line.unit_price.minor);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(created)
+}
+
+/// Binds an order's columns ($1 to $7 of `insert_order`'s statements).
+fn bind_order<'q>(
+    q: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    id: &'q str,
+    order: &'q OrderInput,
+    now: i64,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    q.bind(id)
+        .bind(order.customer_id.as_str())
+        .bind(order.transaction_id.to_string())
+        .bind(OrderStatus::Pending.as_str())
+        .bind(order.total.minor)
+        .bind(order.total.currency.as_str())
+        .bind(now)
+}
+
 /// Records `event` in the order's history unless it is there already,
 /// and, if `publish`, writes it to the event outbox the first time.
 pub(crate) async fn insert_event(
@@ -571,7 +616,7 @@ fn summary_from_row(row: &AnyRow) -> Result<OrderSummary> {
     })
 }
 
-fn line_from_row(row: &AnyRow) -> Result<LineRecord> {
+pub(crate) fn line_from_row(row: &AnyRow) -> Result<LineRecord> {
     Ok(LineRecord {
         sku: parse_col(row, "sku")?,
         quantity: row.try_get("quantity")?,

@@ -16,7 +16,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::{Tx, corrupt, money, now_ms, parse_col};
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A customer's limit and what counts against it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,15 +98,16 @@ impl<'a> Spending<'a> {
         // already there. A first attempt reads nothing before deciding.
         // The no-op update locks the order's row on PostgreSQL (a
         // concurrent `FailOrder` waits), as `ProcessInventory` does.
-        let order = sqlx::query(
-            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2 \
-             RETURNING customer_id, total_minor, currency",
-        )
-        .bind(&id)
-        .bind(OrderStatus::Pending.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(order) = order else {
+        let locked = match tx.backend() {
+            Backend::Postgres => lock_in_one_statement(&mut tx, &id).await?,
+            Backend::Sqlite => lock_step_by_step(&mut tx, &id).await?,
+        };
+        let Some(Locked {
+            customer,
+            requested,
+            limit,
+        }) = locked
+        else {
             if let Some(decided) = reservation(&mut tx, &id).await? {
                 tx.rollback().await?;
                 return Ok(decided);
@@ -124,19 +125,11 @@ impl<'a> Spending<'a> {
                 None => StoreError::OrderNotFound(*order_id),
             });
         };
-        let customer: CustomerId = parse_col(&order, "customer_id")?;
-        let requested = money(&order, "total_minor")?;
-        // The customer's lock: taken, or created (no limit) and then taken
-        // on the customer's first order. A concurrent creation makes the
-        // insert wait for it and then do nothing.
-        let lock = "UPDATE spending_limits SET customer_id = customer_id WHERE customer_id = $1 \
-                    RETURNING limit_minor, currency";
-        let limit_row = match sqlx::query(lock)
-            .bind(customer.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            Some(row) => row,
+        let limit = match limit {
+            Some(limit) => limit,
+            // The customer's first order: its row is created (no limit)
+            // and then locked. A concurrent creation makes the insert wait
+            // for it and then do nothing.
             None => {
                 sqlx::query(
                     "INSERT INTO spending_limits (customer_id, updated_at) VALUES ($1, $2) \
@@ -146,13 +139,14 @@ impl<'a> Spending<'a> {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(lock)
+                let row = sqlx::query(LOCK_CUSTOMER)
                     .bind(customer.as_str())
                     .fetch_one(&mut *tx)
-                    .await?
+                    .await?;
+                limit_of(&row, "currency")?
             }
         };
-        let decision = match limit_of(&limit_row)? {
+        let decision = match limit {
             None => Ok(()),
             Some(limit) => {
                 let spent = reserved_total(&mut tx, &customer, limit).await?;
@@ -236,13 +230,94 @@ impl<'a> Spending<'a> {
     }
 }
 
-/// The limit of a `spending_limits` row, if one is set.
-fn limit_of(row: &AnyRow) -> Result<Option<Money>> {
+/// The limit of a `spending_limits` row (its currency in column
+/// `currency`), if one is set.
+fn limit_of(row: &AnyRow, currency: &str) -> Result<Option<Money>> {
     let minor: Option<i64> = row.try_get("limit_minor")?;
     match minor {
-        Some(_) => Ok(Some(money(row, "limit_minor")?)),
+        Some(minor) => {
+            let currency: String = row.try_get(currency)?;
+            Ok(Some(Money::new(
+                minor,
+                Currency::parse(&currency).map_err(corrupt)?,
+            )))
+        }
         None => Ok(None),
     }
+}
+
+/// A pending order's row and its customer's `spending_limits` row, both
+/// locked for a reservation: a concurrent `FailOrder` waits for the
+/// order's, the customer's other reservations for the customer's.
+struct Locked {
+    customer: CustomerId,
+    requested: Money,
+    /// The customer's limit (`None` inside: no limit set); `None`: the
+    /// customer has no row yet.
+    limit: Option<Option<Money>>,
+}
+
+/// The no-op update that locks a customer's `spending_limits` row.
+const LOCK_CUSTOMER: &str = "UPDATE spending_limits SET customer_id = customer_id \
+     WHERE customer_id = $1 RETURNING limit_minor, currency";
+
+/// [`Locked`] on PostgreSQL: both locks in one round trip, the order's
+/// first (the customer's update reads its row), as [`lock_step_by_step`]
+/// takes them. `None`: the order is not pending.
+async fn lock_in_one_statement(tx: &mut Tx, id: &str) -> Result<Option<Locked>> {
+    let row = sqlx::query(
+        "WITH o AS (UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2 \
+         RETURNING customer_id, total_minor, currency), \
+         c AS (UPDATE spending_limits SET customer_id = customer_id \
+         WHERE customer_id IN (SELECT customer_id FROM o) RETURNING limit_minor, currency) \
+         SELECT o.customer_id, o.total_minor, o.currency, c.limit_minor, \
+         c.currency AS limit_currency, (SELECT COUNT(*) FROM c) AS customer_locked \
+         FROM o LEFT JOIN c ON TRUE",
+    )
+    .bind(id)
+    .bind(OrderStatus::Pending.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let limit = match row.try_get::<i64, _>("customer_locked")? {
+        0 => None,
+        _ => Some(limit_of(&row, "limit_currency")?),
+    };
+    Ok(Some(Locked {
+        customer: parse_col(&row, "customer_id")?,
+        requested: money(&row, "total_minor")?,
+        limit,
+    }))
+}
+
+/// [`Locked`] on SQLite (no data-modifying CTEs): the order's lock, then
+/// the customer's.
+async fn lock_step_by_step(tx: &mut Tx, id: &str) -> Result<Option<Locked>> {
+    let order = sqlx::query(
+        "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2 \
+         RETURNING customer_id, total_minor, currency",
+    )
+    .bind(id)
+    .bind(OrderStatus::Pending.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    let customer: CustomerId = parse_col(&order, "customer_id")?;
+    let limit = sqlx::query(LOCK_CUSTOMER)
+        .bind(customer.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| limit_of(&row, "currency"))
+        .transpose()?;
+    Ok(Some(Locked {
+        customer,
+        requested: money(&order, "total_minor")?,
+        limit,
+    }))
 }
 
 /// What counts against `limit`: the customer's reserved amounts in its
@@ -267,7 +342,7 @@ async fn read_limit(tx: &mut Tx, customer: &CustomerId) -> Result<SpendingLimitR
             .fetch_optional(&mut **tx)
             .await?;
     let limit = match &row {
-        Some(row) => limit_of(row)?,
+        Some(row) => limit_of(row, "currency")?,
         None => None,
     };
     let spent = match limit {

@@ -29,9 +29,9 @@ use uuid::Uuid;
 use crate::catalog::{CatalogEventRecord, record_event};
 use crate::db::{Tx, change_status, corrupt, now_ms, parse_col};
 use crate::low_stock::{LEVEL_COLUMNS, low_stock_notices, monitor_low_stock};
-use crate::orders::{LineRecord, insert_event, lines_of};
+use crate::orders::{LineRecord, insert_event, line_from_row, lines_of};
 use crate::outbox::enqueue;
-use crate::{Result, Store, StoreError};
+use crate::{Backend, Result, Store, StoreError};
 
 /// A goods-in document to record (`CreateStockReceipt`).
 #[derive(Debug, Clone)]
@@ -262,7 +262,7 @@ impl<'a> Stock<'a> {
     pub async fn deduct(self, order_id: &OrderId) -> Result<Result<DeductedStock, Shortage>> {
         let now = now_ms();
         let id = order_id.to_string();
-        let Some(mut tx) = self.open_deduction(order_id, now).await? else {
+        let Some((mut tx, lines)) = self.open_deduction(order_id, now).await? else {
             // An earlier attempt decided: report it, even for an order that
             // has failed since (its compensation must release what it took).
             return Ok(match self.deduction(order_id).await? {
@@ -270,7 +270,7 @@ impl<'a> Stock<'a> {
                 Err(shortage) => Err(shortage),
             });
         };
-        let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
+        let wanted = wanted_per_sku(&lines);
         if wanted.is_empty() {
             return Err(StoreError::OrderNotFound(*order_id));
         }
@@ -331,10 +331,10 @@ impl<'a> Stock<'a> {
         let order_id = &order.order_id;
         let now = now_ms();
         let id = order_id.to_string();
-        let Some(mut tx) = self.open_deduction(order_id, now).await? else {
+        let Some((mut tx, lines)) = self.open_deduction(order_id, now).await? else {
             return self.decided(order).await;
         };
-        let wanted = wanted_per_sku(&lines_of(&mut tx, &id).await?);
+        let wanted = wanted_per_sku(&lines);
         if wanted.is_empty() {
             return Err(StoreError::OrderNotFound(*order_id));
         }
@@ -437,42 +437,33 @@ impl<'a> Stock<'a> {
     }
 
     /// Opens a deduction's transaction: claims the order's deduction (a
-    /// retry finds it claimed: `None`, an earlier attempt decided) and
-    /// locks the order's row. Never takes stock for an order that has
-    /// ended: the no-op update locks the row on PostgreSQL, so a concurrent
-    /// `FailOrder` waits for this deduction (and its compensation finds it).
-    async fn open_deduction(self, order_id: &OrderId, now: i64) -> Result<Option<Tx>> {
+    /// retry finds it claimed: `None`, an earlier attempt decided), locks
+    /// the order's row and reads the order's lines. Never takes stock for
+    /// an order that has ended: the no-op update locks the row on
+    /// PostgreSQL, so a concurrent `FailOrder` waits for this deduction
+    /// (and its compensation finds it).
+    async fn open_deduction(
+        self,
+        order_id: &OrderId,
+        now: i64,
+    ) -> Result<Option<(Tx, Vec<LineRecord>)>> {
         let id = order_id.to_string();
         let mut tx = self.store.begin_write().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO inventory_deductions (order_id, status, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(Deduction::Deducted.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            tx.rollback().await?;
-            return Ok(None);
+        let opened = match tx.backend() {
+            Backend::Postgres => open_in_one_statement(&mut tx, &id, now).await?,
+            Backend::Sqlite => open_step_by_step(&mut tx, &id, now).await?,
+        };
+        match opened {
+            Opened::Decided => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+            Opened::Ended => {
+                tx.rollback().await?;
+                Err(self.not_pending(order_id).await)
+            }
+            Opened::Pending(lines) => Ok(Some((tx, lines))),
         }
-        let pending = sqlx::query(
-            "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
-        )
-        .bind(&id)
-        .bind(OrderStatus::Pending.as_str())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !pending {
-            tx.rollback().await?;
-            return Err(self.not_pending(order_id).await);
-        }
-        Ok(Some(tx))
     }
 
     /// Takes `qty` of `sku` from the catalog's on-hand (the guarded update
@@ -946,6 +937,89 @@ pub(crate) async fn allocation_of(
 /// The cause an order's deduction gives its low-stock alerts.
 fn order_cause(order_id: impl std::fmt::Display) -> String {
     format!("order:{order_id}")
+}
+
+/// What opening a deduction found.
+enum Opened {
+    /// Claimed, and the order is pending: its lines.
+    Pending(Vec<LineRecord>),
+    /// An earlier attempt claimed the deduction and decided it.
+    Decided,
+    /// Claimed, but the order is no longer pending (or not stored).
+    Ended,
+}
+
+const CLAIM_DEDUCTION: &str = "INSERT INTO inventory_deductions (order_id, status, created_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING";
+
+/// [`Stock::open_deduction`] on PostgreSQL: the claim, the lock and the
+/// lines in one round trip. The update reads the claim's row, so it runs
+/// after the claim, as in [`open_step_by_step`]: the deduction's key is
+/// taken before the order's row, and a retry that finds it taken locks
+/// nothing. The lines are a row each (none: a row of NULLs).
+async fn open_in_one_statement(tx: &mut Tx, id: &str, now: i64) -> Result<Opened> {
+    let sql = format!(
+        "WITH claim AS ({CLAIM_DEDUCTION} RETURNING order_id), \
+         locked AS (UPDATE orders SET updated_at = updated_at \
+         WHERE order_id IN (SELECT order_id FROM claim) AND status = $4 RETURNING order_id) \
+         SELECT (SELECT COUNT(*) FROM claim) AS claimed, \
+         (SELECT COUNT(*) FROM locked) AS pending, l.sku, l.quantity, l.unit_price_minor \
+         FROM (SELECT 1 AS one) one \
+         LEFT JOIN order_lines l ON l.order_id IN (SELECT order_id FROM locked) \
+         ORDER BY l.line_no"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(id)
+        .bind(Deduction::Deducted.as_str())
+        .bind(now)
+        .bind(OrderStatus::Pending.as_str())
+        .fetch_all(&mut **tx)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(corrupt("opening a deduction returned no row"));
+    };
+    if first.try_get::<i64, _>("claimed")? == 0 {
+        return Ok(Opened::Decided);
+    }
+    if first.try_get::<i64, _>("pending")? == 0 {
+        return Ok(Opened::Ended);
+    }
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("sku")?.is_some() {
+            lines.push(line_from_row(row)?);
+        }
+    }
+    Ok(Opened::Pending(lines))
+}
+
+/// [`Stock::open_deduction`] on SQLite (no data-modifying CTEs; each
+/// statement is a call into the process's own database).
+async fn open_step_by_step(tx: &mut Tx, id: &str, now: i64) -> Result<Opened> {
+    let claimed = sqlx::query(CLAIM_DEDUCTION)
+        .bind(id)
+        .bind(Deduction::Deducted.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+        == 1;
+    if !claimed {
+        return Ok(Opened::Decided);
+    }
+    let pending = sqlx::query(
+        "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2",
+    )
+    .bind(id)
+    .bind(OrderStatus::Pending.as_str())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !pending {
+        return Ok(Opened::Ended);
+    }
+    Ok(Opened::Pending(lines_of(tx, id).await?))
 }
 
 /// Units wanted per sku (an order may name a sku on several lines), sorted.

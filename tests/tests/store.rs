@@ -99,7 +99,9 @@ async fn on_hand(store: &Store, sku: &Sku) -> anyhow::Result<i64> {
 
 async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
     let mug = product(&store, "MUG", 10).await?;
-    let o = order("alice", &[(&mug, 2)]);
+    let tee = product(&store, "TEE", 10).await?;
+    let mut o = order("alice", &[(&mug, 2), (&tee, 1), (&mug, 3)]);
+    o.lines[1].unit_price = eur(750);
     assert!(store.orders().place(&o, &[]).await?);
     assert!(
         !store.orders().place(&o, &[]).await?,
@@ -108,7 +110,16 @@ async fn place_order_is_idempotent(store: Store) -> anyhow::Result<()> {
     let rec = store.orders().get(&o.order_id).await?.context("stored")?;
     assert_eq!(rec.summary.status, OrderStatus::Pending);
     assert_eq!(rec.summary.transaction_id, o.transaction_id);
-    assert_eq!(rec.lines.len(), 1);
+    // Every line once, in the order's order, as placed.
+    let lines: Vec<(&str, i64, i64)> = rec
+        .lines
+        .iter()
+        .map(|l| (l.sku.as_str(), l.quantity, l.unit_price_minor))
+        .collect();
+    assert_eq!(
+        lines,
+        [("MUG", 2, 1_000), ("TEE", 1, 750), ("MUG", 3, 1_000)]
+    );
     assert_eq!(
         events(&store, &o.order_id).await?,
         [OrderEvent::OrderPlaced]

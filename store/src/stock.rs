@@ -841,6 +841,11 @@ async fn take_allocated(
     for allocation in &plan {
         let warehouse = &allocation.warehouse_id;
         for line in &allocation.lines {
+            let movement_id = format!("{id}/deduct/{}/{warehouse}", line.sku);
+            if tx.backend() == Backend::Postgres {
+                take_in_one_statement(tx, id, warehouse, line, &movement_id, now).await?;
+                continue;
+            }
             take_from(tx, warehouse, &line.sku, line.quantity).await?;
             sqlx::query(
                 "INSERT INTO inventory_allocations (order_id, warehouse_id, sku, quantity) \
@@ -852,7 +857,6 @@ async fn take_allocated(
             .bind(line.quantity)
             .execute(&mut **tx)
             .await?;
-            let movement_id = format!("{id}/deduct/{}/{warehouse}", line.sku);
             record_movement(
                 tx,
                 &movement_id,
@@ -866,6 +870,47 @@ async fn take_allocated(
         }
     }
     Ok(plan)
+}
+
+/// One line of [`take_allocated`] on PostgreSQL: the units taken from the
+/// warehouse, the allocation and its ledger entry in one round trip. The
+/// two inserts read the update's row, so they write only what it took;
+/// took nothing: an error, and the caller's transaction rolls back.
+async fn take_in_one_statement(
+    tx: &mut Tx,
+    id: &str,
+    warehouse: &WarehouseId,
+    line: &ShipmentLine,
+    movement_id: &str,
+    now: i64,
+) -> Result<()> {
+    let took: i64 = sqlx::query(
+        "WITH t AS (UPDATE warehouse_stock SET on_hand = on_hand - $1 \
+         WHERE warehouse_id = $2 AND sku = $3 AND on_hand >= $1 RETURNING warehouse_id, sku), \
+         a AS (INSERT INTO inventory_allocations (order_id, warehouse_id, sku, quantity) \
+         SELECT $4, warehouse_id, sku, $1 FROM t), \
+         m AS (INSERT INTO stock_movements \
+         (movement_id, sku, delta, reason, order_id, created_at, warehouse_id) \
+         SELECT $5, sku, -$1, $6, $4, $7, warehouse_id FROM t) \
+         SELECT COUNT(*) AS took FROM t",
+    )
+    .bind(line.quantity)
+    .bind(warehouse.as_str())
+    .bind(line.sku.as_str())
+    .bind(id)
+    .bind(movement_id)
+    .bind(Movement::Order.as_str())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("took")?;
+    if took != 1 {
+        return Err(corrupt(format!(
+            "warehouse {warehouse} holds less {} than allocated",
+            line.sku
+        )));
+    }
+    Ok(())
 }
 
 /// The stock of the wanted products in each warehouse holding some, in

@@ -444,14 +444,7 @@ async fn insert_order(tx: &mut Tx, id: &str, order: &OrderInput, now: i64) -> Re
              SELECT COUNT(*) AS created FROM o",
             p.rows(n, 4)
         );
-        let mut q = bind_order(sqlx::query(&sql), id, order, now);
-        for (line_no, line) in (0_i64..).zip(&order.lines) {
-            q = q
-                .bind(line_no)
-                .bind(line.sku.as_str())
-                .bind(line.quantity)
-                .bind(line.unit_price.minor);
-        }
+        let q = bind_lines(bind_order(sqlx::query(&sql), id, order, now), order);
         return Ok(q.fetch_one(&mut **tx).await?.try_get::<i64, _>("created")? == 1);
     }
     let created = bind_order(sqlx::query(ORDER), id, order, now)
@@ -460,23 +453,35 @@ async fn insert_order(tx: &mut Tx, id: &str, order: &OrderInput, now: i64) -> Re
         .rows_affected()
         == 1;
     if created && n > 0 {
-        // The lines in one statement.
-        let sql = format!(
-            "INSERT INTO order_lines ({LINE_COLUMNS}) VALUES {}",
-            Placeholders::default().rows(n, 5)
-        );
-        let mut q = sqlx::query(&sql);
-        for (line_no, line) in (0_i64..).zip(&order.lines) {
-            q = q
-                .bind(id)
-                .bind(line_no)
-                .bind(line.sku.as_str())
-                .bind(line.quantity)
-                .bind(line.unit_price.minor);
-        }
-        q.execute(&mut **tx).await?;
+        // The lines in one statement, each row's order id $1.
+        let mut p = Placeholders::default();
+        p.next();
+        let rows = (0..n)
+            .map(|_| format!("($1, {})", p.list(4)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("INSERT INTO order_lines ({LINE_COLUMNS}) VALUES {rows}");
+        bind_lines(sqlx::query(&sql).bind(id), order)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(created)
+}
+
+/// Binds each of an order's lines' number, sku, quantity and unit price,
+/// after what `q` has bound.
+fn bind_lines<'q>(
+    mut q: Query<'q, sqlx::Any, AnyArguments<'q>>,
+    order: &'q OrderInput,
+) -> Query<'q, sqlx::Any, AnyArguments<'q>> {
+    for (line_no, line) in (0_i64..).zip(&order.lines) {
+        q = q
+            .bind(line_no)
+            .bind(line.sku.as_str())
+            .bind(line.quantity)
+            .bind(line.unit_price.minor);
+    }
+    q
 }
 
 /// Binds an order's columns ($1 to $7 of `insert_order`'s statements).

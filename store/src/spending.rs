@@ -257,6 +257,11 @@ struct Locked {
     limit: Option<Option<Money>>,
 }
 
+/// The no-op update that locks a pending order's row, with what a
+/// reservation needs of it.
+const LOCK_PENDING_ORDER: &str = "UPDATE orders SET updated_at = updated_at \
+     WHERE order_id = $1 AND status = $2 RETURNING customer_id, total_minor, currency";
+
 /// The no-op update that locks a customer's `spending_limits` row.
 const LOCK_CUSTOMER: &str = "UPDATE spending_limits SET customer_id = customer_id \
      WHERE customer_id = $1 RETURNING limit_minor, currency";
@@ -265,19 +270,19 @@ const LOCK_CUSTOMER: &str = "UPDATE spending_limits SET customer_id = customer_i
 /// first (the customer's update reads its row), as [`lock_step_by_step`]
 /// takes them. `None`: the order is not pending.
 async fn lock_in_one_statement(tx: &mut Tx, id: &str) -> Result<Option<Locked>> {
-    let row = sqlx::query(
-        "WITH o AS (UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2 \
-         RETURNING customer_id, total_minor, currency), \
+    let sql = format!(
+        "WITH o AS ({LOCK_PENDING_ORDER}), \
          c AS (UPDATE spending_limits SET customer_id = customer_id \
          WHERE customer_id IN (SELECT customer_id FROM o) RETURNING limit_minor, currency) \
          SELECT o.customer_id, o.total_minor, o.currency, c.limit_minor, \
          c.currency AS limit_currency, (SELECT COUNT(*) FROM c) AS customer_locked \
-         FROM o LEFT JOIN c ON TRUE",
-    )
-    .bind(id)
-    .bind(OrderStatus::Pending.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
+         FROM o LEFT JOIN c ON TRUE"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .bind(OrderStatus::Pending.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -295,14 +300,11 @@ async fn lock_in_one_statement(tx: &mut Tx, id: &str) -> Result<Option<Locked>> 
 /// [`Locked`] on SQLite (no data-modifying CTEs): the order's lock, then
 /// the customer's.
 async fn lock_step_by_step(tx: &mut Tx, id: &str) -> Result<Option<Locked>> {
-    let order = sqlx::query(
-        "UPDATE orders SET updated_at = updated_at WHERE order_id = $1 AND status = $2 \
-         RETURNING customer_id, total_minor, currency",
-    )
-    .bind(id)
-    .bind(OrderStatus::Pending.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
+    let order = sqlx::query(LOCK_PENDING_ORDER)
+        .bind(id)
+        .bind(OrderStatus::Pending.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(order) = order else {
         return Ok(None);
     };

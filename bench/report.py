@@ -19,7 +19,8 @@ SYSTEMS = [("python", "Python peer"), ("rust-ceiling", "Rust ceiling"),
            ("ordersaga", "ordersaga (PlaceOrder)"), ("ordersaga-start", "ordersaga (bare start)"),
            ("ordersaga-traced", "ordersaga (PlaceOrder), traces on"),
            ("ordersaga-start-traced", "ordersaga (bare start), traces on"),
-           ("ordersaga-open", "ordersaga (PlaceOrder), open loop")]
+           ("ordersaga-open", "ordersaga (PlaceOrder), open loop"),
+           ("ordersaga-traced-open", "ordersaga (PlaceOrder), open loop, traces on")]
 COLS = [("wf_per_s", "wf/s", 1), ("start_p50_ms", "start p50 ms", 1), ("start_p99_ms", "start p99 ms", 1),
         ("e2e_p50_ms", "e2e p50 ms", 0), ("e2e_p95_ms", "e2e p95 ms", 0), ("e2e_p99_ms", "e2e p99 ms", 0),
         ("e2e_mean_ms", "e2e mean ms", 0), ("result_mean_ms", "close to result mean ms", 0),
@@ -135,36 +136,55 @@ def measuring_machine(path: str) -> str:
     return line
 
 
+def server_cores(r):
+    """The dev server's CPU per second of the run (cores): under load it
+    stays near one core whatever the rate (bench/notes.md, session 26), so
+    its CPU per order is one core over the rate, not work per order."""
+    x, w = r.get("server_cpu_ms_per_wf"), r.get("wf_per_s")
+    return x * w / 1000 if isinstance(x, (int, float)) and isinstance(w, (int, float)) else None
+
+
 def trace_rounds(runs, s):
-    """Per round of scenario `s`: (throughput on/off, the dev server's CPU
-    per order on/off), traced over untraced run of the same round."""
+    """Per round of scenario `s`, traced over untraced run of the same
+    round: (throughput, the dev server's cores, the host probe), each
+    on/off; None where a run lacks the figure."""
     ra, rb = runs.get(f"{s}/ordersaga-traced", []), runs.get(f"{s}/ordersaga", [])
-    pairs = []
-    for i in range(min(len(ra), len(rb))):
-        w, z = ra[i].get("wf_per_s"), rb[i].get("wf_per_s")
-        x, y = ra[i].get("server_cpu_ms_per_wf"), rb[i].get("server_cpu_ms_per_wf")
-        if all(isinstance(v, (int, float)) for v in (w, x)) and z and y:
-            pairs.append((w / z, x / y))
-    return pairs
+    div = lambda a_, b_: a_ / b_ if isinstance(a_, (int, float)) and b_ else None
+    return [(div(ra[i].get("wf_per_s"), rb[i].get("wf_per_s")),
+             div(server_cores(ra[i]), server_cores(rb[i])),
+             div(ra[i].get("host_probe_ms"), rb[i].get("host_probe_ms")))
+            for i in range(min(len(ra), len(rb)))]
 
 
-def closed_loop_rounds(runs, scen):
-    """[`trace_rounds`] of every closed-loop scenario (S3's one order at a
-    time left out), as (server CPU on/off - 1, throughput on/off)."""
-    return [(x - 1, y) for s in scen if s != "S3" for y, x in trace_rounds(runs, s)]
+def machine_ms(r):
+    """All processes' CPU per order over a run (warm-up excluded), ms."""
+    b, n = r.get("machine_busy_s"), r.get("completed")
+    return b * 1000 / n if isinstance(b, (int, float)) and n else None
 
 
-def trace_fit(pairs):
-    """Least squares of a round's traced/untraced throughput on its
-    server's extra CPU per order ([`closed_loop_rounds`]): (intercept,
-    slope, rounds), the intercept being the ratio at equal server pacing,
-    what the spans alone cost; None when the rounds cannot fit a line."""
-    if len(pairs) < 4 or len({x for x, _ in pairs}) < 2:
-        return None
-    mx = sum(x for x, _ in pairs) / len(pairs)
-    my = sum(y for _, y in pairs) / len(pairs)
-    slope = sum((x - mx) * (y - my) for x, y in pairs) / sum((x - mx) ** 2 for x, _ in pairs)
-    return my - slope * mx, slope, len(pairs)
+def one_load_rounds(runs, s):
+    """Per round of scenario `s`, its open-loop runs without and with
+    traces at the same rate: (rate, what the spans cost the API and the
+    worker(s) per order in ms, that as a share of the untraced order's
+    machine CPU, host probe on/off); None where a figure is missing."""
+    out = []
+    for off, on in zip(runs.get(f"{s}/ordersaga-open", []), runs.get(f"{s}/ordersaga-traced-open", [])):
+        if off.get("rate") != on.get("rate"):
+            continue
+        shop = ("worker_cpu_ms_per_wf", "api_cpu_ms_per_wf")
+        if not all(isinstance(r.get(k), (int, float)) for r in (off, on) for k in shop):
+            continue
+        spent = sum(on[k] - off[k] for k in shop)
+        whole = machine_ms(off)
+        probe = (on["host_probe_ms"] / off["host_probe_ms"]
+                 if off.get("host_probe_ms") and isinstance(on.get("host_probe_ms"), (int, float)) else None)
+        out.append((off["rate"], spent, spent / whole if whole else None, probe))
+    return out
+
+
+def per_round(rounds, k):
+    """Column `k` of [`trace_rounds`], as the report prints it."""
+    return ", ".join("-" if r[k] is None else f"{r[k]:.2f}" for r in rounds)
 
 
 def trace_cpu(med, s):
@@ -406,18 +426,20 @@ def main() -> None:
                 if isinstance(ra[i].get(key), (int, float)) and rb[i].get(key)]
         return min(vals) if vals else None
 
-    fit = trace_fit(closed_loop_rounds(runs, scen))
     for s in scen:
         if (s, "ordersaga-traced") not in med or (s, "ordersaga") not in med:
             continue
         v = ratio(s, "ordersaga-traced", "ordersaga", "wf_per_s")
-        why = ["the traced runs' server CPU per order over the untraced ones' "
-               + ", ".join(f"{x:.2f}" for _, x in trace_rounds(runs, s)) + " by round"]
-        if fit:
-            why.append(f"at equal server CPU per order {fit[0]:.2f}x (Tracing overhead)")
+        rounds = trace_rounds(runs, s)
+        why = ["on/off by round: the dev server's cores " + per_round(rounds, 1)
+               + " (as busy in both: its CPU per order follows the rate), the host probe "
+               + per_round(rounds, 2)]
         spans = trace_cpu(med, s)
         if spans is not None:
             why.append(f"the spans' CPU {100 * spans:.1f}% of an order's")
+        shares = [x[2] for x in one_load_rounds(runs, s) if x[2] is not None]
+        if shares:
+            why.append(f"at one load {100 * statistics.median(shares):.1f}% (Tracing overhead)")
         check(f"{s} ordersaga throughput with traces on >= 0.95x of without (overhead <= 5%)", v,
               lambda x: x >= 0.95, f"{v:.2f}x" if v else "", "; ".join(why))
     for s in ("S2",):
@@ -444,19 +466,24 @@ def main() -> None:
                      if r.get("machine_busy_s") and r.get("machine_wall_s")]
             m = med[(s, "ordersaga")]
             parts = [m.get(k) for k in ("server_cpu_ms_per_wf", "worker_cpu_ms_per_wf", "api_cpu_ms_per_wf")]
-            if not (machine_ms and cores and all(isinstance(x, (int, float)) for x in parts)):
+            busy = [server_cores(r) for r in rs if server_cores(r) is not None]
+            if not (machine_ms and cores and busy and all(isinstance(x, (int, float)) for x in parts)):
                 return None
             whole = statistics.median(machine_ms)
-            return whole, parts, whole - sum(parts), statistics.median(cores)
+            return whole, parts, whole - sum(parts), statistics.median(cores), statistics.median(busy)
 
         p_cost, s2_cost = per_order("P"), per_order("S2")
         why = ""
         if p_cost and s2_cost:
-            why = (f"an order took {p_cost[0]:.1f} ms of the machine's CPU in P against {s2_cost[0]:.1f} in S2 "
-                   f"(server {p_cost[1][0]:.1f} / {s2_cost[1][0]:.1f}, worker(s) {p_cost[1][1]:.1f} / "
-                   f"{s2_cost[1][1]:.1f}, API {p_cost[1][2]:.1f} / {s2_cost[1][2]:.1f}, the rest - PostgreSQL "
-                   f"in P, NATS, the load tool, the kernel - {p_cost[2]:.1f} / {s2_cost[2]:.1f}), with "
-                   f"{p_cost[3]:.2f} of 2 cores busy against {s2_cost[3]:.2f}")
+            # The server's CPU per order is its near-constant cores over
+            # the rate; what differs is what the processes around it cost.
+            why = (f"the dev server busy {p_cost[4]:.2f} / {s2_cost[4]:.2f} cores (its CPU per order "
+                   f"follows the rate); the rest of an order's CPU in P against S2: worker(s) "
+                   f"{p_cost[1][1]:.1f} / {s2_cost[1][1]:.1f} ms, API {p_cost[1][2]:.1f} / {s2_cost[1][2]:.1f}, "
+                   f"PostgreSQL in P, NATS, the load tool and the kernel {p_cost[2]:.1f} / {s2_cost[2]:.1f}, "
+                   f"{p_cost[0] - p_cost[1][0]:.1f} / {s2_cost[0] - s2_cost[1][0]:.1f} ms in all, with "
+                   f"{p_cost[3]:.2f} of 2 cores busy against {s2_cost[3]:.2f}: on this host they share "
+                   "the two cores with the server")
         check("P/S2 ordersaga throughput >= 0.8x", v, lambda x: x >= 0.8, f"{v:.2f}x" if v else "", why)
         v = s2["e2e_p50_ms"] / p_["e2e_p50_ms"] if p_.get("e2e_p50_ms") and s2.get("e2e_p50_ms") else None
         why = ""
@@ -505,10 +532,6 @@ def main() -> None:
             w, st, n = r.get("machine_wall_s"), r.get("machine_steal_s"), r.get("machine_cpus")
             return f"{100 * st / (w * n):.0f}%" if w and n and st is not None else ""
 
-        def machine_ms(r):
-            busy, n = r.get("machine_busy_s"), r.get("completed")
-            return fmt(busy * 1000 / n, 1) if busy and n else ""
-
         def in_flight(r):
             # The peer's bench.py reports the mean, not the sum: both give it.
             mean, wall, n = r.get("e2e_mean_ms"), r.get("wall_s"), r.get("completed")
@@ -537,7 +560,7 @@ def main() -> None:
                            f"{fmt(b_.get('server_cpu_ms_per_wf'), 1)} | {fmt(b_.get('st_per_wf'), 1)} | "
                            f"{fmt(b_.get('e2e_p50_ms'), 0)} | {in_flight(a_)} / {in_flight(b_)} | "
                            f"{fmt(b_.get('e2e_max_ms') and b_['e2e_max_ms'] / 1000, 1)} | "
-                           f"{steal(a_)} / {steal(b_)} | {machine_ms(b_)} | "
+                           f"{steal(a_)} / {steal(b_)} | {fmt(machine_ms(b_), 1)} | "
                            f"{fmt(b_.get('host_probe_ms'), 2)} |")
         out.append("")
 
@@ -562,14 +585,18 @@ def main() -> None:
                 "the throughput a CPU-bound machine gives up, steadier than the throughput ratio "
                 "where the server's dispatch pacing swings a round, though a worker's CPU per order "
                 "moves with that pacing too (more polls per order when its tasks come slower).", "",
-                "*Server CPU on/off per round*: the dev server's CPU per order in the traced run over the "
-                "untraced one's. The server traces nothing, so this is its dispatch pacing, which differs "
-                "between fresh servers; a round whose traced server spent more per order runs slower for "
-                "that alone.", "",
-                "| scenario | wf/s off | wf/s on | on/off per round | server CPU on/off per round | "
-                "e2e p50 ms off / on | worker CPU ms/wf off / on | API CPU ms/wf off / on | trace CPU | "
-                "spans/order | traces/order |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "*Server cores on/off per round*: the dev server's CPU per second in the traced run over "
+                "the untraced one's. Under load the dev server stays near one core whatever its rate "
+                "(every persistence call goes through one SQLite connection, the plugin's default), so "
+                "its CPU per order is "
+                "one core over the rate and says nothing of the work an order costs it; a ratio near 1 "
+                "says both runs had the server equally busy. *Host probe on/off*: how fast the host ran "
+                "the traced run against the untraced one (above 1: slower), which moves a round's "
+                "ratio whatever the spans cost.", "",
+                "| scenario | wf/s off | wf/s on | on/off per round | server cores on/off per round | "
+                "host probe on/off per round | e2e p50 ms off / on | worker CPU ms/wf off / on | "
+                "API CPU ms/wf off / on | trace CPU | spans/order | traces/order |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for s in traced:
             off, on = med[(s, "ordersaga")], med[(s, "ordersaga-traced")]
             rounds = trace_rounds(runs, s)
@@ -577,19 +604,42 @@ def main() -> None:
             spans = trace_cpu(med, s)
             ra = runs[f"{s}/ordersaga-traced"]
             out.append(f"| {s} | {fmt(off['wf_per_s'], 1)} | {fmt(on['wf_per_s'], 1)} | "
-                       f"{', '.join(f'{y:.2f}x' for y, _ in rounds)} | {', '.join(f'{x:.2f}' for _, x in rounds)} | "
+                       f"{', '.join('-' if r[0] is None else f'{r[0]:.2f}x' for r in rounds)} | "
+                       f"{per_round(rounds, 1)} | {per_round(rounds, 2)} | "
                        f"{both('e2e_p50_ms', 0)} | {both('worker_cpu_ms_per_wf', 1)} | "
                        f"{both('api_cpu_ms_per_wf', 1)} | {'-' if spans is None else f'{100 * spans:.1f}%'} | "
                        f"{fmt(median(ra, 'spans_per_order'), 1)} | {fmt(median(ra, 'traces_per_order'), 2)} |")
         out.append("")
-        fit = trace_fit(closed_loop_rounds(runs, traced))
-        if fit:
-            a0, slope, n_ = fit
-            out += [f"Over the {n_} closed-loop rounds above (S3's one order at a time left out), "
-                    f"traced/untraced throughput = {a0:.2f} {'+' if slope >= 0 else '-'} {abs(slope):.2f} x "
-                    f"(server CPU on/off - 1), least squares: at equal server CPU per order the traced runs "
-                    f"ran at {a0:.2f}x; each 10% more server CPU per order in a traced round moved its ratio "
-                    f"by {10 * slope:+.1f}%.", ""]
+        loads = {s: one_load_rounds(runs, s) for s in scen}
+        loads = {s: v for s, v in loads.items() if v}
+        if loads:
+            out += ["At one load (`--open-load`, both runs of a round at the same rate, open loop): the "
+                    "rate, and with it the polls and the server's batching per order, is the same with "
+                    "and without traces, so the API's and worker(s)' extra CPU per order is what the "
+                    "spans cost, as a share of all the untraced order's CPU on the machine (the sink's "
+                    "own, a collector's work elsewhere in production, not counted).", "",
+                    "| scenario | rate per round | spans' CPU ms/order per round | share of the order's CPU "
+                    "per round | median share | host probe on/off per round |", "|---|---|---|---|---|---|"]
+            for s, v in loads.items():
+                shares = [x[2] for x in v if x[2] is not None]
+                out.append(f"| {s} | {', '.join(f'{x[0]:g}/s' for x in v)} | "
+                           f"{', '.join(f'{x[1]:.2f}' for x in v)} | "
+                           f"{', '.join('-' if x[2] is None else f'{100 * x[2]:.1f}%' for x in v)} | "
+                           f"{'-' if not shares else f'{100 * statistics.median(shares):.1f}%'} | "
+                           f"{', '.join('-' if x[3] is None else f'{x[3]:.2f}' for x in v)} |")
+            out.append("")
+        by_name = {s: [r["spans_by_name"] for r in runs[f"{s}/ordersaga-traced"] if r.get("spans_by_name")]
+                   for s in traced}
+        names = sorted({n for rs in by_name.values() for r in rs for n in r})
+        if names:
+            cols = [s for s in traced if by_name[s]]
+            out += ["Spans an order exports, by name (per order, warm-up included; median over rounds): "
+                    "what a cheaper trace would have to drop.", "",
+                    "| span | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+            for n in names:
+                cells = [fmt(statistics.median([r.get(n, 0) for r in by_name[s]]), 2) for s in cols]
+                out.append(f"| `{n}` | " + " | ".join(cells) + " |")
+            out.append("")
 
     files = sorted(glob.glob(os.path.join(a.worker_metrics_dir, "worker-metrics-*.txt"))) if a.worker_metrics_dir else []
     if files:

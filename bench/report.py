@@ -157,7 +157,8 @@ def trace_rounds(runs, s):
 
 
 def machine_ms(r):
-    """All processes' CPU per order over a run (warm-up excluded), ms."""
+    """All processes' CPU over a run (its warm-up orders included) per
+    completed order, ms."""
     b, n = r.get("machine_busy_s"), r.get("completed")
     return b * 1000 / n if isinstance(b, (int, float)) and n else None
 
@@ -432,7 +433,7 @@ def main() -> None:
         v = ratio(s, "ordersaga-traced", "ordersaga", "wf_per_s")
         rounds = trace_rounds(runs, s)
         why = ["on/off by round: the dev server's cores " + per_round(rounds, 1)
-               + " (as busy in both: its CPU per order follows the rate), the host probe "
+               + " (its CPU per order follows the rate), the host probe "
                + per_round(rounds, 2)]
         spans = trace_cpu(med, s)
         if spans is not None:
@@ -590,7 +591,7 @@ def main() -> None:
                 "less off) as a share of the untraced order's CPU in the API, worker(s) and server: "
                 "the throughput a CPU-bound machine gives up. Closed loop, a worker's CPU per order "
                 "also moves with the run's rate (more polls per order when its tasks come slower); "
-                "the table at one load below reads it without that.", "",
+                "with `--open-load`, the table at one load below reads it without that.", "",
                 "*Server cores on/off per round*: the dev server's CPU per second in the traced run over "
                 "the untraced one's. Under load the dev server spends about one core whatever its rate "
                 "(0.8-1.1 by scenario over every kept run, `bench/server-cores`; all its persistence "

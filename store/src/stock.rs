@@ -816,11 +816,17 @@ async fn take_from(tx: &mut Tx, warehouse: &WarehouseId, sku: &Sku, qty: i64) ->
     .await?
     .rows_affected();
     if took != 1 {
-        return Err(corrupt(format!(
-            "warehouse {warehouse} holds less {sku} than allocated"
-        )));
+        return Err(short_of_allocation(warehouse, sku));
     }
     Ok(())
+}
+
+/// A warehouse found holding less than its allocation, which was read
+/// under the product's lock: the stock rows disagree with themselves.
+fn short_of_allocation(warehouse: &WarehouseId, sku: &Sku) -> StoreError {
+    corrupt(format!(
+        "warehouse {warehouse} holds less {sku} than allocated"
+    ))
 }
 
 /// Allocates `wanted` over the warehouses (the product rows are locked
@@ -905,10 +911,7 @@ async fn take_in_one_statement(
     .await?
     .try_get("took")?;
     if took != 1 {
-        return Err(corrupt(format!(
-            "warehouse {warehouse} holds less {} than allocated",
-            line.sku
-        )));
+        return Err(short_of_allocation(warehouse, &line.sku));
     }
     Ok(())
 }
